@@ -1,0 +1,327 @@
+//! Status conditions shared by both custom resources.
+//!
+//! [`Condition`] has the wire format of Kubernetes' `metav1.Condition`, so status written by the
+//! previous (Go) operator deserializes unchanged.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition as MetaCondition;
+use k8s_openapi::jiff::Timestamp;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Status of a condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum ConditionStatus {
+    /// The condition holds.
+    True,
+    /// The condition does not hold.
+    False,
+    /// It cannot be determined whether the condition holds.
+    Unknown,
+}
+
+impl ConditionStatus {
+    /// The wire value (`True`, `False` or `Unknown`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::True => "True",
+            Self::False => "False",
+            Self::Unknown => "Unknown",
+        }
+    }
+
+    /// Parses the wire value; anything unrecognised maps to `Unknown`.
+    pub fn parse(value: &str) -> Self {
+        match value {
+            "True" => Self::True,
+            "False" => Self::False,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+impl From<bool> for ConditionStatus {
+    fn from(value: bool) -> Self {
+        if value { Self::True } else { Self::False }
+    }
+}
+
+impl fmt::Display for ConditionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One aspect of the observed state, in the format of `metav1.Condition`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Type of the condition in CamelCase, e.g. `Available`.
+    #[serde(rename = "type")]
+    #[schemars(length(min = 1, max = 316))]
+    pub type_: String,
+    /// Whether the condition holds: `True`, `False` or `Unknown`.
+    pub status: ConditionStatus,
+    /// When the status last changed from one value to another.
+    pub last_transition_time: Time,
+    /// Machine-readable CamelCase identifier of the cause of the last transition.
+    #[schemars(length(min = 1, max = 1024))]
+    pub reason: String,
+    /// Human-readable details about the last transition; may be empty.
+    #[serde(default)]
+    #[schemars(length(max = 32768))]
+    pub message: String,
+    /// The `.metadata.generation` of the object this condition was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub observed_generation: Option<i64>,
+}
+
+/// The current time, in the timestamp type used by conditions and status fields.
+pub fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+impl Condition {
+    /// A condition stamped with the current time and no observed generation.
+    pub fn new(
+        type_: impl Into<String>,
+        status: impl Into<ConditionStatus>,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            type_: type_.into(),
+            status: status.into(),
+            last_transition_time: now(),
+            reason: reason.into(),
+            message: message.into(),
+            observed_generation: None,
+        }
+    }
+
+    /// Sets the observed generation (builder style).
+    pub fn with_generation(mut self, generation: Option<i64>) -> Self {
+        self.observed_generation = generation;
+        self
+    }
+
+    /// Sets the transition time (builder style), e.g. for deterministic tests.
+    pub fn with_time(mut self, time: Time) -> Self {
+        self.last_transition_time = time;
+        self
+    }
+
+    /// True when the status is `True`.
+    pub fn is_true(&self) -> bool {
+        self.status == ConditionStatus::True
+    }
+}
+
+/// Inserts or updates the condition of the same type; returns whether anything changed.
+///
+/// The stored `lastTransitionTime` is kept when the status did not change, so only real
+/// transitions move it. Reason, message and observed generation are always taken from `cond`.
+pub fn set_condition(conditions: &mut Vec<Condition>, cond: Condition) -> bool {
+    match conditions.iter_mut().find(|c| c.type_ == cond.type_) {
+        None => {
+            conditions.push(cond);
+            true
+        }
+        Some(existing) if existing.status != cond.status => {
+            *existing = cond;
+            true
+        }
+        Some(existing) => {
+            let changed = existing.reason != cond.reason
+                || existing.message != cond.message
+                || existing.observed_generation != cond.observed_generation;
+            existing.reason = cond.reason;
+            existing.message = cond.message;
+            existing.observed_generation = cond.observed_generation;
+            changed
+        }
+    }
+}
+
+/// Removes the condition of the given type; returns whether one was present.
+pub fn remove_condition(conditions: &mut Vec<Condition>, type_: &str) -> bool {
+    let before = conditions.len();
+    conditions.retain(|c| c.type_ != type_);
+    conditions.len() != before
+}
+
+/// The condition of the given type, if present.
+pub fn find_condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// True when the condition of the given type is present with status `True`.
+pub fn is_condition_true(conditions: &[Condition], type_: &str) -> bool {
+    find_condition(conditions, type_).is_some_and(Condition::is_true)
+}
+
+impl From<Condition> for MetaCondition {
+    fn from(c: Condition) -> Self {
+        Self {
+            last_transition_time: c.last_transition_time,
+            message: c.message,
+            observed_generation: c.observed_generation,
+            reason: c.reason,
+            status: c.status.as_str().to_string(),
+            type_: c.type_,
+        }
+    }
+}
+
+impl From<MetaCondition> for Condition {
+    fn from(c: MetaCondition) -> Self {
+        Self {
+            type_: c.type_,
+            status: ConditionStatus::parse(&c.status),
+            last_transition_time: c.last_transition_time,
+            reason: c.reason,
+            message: c.message,
+            observed_generation: c.observed_generation,
+        }
+    }
+}
+
+/// Condition types and reasons used on `ModelRegistry` objects.
+pub mod model_registry {
+    /// Condition types.
+    pub mod types {
+        /// The registry's REST service is serving (deployment available, endpoints ready).
+        pub const AVAILABLE: &str = "Available";
+        /// The operator is creating or updating the registry's deployment.
+        pub const PROGRESSING: &str = "Progressing";
+        /// The registry is not fully functional, e.g. while being deleted.
+        pub const DEGRADED: &str = "Degraded";
+        /// The OpenShift OAuth proxy and its route are ready.
+        pub const OAUTH_PROXY_AVAILABLE: &str = "OAuthProxyAvailable";
+        /// The kube-rbac-proxy sidecar and its route are ready.
+        pub const KUBE_RBAC_PROXY_AVAILABLE: &str = "KubeRBACProxyAvailable";
+        /// The Istio resources (VirtualService, DestinationRule, policies) are ready.
+        pub const ISTIO_AVAILABLE: &str = "IstioAvailable";
+        /// The Istio gateway and its routes are ready.
+        pub const GATEWAY_AVAILABLE: &str = "GatewayAvailable";
+    }
+
+    /// Condition reasons.
+    pub mod reasons {
+        /// The deployment is being created.
+        pub const CREATING_DEPLOYMENT: &str = "CreatingDeployment";
+        /// The deployment is being updated.
+        pub const UPDATING_DEPLOYMENT: &str = "UpdatingDeployment";
+        /// The deployment was created or updated.
+        pub const CREATED_DEPLOYMENT: &str = "CreatedDeployment";
+        /// The deployment is available.
+        pub const DEPLOYMENT_AVAILABLE: &str = "DeploymentAvailable";
+        /// The deployment is not (yet) available.
+        pub const DEPLOYMENT_UNAVAILABLE: &str = "DeploymentUnavailable";
+        /// The spec or the database settings are wrong.
+        pub const CONFIGURATION_ERROR: &str = "ConfigurationError";
+        /// Dependent resources (proxy, Istio, gateway) are not ready.
+        pub const RESOURCES_UNAVAILABLE: &str = "ResourcesUnavailable";
+        /// Dependent resources were created.
+        pub const CREATED_RESOURCES: &str = "CreatedResources";
+        /// Dependent resources are ready.
+        pub const RESOURCES_AVAILABLE: &str = "ResourcesAvailable";
+        /// The object is being deleted and its resources cleaned up.
+        pub const FINALIZING: &str = "Finalizing";
+    }
+}
+
+/// Condition types and reasons used on `ModelTransfer` objects.
+pub mod model_transfer {
+    /// Condition types.
+    pub mod types {
+        /// The transfer finished successfully.
+        pub const COMPLETE: &str = "Complete";
+        /// The transfer failed and will not be retried.
+        pub const FAILED: &str = "Failed";
+        /// The model was registered in the Model Registry.
+        pub const REGISTERED: &str = "Registered";
+    }
+
+    /// Condition reasons.
+    pub mod reasons {
+        /// The spec is invalid.
+        pub const INVALID_CONFIGURATION: &str = "InvalidConfiguration";
+        /// The source could not be read.
+        pub const SOURCE_UNAVAILABLE: &str = "SourceUnavailable";
+        /// The destination refused the upload.
+        pub const DESTINATION_REJECTED: &str = "DestinationRejected";
+        /// The Model Registry refused the registration.
+        pub const REGISTRY_REJECTED: &str = "RegistryRejected";
+        /// The job ran longer than `spec.job.activeDeadlineSeconds`.
+        pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
+        /// The job failed more often than `spec.job.backoffLimit` allows.
+        pub const BACKOFF_LIMIT_EXCEEDED: &str = "BackoffLimitExceeded";
+        /// The transfer job was created.
+        pub const JOB_CREATED: &str = "JobCreated";
+        /// The transfer job is running.
+        pub const RUNNING: &str = "Running";
+        /// The transfer job succeeded.
+        pub const SUCCEEDED: &str = "Succeeded";
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).unwrap())
+    }
+
+    #[test]
+    fn set_condition_keeps_transition_time_when_status_unchanged() {
+        let mut conds = Vec::new();
+        let first = Condition::new("Available", true, "DeploymentAvailable", "ok").with_time(at(10));
+        assert!(set_condition(&mut conds, first));
+        let same = Condition::new("Available", true, "DeploymentAvailable", "ok").with_time(at(20));
+        assert!(!set_condition(&mut conds, same));
+        assert_eq!(conds[0].last_transition_time, at(10));
+        let new_msg = Condition::new("Available", true, "DeploymentAvailable", "still ok")
+            .with_generation(Some(2))
+            .with_time(at(30));
+        assert!(set_condition(&mut conds, new_msg));
+        assert_eq!(conds[0].last_transition_time, at(10));
+        assert_eq!(conds[0].message, "still ok");
+        assert_eq!(conds[0].observed_generation, Some(2));
+        let flipped =
+            Condition::new("Available", false, "DeploymentUnavailable", "down").with_time(at(40));
+        assert!(set_condition(&mut conds, flipped));
+        assert_eq!(conds[0].last_transition_time, at(40));
+        assert_eq!(conds.len(), 1);
+    }
+
+    #[test]
+    fn helpers_find_and_remove() {
+        let mut conds = vec![Condition::new("Progressing", false, "CreatedDeployment", "")];
+        assert!(!is_condition_true(&conds, "Progressing"));
+        assert!(find_condition(&conds, "Available").is_none());
+        assert!(remove_condition(&mut conds, "Progressing"));
+        assert!(!remove_condition(&mut conds, "Progressing"));
+    }
+
+    #[test]
+    fn wire_format_matches_metav1_condition() {
+        let json = serde_json::json!({
+            "type": "Available",
+            "status": "True",
+            "lastTransitionTime": "2024-05-01T10:00:00Z",
+            "reason": "DeploymentAvailable",
+            "message": "Deployment for model registry modelregistry-sample is available",
+            "observedGeneration": 3
+        });
+        let cond: Condition = serde_json::from_value(json.clone()).unwrap();
+        assert!(cond.is_true());
+        assert_eq!(serde_json::to_value(&cond).unwrap(), json);
+        let meta: MetaCondition = serde_json::from_value(json).unwrap();
+        assert_eq!(Condition::from(meta.clone()), cond);
+        assert_eq!(MetaCondition::from(cond), meta);
+    }
+}

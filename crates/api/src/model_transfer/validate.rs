@@ -1,0 +1,158 @@
+//! Rust implementation of the `ModelTransfer` CEL rules, for API servers that ignore CEL.
+
+use super::model::CustomProperties;
+use super::{ModelTransferSpec, TransferIntent};
+use crate::common::is_set;
+use crate::validation::{ValidationError, into_result};
+
+impl ModelTransferSpec {
+    /// Checks the rules the CRD expresses in CEL (except immutability, see
+    /// [`validate_update`](Self::validate_update)); errors name fields from the object root.
+    pub fn validate(&self) -> Result<(), Vec<ValidationError>> {
+        let mut errors = Vec::new();
+
+        let src = &self.source;
+        exactly_one(
+            "spec.source",
+            &[
+                ("s3", src.s3.is_some()),
+                ("oci", src.oci.is_some()),
+                ("uri", src.uri.is_some()),
+                ("pvc", src.pvc.is_some()),
+            ],
+            &mut errors,
+        );
+        let dst = &self.destination;
+        exactly_one(
+            "spec.destination",
+            &[
+                ("oci", dst.oci.is_some()),
+                ("s3", dst.s3.is_some()),
+                ("pvc", dst.pvc.is_some()),
+            ],
+            &mut errors,
+        );
+        let reg = &self.registry;
+        exactly_one(
+            "spec.registry",
+            &[
+                ("modelRegistryRef", reg.model_registry_ref.is_some()),
+                ("url", reg.url.is_some()),
+            ],
+            &mut errors,
+        );
+
+        self.validate_intent(&mut errors);
+
+        let model = &self.model;
+        if let Some(rm) = &model.registered_model {
+            validate_properties(
+                "spec.model.registeredModel.customProperties",
+                rm.custom_properties.as_ref(),
+                &mut errors,
+            );
+        }
+        if let Some(mv) = &model.model_version {
+            validate_properties(
+                "spec.model.modelVersion.customProperties",
+                mv.custom_properties.as_ref(),
+                &mut errors,
+            );
+        }
+        if let Some(ma) = &model.model_artifact {
+            validate_properties(
+                "spec.model.modelArtifact.customProperties",
+                ma.custom_properties.as_ref(),
+                &mut errors,
+            );
+        }
+
+        into_result(errors)
+    }
+
+    /// Checks an update from `old`: the spec is immutable, then the rules of
+    /// [`validate`](Self::validate).
+    pub fn validate_update(&self, old: &Self) -> Result<(), Vec<ValidationError>> {
+        if self != old {
+            return Err(vec![ValidationError::new(
+                "spec",
+                "is immutable; delete and re-create the ModelTransfer to change it",
+            )]);
+        }
+        self.validate()
+    }
+
+    fn validate_intent(&self, errors: &mut Vec<ValidationError>) {
+        let model = &self.model;
+        let rm = model.registered_model.as_ref();
+        let mv = model.model_version.as_ref();
+        let ma = model.model_artifact.as_ref();
+        match self.intent {
+            TransferIntent::CreateModel => {
+                if !rm.is_some_and(|m| is_set(&m.name)) {
+                    errors.push(ValidationError::new(
+                        "spec.model.registeredModel.name",
+                        "required when spec.intent is create_model",
+                    ));
+                }
+            }
+            TransferIntent::CreateVersion => {
+                if !rm.is_some_and(|m| is_set(&m.id) || is_set(&m.name)) {
+                    errors.push(ValidationError::new(
+                        "spec.model.registeredModel",
+                        "id or name is required when spec.intent is create_version",
+                    ));
+                }
+                if !mv.is_some_and(|v| is_set(&v.name)) {
+                    errors.push(ValidationError::new(
+                        "spec.model.modelVersion.name",
+                        "required when spec.intent is create_version",
+                    ));
+                }
+            }
+            TransferIntent::UpdateArtifact => {
+                if !ma.is_some_and(|a| is_set(&a.id)) {
+                    errors.push(ValidationError::new(
+                        "spec.model.modelArtifact.id",
+                        "required when spec.intent is update_artifact",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn exactly_one(at: &str, options: &[(&str, bool)], errors: &mut Vec<ValidationError>) {
+    let set: Vec<&str> = options
+        .iter()
+        .filter_map(|(name, on)| on.then_some(*name))
+        .collect();
+    if set.len() == 1 {
+        return;
+    }
+    let names: Vec<&str> = options.iter().map(|(name, _)| *name).collect();
+    let found = if set.is_empty() {
+        "none".to_string()
+    } else {
+        set.join(" and ")
+    };
+    errors.push(ValidationError::new(
+        at,
+        format!("exactly one of {} must be set, found {found}", names.join(", ")),
+    ));
+}
+
+fn validate_properties(
+    at: &str,
+    props: Option<&CustomProperties>,
+    errors: &mut Vec<ValidationError>,
+) {
+    for (name, value) in props.into_iter().flatten() {
+        if value.set_count() != 1 {
+            errors.push(ValidationError::new(
+                format!("{at}[{name}]"),
+                "exactly one of string, int, double or bool must be set",
+            ));
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! Test harness for model-registry-operator: real servers on loopback, started per test run.
+//!
+//! - [`cluster`]: a real kube-apiserver + etcd + kube-controller-manager (or an existing cluster),
+//!   with our CRDs installed and one namespace per test.
+//! - [`platform_apis`]: optional OpenShift / Istio / Authorino / Gateway API CRDs, per flavour.
+//! - [`s3`]: an S3 protocol server (s3s-fs) with SigV4 credentials enforced.
+//! - [`oci_registry`]: Debian's distribution registry, plain HTTP or htpasswd + TLS.
+//! - [`http_files`]: a static HTTP file server for `uri` sources.
+//! - [`model_registry`]: a stateful Model Registry REST stand-in, contract-tested with Prism.
+#![forbid(unsafe_code)]
+
+pub mod cluster;
+pub mod http_files;
+pub mod model_registry;
+pub mod oci_registry;
+pub mod platform_apis;
+pub mod ports;
+pub mod s3;
+pub mod tls;
+pub mod tools;
+pub mod wait;
+
+use std::sync::Once;
+
+/// Installs the one TLS crypto provider (aws-lc-rs) and a test log subscriber. Idempotent.
+pub fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("TEST_LOG")
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_test_writer()
+            .try_init();
+    });
+}

@@ -1,0 +1,195 @@
+//! An in-process S3 server (`s3s` protocol layer over `s3s-fs` storage) with SigV4 enforced.
+//!
+//! Why in-process: no binary to install, one server per test costs a thread and a temp dir, and the
+//! stored objects are plain files a test can inspect. Why SigV4 enforced: the tool under test must sign
+//! requests correctly; an anonymous server would let a credential bug pass. Only path-style addressing
+//! is served (no virtual-host buckets), so clients must set `force_path_style`.
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context as _;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use hyper_util::rt::TokioIo;
+use s3s::auth::SimpleAuth;
+use s3s::service::{S3Service, S3ServiceBuilder};
+use sha2::{Digest as _, Sha256};
+
+use crate::http_files::ServerThread;
+
+/// The region the server claims; SigV4 scopes signatures to it.
+pub const REGION: &str = "us-east-1";
+
+/// A running S3 server backed by a temporary directory (each bucket is a sub-directory).
+pub struct S3Server {
+    // Field order matters: the server thread stops before the directory is deleted.
+    server: ServerThread,
+    access_key: String,
+    secret_key: String,
+    client: aws_sdk_s3::Client,
+    root: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for S3Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Server")
+            .field("endpoint", &self.endpoint())
+            .field("root", &self.root.path())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Fresh credentials per server, so a test cannot pass by reusing another server's keys.
+fn generate_keys() -> (String, String) {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = format!(
+        "{}-{}-{:?}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+    );
+    let digest = hex::encode(Sha256::digest(seed.as_bytes()));
+    let access = format!("MROTEST{}", digest[..13].to_ascii_uppercase());
+    let secret = digest[20..60].to_owned();
+    (access, secret)
+}
+
+/// Accepts connections forever, one HTTP/1.1 connection task per socket. The tasks die with the
+/// server thread's runtime when the [`S3Server`] is dropped.
+async fn serve(listener: tokio::net::TcpListener, service: S3Service) {
+    loop {
+        let socket = match listener.accept().await {
+            Ok((socket, _)) => socket,
+            Err(e) => {
+                tracing::warn!("s3 accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let service = service.clone();
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(socket), service);
+            if let Err(e) = conn.await {
+                tracing::debug!("s3 connection ended: {e}");
+            }
+        });
+    }
+}
+
+impl S3Server {
+    /// Starts a server on `127.0.0.1:<free port>` with fresh credentials and an empty root.
+    pub async fn start() -> anyhow::Result<Self> {
+        let root = tempfile::Builder::new().prefix("mro-s3-").tempdir()?;
+        let fs = s3s_fs::FileSystem::new(root.path()).map_err(|e| anyhow::anyhow!("s3s-fs root: {e:?}"))?;
+        let (access_key, secret_key) = generate_keys();
+        let mut builder = S3ServiceBuilder::new(fs);
+        builder.set_auth(SimpleAuth::from_single(access_key.clone(), secret_key.clone()));
+        let service = builder.build();
+        let server = ServerThread::spawn("s3", move |listener| serve(listener, service))?;
+        let endpoint = format!("http://{}", server.addr());
+        let client = build_client(&endpoint, &access_key, &secret_key);
+        Ok(Self {
+            server,
+            access_key,
+            secret_key,
+            client,
+            root,
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.server.addr())
+    }
+
+    /// The only access key the server accepts.
+    pub fn access_key(&self) -> &str {
+        &self.access_key
+    }
+
+    /// The secret for [`S3Server::access_key`].
+    pub fn secret_key(&self) -> &str {
+        &self.secret_key
+    }
+
+    /// The region clients should sign for.
+    pub fn region(&self) -> &'static str {
+        REGION
+    }
+
+    /// The storage directory: `<root>/<bucket>/<key>` are the objects (plus s3s-fs bookkeeping files).
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// A client with the right endpoint, credentials and S3-compatible settings, built at start.
+    ///
+    /// Its connection pool belongs to the runtime that first uses it; a test sharing the server across
+    /// runtimes (e.g. through a `static`) should call [`S3Server::new_client`] instead.
+    pub fn client(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+
+    /// A fresh client with the server's credentials.
+    pub fn new_client(&self) -> aws_sdk_s3::Client {
+        build_client(&self.endpoint(), &self.access_key, &self.secret_key)
+    }
+
+    /// A client for this endpoint signing with arbitrary credentials (for negative tests).
+    pub fn client_with_credentials(&self, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
+        build_client(&self.endpoint(), access_key, secret_key)
+    }
+
+    /// Creates a bucket through the S3 API (so it is exactly what a real client would see).
+    pub async fn create_bucket(&self, name: &str) -> anyhow::Result<()> {
+        self.new_client()
+            .create_bucket()
+            .bucket(name)
+            .send()
+            .await
+            .with_context(|| format!("create bucket {name}"))?;
+        Ok(())
+    }
+
+    /// Uploads `data` as `bucket/key` through the S3 API (test fixture convenience).
+    pub async fn put_object(&self, bucket: &str, key: &str, data: impl Into<bytes::Bytes>) -> anyhow::Result<()> {
+        self.new_client()
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(aws_sdk_s3::primitives::ByteStream::from(data.into()))
+            .send()
+            .await
+            .with_context(|| format!("put s3://{bucket}/{key}"))?;
+        Ok(())
+    }
+
+    /// Downloads `bucket/key` through the S3 API.
+    pub async fn get_object(&self, bucket: &str, key: &str) -> anyhow::Result<bytes::Bytes> {
+        let out = self
+            .new_client()
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .with_context(|| format!("get s3://{bucket}/{key}"))?;
+        Ok(out.body.collect().await.context("read object body")?.into_bytes())
+    }
+}
+
+/// An SDK client configured the way S3-compatible stores need: path-style addressing, and checksums
+/// only when an operation requires them (the SDK's newer CRC defaults are not universally supported).
+pub fn build_client(endpoint: &str, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(access_key, secret_key, None, None, "mro-tests"))
+        .force_path_style(true)
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}

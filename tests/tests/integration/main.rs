@@ -1,0 +1,9 @@
+//! Integration tests: one test binary, so one control plane per run; each test gets its own namespace.
+#![forbid(unsafe_code)]
+
+mod crds;
+mod model_registry_contract;
+mod smoke_http;
+mod smoke_kube;
+mod smoke_oci;
+mod smoke_s3;
