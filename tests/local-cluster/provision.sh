@@ -12,7 +12,9 @@ set -euo pipefail
 
 K8S_DEB_VERSION="${K8S_DEB_VERSION:-1.20.5+really1.20.2-1.1+deb12u1}"
 CACHE_ROOT="${MRO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/model-registry-operator}"
-BIN_DIR="$CACHE_ROOT/kubernetes-${K8S_DEB_VERSION}/bin"
+# Bump BUILD_REV whenever the way we build changes, so cached binaries are rebuilt.
+BUILD_REV=2
+BIN_DIR="$CACHE_ROOT/kubernetes-${K8S_DEB_VERSION}-r${BUILD_REV}/bin"
 
 log() { echo "provision: $*" >&2; }
 
@@ -51,7 +53,9 @@ ensure_deb_src() {
 }
 
 build_kubernetes() {
-  apt_install golang-go dpkg-dev rsync
+  # reflect2 1.0.1 (vendored in 1.20) crashes under Go >= 1.18 on the first custom resource write;
+  # Debian's packaged 1.0.2 fixes it and is API-compatible.
+  apt_install golang-go dpkg-dev rsync golang-github-modern-go-reflect2-dev
   ensure_deb_src
   local work="$CACHE_ROOT/src"
   mkdir -p "$work"
@@ -61,6 +65,13 @@ build_kubernetes() {
     log "fetching the kubernetes source package ${K8S_DEB_VERSION}"
     (cd "$work" && apt-get source -qq "kubernetes=${K8S_DEB_VERSION}" >&2)
     tree=$(find "$work" -maxdepth 1 -type d -name 'kubernetes-*' | head -n1)
+  fi
+  local reflect2=/usr/share/gocode/src/github.com/modern-go/reflect2
+  if [ -d "$reflect2" ]; then
+    rm -rf "$tree/vendor/github.com/modern-go/reflect2"
+    cp -r "$reflect2" "$tree/vendor/github.com/modern-go/reflect2"
+  else
+    log "warning: $reflect2 missing; the apiserver may crash on custom resources"
   fi
   log "building kube-apiserver, kube-controller-manager and kubectl in $tree (takes several minutes)"
   # GOPATH mode with the tree's vendored dependencies, as the package's own rules build it.

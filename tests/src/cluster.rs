@@ -45,7 +45,11 @@ impl Flavour {
     pub fn platform_apis(self) -> &'static [PlatformApi] {
         match self {
             Flavour::Vanilla => &[],
-            Flavour::OpenShift => &[PlatformApi::OpenShiftRoute, PlatformApi::OpenShiftUser, PlatformApi::OpenShiftConfig],
+            Flavour::OpenShift => &[
+                PlatformApi::OpenShiftRoute,
+                PlatformApi::OpenShiftUser,
+                PlatformApi::OpenShiftConfig,
+            ],
             Flavour::OpenShiftIstio => &[
                 PlatformApi::OpenShiftRoute,
                 PlatformApi::OpenShiftUser,
@@ -76,7 +80,11 @@ pub struct Cluster {
     stop_on_drop: bool,
 }
 
-static SHARED: [OnceCell<Cluster>; 3] = [OnceCell::const_new(), OnceCell::const_new(), OnceCell::const_new()];
+static SHARED: [OnceCell<Cluster>; 3] = [
+    OnceCell::const_new(),
+    OnceCell::const_new(),
+    OnceCell::const_new(),
+];
 
 /// The shared control plane of a flavour, started (and given our CRDs) on first use.
 pub async fn shared(flavour: Flavour) -> &'static Cluster {
@@ -90,7 +98,10 @@ pub async fn shared(flavour: Flavour) -> &'static Cluster {
                 Cluster::start(flavour, false).await
             }
             .unwrap_or_else(|e| panic!("cannot provide a {} control plane: {e:#}", flavour.slug()));
-            cluster.prepare(flavour).await.expect("install CRDs and platform APIs");
+            cluster
+                .prepare(flavour)
+                .await
+                .expect("install CRDs and platform APIs");
             cluster
         })
         .await
@@ -99,8 +110,13 @@ pub async fn shared(flavour: Flavour) -> &'static Cluster {
 /// A control plane of its own for one test (e.g. to install platform APIs mid-test). Stopped on drop.
 pub async fn private(flavour: Flavour) -> Cluster {
     crate::init();
-    let cluster = Cluster::start(flavour, true).await.expect("start a private control plane");
-    cluster.prepare(flavour).await.expect("install CRDs and platform APIs");
+    let cluster = Cluster::start(flavour, true)
+        .await
+        .expect("start a private control plane");
+    cluster
+        .prepare(flavour)
+        .await
+        .expect("install CRDs and platform APIs");
     cluster
 }
 
@@ -109,7 +125,8 @@ fn use_existing_cluster() -> bool {
 }
 
 async fn config_from(path: &Path) -> anyhow::Result<Config> {
-    let kc = Kubeconfig::read_from(path).with_context(|| format!("read kubeconfig {}", path.display()))?;
+    let kc = Kubeconfig::read_from(path)
+        .with_context(|| format!("read kubeconfig {}", path.display()))?;
     Ok(Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?)
 }
 
@@ -144,7 +161,13 @@ impl Cluster {
         let admin = config_from(&dir.join("admin.kubeconfig")).await?;
         let operator = config_from(&dir.join("operator.kubeconfig")).await?;
         let unprivileged = Some(config_from(&dir.join("unprivileged.kubeconfig")).await?);
-        Ok(Cluster { admin, operator, unprivileged, dir: Some(dir), stop_on_drop: private })
+        Ok(Cluster {
+            admin,
+            operator,
+            unprivileged,
+            dir: Some(dir),
+            stop_on_drop: private,
+        })
     }
 
     /// The cluster named by `KUBECONFIG`. The operator identity is a real ServiceAccount there,
@@ -152,10 +175,20 @@ impl Cluster {
     async fn existing() -> anyhow::Result<Cluster> {
         let admin = Config::infer().await?;
         let client = Client::try_from(admin.clone())?;
-        let token = service_account_token(&client, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT).await?;
+        let token =
+            service_account_token(&client, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT).await?;
         let mut operator = admin.clone();
-        operator.auth_info = kube::config::AuthInfo { token: Some(token.into()), ..Default::default() };
-        Ok(Cluster { admin, operator, unprivileged: None, dir: None, stop_on_drop: false })
+        operator.auth_info = kube::config::AuthInfo {
+            token: Some(token.into()),
+            ..Default::default()
+        };
+        Ok(Cluster {
+            admin,
+            operator,
+            unprivileged: None,
+            dir: None,
+            stop_on_drop: false,
+        })
     }
 
     async fn prepare(&self, flavour: Flavour) -> anyhow::Result<()> {
@@ -178,7 +211,9 @@ impl Cluster {
 
     /// A client for a user with no role bindings, when the cluster has one.
     pub fn unprivileged_client(&self) -> Option<Client> {
-        self.unprivileged.clone().map(|c| Client::try_from(c).expect("unprivileged client"))
+        self.unprivileged
+            .clone()
+            .map(|c| Client::try_from(c).expect("unprivileged client"))
     }
 
     /// The directory of a control plane started by the harness (kubeconfigs, logs).
@@ -208,7 +243,9 @@ impl Cluster {
             },
             ..Default::default()
         };
-        Api::<Namespace>::all(self.admin_client()).create(&PostParams::default(), &ns).await?;
+        Api::<Namespace>::all(self.admin_client())
+            .create(&PostParams::default(), &ns)
+            .await?;
         Ok(name)
     }
 }
@@ -227,9 +264,14 @@ impl Drop for Cluster {
 }
 
 async fn ensure_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
-    let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+    let ns =
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
     Api::<Namespace>::all(client.clone())
-        .patch(name, &PatchParams::apply(HARNESS_MANAGER), &Patch::Apply(ns))
+        .patch(
+            name,
+            &PatchParams::apply(HARNESS_MANAGER),
+            &Patch::Apply(ns),
+        )
         .await?;
     Ok(())
 }
@@ -256,16 +298,36 @@ pub fn crd_files() -> anyhow::Result<Vec<CustomResourceDefinition>> {
     Ok(crds)
 }
 
-/// Applies CRDs and waits until each is Established.
-pub async fn install_crds(client: &Client, crds: &[CustomResourceDefinition]) -> anyhow::Result<()> {
+/// The API server's minor version (e.g. 20 for 1.20).
+pub async fn server_minor(client: &Client) -> anyhow::Result<u32> {
+    let info = client.apiserver_version().await?;
+    let digits: String = info
+        .minor
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits
+        .parse()
+        .with_context(|| format!("unexpected server minor version {:?}", info.minor))
+}
+
+/// Applies CRDs and waits until each is Established. CEL rules are dropped for servers that
+/// predate them (they reject the unknown schema field), as `crdgen --server-minor` does for users.
+pub async fn install_crds(
+    client: &Client,
+    crds: &[CustomResourceDefinition],
+) -> anyhow::Result<()> {
     let api = Api::<CustomResourceDefinition>::all(client.clone());
     let pp = PatchParams::apply(HARNESS_MANAGER).force();
+    let minor = server_minor(client).await?;
     for crd in crds {
         let name = crd.metadata.name.clone().context("CRD without a name")?;
-        let mut crd = crd.clone();
+        let mut crd = mro_api::compat::for_server_minor(crd.clone(), minor);
         crd.metadata.managed_fields = None;
         crd.metadata.resource_version = None;
-        api.patch(&name, &pp, &Patch::Apply(&crd)).await.with_context(|| format!("apply CRD {name}"))?;
+        api.patch(&name, &pp, &Patch::Apply(&crd))
+            .await
+            .with_context(|| format!("apply CRD {name}"))?;
     }
     for crd in crds {
         let name = crd.metadata.name.clone().unwrap_or_default();
@@ -292,17 +354,34 @@ async fn wait_established(api: &Api<CustomResourceDefinition>, name: &str) -> an
 }
 
 /// A token for a ServiceAccount (created if missing) from the TokenRequest API.
-pub async fn service_account_token(client: &Client, namespace: &str, name: &str) -> anyhow::Result<String> {
+pub async fn service_account_token(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<String> {
     use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
     use k8s_openapi::api::core::v1::ServiceAccount;
     ensure_namespace(client, namespace).await?;
     let sas = Api::<ServiceAccount>::namespaced(client.clone(), namespace);
     let sa = serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}});
-    sas.patch(name, &PatchParams::apply(HARNESS_MANAGER), &Patch::Apply(sa)).await?;
+    sas.patch(
+        name,
+        &PatchParams::apply(HARNESS_MANAGER),
+        &Patch::Apply(sa),
+    )
+    .await?;
     let req = TokenRequest {
-        spec: TokenRequestSpec { audiences: vec![], expiration_seconds: Some(3600), ..Default::default() },
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
         ..Default::default()
     };
-    let resp = sas.create_token_request(name, &PostParams::default(), &req).await?;
-    resp.status.map(|s| s.token).context("TokenRequest returned no token")
+    let resp = sas
+        .create_token_request(name, &PostParams::default(), &req)
+        .await?;
+    resp.status
+        .map(|s| s.token)
+        .context("TokenRequest returned no token")
 }

@@ -36,7 +36,9 @@ pub struct ServerThread {
 
 impl std::fmt::Debug for ServerThread {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerThread").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("ServerThread")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -48,7 +50,8 @@ impl ServerThread {
         F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + 'static,
     {
-        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("bind loopback")?;
+        let listener =
+            std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("bind loopback")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let (tx, rx) = oneshot::channel::<()>();
@@ -60,7 +63,8 @@ impl ServerThread {
                     .build()
                     .expect("build server runtime");
                 rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener).expect("register listener");
+                    let listener =
+                        tokio::net::TcpListener::from_std(listener).expect("register listener");
                     tokio::select! {
                         () = serve(listener) => {}
                         _ = rx => {}
@@ -109,7 +113,10 @@ impl HttpAuth {
             HttpAuth::Bearer(token) => format!("Bearer {token}"),
             HttpAuth::Basic { username, password } => {
                 let raw = format!("{username}:{password}");
-                format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(raw)
+                )
             }
         }
     }
@@ -178,7 +185,12 @@ impl HttpFileServer {
                 tracing::warn!("http file server stopped: {e}");
             }
         })?;
-        Ok(Self { server, auth, log, root })
+        Ok(Self {
+            server,
+            auth,
+            log,
+            root,
+        })
     }
 
     /// `http://127.0.0.1:<port>` (no trailing slash).
@@ -281,21 +293,37 @@ async fn serve_file(State(state): State<AppState>, req: Request) -> Response {
         .expected_auth
         .as_ref()
         .is_none_or(|want| headers.get(header::AUTHORIZATION) == Some(want));
-    state.log.lock().expect("request log").push(RecordedRequest {
-        method: method.to_string(),
-        path: req.uri().path_and_query().map_or(path.clone(), |p| p.to_string()),
-        authorized,
-    });
+    state
+        .log
+        .lock()
+        .expect("request log")
+        .push(RecordedRequest {
+            method: method.to_string(),
+            path: req
+                .uri()
+                .path_and_query()
+                .map_or(path.clone(), |p| p.to_string()),
+            authorized,
+        });
 
     if !authorized {
         let challenge = match state.expected_auth.as_ref().and_then(|v| v.to_str().ok()) {
             Some(v) if v.starts_with("Basic") => r#"Basic realm="mro-tests""#,
             _ => r#"Bearer realm="mro-tests""#,
         };
-        return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)], "unauthorized\n").into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, challenge)],
+            "unauthorized\n",
+        )
+            .into_response();
     }
     if method != Method::GET && method != Method::HEAD {
-        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")]).into_response();
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET, HEAD")],
+        )
+            .into_response();
     }
     let Some(file) = resolve(&state.root, &path) else {
         return (StatusCode::BAD_REQUEST, "bad path\n").into_response();
@@ -315,7 +343,10 @@ async fn serve_file(State(state): State<AppState>, req: Request) -> Response {
                 Some(format!("bytes {start}-{end}/{len}")),
             ),
             None => {
-                return (StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, format!("bytes */{len}"))])
+                return (
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    [(header::CONTENT_RANGE, format!("bytes */{len}"))],
+                )
                     .into_response();
             }
         },
@@ -328,7 +359,11 @@ async fn serve_file(State(state): State<AppState>, req: Request) -> Response {
     if let Some(cr) = content_range {
         builder = builder.header(header::CONTENT_RANGE, cr);
     }
-    let body = if method == Method::HEAD { Body::empty() } else { Body::from(body) };
+    let body = if method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from(body)
+    };
     builder.body(body).expect("valid response")
 }
 
@@ -349,7 +384,10 @@ mod tests {
     #[test]
     fn paths_stay_under_root() {
         let root = Path::new("/srv");
-        assert_eq!(resolve(root, "/a/b%20c.bin"), Some(PathBuf::from("/srv/a/b c.bin")));
+        assert_eq!(
+            resolve(root, "/a/b%20c.bin"),
+            Some(PathBuf::from("/srv/a/b c.bin"))
+        );
         assert_eq!(resolve(root, "/a/../../etc/passwd"), None);
         assert_eq!(resolve(root, "/%2e%2e/x"), None);
     }

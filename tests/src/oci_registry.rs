@@ -17,6 +17,10 @@ use crate::tls::TestCa;
 /// Where Debian installs the registry; `MRO_DOCKER_REGISTRY` overrides it.
 pub const DEFAULT_REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
+/// A response header carrying a per-start random value, so readiness polling can tell our registry
+/// from any other process that happens to answer on the same port.
+const INSTANCE_HEADER: &str = "X-Mro-Test-Instance";
+
 /// How long to wait for `/v2/` to answer after spawning.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -107,15 +111,17 @@ fn config_yaml(
     htpasswd: Option<&Path>,
     tls: Option<(&Path, &Path)>,
     secret: &str,
+    instance: &str,
 ) -> String {
     let mut y = format!(
         "version: 0.1\n\
          log:\n  level: warn\n  accesslog:\n    disabled: true\n\
          storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n\
-         http:\n  addr: {addr}\n  secret: {secret}\n",
+         http:\n  addr: {addr}\n  secret: {secret}\n  headers:\n    {INSTANCE_HEADER}: [{instance}]\n",
         storage = yaml_str(&storage.to_string_lossy()),
         addr = yaml_str(addr),
         secret = yaml_str(secret),
+        instance = yaml_str(instance),
     );
     if let Some((cert, key)) = tls {
         y.push_str(&format!(
@@ -166,7 +172,10 @@ impl OciRegistry {
                     password: random_hex(24),
                 };
                 let path = dir.path().join("htpasswd");
-                std::fs::write(&path, htpasswd_line(&creds.username, &creds.password)? + "\n")?;
+                std::fs::write(
+                    &path,
+                    htpasswd_line(&creds.username, &creds.password)? + "\n",
+                )?;
                 (Some(creds), Some(path))
             }
         };
@@ -174,7 +183,8 @@ impl OciRegistry {
             RegistryMode::Plain => (None, None),
             RegistryMode::AuthTls => {
                 let ca = TestCa::try_new()?;
-                let files = ca.write_server_files(&dir.path().join("tls"), &["127.0.0.1", "localhost"])?;
+                let files =
+                    ca.write_server_files(&dir.path().join("tls"), &["127.0.0.1", "localhost"])?;
                 let material = TlsMaterial {
                     ca_pem: ca.cert_pem().to_owned(),
                     ca_path: files.ca_cert.clone(),
@@ -186,6 +196,7 @@ impl OciRegistry {
         let mut last_err = None;
         for _attempt in 0..3 {
             let host = format!("127.0.0.1:{}", crate::ports::free_port());
+            let instance = random_hex(16);
             let config = dir.path().join("config.yml");
             std::fs::write(
                 &config,
@@ -193,8 +204,11 @@ impl OciRegistry {
                     &host,
                     &storage,
                     htpasswd.as_deref(),
-                    server_files.as_ref().map(|f| (f.cert.as_path(), f.key.as_path())),
+                    server_files
+                        .as_ref()
+                        .map(|f| (f.cert.as_path(), f.key.as_path())),
                     &random_hex(32),
+                    &instance,
                 ),
             )?;
             let log_path = dir.path().join("registry.log");
@@ -212,10 +226,20 @@ impl OciRegistry {
                     cmd.env_remove(k);
                 }
             }
-            let mut child = cmd.spawn().with_context(|| format!("spawn {}", bin.display()))?;
+            let mut child = cmd
+                .spawn()
+                .with_context(|| format!("spawn {}", bin.display()))?;
             let scheme = if tls.is_some() { "https" } else { "http" };
             let http = probe_client(tls.as_ref().map(|t| t.ca_pem.as_str()))?;
-            match wait_ready(&mut child, &http, &format!("{scheme}://{host}/v2/"), &log_path).await {
+            match wait_ready(
+                &mut child,
+                &http,
+                &format!("{scheme}://{host}/v2/"),
+                &instance,
+                &log_path,
+            )
+            .await
+            {
                 Ok(()) => {
                     return Ok(OciRegistry {
                         child,
@@ -242,7 +266,11 @@ impl OciRegistry {
 
     /// `http://host` or `https://host`.
     pub fn base_url(&self) -> String {
-        format!("{}://{}", if self.is_tls() { "https" } else { "http" }, self.host)
+        format!(
+            "{}://{}",
+            if self.is_tls() { "https" } else { "http" },
+            self.host
+        )
     }
 
     /// Whether the registry serves HTTPS.
@@ -290,7 +318,8 @@ impl OciRegistry {
     pub fn docker_config_json(&self) -> String {
         let mut auths = serde_json::Map::new();
         if let Some(c) = &self.credentials {
-            let token = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.username, c.password));
+            let token = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", c.username, c.password));
             auths.insert(self.host.clone(), serde_json::json!({ "auth": token }));
         }
         serde_json::json!({ "auths": auths }).to_string()
@@ -299,7 +328,9 @@ impl OciRegistry {
     /// The credentials as `oci-client` wants them (anonymous without auth).
     pub fn registry_auth(&self) -> oci_client::secrets::RegistryAuth {
         match &self.credentials {
-            Some(c) => oci_client::secrets::RegistryAuth::Basic(c.username.clone(), c.password.clone()),
+            Some(c) => {
+                oci_client::secrets::RegistryAuth::Basic(c.username.clone(), c.password.clone())
+            }
             None => oci_client::secrets::RegistryAuth::Anonymous,
         }
     }
@@ -340,9 +371,16 @@ fn probe_client(ca_pem: Option<&str>) -> anyhow::Result<reqwest::Client> {
     Ok(b.build()?)
 }
 
-/// Polls `url` until the registry answers (200, or 401 from the auth registry), failing fast with the
-/// registry's log if the process exits (typically: the port was taken after we picked it).
-async fn wait_ready(child: &mut Child, http: &reqwest::Client, url: &str, log_path: &Path) -> anyhow::Result<()> {
+/// Polls `url` until our registry answers (200, or 401 from the auth registry, carrying our instance
+/// header), failing fast with the registry's log if the process exits (typically: the port was taken
+/// after we picked it).
+async fn wait_ready(
+    child: &mut Child,
+    http: &reqwest::Client,
+    url: &str,
+    instance: &str,
+    log_path: &Path,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         if let Some(status) = child.try_wait()? {
@@ -351,6 +389,10 @@ async fn wait_ready(child: &mut Child, http: &reqwest::Client, url: &str, log_pa
         }
         if let Ok(resp) = http.get(url).send().await
             && (resp.status().is_success() || resp.status() == reqwest::StatusCode::UNAUTHORIZED)
+            && resp
+                .headers()
+                .get(INSTANCE_HEADER)
+                .is_some_and(|v| v == instance)
         {
             return Ok(());
         }

@@ -58,7 +58,13 @@ fn kinds(api: PlatformApi) -> Vec<Kind> {
         PlatformApi::Istio => {
             let net: &'static [&'static str] = &["v1alpha3", "v1beta1", "v1"];
             vec![
-                Kind { group: "networking.istio.io", kind: "Gateway", plural: "gateways", namespaced: true, versions: net },
+                Kind {
+                    group: "networking.istio.io",
+                    kind: "Gateway",
+                    plural: "gateways",
+                    namespaced: true,
+                    versions: net,
+                },
                 Kind {
                     group: "networking.istio.io",
                     kind: "VirtualService",
@@ -129,7 +135,10 @@ fn crd(k: &Kind) -> CustomResourceDefinition {
 
 /// The CRDs that make up `apis`.
 pub fn crds(apis: &[PlatformApi]) -> Vec<CustomResourceDefinition> {
-    apis.iter().flat_map(|a| kinds(*a)).map(|k| crd(&k)).collect()
+    apis.iter()
+        .flat_map(|a| kinds(*a))
+        .map(|k| crd(&k))
+        .collect()
 }
 
 /// Installs the platform APIs and waits until they are served.

@@ -69,7 +69,8 @@ async fn serve(listener: tokio::net::TcpListener, service: S3Service) {
         };
         let service = service.clone();
         tokio::spawn(async move {
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(socket), service);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(socket), service);
             if let Err(e) = conn.await {
                 tracing::debug!("s3 connection ended: {e}");
             }
@@ -81,10 +82,14 @@ impl S3Server {
     /// Starts a server on `127.0.0.1:<free port>` with fresh credentials and an empty root.
     pub async fn start() -> anyhow::Result<Self> {
         let root = tempfile::Builder::new().prefix("mro-s3-").tempdir()?;
-        let fs = s3s_fs::FileSystem::new(root.path()).map_err(|e| anyhow::anyhow!("s3s-fs root: {e:?}"))?;
+        let fs = s3s_fs::FileSystem::new(root.path())
+            .map_err(|e| anyhow::anyhow!("s3s-fs root: {e:?}"))?;
         let (access_key, secret_key) = generate_keys();
         let mut builder = S3ServiceBuilder::new(fs);
-        builder.set_auth(SimpleAuth::from_single(access_key.clone(), secret_key.clone()));
+        builder.set_auth(SimpleAuth::from_single(
+            access_key.clone(),
+            secret_key.clone(),
+        ));
         let service = builder.build();
         let server = ServerThread::spawn("s3", move |listener| serve(listener, service))?;
         let endpoint = format!("http://{}", server.addr());
@@ -137,7 +142,11 @@ impl S3Server {
     }
 
     /// A client for this endpoint signing with arbitrary credentials (for negative tests).
-    pub fn client_with_credentials(&self, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
+    pub fn client_with_credentials(
+        &self,
+        access_key: &str,
+        secret_key: &str,
+    ) -> aws_sdk_s3::Client {
         build_client(&self.endpoint(), access_key, secret_key)
     }
 
@@ -153,7 +162,12 @@ impl S3Server {
     }
 
     /// Uploads `data` as `bucket/key` through the S3 API (test fixture convenience).
-    pub async fn put_object(&self, bucket: &str, key: &str, data: impl Into<bytes::Bytes>) -> anyhow::Result<()> {
+    pub async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: impl Into<bytes::Bytes>,
+    ) -> anyhow::Result<()> {
         self.new_client()
             .put_object()
             .bucket(bucket)
@@ -175,7 +189,12 @@ impl S3Server {
             .send()
             .await
             .with_context(|| format!("get s3://{bucket}/{key}"))?;
-        Ok(out.body.collect().await.context("read object body")?.into_bytes())
+        Ok(out
+            .body
+            .collect()
+            .await
+            .context("read object body")?
+            .into_bytes())
     }
 }
 
@@ -186,7 +205,13 @@ pub fn build_client(endpoint: &str, access_key: &str, secret_key: &str) -> aws_s
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(access_key, secret_key, None, None, "mro-tests"))
+        .credentials_provider(Credentials::new(
+            access_key,
+            secret_key,
+            None,
+            None,
+            "mro-tests",
+        ))
         .force_path_style(true)
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired)

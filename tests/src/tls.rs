@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use chrono::{Datelike as _, Duration, Utc};
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
 };
 
 /// A throw-away certificate authority: one self-signed root that signs leaf certificates for test servers.
@@ -62,8 +63,12 @@ impl TestCa {
     /// Fallible form of [`TestCa::new`].
     pub fn try_new() -> anyhow::Result<Self> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, "mro-tests root CA");
-        params.distinguished_name.push(DnType::OrganizationName, "model-registry-operator tests");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "mro-tests root CA");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "model-registry-operator tests");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -87,7 +92,8 @@ impl TestCa {
     /// Issues a server certificate for the given names; entries that parse as IP addresses become IP SANs,
     /// the rest DNS SANs. Returns `(cert_pem, key_pem)`.
     pub fn issue_server_cert(&self, sans: &[&str]) -> (String, String) {
-        self.try_issue_server_cert(sans).expect("issue server certificate")
+        self.try_issue_server_cert(sans)
+            .expect("issue server certificate")
     }
 
     /// Fallible form of [`TestCa::issue_server_cert`].
@@ -97,12 +103,17 @@ impl TestCa {
         let cn = sans.first().copied().unwrap_or("mro-tests server");
         params.distinguished_name.push(DnType::CommonName, cn);
         params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
         apply_validity(&mut params);
         let key = KeyPair::generate().context("generate server key")?;
-        let cert = params.signed_by(&key, &self.issuer).context("sign server certificate")?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .context("sign server certificate")?;
         Ok((cert.pem(), key.serialize_pem()))
     }
 
@@ -116,7 +127,11 @@ impl TestCa {
             cert: dir.join("server.crt"),
             key: dir.join("server.key"),
         };
-        for (path, pem) in [(&files.ca_cert, self.cert_pem.as_str()), (&files.cert, &cert_pem), (&files.key, &key_pem)] {
+        for (path, pem) in [
+            (&files.ca_cert, self.cert_pem.as_str()),
+            (&files.cert, &cert_pem),
+            (&files.key, &key_pem),
+        ] {
             std::fs::write(path, pem).with_context(|| format!("write {}", path.display()))?;
         }
         Ok(files)
@@ -124,15 +139,48 @@ impl TestCa {
 
     /// The CA as a reqwest trust root (use with `ClientBuilder::tls_certs_only`).
     pub fn reqwest_certificate(&self) -> reqwest::Certificate {
-        reqwest::Certificate::from_pem(self.cert_pem.as_bytes()).expect("CA PEM made by rcgen parses")
+        reqwest::Certificate::from_pem(self.cert_pem.as_bytes())
+            .expect("CA PEM made by rcgen parses")
     }
 
     /// A rustls root store holding only this CA.
     pub fn root_store(&self) -> rustls::RootCertStore {
         use rustls::pki_types::{CertificateDer, pem::PemObject as _};
-        let der = CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).expect("CA PEM made by rcgen parses");
+        let der = CertificateDer::from_pem_slice(self.cert_pem.as_bytes())
+            .expect("CA PEM made by rcgen parses");
         let mut store = rustls::RootCertStore::empty();
-        store.add(der).expect("CA certificate is a valid trust anchor");
         store
+            .add(der)
+            .expect("CA certificate is a valid trust anchor");
+        store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_is_shareable_and_issues_parsable_pems() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<TestCa>();
+
+        let ca = TestCa::new();
+        assert!(ca.cert_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+        let (cert, key) = ca.issue_server_cert(&["127.0.0.1", "localhost"]);
+        assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert_ne!(cert, ca.cert_pem());
+        assert_eq!(ca.root_store().len(), 1);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = ca
+            .write_server_files(dir.path(), &["localhost"])
+            .expect("write files");
+        assert_eq!(
+            std::fs::read_to_string(&files.ca_cert).expect("read ca"),
+            ca.cert_pem()
+        );
+        assert!(files.cert.exists() && files.key.exists());
     }
 }

@@ -3,8 +3,8 @@
 //! [`Condition`] has the wire format of Kubernetes' `metav1.Condition`, so status written by the
 //! previous (Go) operator deserializes unchanged.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition as MetaCondition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -69,7 +69,6 @@ pub struct Condition {
     #[schemars(length(min = 1, max = 1024))]
     pub reason: String,
     /// Human-readable details about the last transition; may be empty.
-    #[serde(default)]
     #[schemars(length(max = 32768))]
     pub message: String,
     /// The `.metadata.generation` of the object this condition was computed from.
@@ -279,7 +278,8 @@ mod tests {
     #[test]
     fn set_condition_keeps_transition_time_when_status_unchanged() {
         let mut conds = Vec::new();
-        let first = Condition::new("Available", true, "DeploymentAvailable", "ok").with_time(at(10));
+        let first =
+            Condition::new("Available", true, "DeploymentAvailable", "ok").with_time(at(10));
         assert!(set_condition(&mut conds, first));
         let same = Condition::new("Available", true, "DeploymentAvailable", "ok").with_time(at(20));
         assert!(!set_condition(&mut conds, same));
@@ -300,7 +300,12 @@ mod tests {
 
     #[test]
     fn helpers_find_and_remove() {
-        let mut conds = vec![Condition::new("Progressing", false, "CreatedDeployment", "")];
+        let mut conds = vec![Condition::new(
+            "Progressing",
+            false,
+            "CreatedDeployment",
+            "",
+        )];
         assert!(!is_condition_true(&conds, "Progressing"));
         assert!(find_condition(&conds, "Available").is_none());
         assert!(remove_condition(&mut conds, "Progressing"));

@@ -10,6 +10,7 @@
 //! not evaluate CEL. [`all_crds`] returns the CRDs to install.
 
 pub mod common;
+pub mod compat;
 pub mod condition;
 pub mod model_registry;
 pub mod model_transfer;

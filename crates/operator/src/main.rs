@@ -1,2 +1,65 @@
 #![forbid(unsafe_code)]
-fn main() {}
+//! The model-registry-operator binary: `run` (default) or `crdgen`.
+use clap::{Parser, Subcommand};
+use model_registry_operator::{crdgen, run, settings::Settings, telemetry};
+
+/// Kubernetes operator for Model Registry instances and model transfers.
+#[derive(Debug, Parser)]
+#[command(name = "model-registry-operator", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    settings: Settings,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the controllers against the cluster of the current kubeconfig or service account.
+    Run,
+    /// Print the CustomResourceDefinitions as multi-document YAML, write them to a directory
+    /// (--out-dir), or check committed files (--check --out-dir).
+    Crdgen(crdgen::CrdgenArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    // One TLS crypto provider for every client in the process, before any TLS is set up.
+    rustls::crypto::aws_lc_rs::default_provider()
+        .install_default()
+        .map_err(|_| anyhow::anyhow!("a rustls crypto provider was already installed"))?;
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Crdgen(args)) => crdgen::run(&args),
+        None | Some(Command::Run) => {
+            telemetry::init(cli.settings.log_format);
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(async move {
+                    let client = kube::Client::try_default().await?;
+                    let stopped = run::run(
+                        client,
+                        cli.settings,
+                        run::RunOptions::default(),
+                        shutdown_signal(),
+                    )
+                    .await?;
+                    if stopped == run::Stopped::LostLeadership {
+                        // Exit non-zero so the pod restarts and rejoins the election cleanly.
+                        anyhow::bail!("lost leadership");
+                    }
+                    Ok(())
+                })
+        }
+    }
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received; shutting down"),
+    }
+}

@@ -157,7 +157,10 @@ impl Client {
         for version in [ApiVersion::V1, ApiVersion::V1Alpha3] {
             match self.probe(version).await? {
                 Probe::Served => {
-                    tracing::debug!(prefix = version.prefix(), "Model Registry API prefix selected");
+                    tracing::debug!(
+                        prefix = version.prefix(),
+                        "Model Registry API prefix selected"
+                    );
                     return Ok(version);
                 }
                 Probe::NotServed => {
@@ -175,9 +178,13 @@ impl Client {
         })
     }
 
-    /// `GET {prefix}/registered_models?pageSize=1`: 2xx means served; a 404 without an API
-    /// error body means the router does not know the prefix; 401/403 mean served but refused,
-    /// which is reported as such rather than guessed around.
+    /// `GET {prefix}/registered_models?pageSize=1`: 2xx means served; 401/403 mean served (or
+    /// at least guarded) but refused, which is reported as such rather than guessed around.
+    ///
+    /// Any 404 means "not served", whatever the body: the list operation declares no 404 in
+    /// the OpenAPI document, so a 404 can only come from a router that does not know the
+    /// prefix. Real servers answer that with plain text, but stand-ins and proxies may wrap it
+    /// in an API error body, so the body is not a reliable signal.
     async fn probe(&self, version: ApiVersion) -> Result<Probe> {
         let url = self.url(version, &["registered_models"])?;
         let query = [("pageSize", "1".to_owned())];
@@ -191,13 +198,7 @@ impl Client {
             return Ok(Probe::Served);
         }
         if status == StatusCode::NOT_FOUND {
-            return Ok(
-                if serde_json::from_slice::<ApiErrorBody>(&body).is_ok() {
-                    Probe::Served
-                } else {
-                    Probe::NotServed
-                },
-            );
+            return Ok(Probe::NotServed);
         }
         Err(self.status_error(status, &body, &what))
     }
@@ -206,7 +207,8 @@ impl Client {
     pub(crate) async fn send<T: DeserializeOwned>(&self, req: Request<'_>) -> Result<T> {
         let (status, body, context) = self.execute(&req).await?;
         if status.is_success() {
-            return serde_json::from_slice(&body).map_err(|source| Error::Decode { context, source });
+            return serde_json::from_slice(&body)
+                .map_err(|source| Error::Decode { context, source });
         }
         Err(self.status_error(status, &body, &req.what))
     }

@@ -258,6 +258,9 @@ mod tests {
     #[test]
     fn prefixes() {
         assert_eq!(ApiVersion::V1.prefix(), "/api/model_registry/v1");
-        assert_eq!(ApiVersion::V1Alpha3.prefix(), "/api/model_registry/v1alpha3");
+        assert_eq!(
+            ApiVersion::V1Alpha3.prefix(),
+            "/api/model_registry/v1alpha3"
+        );
     }
 }

@@ -137,10 +137,8 @@ fn tls_cause(err: &(dyn std::error::Error + 'static)) -> Option<String> {
         if let Some(io) = e.downcast_ref::<std::io::Error>()
             && let Some(inner) = io.get_ref()
         {
-            if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
-                return Some(tls.to_string());
-            }
-            current = inner.source();
+            // The wrapped error may itself be an io::Error wrapping the rustls error.
+            current = Some(inner);
             continue;
         }
         current = e.source();
@@ -168,7 +166,9 @@ mod tests {
         let e = Error::from_status(StatusCode::BAD_GATEWAY, "x", "m".into());
         assert!(e.is_transient());
         assert_eq!(e.status(), Some(502));
-        assert!(!Error::from_status(StatusCode::INTERNAL_SERVER_ERROR, "x", "m".into()).is_transient());
+        assert!(
+            !Error::from_status(StatusCode::INTERNAL_SERVER_ERROR, "x", "m".into()).is_transient()
+        );
         assert!(!Error::from_status(StatusCode::UNAUTHORIZED, "x", "m".into()).is_transient());
     }
 }

@@ -36,6 +36,5 @@ pub use models::{
     MODEL_ARTIFACT_TYPE, ModelArtifact, ModelArtifactCreate, ModelArtifactFields,
     ModelArtifactList, ModelArtifactUpdate, ModelCard, ModelState, ModelVersion,
     ModelVersionCreate, ModelVersionList, ModelVersionUpdate, OrderBy, OtherArtifact,
-    RegisteredModel, RegisteredModelCreate, RegisteredModelList, RegisteredModelUpdate,
-    SortOrder,
+    RegisteredModel, RegisteredModelCreate, RegisteredModelList, RegisteredModelUpdate, SortOrder,
 };

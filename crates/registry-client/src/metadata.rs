@@ -207,9 +207,8 @@ mod tests {
 
     #[test]
     fn int_value_rejects_garbage() {
-        let r: Result<MetadataValue, _> = serde_json::from_value(
-            json!({"metadataType": "MetadataIntValue", "int_value": "4x"}),
-        );
+        let r: Result<MetadataValue, _> =
+            serde_json::from_value(json!({"metadataType": "MetadataIntValue", "int_value": "4x"}));
         assert!(r.is_err());
     }
 

@@ -15,16 +15,16 @@ pub const MODEL_ARTIFACT_TYPE: &str = "model-artifact";
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ArtifactState {
-    /// Also used for any state this client does not know yet.
-    #[default]
-    #[serde(other)]
-    Unknown,
     Pending,
     Live,
     MarkedForDeletion,
     Deleted,
     Abandoned,
     Reference,
+    /// The schema default; also used for any state this client does not know yet.
+    #[default]
+    #[serde(other)]
+    Unknown,
 }
 
 /// State of a registered model or model version (`RegisteredModelState`, `ModelVersionState`).

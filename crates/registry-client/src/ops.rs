@@ -36,8 +36,11 @@ impl Client {
         name: &str,
     ) -> Result<Option<RegisteredModel>> {
         self.send_optional(
-            Request::get(&["registered_model"], format!("registered model named {name:?}"))
-                .with_query(vec![("name", name.to_owned())]),
+            Request::get(
+                &["registered_model"],
+                format!("registered model named {name:?}"),
+            )
+            .with_query(vec![("name", name.to_owned())]),
         )
         .await
     }
@@ -88,8 +91,10 @@ impl Client {
 
     /// `GET /registered_models` (one page).
     pub async fn list_registered_models(&self, opts: &ListOptions) -> Result<RegisteredModelList> {
-        self.send(Request::get(&["registered_models"], "registered models").with_query(opts.to_query()))
-            .await
+        self.send(
+            Request::get(&["registered_models"], "registered models").with_query(opts.to_query()),
+        )
+        .await
     }
 
     // ---- model versions ----------------------------------------------------------------
@@ -249,9 +254,13 @@ impl Client {
                 &body,
             )?)
             .await?;
-        created.into_model_artifact().ok_or_else(|| Error::BadRequest {
-            message: format!("server answered the creation of the {what} with another artifact type"),
-        })
+        created
+            .into_model_artifact()
+            .ok_or_else(|| Error::BadRequest {
+                message: format!(
+                    "server answered the creation of the {what} with another artifact type"
+                ),
+            })
     }
 
     /// `GET /model_versions/{id}/artifacts` (one page), optionally limited to one artifact type.
@@ -344,7 +353,8 @@ where
     for _ in 0..MAX_PAGES {
         let page = fetch(token.clone()).await?;
         items.extend(page.items);
-        if page.next_page_token.is_empty() || token.as_deref() == Some(page.next_page_token.as_str())
+        if page.next_page_token.is_empty()
+            || token.as_deref() == Some(page.next_page_token.as_str())
         {
             return Ok(items);
         }

@@ -26,6 +26,7 @@ use anyhow::Context as _;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use store::DEFAULT_PAGE_SIZE;
@@ -51,7 +52,11 @@ pub struct StandInOptions {
 
 impl Default for StandInOptions {
     fn default() -> Self {
-        Self { token: None, serve_v1: true, default_page_size: DEFAULT_PAGE_SIZE }
+        Self {
+            token: None,
+            serve_v1: true,
+            default_page_size: DEFAULT_PAGE_SIZE,
+        }
     }
 }
 
@@ -70,7 +75,11 @@ impl StandInOptions {
 
     /// The prefixes served with these options.
     pub fn prefixes(&self) -> Vec<&'static str> {
-        if self.serve_v1 { vec![PREFIX_V1ALPHA3, PREFIX_V1] } else { vec![PREFIX_V1ALPHA3] }
+        if self.serve_v1 {
+            vec![PREFIX_V1ALPHA3, PREFIX_V1]
+        } else {
+            vec![PREFIX_V1ALPHA3]
+        }
     }
 }
 
@@ -91,7 +100,9 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// Which API prefix the request used, if any (the longest match, so v1alpha3 is not taken for v1).
     pub fn prefix(&self) -> Option<&'static str> {
-        [PREFIX_V1ALPHA3, PREFIX_V1].into_iter().find(|p| strip(&self.path, p).is_some())
+        [PREFIX_V1ALPHA3, PREFIX_V1]
+            .into_iter()
+            .find(|p| strip(&self.path, p).is_some())
     }
 
     /// The path below the prefix, e.g. `/registered_models/1` (the whole path if no prefix matched).
@@ -101,11 +112,14 @@ impl RecordedRequest {
 }
 
 fn strip<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
-    path.strip_prefix(prefix).filter(|rest| rest.is_empty() || rest.starts_with('/'))
+    path.strip_prefix(prefix)
+        .filter(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 fn resource_path(path: &str) -> &str {
-    strip(path, PREFIX_V1ALPHA3).or_else(|| strip(path, PREFIX_V1)).unwrap_or(path)
+    strip(path, PREFIX_V1ALPHA3)
+        .or_else(|| strip(path, PREFIX_V1))
+        .unwrap_or(path)
 }
 
 /// A scripted misbehaviour for the next matching requests, for retry and error-handling tests.
@@ -127,12 +141,26 @@ impl Fault {
     /// Answer the next matching request with `status` and an `Error` body, without touching state.
     pub fn respond(path: impl Into<String>, status: u16) -> Self {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        Self { method: None, path: path.into(), remaining: 1, status: Some(status), body: None, delay: Duration::ZERO }
+        Self {
+            method: None,
+            path: path.into(),
+            remaining: 1,
+            status: Some(status),
+            body: None,
+            delay: Duration::ZERO,
+        }
     }
 
     /// Hold the next matching request for `delay`, then serve it normally (timeouts, slow servers).
     pub fn delay(path: impl Into<String>, delay: Duration) -> Self {
-        Self { method: None, path: path.into(), remaining: 1, status: None, body: None, delay }
+        Self {
+            method: None,
+            path: path.into(),
+            remaining: 1,
+            status: None,
+            body: None,
+            delay,
+        }
     }
 
     /// Apply to this many matching requests (default 1).
@@ -172,7 +200,14 @@ impl Fault {
         let body = self.body.clone().unwrap_or_else(|| {
             json!({ "code": status.as_u16().to_string(), "message": "fault injected by the test" }).to_string()
         });
-        Some((status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
+        Some(
+            (
+                status,
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response(),
+        )
     }
 }
 
@@ -200,13 +235,15 @@ impl Shared {
     }
 }
 
-/// A running stand-in on `127.0.0.1:<ephemeral port>`; the server stops when this is dropped.
+/// A running stand-in on `127.0.0.1:<ephemeral port>`; the server shuts down when this is dropped
+/// (or, deterministically, on [`ModelRegistryStandIn::stop`]).
 #[derive(Debug)]
 pub struct ModelRegistryStandIn {
     shared: Arc<Shared>,
     addr: SocketAddr,
     prefixes: Vec<&'static str>,
-    task: JoinHandle<()>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl ModelRegistryStandIn {
@@ -225,12 +262,24 @@ impl ModelRegistryStandIn {
         });
         let prefixes = options.prefixes();
         let app = routes::router(shared.clone(), &prefixes);
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        // Graceful shutdown also closes idle keep-alive connections, so clients really lose the
+        // server (aborting the accept loop alone would leave those connections served).
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        });
         let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+            if let Err(e) = serve.await {
                 tracing::warn!("model registry stand-in stopped: {e}");
             }
         });
-        Ok(Self { shared, addr, prefixes, task })
+        Ok(Self {
+            shared,
+            addr,
+            prefixes,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        })
     }
 
     /// Starts one with default options (no token, both prefixes).
@@ -316,7 +365,13 @@ impl ModelRegistryStandIn {
 
     /// How many fault uses are still queued (0 once all fired).
     pub fn pending_faults(&self) -> usize {
-        self.shared.faults.lock().expect("faults lock").iter().map(|f| f.remaining).sum()
+        self.shared
+            .faults
+            .lock()
+            .expect("faults lock")
+            .iter()
+            .map(|f| f.remaining)
+            .sum()
     }
 
     pub fn clear_faults(&self) {
@@ -324,8 +379,29 @@ impl ModelRegistryStandIn {
     }
 }
 
+impl ModelRegistryStandIn {
+    /// Shuts the server down and waits (up to 10 s) until in-flight requests are answered and the
+    /// port is closed, for tests of an unreachable registry. State stays inspectable afterwards.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
 impl Drop for ModelRegistryStandIn {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
     }
 }

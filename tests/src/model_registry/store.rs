@@ -26,13 +26,22 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     pub(crate) fn bad_request(msg: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, message: msg.into() }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: msg.into(),
+        }
     }
     pub(crate) fn not_found(msg: impl Into<String>) -> Self {
-        Self { status: StatusCode::NOT_FOUND, message: msg.into() }
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: msg.into(),
+        }
     }
     pub(crate) fn conflict(msg: impl Into<String>) -> Self {
-        Self { status: StatusCode::CONFLICT, message: msg.into() }
+        Self {
+            status: StatusCode::CONFLICT,
+            message: msg.into(),
+        }
     }
 }
 
@@ -41,9 +50,12 @@ pub(crate) type ApiResult<T> = Result<T, ApiError>;
 /// Parses a path or query id, rejecting what the spec's id pattern rejects.
 pub(crate) fn parse_id(what: &str, raw: &str) -> ApiResult<u64> {
     if !is_id(raw) {
-        return Err(ApiError::bad_request(format!("invalid {what} id \"{raw}\"")));
+        return Err(ApiError::bad_request(format!(
+            "invalid {what} id \"{raw}\""
+        )));
     }
-    raw.parse().map_err(|_| ApiError::bad_request(format!("invalid {what} id \"{raw}\"")))
+    raw.parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid {what} id \"{raw}\"")))
 }
 
 /// One stored resource.
@@ -71,15 +83,22 @@ impl Record {
     }
 
     pub(crate) fn artifact_kind(&self) -> Option<ArtifactKind> {
-        self.str_field("artifactType").and_then(ArtifactKind::from_tag)
+        self.str_field("artifactType")
+            .and_then(ArtifactKind::from_tag)
     }
 
     /// The resource as the API returns it.
     pub(crate) fn render(&self) -> Value {
         let mut out = self.fields.clone();
         out.insert("id".into(), json!(self.id.to_string()));
-        out.insert("createTimeSinceEpoch".into(), json!(self.created.to_string()));
-        out.insert("lastUpdateTimeSinceEpoch".into(), json!(self.updated.to_string()));
+        out.insert(
+            "createTimeSinceEpoch".into(),
+            json!(self.created.to_string()),
+        );
+        out.insert(
+            "lastUpdateTimeSinceEpoch".into(),
+            json!(self.updated.to_string()),
+        );
         out.entry("customProperties").or_insert_with(|| json!({}));
         Value::Object(out)
     }
@@ -126,7 +145,9 @@ impl ListQuery {
     pub(crate) fn parse(q: &HashMap<String, String>, default_page_size: u32) -> ApiResult<Self> {
         let page_size = match q.get("pageSize").map(String::as_str) {
             None | Some("") => default_page_size,
-            Some(s) if is_id(s) => s.parse().map_err(|_| ApiError::bad_request("pageSize out of range"))?,
+            Some(s) if is_id(s) => s
+                .parse()
+                .map_err(|_| ApiError::bad_request("pageSize out of range"))?,
             Some(s) => return Err(ApiError::bad_request(format!("invalid pageSize \"{s}\""))),
         };
         let order_by = match q.get("orderBy").map(String::as_str) {
@@ -140,7 +161,12 @@ impl ListQuery {
             Some("DESC") => true,
             Some(s) => return Err(ApiError::bad_request(format!("invalid sortOrder \"{s}\""))),
         };
-        let mut query = ListQuery { page_size, order_by, descending, after: None };
+        let mut query = ListQuery {
+            page_size,
+            order_by,
+            descending,
+            after: None,
+        };
         if let Some(token) = q.get("nextPageToken").filter(|t| !t.is_empty()) {
             query.after = Some(query.decode_token(token)?);
         }
@@ -150,20 +176,29 @@ impl ListQuery {
     /// Tokens name the sort they belong to, so reusing one with another sort is a client bug we report.
     fn encode_token(&self, r: &Record) -> String {
         let dir = if self.descending { "DESC" } else { "ASC" };
-        let raw = format!("{}:{}:{}:{}", self.order_by.name(), dir, self.order_by.key(r), r.id);
+        let raw = format!(
+            "{}:{}:{}:{}",
+            self.order_by.name(),
+            dir,
+            self.order_by.key(r),
+            r.id
+        );
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
     }
 
     fn decode_token(&self, token: &str) -> ApiResult<(u64, u64)> {
         let invalid = || ApiError::bad_request(format!("invalid nextPageToken \"{token}\""));
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| invalid())?;
         let raw = String::from_utf8(raw).map_err(|_| invalid())?;
         let parts: Vec<&str> = raw.split(':').collect();
         let dir = if self.descending { "DESC" } else { "ASC" };
         match parts.as_slice() {
-            [order, d, key, id] if *order == self.order_by.name() && *d == dir => {
-                Ok((key.parse().map_err(|_| invalid())?, id.parse().map_err(|_| invalid())?))
-            }
+            [order, d, key, id] if *order == self.order_by.name() && *d == dir => Ok((
+                key.parse().map_err(|_| invalid())?,
+                id.parse().map_err(|_| invalid())?,
+            )),
             [_, _, _, _] => Err(ApiError::bad_request(
                 "nextPageToken was issued for a different orderBy/sortOrder",
             )),
@@ -184,7 +219,11 @@ impl ListQuery {
                 .iter()
                 .position(|r| {
                     let k = (self.order_by.key(r), r.id);
-                    if self.descending { k < after } else { k > after }
+                    if self.descending {
+                        k < after
+                    } else {
+                        k > after
+                    }
                 })
                 .unwrap_or(all.len()),
         };
@@ -252,7 +291,10 @@ impl Store {
 
     /// Milliseconds since the epoch, strictly increasing so time-ordered lists are deterministic.
     fn now(&mut self) -> u64 {
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
         self.last_millis = wall.max(self.last_millis + 1);
         self.last_millis
     }
@@ -273,7 +315,13 @@ impl Store {
     }
 
     /// Enforces the uniqueness rules for a record about to get `fields` (and `parent`).
-    fn check_unique(&self, t: Table, id: Option<u64>, parent: Option<u64>, fields: &Map<String, Value>) -> ApiResult<()> {
+    fn check_unique(
+        &self,
+        t: Table,
+        id: Option<u64>,
+        parent: Option<u64>,
+        fields: &Map<String, Value>,
+    ) -> ApiResult<()> {
         let others = self.table(t).values().filter(|r| Some(r.id) != id);
         let name = fields.get("name").and_then(Value::as_str);
         let external = fields.get("externalId").and_then(Value::as_str);
@@ -293,7 +341,8 @@ impl Store {
                 // Unattached artifacts share one namespace per artifact type.
                 Table::Artifacts => {
                     other.parent == parent
-                        && (parent.is_some() || other.fields.get("artifactType").and_then(Value::as_str) == kind)
+                        && (parent.is_some()
+                            || other.fields.get("artifactType").and_then(Value::as_str) == kind)
                 }
             };
             if same_scope && name.is_some() && other.name() == name {
@@ -314,7 +363,12 @@ impl Store {
     }
 
     /// Inserts a new record; `fields` were validated by the caller, defaults are filled in here.
-    pub(crate) fn create(&mut self, t: Table, parent: Option<u64>, mut fields: Map<String, Value>) -> ApiResult<Value> {
+    pub(crate) fn create(
+        &mut self,
+        t: Table,
+        parent: Option<u64>,
+        mut fields: Map<String, Value>,
+    ) -> ApiResult<Value> {
         for server_owned in ["id", "createTimeSinceEpoch", "lastUpdateTimeSinceEpoch"] {
             fields.remove(server_owned);
         }
@@ -337,25 +391,42 @@ impl Store {
         self.check_unique(t, None, parent, &fields)?;
         let id = self.next_id(t);
         let now = self.now();
-        let record = Record { id, created: now, updated: now, parent, fields };
+        let record = Record {
+            id,
+            created: now,
+            updated: now,
+            parent,
+            fields,
+        };
         let rendered = record.render();
         self.table_mut(t).insert(id, record);
         Ok(rendered)
     }
 
     /// Merges `patch` into an existing record (properties given replace the stored ones).
-    pub(crate) fn update(&mut self, t: Table, id: u64, patch: Map<String, Value>) -> ApiResult<Value> {
+    pub(crate) fn update(
+        &mut self,
+        t: Table,
+        id: u64,
+        patch: Map<String, Value>,
+    ) -> ApiResult<Value> {
         let current = self.get(t, id)?.clone();
         let mut fields = current.fields.clone();
         for (k, v) in patch {
-            if matches!(k.as_str(), "id" | "createTimeSinceEpoch" | "lastUpdateTimeSinceEpoch") {
+            if matches!(
+                k.as_str(),
+                "id" | "createTimeSinceEpoch" | "lastUpdateTimeSinceEpoch"
+            ) {
                 continue;
             }
             fields.insert(k, v);
         }
         self.check_unique(t, Some(id), current.parent, &fields)?;
         let now = self.now();
-        let record = self.table_mut(t).get_mut(&id).expect("record checked above");
+        let record = self
+            .table_mut(t)
+            .get_mut(&id)
+            .expect("record checked above");
         record.fields = fields;
         record.updated = now;
         Ok(record.render())
@@ -371,7 +442,12 @@ impl Store {
                 "artifact {artifact} already belongs to model version {p}"
             ))),
             None => {
-                self.check_unique(Table::Artifacts, Some(artifact), Some(version), &record.fields)?;
+                self.check_unique(
+                    Table::Artifacts,
+                    Some(artifact),
+                    Some(version),
+                    &record.fields,
+                )?;
                 self.artifacts.get_mut(&artifact).expect("checked").parent = Some(version);
                 Ok(())
             }
@@ -379,7 +455,11 @@ impl Store {
     }
 
     /// Records of a table matching optional filters (parent, name, externalId, artifact kind).
-    pub(crate) fn select<'a>(&'a self, t: Table, filter: &'a Filter) -> impl Iterator<Item = &'a Record> + 'a {
+    pub(crate) fn select<'a>(
+        &'a self,
+        t: Table,
+        filter: &'a Filter,
+    ) -> impl Iterator<Item = &'a Record> + 'a {
         self.table(t).values().filter(move |r| filter.matches(r))
     }
 }
@@ -397,7 +477,10 @@ impl Filter {
     fn matches(&self, r: &Record) -> bool {
         self.parent.is_none_or(|p| r.parent == Some(p))
             && self.name.as_deref().is_none_or(|n| r.name() == Some(n))
-            && self.external_id.as_deref().is_none_or(|e| r.external_id() == Some(e))
+            && self
+                .external_id
+                .as_deref()
+                .is_none_or(|e| r.external_id() == Some(e))
             && self.kind.is_none_or(|k| r.artifact_kind() == Some(k))
     }
 }

@@ -35,19 +35,33 @@ pub(crate) enum Ty {
 }
 
 /// `ArtifactState` values from the spec.
-pub const ARTIFACT_STATES: &[&str] =
-    &["UNKNOWN", "PENDING", "LIVE", "MARKED_FOR_DELETION", "DELETED", "ABANDONED", "REFERENCE"];
+pub const ARTIFACT_STATES: &[&str] = &[
+    "UNKNOWN",
+    "PENDING",
+    "LIVE",
+    "MARKED_FOR_DELETION",
+    "DELETED",
+    "ABANDONED",
+    "REFERENCE",
+];
 /// `RegisteredModelState` and `ModelVersionState` values from the spec.
 pub const MODEL_STATES: &[&str] = &["LIVE", "ARCHIVED"];
 const PARAMETER_TYPES: &[&str] = &["string", "number", "boolean", "object"];
 
 type Fields = &'static [(&'static str, Ty)];
 
-const BASE_UPDATE: Fields = &[("customProperties", Ty::Props), ("description", Ty::Str), ("externalId", Ty::Str)];
+const BASE_UPDATE: Fields = &[
+    ("customProperties", Ty::Props),
+    ("description", Ty::Str),
+    ("externalId", Ty::Str),
+];
 const BASE_CREATE: Fields = &[("name", Ty::Str)];
 /// Server-generated fields that the "full" schemas (`ModelVersion`, `Artifact`) also accept.
-const BASE_RESOURCE_OUT: Fields =
-    &[("id", Ty::Int64Str), ("createTimeSinceEpoch", Ty::Int64Str), ("lastUpdateTimeSinceEpoch", Ty::Int64Str)];
+const BASE_RESOURCE_OUT: Fields = &[
+    ("id", Ty::Int64Str),
+    ("createTimeSinceEpoch", Ty::Int64Str),
+    ("lastUpdateTimeSinceEpoch", Ty::Int64Str),
+];
 const BASE_ARTIFACT_OUT: Fields = &[("experimentId", Ty::Id), ("experimentRunId", Ty::Id)];
 
 const BASE_MODEL: Fields = &[
@@ -81,7 +95,11 @@ const MODEL_ARTIFACT_UPDATE: Fields = &[
     ("uri", Ty::Str),
     ("state", Ty::ArtifactState),
 ];
-const DOC_ARTIFACT_UPDATE: Fields = &[("artifactType", Ty::Str), ("uri", Ty::Str), ("state", Ty::ArtifactState)];
+const DOC_ARTIFACT_UPDATE: Fields = &[
+    ("artifactType", Ty::Str),
+    ("uri", Ty::Str),
+    ("state", Ty::ArtifactState),
+];
 const DATASET_UPDATE: Fields = &[
     ("artifactType", Ty::Str),
     ("digest", Ty::Str),
@@ -117,8 +135,13 @@ pub(crate) enum ArtifactKind {
 }
 
 impl ArtifactKind {
-    pub(crate) const ALL: [ArtifactKind; 5] =
-        [ArtifactKind::Model, ArtifactKind::Doc, ArtifactKind::DataSet, ArtifactKind::Metric, ArtifactKind::Parameter];
+    pub(crate) const ALL: [ArtifactKind; 5] = [
+        ArtifactKind::Model,
+        ArtifactKind::Doc,
+        ArtifactKind::DataSet,
+        ArtifactKind::Metric,
+        ArtifactKind::Parameter,
+    ];
 
     /// The discriminator value, as sent in `artifactType`.
     pub(crate) fn tag(self) -> &'static str {
@@ -168,13 +191,21 @@ impl Schema {
     pub(crate) fn registered_model(shape: Shape) -> Schema {
         let mut parts = vec![BASE_UPDATE, BASE_MODEL, REGISTERED_MODEL_UPDATE];
         match shape {
-            Shape::Update => Schema { name: "RegisteredModelUpdate", parts, required: &[] },
+            Shape::Update => Schema {
+                name: "RegisteredModelUpdate",
+                parts,
+                required: &[],
+            },
             Shape::Create | Shape::Full => {
                 parts.push(REGISTERED_MODEL_CREATE);
                 if shape == Shape::Full {
                     parts.push(BASE_RESOURCE_OUT);
                 }
-                Schema { name: "RegisteredModelCreate", parts, required: &["name"] }
+                Schema {
+                    name: "RegisteredModelCreate",
+                    parts,
+                    required: &["name"],
+                }
             }
         }
     }
@@ -182,14 +213,26 @@ impl Schema {
     pub(crate) fn model_version(shape: Shape) -> Schema {
         let mut parts = vec![BASE_UPDATE, MODEL_VERSION_UPDATE];
         match shape {
-            Shape::Update => Schema { name: "ModelVersionUpdate", parts, required: &[] },
+            Shape::Update => Schema {
+                name: "ModelVersionUpdate",
+                parts,
+                required: &[],
+            },
             Shape::Create => {
                 parts.push(MODEL_VERSION_CREATE);
-                Schema { name: "ModelVersionCreate", parts, required: &["name", "registeredModelId"] }
+                Schema {
+                    name: "ModelVersionCreate",
+                    parts,
+                    required: &["name", "registeredModelId"],
+                }
             }
             Shape::Full => {
                 parts.extend([MODEL_VERSION_CREATE, BASE_RESOURCE_OUT]);
-                Schema { name: "ModelVersion", parts, required: &["name", "registeredModelId"] }
+                Schema {
+                    name: "ModelVersion",
+                    parts,
+                    required: &["name", "registeredModelId"],
+                }
             }
         }
     }
@@ -207,12 +250,21 @@ impl Schema {
             Shape::Create => "ArtifactCreate",
             Shape::Full => "Artifact",
         };
-        Schema { name, parts, required: &[] }
+        Schema {
+            name,
+            parts,
+            required: &[],
+        }
     }
 
     fn lookup(&self, key: &str) -> Option<Ty> {
         // A later part refines an earlier one (e.g. `name` gains `minLength: 1`), so search backwards.
-        self.parts.iter().rev().flat_map(|p| p.iter()).find(|(k, _)| *k == key).map(|(_, t)| *t)
+        self.parts
+            .iter()
+            .rev()
+            .flat_map(|p| p.iter())
+            .find(|(k, _)| *k == key)
+            .map(|(_, t)| *t)
     }
 
     /// Checks `body` against the schema and returns it as an object.
@@ -228,7 +280,10 @@ impl Schema {
         }
         for key in self.required {
             if !obj.contains_key(*key) {
-                return Err(format!("{}: required field \"{key}\" is missing", self.name));
+                return Err(format!(
+                    "{}: required field \"{key}\" is missing",
+                    self.name
+                ));
             }
         }
         Ok(obj.clone())
@@ -253,7 +308,10 @@ fn is_int_string(s: &str, max_digits: usize) -> bool {
 fn check_enum(value: &Value, allowed: &[&str]) -> Result<(), String> {
     match value.as_str() {
         Some(s) if allowed.contains(&s) => Ok(()),
-        Some(s) => Err(format!("unknown value \"{s}\", expected one of {}", allowed.join(", "))),
+        Some(s) => Err(format!(
+            "unknown value \"{s}\", expected one of {}",
+            allowed.join(", ")
+        )),
         None => Err(format!("must be a string, got {}", json_type(value))),
     }
 }
@@ -270,7 +328,9 @@ fn json_type(value: &Value) -> &'static str {
 }
 
 fn expect_string(value: &Value) -> Result<&str, String> {
-    value.as_str().ok_or_else(|| format!("must be a string, got {}", json_type(value)))
+    value
+        .as_str()
+        .ok_or_else(|| format!("must be a string, got {}", json_type(value)))
 }
 
 fn check_value(ty: Ty, value: &Value) -> Result<(), String> {
@@ -325,7 +385,10 @@ fn check_custom_properties(value: &Value) -> Result<(), String> {
 
 fn check_metadata_value(value: &Value) -> Result<(), String> {
     let Value::Object(obj) = value else {
-        return Err(format!("a MetadataValue must be an object, got {}", json_type(value)));
+        return Err(format!(
+            "a MetadataValue must be an object, got {}",
+            json_type(value)
+        ));
     };
     let tag = obj
         .get("metadataType")
@@ -344,7 +407,9 @@ fn check_metadata_value(value: &Value) -> Result<(), String> {
             return Err(format!("{tag} does not allow field \"{key}\""));
         }
         let ok = match key.as_str() {
-            "int_value" => v.as_str().is_some_and(|s| is_int_string(s, 10) && s.parse::<i32>().is_ok()),
+            "int_value" => v
+                .as_str()
+                .is_some_and(|s| is_int_string(s, 10) && s.parse::<i32>().is_ok()),
             "double_value" => v.is_number(),
             "bool_value" => v.is_boolean(),
             _ => v.is_string(),

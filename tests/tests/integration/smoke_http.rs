@@ -16,18 +16,39 @@ async fn http_serves_files_and_404s() -> anyhow::Result<()> {
     assert_eq!(resp.bytes().await?.as_ref(), data.as_slice());
 
     // A range request returns exactly the asked-for slice (what a resuming downloader relies on).
-    let partial = reqwest::Client::new().get(&url).header("Range", "bytes=100-199").send().await?;
+    let partial = reqwest::Client::new()
+        .get(&url)
+        .header("Range", "bytes=100-199")
+        .send()
+        .await?;
     assert_eq!(partial.status().as_u16(), 206);
     assert_eq!(partial.bytes().await?.as_ref(), &data[100..200]);
+
+    // HEAD reports the size without a body (how downloaders size a file before fetching it).
+    let head = reqwest::Client::new().head(&url).send().await?;
+    assert_eq!(head.status().as_u16(), 200);
+    assert_eq!(head.headers()["content-length"], "10000");
+    assert!(head.bytes().await?.is_empty());
 
     let missing = reqwest::get(server.url_for("models/m1/absent.bin")).await?;
     assert_eq!(missing.status().as_u16(), 404);
 
-    let escape = reqwest::get(format!("{}/models/%2e%2e/%2e%2e/etc/passwd", server.base_url())).await?;
-    assert!(escape.status().is_client_error(), "path traversal must fail: {}", escape.status());
+    let escape = reqwest::get(format!(
+        "{}/models/%2e%2e/%2e%2e/etc/passwd",
+        server.base_url()
+    ))
+    .await?;
+    assert!(
+        escape.status().is_client_error(),
+        "path traversal must fail: {}",
+        escape.status()
+    );
 
     let paths: Vec<_> = server.requests().into_iter().map(|r| r.path).collect();
-    assert!(paths.contains(&"/models/m1/model.bin".to_owned()), "{paths:?}");
+    assert!(
+        paths.contains(&"/models/m1/model.bin".to_owned()),
+        "{paths:?}"
+    );
     Ok(())
 }
 
@@ -50,12 +71,19 @@ async fn http_requires_configured_credentials() -> anyhow::Result<()> {
         assert_eq!(anonymous.status().as_u16(), 401, "{auth:?}");
         assert!(anonymous.headers().contains_key("www-authenticate"));
 
-        let wrong = http.get(&url).header("Authorization", "Bearer nope").send().await?;
+        let wrong = http
+            .get(&url)
+            .header("Authorization", "Bearer nope")
+            .send()
+            .await?;
         assert_eq!(wrong.status().as_u16(), 401, "{auth:?}");
 
         let ok = http
             .get(&url)
-            .header("Authorization", server.authorization_header().expect("auth configured"))
+            .header(
+                "Authorization",
+                server.authorization_header().expect("auth configured"),
+            )
             .send()
             .await?;
         assert_eq!(ok.status().as_u16(), 200, "{auth:?}");

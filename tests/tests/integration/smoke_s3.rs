@@ -6,14 +6,24 @@ use sha2::{Digest as _, Sha256};
 
 /// Deterministic, non-repeating-looking bytes so a misplaced part changes the digest.
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u64).wrapping_mul(2_654_435_761).wrapping_add(seed as u64) as u8).collect()
+    (0..len)
+        .map(|i| {
+            (i as u64)
+                .wrapping_mul(2_654_435_761)
+                .wrapping_add(seed as u64) as u8
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s3_put_get_and_list_with_prefix() -> anyhow::Result<()> {
     mro_tests::init();
     let s3 = S3Server::start().await?;
-    assert!(s3.endpoint().starts_with("http://127.0.0.1:"), "{}", s3.endpoint());
+    assert!(
+        s3.endpoint().starts_with("http://127.0.0.1:"),
+        "{}",
+        s3.endpoint()
+    );
     s3.create_bucket("models").await?;
     let client = s3.client();
 
@@ -33,22 +43,45 @@ async fn s3_put_get_and_list_with_prefix() -> anyhow::Result<()> {
             .await?;
     }
 
-    let got = client.get_object().bucket("models").key("llm/v1/weights.bin").send().await?;
+    let got = client
+        .get_object()
+        .bucket("models")
+        .key("llm/v1/weights.bin")
+        .send()
+        .await?;
     assert_eq!(got.content_length(), Some(4096));
     let body = got.body.collect().await?.into_bytes();
     assert_eq!(body.as_ref(), files[1].1.as_slice());
     // The object really is a file under the server's root.
-    assert_eq!(std::fs::read(s3.root().join("models/llm/v1/weights.bin"))?, files[1].1);
+    assert_eq!(
+        std::fs::read(s3.root().join("models/llm/v1/weights.bin"))?,
+        files[1].1
+    );
 
-    let listed = client.list_objects_v2().bucket("models").prefix("llm/v1/").send().await?;
+    let listed = client
+        .list_objects_v2()
+        .bucket("models")
+        .prefix("llm/v1/")
+        .send()
+        .await?;
     let mut keys: Vec<_> = listed.contents().iter().filter_map(|o| o.key()).collect();
     keys.sort_unstable();
     assert_eq!(keys, ["llm/v1/config.json", "llm/v1/weights.bin"]);
 
-    let all = client.list_objects_v2().bucket("models").prefix("llm/").send().await?;
+    let all = client
+        .list_objects_v2()
+        .bucket("models")
+        .prefix("llm/")
+        .send()
+        .await?;
     assert_eq!(all.key_count(), Some(3));
 
-    let missing = client.get_object().bucket("models").key("llm/v3/nope").send().await;
+    let missing = client
+        .get_object()
+        .bucket("models")
+        .key("llm/v3/nope")
+        .send()
+        .await;
     assert!(missing.is_err(), "missing key must be an error");
     Ok(())
 }
@@ -63,7 +96,12 @@ async fn s3_multipart_upload_round_trips() -> anyhow::Result<()> {
     let parts = [pattern(PART, 7), pattern(PART, 8), pattern(1234, 9)];
     let whole: Vec<u8> = parts.concat();
 
-    let upload = client.create_multipart_upload().bucket("big").key("model.safetensors").send().await?;
+    let upload = client
+        .create_multipart_upload()
+        .bucket("big")
+        .key("model.safetensors")
+        .send()
+        .await?;
     let upload_id = upload.upload_id().expect("upload id");
     let mut completed = Vec::new();
     for (i, data) in parts.iter().enumerate() {
@@ -77,21 +115,38 @@ async fn s3_multipart_upload_round_trips() -> anyhow::Result<()> {
             .body(ByteStream::from(data.clone()))
             .send()
             .await?;
-        completed.push(CompletedPart::builder().part_number(n).set_e_tag(out.e_tag().map(str::to_owned)).build());
+        completed.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .set_e_tag(out.e_tag().map(str::to_owned))
+                .build(),
+        );
     }
     client
         .complete_multipart_upload()
         .bucket("big")
         .key("model.safetensors")
         .upload_id(upload_id)
-        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(completed))
+                .build(),
+        )
         .send()
         .await?;
 
-    let head = client.head_object().bucket("big").key("model.safetensors").send().await?;
+    let head = client
+        .head_object()
+        .bucket("big")
+        .key("model.safetensors")
+        .send()
+        .await?;
     assert_eq!(head.content_length(), Some(whole.len() as i64));
     let body = s3.get_object("big", "model.safetensors").await?;
-    assert_eq!(hex::encode(Sha256::digest(&body)), hex::encode(Sha256::digest(&whole)));
+    assert_eq!(
+        hex::encode(Sha256::digest(&body)),
+        hex::encode(Sha256::digest(&whole))
+    );
     Ok(())
 }
 
@@ -114,14 +169,25 @@ async fn s3_rejects_wrong_secret_and_unknown_key() -> anyhow::Result<()> {
     assert_eq!(status, Some(403), "wrong secret: {err:?}");
 
     let unknown_key = s3.client_with_credentials("AKIAUNKNOWN", s3.secret_key());
-    let err = unknown_key.list_buckets().send().await.expect_err("an unknown access key must be rejected");
-    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(403), "unknown key: {err:?}");
+    let err = unknown_key
+        .list_buckets()
+        .send()
+        .await
+        .expect_err("an unknown access key must be rejected");
+    assert_eq!(
+        err.raw_response().map(|r| r.status().as_u16()),
+        Some(403),
+        "unknown key: {err:?}"
+    );
 
     // Anonymous (unsigned) requests are refused too.
     let anon = reqwest::get(format!("{}/private/secret.txt", s3.endpoint())).await?;
     assert_eq!(anon.status().as_u16(), 403, "anonymous get must be refused");
 
     // The right credentials still work, so the failures above are about the credentials.
-    assert_eq!(s3.get_object("private", "secret.txt").await?.as_ref(), b"top");
+    assert_eq!(
+        s3.get_object("private", "secret.txt").await?.as_ref(),
+        b"top"
+    );
     Ok(())
 }

@@ -22,8 +22,8 @@ pub use spec::{
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::core::crd::merge_crds;
 use kube::CustomResourceExt;
+use kube::core::crd::merge_crds;
 
 /// The storage (and preferred) API version.
 pub mod v1beta1 {

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 ///
 /// Exactly one of `postgres` or `mysql` must be given, and at most one of `oauthProxy`,
 /// `kubeRBACProxy` or `istio`.
+// Each `printcolumn(...)` repeats the same keys, which clippy mistakes for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "modelregistry.opendatahub.io",
@@ -88,10 +90,12 @@ pub struct ModelRegistrySpec {
     #[serde(default)]
     pub rest: RestSpec,
 
-    /// Deprecated: gRPC endpoint of the ML Metadata server used by earlier registry versions.
-    /// Accepted for compatibility; current registry versions serve only the REST API.
-    #[serde(default)]
-    pub grpc: GrpcSpec,
+    /// Deprecated: run the ML Metadata gRPC server next to the REST API (the layout of earlier
+    /// registry versions). When set, the database is accessed by the gRPC container and the REST
+    /// container talks to it on localhost; when omitted, the REST container accesses the database
+    /// itself, as current registry images do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcSpec>,
 
     /// PostgreSQL database settings. Exactly one of `postgres` or `mysql` must be set.
     #[serde(default, skip_serializing_if = "Option::is_none")]

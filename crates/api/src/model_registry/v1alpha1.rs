@@ -6,9 +6,9 @@
 use super::{ModelRegistrySpec, ModelRegistryStatus};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::CustomResourceExt;
 use kube::core::object::{HasSpec, HasStatus};
 use kube::core::{ApiResource, NamespaceResourceScope, Resource};
-use kube::CustomResourceExt;
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 use std::borrow::Cow;
@@ -17,8 +17,7 @@ use std::borrow::Cow;
 pub const VERSION: &str = "v1alpha1";
 
 /// Warning the API server returns to clients using this version.
-pub const DEPRECATION_WARNING: &str =
-    "modelregistry.opendatahub.io/v1alpha1 ModelRegistry is deprecated; use modelregistry.opendatahub.io/v1beta1";
+pub const DEPRECATION_WARNING: &str = "modelregistry.opendatahub.io/v1alpha1 ModelRegistry is deprecated; use modelregistry.opendatahub.io/v1beta1";
 
 /// A `ModelRegistry` read or written through the deprecated `v1alpha1` API.
 #[derive(Clone, Debug, PartialEq, Deserialize)]

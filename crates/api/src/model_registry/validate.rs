@@ -92,13 +92,17 @@ fn validate_postgres(pg: &PostgresConfig, at: &str, errors: &mut Vec<ValidationE
     if !generate && !has_host {
         errors.push(ValidationError::new(
             format!("{at}.host"),
-            format!("{at}.host or {at}.hostAddress must be set unless {at}.generateDeployment is true"),
+            format!(
+                "{at}.host or {at}.hostAddress must be set unless {at}.generateDeployment is true"
+            ),
         ));
     }
     if generate && has_host {
         errors.push(ValidationError::new(
             format!("{at}.host"),
-            format!("{at}.host and {at}.hostAddress must be empty when {at}.generateDeployment is true"),
+            format!(
+                "{at}.host and {at}.hostAddress must be empty when {at}.generateDeployment is true"
+            ),
         ));
     }
 }

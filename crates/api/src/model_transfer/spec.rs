@@ -13,6 +13,8 @@ use std::fmt;
 
 /// Desired transfer of a model into storage and its registration in a Model Registry.
 /// Immutable once created.
+// Each `printcolumn(...)` repeats the same keys, which clippy mistakes for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "modelregistry.opendatahub.io",

@@ -138,7 +138,10 @@ fn exactly_one(at: &str, options: &[(&str, bool)], errors: &mut Vec<ValidationEr
     };
     errors.push(ValidationError::new(
         at,
-        format!("exactly one of {} must be set, found {found}", names.join(", ")),
+        format!(
+            "exactly one of {} must be set, found {found}",
+            names.join(", ")
+        ),
     ));
 }
 

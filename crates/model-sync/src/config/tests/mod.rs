@@ -1,0 +1,391 @@
+//! Unit tests of the configuration layer. The environment is always injected through
+//! [`LoadContext::with_env`]; the process environment is never read or changed.
+
+mod credentials;
+mod invalid;
+mod metadata;
+mod precedence;
+mod signing;
+mod storage_init;
+
+use std::path::Path;
+
+use super::{Config, LoadContext, Loaded, Mode, load};
+use crate::error::ConfigErrors;
+
+/// Secret values planted in test inputs; no message may ever contain one.
+pub const SECRETS: &[&str] = &[
+    "tok-SECRET-registry",
+    "aws-SECRET-src",
+    "aws-SECRET-dst",
+    "oci-SECRET-src",
+    "oci-SECRET-dst",
+    "file-SECRET",
+];
+
+/// Flags of a minimal valid job: S3 -> OCI, update_artifact, plain-HTTP registry.
+pub fn base_args() -> Vec<String> {
+    [
+        "--source-aws-bucket",
+        "models",
+        "--source-aws-key",
+        "m1/",
+        "--destination-oci-uri",
+        "quay.io/org/m:1",
+        "--registry-server-address",
+        "http://localhost",
+        "--registry-port",
+        "8080",
+        "--registry-is-secure",
+        "false",
+        "--model-artifact-id",
+        "12",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
+}
+
+/// `base_args` with `extra` appended; a later flag replaces an earlier one of the same name.
+pub fn args_with(extra: &[&str]) -> Vec<String> {
+    let mut args = base_args();
+    let mut i = 0;
+    while i < extra.len() {
+        let flag = extra[i];
+        if let Some(pos) = args.iter().position(|a| a == flag)
+            && flag.starts_with("--")
+            && i + 1 < extra.len()
+            && !extra[i + 1].starts_with("--")
+        {
+            args[pos + 1] = extra[i + 1].to_owned();
+            i += 2;
+            continue;
+        }
+        args.push(flag.to_owned());
+        i += 1;
+    }
+    args
+}
+
+/// `base_args` without the given flags (and their values).
+pub fn args_without(flags: &[&str]) -> Vec<String> {
+    let base = base_args();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < base.len() {
+        if flags.contains(&base[i].as_str()) {
+            i += 2;
+            continue;
+        }
+        out.push(base[i].clone());
+        i += 1;
+    }
+    out
+}
+
+pub fn ctx(env: &[(&str, &str)]) -> LoadContext {
+    LoadContext::with_env(env.iter().map(|(k, v)| (*k, *v)))
+}
+
+pub fn run(args: &[String], ctx: &LoadContext) -> Result<Loaded, ConfigErrors> {
+    let argv = std::iter::once("model-sync".to_owned()).chain(args.iter().cloned());
+    load(argv, ctx)
+}
+
+/// Loads a sync configuration that must be valid.
+pub fn ok(args: &[String], ctx: &LoadContext) -> Config {
+    match run(args, ctx) {
+        Ok(Loaded::Run(Mode::Sync(c))) => *c,
+        Ok(other) => panic!("expected a sync config, got {other:?}"),
+        Err(e) => panic!("expected success, got:\n{e}"),
+    }
+}
+
+/// Loads a configuration that must be invalid; returns the message after checking it leaks no
+/// planted secret.
+pub fn err(args: &[String], ctx: &LoadContext) -> String {
+    match run(args, ctx) {
+        Ok(l) => panic!("expected an error, got {l:?}"),
+        Err(e) => {
+            let text = format!("{e}\n{e:?}");
+            assert_no_secret(&text);
+            e.to_string()
+        }
+    }
+}
+
+pub fn assert_no_secret(text: &str) {
+    for s in SECRETS {
+        assert!(!text.contains(s), "secret {s:?} leaked into:\n{text}");
+    }
+}
+
+pub fn write(dir: &Path, name: &str, content: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    p
+}
+
+pub fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+pub fn s(p: &Path) -> String {
+    p.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn minimal_job_loads_with_defaults() {
+    let c = ok(&base_args(), &ctx(&[]));
+    assert!(matches!(c.source, super::Source::S3(_)));
+    assert!(
+        matches!(c.destination, super::Destination::Oci(ref d) if d.base_image == "busybox:latest")
+    );
+    assert_eq!(
+        c.intent,
+        super::Intent::UpdateArtifact {
+            model_artifact_id: "12".into()
+        }
+    );
+    assert_eq!(c.storage_path, Path::new("/tmp/model-sync"));
+    assert_eq!(c.registry.base_url.as_str(), "http://localhost:8080/");
+    assert_eq!(
+        c.termination_message_path,
+        Path::new("/dev/termination-log")
+    );
+    assert!(!c.signing.decision.is_enabled());
+    assert!(c.metadata.is_none());
+}
+
+#[test]
+fn summary_and_debug_never_show_secrets() {
+    let args = args_with(&[
+        "--source-aws-access-key-id",
+        "AKIAEXAMPLE",
+        "--source-aws-secret-access-key",
+        "aws-SECRET-src",
+        "--destination-oci-username",
+        "robot",
+        "--destination-oci-password",
+        "oci-SECRET-dst",
+        "--registry-user-token",
+        "tok-SECRET-registry",
+    ]);
+    let c = ok(&args, &ctx(&[]));
+    let text = format!("{}\n{c:?}", c.summary());
+    assert_no_secret(&text);
+    assert!(text.contains("AKIAEXAMPLE"));
+    assert!(text.contains("robot"));
+    match &c.registry.token {
+        Some(t) => assert_eq!(t.expose(), "tok-SECRET-registry"),
+        None => panic!("token expected"),
+    }
+}
+
+#[test]
+fn help_and_version_are_info() {
+    for flag in ["--help", "--version"] {
+        match run(&[flag.to_owned()], &ctx(&[])) {
+            Ok(Loaded::Info(t)) => assert!(!t.is_empty()),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn help_lists_every_env_var_and_the_exit_codes() {
+    let Ok(Loaded::Info(help)) = run(&["--help".to_owned()], &ctx(&[])) else {
+        panic!("help expected");
+    };
+    for k in super::Key::ALL {
+        assert!(help.contains(k.env()), "{} missing from --help", k.env());
+        assert!(help.contains(&format!("--{}", k.flag_name())));
+    }
+    assert!(help.contains("Exit codes"));
+}
+
+#[test]
+fn registry_settings_convert_to_a_client_config() {
+    let c = ok(
+        &args_with(&["--registry-user-token", "tok-SECRET-registry"]),
+        &ctx(&[]),
+    );
+    let cc = c.registry.client_config().unwrap();
+    assert_eq!(cc.base_url.as_str(), "http://localhost:8080/");
+    assert_eq!(cc.token.as_ref().unwrap().expose(), "tok-SECRET-registry");
+    assert_no_secret(&format!("{cc:?}"));
+}
+
+#[test]
+fn https_registry_with_service_account_token_and_custom_ca() {
+    let d = tmp();
+    let token = write(d.path(), "token", "file-SECRET\n");
+    let ca = write(
+        d.path(),
+        "ca.pem",
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    );
+    let mut context = ctx(&[]);
+    context.service_account_token_path = token.clone();
+    let args = args_with(&[
+        "--registry-server-address",
+        "model-registry.ns.svc",
+        "--registry-port",
+        "8443",
+        "--registry-is-secure",
+        "true",
+        "--registry-custom-ca",
+        &s(&ca),
+    ]);
+    let c = ok(&args, &context);
+    assert_eq!(
+        c.registry.base_url.as_str(),
+        "https://model-registry.ns.svc:8443/"
+    );
+    assert_eq!(c.registry.token.as_ref().unwrap().expose(), "file-SECRET");
+    assert_eq!(
+        c.registry.token_source,
+        super::TokenSource::ServiceAccount(token)
+    );
+    assert_eq!(
+        c.registry.custom_ca.as_ref().unwrap().path.as_deref(),
+        Some(ca.as_path())
+    );
+    assert_no_secret(&c.summary());
+}
+
+#[test]
+fn token_file_named_by_envvar_setting() {
+    let d = tmp();
+    let token = write(d.path(), "t", "file-SECRET");
+    let args = args_with(&["--registry-user-token-envvar", "MY_TOKEN_PATH"]);
+    let c = ok(&args, &ctx(&[("MY_TOKEN_PATH", &s(&token))]));
+    assert_eq!(c.registry.token.unwrap().expose(), "file-SECRET");
+    // KF_PIPELINES_SA_TOKEN_PATH is the fallback variable.
+    let c = ok(
+        &base_args(),
+        &ctx(&[("KF_PIPELINES_SA_TOKEN_PATH", &s(&token))]),
+    );
+    assert!(matches!(
+        c.registry.token_source,
+        super::TokenSource::FileFromEnvVar { ref var, .. } if var == "KF_PIPELINES_SA_TOKEN_PATH"
+    ));
+}
+
+#[test]
+fn address_port_is_kept_when_no_port_setting_is_given() {
+    let args = args_without(&["--registry-port"]);
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|a| {
+            if a == "http://localhost" {
+                "http://localhost:9000".into()
+            } else {
+                a
+            }
+        })
+        .collect();
+    let c = ok(&args, &ctx(&[]));
+    assert_eq!(c.registry.base_url.as_str(), "http://localhost:9000/");
+}
+
+#[test]
+fn pvc_to_pvc_and_local_alias() {
+    let src = tmp();
+    write(src.path(), "model.bin", "x");
+    let dst = tmp();
+    let args = args_with(&[
+        "--source-type",
+        "local",
+        "--source-path",
+        &s(src.path()),
+        "--destination-type",
+        "pvc",
+        "--destination-path",
+        &s(dst.path()),
+    ]);
+    let c = ok(&args, &ctx(&[]));
+    assert!(matches!(c.source, super::Source::Pvc { ref path } if path == src.path()));
+    assert!(matches!(c.destination, super::Destination::Pvc { ref path } if path == dst.path()));
+    // The S3 flags of base_args are now unused: reported, not fatal.
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("--source-aws-bucket") && w.contains("ignored")),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn uri_and_hf_sources() {
+    let c = ok(
+        &args_with(&[
+            "--source-type",
+            "uri",
+            "--source-uri",
+            "https://h.example/m.tar.gz",
+        ]),
+        &ctx(&[]),
+    );
+    assert!(matches!(
+        c.source,
+        super::Source::Uri(super::UriSource::Http(_))
+    ));
+    let c = ok(
+        &args_with(&[
+            "--source-type",
+            "uri",
+            "--source-uri",
+            "hf://ibm/granite:main",
+        ]),
+        &ctx(&[]),
+    );
+    assert_eq!(
+        match c.source {
+            super::Source::Uri(u) => u,
+            _ => unreachable!(),
+        },
+        super::UriSource::HuggingFace {
+            repo: "ibm/granite".into(),
+            revision: Some("main".into())
+        }
+    );
+}
+
+#[test]
+fn s3_destination_and_oci_source() {
+    let args = args_with(&[
+        "--source-type",
+        "oci",
+        "--source-oci-uri",
+        "oci://localhost:5000/models/m@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "--source-oci-enable-tls-verify",
+        "no",
+        "--destination-type",
+        "s3",
+        "--destination-aws-bucket",
+        "out",
+        "--destination-aws-key",
+        "copies/m/",
+        "--destination-aws-endpoint",
+        "http://127.0.0.1:9000",
+        "--destination-aws-region",
+        "us-east-1",
+    ]);
+    let c = ok(&args, &ctx(&[]));
+    match (&c.source, &c.destination) {
+        (super::Source::Oci(o), super::Destination::S3(d)) => {
+            assert_eq!(o.reference.registry(), "localhost:5000");
+            assert!(o.reference.digest().is_some());
+            assert!(!o.tls_verify);
+            assert!(o.credentials.is_none());
+            assert_eq!(
+                d.endpoint.as_ref().unwrap().as_str(),
+                "http://127.0.0.1:9000/"
+            );
+            assert_eq!(d.credentials, super::S3Credentials::DefaultChain);
+        }
+        other => panic!("{other:?}"),
+    }
+}

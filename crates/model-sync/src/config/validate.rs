@@ -1,0 +1,359 @@
+//! Turns the layered settings into a validated [`Config`].
+//!
+//! Every check runs even after an earlier one failed, and all problems are returned together,
+//! each naming the setting (`--flag (ENV_VAR)`) and what was expected.
+
+use std::path::{Path, PathBuf};
+
+use super::args::{Key, parse_bool};
+use super::env::{DEFAULT_TERMINATION_MESSAGE_PATH, Layers, LoadContext};
+use super::metadata::{ModelMetadata, read_metadata_dir};
+use super::registry;
+use super::signing::{EnabledBy, Signing, SigstoreEndpoints, decide};
+use super::storage;
+use super::types::{Config, Destination, Intent, ModelIds, ModelRef, Source};
+use crate::error::{ConfigError, ConfigErrors, Field};
+
+/// `--model-upload-intent` before its requirements are checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntentKind {
+    UpdateArtifact,
+    CreateModel,
+    CreateVersion,
+}
+
+impl IntentKind {
+    fn parse(raw: &str) -> Result<Self, ConfigError> {
+        match raw.to_ascii_lowercase().as_str() {
+            "update_artifact" => Ok(Self::UpdateArtifact),
+            "create_model" => Ok(Self::CreateModel),
+            "create_version" => Ok(Self::CreateVersion),
+            _ => Err(ConfigError::invalid(
+                Key::ModelUploadIntent,
+                raw,
+                "one of update_artifact, create_model, create_version",
+            )),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::UpdateArtifact => "update_artifact",
+            Self::CreateModel => "create_model",
+            Self::CreateVersion => "create_version",
+        }
+    }
+}
+
+/// Validates everything and builds the configuration.
+pub fn build(mut layers: Layers, ctx: &LoadContext) -> Result<Config, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let mut warnings = Vec::new();
+
+    let source_kind = storage::source_kind(&layers)
+        .map_err(|e| errors.push(e))
+        .ok();
+    let destination_kind = storage::destination_kind(&layers)
+        .map_err(|e| errors.push(e))
+        .ok();
+    storage::apply_credential_files(
+        &mut layers,
+        source_kind,
+        destination_kind,
+        &mut errors,
+        &mut warnings,
+    );
+
+    let source = source_kind.and_then(|k| storage::build_source(&layers, k, &mut errors));
+    let destination =
+        destination_kind.and_then(|k| storage::build_destination(&layers, k, &mut errors));
+    let registry = registry::resolve(&layers, ctx, &mut errors, &mut warnings);
+    let metadata = load_metadata(&layers, ctx, &mut errors, &mut warnings);
+    let ids = ModelIds {
+        model_id: id_setting(&layers, Key::ModelId, &mut errors),
+        model_version_id: id_setting(&layers, Key::ModelVersionId, &mut errors),
+        model_artifact_id: id_setting(&layers, Key::ModelArtifactId, &mut errors),
+    };
+    let intent = build_intent(&layers, &ids, metadata.as_ref(), &mut errors);
+    let signing = build_signing(&layers, ctx, &mut errors, &mut warnings);
+    let storage_path = build_storage_path(&layers, &mut errors);
+
+    if let (Some(s), Some(d)) = (&source, &destination) {
+        check_same_location(s, d, &mut errors);
+    }
+    if let (Some(Source::Pvc { path }), Some(storage)) = (&source, &storage_path)
+        && storage.starts_with(path)
+    {
+        errors.push(ConfigError::Conflict(format!(
+            "{} ({}) is inside {} ({}); staging would copy the model into itself",
+            Key::StoragePath.label(),
+            storage.display(),
+            Key::SourcePath.label(),
+            path.display()
+        )));
+    }
+
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    // Every `None` below has pushed an error, so reaching this point means all are `Some`.
+    let (
+        Some(source),
+        Some(destination),
+        Some(registry),
+        Some(intent),
+        Some(signing),
+        Some(storage_path),
+    ) = (source, destination, registry, intent, signing, storage_path)
+    else {
+        errors.push(ConfigError::Conflict(
+            "internal error: a setting failed validation without a message".into(),
+        ));
+        return Err(errors);
+    };
+    Ok(Config {
+        source,
+        destination,
+        registry,
+        intent,
+        ids,
+        metadata,
+        signing,
+        storage_path,
+        termination_message_path: PathBuf::from(
+            ctx.var("TERMINATION_MESSAGE_PATH")
+                .unwrap_or(DEFAULT_TERMINATION_MESSAGE_PATH),
+        ),
+        log_level: ctx.var("LOGLEVEL").map(str::to_owned),
+        warnings,
+    })
+}
+
+/// Ids are positive decimal integers (int64 as strings in the API).
+fn id_setting(layers: &Layers, key: Key, errors: &mut ConfigErrors) -> Option<String> {
+    let v = layers.text(key)?;
+    let ok = !v.is_empty()
+        && v.len() <= 19
+        && !v.starts_with('0')
+        && v.bytes().all(|b| b.is_ascii_digit());
+    if ok {
+        Some(v)
+    } else {
+        errors.push(ConfigError::invalid(
+            key,
+            &v,
+            "a positive decimal id such as 12",
+        ));
+        None
+    }
+}
+
+fn load_metadata(
+    layers: &Layers,
+    ctx: &LoadContext,
+    errors: &mut ConfigErrors,
+    warnings: &mut Vec<String>,
+) -> Option<ModelMetadata> {
+    let dir = match layers.text(Key::MetadataConfigmapPath) {
+        Some(p) => {
+            let p = PathBuf::from(p);
+            if !p.is_dir() {
+                errors.push(ConfigError::File {
+                    field: Key::MetadataConfigmapPath.into(),
+                    path: p,
+                    message: "is not a directory (mount the ConfigMap as a volume)".into(),
+                });
+                return None;
+            }
+            p
+        }
+        None if ctx.default_metadata_dir.is_dir() => ctx.default_metadata_dir.clone(),
+        None => return None,
+    };
+    match read_metadata_dir(&dir) {
+        Ok((md, w)) => {
+            warnings.extend(w);
+            Some(md)
+        }
+        Err(es) => {
+            es.into_iter().for_each(|e| errors.push(e));
+            None
+        }
+    }
+}
+
+fn metadata_field(md: Option<&ModelMetadata>, key: &str) -> Field {
+    match md {
+        Some(md) => Field::Other(format!("metadata key {key} (in {})", md.dir.display())),
+        None => Field::Other(format!("metadata key {key}")),
+    }
+}
+
+fn build_intent(
+    layers: &Layers,
+    ids: &ModelIds,
+    md: Option<&ModelMetadata>,
+    errors: &mut ConfigErrors,
+) -> Option<Intent> {
+    let raw = layers.text(Key::ModelUploadIntent).unwrap_or_default();
+    let kind = IntentKind::parse(&raw).map_err(|e| errors.push(e)).ok()?;
+    let when = format!("when --model-upload-intent is {}", kind.as_str());
+    if kind != IntentKind::UpdateArtifact && md.is_none() {
+        errors.push(ConfigError::missing(
+            Key::MetadataConfigmapPath,
+            format!("{when}: ModelVersion.name and the other metadata come from it"),
+        ));
+        return None;
+    }
+    let mut version_name = || {
+        let name = md.and_then(|m| m.model_version.name.clone());
+        if name.is_none() {
+            errors.push(ConfigError::Missing {
+                field: metadata_field(md, "ModelVersion.name"),
+                when: when.clone(),
+            });
+        }
+        name
+    };
+    match kind {
+        IntentKind::UpdateArtifact => match &ids.model_artifact_id {
+            Some(id) => Some(Intent::UpdateArtifact {
+                model_artifact_id: id.clone(),
+            }),
+            None => {
+                if layers.text(Key::ModelArtifactId).is_none() {
+                    errors.push(ConfigError::missing(Key::ModelArtifactId, when));
+                }
+                None
+            }
+        },
+        IntentKind::CreateModel => {
+            let version_name = version_name();
+            if layers.text(Key::ModelId).is_some() {
+                errors.push(ConfigError::Conflict(format!(
+                    "{} is set but --model-upload-intent is create_model, which creates a new \
+                     registered model; use create_version to add a version to an existing one",
+                    Key::ModelId.label()
+                )));
+            }
+            let model_name = md.and_then(|m| m.registered_model.name.clone());
+            if model_name.is_none() {
+                errors.push(ConfigError::Missing {
+                    field: metadata_field(md, "RegisteredModel.name"),
+                    when: when.clone(),
+                });
+            }
+            Some(Intent::CreateModel {
+                model_name: model_name?,
+                version_name: version_name?,
+            })
+        }
+        IntentKind::CreateVersion => {
+            let version_name = version_name();
+            let rm = md.map(|m| &m.registered_model);
+            let md_id = rm.and_then(|r| r.id.clone());
+            if let (Some(flag), Some(meta)) = (&ids.model_id, &md_id)
+                && flag != meta
+            {
+                errors.push(ConfigError::Conflict(format!(
+                    "{} is {flag} but metadata key RegisteredModel.id is {meta}",
+                    Key::ModelId.label()
+                )));
+                return None;
+            }
+            let model = ids
+                .model_id
+                .clone()
+                .or(md_id)
+                .map(ModelRef::Id)
+                .or_else(|| rm.and_then(|r| r.name.clone()).map(ModelRef::Name));
+            if model.is_none() && layers.text(Key::ModelId).is_none() {
+                errors.push(ConfigError::missing(
+                    Key::ModelId,
+                    format!("{when} (or metadata key RegisteredModel.id / RegisteredModel.name)"),
+                ));
+            }
+            Some(Intent::CreateVersion {
+                model: model?,
+                version_name: version_name?,
+            })
+        }
+    }
+}
+
+fn build_signing(
+    layers: &Layers,
+    ctx: &LoadContext,
+    errors: &mut ConfigErrors,
+    warnings: &mut Vec<String>,
+) -> Option<Signing> {
+    let sign = match layers.text(Key::Sign) {
+        Some(v) => Some(parse_bool(Key::Sign, &v).map_err(|e| errors.push(e)).ok()?),
+        None => None,
+    };
+    let endpoints = SigstoreEndpoints::from_context(ctx);
+    let decision = decide(sign, &endpoints);
+    if let Some(w) = decision.warning() {
+        warnings.push(w);
+    }
+    if let super::signing::SigningDecision::Enabled { by } = &decision {
+        errors.push(ConfigError::SigningNotImplemented {
+            how: match by {
+                EnabledBy::Flag => "--sign true".into(),
+                EnabledBy::Environment => "enabled automatically because SIGSTORE_TUF_URL, \
+                    SIGSTORE_FULCIO_URL and SIGSTORE_REKOR_URL are set; pass --sign false to skip signing"
+                    .into(),
+            },
+        });
+    }
+    Some(Signing {
+        decision,
+        endpoints,
+        identity_token_path: layers
+            .text(Key::SigningIdentityTokenPath)
+            .map(PathBuf::from),
+    })
+}
+
+fn build_storage_path(layers: &Layers, errors: &mut ConfigErrors) -> Option<PathBuf> {
+    let raw = layers.text(Key::StoragePath).unwrap_or_default();
+    let path = PathBuf::from(&raw);
+    if !path.is_absolute() {
+        errors.push(ConfigError::invalid(
+            Key::StoragePath,
+            &raw,
+            "an absolute directory path",
+        ));
+        return None;
+    }
+    if path.exists() && !path.is_dir() {
+        errors.push(ConfigError::invalid(
+            Key::StoragePath,
+            &raw,
+            "a directory (it exists and is not one)",
+        ));
+        return None;
+    }
+    Some(path)
+}
+
+fn check_same_location(source: &Source, destination: &Destination, errors: &mut ConfigErrors) {
+    let same = match (source, destination) {
+        (Source::S3(s), Destination::S3(d)) => {
+            s.bucket == d.bucket && s.key == d.key && s.endpoint == d.endpoint
+        }
+        (Source::Oci(s), Destination::Oci(d)) => s.reference == d.location.reference,
+        (Source::Pvc { path: s }, Destination::Pvc { path: d }) => same_path(s, d),
+        _ => false,
+    };
+    if same {
+        errors.push(ConfigError::Conflict(
+            "source and destination are the same location; nothing would be copied".into(),
+        ));
+    }
+}
+
+fn same_path(a: &Path, b: &Path) -> bool {
+    let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_owned());
+    canon(a) == canon(b)
+}

@@ -1,0 +1,10 @@
+//! `model-sync`: moves ML models between storage back-ends and registers them in the Kubeflow
+//! Model Registry.
+//!
+//! The library holds everything; `main.rs` is a thin entry point. So far this is the
+//! configuration layer ([`config`]) and the error/exit-code contract ([`error`]); the transfer
+//! engine builds on [`config::Config`].
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;

@@ -1,0 +1,165 @@
+//! Server-side apply of desired children, and pruning of children that are no longer desired.
+//!
+//! Every child is handled as a `DynamicObject` with its `ApiResource`, so typed core objects and
+//! platform objects (Routes, Istio, Authorino) go through one path. Children carry labels naming
+//! their parent, which is how pruning and cleanup find them, including cluster-scoped and
+//! cross-namespace children that cannot have owner references.
+use std::collections::BTreeSet;
+
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+
+/// Label naming the parent custom resource (on every child).
+pub const PARENT_NAME_LABEL: &str = "modelregistry.opendatahub.io/parent-name";
+/// Label naming the parent's namespace (on every child).
+pub const PARENT_NAMESPACE_LABEL: &str = "modelregistry.opendatahub.io/parent-namespace";
+/// Label naming the parent's kind (on every child).
+pub const PARENT_KIND_LABEL: &str = "modelregistry.opendatahub.io/parent-kind";
+
+/// One object the controller wants to exist.
+#[derive(Clone, Debug)]
+pub struct Child {
+    pub resource: ApiResource,
+    pub namespaced: bool,
+    pub object: DynamicObject,
+}
+
+impl Child {
+    /// A child from a typed Kubernetes object.
+    pub fn typed<K>(obj: &K) -> Child
+    where
+        K: Resource<DynamicType = ()> + Serialize,
+    {
+        let resource = ApiResource::erase::<K>(&());
+        let mut value = serde_json::to_value(obj).expect("Kubernetes objects serialize");
+        value["apiVersion"] = K::api_version(&()).into();
+        value["kind"] = K::kind(&()).into();
+        let object: DynamicObject = serde_json::from_value(value).expect("object has metadata");
+        Child {
+            resource,
+            namespaced: object.metadata.namespace.is_some(),
+            object,
+        }
+    }
+
+    /// A child of a kind we have no Rust type for (platform APIs), from JSON.
+    pub fn dynamic(resource: ApiResource, value: serde_json::Value) -> Child {
+        let mut value = value;
+        value["apiVersion"] = resource.api_version.clone().into();
+        value["kind"] = resource.kind.clone().into();
+        let object: DynamicObject = serde_json::from_value(value).expect("object has metadata");
+        Child {
+            resource,
+            namespaced: object.metadata.namespace.is_some(),
+            object,
+        }
+    }
+
+    pub fn name(&self) -> String {
+        self.object.name_any()
+    }
+
+    pub fn namespace(&self) -> Option<String> {
+        self.object.metadata.namespace.clone()
+    }
+
+    /// Identity used to compare desired and existing children.
+    pub fn key(&self) -> ChildKey {
+        ChildKey {
+            group: self.resource.group.clone(),
+            kind: self.resource.kind.clone(),
+            namespace: self.namespace(),
+            name: self.name(),
+        }
+    }
+
+    /// Decodes the object as a typed resource (for tests and status computation).
+    pub fn to_typed<K: serde::de::DeserializeOwned>(&self) -> K {
+        serde_json::from_value(serde_json::to_value(&self.object).expect("serialize"))
+            .expect("typed child")
+    }
+
+    fn api(&self, client: &Client) -> Api<DynamicObject> {
+        match (&self.namespaced, self.namespace()) {
+            (true, Some(ns)) => Api::namespaced_with(client.clone(), &ns, &self.resource),
+            _ => Api::all_with(client.clone(), &self.resource),
+        }
+    }
+}
+
+/// Identity of a child: group, kind, namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChildKey {
+    pub group: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+/// Applies one child with server-side apply, taking ownership of the fields we set (force), so
+/// hand edits of those fields are reverted.
+pub async fn apply(client: &Client, manager: &str, child: &Child) -> kube::Result<DynamicObject> {
+    let pp = PatchParams::apply(manager).force();
+    child
+        .api(client)
+        .patch(&child.name(), &pp, &Patch::Apply(&child.object))
+        .await
+}
+
+/// Labels selecting every child of one parent.
+pub fn parent_selector(kind: &str, namespace: &str, name: &str) -> String {
+    format!(
+        "{PARENT_KIND_LABEL}={kind},{PARENT_NAMESPACE_LABEL}={namespace},{PARENT_NAME_LABEL}={name}"
+    )
+}
+
+/// A kind the controller may create, and where to look for existing children of it.
+#[derive(Clone, Debug)]
+pub struct ManagedKind {
+    pub resource: ApiResource,
+    pub namespaced: bool,
+}
+
+/// Deletes children of the parent (found by labels) that are not in `keep`. Returns what it deleted.
+pub async fn prune(
+    client: &Client,
+    kinds: &[ManagedKind],
+    selector: &str,
+    keep: &BTreeSet<ChildKey>,
+) -> kube::Result<Vec<ChildKey>> {
+    let mut deleted = Vec::new();
+    for kind in kinds {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.resource);
+        let existing = match api
+            .list_metadata(&ListParams::default().labels(selector))
+            .await
+        {
+            Ok(list) => list.items,
+            // A kind whose API disappeared has nothing left to prune.
+            Err(kube::Error::Api(s)) if s.code == 404 => continue,
+            Err(e) => return Err(e),
+        };
+        for obj in existing {
+            let key = ChildKey {
+                group: kind.resource.group.clone(),
+                kind: kind.resource.kind.clone(),
+                namespace: obj.metadata.namespace.clone(),
+                name: obj.name_any(),
+            };
+            if keep.contains(&key) || obj.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let api: Api<DynamicObject> = match (kind.namespaced, &key.namespace) {
+                (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &kind.resource),
+                _ => Api::all_with(client.clone(), &kind.resource),
+            };
+            match api.delete(&key.name, &DeleteParams::background()).await {
+                Ok(_) => deleted.push(key),
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(deleted)
+}

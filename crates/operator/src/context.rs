@@ -1,0 +1,43 @@
+//! What every reconciliation shares: the client, settings, capabilities, metrics and events.
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+
+use crate::capabilities::CapabilityWatch;
+use crate::metrics::Metrics;
+use crate::settings::Settings;
+
+/// Field manager for everything the ModelRegistry controller applies.
+pub const MODEL_REGISTRY_MANAGER: &str = "model-registry-operator";
+/// Field manager for everything the ModelTransfer controller applies.
+pub const MODEL_TRANSFER_MANAGER: &str = "model-registry-operator-transfers";
+
+#[derive(Clone)]
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    pub caps: CapabilityWatch,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        caps: CapabilityWatch,
+        metrics: Metrics,
+    ) -> Context {
+        let reporter = Reporter {
+            controller: "model-registry-operator".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        let recorder = Recorder::new(client.clone(), reporter);
+        Context {
+            client,
+            settings,
+            caps,
+            metrics,
+            recorder,
+        }
+    }
+}

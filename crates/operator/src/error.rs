@@ -1,0 +1,36 @@
+//! Reconciliation errors. Each has a short metric label; none carries secret values.
+use crate::modelregistry::build::BuildError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+
+    #[error("cannot build the desired objects: {0}")]
+    Build(#[from] BuildError),
+
+    #[error("object has no {0}")]
+    MissingField(&'static str),
+
+    #[error("registry request failed: {0}")]
+    Registry(String),
+}
+
+impl Error {
+    /// Label for the `reconcile_failures` metric.
+    pub fn metric_label(&self) -> String {
+        match self {
+            Error::Kube(kube::Error::Api(s)) => format!("kube_api_{}", s.code),
+            Error::Kube(_) => "kube_client".into(),
+            Error::Invalid(_) => "invalid".into(),
+            Error::Build(_) => "build".into(),
+            Error::MissingField(_) => "missing_field".into(),
+            Error::Registry(_) => "registry".into(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

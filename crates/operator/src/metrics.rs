@@ -1,0 +1,130 @@
+//! Prometheus metrics: reconciles, failures by error kind, durations, and work in flight.
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabel {
+    pub controller: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub controller: &'static str,
+    pub error: String,
+}
+
+/// All operator metrics, registered in one registry.
+#[derive(Clone)]
+pub struct Metrics {
+    pub reconciles: Family<ControllerLabel, Counter>,
+    pub failures: Family<ErrorLabels, Counter>,
+    pub duration: Family<ControllerLabel, Histogram>,
+    pub in_flight: Family<ControllerLabel, Gauge<i64, std::sync::atomic::AtomicI64>>,
+    pub status_writes: Family<ControllerLabel, Counter<u64, AtomicU64>>,
+    pub registry: Arc<Registry>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("model_registry_operator");
+        let reconciles = Family::<ControllerLabel, Counter>::default();
+        let failures = Family::<ErrorLabels, Counter>::default();
+        let duration = Family::<ControllerLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
+        });
+        let in_flight = Family::default();
+        let status_writes = Family::default();
+        registry.register("reconciles", "Reconciliations started", reconciles.clone());
+        registry.register(
+            "reconcile_failures",
+            "Reconciliations that failed, by error kind",
+            failures.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Reconciliation duration",
+            duration.clone(),
+        );
+        registry.register(
+            "reconciles_in_flight",
+            "Reconciliations running now",
+            in_flight.clone(),
+        );
+        registry.register(
+            "status_writes",
+            "Status subresource writes",
+            status_writes.clone(),
+        );
+        Metrics {
+            reconciles,
+            failures,
+            duration,
+            in_flight,
+            status_writes,
+            registry: Arc::new(registry),
+        }
+    }
+}
+
+/// Measures one reconciliation; records its duration when dropped.
+pub struct ReconcileMeasurer {
+    start: Instant,
+    label: ControllerLabel,
+    metrics: Metrics,
+}
+
+impl Metrics {
+    pub fn reconcile_started(&self, controller: &'static str) -> ReconcileMeasurer {
+        let label = ControllerLabel { controller };
+        self.reconciles.get_or_create(&label).inc();
+        self.in_flight.get_or_create(&label).inc();
+        ReconcileMeasurer {
+            start: Instant::now(),
+            label,
+            metrics: self.clone(),
+        }
+    }
+
+    pub fn reconcile_failed(&self, controller: &'static str, error: &str) {
+        self.failures
+            .get_or_create(&ErrorLabels {
+                controller,
+                error: error.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn status_written(&self, controller: &'static str) {
+        self.status_writes
+            .get_or_create(&ControllerLabel { controller })
+            .inc();
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("encode metrics");
+        out
+    }
+}
+
+impl Drop for ReconcileMeasurer {
+    fn drop(&mut self) {
+        self.metrics
+            .duration
+            .get_or_create(&self.label)
+            .observe(self.start.elapsed().as_secs_f64());
+        self.metrics.in_flight.get_or_create(&self.label).dec();
+    }
+}

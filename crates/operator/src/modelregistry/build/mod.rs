@@ -1,0 +1,99 @@
+//! The *build* step: pure functions from a `ModelRegistry` (plus what the read step observed) to
+//! the Kubernetes objects that should exist. No I/O here; unit-tested without a server.
+//!
+//! - [`labels`]: names, labels and owner references shared by every child.
+//! - [`core`]: ServiceAccount, Service, the `registry-user-<name>` Role.
+//! - [`deployment`] and [`database`]: the registry Deployment and its database wiring.
+//! - [`proxy`]: OAuth proxy / kube-rbac-proxy sidecars and their Secrets, Routes, NetworkPolicy,
+//!   auth-delegator ClusterRoleBinding.
+//! - [`openshift`]: the `<name>-users` Group and its RoleBinding, the plain REST Route.
+//! - [`istio`]: VirtualService, DestinationRule, AuthorizationPolicy, AuthConfig, Gateway and the
+//!   gateway Routes.
+use std::collections::BTreeMap;
+
+use mro_api::ModelRegistry;
+
+use crate::apply::Child;
+use crate::capabilities::Capabilities;
+use crate::settings::Settings;
+
+pub mod core;
+pub mod database;
+pub mod deployment;
+pub mod istio;
+pub mod labels;
+pub mod openshift;
+pub mod proxy;
+
+/// Everything the build step needs: the resource, operator settings, cluster capabilities, and
+/// facts the read step gathered from the cluster.
+#[derive(Clone, Debug)]
+pub struct BuildInput<'a> {
+    pub mr: &'a ModelRegistry,
+    pub settings: &'a Settings,
+    pub caps: &'a Capabilities,
+    /// The cluster's default ingress domain (OpenShift `ingresses.config.openshift.io/cluster`).
+    pub cluster_domain: Option<String>,
+    /// Namespace of the Istio ingress gateway (from Services labelled `istio=<ingress>`).
+    pub ingress_gateway_namespace: Option<String>,
+    /// The existing OAuth cookie secret value, reused so sessions survive reconciles.
+    pub oauth_cookie_secret: Option<String>,
+}
+
+/// The desired children, plus facts the status step reports.
+#[derive(Clone, Debug, Default)]
+pub struct Desired {
+    pub children: Vec<Child>,
+    /// Host names the registry is reachable at (Service DNS, Routes, gateway hosts).
+    pub hosts: Vec<String>,
+    /// Features asked for that this cluster cannot provide (reported as conditions, not errors).
+    pub unsupported: Vec<Unsupported>,
+}
+
+/// A requested feature the cluster lacks, e.g. an OpenShift Route on plain Kubernetes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unsupported {
+    /// Condition type it affects (e.g. `OAuthProxyAvailable`).
+    pub condition: &'static str,
+    /// Why, for the condition message.
+    pub message: String,
+}
+
+/// A spec that cannot be built (reported as `ConfigurationError`).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{field}: {message}")]
+pub struct BuildError {
+    pub field: String,
+    pub message: String,
+}
+
+impl BuildError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        BuildError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Builds every desired child of the registry.
+pub fn desired(input: &BuildInput) -> Result<Desired, BuildError> {
+    let mut out = Desired::default();
+    core::build(input, &mut out)?;
+    deployment::build(input, &mut out)?;
+    proxy::build(input, &mut out)?;
+    openshift::build(input, &mut out)?;
+    istio::build(input, &mut out)?;
+    out.hosts.sort();
+    out.hosts.dedup();
+    Ok(out)
+}
+
+/// Merges `extra` into `base` (later keys win); small helper for label and annotation maps.
+pub fn merged(base: &BTreeMap<String, String>, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut m = base.clone();
+    for (k, v) in extra {
+        m.insert((*k).to_string(), (*v).to_string());
+    }
+    m
+}

@@ -1,0 +1,117 @@
+//! The ModelRegistry controller: deploys and secures Model Registry instances.
+//!
+//! - [`reconcile`]: the pipeline (read → validate → build → apply → status) and the finalizer.
+//! - [`read`]: facts gathered from the cluster.
+//! - [`build`]: pure functions producing the desired children.
+//! - [`status`]: conditions from what was applied and observed.
+//! - [`kinds`]: which child kinds exist on this cluster.
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
+use kube::Resource;
+use kube::api::{Api, DynamicObject};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use mro_api::ModelRegistry;
+
+use crate::apply::{PARENT_KIND_LABEL, PARENT_NAME_LABEL, PARENT_NAMESPACE_LABEL};
+use crate::context::Context;
+
+pub mod build;
+pub mod kinds;
+pub mod read;
+pub mod reconcile;
+pub mod status;
+
+/// Only objects labelled as a registry's children are watched (less memory, fewer wake-ups); with a
+/// watch namespace, only children of registries in that namespace (wherever the children live).
+fn children_config(watch_namespace: Option<&str>) -> watcher::Config {
+    let mut selector = format!("{PARENT_KIND_LABEL}={}", build::labels::KIND);
+    if let Some(ns) = watch_namespace {
+        selector.push_str(&format!(",{PARENT_NAMESPACE_LABEL}={ns}"));
+    }
+    watcher::Config::default().labels(&selector)
+}
+
+/// An Api over all namespaces, or only the watched one.
+fn scoped<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Maps a labelled child (any namespace, or cluster-scoped) to its registry.
+fn parent_of<K: Resource>(obj: &K) -> Option<ObjectRef<ModelRegistry>> {
+    let l = obj.meta().labels.as_ref()?;
+    if l.get(PARENT_KIND_LABEL).map(String::as_str) != Some(build::labels::KIND) {
+        return None;
+    }
+    Some(ObjectRef::new(l.get(PARENT_NAME_LABEL)?).within(l.get(PARENT_NAMESPACE_LABEL)?))
+}
+
+/// Runs the controller until `shutdown` resolves. Children of the platform kinds present in
+/// `caps` are watched too; the caller restarts the controller when capabilities change.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let caps = ctx.caps.current();
+    let ns = ctx.settings.watch_namespace.clone();
+    let ns = ns.as_deref();
+    let cfg = || children_config(ns);
+    let registries: Api<ModelRegistry> = scoped(&client, ns);
+    let mut controller = Controller::new(registries, watcher::Config::default().any_semantic())
+        .owns(scoped::<Deployment>(&client, ns), cfg())
+        .owns(scoped::<Service>(&client, ns), cfg())
+        .owns(scoped::<ServiceAccount>(&client, ns), cfg())
+        .owns(scoped::<Role>(&client, ns), cfg())
+        .owns(scoped::<RoleBinding>(&client, ns), cfg())
+        .owns(scoped::<ConfigMap>(&client, ns), cfg())
+        .owns(scoped::<Secret>(&client, ns), cfg())
+        .owns(scoped::<NetworkPolicy>(&client, ns), cfg())
+        .watches(Api::<ClusterRoleBinding>::all(client.clone()), cfg(), |o| {
+            parent_of(&o)
+        })
+        // Pods and Endpoints carry the registry's labels (copied from the template and Service):
+        // their state drives Available and ConfigurationError.
+        .watches(scoped::<Pod>(&client, ns), cfg(), |o| parent_of(&o))
+        .watches(scoped::<Endpoints>(&client, ns), cfg(), |o| parent_of(&o));
+    // Platform children (Routes, Istio, Authorino, Groups) may live in other namespaces: watch all.
+    for kind in kinds::managed(&caps)
+        .into_iter()
+        .filter(|k| !k.resource.group.is_empty() && !is_core_typed(&k.resource.group))
+    {
+        let ar = kind.resource.clone();
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        controller = controller.watches_with(api, ar, cfg(), |o| parent_of(&o));
+    }
+    tracing::info!(capabilities = ?caps, "starting ModelRegistry controller");
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => {
+                    tracing::debug!(registry = %obj.name, namespace = ?obj.namespace, "reconciled")
+                }
+                Err(e) => tracing::debug!(error = %e, "reconcile attempt failed"),
+            }
+        })
+        .await;
+}
+
+fn is_core_typed(group: &str) -> bool {
+    matches!(
+        group,
+        "apps" | "rbac.authorization.k8s.io" | "networking.k8s.io"
+    )
+}

@@ -1,0 +1,146 @@
+//! The *read* step: facts from the cluster that the build and status steps need.
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Secret, Service};
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::{Client, ResourceExt};
+use mro_api::ModelRegistry;
+
+use super::build::labels;
+use super::kinds;
+use crate::capabilities::Capabilities;
+use crate::error::Result;
+use crate::settings::Settings;
+
+/// What the read step observed before building.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    pub cluster_domain: Option<String>,
+    pub ingress_gateway_namespace: Option<String>,
+    pub oauth_cookie_secret: Option<String>,
+}
+
+pub const COOKIE_SECRET_KEY: &str = "cookie_secret";
+
+pub fn cookie_secret_name(mr: &ModelRegistry) -> String {
+    format!("{}-oauth-cookie-secret", mr.name_any())
+}
+
+/// Reads the facts the build step needs (only those the spec makes relevant).
+pub async fn observe(
+    client: &Client,
+    mr: &ModelRegistry,
+    caps: &Capabilities,
+    settings: &Settings,
+) -> Result<Observed> {
+    let ns = mr.namespace().unwrap_or_default();
+    let mut o = Observed::default();
+    if caps.openshift_config() {
+        let ar = kinds::platform(
+            crate::capabilities::CONFIG_GROUP,
+            "v1",
+            "Ingress",
+            "ingresses",
+        );
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        if let Some(ingress) = api.get_opt("cluster").await? {
+            o.cluster_domain = ingress.data["spec"]["domain"].as_str().map(str::to_string);
+        }
+    }
+    if let Some(gw) = mr.spec.istio.as_ref().and_then(|i| i.gateway.as_ref()) {
+        if caps.openshift() {
+            let ingress = gw
+                .istio_ingress
+                .clone()
+                .or_else(|| settings.defaults.istio_ingress.clone())
+                .unwrap_or_else(|| mro_api::model_registry::DEFAULT_ISTIO_INGRESS.to_string());
+            let services: Api<Service> = Api::all(client.clone());
+            let found = services
+                .list_metadata(&ListParams::default().labels(&format!("istio={ingress}")))
+                .await?;
+            o.ingress_gateway_namespace = found.items.first().and_then(|s| s.namespace());
+        }
+    }
+    if mr.spec.oauth_proxy.is_some() {
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        o.oauth_cookie_secret = secrets
+            .get_opt(&cookie_secret_name(mr))
+            .await?
+            .and_then(|s| s.data)
+            .and_then(|d| d.get(COOKIE_SECRET_KEY).cloned())
+            .and_then(|b| String::from_utf8(b.0).ok())
+            .filter(|s| !s.is_empty());
+        if o.oauth_cookie_secret.is_none() {
+            o.oauth_cookie_secret = Some(new_cookie_secret()?);
+        }
+    }
+    Ok(o)
+}
+
+/// 16 random bytes, hex-encoded: 32 characters, a valid AES-256 key for the OAuth proxy's cookie cipher.
+fn new_cookie_secret() -> Result<String> {
+    let mut buf = [0u8; 16];
+    getrandom::fill(&mut buf).map_err(|e| {
+        crate::error::Error::Invalid(format!("no randomness for the cookie secret: {e}"))
+    })?;
+    Ok(hex::encode(buf))
+}
+
+/// Runtime state used to compute status.
+#[derive(Clone, Debug, Default)]
+pub struct Runtime {
+    pub deployment: Option<Deployment>,
+    pub endpoints_ready: bool,
+    pub pods: Vec<Pod>,
+    /// Route name → admitted.
+    pub routes_admitted: BTreeMap<String, bool>,
+}
+
+/// Reads the Deployment, the Service's endpoints, the registry's pods and Route admission.
+pub async fn runtime(client: &Client, mr: &ModelRegistry, caps: &Capabilities) -> Result<Runtime> {
+    let ns = mr.namespace().unwrap_or_default();
+    let name = mr.name_any();
+    let deployment = Api::<Deployment>::namespaced(client.clone(), &ns)
+        .get_opt(&name)
+        .await?;
+    let endpoints = Api::<Endpoints>::namespaced(client.clone(), &ns)
+        .get_opt(&name)
+        .await?;
+    let endpoints_ready = endpoints
+        .and_then(|e| e.subsets)
+        .unwrap_or_default()
+        .iter()
+        .any(|s| s.addresses.as_ref().is_some_and(|a| !a.is_empty()));
+    let selector = labels::selector(mr)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items;
+    let mut routes_admitted = BTreeMap::new();
+    if let Some(ar) = kinds::route(caps) {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
+        let sel = crate::apply::parent_selector(labels::KIND, &ns, &name);
+        for r in api.list(&ListParams::default().labels(&sel)).await?.items {
+            let admitted = r.data["status"]["ingress"].as_array().is_some_and(|ings| {
+                ings.iter().any(|i| {
+                    i["conditions"].as_array().is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c["type"] == "Admitted" && c["status"] == "True")
+                    })
+                })
+            });
+            routes_admitted.insert(r.name_any(), admitted);
+        }
+    }
+    Ok(Runtime {
+        deployment,
+        endpoints_ready,
+        pods,
+        routes_admitted,
+    })
+}

@@ -1,0 +1,345 @@
+//! One reconciliation of a `ModelRegistry`, as a pipeline:
+//! read → validate → build desired objects → apply (server-side) → prune → compute status.
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use mro_api::condition::model_registry::types;
+use mro_api::{ModelRegistry, ModelRegistryStatus};
+
+use super::build::{self, BuildInput, labels};
+use super::{kinds, read, status};
+use crate::apply::{self, Child};
+use crate::context::{Context, MODEL_REGISTRY_MANAGER};
+use crate::error::{Error, Result};
+
+pub const CONTROLLER: &str = "modelregistry";
+/// Finalizer guarding children garbage collection cannot reach (cluster-scoped, other namespaces).
+pub const FINALIZER: &str = "modelregistry.opendatahub.io/finalizer";
+
+pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Action> {
+    let _measure = ctx.metrics.reconcile_started(CONTROLLER);
+    let ns = mr
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<ModelRegistry> = Api::namespaced(ctx.client.clone(), &ns);
+    let caps = ctx.caps.current();
+
+    if mr.metadata.deletion_timestamp.is_some() {
+        return finalize(&mr, &api, &ctx, &caps).await;
+    }
+
+    // Validate: CEL is not enforced by every API server, so the same rules are checked here.
+    if let Err(message) = validate(&mr, &ctx).await? {
+        let st = status::configuration_error(&mr, &message);
+        if status::differs(&mr.status, &st) {
+            warn(&ctx, &mr, "ConfigurationError", &message).await;
+            write_status(&api, &mr, &st, &ctx).await?;
+        }
+        return Ok(Action::await_change());
+    }
+
+    // Read, then build.
+    let observed = read::observe(&ctx.client, &mr, &caps, &ctx.settings).await?;
+    let input = BuildInput {
+        mr: &mr,
+        settings: &ctx.settings,
+        caps: &caps,
+        cluster_domain: observed.cluster_domain.clone(),
+        ingress_gateway_namespace: observed.ingress_gateway_namespace.clone(),
+        oauth_cookie_secret: observed.oauth_cookie_secret.clone(),
+    };
+    let desired = match build::desired(&input) {
+        Ok(d) => d,
+        Err(e) => {
+            let message = e.to_string();
+            let st = status::configuration_error(&mr, &message);
+            if status::differs(&mr.status, &st) {
+                warn(&ctx, &mr, "ConfigurationError", &message).await;
+                write_status(&api, &mr, &st, &ctx).await?;
+            }
+            return Ok(Action::await_change());
+        }
+    };
+
+    // Children without owner references need the finalizer before they exist.
+    let needs_finalizer = desired.children.iter().any(|c| !is_owned_child(c, &ns));
+    if needs_finalizer && !has_finalizer(&mr) {
+        add_finalizer(&api, &mr).await?;
+    }
+
+    // Apply, then prune what is no longer desired.
+    let name = mr.name_any();
+    let created_deployment = Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
+        .get_metadata_opt(&name)
+        .await?
+        .is_none();
+    for child in &desired.children {
+        apply::apply(&ctx.client, MODEL_REGISTRY_MANAGER, child).await?;
+    }
+    let keep: BTreeSet<_> = desired.children.iter().map(Child::key).collect();
+    let selector = apply::parent_selector(labels::KIND, &ns, &name);
+    let pruned = apply::prune(&ctx.client, &kinds::managed(&caps), &selector, &keep).await?;
+    if !pruned.is_empty() {
+        tracing::info!(registry = %name, namespace = %ns, ?pruned, "removed children no longer desired");
+    }
+    if !needs_finalizer && has_finalizer(&mr) {
+        remove_finalizer(&api, &mr).await?;
+    }
+
+    // Status from what was applied and what the cluster reports.
+    let runtime = read::runtime(&ctx.client, &mr, &caps).await?;
+    let spec_defaults = spec_defaults(&input);
+    let st = status::compute(&status::StatusInput {
+        mr: &mr,
+        desired: &desired,
+        runtime: &runtime,
+        created_deployment,
+        spec_defaults,
+    });
+    let available = mro_api::condition::is_condition_true(&st.conditions, types::AVAILABLE);
+    if status::differs(&mr.status, &st) {
+        for problem in new_problems(&mr.status, &st) {
+            warn(&ctx, &mr, &problem.0, &problem.1).await;
+        }
+        write_status(&api, &mr, &st, &ctx).await?;
+    }
+    // Watches on the Deployment, pods and endpoints wake us on change; the requeue is a safety net.
+    Ok(Action::requeue(if available {
+        Duration::from_secs(300)
+    } else {
+        Duration::from_secs(30)
+    }))
+}
+
+/// Operator-level checks beyond the spec's own rules. `Ok(Err(msg))` is a configuration error.
+async fn validate(mr: &ModelRegistry, ctx: &Context) -> Result<Result<(), String>> {
+    if let Err(errors) = mr.spec.validate() {
+        return Ok(Err(mro_api::validation::join_errors(&errors)));
+    }
+    let ns = mr.namespace().unwrap_or_default();
+    if let Some(allowed) = &ctx.settings.registries_namespace {
+        if &ns != allowed {
+            return Ok(Err(format!(
+                "metadata.namespace: ModelRegistry resources are only accepted in namespace {allowed:?} (REGISTRIES_NAMESPACE), not {ns:?}"
+            )));
+        }
+    }
+    // Some children are cluster-scoped and named after the registry, so names are unique cluster-wide.
+    let name = mr.name_any();
+    let all: Api<ModelRegistry> = Api::all(ctx.client.clone());
+    let same = all
+        .list_metadata(&ListParams::default().fields(&format!("metadata.name={name}")))
+        .await?;
+    let ours = (mr.metadata.creation_timestamp.clone(), ns.clone());
+    for other in same.items {
+        let other_ns = other.namespace().unwrap_or_default();
+        if other_ns == ns || other.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        if (other.metadata.creation_timestamp.clone(), other_ns.clone()) < ours {
+            return Ok(Err(format!(
+                "metadata.name: a ModelRegistry named {name:?} already exists in namespace {other_ns:?}; registry names must be unique across the cluster because some of their resources are cluster-scoped"
+            )));
+        }
+    }
+    Ok(Ok(()))
+}
+
+fn is_owned_child(child: &Child, ns: &str) -> bool {
+    child.namespaced && child.namespace().as_deref() == Some(ns)
+}
+
+fn has_finalizer(mr: &ModelRegistry) -> bool {
+    mr.finalizers().iter().any(|f| f == FINALIZER)
+}
+
+async fn add_finalizer(api: &Api<ModelRegistry>, mr: &ModelRegistry) -> Result<()> {
+    let patch = if mr.metadata.finalizers.is_none() {
+        serde_json::json!([{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
+    } else {
+        serde_json::json!([{"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}])
+    };
+    let patch: json_patch::Patch = serde_json::from_value(patch).expect("valid JSON patch");
+    api.patch(
+        &mr.name_any(),
+        &PatchParams::default(),
+        &Patch::<()>::Json(patch),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn remove_finalizer(api: &Api<ModelRegistry>, mr: &ModelRegistry) -> Result<()> {
+    let Some(i) = mr.finalizers().iter().position(|f| f == FINALIZER) else {
+        return Ok(());
+    };
+    // `test` makes the removal fail (and retry) if the list changed meanwhile.
+    let patch = serde_json::json!([
+        {"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": FINALIZER},
+        {"op": "remove", "path": format!("/metadata/finalizers/{i}")}
+    ]);
+    let patch: json_patch::Patch = serde_json::from_value(patch).expect("valid JSON patch");
+    match api
+        .patch(
+            &mr.name_any(),
+            &PatchParams::default(),
+            &Patch::<()>::Json(patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletion: remove every labelled child (cluster-scoped and cross-namespace ones included), then
+/// release the finalizer. Namespaced owned children would go by garbage collection anyway.
+async fn finalize(
+    mr: &ModelRegistry,
+    api: &Api<ModelRegistry>,
+    ctx: &Context,
+    caps: &crate::capabilities::Capabilities,
+) -> Result<Action> {
+    if !has_finalizer(mr) {
+        return Ok(Action::await_change());
+    }
+    let st = status::finalizing(mr);
+    if status::differs(&mr.status, &st) {
+        // Best effort: the object is going away.
+        let _ = write_status(api, mr, &st, ctx).await;
+    }
+    let ns = mr.namespace().unwrap_or_default();
+    let selector = apply::parent_selector(labels::KIND, &ns, &mr.name_any());
+    apply::prune(
+        &ctx.client,
+        &kinds::managed(caps),
+        &selector,
+        &BTreeSet::new(),
+    )
+    .await?;
+    remove_finalizer(api, mr).await?;
+    Ok(Action::await_change())
+}
+
+async fn write_status(
+    api: &Api<ModelRegistry>,
+    mr: &ModelRegistry,
+    st: &ModelRegistryStatus,
+    ctx: &Context,
+) -> Result<()> {
+    let patch = serde_json::json!({"status": st});
+    api.patch_status(
+        &mr.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    ctx.metrics.status_written(CONTROLLER);
+    Ok(())
+}
+
+/// Conditions that newly became False with a reason a user must act on.
+fn new_problems(
+    old: &Option<ModelRegistryStatus>,
+    new: &ModelRegistryStatus,
+) -> Vec<(String, String)> {
+    let actionable = [
+        "ConfigurationError",
+        "ResourcesUnavailable",
+        "UnsupportedFeature",
+    ];
+    new.conditions
+        .iter()
+        .filter(|c| actionable.contains(&c.reason.as_str()))
+        .filter(|c| c.type_ != types::PROGRESSING)
+        .filter(|c| {
+            let before = old
+                .as_ref()
+                .and_then(|o| o.conditions.iter().find(|x| x.type_ == c.type_));
+            before.is_none_or(|b| b.reason != c.reason || b.message != c.message)
+        })
+        .map(|c| (c.reason.clone(), format!("{}: {}", c.type_, c.message)))
+        .collect()
+}
+
+async fn warn(ctx: &Context, mr: &ModelRegistry, reason: &str, note: &str) {
+    let ev = Event {
+        type_: EventType::Warning,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &mr.object_ref(&())).await {
+        tracing::warn!(error = %e, "cannot publish event");
+    }
+}
+
+/// The run-time defaults the operator applied without writing them into the spec, as a JSON merge
+/// patch (upstream's `status.specDefaults`).
+fn spec_defaults(input: &BuildInput) -> Option<String> {
+    let spec = &input.mr.spec;
+    let mut d = serde_json::Map::new();
+    if spec.rest.image.is_none() {
+        d.insert(
+            "rest".into(),
+            serde_json::json!({"image": input.settings.images.rest}),
+        );
+    }
+    if let Some(g) = &spec.grpc {
+        if g.image.is_none() {
+            d.insert(
+                "grpc".into(),
+                serde_json::json!({"image": input.settings.images.grpc}),
+            );
+        }
+    }
+    for (field, cfg, image) in [
+        (
+            "oauthProxy",
+            &spec.oauth_proxy,
+            &input.settings.images.oauth_proxy,
+        ),
+        (
+            "kubeRBACProxy",
+            &spec.kube_rbac_proxy,
+            &input.settings.images.kube_rbac_proxy,
+        ),
+    ] {
+        if let Some(p) = cfg {
+            let mut m = serde_json::Map::new();
+            if p.image.is_none() {
+                m.insert("image".into(), image.clone().into());
+            }
+            if p.domain.is_none() {
+                if let Some(dom) = input
+                    .settings
+                    .defaults
+                    .domain
+                    .clone()
+                    .or(input.cluster_domain.clone())
+                {
+                    m.insert("domain".into(), dom.into());
+                }
+            }
+            if !m.is_empty() {
+                d.insert(field.into(), m.into());
+            }
+        }
+    }
+    (!d.is_empty()).then(|| serde_json::Value::Object(d).to_string())
+}
+
+pub fn error_policy(mr: Arc<ModelRegistry>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile_failed(CONTROLLER, &err.metric_label());
+    tracing::warn!(registry = %mr.name_any(), namespace = ?mr.namespace(), error = %err, "reconcile failed");
+    Action::requeue(Duration::from_secs(10))
+}

@@ -1,0 +1,156 @@
+//! Runs the operator in-process for a test, under exactly the RBAC shipped in `config/rbac`
+//! (applied as kustomize's `config/default` would: name prefix and namespace).
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::discovery::{ApiResource, Scope};
+use kube::{Client, ResourceExt};
+use model_registry_operator::run::{RunOptions, Stopped};
+use model_registry_operator::settings::Settings;
+use tokio::sync::oneshot;
+
+use crate::cluster::{Cluster, HARNESS_MANAGER, OPERATOR_NAMESPACE};
+use crate::tools::repo_root;
+
+/// kustomize `config/default` settings.
+pub const NAME_PREFIX: &str = "model-registry-operator-";
+
+/// Applies `config/rbac` to the cluster (idempotent), prefixing names and setting the namespace
+/// the way `config/default` does, so the operator's static-token identity gets exactly that RBAC.
+pub async fn install_rbac(client: &Client) -> anyhow::Result<()> {
+    let dir = repo_root().join("config/rbac");
+    let discovery = kube::discovery::Discovery::new(client.clone())
+        .run()
+        .await?;
+    for doc in rbac_documents(&dir)? {
+        let mut doc = doc;
+        prefix_and_namespace(&mut doc);
+        let gvk = kube::api::GroupVersionKind::try_from(
+            &doc.types
+                .clone()
+                .context("RBAC document without apiVersion/kind")?,
+        )?;
+        let (ar, caps) = discovery
+            .resolve_gvk(&gvk)
+            .context("unknown kind in config/rbac")?;
+        let api: Api<DynamicObject> = match caps.scope {
+            Scope::Namespaced => Api::namespaced_with(client.clone(), OPERATOR_NAMESPACE, &ar),
+            Scope::Cluster => Api::all_with(client.clone(), &ar),
+        };
+        api.patch(
+            &doc.name_any(),
+            &PatchParams::apply(HARNESS_MANAGER).force(),
+            &Patch::Apply(&doc),
+        )
+        .await
+        .with_context(|| format!("apply {} {}", ar.kind, doc.name_any()))?;
+    }
+    Ok(())
+}
+
+fn rbac_documents(dir: &Path) -> anyhow::Result<Vec<DynamicObject>> {
+    let kustomization = std::fs::read_to_string(dir.join("kustomization.yaml"))?;
+    let k: serde_json::Value = serde_saphyr::from_str(&kustomization)?;
+    let mut docs = Vec::new();
+    for res in k["resources"]
+        .as_array()
+        .context("kustomization without resources")?
+    {
+        let file = dir.join(res.as_str().context("resource is not a path")?);
+        let text = std::fs::read_to_string(&file)?;
+        docs.extend(serde_saphyr::from_multiple::<DynamicObject>(&text)?);
+    }
+    Ok(docs)
+}
+
+fn prefix_and_namespace(doc: &mut DynamicObject) {
+    doc.metadata.name = Some(format!("{NAME_PREFIX}{}", doc.name_any()));
+    if doc.metadata.namespace.is_some() {
+        doc.metadata.namespace = Some(OPERATOR_NAMESPACE.into());
+    }
+    // Names of what the document refers to are prefixed too (as kustomize's name references).
+    let kind = doc
+        .types
+        .as_ref()
+        .map(|t| t.kind.clone())
+        .unwrap_or_default();
+    if kind.ends_with("Binding") {
+        if let Some(role) = doc.data["roleRef"]["name"].as_str().map(str::to_string) {
+            if !role.starts_with("system:") {
+                doc.data["roleRef"]["name"] = format!("{NAME_PREFIX}{role}").into();
+            }
+        }
+        if let Some(subjects) = doc.data["subjects"].as_array_mut() {
+            for s in subjects {
+                if s["kind"] == "ServiceAccount" {
+                    s["name"] =
+                        format!("{NAME_PREFIX}{}", s["name"].as_str().unwrap_or_default()).into();
+                    s["namespace"] = OPERATOR_NAMESPACE.into();
+                }
+            }
+        }
+    }
+}
+
+/// A running operator; stopped (gracefully) on drop or by [`OperatorHandle::stop`].
+pub struct OperatorHandle {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<Stopped>>>,
+}
+
+/// Settings for a test operator: watches only `namespace`, fast capability discovery.
+pub fn test_settings(namespace: &str) -> Settings {
+    let mut s = Settings::for_tests();
+    s.watch_namespace = Some(namespace.to_string());
+    s
+}
+
+/// Starts the operator with the operator identity's client (shipped RBAC applies).
+pub async fn start(cluster: &Cluster, settings: Settings) -> OperatorHandle {
+    install_rbac(&cluster.admin_client())
+        .await
+        .expect("install config/rbac");
+    let client = cluster.operator_client();
+    let (tx, rx) = oneshot::channel::<()>();
+    let options = RunOptions {
+        discovery_interval: Duration::from_secs(2),
+        serve_http: false,
+    };
+    let task = tokio::spawn(async move {
+        model_registry_operator::run::run(client, settings, options, async move {
+            let _ = rx.await;
+        })
+        .await
+    });
+    OperatorHandle {
+        stop: Some(tx),
+        task: Some(task),
+    }
+}
+
+impl OperatorHandle {
+    /// Stops the operator and waits for it to finish.
+    pub async fn stop(mut self) -> anyhow::Result<Stopped> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        self.task.take().expect("running").await?
+    }
+
+    /// Aborts the operator task at once (simulates a crash mid-reconcile).
+    pub fn kill(mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for OperatorHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
