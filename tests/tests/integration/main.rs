@@ -3,6 +3,8 @@
 
 mod crds;
 mod model_registry_contract;
+mod model_sync;
+mod modelregistry_controller;
 mod smoke_http;
 mod smoke_kube;
 mod smoke_oci;

@@ -1,0 +1,1 @@
+//! model-sync end to end against real servers (being written).

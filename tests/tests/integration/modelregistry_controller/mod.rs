@@ -1,0 +1,1 @@
+//! ModelRegistry controller on the local control plane (being written).
