@@ -63,3 +63,9 @@ local-cluster: ## Start the local control plane and print `export KUBECONFIG=...
 .PHONY: local-cluster-stop
 local-cluster-stop: ## Stop the local control plane.
 	@bash tests/local-cluster/cluster.sh stop --dir $(CLUSTER_DIR)
+
+##@ Benchmarks
+# BENCH_RUNS (runs per size, default 3) and BENCH_SIZES_MIB (default 1024,2048) are passed through.
+.PHONY: bench-sync
+bench-sync: ## model-sync S3 → OCI (release) vs. a floor of plain S3 GETs + blob uploads: wall, MiB/s, CPU s/GiB, peak RSS, scratch disk.
+	$(CARGO) run -q --release --locked -p mro-tests --bin bench_sync

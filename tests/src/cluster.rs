@@ -30,6 +30,10 @@ pub const HARNESS_MANAGER: &str = "mro-test-harness";
 pub const OPERATOR_NAMESPACE: &str = "model-registry-operator-system";
 pub const OPERATOR_SERVICE_ACCOUNT: &str = "model-registry-operator-controller-manager";
 
+/// The Node the harness registers on control planes it starts. No kubelet runs behind it; tests
+/// (and the test node agent) bind pods to it and write their status, as a kubelet would.
+pub const TEST_NODE: &str = "mro-test-node";
+
 /// Which optional platform APIs a control plane offers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Flavour {
@@ -196,6 +200,9 @@ impl Cluster {
         ensure_namespace(&client, OPERATOR_NAMESPACE).await?;
         install_crds(&client, &crd_files()?).await?;
         platform_apis::install(&client, flavour.platform_apis()).await?;
+        if self.dir.is_some() {
+            register_test_node(&client).await?;
+        }
         Ok(())
     }
 
@@ -260,6 +267,44 @@ impl Drop for Cluster {
                 .output();
             let _ = std::fs::remove_dir_all(dir);
         }
+    }
+}
+
+/// Registers [`TEST_NODE`] as a Ready node (Endpoints and EndpointSlices need pods on a real Node).
+async fn register_test_node(client: &Client) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Node;
+    let nodes = Api::<Node>::all(client.clone());
+    let node = serde_json::json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": TEST_NODE, "labels": {"kubernetes.io/hostname": TEST_NODE, "kubernetes.io/os": "linux"}}});
+    nodes.patch(TEST_NODE, &PatchParams::apply(HARNESS_MANAGER), &Patch::Apply(node)).await?;
+    let status = serde_json::json!({"status": {
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "test node",
+                        "lastHeartbeatTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+        "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": TEST_NODE}]}});
+    nodes.patch_status(TEST_NODE, &PatchParams::default(), &Patch::Merge(status)).await?;
+    Ok(())
+}
+
+/// Binds a pending pod to [`TEST_NODE`], as the scheduler would (no-op if already bound).
+pub async fn bind_pod(client: &Client, namespace: &str, pod: &k8s_openapi::api::core::v1::Pod) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::{Binding, ObjectReference};
+    if pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() {
+        return Ok(());
+    }
+    let name = pod.metadata.name.clone().context("pod without a name")?;
+    let binding = Binding {
+        metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() },
+        target: ObjectReference { kind: Some("Node".into()), name: Some(TEST_NODE.into()), api_version: Some("v1".into()), ..Default::default() },
+    };
+    let body = serde_json::to_vec(&binding)?;
+    let req = http::Request::post(format!("/api/v1/namespaces/{namespace}/pods/{name}/binding"))
+        .header("content-type", "application/json")
+        .body(body)?;
+    match client.request::<serde_json::Value>(req).await {
+        Ok(_) => Ok(()),
+        // Someone bound it meanwhile.
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -7,12 +7,14 @@
 //! - [`oci_registry`]: Debian's distribution registry, plain HTTP or htpasswd + TLS.
 //! - [`http_files`]: a static HTTP file server for `uri` sources.
 //! - [`model_registry`]: a stateful Model Registry REST stand-in, contract-tested with Prism.
+//! - [`model_sync`]: runs the `model-sync` binary like a Job (integration tests, `bench-sync`).
 //! - [`operator`]: the operator run in-process under the shipped RBAC.
 #![forbid(unsafe_code)]
 
 pub mod cluster;
 pub mod http_files;
 pub mod model_registry;
+pub mod model_sync;
 pub mod oci_registry;
 pub mod operator;
 pub mod platform_apis;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use kube::discovery::{ApiResource, Scope};
+use kube::discovery::Scope;
 use kube::{Client, ResourceExt};
 use model_registry_operator::run::{RunOptions, Stopped};
 use model_registry_operator::settings::Settings;

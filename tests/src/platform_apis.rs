@@ -122,7 +122,11 @@ fn crd(k: &Kind) -> CustomResourceDefinition {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": format!("{}.{}", k.plural, k.group)},
+        "metadata": {
+            "name": format!("{}.{}", k.plural, k.group),
+            // Groups under k8s.io are protected: the API server wants this approval annotation.
+            "annotations": {"api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/891"}
+        },
         "spec": {
             "group": k.group,
             "names": {"kind": k.kind, "plural": k.plural, "singular": k.kind.to_lowercase(), "listKind": format!("{}List", k.kind)},

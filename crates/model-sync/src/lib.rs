@@ -8,4 +8,9 @@
 
 pub mod config;
 pub mod error;
+pub mod local;
+pub mod oci;
+pub mod run;
+pub mod s3;
 pub mod transfer;
+pub mod uri;

@@ -91,7 +91,12 @@ pub async fn discover(client: &Client) -> kube::Result<Capabilities> {
         .groups
         .into_iter()
         .filter(|g| WATCHED_GROUPS.contains(&g.name.as_str()))
-        .map(|g| (g.name, g.versions.into_iter().map(|v| v.version).collect()))
+        .map(|g| {
+            // Sorted: discovery does not promise an order, and a reordering is not a change.
+            let mut versions: Vec<String> = g.versions.into_iter().map(|v| v.version).collect();
+            versions.sort();
+            (g.name, versions)
+        })
         .collect();
     Ok(Capabilities { groups })
 }
@@ -113,9 +118,12 @@ impl CapabilityWatch {
         self.rx.borrow().clone()
     }
 
-    /// Yields once each time the capabilities change (not for the initial value).
+    /// Yields once each time the capabilities change after this call (not for the current value).
     pub fn changes(&self) -> impl Stream<Item = ()> + Send + 'static {
-        WatchStream::from_changes(self.rx.clone()).map(|_| ())
+        let mut rx = self.rx.clone();
+        // A clone inherits the original's "seen" mark; start from the current value.
+        rx.borrow_and_update();
+        WatchStream::from_changes(rx).map(|_| ())
     }
 }
 

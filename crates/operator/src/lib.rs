@@ -2,6 +2,7 @@
 //!
 //! - [`run`]: the operator process (leader election, probes, metrics, controllers).
 //! - [`modelregistry`]: deploys and secures Model Registry instances.
+//! - [`modeltransfer`]: copies models in model-sync Jobs and registers them.
 //! - [`apply`]: server-side apply and pruning of children.
 //! - [`capabilities`]: which optional platform APIs the cluster serves.
 //! - [`crdgen`]: the CRD manifests.
@@ -16,6 +17,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod modelregistry;
+pub mod modeltransfer;
 pub mod run;
 pub mod settings;
 pub mod telemetry;

@@ -13,10 +13,14 @@ use crate::context::Context;
 use crate::http::{self, Readiness};
 use crate::metrics::Metrics;
 use crate::modelregistry;
+use crate::modeltransfer;
 use crate::settings::Settings;
 
 /// How often capabilities are re-discovered.
 pub const DISCOVERY_INTERVAL: Duration = Duration::from_secs(20);
+
+/// How long in-flight reconciles may run after a stop was requested.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Options for embedding the operator (tests run it in-process).
 #[derive(Clone)]
@@ -125,11 +129,14 @@ pub async fn run(
     loop {
         // One generation of controllers: stops on shutdown, lost leadership or capability change.
         let (gen_tx, gen_rx) = watch::channel(false);
-        let gen_stop = async move {
-            let mut rx = gen_rx;
-            let _ = rx.wait_for(|s| *s).await;
+        let gen_stop = move || {
+            let mut rx = gen_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
         };
-        let mr_ctl = tokio::spawn(modelregistry::run(ctx.clone(), gen_stop));
+        let mr_ctl = tokio::spawn(modelregistry::run(ctx.clone(), gen_stop()));
+        let mt_ctl = tokio::spawn(modeltransfer::run(ctx.clone(), gen_stop()));
         readiness.set_ready(true);
         let mut changes = Box::pin(caps.changes());
         let outcome = tokio::select! {
@@ -138,7 +145,15 @@ pub async fn run(
             _ = futures::StreamExt::next(&mut changes) => None,
         };
         let _ = gen_tx.send(true);
-        let _ = mr_ctl.await;
+        // kube-runtime's graceful shutdown also waits for scheduled requeues (minutes ahead), so
+        // in-flight reconciles get a short grace period and are then dropped. That is safe:
+        // every reconcile is an idempotent server-side apply and resumes on the next start.
+        for mut handle in [mr_ctl, mt_ctl] {
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut handle).await.is_err() {
+                handle.abort();
+                let _ = handle.await;
+            }
+        }
         match outcome {
             Some(why) => {
                 let _ = stop_tx.send(true);

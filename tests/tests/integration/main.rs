@@ -5,6 +5,7 @@ mod crds;
 mod model_registry_contract;
 mod model_sync;
 mod modelregistry_controller;
+mod modeltransfer_controller;
 mod smoke_http;
 mod smoke_kube;
 mod smoke_oci;

@@ -15,9 +15,11 @@ use futures::stream::BoxStream;
 pub mod error;
 pub mod progress;
 pub mod retry;
+pub mod source;
 
 pub use error::{Reason, TransferError};
 pub use progress::Progress;
+pub use source::OpenFile;
 
 /// A stream of a file's bytes.
 pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;

@@ -17,8 +17,13 @@ pub fn build(input: &BuildInput, out: &mut Desired) -> Result<(), BuildError> {
     let name = mr.name_any();
     let ns = mr.namespace().unwrap_or_default();
 
+    let mut sa_meta = labels::owned_meta(mr, &name);
+    let sa_annotations = proxy::service_account_annotations(input);
+    if !sa_annotations.is_empty() {
+        sa_meta.annotations = Some(sa_annotations);
+    }
     out.children.push(Child::typed(&ServiceAccount {
-        metadata: labels::owned_meta(mr, &name),
+        metadata: sa_meta,
         ..Default::default()
     }));
     out.children.push(Child::typed(&service(input)));
@@ -41,25 +46,21 @@ pub fn build(input: &BuildInput, out: &mut Desired) -> Result<(), BuildError> {
 }
 
 /// The registry Service: plain `http-api` (and `grpc-api` in the gRPC layout), or only the proxy's
-/// `https-api` port when a proxy fronts the REST API, so nothing bypasses authentication.
+/// `https-api` port when a proxy is requested, so nothing bypasses authentication. This holds even
+/// when the cluster cannot run the requested proxy (OAuth proxy off OpenShift): the Service then has
+/// no ready endpoints and the registry reports unavailable instead of serving unauthenticated.
 pub fn service(input: &BuildInput) -> Service {
     let mr = input.mr;
     let spec = &mr.spec;
     let mut ports = Vec::new();
-    let proxied = proxy::sidecar(input).is_some();
-    if proxied {
-        let port = spec
-            .oauth_proxy
-            .as_ref()
-            .or(spec.kube_rbac_proxy.as_ref())
-            .map(|p| p.port)
-            .unwrap_or(8443);
-        ports.push(port_spec(HTTPS_PORT_NAME, port));
+    if let Some(p) = spec.oauth_proxy.as_ref().or(spec.kube_rbac_proxy.as_ref()) {
+        ports.push(port_spec(HTTPS_PORT_NAME, p.port));
     } else {
         ports.push(port_spec(HTTP_PORT_NAME, spec.rest.port));
-    }
-    if let Some(grpc) = super::deployment::grpc_layout(spec) {
-        ports.push(port_spec(GRPC_PORT_NAME, grpc.port));
+        // gRPC is not proxied, so it is only exposed when nothing authenticates REST either.
+        if let Some(grpc) = super::deployment::grpc_layout(spec) {
+            ports.push(port_spec(GRPC_PORT_NAME, grpc.port));
+        }
     }
     let mut metadata = labels::owned_meta(mr, mr.name_any());
     let annotations = proxy::service_annotations(input);

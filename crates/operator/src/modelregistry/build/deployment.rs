@@ -251,7 +251,7 @@ pub fn deployment(input: &BuildInput) -> Result<Deployment, BuildError> {
 
     let mut pod_labels = labels::labels(mr);
     pod_labels.extend(labels::selector(mr));
-    if spec.istio.is_some() && input.caps.istio() {
+    if spec.istio.is_some() && super::istio::IstioResources::resolve(input.caps).is_ok() {
         pod_labels.insert("sidecar.istio.io/inject".into(), "true".into());
     }
 

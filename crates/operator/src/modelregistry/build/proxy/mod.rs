@@ -463,10 +463,10 @@ fn auth_delegator(mr: &ModelRegistry) -> ClusterRoleBinding {
     }
 }
 
-/// NetworkPolicy `<name>-https-route`: lets the OpenShift router (namespaces labelled
-/// `network.openshift.io/policy-group: ingress`) reach the proxy port, for namespaces whose
-/// default policies deny ingress. Note that, like any policy selecting the pods, it also makes
-/// them isolated for ingress where no other policy admits traffic.
+/// NetworkPolicy `<name>-https-route`: admits the OpenShift router (namespaces labelled
+/// `network.openshift.io/policy-group: ingress`) and every in-cluster caller to the proxy port, for
+/// namespaces whose default policies deny ingress. Because a policy selecting the pods isolates
+/// them, the plain REST port becomes unreachable from other pods: nothing bypasses the proxy.
 fn route_network_policy(mr: &ModelRegistry, proxy_port: i32) -> NetworkPolicy {
     NetworkPolicy {
         metadata: labels::owned_meta(mr, network_policy_name(mr)),
@@ -477,16 +477,23 @@ fn route_network_policy(mr: &ModelRegistry, proxy_port: i32) -> NetworkPolicy {
             }),
             policy_types: Some(vec!["Ingress".into()]),
             ingress: Some(vec![NetworkPolicyIngressRule {
-                from: Some(vec![NetworkPolicyPeer {
-                    namespace_selector: Some(LabelSelector {
-                        match_labels: Some(BTreeMap::from([(
-                            INGRESS_POLICY_GROUP_LABEL.to_string(),
-                            "ingress".to_string(),
-                        )])),
+                from: Some(vec![
+                    NetworkPolicyPeer {
+                        namespace_selector: Some(LabelSelector {
+                            match_labels: Some(BTreeMap::from([(
+                                INGRESS_POLICY_GROUP_LABEL.to_string(),
+                                "ingress".to_string(),
+                            )])),
+                            ..Default::default()
+                        }),
                         ..Default::default()
-                    }),
-                    ..Default::default()
-                }]),
+                    },
+                    NetworkPolicyPeer {
+                        // Any namespace: the proxy authenticates every request itself.
+                        namespace_selector: Some(LabelSelector::default()),
+                        ..Default::default()
+                    },
+                ]),
                 ports: Some(vec![NetworkPolicyPort {
                     port: Some(IntOrString::Int(proxy_port)),
                     protocol: Some("TCP".into()),

@@ -397,7 +397,7 @@ fn https_route_domain_precedence() {
 }
 
 #[test]
-fn network_policy_admits_router_to_proxy_port() {
+fn network_policy_admits_callers_only_on_the_proxy_port() {
     let case = Case::new(json!({ "kubeRBACProxy": { "port": 9443 } }), openshift());
     let out = case.build();
     let child = find(&out, "NetworkPolicy", "modelregistry-sample-https-route");
@@ -409,7 +409,10 @@ fn network_policy_admits_router_to_proxy_port() {
             "podSelector": { "matchLabels": { "app": NAME, "component": "model-registry" } },
             "policyTypes": ["Ingress"],
             "ingress": [{
-                "from": [{ "namespaceSelector": { "matchLabels": { "network.openshift.io/policy-group": "ingress" } } }],
+                "from": [
+                    { "namespaceSelector": { "matchLabels": { "network.openshift.io/policy-group": "ingress" } } },
+                    { "namespaceSelector": {} },
+                ],
                 "ports": [{ "port": 9443, "protocol": "TCP" }],
             }],
         })

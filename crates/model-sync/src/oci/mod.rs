@@ -1,0 +1,69 @@
+//! OCI back-end: read models from images and artifacts ([`OciSource`]), publish them as KServe
+//! modelcar images ([`OciSink`]).
+//!
+//! A modelcar is the base image (default `busybox:latest`) plus one uncompressed tar layer per
+//! model file holding `/models/<relative path>` (with its parent directories). Layers are
+//! ordered by path and built deterministically (see `tar.rs`), so publishing the same model on
+//! the same base always yields the same layer, config and manifest digests; the published URI is
+//! pinned by digest (`oci://host/repo@sha256:…`).
+//!
+//! Everything streams: file bytes go from the source through the tar framing and the sha256
+//! straight into the registry's chunked upload (`upload.rs`), with at most `concurrency` files in
+//! flight and a few chunks of memory per file. Nothing is staged on disk.
+//!
+//! Sources reach the sink through [`crate::transfer::OpenFile`] (`publish(&dyn OpenFile, ...)`),
+//! so S3, URI, local and OCI sources all feed it; [`OciSource`] implements it too.
+//!
+//! The HTTP layer (`registry.rs`, `blobs.rs`) is a small distribution client on reqwest; the
+//! `oci-client` crate is only used for its reference parser (through the configuration).
+use futures::future::BoxFuture;
+
+use crate::transfer::{ByteStream, ModelFile, OpenFile, TransferError};
+
+mod auth;
+mod blobs;
+mod digest;
+mod image;
+mod layer;
+mod registry;
+mod scan;
+mod sink;
+mod source;
+mod tar;
+mod upload;
+
+#[cfg(test)]
+mod tests;
+
+pub use sink::{OciSink, UploadStats};
+pub use source::OciSource;
+
+/// Default number of files uploaded at once.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+
+/// Adapts a closure to [`OpenFile`]: `OpenWith(|file, offset| async move { ... }.boxed())`
+/// (handy for in-memory sources in tests and benchmarks).
+pub struct OpenWith<F>(pub F);
+
+impl<F> OpenFile for OpenWith<F>
+where
+    F: Fn(&ModelFile, u64) -> BoxFuture<'static, Result<ByteStream, TransferError>> + Send + Sync,
+{
+    fn open<'a>(
+        &'a self,
+        file: &'a ModelFile,
+        offset: u64,
+    ) -> BoxFuture<'a, Result<ByteStream, TransferError>> {
+        (self.0)(file, offset)
+    }
+}
+
+impl OpenFile for OciSource {
+    fn open<'a>(
+        &'a self,
+        file: &'a ModelFile,
+        offset: u64,
+    ) -> BoxFuture<'a, Result<ByteStream, TransferError>> {
+        Box::pin(OciSource::open(self, file, offset))
+    }
+}

@@ -1,0 +1,469 @@
+//! The modelcar destination: base image + one uncompressed tar layer per model file.
+//!
+//! Order of work: resolve the base image (an index gives one image per platform), read the
+//! manifest already at the destination tag (layers whose title, size and fingerprint or content
+//! sha256 match are reused on a retry), make the base layers present in the destination
+//! repository (HEAD, else cross-repository mount on the same registry, else a streamed copy),
+//! stream the model layers (`concurrency` at a time, in path order), then push the configs, the
+//! per-platform manifests and the tag. No manifest is pushed before every blob it references was
+//! committed by the registry under the digest we computed, or found present with the right size.
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures::{StreamExt as _, TryStreamExt as _, stream};
+use oci_client::Reference;
+
+use super::digest;
+use super::image::{self, Descriptor, Manifest, ModelLayer, Parsed};
+use super::layer::Target;
+use super::registry::{Registry, Settings, scope};
+use super::upload::{DEFAULT_CHUNK, upload_blob};
+use crate::config::OciDestination;
+use crate::transfer::retry::{RetryPolicy, retry};
+use crate::transfer::{
+    ModelFile, OpenFile, Progress, Published, Reason, TransferError, normalize_listing,
+};
+
+/// Counters of what a sink sent (for tests and performance notes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UploadStats {
+    /// PATCH requests sent (chunks, including resumed ones).
+    pub patch_requests: u64,
+    /// Bytes accepted by PATCH requests.
+    pub uploaded_bytes: u64,
+    /// Blobs committed by an upload.
+    pub blobs_uploaded: u64,
+    /// Blobs found present (HEAD) and not uploaded.
+    pub blobs_existing: u64,
+    /// Blobs mounted from another repository.
+    pub blobs_mounted: u64,
+}
+
+/// Publishes models as KServe modelcar images.
+pub struct OciSink {
+    dest: OciDestination,
+    concurrency: usize,
+    chunk: usize,
+    registry: Arc<Registry>,
+}
+
+/// One platform image of the base.
+struct BasePlatform {
+    /// The index entry (with `platform`), for multi-arch bases.
+    entry: Option<Descriptor>,
+    manifest: Manifest,
+    digest: String,
+    config: Bytes,
+}
+
+struct Base {
+    registry: Arc<Registry>,
+    same_registry: bool,
+    repo: String,
+    name: String,
+    is_index: bool,
+    platforms: Vec<BasePlatform>,
+}
+
+impl OciSink {
+    /// A sink for `dest`, uploading up to `concurrency` files at once (0 means the default).
+    pub fn new(dest: OciDestination, concurrency: usize) -> Result<OciSink, TransferError> {
+        let registry = Arc::new(dest_registry(&dest, None)?);
+        let concurrency = if concurrency == 0 {
+            super::DEFAULT_CONCURRENCY
+        } else {
+            concurrency
+        };
+        Ok(OciSink {
+            dest,
+            concurrency,
+            chunk: DEFAULT_CHUNK,
+            registry,
+        })
+    }
+
+    /// Trusts an extra CA (PEM) for the destination and the base image registry.
+    pub fn with_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Result<OciSink, TransferError> {
+        self.registry = Arc::new(dest_registry(&self.dest, Some(pem.into()))?);
+        Ok(self)
+    }
+
+    /// PATCH size (default 8 MiB; at least 4 KiB). Memory is about 3 chunks per file in flight.
+    pub fn with_chunk_size(mut self, bytes: usize) -> OciSink {
+        self.chunk = bytes.max(4096);
+        self
+    }
+
+    /// What this sink has sent so far.
+    pub fn stats(&self) -> UploadStats {
+        let c = &self.registry.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        UploadStats {
+            patch_requests: get(&c.patch_requests),
+            uploaded_bytes: get(&c.uploaded_bytes),
+            blobs_uploaded: get(&c.blobs_uploaded),
+            blobs_existing: get(&c.blobs_existing),
+            blobs_mounted: get(&c.blobs_mounted),
+        }
+    }
+
+    /// Streams `files` from `source` into a modelcar and pushes it under the destination tag.
+    pub async fn publish<S: OpenFile + ?Sized>(
+        &self,
+        source: &S,
+        files: &[ModelFile],
+        progress: &Progress,
+    ) -> Result<Published, TransferError> {
+        let files = normalize_listing(files.to_vec())?;
+        let reference = &self.dest.location.reference;
+        let repo = reference.repository().to_owned();
+        let tag = reference
+            .tag()
+            .filter(|_| reference.digest().is_none())
+            .ok_or_else(|| {
+                TransferError::invalid_input(format!(
+                    "destination {reference} must name a tag (a digest cannot be pushed to)"
+                ))
+            })?;
+        let scopes = vec![scope(&repo, "pull,push")];
+
+        let base = self.resolve_base().await?;
+        let previous = self.previous_layers(&repo, tag, &scopes).await?;
+        self.ensure_base_layers(&base, &repo, &scopes).await?;
+
+        let target = Target {
+            reg: &self.registry,
+            repo: &repo,
+            scopes: &scopes,
+            chunk: self.chunk,
+        };
+        let layers: Vec<ModelLayer> = stream::iter(files.iter())
+            .map(|f| target.model_layer(source, f, previous.get(f.path.as_str()), progress))
+            .buffered(self.concurrency)
+            .try_collect()
+            .await?;
+
+        let digest = self
+            .push_manifests(&base, &layers, &repo, tag, &scopes)
+            .await?;
+        Ok(Published {
+            uri: format!("oci://{}/{repo}@{digest}", reference.registry()),
+            digest: Some(digest),
+            bytes: files.iter().map(|f| f.size).sum(),
+            files: files.len(),
+        })
+    }
+
+    async fn resolve_base(&self) -> Result<Base, TransferError> {
+        let raw = self.dest.base_image.trim();
+        let base_ref: Reference = raw.parse().map_err(|e| {
+            TransferError::invalid_input(format!(
+                "base image {raw:?} is not a valid reference: {e}"
+            ))
+        })?;
+        let same_registry =
+            base_ref.resolve_registry() == self.dest.location.reference.resolve_registry();
+        let registry = if same_registry {
+            self.registry.clone()
+        } else {
+            // Another registry: anonymous, with the destination's TLS settings.
+            let settings = Settings {
+                credentials: None,
+                ..self.registry.settings().clone()
+            };
+            Arc::new(Registry::new(
+                base_ref.resolve_registry(),
+                settings,
+                Reason::DestinationRejected,
+            )?)
+        };
+        let repo = base_ref.repository().to_owned();
+        let scopes = [scope(&repo, "pull")];
+        let wanted = base_ref.digest().or(base_ref.tag()).unwrap_or("latest");
+        let ctx = |e: TransferError| e.context(format!("base image {}", base_ref.whole()));
+        let top = registry
+            .get_manifest(&repo, wanted, &scopes)
+            .await
+            .map_err(ctx)?
+            .ok_or_else(|| {
+                TransferError::new(
+                    Reason::DestinationRejected,
+                    format!("base image {} not found", base_ref.whole()),
+                )
+            })?;
+        let mut platforms = Vec::new();
+        let is_index = match image::parse(&top).map_err(ctx)? {
+            Parsed::Manifest(manifest) => {
+                let config = registry
+                    .get_small_blob(&repo, &manifest.config.digest, &scopes)
+                    .await
+                    .map_err(ctx)?;
+                platforms.push(BasePlatform {
+                    entry: None,
+                    manifest,
+                    digest: top.digest.clone(),
+                    config,
+                });
+                false
+            }
+            Parsed::Index(index) => {
+                for entry in image::image_entries(&index) {
+                    let raw = registry
+                        .get_manifest(&repo, &entry.digest, &scopes)
+                        .await
+                        .map_err(ctx)?;
+                    let raw = raw.ok_or_else(|| {
+                        TransferError::new(
+                            Reason::DestinationRejected,
+                            format!("base image manifest {} is missing", entry.digest),
+                        )
+                    })?;
+                    let Parsed::Manifest(manifest) = image::parse(&raw).map_err(ctx)? else {
+                        return Err(TransferError::invalid_input(
+                            "base image index nests another index",
+                        ));
+                    };
+                    let config = registry
+                        .get_small_blob(&repo, &manifest.config.digest, &scopes)
+                        .await
+                        .map_err(ctx)?;
+                    platforms.push(BasePlatform {
+                        entry: Some(entry.clone()),
+                        manifest,
+                        digest: raw.digest,
+                        config,
+                    });
+                }
+                true
+            }
+        };
+        if platforms.is_empty() {
+            return Err(TransferError::invalid_input(format!(
+                "base image {} has no image manifests",
+                base_ref.whole()
+            )));
+        }
+        Ok(Base {
+            registry,
+            same_registry,
+            repo,
+            name: base_ref.whole(),
+            is_index,
+            platforms,
+        })
+    }
+
+    /// Model layers of the image already at the tag, by path (for reuse on a retry).
+    async fn previous_layers(
+        &self,
+        repo: &str,
+        tag: &str,
+        scopes: &[String],
+    ) -> Result<BTreeMap<String, Descriptor>, TransferError> {
+        let mut out = BTreeMap::new();
+        let Some(raw) = self.registry.get_manifest(repo, tag, scopes).await? else {
+            return Ok(out);
+        };
+        let manifest = match image::parse(&raw) {
+            Ok(Parsed::Manifest(m)) => m,
+            Ok(Parsed::Index(idx)) => match image::pick_platform(&idx) {
+                Some(e) => match self
+                    .registry
+                    .get_manifest(repo, &e.digest, scopes)
+                    .await?
+                    .map(|r| image::parse(&r))
+                {
+                    Some(Ok(Parsed::Manifest(m))) => m,
+                    _ => return Ok(out),
+                },
+                None => return Ok(out),
+            },
+            Err(e) => {
+                tracing::debug!(error = %e, "ignoring the unreadable manifest at the destination tag");
+                return Ok(out);
+            }
+        };
+        for l in manifest.layers {
+            if l.media_type == image::OCI_LAYER_TAR
+                && let Some(title) = l.annotation(image::ANNOTATION_TITLE)
+            {
+                out.insert(title.to_owned(), l.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes every base layer present in the destination repository.
+    async fn ensure_base_layers(
+        &self,
+        base: &Base,
+        repo: &str,
+        scopes: &[String],
+    ) -> Result<(), TransferError> {
+        let mut seen = BTreeSet::new();
+        let mut todo = Vec::new();
+        for l in base.platforms.iter().flat_map(|p| &p.manifest.layers) {
+            // Non-distributable layers are fetched from their URLs by clients, never pushed.
+            if l.media_type.contains("foreign") || l.media_type.contains("nondistributable") {
+                continue;
+            }
+            if seen.insert(l.digest.clone()) {
+                todo.push(l);
+            }
+        }
+        stream::iter(todo)
+            .map(|l| self.ensure_base_layer(base, l, repo, scopes))
+            .buffer_unordered(self.concurrency)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    async fn ensure_base_layer(
+        &self,
+        base: &Base,
+        l: &Descriptor,
+        repo: &str,
+        scopes: &[String],
+    ) -> Result<(), TransferError> {
+        let d = digest::parse(&l.digest)?;
+        let reg = &self.registry;
+        if reg.blob_size(repo, &d, scopes).await?.is_some() {
+            super::registry::Counters::add(&reg.counters.blobs_existing, 1);
+            return Ok(());
+        }
+        let base_scopes = [scope(&base.repo, "pull")];
+        if base.same_registry {
+            let both = [scope(repo, "pull,push"), scope(&base.repo, "pull")];
+            if reg.mount(repo, &d, &base.repo, &both).await? {
+                return Ok(());
+            }
+        }
+        retry(
+            RetryPolicy {
+                attempts: 3,
+                ..RetryPolicy::default()
+            },
+            &format!("copy base layer {d}"),
+            |_| async {
+                let resp = base
+                    .registry
+                    .get_blob(&base.repo, &d, 0, None, &base_scopes)
+                    .await?;
+                upload_blob(
+                    reg,
+                    repo,
+                    scopes,
+                    self.chunk,
+                    Some(&d),
+                    |mut w| async move {
+                        let mut body = resp.bytes_stream();
+                        while let Some(chunk) = body.next().await {
+                            let chunk = chunk.map_err(|e| {
+                                base.registry.transport_error("reading base layer", e)
+                            })?;
+                            w.write(&chunk).await?;
+                        }
+                        Ok(w)
+                    },
+                )
+                .await
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn push_manifests(
+        &self,
+        base: &Base,
+        layers: &[ModelLayer],
+        repo: &str,
+        tag: &str,
+        scopes: &[String],
+    ) -> Result<String, TransferError> {
+        let mut built = Vec::new();
+        for p in &base.platforms {
+            let cfg = Bytes::from(image::build_config(&p.config, layers)?);
+            let cfg_digest = digest::sha256(&cfg);
+            if self
+                .registry
+                .blob_size(repo, &cfg_digest, scopes)
+                .await?
+                .is_none()
+            {
+                let data = cfg.clone();
+                upload_blob(
+                    &self.registry,
+                    repo,
+                    scopes,
+                    self.chunk,
+                    Some(&cfg_digest),
+                    |mut w| async move {
+                        w.write(&data).await?;
+                        Ok(w)
+                    },
+                )
+                .await?;
+            }
+            let config = Descriptor {
+                media_type: image::OCI_CONFIG.to_owned(),
+                digest: cfg_digest,
+                size: cfg.len() as u64,
+                platform: None,
+                annotations: None,
+                extra: BTreeMap::new(),
+            };
+            let manifest =
+                image::build_manifest(&p.manifest, &base.name, &p.digest, config, layers)?;
+            built.push((p.entry.as_ref(), Bytes::from(manifest)));
+        }
+        if !base.is_index {
+            let (_, m) = built
+                .pop()
+                .ok_or_else(|| TransferError::new(Reason::Internal, "no manifest built"))?;
+            return self
+                .registry
+                .put_manifest(repo, tag, image::OCI_MANIFEST, m, scopes)
+                .await;
+        }
+        let mut entries = Vec::new();
+        for (entry, m) in built {
+            let d = digest::sha256(&m);
+            self.registry
+                .put_manifest(repo, &d, image::OCI_MANIFEST, m.clone(), scopes)
+                .await?;
+            entries.push(Descriptor {
+                media_type: image::OCI_MANIFEST.to_owned(),
+                digest: d,
+                size: m.len() as u64,
+                platform: entry.and_then(|e| e.platform.clone()),
+                annotations: None,
+                extra: BTreeMap::new(),
+            });
+        }
+        let index = Bytes::from(image::build_index(entries)?);
+        self.registry
+            .put_manifest(repo, tag, image::OCI_INDEX, index, scopes)
+            .await
+    }
+}
+
+fn dest_registry(
+    dest: &OciDestination,
+    ca_pem: Option<Vec<u8>>,
+) -> Result<Registry, TransferError> {
+    let loc = &dest.location;
+    let settings = Settings {
+        insecure: !loc.tls_verify,
+        ca_pem,
+        credentials: loc.credentials.clone(),
+    };
+    Registry::new(
+        loc.reference.resolve_registry(),
+        settings,
+        Reason::DestinationRejected,
+    )
+}

@@ -1,0 +1,333 @@
+//! The transfer step behind a trait (so the orchestration can be exercised with fakes), and its
+//! real implementation: the configured source and destination back-ends.
+//!
+//! Any source feeds any destination: sources implement [`OpenFile`], destinations read through
+//! it. The engine lists the source, checks the listing ([`normalize_listing`]: sorted, no
+//! duplicates, not empty), then publishes with a [`Progress`] reporter logging every
+//! [`PROGRESS_INTERVAL`].
+//!
+//! Extra trust for TLS registries: `SSL_CERT_FILE`, when set, names a PEM bundle that the OCI
+//! back-end trusts in addition to the system roots (the configuration table has no CA setting
+//! for OCI registries; this is the variable OpenSSL-based tools such as skopeo honour).
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::config::{
+    Config, Destination, LoadContext, OciLocation, S3Credentials, S3Location, Source, StorageUri,
+    UriSource,
+};
+use crate::local::{LocalDestination, LocalSource};
+use crate::oci::{OciSink, OciSource};
+use crate::s3::{S3Destination, S3Source};
+use crate::transfer::{
+    ByteStream, ModelFile, OpenFile, Progress, Published, Reason, TransferError, normalize_listing,
+};
+use crate::uri::{HttpSource, UriOptions};
+
+/// How often progress is logged.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// One prepared transfer.
+pub trait Engine: Send {
+    /// Lists the source and publishes it to the destination.
+    ///
+    /// The future is not required to be `Send`: it runs on the main task (`block_on`), and some
+    /// back-ends' futures trip the compiler's higher-ranked `Send` inference.
+    fn run(&mut self) -> impl Future<Output = Result<Published, TransferError>>;
+}
+
+/// Builds the [`Engine`] for a configuration.
+pub trait EngineFactory: Sync {
+    type Engine: Engine;
+    fn build(&self, cfg: &Config) -> impl Future<Output = Result<Self::Engine, TransferError>>;
+}
+
+/// The real back-ends.
+pub struct Backends;
+
+/// A configured source.
+pub enum AnySource {
+    S3(S3Source),
+    Local(LocalSource),
+    Oci(OciSource),
+    Http(HttpSource),
+}
+
+impl AnySource {
+    pub async fn list(&self) -> Result<Vec<ModelFile>, TransferError> {
+        match self {
+            Self::S3(s) => s.list().await,
+            Self::Local(s) => s.list().await,
+            Self::Oci(s) => s.list().await,
+            Self::Http(s) => s.list().await,
+        }
+    }
+}
+
+impl OpenFile for AnySource {
+    fn open<'a>(
+        &'a self,
+        file: &'a ModelFile,
+        offset: u64,
+    ) -> BoxFuture<'a, Result<ByteStream, TransferError>> {
+        match self {
+            Self::S3(s) => OpenFile::open(s, file, offset),
+            Self::Local(s) => OpenFile::open(s, file, offset),
+            Self::Oci(s) => OpenFile::open(s, file, offset),
+            Self::Http(s) => OpenFile::open(s, file, offset),
+        }
+    }
+}
+
+/// A configured destination.
+pub enum AnyDestination {
+    S3(S3Destination),
+    Local(LocalDestination),
+    Oci(OciSink),
+}
+
+impl AnyDestination {
+    pub async fn publish(
+        &self,
+        source: &AnySource,
+        files: &[ModelFile],
+        progress: &Progress,
+    ) -> Result<Published, TransferError> {
+        match self {
+            Self::S3(d) => d.publish(source, files, progress).await,
+            Self::Local(d) => d.publish(source, files, progress).await,
+            Self::Oci(d) => d.publish(source, files, progress).await,
+        }
+    }
+}
+
+/// The real engine: one source, one destination.
+pub struct RealEngine {
+    pub source: AnySource,
+    pub destination: AnyDestination,
+}
+
+impl Engine for RealEngine {
+    async fn run(&mut self) -> Result<Published, TransferError> {
+        transfer(&self.source, &self.destination).await
+    }
+}
+
+/// Lists, checks and publishes, logging progress.
+pub async fn transfer(
+    source: &AnySource,
+    destination: &AnyDestination,
+) -> Result<Published, TransferError> {
+    let files = normalize_listing(source.list().await?)?;
+    let total: u64 = files.iter().map(|f| f.size).sum();
+    tracing::info!(files = files.len(), bytes = total, "source listed");
+    let progress = Progress::new(total);
+    let reporter = progress.start_reporter(PROGRESS_INTERVAL);
+    let result = destination.publish(source, &files, &progress).await;
+    reporter.finish().await;
+    result
+}
+
+/// `SSL_CERT_FILE`'s PEM bundle, when set (extra trust for OCI registries, see module docs).
+pub fn extra_ca(ctx: &LoadContext) -> Result<Option<Vec<u8>>, TransferError> {
+    let Some(path) = ctx.var("SSL_CERT_FILE") else {
+        return Ok(None);
+    };
+    std::fs::read(path).map(Some).map_err(|e| {
+        TransferError::invalid_input(format!("SSL_CERT_FILE: cannot read {path}: {e}"))
+    })
+}
+
+fn oci_source(location: &OciLocation, ca: Option<&[u8]>) -> Result<OciSource, TransferError> {
+    let s = OciSource::new(location.clone())?;
+    match ca {
+        Some(pem) => s.with_ca_pem(pem.to_vec()),
+        None => Ok(s),
+    }
+}
+
+async fn http_source(uri: &UriSource, scratch: &Path) -> Result<HttpSource, TransferError> {
+    tokio::fs::create_dir_all(scratch).await.map_err(|e| {
+        TransferError::invalid_input(format!(
+            "cannot create the scratch directory {}: {e}",
+            scratch.display()
+        ))
+    })?;
+    HttpSource::prepare(uri, scratch, UriOptions::default()).await
+}
+
+/// Builds the configured source. `scratch` is `--storage-path` (only archives and downloads of
+/// unknown size are staged there).
+pub async fn build_source(
+    source: &Source,
+    scratch: &Path,
+    ca: Option<&[u8]>,
+) -> Result<AnySource, TransferError> {
+    Ok(match source {
+        Source::S3(l) => AnySource::S3(S3Source::new(l).await),
+        Source::Pvc { path } => AnySource::Local(LocalSource::new(path.clone())),
+        Source::Oci(l) => AnySource::Oci(oci_source(l, ca)?),
+        Source::Uri(u) => AnySource::Http(http_source(u, scratch).await?),
+    })
+}
+
+/// Builds the configured destination.
+pub async fn build_destination(
+    dest: &Destination,
+    ca: Option<&[u8]>,
+) -> Result<AnyDestination, TransferError> {
+    Ok(match dest {
+        Destination::S3(l) => AnyDestination::S3(S3Destination::new(l).await),
+        Destination::Pvc { path } => AnyDestination::Local(LocalDestination::new(path.clone())),
+        Destination::Oci(d) => {
+            let tune = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
+            let mut sink = OciSink::new(d.clone(), tune("XBENCH_CONC").unwrap_or(0))?;
+            if let Some(c) = tune("XBENCH_CHUNK_KIB") {
+                sink = sink.with_chunk_size(c * 1024);
+            }
+            AnyDestination::Oci(match ca {
+                Some(pem) => sink.with_ca_pem(pem.to_vec())?,
+                None => sink,
+            })
+        }
+    })
+}
+
+/// The real back-ends, reading `SSL_CERT_FILE` from the process environment.
+impl EngineFactory for Backends {
+    type Engine = RealEngine;
+
+    async fn build(&self, cfg: &Config) -> Result<RealEngine, TransferError> {
+        let ca = extra_ca(&LoadContext::from_process())?;
+        let source = build_source(&cfg.source, &cfg.storage_path, ca.as_deref()).await?;
+        let destination = build_destination(&cfg.destination, ca.as_deref()).await?;
+        Ok(RealEngine {
+            source,
+            destination,
+        })
+    }
+}
+
+/// The S3 location of a storage-initializer `s3://` URI, with what KServe injects for its own
+/// storage initializer: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (else the default chain),
+/// `AWS_DEFAULT_REGION`/`AWS_REGION`, `AWS_ENDPOINT_URL` or `S3_ENDPOINT` + `S3_USE_HTTPS`.
+pub fn storage_init_s3(
+    bucket: &str,
+    key: &str,
+    ctx: &LoadContext,
+) -> Result<S3Location, TransferError> {
+    let endpoint = match (ctx.var("AWS_ENDPOINT_URL"), ctx.var("S3_ENDPOINT")) {
+        (Some(u), _) => Some(u.to_owned()),
+        (None, Some(e)) if e.contains("://") => Some(e.to_owned()),
+        (None, Some(e)) => {
+            let https = ctx.var("S3_USE_HTTPS").is_none_or(|v| v != "0");
+            Some(format!("{}://{e}", if https { "https" } else { "http" }))
+        }
+        (None, None) => None,
+    };
+    let endpoint = endpoint
+        .map(|e| {
+            url::Url::parse(&e).map_err(|err| {
+                TransferError::invalid_input(format!(
+                    "AWS_ENDPOINT_URL / S3_ENDPOINT {e:?} is not a URL: {err}"
+                ))
+            })
+        })
+        .transpose()?;
+    let credentials = match (
+        ctx.var("AWS_ACCESS_KEY_ID"),
+        ctx.var("AWS_SECRET_ACCESS_KEY"),
+    ) {
+        (Some(id), Some(secret)) => S3Credentials::Static {
+            access_key_id: id.to_owned(),
+            secret_access_key: crate::config::Secret::new(secret.to_owned()),
+        },
+        _ => S3Credentials::DefaultChain,
+    };
+    Ok(S3Location {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        region: ctx
+            .var("AWS_DEFAULT_REGION")
+            .or_else(|| ctx.var("AWS_REGION"))
+            .map(str::to_owned),
+        endpoint,
+        credentials,
+    })
+}
+
+/// Storage-initializer download of a storage URI into a local directory.
+pub async fn download(
+    uri: &StorageUri,
+    dest: &Path,
+    ctx: &LoadContext,
+) -> Result<Published, TransferError> {
+    let ca = extra_ca(ctx)?;
+    // Archives are unpacked next to the destination (same volume, removed afterwards).
+    let scratch = dest.join(".model-sync-staging");
+    let source = match uri {
+        StorageUri::S3 { bucket, key } => {
+            AnySource::S3(S3Source::new(&storage_init_s3(bucket, key, ctx)?).await)
+        }
+        StorageUri::Oci(reference) => {
+            let location = OciLocation {
+                reference: reference.clone(),
+                credentials: storage_init_oci_credentials(reference, ctx)?,
+                tls_verify: ctx
+                    .var("MODEL_SYNC_SOURCE_OCI_ENABLE_TLS_VERIFY")
+                    .is_none_or(|v| {
+                        !matches!(
+                            v.to_ascii_lowercase().as_str(),
+                            "false" | "0" | "no" | "n" | "f"
+                        )
+                    }),
+            };
+            AnySource::Oci(oci_source(&location, ca.as_deref())?)
+        }
+        StorageUri::Http(u) => {
+            AnySource::Http(http_source(&UriSource::Http(u.clone()), &scratch).await?)
+        }
+        StorageUri::HuggingFace { .. } => {
+            return Err(TransferError::new(
+                Reason::NotImplemented,
+                "hf:// URIs are not supported by the storage initializer",
+            ));
+        }
+        StorageUri::ModelRegistry { .. } => {
+            return Err(TransferError::invalid_input(
+                "a model-registry:// URI must be resolved before downloading",
+            ));
+        }
+    };
+    let destination = AnyDestination::Local(LocalDestination::new(dest.to_owned()));
+    let result = transfer(&source, &destination).await;
+    drop(source);
+    let _ = tokio::fs::remove_dir_all(&scratch).await;
+    result
+}
+
+/// Registry credentials for a storage-initializer `oci://` URI: the docker config named by
+/// `MODEL_SYNC_SOURCE_OCI_CREDENTIALS_PATH` (a mounted pull secret), else anonymous.
+fn storage_init_oci_credentials(
+    reference: &oci_client::Reference,
+    ctx: &LoadContext,
+) -> Result<Option<crate::config::OciCredentials>, TransferError> {
+    let Some(path) = ctx.var("MODEL_SYNC_SOURCE_OCI_CREDENTIALS_PATH") else {
+        return Ok(None);
+    };
+    let auth = crate::config::read_docker_config(
+        crate::config::Key::SourceOciCredentialsPath,
+        Path::new(path),
+        reference.registry(),
+        reference.repository(),
+    )
+    .map_err(|e| TransferError::invalid_input(e.to_string()))?;
+    Ok(Some(crate::config::OciCredentials {
+        username: auth.username,
+        password: auth.password,
+    }))
+}

@@ -1,0 +1,527 @@
+//! Orchestration: what the `model-sync` binary does from argv to exit code.
+//!
+//! Sync mode ([`sync`]):
+//! 1. load and validate the configuration (exit 2 on any problem, nothing contacted);
+//! 2. build the registry client (API prefix `v1` or `v1alpha3` is negotiated on first use);
+//! 3. intent pre-checks ([`intents`]): fail fast before any byte moves;
+//! 4. `update_artifact`: PATCH the artifact to `PENDING`;
+//! 5. build the source, list it, build the destination, publish with progress ([`engine`]);
+//! 6. register ([`register`]): create intents create model/version/artifact (artifact `LIVE`
+//!    directly) only now; `update_artifact` PATCHes `{uri, state: LIVE}`;
+//! 7. write the termination message ([`termination`]) and exit 0.
+//!
+//! Failures: a transfer failure of `update_artifact` is recorded on the artifact (see
+//! [`register::failed_state`]); create intents leave the registry untouched when the transfer
+//! fails. SIGTERM/SIGINT during the transfer abort it and are reported like a failure.
+//! The failure JSON carries a stable [`FailureReason`] code; exit code 2 for
+//! `InvalidConfiguration`, 1 otherwise.
+//!
+//! Storage-initializer mode: see [`storage_init`].
+
+pub mod engine;
+pub mod intents;
+pub mod marker;
+pub mod register;
+pub mod storage_init;
+pub mod termination;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::future::Future;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use crate::config::{
+    self, Config, Key, Kind, LoadContext, Loaded, Mode, OciCredentials, S3Credentials,
+};
+use crate::error::{ConfigError, ConfigErrors, EXIT_FAILURE, EXIT_INVALID_CONFIG, EXIT_OK};
+use crate::transfer::{Reason, TransferError};
+
+use engine::{Backends, Engine as _, EngineFactory};
+use intents::Plan;
+use register::RegistrationRetry;
+use termination::{Scrubber, SyncSuccess};
+
+/// Stable failure codes of the termination message (and of the ModelTransfer status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FailureReason {
+    /// Flags, variables, credential/metadata files, or input that cannot work as given.
+    InvalidConfiguration,
+    /// The source cannot be read.
+    SourceUnavailable,
+    /// The destination refused the data.
+    DestinationRejected,
+    /// Bytes did not match their digest or size.
+    IntegrityError,
+    /// The Model Registry refused a request or a pre-check failed.
+    RegistryRejected,
+    /// Requested but not implemented (signing, some sources).
+    NotImplemented,
+    /// Anything else, including an interrupted run.
+    Internal,
+}
+
+impl FailureReason {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::InvalidConfiguration => "InvalidConfiguration",
+            Self::SourceUnavailable => "SourceUnavailable",
+            Self::DestinationRejected => "DestinationRejected",
+            Self::IntegrityError => "IntegrityError",
+            Self::RegistryRejected => "RegistryRejected",
+            Self::NotImplemented => "NotImplemented",
+            Self::Internal => "Internal",
+        }
+    }
+
+    /// 2 for configuration problems ("fix the manifest"), 1 for everything else.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Self::InvalidConfiguration => EXIT_INVALID_CONFIG,
+            _ => EXIT_FAILURE,
+        }
+    }
+
+    /// The transfer engine's reasons map one to one, except `InvalidInput`, which is a
+    /// configuration problem from the user's point of view (bad path, unusable archive).
+    pub fn from_transfer(r: Reason) -> Self {
+        match r {
+            Reason::InvalidInput => Self::InvalidConfiguration,
+            Reason::SourceUnavailable => Self::SourceUnavailable,
+            Reason::DestinationRejected => Self::DestinationRejected,
+            Reason::IntegrityError => Self::IntegrityError,
+            Reason::RegistryRejected => Self::RegistryRejected,
+            Reason::NotImplemented => Self::NotImplemented,
+            Reason::Internal => Self::Internal,
+        }
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A failed run: a stable reason and a message that keeps the root cause.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {message}")]
+pub struct RunError {
+    pub reason: FailureReason,
+    pub message: String,
+}
+
+impl RunError {
+    pub fn new(reason: FailureReason, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        self.reason.exit_code()
+    }
+}
+
+impl From<TransferError> for RunError {
+    fn from(e: TransferError) -> Self {
+        Self::new(FailureReason::from_transfer(e.reason), e.message)
+    }
+}
+
+impl From<&ConfigErrors> for RunError {
+    fn from(e: &ConfigErrors) -> Self {
+        let all_signing = !e.is_empty()
+            && e.iter()
+                .all(|c| matches!(c, ConfigError::SigningNotImplemented { .. }));
+        let reason = if all_signing {
+            FailureReason::NotImplemented
+        } else {
+            FailureReason::InvalidConfiguration
+        };
+        Self::new(reason, e.to_string())
+    }
+}
+
+/// Maps a registry client error, keeping its cause chain. Client configuration problems (a bad
+/// CA bundle) are configuration errors; everything else is the registry refusing or failing.
+pub fn registry_error(e: registry_client::Error, doing: &str) -> RunError {
+    let reason = match &e {
+        registry_client::Error::InvalidConfig { .. } => FailureReason::InvalidConfiguration,
+        _ => FailureReason::RegistryRejected,
+    };
+    let hint = match &e {
+        registry_client::Error::Unauthorized { .. } => {
+            " (check the bearer token: --registry-user-token / the service-account token)"
+        }
+        registry_client::Error::Forbidden { .. } => {
+            " (the token is valid but lacks permission on the Model Registry)"
+        }
+        registry_client::Error::Tls { .. } => {
+            " (check --registry-custom-ca and --registry-is-secure)"
+        }
+        _ => "",
+    };
+    RunError::new(
+        reason,
+        format!(
+            "Model Registry: {doing}: {}{hint}",
+            crate::transfer::error::chain(&e)
+        ),
+    )
+}
+
+/// Secret values of a configuration, for the [`Scrubber`].
+pub fn config_scrubber(cfg: &Config) -> Scrubber {
+    let mut secrets: Vec<String> = Vec::new();
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let s3 = |c: &S3Credentials, secrets: &mut Vec<String>| {
+        if let S3Credentials::Static {
+            secret_access_key, ..
+        } = c
+        {
+            secrets.push(secret_access_key.expose().clone());
+        }
+    };
+    let oci = |c: &Option<OciCredentials>, pairs: &mut Vec<(String, String)>| {
+        if let Some(c) = c {
+            pairs.push((c.username.clone(), c.password.expose().clone()));
+        }
+    };
+    match &cfg.source {
+        config::Source::S3(l) => s3(&l.credentials, &mut secrets),
+        config::Source::Oci(l) => oci(&l.credentials, &mut pairs),
+        config::Source::Uri(config::UriSource::Http(u)) => {
+            if let Some(p) = u.password() {
+                secrets.push(p.to_owned());
+            }
+        }
+        _ => {}
+    }
+    match &cfg.destination {
+        config::Destination::S3(l) => s3(&l.credentials, &mut secrets),
+        config::Destination::Oci(o) => oci(&o.location.credentials, &mut pairs),
+        config::Destination::Pvc { .. } => {}
+    }
+    if let Some(t) = &cfg.registry.token {
+        secrets.push(t.expose().clone());
+    }
+    Scrubber::new(secrets).with_basic_auth(&pairs)
+}
+
+/// Secret values visible before (or without) a valid configuration: secret settings from the
+/// environment and the command line, and well-known credential variables.
+pub fn context_scrubber(argv: &[OsString], ctx: &LoadContext) -> Scrubber {
+    let mut secrets: Vec<String> = Key::ALL
+        .iter()
+        .filter(|k| k.kind() == Kind::Secret)
+        .filter_map(|k| ctx.var(k.env()).map(str::to_owned))
+        .collect();
+    for name in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "HF_TOKEN"] {
+        if let Some(v) = ctx.var(name) {
+            secrets.push(v.to_owned());
+        }
+    }
+    let args: Vec<String> = argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    for k in Key::ALL.iter().filter(|k| k.kind() == Kind::Secret) {
+        let flag = format!("--{}", k.flag_name());
+        for (i, a) in args.iter().enumerate() {
+            if let Some(v) = a.strip_prefix(&format!("{flag}=")) {
+                secrets.push(v.to_owned());
+            } else if *a == flag
+                && let Some(v) = args.get(i + 1)
+            {
+                secrets.push(v.clone());
+            }
+        }
+    }
+    Scrubber::new(secrets)
+}
+
+/// Runs a sync with the real back-ends.
+pub async fn sync(cfg: &Config, scrubber: &Scrubber) -> Result<SyncSuccess, RunError> {
+    sync_with(
+        cfg,
+        &Backends,
+        scrubber,
+        &RegistrationRetry::default(),
+        shutdown_signal(),
+    )
+    .await
+}
+
+/// The sync flow with injectable back-ends, registration retry policy and interruption.
+pub async fn sync_with<F: EngineFactory>(
+    cfg: &Config,
+    factory: &F,
+    scrubber: &Scrubber,
+    retry: &RegistrationRetry,
+    interrupted: impl Future<Output = &'static str>,
+) -> Result<SyncSuccess, RunError> {
+    let started = Instant::now();
+    let client_config = cfg
+        .registry
+        .client_config()
+        .map_err(|e| registry_error(e, "configuring the client"))?;
+    let client = registry_client::Client::new(client_config)
+        .map_err(|e| registry_error(e, "configuring the client"))?;
+
+    tracing::info!(intent = cfg.intent.as_str(), "checking the Model Registry");
+    let plan = intents::precheck(&client, cfg).await?;
+    if let Plan::Create(p) = &plan {
+        tracing::info!(transfer_id = %p.marker, reuse = p.reuses(), "pre-checks passed");
+    }
+    if let Plan::UpdateArtifact(p) = &plan {
+        register::mark_pending(&client, p).await?;
+    }
+
+    let transfer = async {
+        let mut engine = factory.build(cfg).await?;
+        engine.run().await
+    };
+    let outcome = tokio::select! {
+        r = transfer => r.map_err(RunError::from),
+        signal = interrupted => Err(RunError::new(
+            FailureReason::Internal,
+            format!("interrupted by {signal} during the transfer"),
+        )),
+    };
+    let published = match outcome {
+        Ok(p) => p,
+        Err(e) => {
+            if let Plan::UpdateArtifact(p) = &plan {
+                register::record_artifact_failure(&client, p, &e, scrubber).await;
+            }
+            return Err(e);
+        }
+    };
+    tracing::info!(
+        uri = %published.uri,
+        bytes = published.bytes,
+        files = published.files,
+        "transfer finished; registering"
+    );
+
+    let registered = match register::register(&client, cfg, &plan, &published, retry).await {
+        Ok(r) => r,
+        Err(e) => {
+            if let Plan::UpdateArtifact(p) = &plan {
+                register::record_artifact_failure(&client, p, &e, scrubber).await;
+            }
+            return Err(e);
+        }
+    };
+    let reused = matches!(&plan, Plan::Create(p) if p.reuses());
+    Ok(SyncSuccess {
+        intent: cfg.intent.as_str().to_owned(),
+        registered_model_id: registered
+            .registered_model_id
+            .or_else(|| cfg.ids.model_id.clone()),
+        model_version_id: registered
+            .model_version_id
+            .or_else(|| cfg.ids.model_version_id.clone()),
+        model_artifact_id: Some(registered.model_artifact_id),
+        uri: published.uri,
+        digest: published.digest,
+        bytes: published.bytes,
+        files: published.files,
+        duration_seconds: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        reused,
+    })
+}
+
+/// Resolves when SIGTERM (Kubernetes stopping the pod) or SIGINT arrives.
+pub async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    let mut int = match signal(SignalKind::interrupt()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// The whole program: argv and environment in, exit code out. `main.rs` only calls this.
+pub fn main(argv: Vec<OsString>, ctx: &LoadContext) -> ExitCode {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let early = context_scrubber(&argv, ctx);
+    let default_termination = ctx
+        .var("TERMINATION_MESSAGE_PATH")
+        .unwrap_or(config::DEFAULT_TERMINATION_MESSAGE_PATH)
+        .to_owned();
+    let loaded = match config::load(argv, ctx) {
+        Ok(l) => l,
+        Err(errors) => {
+            let err = RunError::from(&errors);
+            let text = early.scrub(&errors.to_string());
+            eprintln!("model-sync: {text}");
+            termination::write(
+                default_termination.as_ref(),
+                &termination::failure_json(err.reason, &err.message, None, &early),
+            );
+            return ExitCode::from(EXIT_INVALID_CONFIG);
+        }
+    };
+    match loaded {
+        Loaded::Info(text) => {
+            print!("{text}");
+            ExitCode::from(EXIT_OK)
+        }
+        Loaded::Run(Mode::Sync(cfg)) => {
+            let scrubber = early.merged(&config_scrubber(&cfg));
+            init_logging(cfg.log_level.as_deref(), &scrubber);
+            println!(
+                "model-sync configuration:\n{}",
+                scrubber.scrub(&cfg.summary())
+            );
+            let result = block_on(sync(&cfg, &scrubber));
+            finish_sync(&cfg, result, &scrubber)
+        }
+        Loaded::Run(Mode::StorageInitializer(si)) => {
+            let scrubber = early.merged(&storage_init::scrubber(&si, ctx));
+            init_logging(ctx.var("LOGLEVEL"), &scrubber);
+            let result = block_on(storage_init::run(&si, ctx));
+            match result {
+                Ok(done) => {
+                    let text = termination::success_json(
+                        &serde_json::to_value(&done).unwrap_or_default(),
+                        &scrubber,
+                    );
+                    println!("{text}");
+                    termination::write(&si.termination_message_path, &text);
+                    ExitCode::from(EXIT_OK)
+                }
+                Err(e) => fail(&e, None, &si.termination_message_path, &scrubber),
+            }
+        }
+    }
+}
+
+fn finish_sync(cfg: &Config, result: Result<SyncSuccess, RunError>, s: &Scrubber) -> ExitCode {
+    match result {
+        Ok(done) => {
+            let text = termination::success_json(&done.to_json(), s);
+            tracing::info!("model-sync finished");
+            println!("{text}");
+            termination::write(&cfg.termination_message_path, &text);
+            ExitCode::from(EXIT_OK)
+        }
+        Err(e) => fail(
+            &e,
+            Some(cfg.intent.as_str()),
+            &cfg.termination_message_path,
+            s,
+        ),
+    }
+}
+
+fn fail(
+    e: &RunError,
+    intent: Option<&str>,
+    path: &std::path::Path,
+    scrubber: &Scrubber,
+) -> ExitCode {
+    eprintln!("model-sync: {}", scrubber.scrub(&e.to_string()));
+    termination::write(
+        path,
+        &termination::failure_json(e.reason, &e.message, intent, scrubber),
+    );
+    ExitCode::from(e.exit_code())
+}
+
+fn block_on<T>(fut: impl Future<Output = Result<T, RunError>>) -> Result<T, RunError> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(fut),
+        Err(e) => Err(RunError::new(
+            FailureReason::Internal,
+            format!("cannot start the async runtime: {e}"),
+        )),
+    }
+}
+
+/// `LOGLEVEL` (Python-style names accepted) selects the level; `RUST_LOG` refines it. Output
+/// goes to stderr through the scrubber.
+fn init_logging(level: Option<&str>, scrubber: &Scrubber) {
+    let level = match level.map(str::to_ascii_lowercase).as_deref() {
+        Some("debug") => "debug",
+        Some("trace") => "trace",
+        Some("warning" | "warn") => "warn",
+        Some("error" | "critical" | "fatal") => "error",
+        _ => "info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(termination::ScrubbingStderr::new(scrubber.clone()))
+        .with_ansi(false)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_reasons() {
+        assert_eq!(FailureReason::InvalidConfiguration.exit_code(), 2);
+        for r in [
+            FailureReason::SourceUnavailable,
+            FailureReason::DestinationRejected,
+            FailureReason::IntegrityError,
+            FailureReason::RegistryRejected,
+            FailureReason::NotImplemented,
+            FailureReason::Internal,
+        ] {
+            assert_eq!(r.exit_code(), 1, "{r}");
+        }
+        assert_eq!(
+            FailureReason::from_transfer(Reason::InvalidInput),
+            FailureReason::InvalidConfiguration
+        );
+    }
+
+    #[test]
+    fn secret_flags_on_the_command_line_are_scrubbed() {
+        let argv: Vec<OsString> = [
+            "model-sync",
+            "--source-aws-secret-access-key",
+            "s3cr3t-value",
+            "--registry-user-token=tok-value-1",
+        ]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+        let ctx = LoadContext::with_env([("MODEL_SYNC_DESTINATION_OCI_PASSWORD", "pw-value-9")]);
+        let s = context_scrubber(&argv, &ctx);
+        assert_eq!(
+            s.scrub("a s3cr3t-value b tok-value-1 c pw-value-9"),
+            "a *** b *** c ***"
+        );
+    }
+
+    #[test]
+    fn signing_only_errors_are_not_implemented() {
+        let mut e = ConfigErrors::default();
+        e.push(ConfigError::SigningNotImplemented { how: "x".into() });
+        assert_eq!(RunError::from(&e).reason, FailureReason::NotImplemented);
+        e.push(ConfigError::Conflict("y".into()));
+        assert_eq!(
+            RunError::from(&e).reason,
+            FailureReason::InvalidConfiguration
+        );
+    }
+}

@@ -1,0 +1,95 @@
+//! The ModelTransfer controller: copies a model in a Job running model-sync and registers it.
+//!
+//! - [`reconcile`]: the pipeline (read → validate → build → apply → status) and the finalizer.
+//! - [`read`]: the Job, its pods, and every reference of the spec.
+//! - [`build`]: pure functions producing the Job, the metadata ConfigMap, the ServiceAccount and
+//!   the registry-access RoleBinding.
+//! - [`termination`]: the termination-message contract with model-sync.
+//! - [`status`]: phase and conditions from the Job's outcome.
+//! - [`verify`]: the `Registered` check against the registry.
+//! - [`names`]: deterministic names and labels.
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::Resource;
+use kube::api::Api;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use mro_api::ModelTransfer;
+
+use crate::apply::{PARENT_KIND_LABEL, PARENT_NAMESPACE_LABEL};
+use crate::context::Context;
+
+pub mod build;
+pub mod names;
+pub mod read;
+pub mod reconcile;
+pub mod status;
+pub mod termination;
+pub mod verify;
+
+#[cfg(test)]
+mod tests;
+
+/// Only objects labelled as a transfer's children are watched (less memory, fewer wake-ups).
+fn children_config(watch_namespace: Option<&str>) -> watcher::Config {
+    let mut selector = format!("{PARENT_KIND_LABEL}={}", names::KIND);
+    if let Some(ns) = watch_namespace {
+        selector.push_str(&format!(",{PARENT_NAMESPACE_LABEL}={ns}"));
+    }
+    watcher::Config::default().labels(&selector)
+}
+
+fn scoped<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Maps a transfer pod to its transfer by the annotations copied from the Job's template.
+fn transfer_of(pod: &Pod) -> Option<ObjectRef<ModelTransfer>> {
+    let a = pod.metadata.annotations.as_ref()?;
+    Some(
+        ObjectRef::new(a.get(names::PARENT_NAME_ANNOTATION)?)
+            .within(a.get(names::PARENT_NAMESPACE_ANNOTATION)?),
+    )
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let ns = ctx.settings.watch_namespace.clone();
+    let ns = ns.as_deref();
+    let cfg = || children_config(ns);
+    let transfers: Api<ModelTransfer> = scoped(&client, ns);
+    let controller = Controller::new(transfers, watcher::Config::default().any_semantic())
+        .owns(scoped::<Job>(&client, ns), cfg())
+        .owns(scoped::<ConfigMap>(&client, ns), cfg())
+        .owns(scoped::<ServiceAccount>(&client, ns), cfg())
+        .owns(scoped::<RoleBinding>(&client, ns), cfg())
+        // Pod phases and termination messages drive the status before the Job's counters move.
+        .watches(scoped::<Pod>(&client, ns), cfg(), |p| transfer_of(&p));
+    tracing::info!("starting ModelTransfer controller");
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => {
+                    tracing::debug!(transfer = %obj.name, namespace = ?obj.namespace, "reconciled")
+                }
+                Err(e) => tracing::debug!(error = %e, "reconcile attempt failed"),
+            }
+        })
+        .await;
+}

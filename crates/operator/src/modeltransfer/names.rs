@@ -1,0 +1,181 @@
+//! Names, labels, annotations and owner references of a transfer's children.
+//!
+//! Names are deterministic, so a reconcile that crashed after creating something finds it again
+//! instead of creating a twin. Names and label values that would exceed Kubernetes' limits are
+//! truncated and made unique again with a short hash of the full value.
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+use mro_api::{ModelTransfer, ModelTransferSpec};
+use sha2::{Digest, Sha256};
+
+use crate::apply::{PARENT_KIND_LABEL, PARENT_NAME_LABEL, PARENT_NAMESPACE_LABEL};
+
+pub const KIND: &str = "ModelTransfer";
+pub const MANAGED_BY: &str = "model-registry-operator";
+/// `app.kubernetes.io/component` of every child.
+pub const COMPONENT: &str = "model-transfer";
+/// Hash of the spec a Job was built from: the controller's immutability guard.
+pub const SPEC_HASH_ANNOTATION: &str = "modelregistry.opendatahub.io/spec-hash";
+/// Full parent name and namespace on pods (labels may be hashed when the name is long, and the
+/// pod watch needs to find its transfer without a lookup).
+pub const PARENT_NAME_ANNOTATION: &str = PARENT_NAME_LABEL;
+pub const PARENT_NAMESPACE_ANNOTATION: &str = PARENT_NAMESPACE_LABEL;
+/// Label the Job controller puts on a Job's pods (all Kubernetes versions).
+pub const JOB_NAME_LABEL: &str = "job-name";
+
+/// Longest label value, and longest name of objects whose name becomes a label value (Jobs).
+pub const MAX_LABEL: usize = 63;
+/// Longest name of most other objects (DNS subdomain).
+pub const MAX_NAME: usize = 253;
+
+/// `base-suffix`, or when that is longer than `max`, a truncated `base` plus an 8-hex-digit hash
+/// of the full value and the suffix, so distinct long names stay distinct.
+pub fn bounded_name(base: &str, suffix: &str, max: usize) -> String {
+    let full = if suffix.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}-{suffix}")
+    };
+    if full.len() <= max {
+        return full;
+    }
+    let hash = &hex::encode(Sha256::digest(full.as_bytes()))[..8];
+    let tail = if suffix.is_empty() {
+        String::new()
+    } else {
+        format!("-{suffix}")
+    };
+    let keep = max.saturating_sub(tail.len() + hash.len() + 1);
+    let prefix: String = base.chars().take(keep).collect();
+    let prefix = prefix.trim_end_matches(['-', '.']);
+    format!("{prefix}-{hash}{tail}")
+}
+
+/// A label value for `value` (itself when short enough).
+pub fn label_value(value: &str) -> String {
+    bounded_name(value, "", MAX_LABEL)
+}
+
+/// `<name>-sync`: the Job, and the per-transfer ServiceAccount (at most 63 characters, because
+/// the Job controller copies the Job name into a label of its pods).
+pub fn job_name(mt: &ModelTransfer) -> String {
+    bounded_name(&mt.name_any(), "sync", MAX_LABEL)
+}
+
+/// `<name>-metadata`: the ConfigMap with the registry metadata.
+pub fn metadata_config_map_name(mt: &ModelTransfer) -> String {
+    bounded_name(&mt.name_any(), "metadata", MAX_NAME)
+}
+
+/// `<transfer-namespace>-<transfer-name>-registry-user`: the RoleBinding in the registry's
+/// namespace (unique per transfer even when transfers of several namespaces use one registry).
+pub fn role_binding_name(mt: &ModelTransfer) -> String {
+    let base = format!("{}-{}", mt.namespace().unwrap_or_default(), mt.name_any());
+    bounded_name(&base, "registry-user", MAX_NAME)
+}
+
+/// Hex SHA-256 of the spec's JSON (struct fields in declaration order, maps sorted: stable).
+pub fn spec_hash(spec: &ModelTransferSpec) -> String {
+    let json = serde_json::to_vec(spec).expect("a spec serializes");
+    hex::encode(Sha256::digest(&json))[..32].to_string()
+}
+
+/// Labels of every child: the usual `app.kubernetes.io/*` set plus the parent labels used to
+/// find (and clean up) children, including the cross-namespace RoleBinding.
+pub fn labels(mt: &ModelTransfer) -> BTreeMap<String, String> {
+    let name = label_value(&mt.name_any());
+    let ns = mt.namespace().unwrap_or_default();
+    [
+        ("app.kubernetes.io/name", "model-sync"),
+        ("app.kubernetes.io/instance", name.as_str()),
+        ("app.kubernetes.io/component", COMPONENT),
+        ("app.kubernetes.io/part-of", "model-registry"),
+        ("app.kubernetes.io/managed-by", MANAGED_BY),
+        (PARENT_KIND_LABEL, KIND),
+        (PARENT_NAMESPACE_LABEL, ns.as_str()),
+        (PARENT_NAME_LABEL, name.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Label selector of every child of the transfer.
+pub fn selector(mt: &ModelTransfer) -> String {
+    crate::apply::parent_selector(
+        KIND,
+        &mt.namespace().unwrap_or_default(),
+        &label_value(&mt.name_any()),
+    )
+}
+
+/// Annotations naming the parent exactly (see [`PARENT_NAME_ANNOTATION`]).
+pub fn parent_annotations(mt: &ModelTransfer) -> BTreeMap<String, String> {
+    [
+        (PARENT_NAME_ANNOTATION.to_string(), mt.name_any()),
+        (
+            PARENT_NAMESPACE_ANNOTATION.to_string(),
+            mt.namespace().unwrap_or_default(),
+        ),
+    ]
+    .into()
+}
+
+/// The controller owner reference to the transfer.
+pub fn owner_ref(mt: &ModelTransfer) -> OwnerReference {
+    mt.controller_owner_ref(&())
+        .expect("a stored ModelTransfer has a name and uid")
+}
+
+/// Metadata of a child in the transfer's namespace, owned by it (garbage-collected with it).
+pub fn owned_meta(mt: &ModelTransfer, name: impl Into<String>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        namespace: mt.namespace(),
+        labels: Some(labels(mt)),
+        owner_references: Some(vec![owner_ref(mt)]),
+        ..Default::default()
+    }
+}
+
+/// Metadata of a child in another namespace: no owner reference is possible there, so the
+/// finalizer removes it (found by its labels).
+pub fn foreign_meta(mt: &ModelTransfer, namespace: &str, name: impl Into<String>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some(namespace.to_string()),
+        labels: Some(labels(mt)),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_names_are_kept() {
+        assert_eq!(bounded_name("iris", "sync", 63), "iris-sync");
+        assert_eq!(label_value("iris"), "iris");
+    }
+
+    #[test]
+    fn long_names_are_truncated_hashed_and_distinct() {
+        let a = "a".repeat(80);
+        let b = format!("{}b", "a".repeat(79));
+        let na = bounded_name(&a, "sync", 63);
+        let nb = bounded_name(&b, "sync", 63);
+        assert_eq!(na.len(), 63);
+        assert!(na.ends_with("-sync"));
+        assert_ne!(na, nb);
+        // Deterministic.
+        assert_eq!(na, bounded_name(&a, "sync", 63));
+        // No `--` or `.-` left by truncation.
+        let dashy = format!("{}-{}", "x".repeat(48), "y".repeat(40));
+        let n = bounded_name(&dashy, "sync", 63);
+        assert!(!n.contains("--"), "{n}");
+        assert!(label_value(&a).len() <= 63);
+    }
+}

@@ -1,0 +1,331 @@
+//! The *read* and *validate* steps: what the cluster holds for a transfer (its Job and pods) and
+//! whether everything the spec refers to exists, before any Job is created.
+//!
+//! Missing references (a Secret, key, ConfigMap, PVC, ServiceAccount, ModelRegistry or the
+//! registry's Role) are expected to appear later, so they are re-checked on a timer; errors in
+//! the spec itself wait for the spec to change.
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::Role;
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+use mro_api::model_transfer::TransferIntent;
+use mro_api::{ModelRegistry, ModelTransfer};
+
+use super::build::registry::{self, RegistryWiring};
+use super::build::service_account_name;
+use super::names;
+use crate::capabilities::Capabilities;
+
+/// Keys an S3 data-connection Secret must have (the rest are optional).
+pub const S3_REQUIRED_KEYS: &[&str] = &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"];
+pub const OCI_REQUIRED_KEYS: &[&str] = &[".dockerconfigjson"];
+pub const URI_REQUIRED_KEYS: &[&str] = &["URI"];
+
+/// What the spec resolved to.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub wiring: RegistryWiring,
+    pub service_account: String,
+}
+
+/// The outcome of validation.
+#[derive(Clone, Debug)]
+pub enum Resolution {
+    Ready(Resolved),
+    /// Not startable. `retry`: only missing references, which may appear later.
+    Invalid {
+        message: String,
+        retry: bool,
+    },
+}
+
+/// The transfer's Job, if it exists.
+pub async fn job(client: &Client, ns: &str, name: &str) -> kube::Result<Option<Job>> {
+    Api::<Job>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+}
+
+/// The Job's pods (by the Job controller's `job-name` label, and owned by this very Job).
+pub async fn pods(client: &Client, ns: &str, job: &Job) -> kube::Result<Vec<Pod>> {
+    let name = job.name_any();
+    let uid = job.metadata.uid.clone().unwrap_or_default();
+    let list = Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&format!("{}={name}", names::JOB_NAME_LABEL)))
+        .await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|p| p.owner_references().iter().any(|o| o.uid == uid))
+        .collect())
+}
+
+/// Problems found so far.
+#[derive(Default)]
+struct Problems {
+    spec: Vec<String>,
+    missing: Vec<String>,
+}
+
+impl Problems {
+    fn into_resolution(self) -> Option<Resolution> {
+        if self.spec.is_empty() && self.missing.is_empty() {
+            return None;
+        }
+        let retry = self.spec.is_empty();
+        let mut all = self.spec;
+        all.extend(self.missing);
+        Some(Resolution::Invalid {
+            message: all.join("; "),
+            retry,
+        })
+    }
+}
+
+/// Checks the spec and everything it refers to; resolves the registry wiring.
+pub async fn resolve(
+    client: &Client,
+    mt: &ModelTransfer,
+    caps: &Capabilities,
+) -> kube::Result<Resolution> {
+    let ns = mt.namespace().unwrap_or_default();
+    let spec = &mt.spec;
+    let mut p = Problems::default();
+    if let Err(errors) = spec.validate() {
+        p.spec.push(mro_api::validation::join_errors(&errors));
+    }
+    if spec.intent == TransferIntent::CreateModel
+        && spec
+            .model
+            .registered_model
+            .as_ref()
+            .is_some_and(|m| m.id.is_some())
+    {
+        p.spec.push(
+            "spec.model.registeredModel.id: must not be set when spec.intent is create_model \
+             (it creates the registered model; use create_version to add to an existing one)"
+                .into(),
+        );
+    }
+    if let Some(r) = p.into_resolution() {
+        return Ok(r);
+    }
+    let mut p = Problems::default();
+
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
+    let mut wanted: Vec<(&str, &str, Vec<&str>)> = Vec::new();
+    let (src, dst) = (&spec.source, &spec.destination);
+    if let Some(s) = &src.s3 {
+        let keys = S3_REQUIRED_KEYS.to_vec();
+        wanted.push((
+            "spec.source.s3.credentialsSecretRef",
+            &s.credentials_secret_ref.name,
+            keys,
+        ));
+    }
+    if let Some(s) = src
+        .oci
+        .as_ref()
+        .and_then(|o| o.credentials_secret_ref.as_ref())
+    {
+        wanted.push((
+            "spec.source.oci.credentialsSecretRef",
+            &s.name,
+            OCI_REQUIRED_KEYS.to_vec(),
+        ));
+    }
+    if let Some(s) = src
+        .uri
+        .as_ref()
+        .and_then(|o| o.credentials_secret_ref.as_ref())
+    {
+        wanted.push((
+            "spec.source.uri.credentialsSecretRef",
+            &s.name,
+            URI_REQUIRED_KEYS.to_vec(),
+        ));
+    }
+    if let Some(s) = &dst.s3 {
+        let keys = S3_REQUIRED_KEYS.to_vec();
+        wanted.push((
+            "spec.destination.s3.credentialsSecretRef",
+            &s.credentials_secret_ref.name,
+            keys,
+        ));
+    }
+    if let Some(s) = dst
+        .oci
+        .as_ref()
+        .and_then(|o| o.credentials_secret_ref.as_ref())
+    {
+        wanted.push((
+            "spec.destination.oci.credentialsSecretRef",
+            &s.name,
+            OCI_REQUIRED_KEYS.to_vec(),
+        ));
+    }
+    if let Some(s) = &spec.registry.token_secret_ref {
+        wanted.push((
+            "spec.registry.tokenSecretRef",
+            &s.name,
+            vec![s.key.as_str()],
+        ));
+    }
+    for (field, name, keys) in wanted {
+        match secrets.get_opt(name).await? {
+            None => p.missing.push(format!(
+                "{field}: Secret {name:?} not found in namespace {ns:?}"
+            )),
+            Some(secret) => {
+                let has = |k: &str| {
+                    secret.data.as_ref().is_some_and(|d| d.contains_key(k))
+                        || secret
+                            .string_data
+                            .as_ref()
+                            .is_some_and(|d| d.contains_key(k))
+                };
+                let absent: Vec<&str> = keys.into_iter().filter(|k| !has(k)).collect();
+                if !absent.is_empty() {
+                    p.missing.push(format!(
+                        "{field}: Secret {name:?} has no key {}",
+                        absent.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns);
+    for (field, pvc) in [
+        ("spec.source.pvc.claimName", src.pvc.as_ref()),
+        ("spec.destination.pvc.claimName", dst.pvc.as_ref()),
+    ] {
+        if let Some(pvc) = pvc
+            && claims.get_opt(&pvc.claim_name).await?.is_none()
+        {
+            p.missing.push(format!(
+                "{field}: PersistentVolumeClaim {:?} not found in namespace {ns:?}",
+                pvc.claim_name
+            ));
+        }
+    }
+
+    let service_account = service_account_name(mt);
+    let user_sa = spec
+        .job
+        .as_ref()
+        .and_then(|j| j.service_account_name.as_deref());
+    if let Some(sa) = user_sa.filter(|s| !s.is_empty())
+        && Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+            .get_opt(sa)
+            .await?
+            .is_none()
+    {
+        p.missing.push(format!(
+            "spec.job.serviceAccountName: ServiceAccount {sa:?} not found in namespace {ns:?}"
+        ));
+    }
+
+    let wiring = match wiring(client, mt, caps).await? {
+        Ok(w) => w,
+        Err(WiringProblem::Missing(m)) => {
+            p.missing.push(m);
+            return Ok(p.into_resolution().expect("problems recorded"));
+        }
+        Err(WiringProblem::Spec(m)) => {
+            p.spec.push(m);
+            return Ok(p.into_resolution().expect("problems recorded"));
+        }
+    };
+    if let Some(ca) = &wiring.ca {
+        let field = if spec.registry.ca_config_map_ref.is_some() {
+            "spec.registry.caConfigMapRef"
+        } else {
+            "spec.registry (the OpenShift service CA bundle)"
+        };
+        match Api::<ConfigMap>::namespaced(client.clone(), &ns)
+            .get_opt(&ca.name)
+            .await?
+        {
+            None => p.missing.push(format!(
+                "{field}: ConfigMap {:?} not found in namespace {ns:?}",
+                ca.name
+            )),
+            Some(cm) => {
+                let has = cm.data.as_ref().is_some_and(|d| d.contains_key(&ca.key))
+                    || cm
+                        .binary_data
+                        .as_ref()
+                        .is_some_and(|d| d.contains_key(&ca.key));
+                if !has {
+                    p.missing.push(format!(
+                        "{field}: ConfigMap {:?} has no key {:?}",
+                        ca.name, ca.key
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(g) = &wiring.grant {
+        // Binding a Role that does not exist is refused; the registry's controller creates it.
+        if Api::<Role>::namespaced(client.clone(), &g.namespace)
+            .get_opt(&g.role)
+            .await?
+            .is_none()
+        {
+            p.missing.push(format!(
+                "spec.registry.modelRegistryRef: Role {:?} (access to the registry) not found in namespace {:?}; is the ModelRegistry reconciled?",
+                g.role, g.namespace
+            ));
+        }
+    }
+    Ok(p.into_resolution().unwrap_or(Resolution::Ready(Resolved {
+        wiring,
+        service_account,
+    })))
+}
+
+/// Why the registry wiring cannot be resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WiringProblem {
+    /// The referenced ModelRegistry does not exist (yet).
+    Missing(String),
+    /// The spec cannot work (e.g. an unparsable URL).
+    Spec(String),
+}
+
+impl std::fmt::Display for WiringProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WiringProblem::Missing(m) | WiringProblem::Spec(m) => f.write_str(m),
+        }
+    }
+}
+
+/// How the transfer reaches its registry; looks up the referenced ModelRegistry.
+pub async fn wiring(
+    client: &Client,
+    mt: &ModelTransfer,
+    caps: &Capabilities,
+) -> kube::Result<Result<RegistryWiring, WiringProblem>> {
+    let ns = mt.namespace().unwrap_or_default();
+    let target = &mt.spec.registry;
+    let mr = match &target.model_registry_ref {
+        Some(r) if target.url.is_none() => {
+            let mr_ns = r.namespace.clone().unwrap_or_else(|| ns.clone());
+            let found = Api::<ModelRegistry>::namespaced(client.clone(), &mr_ns)
+                .get_opt(&r.name)
+                .await?;
+            if found.is_none() {
+                return Ok(Err(WiringProblem::Missing(format!(
+                    "spec.registry.modelRegistryRef: ModelRegistry {:?} not found in namespace {mr_ns:?}",
+                    r.name
+                ))));
+            }
+            found
+        }
+        _ => None,
+    };
+    Ok(registry::wiring(target, mr.as_ref(), caps).map_err(|e| WiringProblem::Spec(e.to_string())))
+}

@@ -1,0 +1,436 @@
+//! One reconciliation of a `ModelTransfer`:
+//! read (Job, pods) → validate (spec and references) → build → apply (server-side, inputs first,
+//! the Job last and only once) → status (from the Job, its pods' termination messages and the
+//! registry check).
+//!
+//! The Job is created once and never changed. Its spec hash is recorded on it; a spec that no
+//! longer matches is reported (`SpecChanged`), not applied. A Job that is gone after it was
+//! created (TTL, or deleted by hand) is never re-created: the status keeps the outcome.
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ApiResource, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use mro_api::condition::model_transfer::types;
+use mro_api::condition::{find_condition, is_condition_true};
+use mro_api::model_transfer::TransferPhase;
+use mro_api::{ModelTransfer, ModelTransferStatus};
+
+use super::build::{self, BuildInput};
+use super::read::{self, Resolution};
+use super::status::{self, Registration, StatusInput};
+use super::{names, verify};
+use crate::apply::{self, Child, ManagedKind};
+use crate::context::{Context, MODEL_TRANSFER_MANAGER};
+use crate::error::{Error, Result};
+
+pub const CONTROLLER: &str = "modeltransfer";
+/// Guards the RoleBinding in another namespace (owner references cannot reach it).
+pub const FINALIZER: &str = "modelregistry.opendatahub.io/modeltransfer-cleanup";
+/// How often a transfer waiting for a missing reference (Secret, ModelRegistry, ...) looks again.
+/// Cheaper than watching every Secret of the cluster.
+pub const MISSING_REFERENCE_RETRY: Duration = Duration::from_secs(10);
+/// How often the registry is asked again while the artifact is not (yet) as expected.
+pub const REGISTERED_RETRY: Duration = Duration::from_secs(10);
+/// How long after completion the registry is checked; then the result stands and the Job's
+/// registry access is revoked.
+pub const REGISTERED_WINDOW: Duration = Duration::from_secs(600);
+/// Safety net while the Job runs (Job and pod watches wake the controller on change).
+const ACTIVE_RESYNC: Duration = Duration::from_secs(120);
+
+pub async fn reconcile(mt: Arc<ModelTransfer>, ctx: Arc<Context>) -> Result<Action> {
+    let _measure = ctx.metrics.reconcile_started(CONTROLLER);
+    let ns = mt
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<ModelTransfer> = Api::namespaced(ctx.client.clone(), &ns);
+    if mt.metadata.deletion_timestamp.is_some() {
+        return finalize(&mt, &api, &ctx).await;
+    }
+    let job_name = names::job_name(&mt);
+    let hash = names::spec_hash(&mt.spec);
+    if let Some(job) = read::job(&ctx.client, &ns, &job_name).await? {
+        return track(&mt, &api, &ctx, &job, &hash).await;
+    }
+    if let Some(created) = mt.status.as_ref().and_then(|s| s.job_name.clone()) {
+        // The Job ran (or started) and is gone: never run the transfer twice.
+        let st = match mt.status.as_ref().and_then(|s| s.phase) {
+            Some(p) if p.is_terminal() => mt.status.clone().unwrap_or_default(),
+            _ => status::job_deleted(&mt, &created),
+        };
+        set_grant(&mt, &api, &ctx, None).await?;
+        publish_status(&mt, &api, &ctx, &st).await?;
+        return Ok(Action::await_change());
+    }
+
+    // No Job yet: everything must check out before one is created.
+    let caps = ctx.caps.current();
+    let resolved = match read::resolve(&ctx.client, &mt, &caps).await? {
+        Resolution::Ready(r) => r,
+        Resolution::Invalid { message, retry } => {
+            publish_status(&mt, &api, &ctx, &status::invalid(&mt, &message)).await?;
+            return Ok(if retry {
+                Action::requeue(MISSING_REFERENCE_RETRY)
+            } else {
+                Action::await_change()
+            });
+        }
+    };
+    let input = BuildInput {
+        mt: &mt,
+        settings: &ctx.settings,
+        registry: resolved.wiring,
+        service_account: resolved.service_account,
+    };
+    let desired = match build::desired(&input, &hash) {
+        Ok(d) => d,
+        Err(e) => {
+            publish_status(&mt, &api, &ctx, &status::invalid(&mt, &e.to_string())).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    set_grant(&mt, &api, &ctx, desired.role_binding.as_ref()).await?;
+    let mut children = desired.inputs();
+    children.push(Child::typed(&desired.job));
+    let mut applied = None;
+    for child in &children {
+        match apply::apply(&ctx.client, MODEL_TRANSFER_MANAGER, child).await {
+            Ok(obj) => applied = Some(obj),
+            // The API server refuses what the CRD schema let through (e.g. a malformed
+            // toleration or node selector): a spec problem for the user, not a retry loop.
+            Err(kube::Error::Api(s)) if s.code == 400 || s.code == 422 => {
+                let message = format!(
+                    "spec: the {} {} built from this spec is invalid: {}",
+                    child.resource.kind,
+                    child.name(),
+                    s.message
+                );
+                publish_status(&mt, &api, &ctx, &status::invalid(&mt, &message)).await?;
+                return Ok(Action::await_change());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let job: Job = applied
+        .ok_or(Error::MissingField("applied Job"))?
+        .try_parse()
+        .map_err(|e| Error::Invalid(format!("applied Job does not parse: {e}")))?;
+    note(
+        &ctx,
+        &mt,
+        EventType::Normal,
+        "JobCreated",
+        &format!(
+            "created Job {job_name} running {}",
+            ctx.settings.images.model_sync
+        ),
+    )
+    .await;
+    let outcome = status::outcome(&job, &[]);
+    let st = status::compute(&StatusInput {
+        mt: &mt,
+        job_name: &job_name,
+        outcome: &outcome,
+        registration: &Registration::NotChecked,
+    });
+    publish_status(&mt, &api, &ctx, &st).await?;
+    Ok(Action::requeue(ACTIVE_RESYNC))
+}
+
+/// Status of an existing Job; registry check after success; registry access while needed.
+async fn track(
+    mt: &ModelTransfer,
+    api: &Api<ModelTransfer>,
+    ctx: &Context,
+    job: &Job,
+    hash: &str,
+) -> Result<Action> {
+    let ns = mt.namespace().unwrap_or_default();
+    let pods = read::pods(&ctx.client, &ns, job).await?;
+    let outcome = status::outcome(job, &pods);
+    let job_name = job.name_any();
+    let recorded = job
+        .annotations()
+        .get(names::SPEC_HASH_ANNOTATION)
+        .map(String::as_str);
+    if recorded != Some(hash) {
+        let st = status::compute(&StatusInput {
+            mt,
+            job_name: &job_name,
+            outcome: &outcome,
+            registration: &Registration::NotChecked,
+        });
+        publish_status(mt, api, ctx, &status::spec_changed(st, mt)).await?;
+        return Ok(Action::await_change());
+    }
+    let caps = ctx.caps.current();
+    let wiring = read::wiring(&ctx.client, mt, &caps).await?;
+    let already = mt
+        .status
+        .as_ref()
+        .is_some_and(|s| is_condition_true(&s.conditions, types::REGISTERED));
+    let now = Timestamp::now();
+    let in_window = outcome
+        .completion_time
+        .as_ref()
+        .is_none_or(|t| now.duration_since(t.0).as_secs() < REGISTERED_WINDOW.as_secs() as i64);
+    // Checked at least once, however late the operator sees the success.
+    let decided = mt
+        .status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, types::REGISTERED))
+        .is_some_and(|c| status::DECIDED.contains(&c.reason.as_str()));
+    let check = outcome.phase == TransferPhase::Succeeded && !already && (in_window || !decided);
+    let registration = match (check, &wiring) {
+        (false, _) => Registration::NotChecked,
+        (true, Err(problem)) => Registration::NotLive {
+            reason: status::REGISTRY_UNREACHABLE,
+            message: problem.to_string(),
+        },
+        (true, Ok(w)) => {
+            let sa = build::service_account_name(mt);
+            let result = outcome.result.clone().unwrap_or_default();
+            verify::check(&ctx.client, &ns, &sa, w, &result).await
+        }
+    };
+    let keep_grant = match outcome.phase {
+        TransferPhase::Pending | TransferPhase::Running => true,
+        TransferPhase::Succeeded => check && registration != Registration::Live,
+        TransferPhase::Failed => false,
+    };
+    let grant = match (&wiring, keep_grant) {
+        (Ok(w), true) => w
+            .grant
+            .as_ref()
+            .map(|g| build::role_binding(mt, g, &build::service_account_name(mt))),
+        _ => None,
+    };
+    set_grant(mt, api, ctx, grant.as_ref()).await?;
+    let st = status::compute(&StatusInput {
+        mt,
+        job_name: &job_name,
+        outcome: &outcome,
+        registration: &registration,
+    });
+    publish_status(mt, api, ctx, &st).await?;
+    Ok(match outcome.phase {
+        TransferPhase::Pending | TransferPhase::Running => Action::requeue(ACTIVE_RESYNC),
+        TransferPhase::Succeeded if check && registration != Registration::Live => {
+            Action::requeue(REGISTERED_RETRY)
+        }
+        _ => Action::await_change(),
+    })
+}
+
+fn role_binding_kind() -> ManagedKind {
+    ManagedKind {
+        resource: ApiResource::erase::<RoleBinding>(&()),
+        namespaced: true,
+    }
+}
+
+/// Makes the registry-access RoleBinding exist (`Some`) or not (`None`), with the finalizer
+/// exactly while a RoleBinding outside the transfer's namespace may exist.
+async fn set_grant(
+    mt: &ModelTransfer,
+    api: &Api<ModelTransfer>,
+    ctx: &Context,
+    binding: Option<&RoleBinding>,
+) -> Result<()> {
+    let ns = mt.namespace().unwrap_or_default();
+    let foreign = binding.is_some_and(|b| b.metadata.namespace.as_deref() != Some(ns.as_str()));
+    if foreign && !has_finalizer(mt) {
+        add_finalizer(api, mt).await?;
+    }
+    let mut keep = BTreeSet::new();
+    if let Some(b) = binding {
+        let child = Child::typed(b);
+        apply::apply(&ctx.client, MODEL_TRANSFER_MANAGER, &child).await?;
+        keep.insert(child.key());
+    }
+    let pruned = apply::prune(
+        &ctx.client,
+        &[role_binding_kind()],
+        &names::selector(mt),
+        &keep,
+    )
+    .await?;
+    if !pruned.is_empty() {
+        tracing::info!(transfer = %mt.name_any(), namespace = %ns, ?pruned, "revoked registry access");
+    }
+    if !foreign && has_finalizer(mt) {
+        remove_finalizer(api, mt).await?;
+    }
+    Ok(())
+}
+
+/// Deletion: the RoleBinding in the registry's namespace goes; owned children (Job and its pods,
+/// ConfigMap, ServiceAccount, same-namespace RoleBinding) go by garbage collection. Nothing in
+/// the registry is touched: the registered model stays.
+async fn finalize(mt: &ModelTransfer, api: &Api<ModelTransfer>, ctx: &Context) -> Result<Action> {
+    if !has_finalizer(mt) {
+        return Ok(Action::await_change());
+    }
+    apply::prune(
+        &ctx.client,
+        &[role_binding_kind()],
+        &names::selector(mt),
+        &BTreeSet::new(),
+    )
+    .await?;
+    remove_finalizer(api, mt).await?;
+    Ok(Action::await_change())
+}
+
+fn has_finalizer(mt: &ModelTransfer) -> bool {
+    mt.finalizers().iter().any(|f| f == FINALIZER)
+}
+
+async fn add_finalizer(api: &Api<ModelTransfer>, mt: &ModelTransfer) -> Result<()> {
+    let patch = if mt.metadata.finalizers.is_none() {
+        serde_json::json!([{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
+    } else {
+        serde_json::json!([{"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}])
+    };
+    let patch: json_patch::Patch = serde_json::from_value(patch).expect("valid JSON patch");
+    api.patch(
+        &mt.name_any(),
+        &PatchParams::default(),
+        &Patch::<()>::Json(patch),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn remove_finalizer(api: &Api<ModelTransfer>, mt: &ModelTransfer) -> Result<()> {
+    let Some(i) = mt.finalizers().iter().position(|f| f == FINALIZER) else {
+        return Ok(());
+    };
+    // `test` makes the removal fail (and retry) if the list changed meanwhile.
+    let patch = serde_json::json!([
+        {"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": FINALIZER},
+        {"op": "remove", "path": format!("/metadata/finalizers/{i}")}
+    ]);
+    let patch: json_patch::Patch = serde_json::from_value(patch).expect("valid JSON patch");
+    match api
+        .patch(
+            &mt.name_any(),
+            &PatchParams::default(),
+            &Patch::<()>::Json(patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes the status when it changed, with events for the transitions users care about.
+async fn publish_status(
+    mt: &ModelTransfer,
+    api: &Api<ModelTransfer>,
+    ctx: &Context,
+    st: &ModelTransferStatus,
+) -> Result<()> {
+    if !status::differs(&mt.status, st) {
+        return Ok(());
+    }
+    for (kind, reason, text) in transitions(mt.status.as_ref(), st) {
+        note(ctx, mt, kind, &reason, &text).await;
+    }
+    // A merge patch; fields the new status no longer has are removed explicitly.
+    let mut value = serde_json::to_value(st).expect("status serializes");
+    if let (Some(old), Some(obj)) = (
+        mt.status
+            .as_ref()
+            .and_then(|o| serde_json::to_value(o).ok()),
+        value.as_object_mut(),
+    ) {
+        for key in old.as_object().into_iter().flat_map(|o| o.keys()) {
+            obj.entry(key.clone()).or_insert(serde_json::Value::Null);
+        }
+    }
+    api.patch_status(
+        &mt.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&serde_json::json!({ "status": value })),
+    )
+    .await?;
+    ctx.metrics.status_written(CONTROLLER);
+    Ok(())
+}
+
+/// Events for a status change: phase changes, failures, and the registration verdict.
+pub fn transitions(
+    old: Option<&ModelTransferStatus>,
+    new: &ModelTransferStatus,
+) -> Vec<(EventType, String, String)> {
+    let mut out = Vec::new();
+    let message = new.message.clone().unwrap_or_default();
+    let old_phase = old.and_then(|o| o.phase);
+    let old_failure = old.and_then(status::failure_reason);
+    let old_message = old.and_then(|o| o.message.clone());
+    match (new.phase, status::failure_reason(new)) {
+        (Some(TransferPhase::Failed), Some(reason))
+            if old_failure != Some(reason) || old_message.as_deref() != Some(message.as_str()) =>
+        {
+            out.push((EventType::Warning, reason.to_string(), message.clone()));
+        }
+        (Some(TransferPhase::Running), _) if old_phase != Some(TransferPhase::Running) => {
+            out.push((EventType::Normal, "Running".into(), message.clone()));
+        }
+        (Some(TransferPhase::Succeeded), _) if old_phase != Some(TransferPhase::Succeeded) => {
+            out.push((EventType::Normal, "Succeeded".into(), message.clone()));
+        }
+        _ => {}
+    }
+    let reg = |s: &ModelTransferStatus| {
+        find_condition(&s.conditions, types::REGISTERED).map(|c| (c.status, c.reason.clone()))
+    };
+    if new.phase == Some(TransferPhase::Succeeded)
+        && reg(new) != old.and_then(reg)
+        && let Some(c) = find_condition(&new.conditions, types::REGISTERED)
+    {
+        match c.status {
+            mro_api::ConditionStatus::True => {
+                out.push((EventType::Normal, "Registered".into(), c.message.clone()));
+            }
+            mro_api::ConditionStatus::False => {
+                out.push((
+                    EventType::Warning,
+                    "NotRegistered".into(),
+                    c.message.clone(),
+                ));
+            }
+            mro_api::ConditionStatus::Unknown => {}
+        }
+    }
+    out
+}
+
+async fn note(ctx: &Context, mt: &ModelTransfer, type_: EventType, reason: &str, text: &str) {
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(text.chars().take(1000).collect()),
+        action: "Transfer".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &mt.object_ref(&())).await {
+        tracing::warn!(error = %e, "cannot publish event");
+    }
+}
+
+pub fn error_policy(mt: Arc<ModelTransfer>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile_failed(CONTROLLER, &err.metric_label());
+    tracing::warn!(transfer = %mt.name_any(), namespace = ?mt.namespace(), error = %err, "reconcile failed");
+    Action::requeue(Duration::from_secs(10))
+}

@@ -1,0 +1,284 @@
+//! The contract with model-sync: the transfer container's termination message (and exit code).
+//! Nothing else about the pod is interpreted, so anything that runs the container (a kubelet,
+//! or a test agent) only has to write this message.
+//!
+//! Success (exit code 0): a JSON object. Recognised fields (camelCase or snake_case):
+//! `registeredModelId`, `modelVersionId`, `modelArtifactId` (also the Python job's nested form
+//! `{"RegisteredModel": {"id": ..}, "ModelVersion": {..}, "ModelArtifact": {..}}`), `uri` (the
+//! registered, digest-pinned URI; alias `artifactUri`), `digest`, `bytes` (alias
+//! `bytesTransferred`). Unknown fields are ignored.
+//!
+//! Failure (non-zero exit code): `{"reason": "SourceUnavailable", "message": "..."}` with
+//! model-sync's reason codes; plain text is accepted too (configuration errors, logs kept by
+//! `FallbackToLogsOnError`). Exit code 2 always means invalid configuration.
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
+use mro_api::condition::model_transfer::reasons;
+use serde_json::Value;
+
+use super::build::job::CONTAINER;
+
+/// model-sync's exit code for invalid configuration.
+pub const EXIT_INVALID_CONFIG: i32 = 2;
+/// Reason when a failure carries none we can use.
+pub const TRANSFER_FAILED: &str = "TransferFailed";
+/// Longest message copied into the status (the kubelet caps termination messages at 4 KiB).
+pub const MAX_MESSAGE: usize = 2048;
+
+/// What a successful run reported.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TransferResult {
+    pub registered_model_id: Option<String>,
+    pub model_version_id: Option<String>,
+    pub model_artifact_id: Option<String>,
+    pub uri: Option<String>,
+    pub digest: Option<String>,
+    pub bytes: Option<i64>,
+}
+
+/// How one run of the container ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Termination {
+    Succeeded(TransferResult),
+    Failed { reason: String, message: String },
+}
+
+/// Parses a terminated container state.
+pub fn parse(state: &ContainerStateTerminated) -> Termination {
+    let text = state.message.as_deref().unwrap_or("").trim();
+    if state.exit_code == 0 {
+        return Termination::Succeeded(parse_success(text));
+    }
+    let json: Option<Value> = serde_json::from_str(text).ok().filter(Value::is_object);
+    let body = json.as_ref().map(|v| v.get("error").unwrap_or(v));
+    let reported = body.and_then(|b| str_field(b, &["reason"]));
+    let message = body
+        .and_then(|b| str_field(b, &["message"]))
+        .unwrap_or_else(|| text.to_string());
+    let reason = if state.exit_code == EXIT_INVALID_CONFIG {
+        reasons::INVALID_CONFIGURATION.to_string()
+    } else if let Some(r) = reported {
+        map_reason(&r)
+    } else {
+        // No structured reason: the kubelet's (OOMKilled, DeadlineExceeded, ...) when specific.
+        state
+            .reason
+            .as_deref()
+            .filter(|r| !matches!(*r, "" | "Error" | "Completed"))
+            .filter(|r| valid_reason(r))
+            .unwrap_or(TRANSFER_FAILED)
+            .to_string()
+    };
+    let message = if message.is_empty() {
+        format!(
+            "container exited with code {}{}",
+            state.exit_code,
+            state
+                .reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        )
+    } else {
+        message
+    };
+    Termination::Failed {
+        reason,
+        message: truncate(&message),
+    }
+}
+
+fn parse_success(text: &str) -> TransferResult {
+    let Ok(v) = serde_json::from_str::<Value>(text) else {
+        return TransferResult::default();
+    };
+    let nested = |section: &str| {
+        v.get(section)
+            .and_then(|s| s.get("id"))
+            .and_then(scalar_string)
+    };
+    TransferResult {
+        registered_model_id: str_field(&v, &["registeredModelId", "registered_model_id"])
+            .or_else(|| nested("RegisteredModel")),
+        model_version_id: str_field(&v, &["modelVersionId", "model_version_id"])
+            .or_else(|| nested("ModelVersion")),
+        model_artifact_id: str_field(&v, &["modelArtifactId", "model_artifact_id"])
+            .or_else(|| nested("ModelArtifact")),
+        uri: str_field(&v, &["uri", "artifactUri", "artifact_uri"]).or_else(|| {
+            v.get("ModelArtifact")
+                .and_then(|s| s.get("uri"))
+                .and_then(scalar_string)
+        }),
+        digest: str_field(&v, &["digest"]),
+        bytes: ["bytes", "bytesTransferred", "bytes_transferred"]
+            .iter()
+            .find_map(|k| v.get(*k))
+            .and_then(|b| b.as_i64().or_else(|| b.as_str()?.parse().ok())),
+    }
+}
+
+fn scalar_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn str_field(v: &Value, keys: &[&str]) -> Option<String> {
+    keys.iter().find_map(|k| v.get(*k)).and_then(scalar_string)
+}
+
+/// model-sync's reason codes as ModelTransfer reasons; other valid reasons pass through.
+fn map_reason(code: &str) -> String {
+    match code {
+        "InvalidInput" | "InvalidConfiguration" => reasons::INVALID_CONFIGURATION.into(),
+        "SourceUnavailable" => reasons::SOURCE_UNAVAILABLE.into(),
+        "DestinationRejected" => reasons::DESTINATION_REJECTED.into(),
+        "RegistryRejected" => reasons::REGISTRY_REJECTED.into(),
+        "Internal" => TRANSFER_FAILED.into(),
+        other if valid_reason(other) => other.into(),
+        _ => TRANSFER_FAILED.into(),
+    }
+}
+
+/// The `metav1.Condition` reason format: `^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$`, ≤ 1024.
+pub fn valid_reason(r: &str) -> bool {
+    let b = r.as_bytes();
+    !b.is_empty()
+        && b.len() <= 1024
+        && b[0].is_ascii_alphabetic()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b',' | b':'))
+        && !matches!(b[b.len() - 1], b',' | b':')
+}
+
+/// Cuts a message to [`MAX_MESSAGE`] bytes on a character boundary.
+pub fn truncate(s: &str) -> String {
+    let s = s.trim();
+    if s.len() <= MAX_MESSAGE {
+        return s.to_string();
+    }
+    let mut end = MAX_MESSAGE;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// The transfer container's terminated state in a pod, if it has ended.
+pub fn terminated(pod: &Pod) -> Option<&ContainerStateTerminated> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == CONTAINER)?
+        .state
+        .as_ref()?
+        .terminated
+        .as_ref()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn term(code: i32, msg: &str) -> ContainerStateTerminated {
+        ContainerStateTerminated {
+            exit_code: code,
+            message: Some(msg.into()),
+            reason: Some(if code == 0 { "Completed" } else { "Error" }.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn success_flat_and_nested() {
+        let flat = parse(&term(
+            0,
+            r#"{"intent":"create_model","registeredModelId":"1","modelVersionId":"2","modelArtifactId":"3","uri":"oci://q/m@sha256:ab","digest":"sha256:ab","bytes":42}"#,
+        ));
+        assert_eq!(
+            flat,
+            Termination::Succeeded(TransferResult {
+                registered_model_id: Some("1".into()),
+                model_version_id: Some("2".into()),
+                model_artifact_id: Some("3".into()),
+                uri: Some("oci://q/m@sha256:ab".into()),
+                digest: Some("sha256:ab".into()),
+                bytes: Some(42),
+            })
+        );
+        let nested = parse(&term(
+            0,
+            r#"{"intent":"update_artifact","RegisteredModel":{"id":1},"ModelVersion":{"id":"2"},"ModelArtifact":{"id":"3","uri":"s3://b/k"}}"#,
+        ));
+        let Termination::Succeeded(r) = nested else {
+            panic!("success")
+        };
+        assert_eq!(r.registered_model_id.as_deref(), Some("1"));
+        assert_eq!(r.model_artifact_id.as_deref(), Some("3"));
+        assert_eq!(r.uri.as_deref(), Some("s3://b/k"));
+        assert_eq!(
+            parse(&term(0, "done")),
+            Termination::Succeeded(TransferResult::default())
+        );
+    }
+
+    #[test]
+    fn failures_map_reasons() {
+        let f = |code, msg: &str| match parse(&term(code, msg)) {
+            Termination::Failed { reason, message } => (reason, message),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            f(
+                1,
+                r#"{"reason":"SourceUnavailable","message":"no such key"}"#
+            ),
+            ("SourceUnavailable".into(), "no such key".into())
+        );
+        assert_eq!(
+            f(1, r#"{"reason":"InvalidInput","message":"x"}"#).0,
+            "InvalidConfiguration"
+        );
+        assert_eq!(
+            f(1, r#"{"reason":"IntegrityError","message":"x"}"#).0,
+            "IntegrityError"
+        );
+        assert_eq!(
+            f(1, r#"{"reason":"bad reason!","message":"x"}"#).0,
+            TRANSFER_FAILED
+        );
+        assert_eq!(
+            f(2, "invalid configuration: --source-type is required"),
+            (
+                "InvalidConfiguration".into(),
+                "invalid configuration: --source-type is required".into()
+            )
+        );
+        assert_eq!(f(1, "Unexpected error: boom").0, TRANSFER_FAILED);
+        let oom = parse(&ContainerStateTerminated {
+            exit_code: 137,
+            reason: Some("OOMKilled".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            oom,
+            Termination::Failed {
+                reason: "OOMKilled".into(),
+                message: "container exited with code 137 (OOMKilled)".into()
+            }
+        );
+    }
+
+    #[test]
+    fn long_messages_are_cut() {
+        let long = "é".repeat(3000);
+        let t = truncate(&long);
+        assert!(t.len() <= MAX_MESSAGE + "…".len());
+        assert!(valid_reason("DeadlineExceeded"));
+        assert!(!valid_reason("1abc"));
+        assert!(!valid_reason("a:"));
+    }
+}

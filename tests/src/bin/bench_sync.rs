@@ -1,0 +1,476 @@
+//! `make bench-sync`: model-sync S3 → OCI against a floor measured in the same run.
+//!
+//! Models of ~1 GiB and ~2 GiB (four large incompressible files plus small json files, one in a
+//! subdirectory) are put in the local S3 server (in-process s3s-fs, running in this process) and
+//! transferred by the model-sync binary built in release mode to a local plain registry
+//! (Debian's distribution registry, a child process), as an `update_artifact` Job.
+//!
+//! Measured for model-sync (the client), per run:
+//! - wall time and MiB/s (model bytes / wall time, registry round trips included);
+//! - CPU seconds per GiB and peak RSS, from `getrusage(RUSAGE_CHILDREN)` taken by a small
+//!   measuring parent (this binary re-executed with `--measure-child`) whose only child is
+//!   model-sync: the S3 server's CPU, which lives in this process, is not counted;
+//! - scratch disk: the largest size of `--storage-path` and `TMPDIR`, sampled every 100 ms.
+//!
+//! The floor, measured in the same run on the same servers: a plain GET of every object and a
+//! plain (monolithic) blob upload of the same bytes, all at the same time. It is the time the
+//! servers need to deliver and accept the bytes with no work in between; model-sync streams
+//! S3 into the registry, so its ideal is to match it.
+//!
+//! Targets: wall ≤ 1.25 × floor; ≤ 3 CPU s/GiB; peak RSS ≤ 64 MiB; no scratch disk.
+//! `BENCH_RUNS` (default 3) sets the runs per size; `BENCH_SIZES_MIB` (default `1024,2048`) the
+//! model sizes. Results are medians.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use mro_tests::model_registry::ModelRegistryStandIn;
+use mro_tests::model_sync::{Profile, SyncJob, binary, push_base_image};
+use mro_tests::oci_registry::OciRegistry;
+use mro_tests::s3::S3Server;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncWriteExt as _;
+
+const MIB: f64 = 1024.0 * 1024.0;
+const GIB: f64 = 1024.0 * MIB;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--measure-child") {
+        return measure_child(&args[2..]);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(bench())
+}
+
+/// `--measure-child <usage.json> <program> <args…>`: runs the program with this process's
+/// stdio and environment, then writes its resource usage. This process has no other child, so
+/// `RUSAGE_CHILDREN` is exactly the program's.
+fn measure_child(args: &[String]) -> anyhow::Result<()> {
+    let [out, program, rest @ ..] = args else {
+        bail!("usage: --measure-child <usage.json> <program> <args…>");
+    };
+    let started = Instant::now();
+    let status = std::process::Command::new(program).args(rest).status()?;
+    let wall = started.elapsed().as_secs_f64();
+    let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    let usage = json!({
+        "wall": wall,
+        "user": secs(u.user_time()),
+        "system": secs(u.system_time()),
+        "maxrss_kib": u.max_rss(),
+        "exit": status.code(),
+    });
+    std::fs::write(out, usage.to_string())?;
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+/// One synthetic model on disk (the S3 objects' bytes, kept for the floor's uploads).
+struct Synthetic {
+    name: String,
+    dir: tempfile::TempDir,
+    /// (relative path, size, sha256 digest)
+    files: Vec<(String, u64, String)>,
+}
+
+impl Synthetic {
+    fn bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.1).sum()
+    }
+}
+
+/// Writes `len` pseudo-random bytes (xorshift, incompressible) and returns their digest.
+async fn write_random(path: &Path, seed: u64, len: u64) -> anyhow::Result<String> {
+    let mut f = tokio::fs::File::create(path).await?;
+    let mut hasher = Sha256::new();
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut left = len;
+    let mut buf = vec![0u8; 4 << 20];
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        for chunk in buf[..n].chunks_mut(8) {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            let v = x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+        hasher.update(&buf[..n]);
+        f.write_all(&buf[..n]).await?;
+        left -= n as u64;
+    }
+    f.flush().await?;
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+}
+
+async fn make_model(size_mib: u64, s3: &S3Server) -> anyhow::Result<Synthetic> {
+    let name = format!("model-{size_mib}m");
+    let dir = tempfile::Builder::new()
+        .prefix("mro-bench-model-")
+        .tempdir()?;
+    let big = size_mib * (1 << 20) / 4;
+    let mut files = Vec::new();
+    for i in 0..4u64 {
+        let rel = format!("model-{:05}-of-00004.safetensors", i + 1);
+        let digest = write_random(&dir.path().join(&rel), size_mib * 10 + i, big).await?;
+        files.push((rel, big, digest));
+    }
+    let small: [(&str, String); 4] = [
+        (
+            "config.json",
+            "{\"architectures\":[\"Bench\"],\"hidden_size\":4096}\n".into(),
+        ),
+        (
+            "generation_config.json",
+            "{\"max_new_tokens\":256}\n".into(),
+        ),
+        (
+            "tokenizer.json",
+            format!("{{\"vocab\":{:?}}}\n", "x".repeat(200_000)),
+        ),
+        (
+            "tokenizer/special_tokens_map.json",
+            "{\"eos\":\"</s>\"}\n".into(),
+        ),
+    ];
+    for (rel, text) in small {
+        let p = dir.path().join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&p, &text)?;
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())));
+        files.push((rel.to_owned(), text.len() as u64, digest));
+    }
+    let client = s3.new_client();
+    let _ = client.create_bucket().bucket("bench").send().await;
+    for (rel, _, _) in &files {
+        let body = aws_sdk_s3::primitives::ByteStream::from_path(dir.path().join(rel)).await?;
+        client
+            .put_object()
+            .bucket("bench")
+            .key(format!("{name}/{rel}"))
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("put {rel}"))?;
+    }
+    Ok(Synthetic { name, dir, files })
+}
+
+/// The floor: GET every object and upload the same bytes as blobs, all concurrently.
+async fn floor(
+    s3: &S3Server,
+    reg: &OciRegistry,
+    model: &Synthetic,
+    repo: &str,
+) -> anyhow::Result<f64> {
+    let s3c = s3.new_client();
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let gets = model.files.iter().map(|(rel, size, _)| {
+        let s3c = s3c.clone();
+        let key = format!("{}/{rel}", model.name);
+        async move {
+            let out = s3c.get_object().bucket("bench").key(&key).send().await?;
+            let mut body = out.body;
+            let mut n = 0u64;
+            while let Some(chunk) = body.next().await {
+                n += chunk?.len() as u64;
+            }
+            anyhow::ensure!(n == *size, "short read of {key}");
+            Ok::<(), anyhow::Error>(())
+        }
+    });
+    let puts = model.files.iter().map(|(rel, size, digest)| {
+        let http = http.clone();
+        let path = model.dir.path().join(rel);
+        let base = reg.base_url();
+        async move {
+            let start = http
+                .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+                .send()
+                .await?
+                .error_for_status()?;
+            let location = start
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .context("upload location")?
+                .to_owned();
+            let mut url = if location.starts_with("http") {
+                url::Url::parse(&location)?
+            } else {
+                url::Url::parse(&format!("{base}{location}"))?
+            };
+            url.query_pairs_mut().append_pair("digest", digest);
+            let file = tokio::fs::File::open(&path).await?;
+            let body = reqwest::Body::wrap_stream(tokio_util_stream(file));
+            http.put(url)
+                .header("content-type", "application/octet-stream")
+                .header("content-length", size.to_string())
+                .body(body)
+                .send()
+                .await?
+                .error_for_status()?;
+            Ok::<(), anyhow::Error>(())
+        }
+    });
+    let (g, p) = tokio::join!(
+        futures::future::try_join_all(gets),
+        futures::future::try_join_all(puts)
+    );
+    g?;
+    p?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// A file as a byte stream (1 MiB reads).
+fn tokio_util_stream(
+    file: tokio::fs::File,
+) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+    futures::stream::unfold(file, |mut f| async move {
+        use tokio::io::AsyncReadExt as _;
+        let mut buf = vec![0u8; 1 << 20];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(bytes::Bytes::from(buf)), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    })
+}
+
+/// Bytes under `dir` (0 when missing).
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+#[derive(Debug, Clone)]
+struct SyncRun {
+    wall: f64,
+    cpu: f64,
+    maxrss_mib: f64,
+    scratch_bytes: u64,
+}
+
+async fn sync_run(
+    s3: &S3Server,
+    mr: &ModelRegistryStandIn,
+    reg: &OciRegistry,
+    base_image: &str,
+    model: &Synthetic,
+    repo: &str,
+    self_exe: &Path,
+) -> anyhow::Result<SyncRun> {
+    let artifact_id = seed_artifact(mr, repo).await?;
+    let mut job = SyncJob::new()?;
+    let scratch = job.dir().join("scratch");
+    let tmp = job.dir().join("tmp");
+    std::fs::create_dir_all(&tmp)?;
+    job.profile(Profile::Release)
+        .timeout(Duration::from_secs(1800))
+        .registry(&mr.base_url(), None)
+        // A trailing slash names the "directory" outright: s3s-fs answers a HEAD of a
+        // directory with a 500 (a harness quirk real S3 does not have), which the S3 source
+        // would retry before listing.
+        .s3_source(s3, "bench", &format!("{}/", model.name))
+        .oci_destination(reg, repo, "v1")?;
+    job.env("MODEL_SYNC_DESTINATION_OCI_BASE_IMAGE", base_image)
+        .env("MODEL_SYNC_MODEL_ARTIFACT_ID", artifact_id)
+        .env("TMPDIR", tmp.display().to_string());
+    for (k, v) in std::env::vars().filter(|(k, _)| k.starts_with("XBENCH_")) {
+        job.env(&k, v);
+    }
+    let usage_path = job.dir().join("usage.json");
+    let wrapper = vec![
+        self_exe.display().to_string(),
+        "--measure-child".to_owned(),
+        usage_path.display().to_string(),
+    ];
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (stop, peak, scratch, tmp) = (stop.clone(), peak.clone(), scratch.clone(), tmp.clone());
+        tokio::task::spawn_blocking(move || {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(dir_size(&scratch) + dir_size(&tmp), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            peak.fetch_max(dir_size(&scratch) + dir_size(&tmp), Ordering::Relaxed);
+        })
+    };
+    let out = job.run_wrapped(&wrapper).await;
+    stop.store(true, Ordering::Relaxed);
+    sampler.await?;
+    let out = out?;
+    if out.exit_code != Some(0) {
+        bail!("model-sync failed:\n{}", out.all_output());
+    }
+    let usage: Value = serde_json::from_str(&std::fs::read_to_string(&usage_path)?)?;
+    let f = |k: &str| usage[k].as_f64().unwrap_or(f64::NAN);
+    Ok(SyncRun {
+        wall: f("wall"),
+        cpu: f("user") + f("system"),
+        maxrss_mib: f("maxrss_kib") / 1024.0,
+        scratch_bytes: peak.load(Ordering::Relaxed),
+    })
+}
+
+async fn seed_artifact(mr: &ModelRegistryStandIn, name: &str) -> anyhow::Result<String> {
+    let c = registry_client::Client::new(registry_client::ClientConfig::new(&mr.base_url())?)?;
+    let m = c
+        .create_registered_model(&registry_client::RegisteredModelCreate {
+            name: name.replace('/', "-"),
+            ..Default::default()
+        })
+        .await?;
+    let v = c
+        .create_model_version(&registry_client::ModelVersionCreate {
+            name: "v1".into(),
+            registered_model_id: m.id,
+            ..Default::default()
+        })
+        .await?;
+    let a = c
+        .create_model_version_artifact(
+            &v.id,
+            &registry_client::ModelArtifactCreate {
+                name: Some("weights".into()),
+                fields: registry_client::ModelArtifactFields {
+                    state: Some(registry_client::ArtifactState::Pending),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(a.id)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+async fn bench() -> anyhow::Result<()> {
+    mro_tests::init();
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let sizes: Vec<u64> = std::env::var("BENCH_SIZES_MIB")
+        .unwrap_or_else(|_| "1024,2048".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let self_exe: PathBuf = std::env::current_exe()?;
+    eprintln!("building model-sync (release)…");
+    let bin = binary(Profile::Release).await?;
+    eprintln!("model-sync: {}", bin.display());
+    let s3 = S3Server::start().await?;
+    let mr = ModelRegistryStandIn::start_default().await?;
+
+    let mut rows = Vec::new();
+    for size in sizes {
+        eprintln!("preparing a {size} MiB model in S3…");
+        let model = make_model(size, &s3).await?;
+        // A fresh registry per size keeps its disk use bounded.
+        let reg = OciRegistry::start_plain().await?;
+        let base_image = push_base_image(&reg).await?;
+        let mut floors = Vec::new();
+        let mut syncs = Vec::new();
+        for run in 0..runs {
+            let f = floor(&s3, &reg, &model, &format!("floor/{}-{run}", model.name)).await?;
+            eprintln!("  run {run}: floor {f:.2} s");
+            let s = sync_run(
+                &s3,
+                &mr,
+                &reg,
+                &base_image,
+                &model,
+                &format!("bench/{}-{run}", model.name),
+                &self_exe,
+            )
+            .await?;
+            eprintln!(
+                "  run {run}: model-sync {:.2} s, {:.2} CPU s, {:.1} MiB RSS, {} B scratch",
+                s.wall, s.cpu, s.maxrss_mib, s.scratch_bytes
+            );
+            floors.push(f);
+            syncs.push(s);
+        }
+        let bytes = model.bytes() as f64;
+        let wall = median(syncs.iter().map(|s| s.wall).collect());
+        let fl = median(floors.clone());
+        rows.push(json!({
+            "model": format!("{:.2} GiB ({} files)", bytes / GIB, model.files.len()),
+            "floor_s": fl,
+            "floor_mib_s": bytes / MIB / fl,
+            "wall_s": wall,
+            "mib_s": bytes / MIB / wall,
+            "ratio": wall / fl,
+            "cpu_s_per_gib": median(syncs.iter().map(|s| s.cpu / (bytes / GIB)).collect()),
+            "rss_mib": syncs.iter().map(|s| s.maxrss_mib).fold(0.0, f64::max),
+            "scratch_mib": syncs.iter().map(|s| s.scratch_bytes as f64 / MIB).fold(0.0, f64::max),
+        }));
+    }
+
+    println!();
+    println!("model-sync S3 → OCI (release, {runs} run(s) each, medians; RSS and scratch: maxima)");
+    println!(
+        "| model | floor s | floor MiB/s | model-sync s | MiB/s | wall/floor | CPU s/GiB | peak RSS MiB | scratch MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut pass = true;
+    for r in &rows {
+        let g = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "| {} | {:.2} | {:.0} | {:.2} | {:.0} | {:.2} | {:.2} | {:.1} | {:.1} |",
+            r["model"].as_str().unwrap_or_default(),
+            g("floor_s"),
+            g("floor_mib_s"),
+            g("wall_s"),
+            g("mib_s"),
+            g("ratio"),
+            g("cpu_s_per_gib"),
+            g("rss_mib"),
+            g("scratch_mib"),
+        );
+        pass &= g("ratio") <= 1.25
+            && g("cpu_s_per_gib") <= 3.0
+            && g("rss_mib") <= 64.0
+            && g("scratch_mib") == 0.0;
+    }
+    println!();
+    println!(
+        "targets: wall ≤ 1.25 × floor, ≤ 3 CPU s/GiB, peak RSS ≤ 64 MiB, no scratch disk: {}",
+        if pass { "met" } else { "NOT met" }
+    );
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    Ok(())
+}

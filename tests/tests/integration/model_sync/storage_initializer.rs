@@ -1,0 +1,254 @@
+//! KServe storage-initializer mode: `model-sync <source-uri> <dest-path>`, with the environment a
+//! ClusterStorageContainer gives it (`MODEL_REGISTRY_BASE_URL`, `MODEL_REGISTRY_SCHEME`, AWS_*).
+use mro_tests::model_registry::StandInOptions;
+use mro_tests::model_sync::{Model, SyncJob};
+
+use super::e2e::{World, registry_client};
+
+/// A job in storage-initializer mode writing into `<job dir>/mnt/models`.
+fn init_job(w: &World, source_uri: &str) -> anyhow::Result<(SyncJob, std::path::PathBuf)> {
+    let mut job = SyncJob::new()?;
+    let dest = job.dir().join("mnt/models");
+    let addr = w.mr.addr();
+    job.remove_env("MODEL_SYNC_STORAGE_PATH")
+        .env("MODEL_REGISTRY_BASE_URL", addr.to_string())
+        .env("MODEL_REGISTRY_SCHEME", "http")
+        .env("AWS_ACCESS_KEY_ID", w.s3.access_key())
+        .env("AWS_SECRET_ACCESS_KEY", w.s3.secret_key())
+        .env("AWS_DEFAULT_REGION", w.s3.region())
+        .env("AWS_ENDPOINT_URL", w.s3.endpoint())
+        .arg(source_uri)
+        .arg(dest.display().to_string());
+    Ok((job, dest))
+}
+
+/// Registers `model` (already in S3 at `models/<key>`) as `name`/`version` with an artifact
+/// pointing at it, directly through the API.
+async fn register(
+    w: &World,
+    name: &str,
+    version: &str,
+    uri: &str,
+    state: registry_client::ArtifactState,
+) -> anyhow::Result<()> {
+    let c = registry_client(&w.mr)?;
+    let m = match c.find_registered_model_by_name(name).await? {
+        Some(m) => m,
+        None => {
+            c.create_registered_model(&registry_client::RegisteredModelCreate {
+                name: name.to_owned(),
+                ..Default::default()
+            })
+            .await?
+        }
+    };
+    let v = match c.find_model_version(version, &m.id).await? {
+        Some(v) => v,
+        None => {
+            c.create_model_version(&registry_client::ModelVersionCreate {
+                name: version.to_owned(),
+                registered_model_id: m.id.clone(),
+                ..Default::default()
+            })
+            .await?
+        }
+    };
+    c.create_model_version_artifact(
+        &v.id,
+        &registry_client::ModelArtifactCreate {
+            name: Some(format!("{name}-{version}-{}", uri.len())),
+            fields: registry_client::ModelArtifactFields {
+                uri: Some(uri.to_owned()),
+                state: Some(state),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await?;
+    // Creation times are in milliseconds: keep "newest" unambiguous.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn model_registry_uris_resolve_to_the_newest_usable_artifact() -> anyhow::Result<()> {
+    use registry_client::ArtifactState::{Live, Pending};
+    let w = World::start().await?;
+    let v1 = Model::small(31);
+    let v2 = Model::small(32);
+    v1.put_s3(&w.s3, "models", "iris/v1").await?;
+    v2.put_s3(&w.s3, "models", "iris/v2").await?;
+    register(&w, "iris", "v1", "s3://models/iris/v1", Live).await?;
+    register(&w, "iris", "v2", "s3://models/iris/v2", Live).await?;
+    // An upload in progress on v2 must not be picked.
+    register(&w, "iris", "v2", "s3://models/iris/not-there-yet", Pending).await?;
+
+    // No version: the newest one (v2).
+    let (job, dest) = init_job(&w, "model-registry://iris")?;
+    let out = job.run().await?;
+    out.expect_exit(0);
+    assert_eq!(Model::read_dir(&dest)?, v2);
+    let doc = out.json();
+    assert_eq!(doc["uri"], "s3://models/iris/v2");
+    assert_eq!(doc["mode"], "storage-initializer");
+    assert_eq!(doc["files"], v2.files.len());
+
+    // An explicit version.
+    let (job, dest) = init_job(&w, "model-registry://iris/v1")?;
+    job.run().await?.expect_exit(0);
+    assert_eq!(Model::read_dir(&dest)?, v1);
+
+    // The registry named in the URI (no MODEL_REGISTRY_BASE_URL).
+    let (mut job, dest) = init_job(&w, &format!("model-registry://{}/iris/v1", w.mr.addr()))?;
+    job.remove_env("MODEL_REGISTRY_BASE_URL");
+    job.run().await?.expect_exit(0);
+    assert_eq!(Model::read_dir(&dest)?, v1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn model_registry_uri_to_an_oci_modelcar() -> anyhow::Result<()> {
+    // A model pushed by model-sync itself, then served to KServe from its digest-pinned URI.
+    let w = World::start().await?;
+    let model = Model::small(33);
+    model.put_s3(&w.s3, "models", "bert").await?;
+    let mut job = w.job()?;
+    job.s3_source(&w.s3, "models", "bert");
+    w.to_oci(&mut job, "serve/bert", "v1")?;
+    job.create_model("bert", "v1")?;
+    let out = job.run().await?;
+    out.expect_exit(0);
+    assert!(
+        out.json()["uri"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("@sha256:")
+    );
+
+    let (mut job, dest) = init_job(&w, "model-registry://bert/v1")?;
+    job.env("MODEL_SYNC_SOURCE_OCI_ENABLE_TLS_VERIFY", "false");
+    let out = job.run().await?;
+    out.expect_exit(0);
+    assert_eq!(Model::read_dir(&dest)?, model);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn direct_s3_oci_and_http_uris() -> anyhow::Result<()> {
+    let w = World::start().await?;
+    let model = Model::small(34);
+    model.put_s3(&w.s3, "models", "direct").await?;
+
+    let (job, dest) = init_job(&w, "s3://models/direct")?;
+    job.run().await?.expect_exit(0);
+    assert_eq!(Model::read_dir(&dest)?, model);
+
+    // OCI: push with model-sync first (PVC → OCI, update_artifact of a seeded artifact).
+    let mut push = w.job()?;
+    let src = push.dir().join("src");
+    model.write_dir(&src)?;
+    push.pvc_source(&src);
+    w.to_oci(&mut push, "direct/model", "v1")?;
+    let (_, _, aid) = w.seed_artifact("direct").await?;
+    push.env("MODEL_SYNC_MODEL_ARTIFACT_ID", aid);
+    let pushed = push.run().await?;
+    pushed.expect_exit(0);
+    let (mut job, dest) = init_job(&w, pushed.json()["uri"].as_str().unwrap_or_default())?;
+    job.env("MODEL_SYNC_SOURCE_OCI_ENABLE_TLS_VERIFY", "false");
+    job.run().await?.expect_exit(0);
+    assert_eq!(Model::read_dir(&dest)?, model);
+
+    // http: an archive is unpacked, a plain file is kept as is.
+    let http = mro_tests::http_files::HttpFileServer::start().await?;
+    http.write_file("model.tar", model.tar()?)?;
+    let (job, dest) = init_job(&w, &http.url_for("model.tar"))?;
+    job.run().await?.expect_exit(0);
+    assert_eq!(Model::read_dir(&dest)?, model);
+    let one = Model::single("model.onnx", 35, 100_000);
+    http.write_file("model.onnx", &one.files["model.onnx"])?;
+    let (job, dest) = init_job(&w, &http.url_for("model.onnx"))?;
+    job.run().await?.expect_exit(0);
+    assert_eq!(Model::read_dir(&dest)?, one);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn storage_initializer_errors() -> anyhow::Result<()> {
+    let w = World::start_with(StandInOptions::default(), false).await?;
+    register(
+        &w,
+        "only-pending",
+        "v1",
+        "s3://models/nothing",
+        registry_client::ArtifactState::Pending,
+    )
+    .await?;
+    let cases: [(&str, i32, &str, &str); 5] = [
+        ("model-registry://nope", 1, "RegistryRejected", "\"nope\""),
+        (
+            "model-registry://only-pending/v9",
+            1,
+            "RegistryRejected",
+            "\"v9\"",
+        ),
+        (
+            "model-registry://only-pending/v1",
+            1,
+            "RegistryRejected",
+            "no usable model artifact",
+        ),
+        ("ftp://x/y", 2, "InvalidConfiguration", "source URI"),
+        (
+            "s3://models/missing",
+            1,
+            "SourceUnavailable",
+            "s3://models/missing",
+        ),
+    ];
+    for (uri, code, reason, names) in cases {
+        let (job, _) = init_job(&w, uri)?;
+        let out = job.run().await?;
+        out.expect_exit(code);
+        assert_eq!(out.reason(), reason, "{uri}: {}", out.all_output());
+        assert!(
+            out.json()["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(names),
+            "{uri}: {}",
+            out.all_output()
+        );
+        assert!(!out.all_output().contains(w.s3.secret_key()));
+    }
+    // A relative destination path.
+    let mut job = SyncJob::new()?;
+    job.arg("s3://models/x").arg("relative/path");
+    let out = job.run().await?;
+    out.expect_exit(2);
+    assert!(
+        out.stderr.contains("destination path"),
+        "{}",
+        out.all_output()
+    );
+
+    // A registry that wants a token this pod does not have: 401, said clearly.
+    let secured = World::start_with(
+        StandInOptions::default().with_token("si-token-1234567"),
+        false,
+    )
+    .await?;
+    let (job, _) = init_job(&secured, "model-registry://iris")?;
+    let out = job.run().await?;
+    out.expect_exit(1);
+    assert_eq!(out.reason(), "RegistryRejected");
+    assert!(
+        out.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("401"),
+        "{}",
+        out.all_output()
+    );
+    Ok(())
+}
