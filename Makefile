@@ -38,6 +38,24 @@ manifests: ## Generate the CRD YAML under config/crd/bases.
 check-manifests: ## Fail when the committed CRD YAML differs from the generated one.
 	$(CARGO) run -q -p model-registry-operator -- crdgen --check --out-dir config/crd/bases
 
+##@ Running
+.PHONY: install
+install: ## Install the CRDs on the cluster of the current kubeconfig (adapted to its version).
+	$(CARGO) run -q -p model-registry-operator -- install
+
+.PHONY: uninstall
+uninstall: ## Remove the CRDs (and with them every ModelRegistry and ModelTransfer).
+	kubectl delete --ignore-not-found -f config/crd/bases/
+
+.PHONY: run
+run: ## Run the operator: against $$KUBECONFIG when set, else on the local control plane (started if needed).
+	@if [ -z "$${KUBECONFIG:-}" ]; then \
+	  eval "$$(bash tests/local-cluster/cluster.sh start --dir $(CLUSTER_DIR))"; \
+	  echo "using the local control plane: export KUBECONFIG=$$KUBECONFIG"; \
+	fi; \
+	$(CARGO) run -q -p model-registry-operator -- install && \
+	exec $(CARGO) run -q -p model-registry-operator -- run
+
 ##@ Testing
 .PHONY: test-deps
 test-deps: ## Install what the tests need (control-plane binaries, test servers, Prism). Idempotent.

@@ -276,30 +276,57 @@ async fn register_test_node(client: &Client) -> anyhow::Result<()> {
     let nodes = Api::<Node>::all(client.clone());
     let node = serde_json::json!({"apiVersion": "v1", "kind": "Node",
         "metadata": {"name": TEST_NODE, "labels": {"kubernetes.io/hostname": TEST_NODE, "kubernetes.io/os": "linux"}}});
-    nodes.patch(TEST_NODE, &PatchParams::apply(HARNESS_MANAGER), &Patch::Apply(node)).await?;
+    nodes
+        .patch(
+            TEST_NODE,
+            &PatchParams::apply(HARNESS_MANAGER),
+            &Patch::Apply(node),
+        )
+        .await?;
     let status = serde_json::json!({"status": {
         "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "test node",
                         "lastHeartbeatTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
         "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": TEST_NODE}]}});
-    nodes.patch_status(TEST_NODE, &PatchParams::default(), &Patch::Merge(status)).await?;
+    nodes
+        .patch_status(TEST_NODE, &PatchParams::default(), &Patch::Merge(status))
+        .await?;
     Ok(())
 }
 
 /// Binds a pending pod to [`TEST_NODE`], as the scheduler would (no-op if already bound).
-pub async fn bind_pod(client: &Client, namespace: &str, pod: &k8s_openapi::api::core::v1::Pod) -> anyhow::Result<()> {
+pub async fn bind_pod(
+    client: &Client,
+    namespace: &str,
+    pod: &k8s_openapi::api::core::v1::Pod,
+) -> anyhow::Result<()> {
     use k8s_openapi::api::core::v1::{Binding, ObjectReference};
-    if pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() {
+    if pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_ref())
+        .is_some()
+    {
         return Ok(());
     }
     let name = pod.metadata.name.clone().context("pod without a name")?;
     let binding = Binding {
-        metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() },
-        target: ObjectReference { kind: Some("Node".into()), name: Some(TEST_NODE.into()), api_version: Some("v1".into()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            ..Default::default()
+        },
+        target: ObjectReference {
+            kind: Some("Node".into()),
+            name: Some(TEST_NODE.into()),
+            api_version: Some("v1".into()),
+            ..Default::default()
+        },
     };
     let body = serde_json::to_vec(&binding)?;
-    let req = http::Request::post(format!("/api/v1/namespaces/{namespace}/pods/{name}/binding"))
-        .header("content-type", "application/json")
-        .body(body)?;
+    let req = http::Request::post(format!(
+        "/api/v1/namespaces/{namespace}/pods/{name}/binding"
+    ))
+    .header("content-type", "application/json")
+    .body(body)?;
     match client.request::<serde_json::Value>(req).await {
         Ok(_) => Ok(()),
         // Someone bound it meanwhile.

@@ -77,10 +77,10 @@ fn prefix_and_namespace(doc: &mut DynamicObject) {
         .map(|t| t.kind.clone())
         .unwrap_or_default();
     if kind.ends_with("Binding") {
-        if let Some(role) = doc.data["roleRef"]["name"].as_str().map(str::to_string) {
-            if !role.starts_with("system:") {
-                doc.data["roleRef"]["name"] = format!("{NAME_PREFIX}{role}").into();
-            }
+        if let Some(role) = doc.data["roleRef"]["name"].as_str().map(str::to_string)
+            && !role.starts_with("system:")
+        {
+            doc.data["roleRef"]["name"] = format!("{NAME_PREFIX}{role}").into();
         }
         if let Some(subjects) = doc.data["subjects"].as_array_mut() {
             for s in subjects {

@@ -21,3 +21,33 @@ pub fn cache_dir() -> PathBuf {
         });
     base.join("model-registry-operator")
 }
+
+/// Builds `bin` of `package` (debug profile) with cargo and returns the executable path cargo
+/// reports, so tests never run a stale binary and `CARGO_TARGET_DIR` is honoured.
+pub async fn cargo_bin(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = tokio::process::Command::new(cargo)
+        .current_dir(repo_root())
+        .args([
+            "build",
+            "-p",
+            package,
+            "--bin",
+            bin,
+            "--message-format=json-render-diagnostics",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "cargo build -p {package} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == bin)
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .ok_or_else(|| anyhow::anyhow!("cargo did not report the {bin} executable"))
+}

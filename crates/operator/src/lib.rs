@@ -14,6 +14,7 @@ pub mod context;
 pub mod crdgen;
 pub mod error;
 pub mod http;
+pub mod install;
 pub mod leader;
 pub mod metrics;
 pub mod modelregistry;

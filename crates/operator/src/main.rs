@@ -20,6 +20,8 @@ enum Command {
     /// Print the CustomResourceDefinitions as multi-document YAML, write them to a directory
     /// (--out-dir), or check committed files (--check --out-dir).
     Crdgen(crdgen::CrdgenArgs),
+    /// Install (server-side apply) the CRDs on the current cluster, adapted to its version.
+    Install,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -30,6 +32,13 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Crdgen(args)) => crdgen::run(&args),
+        Some(Command::Install) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(async {
+                let client = kube::Client::try_default().await?;
+                model_registry_operator::install::install_crds(&client).await
+            }),
         None | Some(Command::Run) => {
             telemetry::init(cli.settings.log_format);
             tokio::runtime::Builder::new_multi_thread()

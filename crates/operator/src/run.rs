@@ -149,7 +149,10 @@ pub async fn run(
         // in-flight reconciles get a short grace period and are then dropped. That is safe:
         // every reconcile is an idempotent server-side apply and resumes on the next start.
         for mut handle in [mr_ctl, mt_ctl] {
-            if tokio::time::timeout(SHUTDOWN_GRACE, &mut handle).await.is_err() {
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut handle)
+                .await
+                .is_err()
+            {
                 handle.abort();
                 let _ = handle.await;
             }

@@ -1,7 +1,7 @@
 //! The local control plane is real: the apiserver stores and defaults custom resources, the job
 //! controller makes Pods, the garbage collector follows owner references, and RBAC is enforced.
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, Pod};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PostParams,
@@ -110,7 +110,7 @@ async fn rbac_denies_the_unprivileged_user_and_binds_the_operator_identity() {
     let c = cluster::shared(Flavour::Vanilla).await;
     let ns = c.namespace("rbac").await.unwrap();
     if let Some(unpriv) = c.unprivileged_client() {
-        let err = Api::<ConfigMap>::namespaced(unpriv, &ns)
+        let err = Api::<LimitRange>::namespaced(unpriv, &ns)
             .list(&ListParams::default())
             .await
             .unwrap_err();
@@ -119,8 +119,8 @@ async fn rbac_denies_the_unprivileged_user_and_binds_the_operator_identity() {
             "expected 403, got {err}"
         );
     }
-    // Before any binding the operator identity is denied too...
-    let op = Api::<ConfigMap>::namespaced(c.operator_client(), &ns);
+    // Before any binding the operator identity is denied too (LimitRanges are never in its role)...
+    let op = Api::<LimitRange>::namespaced(c.operator_client(), &ns);
     let err = op.list(&ListParams::default()).await.unwrap_err();
     assert!(
         matches!(err, kube::Error::Api(ref s) if s.code == 403),
@@ -129,7 +129,7 @@ async fn rbac_denies_the_unprivileged_user_and_binds_the_operator_identity() {
     // ...and a RoleBinding to the ServiceAccount subject lets it in: the token carries exactly that identity.
     let admin = c.admin_client();
     let role: Role = serde_json::from_value(json!({"metadata": {"name": "read-cm"},
-        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]}))
+        "rules": [{"apiGroups": [""], "resources": ["limitranges"], "verbs": ["list"]}]}))
     .unwrap();
     Api::<Role>::namespaced(admin.clone(), &ns)
         .create(&PostParams::default(), &role)

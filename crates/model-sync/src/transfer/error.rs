@@ -52,11 +52,19 @@ pub struct TransferError {
 
 impl TransferError {
     pub fn new(reason: Reason, message: impl Into<String>) -> TransferError {
-        TransferError { reason, message: message.into(), transient: false }
+        TransferError {
+            reason,
+            message: message.into(),
+            transient: false,
+        }
     }
 
     pub fn transient(reason: Reason, message: impl Into<String>) -> TransferError {
-        TransferError { reason, message: message.into(), transient: true }
+        TransferError {
+            reason,
+            message: message.into(),
+            transient: true,
+        }
     }
 
     pub fn invalid_input(message: impl Into<String>) -> TransferError {
@@ -65,7 +73,10 @@ impl TransferError {
 
     /// The error with context prepended (`context: message`), same reason and transience.
     pub fn context(self, context: impl fmt::Display) -> TransferError {
-        TransferError { message: format!("{context}: {}", self.message), ..self }
+        TransferError {
+            message: format!("{context}: {}", self.message),
+            ..self
+        }
     }
 }
 

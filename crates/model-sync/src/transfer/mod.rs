@@ -32,12 +32,23 @@ pub struct ModelPath(String);
 impl ModelPath {
     pub fn new(path: &str) -> Result<ModelPath, TransferError> {
         let trimmed = path.trim_start_matches("./");
-        if trimmed.is_empty() || trimmed.starts_with('/') || trimmed.contains('\\') || trimmed.contains('\0') {
-            return Err(TransferError::invalid_input(format!("unsafe model file path {path:?}")));
+        if trimmed.is_empty()
+            || trimmed.starts_with('/')
+            || trimmed.contains('\\')
+            || trimmed.contains('\0')
+        {
+            return Err(TransferError::invalid_input(format!(
+                "unsafe model file path {path:?}"
+            )));
         }
-        let parts: Vec<&str> = trimmed.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
-        if parts.is_empty() || parts.iter().any(|p| *p == "..") {
-            return Err(TransferError::invalid_input(format!("unsafe model file path {path:?}")));
+        let parts: Vec<&str> = trimmed
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect();
+        if parts.is_empty() || parts.contains(&"..") {
+            return Err(TransferError::invalid_input(format!(
+                "unsafe model file path {path:?}"
+            )));
         }
         Ok(ModelPath(parts.join("/")))
     }
@@ -48,7 +59,10 @@ impl ModelPath {
 
     /// Parent directories, outermost first (`a/b/c` → `a`, `a/b`).
     pub fn parents(&self) -> Vec<&str> {
-        self.0.match_indices('/').map(|(i, _)| &self.0[..i]).collect()
+        self.0
+            .match_indices('/')
+            .map(|(i, _)| &self.0[..i])
+            .collect()
     }
 }
 
@@ -93,18 +107,26 @@ pub fn normalize_listing(mut files: Vec<ModelFile>) -> Result<Vec<ModelFile>, Tr
     files.sort_by(|a, b| a.path.cmp(&b.path));
     for w in files.windows(2) {
         if w[0].path == w[1].path {
-            return Err(TransferError::invalid_input(format!("two source files map to {}", w[0].path)));
+            return Err(TransferError::invalid_input(format!(
+                "two source files map to {}",
+                w[0].path
+            )));
         }
     }
     // A file cannot also be a directory of another file.
     let names: std::collections::BTreeSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
     for f in &files {
         if let Some(p) = f.path.parents().into_iter().find(|p| names.contains(p)) {
-            return Err(TransferError::invalid_input(format!("{p} is both a file and a directory")));
+            return Err(TransferError::invalid_input(format!(
+                "{p} is both a file and a directory"
+            )));
         }
     }
     if files.is_empty() {
-        return Err(TransferError::new(Reason::SourceUnavailable, "the source holds no model files"));
+        return Err(TransferError::new(
+            Reason::SourceUnavailable,
+            "the source holds no model files",
+        ));
     }
     Ok(files)
 }
@@ -125,7 +147,12 @@ mod tests {
 
     #[test]
     fn listings_are_sorted_and_unique() {
-        let f = |p: &str| ModelFile { path: ModelPath::new(p).unwrap(), size: 1, fingerprint: None, sha256: None };
+        let f = |p: &str| ModelFile {
+            path: ModelPath::new(p).unwrap(),
+            size: 1,
+            fingerprint: None,
+            sha256: None,
+        };
         let l = normalize_listing(vec![f("b"), f("a/x")]).unwrap();
         assert_eq!(l[0].path.as_str(), "a/x");
         assert!(normalize_listing(vec![f("a"), f("a")]).is_err());

@@ -48,19 +48,19 @@ pub async fn observe(
             o.cluster_domain = ingress.data["spec"]["domain"].as_str().map(str::to_string);
         }
     }
-    if let Some(gw) = mr.spec.istio.as_ref().and_then(|i| i.gateway.as_ref()) {
-        if caps.openshift() {
-            let ingress = gw
-                .istio_ingress
-                .clone()
-                .or_else(|| settings.defaults.istio_ingress.clone())
-                .unwrap_or_else(|| mro_api::model_registry::DEFAULT_ISTIO_INGRESS.to_string());
-            let services: Api<Service> = Api::all(client.clone());
-            let found = services
-                .list_metadata(&ListParams::default().labels(&format!("istio={ingress}")))
-                .await?;
-            o.ingress_gateway_namespace = found.items.first().and_then(|s| s.namespace());
-        }
+    if let Some(gw) = mr.spec.istio.as_ref().and_then(|i| i.gateway.as_ref())
+        && caps.openshift()
+    {
+        let ingress = gw
+            .istio_ingress
+            .clone()
+            .or_else(|| settings.defaults.istio_ingress.clone())
+            .unwrap_or_else(|| mro_api::model_registry::DEFAULT_ISTIO_INGRESS.to_string());
+        let services: Api<Service> = Api::all(client.clone());
+        let found = services
+            .list_metadata(&ListParams::default().labels(&format!("istio={ingress}")))
+            .await?;
+        o.ingress_gateway_namespace = found.items.first().and_then(|s| s.namespace());
     }
     if mr.spec.oauth_proxy.is_some() {
         let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);

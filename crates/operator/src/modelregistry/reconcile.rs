@@ -123,12 +123,12 @@ async fn validate(mr: &ModelRegistry, ctx: &Context) -> Result<Result<(), String
         return Ok(Err(mro_api::validation::join_errors(&errors)));
     }
     let ns = mr.namespace().unwrap_or_default();
-    if let Some(allowed) = &ctx.settings.registries_namespace {
-        if &ns != allowed {
-            return Ok(Err(format!(
-                "metadata.namespace: ModelRegistry resources are only accepted in namespace {allowed:?} (REGISTRIES_NAMESPACE), not {ns:?}"
-            )));
-        }
+    if let Some(allowed) = &ctx.settings.registries_namespace
+        && &ns != allowed
+    {
+        return Ok(Err(format!(
+            "metadata.namespace: ModelRegistry resources are only accepted in namespace {allowed:?} (REGISTRIES_NAMESPACE), not {ns:?}"
+        )));
     }
     // Some children are cluster-scoped and named after the registry, so names are unique cluster-wide.
     let name = mr.name_any();
@@ -293,13 +293,13 @@ fn spec_defaults(input: &BuildInput) -> Option<String> {
             serde_json::json!({"image": input.settings.images.rest}),
         );
     }
-    if let Some(g) = &spec.grpc {
-        if g.image.is_none() {
-            d.insert(
-                "grpc".into(),
-                serde_json::json!({"image": input.settings.images.grpc}),
-            );
-        }
+    if let Some(g) = &spec.grpc
+        && g.image.is_none()
+    {
+        d.insert(
+            "grpc".into(),
+            serde_json::json!({"image": input.settings.images.grpc}),
+        );
     }
     for (field, cfg, image) in [
         (
@@ -318,16 +318,15 @@ fn spec_defaults(input: &BuildInput) -> Option<String> {
             if p.image.is_none() {
                 m.insert("image".into(), image.clone().into());
             }
-            if p.domain.is_none() {
-                if let Some(dom) = input
+            if p.domain.is_none()
+                && let Some(dom) = input
                     .settings
                     .defaults
                     .domain
                     .clone()
                     .or(input.cluster_domain.clone())
-                {
-                    m.insert("domain".into(), dom.into());
-                }
+            {
+                m.insert("domain".into(), dom.into());
             }
             if !m.is_empty() {
                 d.insert(field.into(), m.into());

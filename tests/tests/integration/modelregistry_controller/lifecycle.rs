@@ -16,7 +16,11 @@ use super::{ALL_KINDS, Env, children, mysql_sample, postgres_sample};
 
 async fn patch_spec(env: &Env, name: &str, patch: serde_json::Value) {
     env.api::<mro_api::ModelRegistry>()
-        .patch(name, &PatchParams::default(), &Patch::Merge(&json!({"spec": patch})))
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": patch})),
+        )
         .await
         .expect("patch spec");
 }
@@ -29,7 +33,9 @@ async fn spec_change_feature_removal_drift_repair_and_deletion() {
     let name = env.create_registry(mr).await;
     env.wait_deployment(&name).await;
     eventually("proxy children", || async {
-        children(&env, &name, ALL_KINDS).await.contains(&"ClusterRoleBinding/lifecycle-auth-delegator".to_string())
+        children(&env, &name, ALL_KINDS)
+            .await
+            .contains(&"ClusterRoleBinding/lifecycle-auth-delegator".to_string())
     })
     .await;
 
@@ -37,7 +43,11 @@ async fn spec_change_feature_removal_drift_repair_and_deletion() {
     patch_spec(&env, &name, json!({"rest": {"port": 8181}})).await;
     let deps = env.api::<Deployment>();
     eventually("the new port in the Deployment", || async {
-        deps.get(&name).await.is_ok_and(|d| serde_json::to_string(&d.spec).unwrap().contains("--port=8181"))
+        deps.get(&name).await.is_ok_and(|d| {
+            serde_json::to_string(&d.spec)
+                .unwrap()
+                .contains("--port=8181")
+        })
     })
     .await;
 
@@ -45,41 +55,92 @@ async fn spec_change_feature_removal_drift_repair_and_deletion() {
     patch_spec(&env, &name, json!({"kubeRBACProxy": null})).await;
     eventually("proxy children removed", || async {
         let kids = children(&env, &name, ALL_KINDS).await;
-        !kids.iter().any(|k| k.starts_with("ClusterRoleBinding/") || k.starts_with("Route/") || k.starts_with("ConfigMap/"))
+        !kids.iter().any(|k| {
+            k.starts_with("ClusterRoleBinding/")
+                || k.starts_with("Route/")
+                || k.starts_with("ConfigMap/")
+        })
     })
     .await;
     // The cluster-scoped `<name>-users` Group remains (OpenShift), so the finalizer rightly stays.
-    assert!(children(&env, &name, ALL_KINDS).await.contains(&"Group/lifecycle-users".to_string()));
-    assert!(env.registry(&name).await.metadata.finalizers.unwrap_or_default().contains(&"modelregistry.opendatahub.io/finalizer".to_string()));
+    assert!(
+        children(&env, &name, ALL_KINDS)
+            .await
+            .contains(&"Group/lifecycle-users".to_string())
+    );
+    assert!(
+        env.registry(&name)
+            .await
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .contains(&"modelregistry.opendatahub.io/finalizer".to_string())
+    );
     let svc = env.api::<Service>();
     eventually("plain port back on the Service", || async {
-        svc.get(&name).await.is_ok_and(|s| s.spec.unwrap().ports.unwrap()[0].name.as_deref() == Some("http-api"))
+        svc.get(&name)
+            .await
+            .is_ok_and(|s| s.spec.unwrap().ports.unwrap()[0].name.as_deref() == Some("http-api"))
     })
     .await;
 
     // Drift repair: a deleted Service comes back; a hand edit to the Deployment is reverted.
     svc.delete(&name, &DeleteParams::default()).await.unwrap();
-    eventually_within("the Service to be restored", Duration::from_secs(30), || async {
-        svc.get_opt(&name).await.is_ok_and(|s| s.is_some_and(|s| s.metadata.deletion_timestamp.is_none()))
-    })
+    eventually_within(
+        "the Service to be restored",
+        Duration::from_secs(30),
+        || async {
+            svc.get_opt(&name)
+                .await
+                .is_ok_and(|s| s.is_some_and(|s| s.metadata.deletion_timestamp.is_none()))
+        },
+    )
     .await;
     let hand_edit = json!({"spec": {"template": {"spec": {"containers": [{"name": "rest-container", "image": "evil/image:1"}]}}}});
-    deps.patch(&name, &PatchParams::default(), &Patch::Strategic(&hand_edit)).await.unwrap();
+    deps.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Strategic(&hand_edit),
+    )
+    .await
+    .unwrap();
     eventually("the image to be restored", || async {
-        deps.get(&name).await.is_ok_and(|d| !serde_json::to_string(&d.spec).unwrap().contains("evil/image"))
+        deps.get(&name).await.is_ok_and(|d| {
+            !serde_json::to_string(&d.spec)
+                .unwrap()
+                .contains("evil/image")
+        })
     })
     .await;
 
     // Deletion: nothing left anywhere, cluster-scoped objects included.
     patch_spec(&env, &name, json!({"kubeRBACProxy": {}})).await;
     eventually("proxy children back", || async {
-        children(&env, &name, ALL_KINDS).await.contains(&"ClusterRoleBinding/lifecycle-auth-delegator".to_string())
+        children(&env, &name, ALL_KINDS)
+            .await
+            .contains(&"ClusterRoleBinding/lifecycle-auth-delegator".to_string())
     })
     .await;
-    env.api::<mro_api::ModelRegistry>().delete(&name, &DeleteParams::default()).await.unwrap();
+    env.api::<mro_api::ModelRegistry>()
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
     eventually_within("no leftovers", Duration::from_secs(60), || async {
-        env.api::<mro_api::ModelRegistry>().get_opt(&name).await.is_ok_and(|o| o.is_none())
-            && children(&env, &name, &ALL_KINDS.iter().copied().filter(|k| !k.4).collect::<Vec<_>>()).await.is_empty()
+        env.api::<mro_api::ModelRegistry>()
+            .get_opt(&name)
+            .await
+            .is_ok_and(|o| o.is_none())
+            && children(
+                &env,
+                &name,
+                &ALL_KINDS
+                    .iter()
+                    .copied()
+                    .filter(|k| !k.4)
+                    .collect::<Vec<_>>(),
+            )
+            .await
+            .is_empty()
     })
     .await;
 }
@@ -89,7 +150,10 @@ async fn restart_mid_reconcile_converges_without_duplicates() {
     let mut env = Env::new(Flavour::Vanilla, "mr-restart").await;
     let name = env.create_registry(mysql_sample("restart")).await;
     // Kill the operator as soon as it starts creating children.
-    eventually("reconcile started", || async { !children(&env, &name, ALL_KINDS).await.is_empty() }).await;
+    eventually("reconcile started", || async {
+        !children(&env, &name, ALL_KINDS).await.is_empty()
+    })
+    .await;
     env.operator.take().unwrap().kill();
     let op = operator::start(env.cluster, operator::test_settings(&env.ns)).await;
     env.wait_deployment(&name).await;
@@ -97,7 +161,12 @@ async fn restart_mid_reconcile_converges_without_duplicates() {
     env.wait_condition(&name, "Available", "True", None).await;
     assert_eq!(
         children(&env, &name, ALL_KINDS).await,
-        vec!["Deployment/restart", "Role/registry-user-restart", "Service/restart", "ServiceAccount/restart"]
+        vec![
+            "Deployment/restart",
+            "Role/registry-user-restart",
+            "Service/restart",
+            "ServiceAccount/restart"
+        ]
     );
     op.stop().await.unwrap();
 }
@@ -119,7 +188,15 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
     let a = operator::start(env.cluster, settings("replica-a")).await;
     let leases = Api::<Lease>::namespaced(env.client.clone(), OPERATOR_NAMESPACE);
     eventually("replica-a to lead", || async {
-        leases.get_opt(lease_name.as_str()).await.ok().flatten().and_then(|l| l.spec).and_then(|s| s.holder_identity).as_deref() == Some("replica-a")
+        leases
+            .get_opt(lease_name.as_str())
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity)
+            .as_deref()
+            == Some("replica-a")
     })
     .await;
     let b = operator::start(env.cluster, settings("replica-b")).await;
@@ -127,14 +204,27 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
     env.wait_deployment(&name).await;
     // While a holds the lease, b never takes it.
     for _ in 0..20 {
-        let holder = leases.get(lease_name.as_str()).await.unwrap().spec.unwrap().holder_identity;
+        let holder = leases
+            .get(lease_name.as_str())
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .holder_identity;
         assert_eq!(holder.as_deref(), Some("replica-a"));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The leader stops (releasing or expiring the lease): b takes over and reconciles new work.
     a.kill();
     eventually_within("replica-b to lead", Duration::from_secs(40), || async {
-        leases.get(lease_name.as_str()).await.ok().and_then(|l| l.spec).and_then(|s| s.holder_identity).as_deref() == Some("replica-b")
+        leases
+            .get(lease_name.as_str())
+            .await
+            .ok()
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity)
+            .as_deref()
+            == Some("replica-b")
     })
     .await;
     let name2 = env.create_registry(postgres_sample("after-failover")).await;
@@ -150,8 +240,14 @@ async fn registries_namespace_and_cluster_wide_name_conflicts_are_reported() {
     settings.registries_namespace = Some("somewhere-else".into());
     let op = operator::start(env.cluster, settings).await;
     let name = env.create_registry(postgres_sample("restricted")).await;
-    let mr = env.wait_condition(&name, "Available", "False", Some("ConfigurationError")).await;
-    assert!(mr.status.unwrap().conditions[0].message.contains("REGISTRIES_NAMESPACE"));
+    let mr = env
+        .wait_condition(&name, "Available", "False", Some("ConfigurationError"))
+        .await;
+    assert!(
+        mr.status.unwrap().conditions[0]
+            .message
+            .contains("REGISTRIES_NAMESPACE")
+    );
     assert!(children(&env, &name, ALL_KINDS).await.is_empty());
     op.stop().await.unwrap();
 
@@ -161,8 +257,23 @@ async fn registries_namespace_and_cluster_wide_name_conflicts_are_reported() {
     other.wait_deployment("dupe-name").await;
     let op = operator::start(env.cluster, operator::test_settings(&env.ns)).await;
     env.create_registry(postgres_sample("dupe-name")).await;
-    let mr = env.wait_condition("dupe-name", "Available", "False", Some("ConfigurationError")).await;
-    let msg = mr.status.unwrap().conditions.iter().find(|c| c.type_ == "Available").unwrap().message.clone();
+    let mr = env
+        .wait_condition(
+            "dupe-name",
+            "Available",
+            "False",
+            Some("ConfigurationError"),
+        )
+        .await;
+    let msg = mr
+        .status
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Available")
+        .unwrap()
+        .message
+        .clone();
     assert!(msg.contains("unique") && msg.contains(&other.ns), "{msg}");
     op.stop().await.unwrap();
 }
@@ -173,24 +284,65 @@ async fn istio_installed_after_start_is_discovered_without_restart() {
     let client = private.admin_client();
     let ns = private.namespace("late-istio").await.unwrap();
     let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({"metadata": {"name": "model-registry-db"}, "stringData": {"database-password": "pw"}})).unwrap();
-    Api::namespaced(client.clone(), &ns).create(&Default::default(), &secret).await.unwrap();
+    Api::namespaced(client.clone(), &ns)
+        .create(&Default::default(), &secret)
+        .await
+        .unwrap();
     let op = operator::start(&private, operator::test_settings(&ns)).await;
     let mut mr = mysql_sample("late-istio");
     mr["spec"]["istio"] = json!({"authProvider": "auth-provider"});
     let obj: kube::api::DynamicObject = serde_json::from_value(mr).unwrap();
-    let ar = kube::api::ApiResource::from_gvk_with_plural(&kube::api::GroupVersionKind::gvk("modelregistry.opendatahub.io", "v1alpha1", "ModelRegistry"), "modelregistries");
-    Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), &ns, &ar).create(&Default::default(), &obj).await.unwrap();
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk(
+            "modelregistry.opendatahub.io",
+            "v1alpha1",
+            "ModelRegistry",
+        ),
+        "modelregistries",
+    );
+    Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), &ns, &ar)
+        .create(&Default::default(), &obj)
+        .await
+        .unwrap();
     let mrs = Api::<mro_api::ModelRegistry>::namespaced(client.clone(), &ns);
     let istio_status = || async {
-        mrs.get("late-istio").await.ok().and_then(|m| m.status).and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "IstioAvailable"))
+        mrs.get("late-istio")
+            .await
+            .ok()
+            .and_then(|m| m.status)
+            .and_then(|s| {
+                s.conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "IstioAvailable")
+            })
     };
-    eventually("IstioAvailable=False without Istio", || async { istio_status().await.is_some_and(|c| c.status.as_str() == "False") }).await;
-    private.install_platform_apis(&[PlatformApi::Istio, PlatformApi::Authorino]).await.unwrap();
-    eventually_within("IstioAvailable=True after Istio appears", Duration::from_secs(60), || async {
-        istio_status().await.is_some_and(|c| c.status.as_str() == "True")
+    eventually("IstioAvailable=False without Istio", || async {
+        istio_status()
+            .await
+            .is_some_and(|c| c.status.as_str() == "False")
     })
     .await;
-    let ar = kube::api::ApiResource::from_gvk_with_plural(&kube::api::GroupVersionKind::gvk("networking.istio.io", "v1", "VirtualService"), "virtualservices");
-    Api::<kube::api::DynamicObject>::namespaced_with(client, &ns, &ar).get("late-istio").await.expect("VirtualService created");
+    private
+        .install_platform_apis(&[PlatformApi::Istio, PlatformApi::Authorino])
+        .await
+        .unwrap();
+    eventually_within(
+        "IstioAvailable=True after Istio appears",
+        Duration::from_secs(60),
+        || async {
+            istio_status()
+                .await
+                .is_some_and(|c| c.status.as_str() == "True")
+        },
+    )
+    .await;
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("networking.istio.io", "v1", "VirtualService"),
+        "virtualservices",
+    );
+    Api::<kube::api::DynamicObject>::namespaced_with(client, &ns, &ar)
+        .get("late-istio")
+        .await
+        .expect("VirtualService created");
     op.stop().await.unwrap();
 }

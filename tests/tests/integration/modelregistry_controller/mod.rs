@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+};
 use kube::{Client, ResourceExt};
 use mro_api::ModelRegistry;
 use mro_tests::cluster::{self, Cluster, Flavour};
@@ -15,6 +17,7 @@ use serde_json::{Value, json};
 
 mod lifecycle;
 mod openshift;
+mod process;
 mod samples;
 
 /// A test namespace on a shared control plane with an operator watching only it.
@@ -32,7 +35,12 @@ impl Env {
         let client = cluster.admin_client();
         create_db_secret(&client, &ns).await;
         let operator = Some(operator::start(cluster, operator::test_settings(&ns)).await);
-        Env { cluster, ns, client, operator }
+        Env {
+            cluster,
+            ns,
+            client,
+            operator,
+        }
     }
 
     pub fn api<K>(&self) -> Api<K>
@@ -42,8 +50,16 @@ impl Env {
         Api::namespaced(self.client.clone(), &self.ns)
     }
 
-    pub fn dynamic(&self, group: &str, version: &str, kind: &str, plural: &str, ns: Option<&str>) -> Api<DynamicObject> {
-        let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+    pub fn dynamic(
+        &self,
+        group: &str,
+        version: &str,
+        kind: &str,
+        plural: &str,
+        ns: Option<&str>,
+    ) -> Api<DynamicObject> {
+        let ar =
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
         match ns {
             Some(ns) => Api::namespaced_with(self.client.clone(), ns, &ar),
             None => Api::all_with(self.client.clone(), &ar),
@@ -52,27 +68,54 @@ impl Env {
 
     /// Creates a ModelRegistry from JSON (any served apiVersion).
     pub async fn create_registry(&self, body: Value) -> String {
-        let api_version = body["apiVersion"].as_str().unwrap_or("modelregistry.opendatahub.io/v1beta1").to_string();
+        let api_version = body["apiVersion"]
+            .as_str()
+            .unwrap_or("modelregistry.opendatahub.io/v1beta1")
+            .to_string();
         let version = api_version.rsplit('/').next().unwrap().to_string();
-        let api = self.dynamic("modelregistry.opendatahub.io", &version, "ModelRegistry", "modelregistries", Some(&self.ns));
+        let api = self.dynamic(
+            "modelregistry.opendatahub.io",
+            &version,
+            "ModelRegistry",
+            "modelregistries",
+            Some(&self.ns),
+        );
         let obj: DynamicObject = serde_json::from_value(body).expect("registry object");
-        api.create(&PostParams::default(), &obj).await.expect("create ModelRegistry").name_any()
+        api.create(&PostParams::default(), &obj)
+            .await
+            .expect("create ModelRegistry")
+            .name_any()
     }
 
     pub async fn registry(&self, name: &str) -> ModelRegistry {
-        self.api::<ModelRegistry>().get(name).await.expect("get ModelRegistry")
+        self.api::<ModelRegistry>()
+            .get(name)
+            .await
+            .expect("get ModelRegistry")
     }
 
     /// Waits until a condition of the registry has the given status (and reason, if given).
-    pub async fn wait_condition(&self, name: &str, type_: &str, status: &str, reason: Option<&str>) -> ModelRegistry {
+    pub async fn wait_condition(
+        &self,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) -> ModelRegistry {
         let api = self.api::<ModelRegistry>();
         let what = format!("{name} condition {type_}={status} ({reason:?})");
         eventually_within(&what, Duration::from_secs(60), || async {
-            api.get(name).await.ok().and_then(|mr| mr.status).is_some_and(|s| {
-                s.conditions.iter().any(|c| {
-                    c.type_ == type_ && c.status.as_str() == status && reason.is_none_or(|r| c.reason == r)
+            api.get(name)
+                .await
+                .ok()
+                .and_then(|mr| mr.status)
+                .is_some_and(|s| {
+                    s.conditions.iter().any(|c| {
+                        c.type_ == type_
+                            && c.status.as_str() == status
+                            && reason.is_none_or(|r| c.reason == r)
+                    })
                 })
-            })
         })
         .await;
         self.registry(name).await
@@ -80,9 +123,11 @@ impl Env {
 
     pub async fn wait_deployment(&self, name: &str) -> Deployment {
         let api = self.api::<Deployment>();
-        eventually_within(&format!("Deployment {name}"), Duration::from_secs(60), || async {
-            api.get_opt(name).await.ok().flatten().is_some()
-        })
+        eventually_within(
+            &format!("Deployment {name}"),
+            Duration::from_secs(60),
+            || async { api.get_opt(name).await.ok().flatten().is_some() },
+        )
         .await;
         api.get(name).await.unwrap()
     }
@@ -91,12 +136,27 @@ impl Env {
     pub async fn make_pods_ready(&self, name: &str) {
         let pods = self.api::<Pod>();
         let selector = format!("app={name},component=model-registry");
-        eventually_within(&format!("pods of {name}"), Duration::from_secs(60), || async {
-            pods.list(&ListParams::default().labels(&selector)).await.is_ok_and(|l| !l.items.is_empty())
-        })
+        eventually_within(
+            &format!("pods of {name}"),
+            Duration::from_secs(60),
+            || async {
+                pods.list(&ListParams::default().labels(&selector))
+                    .await
+                    .is_ok_and(|l| !l.items.is_empty())
+            },
+        )
         .await;
-        for (i, pod) in pods.list(&ListParams::default().labels(&selector)).await.unwrap().items.iter().enumerate() {
-            cluster::bind_pod(&self.client, &self.ns, pod).await.expect("bind pod to the test node");
+        for (i, pod) in pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .enumerate()
+        {
+            cluster::bind_pod(&self.client, &self.ns, pod)
+                .await
+                .expect("bind pod to the test node");
             let containers: Vec<Value> = pod
                 .spec
                 .as_ref()
@@ -118,7 +178,13 @@ impl Env {
                     {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
                     {"type": "PodScheduled", "status": "True", "lastTransitionTime": now}],
                 "containerStatuses": containers}});
-            pods.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&status)).await.expect("patch pod status");
+            pods.patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&status),
+            )
+            .await
+            .expect("patch pod status");
         }
     }
 
@@ -126,10 +192,20 @@ impl Env {
     pub async fn admit_routes(&self, ns: &str) {
         let routes = self.dynamic("route.openshift.io", "v1", "Route", "routes", Some(ns));
         for r in routes.list(&ListParams::default()).await.unwrap().items {
-            let host = r.data["spec"]["host"].as_str().unwrap_or("router.example").to_string();
+            let host = r.data["spec"]["host"]
+                .as_str()
+                .unwrap_or("router.example")
+                .to_string();
             let status = json!({"status": {"ingress": [{"host": host, "routerName": "default",
                 "conditions": [{"type": "Admitted", "status": "True"}]}]}});
-            routes.patch_status(&r.name_any(), &PatchParams::default(), &Patch::Merge(&status)).await.expect("admit route");
+            routes
+                .patch_status(
+                    &r.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&status),
+                )
+                .await
+                .expect("admit route");
         }
     }
 
@@ -147,11 +223,18 @@ async fn create_db_secret(client: &Client, ns: &str) {
         "stringData": {"database-password": "TheBlurstOfTimes"}
     }))
     .unwrap();
-    Api::<Secret>::namespaced(client.clone(), ns).create(&PostParams::default(), &secret).await.expect("db secret");
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("db secret");
 }
 
 /// The names (kind/name) of every object labelled as a child of `name` in any namespace.
-pub async fn children(env: &Env, name: &str, kinds: &[(&str, &str, &str, &str, bool)]) -> Vec<String> {
+pub async fn children(
+    env: &Env,
+    name: &str,
+    kinds: &[(&str, &str, &str, &str, bool)],
+) -> Vec<String> {
     let selector = format!(
         "modelregistry.opendatahub.io/parent-kind=ModelRegistry,modelregistry.opendatahub.io/parent-namespace={},modelregistry.opendatahub.io/parent-name={name}",
         env.ns
@@ -159,7 +242,10 @@ pub async fn children(env: &Env, name: &str, kinds: &[(&str, &str, &str, &str, b
     let mut out = Vec::new();
     for (group, version, kind, plural, _namespaced) in kinds {
         let api = env.dynamic(group, version, kind, plural, None);
-        if let Ok(list) = api.list_metadata(&ListParams::default().labels(&selector)).await {
+        if let Ok(list) = api
+            .list_metadata(&ListParams::default().labels(&selector))
+            .await
+        {
             for o in list.items {
                 out.push(format!("{kind}/{}", o.name_any()));
             }
@@ -177,16 +263,58 @@ pub const ALL_KINDS: &[(&str, &str, &str, &str, bool)] = &[
     ("", "v1", "Secret", "secrets", true),
     ("apps", "v1", "Deployment", "deployments", true),
     ("rbac.authorization.k8s.io", "v1", "Role", "roles", true),
-    ("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true),
-    ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false),
-    ("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", true),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+        true,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        false,
+    ),
+    (
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        true,
+    ),
     ("route.openshift.io", "v1", "Route", "routes", true),
     ("user.openshift.io", "v1", "Group", "groups", false),
-    ("networking.istio.io", "v1", "VirtualService", "virtualservices", true),
-    ("networking.istio.io", "v1", "DestinationRule", "destinationrules", true),
+    (
+        "networking.istio.io",
+        "v1",
+        "VirtualService",
+        "virtualservices",
+        true,
+    ),
+    (
+        "networking.istio.io",
+        "v1",
+        "DestinationRule",
+        "destinationrules",
+        true,
+    ),
     ("networking.istio.io", "v1", "Gateway", "gateways", true),
-    ("security.istio.io", "v1", "AuthorizationPolicy", "authorizationpolicies", true),
-    ("authorino.kuadrant.io", "v1beta3", "AuthConfig", "authconfigs", true),
+    (
+        "security.istio.io",
+        "v1",
+        "AuthorizationPolicy",
+        "authorizationpolicies",
+        true,
+    ),
+    (
+        "authorino.kuadrant.io",
+        "v1beta3",
+        "AuthConfig",
+        "authconfigs",
+        true,
+    ),
 ];
 
 /// The seed's MySQL sample (v1alpha1, gRPC layout).

@@ -12,7 +12,9 @@ use super::{ALL_KINDS, Env, children, mysql_sample, postgres_sample};
 #[tokio::test(flavor = "multi_thread")]
 async fn mysql_sample_builds_grpc_layout_and_becomes_available() {
     let env = Env::new(Flavour::Vanilla, "mr-mysql").await;
-    let name = env.create_registry(mysql_sample("modelregistry-sample")).await;
+    let name = env
+        .create_registry(mysql_sample("modelregistry-sample"))
+        .await;
     let dep = env.wait_deployment(&name).await;
 
     // Exactly the expected children, all owned by the registry.
@@ -28,9 +30,24 @@ async fn mysql_sample_builds_grpc_layout_and_becomes_available() {
     );
     for owner in [
         dep.metadata.owner_references.clone(),
-        env.api::<Service>().get(&name).await.unwrap().metadata.owner_references,
-        env.api::<ServiceAccount>().get(&name).await.unwrap().metadata.owner_references,
-        env.api::<Role>().get("registry-user-modelregistry-sample").await.unwrap().metadata.owner_references,
+        env.api::<Service>()
+            .get(&name)
+            .await
+            .unwrap()
+            .metadata
+            .owner_references,
+        env.api::<ServiceAccount>()
+            .get(&name)
+            .await
+            .unwrap()
+            .metadata
+            .owner_references,
+        env.api::<Role>()
+            .get("registry-user-modelregistry-sample")
+            .await
+            .unwrap()
+            .metadata
+            .owner_references,
     ] {
         let owner = owner.expect("owner reference")[0].clone();
         assert_eq!(owner.uid, mr.metadata.uid.clone().unwrap());
@@ -43,37 +60,94 @@ async fn mysql_sample_builds_grpc_layout_and_becomes_available() {
     assert_eq!(names, vec!["grpc-container", "rest-container"]);
     let grpc = &pod.containers[0];
     let args = grpc.args.clone().unwrap();
-    assert!(args.contains(&"--mysql_config_host=model-registry-db".to_string()), "{args:?}");
-    assert!(args.contains(&"--mysql_config_password=$(MYSQL_PASSWORD)".to_string()), "{args:?}");
+    assert!(
+        args.contains(&"--mysql_config_host=model-registry-db".to_string()),
+        "{args:?}"
+    );
+    assert!(
+        args.contains(&"--mysql_config_password=$(MYSQL_PASSWORD)".to_string()),
+        "{args:?}"
+    );
     let env_var = &grpc.env.clone().unwrap()[0];
     let secret_ref = env_var.value_from.clone().unwrap().secret_key_ref.unwrap();
-    assert_eq!((env_var.name.as_str(), secret_ref.name.as_str(), secret_ref.key.as_str()), ("MYSQL_PASSWORD", "model-registry-db", "database-password"));
-    let dep_json = serde_json::to_string(&env.api::<Deployment>().get(&name).await.unwrap()).unwrap();
-    assert!(!dep_json.contains("TheBlurstOfTimes"), "the password must never be inlined");
+    assert_eq!(
+        (
+            env_var.name.as_str(),
+            secret_ref.name.as_str(),
+            secret_ref.key.as_str()
+        ),
+        ("MYSQL_PASSWORD", "model-registry-db", "database-password")
+    );
+    let dep_json =
+        serde_json::to_string(&env.api::<Deployment>().get(&name).await.unwrap()).unwrap();
+    assert!(
+        !dep_json.contains("TheBlurstOfTimes"),
+        "the password must never be inlined"
+    );
     // Restricted pod security.
-    assert_eq!(pod.security_context.as_ref().unwrap().run_as_non_root, Some(true));
+    assert_eq!(
+        pod.security_context.as_ref().unwrap().run_as_non_root,
+        Some(true)
+    );
     for c in &pod.containers {
         let sc = c.security_context.as_ref().unwrap();
         assert_eq!(sc.allow_privilege_escalation, Some(false));
-        assert_eq!(sc.capabilities.as_ref().unwrap().drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop,
+            Some(vec!["ALL".to_string()])
+        );
         assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
     }
     let svc = env.api::<Service>().get(&name).await.unwrap();
-    let ports: Vec<_> = svc.spec.unwrap().ports.unwrap().iter().map(|p| (p.name.clone().unwrap(), p.port)).collect();
-    assert_eq!(ports, vec![("http-api".to_string(), 8080), ("grpc-api".to_string(), 9090)]);
+    let ports: Vec<_> = svc
+        .spec
+        .unwrap()
+        .ports
+        .unwrap()
+        .iter()
+        .map(|p| (p.name.clone().unwrap(), p.port))
+        .collect();
+    assert_eq!(
+        ports,
+        vec![
+            ("http-api".to_string(), 8080),
+            ("grpc-api".to_string(), 9090)
+        ]
+    );
 
     // Progressing while nothing is ready; Available once pods are ready and endpoints exist.
-    env.wait_condition(&name, "Progressing", "True", Some("CreatingDeployment")).await;
-    let mr = env.wait_condition(&name, "Available", "False", Some("DeploymentUnavailable")).await;
-    assert_eq!(mr.status.as_ref().unwrap().observed_generation, mr.metadata.generation);
+    env.wait_condition(&name, "Progressing", "True", Some("CreatingDeployment"))
+        .await;
+    let mr = env
+        .wait_condition(&name, "Available", "False", Some("DeploymentUnavailable"))
+        .await;
+    assert_eq!(
+        mr.status.as_ref().unwrap().observed_generation,
+        mr.metadata.generation
+    );
     env.make_pods_ready(&name).await;
-    let mr = env.wait_condition(&name, "Available", "True", Some("DeploymentAvailable")).await;
+    let mr = env
+        .wait_condition(&name, "Available", "True", Some("DeploymentAvailable"))
+        .await;
     let st = mr.status.unwrap();
-    let progressing = st.conditions.iter().find(|c| c.type_ == "Progressing").unwrap();
+    let progressing = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing")
+        .unwrap();
     assert_eq!(progressing.status.as_str(), "False");
-    assert!(st.hosts.contains(&format!("{name}.{}.svc.cluster.local", env.ns)), "{:?}", st.hosts);
+    assert!(
+        st.hosts
+            .contains(&format!("{name}.{}.svc.cluster.local", env.ns)),
+        "{:?}",
+        st.hosts
+    );
     assert_eq!(st.hosts_str.unwrap(), st.hosts.join(","));
-    assert!(st.conditions.iter().all(|c| c.type_ != "OAuthProxyAvailable" && c.type_ != "IstioAvailable"));
+    assert!(
+        st.conditions
+            .iter()
+            .all(|c| c.type_ != "OAuthProxyAvailable" && c.type_ != "IstioAvailable")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -86,16 +160,34 @@ async fn postgres_sample_builds_single_container_with_embedded_database() {
     let rest = &pod.containers[0];
     assert_eq!(rest.name, "rest-container");
     let args = rest.args.clone().unwrap();
-    assert!(args.contains(&"--embedmd-database-type=postgres".to_string()), "{args:?}");
-    let dsn = args.iter().find(|a| a.starts_with("--embedmd-database-dsn=")).unwrap();
-    assert!(dsn.contains("host=model-registry-db") && dsn.contains("port=5432") && dsn.contains("sslmode=disable"), "{dsn}");
+    assert!(
+        args.contains(&"--embedmd-database-type=postgres".to_string()),
+        "{args:?}"
+    );
+    let dsn = args
+        .iter()
+        .find(|a| a.starts_with("--embedmd-database-dsn="))
+        .unwrap();
+    assert!(
+        dsn.contains("host=model-registry-db")
+            && dsn.contains("port=5432")
+            && dsn.contains("sslmode=disable"),
+        "{dsn}"
+    );
     assert!(!dsn.contains("password"), "no password in the DSN: {dsn}");
-    let envs: Vec<_> = rest.env.clone().unwrap().into_iter().map(|e| e.name).collect();
+    let envs: Vec<_> = rest
+        .env
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert!(envs.contains(&"PGPASSWORD".to_string()), "{envs:?}");
     let probe = rest.readiness_probe.clone().unwrap().http_get.unwrap();
     assert_eq!(probe.path.as_deref(), Some("/readyz/health"));
     env.make_pods_ready(&name).await;
-    env.wait_condition(&name, "Available", "True", Some("DeploymentAvailable")).await;
+    env.wait_condition(&name, "Available", "True", Some("DeploymentAvailable"))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -130,12 +222,38 @@ async fn secure_db_mysql_tls_options_are_mounted_from_secrets_and_config_maps() 
         assert!(args.contains(expected), "missing {expected} in {args}");
     }
     let volumes = serde_json::to_value(pod.volumes.unwrap()).unwrap();
-    let by_name = |n: &str| volumes.as_array().unwrap().iter().find(|v| v["name"] == n).cloned().unwrap_or_else(|| panic!("volume {n}"));
-    assert_eq!(by_name("mysql-ssl-cert")["secret"]["secretName"], "model-registry-db-credential");
-    assert_eq!(by_name("mysql-ssl-root-cert")["configMap"]["name"], "model-registry-db-ca");
-    assert_eq!(by_name("mysql-ssl-ca")["projected"]["sources"][0]["secret"]["name"], "extra-cas");
-    let mounts: Vec<_> = rest.volume_mounts.clone().unwrap().into_iter().map(|m| (m.name, m.read_only)).collect();
-    assert!(mounts.contains(&("mysql-ssl-key".to_string(), Some(true))), "{mounts:?}");
+    let by_name = |n: &str| {
+        volumes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("volume {n}"))
+    };
+    assert_eq!(
+        by_name("mysql-ssl-cert")["secret"]["secretName"],
+        "model-registry-db-credential"
+    );
+    assert_eq!(
+        by_name("mysql-ssl-root-cert")["configMap"]["name"],
+        "model-registry-db-ca"
+    );
+    assert_eq!(
+        by_name("mysql-ssl-ca")["projected"]["sources"][0]["secret"]["name"],
+        "extra-cas"
+    );
+    let mounts: Vec<_> = rest
+        .volume_mounts
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.name, m.read_only))
+        .collect();
+    assert!(
+        mounts.contains(&("mysql-ssl-key".to_string(), Some(true))),
+        "{mounts:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -145,21 +263,39 @@ async fn invalid_specs_get_configuration_error_and_nothing_is_created() {
     let mut both = postgres_sample("both-dbs");
     both["spec"]["mysql"] = mysql_sample("x")["spec"]["mysql"].clone();
     let name = env.create_registry(both).await;
-    let mr = env.wait_condition(&name, "Available", "False", Some("ConfigurationError")).await;
-    let msg = &mr.status.unwrap().conditions.iter().find(|c| c.type_ == "Available").unwrap().message.clone();
+    let mr = env
+        .wait_condition(&name, "Available", "False", Some("ConfigurationError"))
+        .await;
+    let msg = &mr
+        .status
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Available")
+        .unwrap()
+        .message
+        .clone();
     assert!(msg.contains("postgres") && msg.contains("mysql"), "{msg}");
     // Neither database.
     let mut neither = postgres_sample("no-db");
     neither["spec"].as_object_mut().unwrap().remove("postgres");
     let name2 = env.create_registry(neither).await;
-    env.wait_condition(&name2, "Available", "False", Some("ConfigurationError")).await;
+    env.wait_condition(&name2, "Available", "False", Some("ConfigurationError"))
+        .await;
     // Nothing half-created for either.
     assert!(children(&env, &name, ALL_KINDS).await.is_empty());
     assert!(children(&env, &name2, ALL_KINDS).await.is_empty());
     // A warning event tells the user.
-    let events = kube::api::Api::<k8s_openapi::api::events::v1::Event>::namespaced(env.client.clone(), &env.ns);
+    let events = kube::api::Api::<k8s_openapi::api::events::v1::Event>::namespaced(
+        env.client.clone(),
+        &env.ns,
+    );
     mro_tests::wait::eventually("a ConfigurationError event", || async {
-        events.list(&Default::default()).await.is_ok_and(|l| l.items.iter().any(|e| e.reason.as_deref() == Some("ConfigurationError")))
+        events.list(&Default::default()).await.is_ok_and(|l| {
+            l.items
+                .iter()
+                .any(|e| e.reason.as_deref() == Some("ConfigurationError"))
+        })
     })
     .await;
 }
@@ -173,12 +309,36 @@ async fn missing_secret_in_container_state_becomes_configuration_error() {
     env.wait_condition(&name, "Available", "True", None).await;
     // The kubelet reports that it cannot start the container: the referenced Secret is gone.
     let pods = env.api::<k8s_openapi::api::core::v1::Pod>();
-    let pod = pods.list(&kube::api::ListParams::default().labels(&format!("app={name}"))).await.unwrap().items.remove(0);
+    let pod = pods
+        .list(&kube::api::ListParams::default().labels(&format!("app={name}")))
+        .await
+        .unwrap()
+        .items
+        .remove(0);
     let status = json!({"status": {"phase": "Pending", "conditions": [{"type": "Ready", "status": "False"}],
         "containerStatuses": [{"name": "rest-container", "ready": false, "restartCount": 0, "image": "x", "imageID": "",
             "state": {"waiting": {"reason": "CreateContainerConfigError", "message": "secret \"model-registry-db\" not found"}}}]}});
-    pods.patch_status(&pod.name_any(), &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&status)).await.unwrap();
-    let mr = env.wait_condition(&name, "Available", "False", Some("ConfigurationError")).await;
-    let msg = mr.status.unwrap().conditions.iter().find(|c| c.type_ == "Available").unwrap().message.clone();
-    assert!(msg.contains("secret \"model-registry-db\" not found"), "{msg}");
+    pods.patch_status(
+        &pod.name_any(),
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&status),
+    )
+    .await
+    .unwrap();
+    let mr = env
+        .wait_condition(&name, "Available", "False", Some("ConfigurationError"))
+        .await;
+    let msg = mr
+        .status
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Available")
+        .unwrap()
+        .message
+        .clone();
+    assert!(
+        msg.contains("secret \"model-registry-db\" not found"),
+        "{msg}"
+    );
 }
