@@ -13,6 +13,7 @@ pub mod capabilities;
 pub mod context;
 pub mod crdgen;
 pub mod error;
+pub mod finalizer;
 pub mod http;
 pub mod install;
 pub mod leader;

@@ -156,47 +156,15 @@ fn is_owned_child(child: &Child, ns: &str) -> bool {
 }
 
 fn has_finalizer(mr: &ModelRegistry) -> bool {
-    mr.finalizers().iter().any(|f| f == FINALIZER)
+    crate::finalizer::has(mr, FINALIZER)
 }
 
 async fn add_finalizer(api: &Api<ModelRegistry>, mr: &ModelRegistry) -> Result<()> {
-    let patch = if mr.metadata.finalizers.is_none() {
-        serde_json::json!([{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
-    } else {
-        serde_json::json!([{"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}])
-    };
-    let patch: json_patch::Patch = serde_json::from_value(patch).expect("valid JSON patch");
-    api.patch(
-        &mr.name_any(),
-        &PatchParams::default(),
-        &Patch::<()>::Json(patch),
-    )
-    .await?;
-    Ok(())
+    Ok(crate::finalizer::add(api, mr, FINALIZER).await?)
 }
 
 async fn remove_finalizer(api: &Api<ModelRegistry>, mr: &ModelRegistry) -> Result<()> {
-    let Some(i) = mr.finalizers().iter().position(|f| f == FINALIZER) else {
-        return Ok(());
-    };
-    // `test` makes the removal fail (and retry) if the list changed meanwhile.
-    let patch = serde_json::json!([
-        {"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": FINALIZER},
-        {"op": "remove", "path": format!("/metadata/finalizers/{i}")}
-    ]);
-    let patch: json_patch::Patch = serde_json::from_value(patch).expect("valid JSON patch");
-    match api
-        .patch(
-            &mr.name_any(),
-            &PatchParams::default(),
-            &Patch::<()>::Json(patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    Ok(crate::finalizer::remove(api, mr, FINALIZER).await?)
 }
 
 /// Deletion: remove every labelled child (cluster-scoped and cross-namespace ones included), then

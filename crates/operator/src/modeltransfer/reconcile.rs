@@ -289,47 +289,15 @@ async fn finalize(mt: &ModelTransfer, api: &Api<ModelTransfer>, ctx: &Context) -
 }
 
 fn has_finalizer(mt: &ModelTransfer) -> bool {
-    mt.finalizers().iter().any(|f| f == FINALIZER)
+    crate::finalizer::has(mt, FINALIZER)
 }
 
 async fn add_finalizer(api: &Api<ModelTransfer>, mt: &ModelTransfer) -> Result<()> {
-    let patch = if mt.metadata.finalizers.is_none() {
-        serde_json::json!([{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
-    } else {
-        serde_json::json!([{"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}])
-    };
-    let patch: json_patch::Patch = serde_json::from_value(patch).expect("valid JSON patch");
-    api.patch(
-        &mt.name_any(),
-        &PatchParams::default(),
-        &Patch::<()>::Json(patch),
-    )
-    .await?;
-    Ok(())
+    Ok(crate::finalizer::add(api, mt, FINALIZER).await?)
 }
 
 async fn remove_finalizer(api: &Api<ModelTransfer>, mt: &ModelTransfer) -> Result<()> {
-    let Some(i) = mt.finalizers().iter().position(|f| f == FINALIZER) else {
-        return Ok(());
-    };
-    // `test` makes the removal fail (and retry) if the list changed meanwhile.
-    let patch = serde_json::json!([
-        {"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": FINALIZER},
-        {"op": "remove", "path": format!("/metadata/finalizers/{i}")}
-    ]);
-    let patch: json_patch::Patch = serde_json::from_value(patch).expect("valid JSON patch");
-    match api
-        .patch(
-            &mt.name_any(),
-            &PatchParams::default(),
-            &Patch::<()>::Json(patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    Ok(crate::finalizer::remove(api, mt, FINALIZER).await?)
 }
 
 /// Writes the status when it changed, with events for the transitions users care about.
