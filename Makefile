@@ -63,16 +63,26 @@ test-deps: ## Install what the tests need (control-plane binaries, test servers,
 	bash tests/local-cluster/provision.sh >/dev/null
 	bash tests/tools/install-prism.sh >/dev/null
 
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+
 .PHONY: unit
-unit: ## Unit tests (no servers).
+unit: ## Unit tests only (no servers).
 	$(CARGO) test --workspace --exclude mro-tests --locked
 
 .PHONY: integration
-integration: ## Integration tests against real local servers (control plane, S3, OCI registry, ...).
-	$(CARGO) test -p mro-tests --locked -- --test-threads $(TEST_THREADS)
+integration: ## Integration tests only, against real local servers (control plane, S3, OCI registry, ...).
+	$(CARGO) build --workspace --bins --locked
+	MODEL_SYNC_BIN=$(TARGET_DIR)/debug/model-sync MRO_OPERATOR_BIN=$(TARGET_DIR)/debug/model-registry-operator \
+	  $(CARGO) test -p mro-tests --locked -- --test-threads $(TEST_THREADS)
+
+.PHONY: tests
+tests: ## Unit and integration tests in one cargo run (binaries built once, then used by the tests).
+	$(CARGO) build --workspace --bins --locked
+	MODEL_SYNC_BIN=$(TARGET_DIR)/debug/model-sync MRO_OPERATOR_BIN=$(TARGET_DIR)/debug/model-registry-operator \
+	  $(CARGO) test --workspace --locked -- --test-threads $(TEST_THREADS)
 
 .PHONY: test
-test: test-deps lint check-manifests unit integration ## Everything CI runs: lint, drift check, unit and integration tests.
+test: test-deps lint check-manifests tests ## Everything CI runs: lint, drift check, unit and integration tests.
 
 .PHONY: local-cluster
 local-cluster: ## Start the local control plane and print `export KUBECONFIG=...`.

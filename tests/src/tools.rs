@@ -23,8 +23,12 @@ pub fn cache_dir() -> PathBuf {
 }
 
 /// Builds `bin` of `package` (debug profile) with cargo and returns the executable path cargo
-/// reports, so tests never run a stale binary and `CARGO_TARGET_DIR` is honoured.
-pub async fn cargo_bin(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
+/// reports, so tests never run a stale binary and `CARGO_TARGET_DIR` is honoured. `env_override`
+/// (set by `make test`, which builds every binary once up front) names a prebuilt binary instead.
+pub async fn cargo_bin(package: &str, bin: &str, env_override: &str) -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os(env_override) {
+        return Ok(PathBuf::from(p));
+    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = tokio::process::Command::new(cargo)
         .current_dir(repo_root())

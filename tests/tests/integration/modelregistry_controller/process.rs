@@ -31,9 +31,13 @@ async fn operator_binary_serves_probes_and_metrics_and_stops_on_sigterm() {
         .cluster
         .dir()
         .expect("a harness-started control plane (operator kubeconfig)");
-    let exe = mro_tests::tools::cargo_bin("model-registry-operator", "model-registry-operator")
-        .await
-        .unwrap();
+    let exe = mro_tests::tools::cargo_bin(
+        "model-registry-operator",
+        "model-registry-operator",
+        "MRO_OPERATOR_BIN",
+    )
+    .await
+    .unwrap();
     let (health, metrics) = (free_port(), free_port());
     let mut child = tokio::process::Command::new(exe)
         .env_clear()
@@ -94,19 +98,31 @@ async fn operator_binary_serves_probes_and_metrics_and_stops_on_sigterm() {
         "{text}"
     );
 
-    // No hot loop: once settled, neither the status nor the write counter moves.
-    let rv = env.registry(&name).await.metadata.resource_version;
-    let writes = metric(&text, "model_registry_operator_status_writes_total");
+    // No hot loop: once settled (status and write counter read together, twice, unchanged), neither
+    // moves any more.
+    let snapshot = || async {
+        let rv = env.registry(&name).await.metadata.resource_version;
+        let writes = metric(
+            &get(&url).await.unwrap().1,
+            "model_registry_operator_status_writes_total",
+        );
+        (rv, writes)
+    };
+    let mut settled = snapshot().await;
+    for round in 0.. {
+        assert!(round < 30, "the status never settled: a write loop");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = snapshot().await;
+        if now == settled {
+            break;
+        }
+        settled = now;
+    }
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
-        env.registry(&name).await.metadata.resource_version,
-        rv,
+        snapshot().await,
+        settled,
         "status rewritten without a change"
-    );
-    let text = get(&url).await.unwrap().1;
-    assert_eq!(
-        metric(&text, "model_registry_operator_status_writes_total"),
-        writes
     );
 
     // SIGTERM: the process exits cleanly.
