@@ -160,7 +160,8 @@ T
   write_kubeconfig "$dir/unprivileged.kubeconfig" unprivileged "$t_unpriv"
 
   local ready=""
-  for _ in $(seq 1 600); do
+  # Up to 180 s: a loaded 2-core machine (parallel builds, other control planes) can be slow.
+  for _ in $(seq 1 1800); do
     if "$KUBECTL" --kubeconfig "$dir/admin.kubeconfig" get --raw /readyz >/dev/null 2>&1; then ready=1; break; fi
     if ! kill -0 "$(cat "$dir/pids/kube-apiserver")" 2>/dev/null; then break; fi
     sleep 0.1

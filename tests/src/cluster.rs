@@ -99,7 +99,14 @@ pub async fn shared(flavour: Flavour) -> &'static Cluster {
             let cluster = if flavour == Flavour::Vanilla && use_existing_cluster() {
                 Cluster::existing().await
             } else {
-                Cluster::start(flavour, false).await
+                // One retry (fresh ports): a start can lose a port race or time out under load.
+                match Cluster::start(flavour, false).await {
+                    Ok(c) => Ok(c),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "control plane start failed; retrying once");
+                        Cluster::start(flavour, false).await
+                    }
+                }
             }
             .unwrap_or_else(|e| panic!("cannot provide a {} control plane: {e:#}", flavour.slug()));
             cluster
