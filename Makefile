@@ -97,3 +97,59 @@ local-cluster-stop: ## Stop the local control plane.
 .PHONY: bench-sync
 bench-sync: ## model-sync S3 → OCI (release) vs. a floor of plain S3 GETs + blob uploads: wall, MiB/s, CPU s/GiB, peak RSS, scratch disk.
 	$(CARGO) run -q --release --locked -p mro-tests --bin bench_sync
+
+##@ Delivery
+CONTAINER_TOOL ?= docker
+HELM ?= $(shell bash tests/tools/install-helm.sh 2>/dev/null)
+CERTS_DIR ?= certs
+ISTIO_NAMESPACE ?= istio-system
+
+.PHONY: docker-build
+docker-build: ## Build the operator ($$IMG) and model-sync ($$SYNC_IMG) images.
+	$(CONTAINER_TOOL) build --target operator -t $(IMG) .
+	$(CONTAINER_TOOL) build --target model-sync -t $(SYNC_IMG) .
+
+.PHONY: docker-push
+docker-push: ## Push both images.
+	$(CONTAINER_TOOL) push $(IMG)
+	$(CONTAINER_TOOL) push $(SYNC_IMG)
+
+.PHONY: deploy
+deploy: ## Deploy the operator (config/default) with image $$IMG to the current kubeconfig's cluster.
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; cp -r config "$$tmp/"; \
+	  ( cd "$$tmp/config/default" && kubectl kustomize . ) \
+	  | sed -e 's|image: controller:latest|image: $(IMG)|' -e 's|quay.io/opendatahub/model-sync:latest|$(SYNC_IMG)|' \
+	  | kubectl apply --server-side -f -
+
+.PHONY: undeploy
+undeploy: ## Remove what `make deploy` created (CRDs, and with them every ModelRegistry, included).
+	kubectl kustomize config/default | kubectl delete --ignore-not-found -f -
+
+.PHONY: certificates
+certificates: ## Self-signed test CA and certificates in certs/, Secrets for the samples (namespace of the kubeconfig, and $$ISTIO_NAMESPACE).
+	mkdir -p $(CERTS_DIR)
+	openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=model-registry-sample-ca" \
+	  -keyout $(CERTS_DIR)/domain.key -out $(CERTS_DIR)/domain.crt
+	for svc in rest grpc db; do \
+	  case $$svc in db) cn=model-registry-db;; *) cn="modelregistry-sample-$$svc.$${DOMAIN:-apps.example.com}";; esac; \
+	  openssl req -newkey rsa:2048 -nodes -subj "/CN=$$cn" -keyout $(CERTS_DIR)/$$svc.key -out $(CERTS_DIR)/$$svc.csr; \
+	  printf 'subjectAltName=DNS:%s\n' "$$cn" > $(CERTS_DIR)/$$svc.ext; \
+	  openssl x509 -req -in $(CERTS_DIR)/$$svc.csr -CA $(CERTS_DIR)/domain.crt -CAkey $(CERTS_DIR)/domain.key \
+	    -CAcreateserial -days 365 -extfile $(CERTS_DIR)/$$svc.ext -out $(CERTS_DIR)/$$svc.crt; \
+	done
+	kubectl create secret generic model-registry-db-credential --from-file=ca.crt=$(CERTS_DIR)/domain.crt \
+	  --from-file=tls.crt=$(CERTS_DIR)/db.crt --from-file=tls.key=$(CERTS_DIR)/db.key --dry-run=client -o yaml | kubectl apply -f -
+	for svc in rest grpc; do \
+	  kubectl create secret generic modelregistry-sample-$$svc-credential -n $(ISTIO_NAMESPACE) --from-file=ca.crt=$(CERTS_DIR)/domain.crt \
+	    --from-file=tls.crt=$(CERTS_DIR)/$$svc.crt --from-file=tls.key=$(CERTS_DIR)/$$svc.key --dry-run=client -o yaml | kubectl apply -f -; \
+	done
+
+.PHONY: certificates/clean
+certificates/clean: ## Remove the test certificates and their Secrets.
+	rm -rf $(CERTS_DIR)
+	kubectl delete secret --ignore-not-found model-registry-db-credential
+	kubectl delete secret --ignore-not-found -n $(ISTIO_NAMESPACE) modelregistry-sample-rest-credential modelregistry-sample-grpc-credential
+
+.PHONY: helm-lint
+helm-lint: ## Lint the Helm chart (helm from tests/tools/install-helm.sh).
+	$(HELM) lint charts/model-registry-operator

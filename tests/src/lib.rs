@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod http_files;
 pub mod model_registry;
 pub mod model_sync;
+pub mod node_agent;
 pub mod oci_registry;
 pub mod operator;
 pub mod platform_apis;

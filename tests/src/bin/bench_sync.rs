@@ -298,9 +298,6 @@ async fn sync_run(
     job.env("MODEL_SYNC_DESTINATION_OCI_BASE_IMAGE", base_image)
         .env("MODEL_SYNC_MODEL_ARTIFACT_ID", artifact_id)
         .env("TMPDIR", tmp.display().to_string());
-    for (k, v) in std::env::vars().filter(|(k, _)| k.starts_with("XBENCH_")) {
-        job.env(&k, v);
-    }
     let usage_path = job.dir().join("usage.json");
     let wrapper = vec![
         self_exe.display().to_string(),

@@ -2,10 +2,12 @@
 #![forbid(unsafe_code)]
 
 mod crds;
+mod delivery;
 mod model_registry_contract;
 mod model_sync;
 mod modelregistry_controller;
 mod modeltransfer_controller;
+mod modeltransfer_e2e;
 mod smoke_http;
 mod smoke_kube;
 mod smoke_oci;

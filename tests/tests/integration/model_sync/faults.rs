@@ -159,12 +159,14 @@ async fn s3_restart_mid_transfer_never_corrupts() -> anyhow::Result<()> {
     assert_eq!(proxy.cuts(), 1, "the cut happened mid-transfer");
     match out.exit_code {
         Some(0) => {
+            eprintln!("s3 restart: the transfer resumed");
             let doc = check_created(&w.mr, &out, &model, "restart", "v1");
             let uri = doc["uri"].as_str().unwrap_or_default();
             let img = pull_image(&w.oci, uri.trim_start_matches("oci://")).await?;
             assert_eq!(img.models, model, "image content after the restart");
         }
         _ => {
+            eprintln!("s3 restart: the transfer failed cleanly");
             assert_eq!(out.reason(), "SourceUnavailable", "{}", out.all_output());
             assert!(w.mr.registered_models().is_empty(), "nothing registered");
             let pulled = pull_image(&w.oci, &w.oci.reference("restart/model", "v1")).await;
@@ -218,11 +220,13 @@ async fn oci_registry_restart_mid_push_never_corrupts() -> anyhow::Result<()> {
     };
     match out.exit_code {
         Some(0) => {
+            eprintln!("registry restart: the push resumed");
             let doc = check_created(&w.mr, &out, &model, "push", "v1");
             let img = pull_image(&w.oci, &real(doc["uri"].as_str().unwrap_or_default())).await?;
             assert_eq!(img.models, model);
         }
         _ => {
+            eprintln!("registry restart: the push failed cleanly");
             assert_eq!(out.reason(), "DestinationRejected", "{}", out.all_output());
             assert!(w.mr.registered_models().is_empty());
             assert!(
