@@ -2,7 +2,8 @@
 # Two images from one build:
 #   docker build --target operator   -t model-registry-operator:latest .
 #   docker build --target model-sync -t model-sync:latest .
-ARG RUST_VERSION=1.89
+# The toolchain CI builds and tests with; override to taste.
+ARG RUST_VERSION=1.95
 
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS builder
 RUN apt-get update && apt-get install -y --no-install-recommends cmake clang \

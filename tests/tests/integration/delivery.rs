@@ -80,8 +80,12 @@ fn kubectl() -> PathBuf {
     if let Some(k) = std::env::var_os("KUBECTL") {
         return PathBuf::from(k);
     }
-    let out = run(Path::new("bash"), &["tests/local-cluster/provision.sh"], None)
-        .expect("tests/local-cluster/provision.sh");
+    let out = run(
+        Path::new("bash"),
+        &["tests/local-cluster/provision.sh"],
+        None,
+    )
+    .expect("tests/local-cluster/provision.sh");
     out.lines()
         .find_map(|l| l.strip_prefix("KUBECTL="))
         .map(PathBuf::from)
@@ -172,7 +176,10 @@ fn kubectl_kustomize_renders_the_same() {
         return;
     };
     let v: Value = serde_json::from_str(&v).expect("kubectl version JSON");
-    if v["kustomizeVersion"].as_str().is_none_or(|s| !s.starts_with("v5")) {
+    if v["kustomizeVersion"]
+        .as_str()
+        .is_none_or(|s| !s.starts_with("v5"))
+    {
         eprintln!("kubectl on PATH embeds no kustomize v5 ({v}): comparison skipped");
         return;
     }
@@ -301,8 +308,9 @@ fn istio_samples_take_values_from_istio_env() {
     ] {
         // Each sample carries its own istio.env: kustomize 4 drops local-config objects at the end of
         // every kustomization, so the generator must sit next to the replacements that read it.
-        let env = std::fs::read_to_string(repo_root().join(format!("config/samples/{s}/istio.env")))
-            .unwrap();
+        let env =
+            std::fs::read_to_string(repo_root().join(format!("config/samples/{s}/istio.env")))
+                .unwrap();
         let val = |k: &str| {
             env.lines()
                 .find_map(|l| l.strip_prefix(&format!("{k}=")))
