@@ -147,6 +147,9 @@ fn dry_run(cluster: &Cluster, namespace: &str, yaml: &str, what: &str) {
         "apply",
         "--server-side",
         "--field-manager=mro-delivery-test",
+        // Other tests' operators own same-named cluster-scoped RBAC on the shared control plane;
+        // a dry run only asks whether the server accepts the objects.
+        "--force-conflicts",
         "--dry-run=server",
         "-f",
         "-",
