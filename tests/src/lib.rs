@@ -9,6 +9,8 @@
 //! - [`model_registry`]: a stateful Model Registry REST stand-in, contract-tested with Prism.
 //! - [`model_sync`]: runs the `model-sync` binary like a Job (integration tests, `bench-sync`).
 //! - [`operator`]: the operator run in-process under the shipped RBAC.
+//! - [`rbac_proxy`]: a kube-rbac-proxy stand-in (TokenReview + SubjectAccessReview, TLS).
+//! - [`node_agent`]: plays the kubelet for Job pods (e2e), with Service host aliases.
 #![forbid(unsafe_code)]
 
 pub mod cluster;
@@ -20,7 +22,9 @@ pub mod oci_registry;
 pub mod operator;
 pub mod platform_apis;
 pub mod ports;
+pub mod rbac_proxy;
 pub mod s3;
+pub mod sigstore;
 pub mod tls;
 pub mod tools;
 pub mod wait;

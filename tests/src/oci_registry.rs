@@ -52,6 +52,8 @@ pub struct OciRegistry {
     host: String,
     credentials: Option<Credentials>,
     tls: Option<TlsMaterial>,
+    /// The per-start value of [`INSTANCE_HEADER`] (kept across [`OciRegistry::restart`]).
+    instance: String,
     dir: tempfile::TempDir,
 }
 
@@ -212,23 +214,7 @@ impl OciRegistry {
                 ),
             )?;
             let log_path = dir.path().join("registry.log");
-            let log = std::fs::File::create(&log_path)?;
-            let mut cmd = Command::new(&bin);
-            cmd.arg("serve")
-                .arg(&config)
-                .current_dir(dir.path())
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log);
-            // Keep the developer's environment from reconfiguring the registry behind our back.
-            for (k, _) in std::env::vars_os() {
-                if k.to_string_lossy().starts_with("REGISTRY_") {
-                    cmd.env_remove(k);
-                }
-            }
-            let mut child = cmd
-                .spawn()
-                .with_context(|| format!("spawn {}", bin.display()))?;
+            let mut child = spawn(&bin, dir.path(), &log_path, false)?;
             let scheme = if tls.is_some() { "https" } else { "http" };
             let http = probe_client(tls.as_ref().map(|t| t.ca_pem.as_str()))?;
             match wait_ready(
@@ -246,6 +232,7 @@ impl OciRegistry {
                         host,
                         credentials,
                         tls,
+                        instance,
                         dir,
                     });
                 }
@@ -257,6 +244,33 @@ impl OciRegistry {
             }
         }
         Err(last_err.unwrap_or_else(|| anyhow::anyhow!("registry did not start")))
+    }
+
+    /// Kills the registry process (open connections are cut, new ones refused), waits `down_for`,
+    /// and starts it again on the same port, configuration and storage, like a restarted pod.
+    /// Committed blobs and manifests survive; upload sessions in flight may not.
+    pub async fn restart(&mut self, down_for: Duration) -> anyhow::Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        tokio::time::sleep(down_for).await;
+        let log_path = self.dir.path().join("registry.log");
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            self.child = spawn(&registry_bin(), self.dir.path(), &log_path, true)?;
+            let http = probe_client(self.ca_pem())?;
+            let url = format!("{}/v2/", self.base_url());
+            match wait_ready(&mut self.child, &http, &url, &self.instance, &log_path).await {
+                Ok(()) => return Ok(()),
+                // The old process may still hold the port for a moment.
+                Err(e) if Instant::now() < deadline => {
+                    tracing::debug!("registry restart: {e:#}; retrying");
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e.context("restart the registry")),
+            }
+        }
     }
 
     /// `127.0.0.1:<port>`: the registry part of image references.
@@ -360,6 +374,32 @@ impl OciRegistry {
     pub fn http_client(&self) -> anyhow::Result<reqwest::Client> {
         probe_client(self.ca_pem())
     }
+}
+
+/// Starts `docker-registry serve <dir>/config.yml`, logging to `log_path` (appended to on a
+/// restart).
+fn spawn(bin: &Path, dir: &Path, log_path: &Path, append: bool) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(log_path)?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("serve")
+        .arg(dir.join("config.yml"))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // Keep the developer's environment from reconfiguring the registry behind our back.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("REGISTRY_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.spawn()
+        .with_context(|| format!("spawn {}", bin.display()))
 }
 
 /// A reqwest client trusting only `ca_pem` when given (so a wrong certificate fails loudly).

@@ -11,10 +11,12 @@ set -euo pipefail
 
 MODEL_SIGNING_VERSION="${MODEL_SIGNING_VERSION:-1.1.1}"
 SIGSTORE_VERSION="${SIGSTORE_VERSION:-4.5.1}"
+# model-signing imports OpenSSL (certificate mode) at start-up without declaring the dependency.
+PYOPENSSL_VERSION="${PYOPENSSL_VERSION:-26.4.0}"
 CACHE_ROOT="${MRO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/model-registry-operator}"
 VENV="$CACHE_ROOT/sigstore-venv"
 STAMP="$VENV/.installed"
-WANT="model-signing==$MODEL_SIGNING_VERSION sigstore==$SIGSTORE_VERSION"
+WANT="model-signing==$MODEL_SIGNING_VERSION sigstore==$SIGSTORE_VERSION pyopenssl==$PYOPENSSL_VERSION"
 
 log() { echo "install-sigstore-verifiers: $*" >&2; }
 
@@ -41,11 +43,11 @@ if ! { [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; }; then
   rm -rf "$VENV"
   "$PYTHON" -m venv "$VENV" >&2
   "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-    "model-signing==$MODEL_SIGNING_VERSION" "sigstore==$SIGSTORE_VERSION" >&2
+    $WANT >&2
   echo "$WANT" >"$STAMP"
 fi
-if [ ! -x "$VENV/bin/model_signing" ] || [ ! -x "$VENV/bin/sigstore" ]; then
-  log "expected model_signing and sigstore in $VENV/bin"
+if ! "$VENV/bin/model_signing" --help >/dev/null 2>&1 || ! "$VENV/bin/sigstore" --help >/dev/null 2>&1; then
+  log "model_signing or sigstore in $VENV/bin does not start"
   exit 1
 fi
 echo "$VENV/bin"

@@ -246,8 +246,11 @@ pub mod model_transfer {
 
     /// Condition reasons.
     pub mod reasons {
-        /// The spec is invalid.
+        /// The spec is invalid, or something it refers to does not exist (yet).
         pub const INVALID_CONFIGURATION: &str = "InvalidConfiguration";
+        /// The referenced ModelRegistry is in another namespace and does not allow transfers
+        /// from this one (`spec.modelTransfers.allowedNamespaces`).
+        pub const REGISTRY_ACCESS_DENIED: &str = "RegistryAccessDenied";
         /// The source could not be read.
         pub const SOURCE_UNAVAILABLE: &str = "SourceUnavailable";
         /// The destination refused the upload.

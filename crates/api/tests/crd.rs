@@ -211,6 +211,14 @@ fn model_registry_cel_rules() {
         );
     }
     assert_eq!(rules(prop(spec, "postgres")).len(), 4);
+    // Transfers from other namespaces: exact namespace names only.
+    let allowed = prop(spec, "modelTransfers.allowedNamespaces");
+    assert_eq!(allowed["type"], "array");
+    assert_eq!(
+        allowed["items"]["pattern"],
+        "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    );
+    assert_eq!(allowed["items"]["maxLength"], 63);
     let validations = spec["x-kubernetes-validations"].as_array().unwrap();
     assert!(
         validations.iter().all(|v| v["message"].is_string()),
@@ -288,6 +296,23 @@ fn model_transfer_crd() {
             "{intent}"
         );
     }
+    // create_model needs a version name and refuses a model id (model-sync would refuse both).
+    assert!(
+        spec_rules
+            .iter()
+            .any(|r| r.contains("'create_model'") && r.contains("self.model.modelVersion.name"))
+    );
+    assert!(
+        spec_rules
+            .iter()
+            .any(|r| r.contains("'create_model'")
+                && r.contains("!has(self.model.registeredModel.id)"))
+    );
+    assert_eq!(prop(spec, "source.oci.insecure")["type"], "boolean");
+    assert_eq!(
+        prop(spec, "job.caBundleConfigMapRef")["required"],
+        json!(["key", "name"])
+    );
     assert!(rules(prop(spec, "source"))[0].ends_with("== 1"));
     assert!(rules(prop(spec, "source"))[0].contains("has(self.pvc)"));
     assert!(rules(prop(spec, "destination"))[0].contains("has(self.oci)"));
@@ -304,6 +329,35 @@ fn model_transfer_crd() {
     assert_eq!(
         prop(spec, "job.scratchVolumeSize")["x-kubernetes-int-or-string"],
         json!(true)
+    );
+
+    // spec.signing: exactly one mode; keyless URLs checked; token lifetime as the kubelet allows.
+    assert_eq!(
+        rules(prop(spec, "signing")),
+        ["has(self.keyless) != has(self.keySecretRef)"]
+    );
+    assert_eq!(
+        prop(spec, "signing.keySecretRef")["required"],
+        json!(["key", "name"])
+    );
+    let keyless = prop(spec, "signing.keyless");
+    assert_eq!(keyless["required"], json!(["fulcioURL", "rekorURL"]));
+    for url in ["fulcioURL", "rekorURL", "tufURL", "tsaURL"] {
+        assert_eq!(
+            rules(prop(keyless, url)),
+            ["self.matches('^https?://[^/?#]+')"],
+            "{url}"
+        );
+        assert_eq!(prop(keyless, url)["maxLength"], json!(2048), "{url}");
+    }
+    let expiry = prop(keyless, "expirationSeconds");
+    assert_eq!(expiry["minimum"].as_f64(), Some(600.0));
+    assert_eq!(expiry["maximum"].as_f64(), Some(4_294_967_296.0));
+    assert!(
+        prop(keyless, "audience")["description"]
+            .as_str()
+            .unwrap()
+            .contains("`sigstore` when")
     );
 }
 

@@ -210,12 +210,51 @@ fn model_transfer_fields_map_as_expected() {
     let job = spec.job.as_ref().unwrap();
     assert_eq!(job.scratch_volume_size.as_ref().unwrap().0, "20Gi");
     assert_eq!(
+        job.ca_bundle_config_map_ref,
+        Some(mro_api::ConfigMapKeyValue::new(
+            "trusted-ca",
+            "ca-bundle.crt"
+        ))
+    );
+    assert_eq!(
         job.tolerations.as_ref().unwrap()[0].key.as_deref(),
         Some("dedicated")
     );
 
+    assert!(spec.signing.is_none());
+    let second: ModelTransfer = serde_json::from_value(all[1].clone()).unwrap();
+    let key = second
+        .spec
+        .signing
+        .as_ref()
+        .unwrap()
+        .key_secret_ref
+        .as_ref();
+    assert_eq!(
+        key,
+        Some(&mro_api::SecretKeyValue::new(
+            "model-signing-key",
+            "key.pem"
+        ))
+    );
+
     let third: ModelTransfer = serde_json::from_value(all[2].clone()).unwrap();
+    let keyless = third
+        .spec
+        .signing
+        .as_ref()
+        .unwrap()
+        .keyless
+        .as_ref()
+        .unwrap();
+    assert_eq!(keyless.fulcio_url, "https://fulcio.sigstore.example.com");
+    assert_eq!(
+        keyless.tsa_url.as_deref(),
+        Some("https://tsa.sigstore.example.com/api/v1/timestamp")
+    );
+    assert_eq!(keyless.expiration_seconds, Some(3600));
     assert_eq!(third.spec.intent, TransferIntent::UpdateArtifact);
+    assert_eq!(third.spec.source.oci.as_ref().unwrap().insecure, Some(true));
     assert_eq!(
         third.spec.source.display_uri().unwrap(),
         "oci://quay.io/example/iris:1.0"

@@ -2,9 +2,10 @@
 
 use mro_api::model_registry::{IstioConfig, MySqlConfig, PostgresConfig, ProxyConfig, RestSpec};
 use mro_api::model_transfer::{
-    CustomPropertyValue, ModelArtifactMetadata, ModelRegistryRef, ModelVersionMetadata,
-    OciDestination, OciSource, PvcLocation, RegisteredModelMetadata, RegistryTarget, S3Location,
-    TransferDestination, TransferIntent, TransferModel, TransferSource, UriSource,
+    CustomPropertyValue, KeylessSigning, ModelArtifactMetadata, ModelRegistryRef,
+    ModelVersionMetadata, OciDestination, OciSource, PvcLocation, RegisteredModelMetadata,
+    RegistryTarget, S3Location, TransferDestination, TransferIntent, TransferModel,
+    TransferSigning, TransferSource, UriSource,
 };
 use mro_api::{ModelRegistrySpec, ModelTransferSpec, SecretKeyValue, SecretRef, ValidationError};
 use std::collections::BTreeMap;
@@ -47,6 +48,7 @@ fn registry() -> ModelRegistrySpec {
         oauth_proxy: None,
         kube_rbac_proxy: None,
         istio: None,
+        model_transfers: None,
     }
 }
 
@@ -258,9 +260,14 @@ fn transfer() -> ModelTransferSpec {
                 name: Some("iris".into()),
                 ..RegisteredModelMetadata::default()
             }),
+            model_version: Some(ModelVersionMetadata {
+                name: Some("v1".into()),
+                ..ModelVersionMetadata::default()
+            }),
             ..TransferModel::default()
         },
         job: None,
+        signing: None,
     }
 }
 
@@ -290,7 +297,7 @@ fn source_destination_and_registry_need_exactly_one_kind() {
     oci_and_pvc.source = TransferSource {
         oci: Some(OciSource {
             uri: "x".into(),
-            credentials_secret_ref: None,
+            ..OciSource::default()
         }),
         ..TransferSource::default()
     };
@@ -319,7 +326,10 @@ fn create_model_needs_a_model_name() {
     missing.model = TransferModel::default();
     assert_eq!(
         fields(missing.validate()),
-        ["spec.model.registeredModel.name"]
+        [
+            "spec.model.registeredModel.name",
+            "spec.model.modelVersion.name"
+        ]
     );
 
     let mut empty = transfer();
@@ -336,7 +346,41 @@ fn create_model_needs_a_model_name() {
     });
     assert_eq!(
         fields(id_only.validate()),
-        ["spec.model.registeredModel.name"]
+        [
+            "spec.model.registeredModel.name",
+            "spec.model.registeredModel.id"
+        ]
+    );
+
+    // create_model creates the model: an id is a contradiction, and a version name is needed.
+    let mut with_id = transfer();
+    with_id.model.registered_model.as_mut().unwrap().id = Some("1".into());
+    let result = with_id.validate();
+    assert_eq!(fields(result.clone()), ["spec.model.registeredModel.id"]);
+    assert!(messages(result).contains("create_version"));
+    let mut no_version = transfer();
+    no_version.model.model_version = None;
+    assert_eq!(
+        fields(no_version.validate()),
+        ["spec.model.modelVersion.name"]
+    );
+}
+
+#[test]
+fn transfers_from_other_namespaces_need_the_registry_opt_in() {
+    let mut spec = registry();
+    assert!(spec.allows_transfers_from("registries", "registries"));
+    assert!(!spec.allows_transfers_from("registries", "team-a"));
+    spec.model_transfers = Some(mro_api::model_registry::ModelTransferAccess {
+        allowed_namespaces: vec!["team-a".into()],
+    });
+    assert!(spec.allows_transfers_from("registries", "team-a"));
+    assert!(!spec.allows_transfers_from("registries", "team-b"));
+    assert!(spec.allows_transfers_from("registries", "registries"));
+    let wire = serde_json::to_value(&spec).unwrap();
+    assert_eq!(
+        wire["modelTransfers"],
+        serde_json::json!({ "allowedNamespaces": ["team-a"] })
     );
 }
 
@@ -385,6 +429,7 @@ fn custom_property_values_need_exactly_one_type() {
     two.bool_value = Some(true);
     props.insert("two".to_string(), two);
     spec.model.model_version = Some(ModelVersionMetadata {
+        name: Some("v1".into()),
         custom_properties: Some(props),
         ..ModelVersionMetadata::default()
     });
@@ -417,5 +462,146 @@ fn errors_display_field_and_expectation() {
     assert_eq!(
         err.to_string(),
         "spec.source: exactly one of s3, oci, uri or pvc must be set"
+    );
+}
+
+fn keyless() -> KeylessSigning {
+    KeylessSigning {
+        fulcio_url: "https://fulcio.example.com".into(),
+        rekor_url: "http://rekor.sigstore.svc:3000".into(),
+        ..KeylessSigning::default()
+    }
+}
+
+fn signed(signing: TransferSigning) -> ModelTransferSpec {
+    ModelTransferSpec {
+        signing: Some(signing),
+        ..transfer()
+    }
+}
+
+#[test]
+fn signing_needs_exactly_one_mode() {
+    signed(TransferSigning {
+        keyless: Some(keyless()),
+        key_secret_ref: None,
+    })
+    .validate()
+    .unwrap();
+    signed(TransferSigning {
+        keyless: None,
+        key_secret_ref: secret(),
+    })
+    .validate()
+    .unwrap();
+
+    let result = signed(TransferSigning::default()).validate();
+    assert_eq!(fields(result.clone()), ["spec.signing"]);
+    assert!(messages(result).contains("keyless or keySecretRef"));
+    let result = signed(TransferSigning {
+        keyless: Some(keyless()),
+        key_secret_ref: secret(),
+    })
+    .validate();
+    assert_eq!(fields(result.clone()), ["spec.signing"]);
+    assert!(messages(result).contains("found both"));
+
+    let result = signed(TransferSigning {
+        keyless: None,
+        key_secret_ref: Some(SecretKeyValue::new("", "k")),
+    })
+    .validate();
+    assert_eq!(fields(result), ["spec.signing.keySecretRef.name"]);
+}
+
+#[test]
+fn keyless_signing_needs_http_urls_and_a_valid_token() {
+    let bad = KeylessSigning {
+        fulcio_url: "fulcio.example.com".into(),
+        rekor_url: "https:///no-host".into(),
+        tuf_url: Some("ftp://tuf".into()),
+        tsa_url: Some(String::new()),
+        audience: Some(String::new()),
+        expiration_seconds: Some(599),
+    };
+    let result = signed(TransferSigning {
+        keyless: Some(bad),
+        key_secret_ref: None,
+    })
+    .validate();
+    assert_eq!(
+        fields(result.clone()),
+        [
+            "spec.signing.keyless.fulcioURL",
+            "spec.signing.keyless.rekorURL",
+            "spec.signing.keyless.tufURL",
+            "spec.signing.keyless.tsaURL",
+            "spec.signing.keyless.audience",
+            "spec.signing.keyless.expirationSeconds"
+        ]
+    );
+    let text = messages(result);
+    assert!(text.contains("http:// or https:// URL"), "{text}");
+    assert!(text.contains("\"fulcio.example.com\""), "{text}");
+    assert!(text.contains("between 600 and 4294967296"), "{text}");
+
+    let mut too_long = keyless();
+    too_long.expiration_seconds = Some((1 << 32) + 1);
+    let result = signed(TransferSigning {
+        keyless: Some(too_long),
+        key_secret_ref: None,
+    })
+    .validate();
+    assert_eq!(fields(result), ["spec.signing.keyless.expirationSeconds"]);
+
+    let mut full = keyless();
+    full.tuf_url = Some("https://tuf.example.com/".into());
+    full.tsa_url = Some("https://tsa.example.com/api/v1/timestamp".into());
+    full.audience = Some("fulcio".into());
+    full.expiration_seconds = Some(600);
+    assert_eq!(full.audience(), "fulcio");
+    assert_eq!(
+        keyless().audience(),
+        mro_api::model_transfer::DEFAULT_AUDIENCE
+    );
+    signed(TransferSigning {
+        keyless: Some(full),
+        key_secret_ref: None,
+    })
+    .validate()
+    .unwrap();
+}
+
+#[test]
+fn signing_fields_use_kubernetes_url_spelling() {
+    let spec = signed(TransferSigning {
+        keyless: Some(KeylessSigning {
+            tuf_url: Some("https://t".into()),
+            tsa_url: Some("https://s".into()),
+            expiration_seconds: Some(900),
+            ..keyless()
+        }),
+        key_secret_ref: None,
+    });
+    let wire = serde_json::to_value(&spec).unwrap();
+    let k = &wire["signing"]["keyless"];
+    for field in [
+        "fulcioURL",
+        "rekorURL",
+        "tufURL",
+        "tsaURL",
+        "expirationSeconds",
+    ] {
+        assert!(k.get(field).is_some(), "{field} in {k}");
+    }
+    assert!(k.get("audience").is_none(), "unset fields are omitted: {k}");
+    let back: ModelTransferSpec = serde_json::from_value(wire).unwrap();
+    assert_eq!(back, spec);
+    // An unsigned spec serializes without the field (unchanged spec hashes).
+    assert!(
+        serde_json::to_value(transfer())
+            .unwrap()
+            .get("signing")
+            .is_none()
     );
 }

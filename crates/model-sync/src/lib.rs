@@ -12,5 +12,6 @@ pub mod local;
 pub mod oci;
 pub mod run;
 pub mod s3;
+pub mod sign;
 pub mod transfer;
 pub mod uri;

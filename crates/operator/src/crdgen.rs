@@ -1,5 +1,6 @@
 //! `crdgen`: renders the CustomResourceDefinitions as YAML, to stdout or one file per CRD, and
-//! checks committed files against the generated ones.
+//! the API reference (Markdown, see [`crate::apidoc`]); checks committed files against the
+//! generated ones.
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -18,9 +19,13 @@ pub struct CrdgenArgs {
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
 
-    /// Compare the files in --out-dir with the generated CRDs instead of writing them; exit
-    /// non-zero naming every file that is missing or differs.
-    #[arg(long, requires = "out_dir")]
+    /// Also write the API reference (Markdown generated from the CRD schemas) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub api_doc: Option<PathBuf>,
+
+    /// Compare the files in --out-dir (and --api-doc) with the generated ones instead of writing
+    /// them; exit non-zero naming every file that is missing or differs.
+    #[arg(long)]
     pub check: bool,
 
     /// Target an API server of version 1.N: below 1.25 the CEL rules
@@ -113,18 +118,41 @@ pub fn check_files(dir: &Path, server_minor: Option<u32>) -> Result<()> {
 /// Runs the subcommand.
 pub fn run(args: &CrdgenArgs) -> Result<()> {
     let minor = args.server_minor;
-    match (&args.out_dir, args.check) {
-        (Some(dir), true) => check_files(dir, minor),
-        (Some(dir), false) => {
+    if args.out_dir.is_none() && args.api_doc.is_none() {
+        if args.check {
+            bail!("--check needs --out-dir and/or --api-doc (the files to compare)");
+        }
+        print!("{}", render_all(minor)?);
+        return Ok(());
+    }
+    let mut problems = Vec::new();
+    if let Some(dir) = &args.out_dir {
+        if args.check {
+            if let Err(e) = check_files(dir, minor) {
+                problems.push(format!("{e:#}"));
+            }
+        } else {
             for path in write_files(dir, minor)? {
                 eprintln!("wrote {}", path.display());
             }
-            Ok(())
         }
-        (None, _) => {
-            print!("{}", render_all(minor)?);
-            Ok(())
+    }
+    if let Some(doc) = &args.api_doc {
+        // The reference documents the full CRDs (CEL rules included), whatever --server-minor says.
+        let crds = all_crds();
+        if args.check {
+            if let Err(e) = crate::apidoc::check(doc, &crds) {
+                problems.push(format!("{e:#}"));
+            }
+        } else {
+            crate::apidoc::write(doc, &crds)?;
+            eprintln!("wrote {}", doc.display());
         }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        bail!("{}", problems.join("\n"))
     }
 }
 

@@ -3,14 +3,17 @@
 //! - [`run`]: the operator process (leader election, probes, metrics, controllers).
 //! - [`modelregistry`]: deploys and secures Model Registry instances.
 //! - [`modeltransfer`]: copies models in model-sync Jobs and registers them.
+//! - [`controller`]: the controllers' plumbing (watches, work queue, reconcile runner).
 //! - [`apply`]: server-side apply and pruning of children.
 //! - [`capabilities`]: which optional platform APIs the cluster serves.
-//! - [`crdgen`]: the CRD manifests.
+//! - [`crdgen`]: the CRD manifests; [`apidoc`]: the API reference generated from them.
 #![forbid(unsafe_code)]
 
+pub mod apidoc;
 pub mod apply;
 pub mod capabilities;
 pub mod context;
+pub mod controller;
 pub mod crdgen;
 pub mod error;
 pub mod finalizer;

@@ -1,4 +1,5 @@
-//! Prometheus metrics: reconciles, failures by error kind, durations, and work in flight.
+//! Prometheus metrics: reconciles, failures by error kind, durations, work in flight, and each
+//! controller's work queue ([`queue`]).
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
@@ -9,6 +10,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+pub mod queue;
+
+pub use queue::WorkQueue;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ControllerLabel {
@@ -29,6 +34,8 @@ pub struct Metrics {
     pub duration: Family<ControllerLabel, Histogram>,
     pub in_flight: Family<ControllerLabel, Gauge<i64, std::sync::atomic::AtomicI64>>,
     pub status_writes: Family<ControllerLabel, Counter<u64, AtomicU64>>,
+    pub queue_depth: Family<ControllerLabel, Gauge<i64, std::sync::atomic::AtomicI64>>,
+    pub queue_adds: Family<ControllerLabel, Counter<u64, AtomicU64>>,
     pub registry: Arc<Registry>,
 }
 
@@ -44,6 +51,8 @@ impl Default for Metrics {
         });
         let in_flight = Family::default();
         let status_writes = Family::default();
+        let queue_depth = Family::default();
+        let queue_adds = Family::default();
         registry.register("reconciles", "Reconciliations started", reconciles.clone());
         registry.register(
             "reconcile_failures",
@@ -65,12 +74,24 @@ impl Default for Metrics {
             "Status subresource writes",
             status_writes.clone(),
         );
+        registry.register(
+            "work_queue_depth",
+            "Objects whose reconciliation was requested by a watch event and has not started yet",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "work_queue_adds",
+            "Objects that entered the work queue (requests for an object already waiting are merged)",
+            queue_adds.clone(),
+        );
         Metrics {
             reconciles,
             failures,
             duration,
             in_flight,
             status_writes,
+            queue_depth,
+            queue_adds,
             registry: Arc::new(registry),
         }
     }
@@ -108,6 +129,15 @@ impl Metrics {
         self.status_writes
             .get_or_create(&ControllerLabel { controller })
             .inc();
+    }
+
+    /// A fresh work queue for one run of `controller` (a restarted controller starts empty).
+    pub fn work_queue(&self, controller: &'static str) -> WorkQueue {
+        let label = ControllerLabel { controller };
+        WorkQueue::new(
+            self.queue_depth.get_or_create(&label).clone(),
+            self.queue_adds.get_or_create(&label).clone(),
+        )
     }
 
     /// The text exposition format.

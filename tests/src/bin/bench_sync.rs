@@ -17,9 +17,16 @@
 //! servers need to deliver and accept the bytes with no work in between; model-sync streams
 //! S3 into the registry, so its ideal is to match it.
 //!
-//! Targets: wall ≤ 1.25 × floor; ≤ 3 CPU s/GiB; peak RSS ≤ 64 MiB; no scratch disk.
+//! Targets: wall ≤ 1.25 × floor; ≤ 3 CPU s/GiB; peak RSS ≤ 64 MiB; no scratch disk. Each row
+//! says which targets it misses, and the benchmark exits with status 1 when any is missed.
 //! `BENCH_RUNS` (default 3) sets the runs per size; `BENCH_SIZES_MIB` (default `1024,2048`) the
-//! model sizes. Results are medians.
+//! model sizes. Results are medians. The machine's load average is printed next to every run:
+//! on a shared machine, other work inflates wall times (floor and model-sync alike, but not
+//! equally), so a miss under load is worth a rerun.
+//!
+//! Profiling: `BENCH_PROFILE` is a command prefix for model-sync (whitespace-separated), e.g.
+//! `BENCH_PROFILE="perf record -g -o /tmp/model-sync.perf --"` or `BENCH_PROFILE="strace -c -f
+//! -o /tmp/model-sync.strace"`; the profiler's own cost is then part of the numbers.
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
@@ -299,11 +306,14 @@ async fn sync_run(
         .env("MODEL_SYNC_MODEL_ARTIFACT_ID", artifact_id)
         .env("TMPDIR", tmp.display().to_string());
     let usage_path = job.dir().join("usage.json");
-    let wrapper = vec![
+    let mut wrapper = vec![
         self_exe.display().to_string(),
         "--measure-child".to_owned(),
         usage_path.display().to_string(),
     ];
+    if let Ok(prefix) = std::env::var("BENCH_PROFILE") {
+        wrapper.extend(prefix.split_whitespace().map(str::to_owned));
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let peak = Arc::new(AtomicU64::new(0));
     let sampler = {
@@ -364,6 +374,35 @@ async fn seed_artifact(mr: &ModelRegistryStandIn, name: &str) -> anyhow::Result<
     Ok(a.id)
 }
 
+/// The 1-minute load average (NaN when unknown).
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(f64::NAN)
+}
+
+/// The targets a result row misses (empty when it meets all of them).
+fn misses(row: &Value) -> Vec<String> {
+    let g = |k: &str| row[k].as_f64().unwrap_or(f64::NAN);
+    // A failed measurement (NaN) counts as a miss.
+    let over = |v: f64, max: f64| v.is_nan() || v > max;
+    let mut out = Vec::new();
+    if over(g("ratio"), 1.25) {
+        out.push(format!("wall {:.2}x floor > 1.25x", g("ratio")));
+    }
+    if over(g("cpu_s_per_gib"), 3.0) {
+        out.push(format!("{:.2} CPU s/GiB > 3", g("cpu_s_per_gib")));
+    }
+    if over(g("rss_mib"), 64.0) {
+        out.push(format!("peak RSS {:.1} MiB > 64", g("rss_mib")));
+    }
+    if over(g("scratch_mib"), 0.0) {
+        out.push(format!("{:.1} MiB scratch disk > 0", g("scratch_mib")));
+    }
+    out
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     match v.len() {
@@ -401,9 +440,14 @@ async fn bench() -> anyhow::Result<()> {
         let base_image = push_base_image(&reg).await?;
         let mut floors = Vec::new();
         let mut syncs = Vec::new();
+        let mut loads = Vec::new();
         for run in 0..runs {
+            loads.push(load_average());
             let f = floor(&s3, &reg, &model, &format!("floor/{}-{run}", model.name)).await?;
-            eprintln!("  run {run}: floor {f:.2} s");
+            eprintln!(
+                "  run {run}: floor {f:.2} s (load average {:.2})",
+                load_average()
+            );
             let s = sync_run(
                 &s3,
                 &mr,
@@ -415,9 +459,15 @@ async fn bench() -> anyhow::Result<()> {
             )
             .await?;
             eprintln!(
-                "  run {run}: model-sync {:.2} s, {:.2} CPU s, {:.1} MiB RSS, {} B scratch",
-                s.wall, s.cpu, s.maxrss_mib, s.scratch_bytes
+                "  run {run}: model-sync {:.2} s, {:.2} CPU s, {:.1} MiB RSS, {} B scratch \
+                 (load average {:.2})",
+                s.wall,
+                s.cpu,
+                s.maxrss_mib,
+                s.scratch_bytes,
+                load_average()
             );
+            loads.push(load_average());
             floors.push(f);
             syncs.push(s);
         }
@@ -434,20 +484,22 @@ async fn bench() -> anyhow::Result<()> {
             "cpu_s_per_gib": median(syncs.iter().map(|s| s.cpu / (bytes / GIB)).collect()),
             "rss_mib": syncs.iter().map(|s| s.maxrss_mib).fold(0.0, f64::max),
             "scratch_mib": syncs.iter().map(|s| s.scratch_bytes as f64 / MIB).fold(0.0, f64::max),
+            "load": loads.iter().copied().fold(0.0, f64::max),
         }));
     }
 
     println!();
     println!("model-sync S3 → OCI (release, {runs} run(s) each, medians; RSS and scratch: maxima)");
     println!(
-        "| model | floor s | floor MiB/s | model-sync s | MiB/s | wall/floor | CPU s/GiB | peak RSS MiB | scratch MiB |"
+        "| model | floor s | floor MiB/s | model-sync s | MiB/s | wall/floor | CPU s/GiB | peak RSS MiB | scratch MiB | max load | targets |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    let mut pass = true;
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut missed = Vec::new();
     for r in &rows {
         let g = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+        let m = misses(r);
         println!(
-            "| {} | {:.2} | {:.0} | {:.2} | {:.0} | {:.2} | {:.2} | {:.1} | {:.1} |",
+            "| {} | {:.2} | {:.0} | {:.2} | {:.0} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {} |",
             r["model"].as_str().unwrap_or_default(),
             g("floor_s"),
             g("floor_mib_s"),
@@ -457,17 +509,26 @@ async fn bench() -> anyhow::Result<()> {
             g("cpu_s_per_gib"),
             g("rss_mib"),
             g("scratch_mib"),
+            g("load"),
+            if m.is_empty() {
+                "met".to_owned()
+            } else {
+                format!("MISSED: {}", m.join("; "))
+            },
         );
-        pass &= g("ratio") <= 1.25
-            && g("cpu_s_per_gib") <= 3.0
-            && g("rss_mib") <= 64.0
-            && g("scratch_mib") == 0.0;
+        missed.extend(m);
     }
     println!();
     println!(
         "targets: wall ≤ 1.25 × floor, ≤ 3 CPU s/GiB, peak RSS ≤ 64 MiB, no scratch disk: {}",
-        if pass { "met" } else { "NOT met" }
+        if missed.is_empty() { "met" } else { "NOT met" }
     );
+    if !missed.is_empty() && rows.iter().any(|r| r["load"].as_f64() > Some(3.0)) {
+        println!("(the machine was loaded during the runs: rerun before drawing conclusions)");
+    }
     let _ = std::io::Write::flush(&mut std::io::stdout());
+    if !missed.is_empty() {
+        std::process::exit(1);
+    }
     Ok(())
 }

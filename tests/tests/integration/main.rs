@@ -3,11 +3,14 @@
 
 mod crds;
 mod delivery;
+mod demo;
+mod docs;
 mod model_registry_contract;
 mod model_sync;
 mod modelregistry_controller;
 mod modeltransfer_controller;
 mod modeltransfer_e2e;
+mod signing;
 mod smoke_http;
 mod smoke_kube;
 mod smoke_oci;

@@ -18,7 +18,8 @@ pub use auth::{
 };
 pub use database::{MySqlConfig, PostgresConfig, PostgresSslMode};
 pub use spec::{
-    GrpcSpec, ModelRegistry, ModelRegistrySpec, ModelRegistryStatus, RestSpec, ServiceRoute,
+    GrpcSpec, ModelRegistry, ModelRegistrySpec, ModelRegistryStatus, ModelTransferAccess, RestSpec,
+    ServiceRoute,
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -140,6 +140,40 @@ pub struct ModelRegistrySpec {
     /// optional Istio gateway. Mutually exclusive with `oauthProxy` and `kubeRBACProxy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub istio: Option<IstioConfig>,
+
+    /// Which ModelTransfers outside this registry's namespace may register in it through
+    /// `spec.registry.modelRegistryRef`. ModelTransfers in the registry's own namespace are
+    /// always allowed; others only from the namespaces listed here (none when unset). Behind
+    /// `kubeRBACProxy` (or `oauthProxy` on OpenShift) an allowed transfer's Job ServiceAccount is
+    /// granted this registry's `registry-user-<name>` Role by a RoleBinding in this namespace
+    /// while the transfer needs it. Transfers from other namespaces can still reach the registry
+    /// with their own credentials through `spec.registry.url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_transfers: Option<ModelTransferAccess>,
+}
+
+/// ModelTransfers from other namespaces that may use a registry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelTransferAccess {
+    /// Namespaces whose ModelTransfers may reference this registry (exact names; no
+    /// wildcards). The registry's own namespace need not be listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")))]
+    pub allowed_namespaces: Vec<String>,
+}
+
+impl ModelRegistrySpec {
+    /// Whether ModelTransfers in `namespace` may reference this registry, which lives in
+    /// `registry_namespace`: always from its own namespace, otherwise only when listed in
+    /// `spec.modelTransfers.allowedNamespaces`.
+    pub fn allows_transfers_from(&self, registry_namespace: &str, namespace: &str) -> bool {
+        namespace == registry_namespace
+            || self
+                .model_transfers
+                .as_ref()
+                .is_some_and(|a| a.allowed_namespaces.iter().any(|n| n == namespace))
+    }
 }
 
 /// Whether the operator creates an OpenShift Route for a Service.

@@ -2,6 +2,7 @@
 //! between storage systems in a Job and register it in a Model Registry.
 
 mod model;
+mod signing;
 mod spec;
 mod status;
 mod validate;
@@ -9,6 +10,10 @@ mod validate;
 pub use model::{
     CustomProperties, CustomPropertyValue, ModelArtifactMetadata, ModelVersionMetadata,
     PropertyValue, RegisteredModelMetadata, TransferModel,
+};
+pub use signing::{
+    DEFAULT_AUDIENCE, KeylessSigning, MAX_TOKEN_EXPIRATION_SECONDS, MIN_TOKEN_EXPIRATION_SECONDS,
+    TransferSigning,
 };
 pub use spec::{
     ModelRegistryRef, ModelTransfer, ModelTransferSpec, OciDestination, OciSource, PvcLocation,

@@ -12,13 +12,17 @@ pub type CustomProperties = BTreeMap<String, CustomPropertyValue>;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TransferModel {
-    /// The registered model (created by `create_model`, looked up by `create_version`).
+    /// The registered model: created by `create_model` (with `name`; `description`, `owner`
+    /// and `customProperties` are set on it), looked up by `create_version` (by `id` or
+    /// `name`; the other fields are not applied to the existing model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registered_model: Option<RegisteredModelMetadata>,
-    /// The model version (created by `create_model` and `create_version`).
+    /// The model version created by `create_model` and `create_version` (`name` required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_version: Option<ModelVersionMetadata>,
-    /// The model artifact (created by `create_*`, updated by `update_artifact`).
+    /// The model artifact: created by `create_model` and `create_version` with these fields;
+    /// for `update_artifact`, `id` names the existing artifact, of which only the URI and state
+    /// (LIVE) change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_artifact: Option<ModelArtifactMetadata>,
 }
@@ -27,10 +31,13 @@ pub struct TransferModel {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisteredModelMetadata {
-    /// Name of the registered model; required by `create_model`, unique in the registry.
+    /// Name of the registered model: required by `create_model` (must not exist yet, unless an
+    /// earlier attempt of this transfer created it); identifies the model for `create_version`
+    /// when `id` is unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Registry ID of an existing registered model (`create_version`).
+    /// Registry ID of an existing registered model, for `create_version`; must not be set with
+    /// `create_model`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// Free-text description.
@@ -48,10 +55,13 @@ pub struct RegisteredModelMetadata {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelVersionMetadata {
-    /// Name of the version; required by `create_version`, unique within the model.
+    /// Name of the version: required by `create_model` and `create_version`; must be unused
+    /// under the model (unless an earlier attempt of this transfer created it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Registry ID of an existing model version.
+    /// Registry ID of the model version the artifact belongs to, for `update_artifact`:
+    /// optional, only reported back in `status.modelVersionId` (the artifact is found by
+    /// `modelArtifact.id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// Free-text description.
@@ -69,10 +79,12 @@ pub struct ModelVersionMetadata {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelArtifactMetadata {
-    /// Name of the artifact.
+    /// Name of the artifact created by `create_model` and `create_version`; the registered
+    /// model's name when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Registry ID of an existing artifact; required by `update_artifact`.
+    /// Registry ID of the existing artifact `update_artifact` points at the transferred files
+    /// (required by it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// Free-text description.

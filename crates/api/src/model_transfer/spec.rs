@@ -1,6 +1,7 @@
 //! `ModelTransfer` spec: where a model comes from, where it goes, and how it is registered.
 
 use super::model::TransferModel;
+use super::signing::TransferSigning;
 use super::status::ModelTransferStatus;
 use crate::common::{ConfigMapKeyValue, SecretKeyValue, SecretRef};
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
@@ -12,7 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// Desired transfer of a model into storage and its registration in a Model Registry.
-/// Immutable once created.
+/// Immutable once created: delete and re-create the ModelTransfer to run another transfer.
 // Each `printcolumn(...)` repeats the same keys, which clippy mistakes for duplicates.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -76,6 +77,14 @@ use std::fmt;
     )
     .message("intent create_model requires model.registeredModel.name"),
     validation = Rule::new(
+        "self.intent != 'create_model' || (has(self.model.modelVersion) && has(self.model.modelVersion.name) && size(self.model.modelVersion.name) > 0)"
+    )
+    .message("intent create_model requires model.modelVersion.name"),
+    validation = Rule::new(
+        "self.intent != 'create_model' || !has(self.model.registeredModel) || !has(self.model.registeredModel.id)"
+    )
+    .message("intent create_model creates the registered model: model.registeredModel.id must not be set (use create_version to add to an existing model)"),
+    validation = Rule::new(
         "self.intent != 'create_version' || (has(self.model.registeredModel) && ((has(self.model.registeredModel.id) && size(self.model.registeredModel.id) > 0) || (has(self.model.registeredModel.name) && size(self.model.registeredModel.name) > 0)))"
     )
     .message("intent create_version requires model.registeredModel.id or model.registeredModel.name"),
@@ -90,26 +99,42 @@ use std::fmt;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ModelTransferSpec {
-    /// Where the model files are read from. Exactly one kind must be set.
+    /// Where the model files are read from. Exactly one of `s3`, `oci`, `uri` or `pvc` must be
+    /// set.
     pub source: TransferSource,
 
-    /// Where the model files are written to. Exactly one kind must be set.
+    /// Where the model files are written to. Exactly one of `oci`, `s3` or `pvc` must be set.
     pub destination: TransferDestination,
 
-    /// The Model Registry the model is registered in.
+    /// The Model Registry the model is registered in: a ModelRegistry of this operator
+    /// (`modelRegistryRef`) or any registry by its REST address (`url`).
     pub registry: RegistryTarget,
 
-    /// What to register: `create_model` (new registered model, version and artifact),
-    /// `create_version` (new version and artifact of an existing model) or `update_artifact`
-    /// (point an existing artifact at the transferred files).
+    /// What to register. `create_model`: a new registered model with a version and an artifact
+    /// (needs `model.registeredModel.name` and `model.modelVersion.name`). `create_version`: a
+    /// new version with an artifact under an existing registered model (needs
+    /// `model.registeredModel.id` or `.name`, and `model.modelVersion.name`). `update_artifact`:
+    /// point an existing model artifact at the transferred files and mark it LIVE (needs
+    /// `model.modelArtifact.id`).
     pub intent: TransferIntent,
 
-    /// Metadata of the registered model, version and artifact.
+    /// Metadata of the registered model, version and artifact. The controller writes it into
+    /// the ConfigMap `<name>-metadata`, which the Job reads.
     pub model: TransferModel,
 
-    /// Settings of the Job that performs the transfer.
+    /// Settings of the Job `<name>-sync` that performs the transfer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<TransferJobSpec>,
+
+    /// Sign what the transfer publishes with sigstore; unsigned when unset. Model files (S3,
+    /// PVC destinations) get a `model.sig` next to them in the OpenSSF model-signing format;
+    /// an OCI image gets a sigstore bundle over its manifest digest, attached as an OCI
+    /// referrer. Exactly one mode: `keyless` (the Job's ServiceAccount identity, certified by
+    /// Fulcio and logged in Rekor) or `keySecretRef` (a private key from a Secret). Signing
+    /// happens after the copy and before registration: when it fails, nothing is registered
+    /// and the transfer ends Failed with reason SigningFailed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<TransferSigning>,
 }
 
 /// What the transfer registers in the Model Registry.
@@ -151,16 +176,18 @@ impl fmt::Display for TransferIntent {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TransferSource {
-    /// Objects under a key (prefix) of an S3 bucket.
+    /// One object, or every object under a key prefix, of an S3 bucket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Location>,
-    /// Files of an OCI image (model car).
+    /// The files under `/models` of an OCI image (a KServe modelcar), or the files of an OCI
+    /// artifact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oci: Option<OciSource>,
-    /// A single file or archive downloaded from a URL.
+    /// A single file downloaded from an http(s) URL (zip, tar and tar.gz archives are
+    /// unpacked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri: Option<UriSource>,
-    /// Files on a PersistentVolumeClaim.
+    /// A file or directory on a PersistentVolumeClaim, mounted read-only into the Job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pvc: Option<PvcLocation>,
 }
@@ -173,59 +200,80 @@ pub struct TransferSource {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TransferDestination {
-    /// An OCI image (model car) pushed to a registry.
+    /// A KServe modelcar image pushed to an OCI registry; the registered URI is pinned by
+    /// digest (`oci://registry/repository@sha256:…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oci: Option<OciDestination>,
-    /// Objects under a key (prefix) of an S3 bucket.
+    /// Objects under a key prefix of an S3 bucket (multipart uploads).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Location>,
-    /// A directory on a PersistentVolumeClaim.
+    /// A directory on a PersistentVolumeClaim, mounted read-write into the Job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pvc: Option<PvcLocation>,
 }
 
-/// A key (prefix) in an S3-compatible bucket.
+/// A key (or key prefix) in an S3-compatible bucket.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct S3Location {
     /// Bucket name.
     #[schemars(length(min = 1))]
     pub bucket: String,
-    /// Object key, or key prefix of a directory of objects.
+    /// As a source: the key of one object, or a key prefix whose objects are the model files
+    /// (paths relative to the prefix). As a destination: the key prefix the files are written
+    /// under.
     #[schemars(length(min = 1))]
     pub key: String,
-    /// Region of the bucket; taken from the credentials Secret when unset.
+    /// Region of the bucket. When unset: `AWS_DEFAULT_REGION` (or `AWS_REGION`) of the
+    /// credentials Secret, else the AWS SDK's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
-    /// Endpoint URL of an S3-compatible service; taken from the credentials Secret, or AWS,
-    /// when unset.
+    /// Endpoint URL of an S3-compatible service, e.g. `http://minio.minio.svc:9000`. When
+    /// unset: `AWS_S3_ENDPOINT` (or `AWS_ENDPOINT_URL`) of the credentials Secret, else AWS S3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// Secret in data-connection layout: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
-    /// optionally AWS_DEFAULT_REGION and AWS_S3_ENDPOINT.
+    /// Secret in the OpenDataHub data-connection layout, in the ModelTransfer's namespace,
+    /// mounted into the Job as files: `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`
+    /// (required), `AWS_DEFAULT_REGION` and `AWS_S3_ENDPOINT` (optional; `region` and
+    /// `endpoint` above take precedence). The transfer waits (phase Failed, reason
+    /// InvalidConfiguration, re-checked every 10 seconds) until the Secret and keys exist.
     pub credentials_secret_ref: SecretRef,
 }
 
-/// An OCI image to read model files from.
+/// An OCI image or artifact to read model files from.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OciSource {
-    /// Image reference, e.g. `quay.io/org/model:1.0` (an `oci://` prefix is accepted).
+    /// Image reference to pull, by tag or digest, e.g. `quay.io/org/model:1.0` (an `oci://`
+    /// prefix is accepted; the tag defaults to `latest`).
     #[schemars(length(min = 1))]
     pub uri: String,
-    /// Secret of type `kubernetes.io/dockerconfigjson` with pull credentials.
+    /// Secret with pull credentials, in the ModelTransfer's namespace: key `.dockerconfigjson`
+    /// (a `kubernetes.io/dockerconfigjson` Secret), mounted into the Job as a file. Anonymous
+    /// pulls when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretRef>,
+    /// Skip TLS certificate verification towards the source registry, and fall back to plain
+    /// HTTP when it does not speak TLS (for test registries only). To trust a private CA
+    /// instead, use `spec.job.caBundleConfigMapRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
 }
 
 /// A URL to download model files from.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UriSource {
-    /// URL of the file or archive (http, https or hf://org/model[:revision]).
+    /// `http://` or `https://` URL of a model file, or of a zip, tar or tar.gz archive (unpacked;
+    /// its files are the model). Shown in `status.sourceUri`; the Job downloads the Secret's
+    /// URL instead when `credentialsSecretRef` is set. (`hf://` repositories are not supported
+    /// yet and are refused with reason InvalidConfiguration.)
     #[schemars(length(min = 1))]
     pub url: String,
-    /// Secret with credentials for the download.
+    /// Secret whose key `URI` holds the URL to download, for URLs that carry credentials
+    /// (`https://user:password@host/…`, sent as basic auth, or pre-signed URLs), in the
+    /// ModelTransfer's namespace. Mounted into the Job as a file; when set, the Job downloads
+    /// that URL instead of `url`, which then only labels the source in the status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretRef>,
 }
@@ -234,28 +282,38 @@ pub struct UriSource {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PvcLocation {
-    /// Name of the PersistentVolumeClaim.
+    /// Name of the PersistentVolumeClaim, in the ModelTransfer's namespace. The transfer waits
+    /// (phase Failed, reason InvalidConfiguration, re-checked every 10 seconds) until it exists.
     #[schemars(length(min = 1))]
     pub claim_name: String,
-    /// Directory or file inside the volume; the volume root when unset.
+    /// Path inside the volume, relative to its root (no `..`): a file or directory (source) or
+    /// the directory to write into (destination). The volume root when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
 }
 
-/// An OCI image to write the model files into.
+/// An OCI image (KServe modelcar) to write the model files into.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OciDestination {
-    /// Image reference to push, e.g. `quay.io/org/model:1.0` (an `oci://` prefix is accepted).
+    /// Image reference to push, with a tag and without a digest, e.g. `quay.io/org/model:1.0`
+    /// (an `oci://` prefix is accepted). Each model file becomes one uncompressed layer under
+    /// `/models`; the registered URI is pinned by the pushed manifest's digest.
     #[schemars(length(min = 1))]
     pub uri: String,
-    /// Base image the model layers are added to; an empty image when unset.
+    /// Base image the model layers are added on top of (copied into the destination
+    /// repository). When unset, model-sync's default `busybox:latest` (Docker Hub), which gives
+    /// the modelcar the shell KServe's modelcar sidecar needs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_image: Option<String>,
-    /// Secret of type `kubernetes.io/dockerconfigjson` with push credentials.
+    /// Secret with push credentials, in the ModelTransfer's namespace: key `.dockerconfigjson`
+    /// (a `kubernetes.io/dockerconfigjson` Secret), mounted into the Job as a file. Anonymous
+    /// pushes when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretRef>,
-    /// Allow plain HTTP and unverified TLS towards the registry (testing only).
+    /// Skip TLS certificate verification towards the destination registry, and fall back to
+    /// plain HTTP when it does not speak TLS (for test registries only). To trust a private CA
+    /// instead, use `spec.job.caBundleConfigMapRef`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insecure: Option<bool>,
 }
@@ -268,17 +326,32 @@ pub struct OciDestination {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RegistryTarget {
-    /// A ModelRegistry managed by this operator; its Service address is used.
+    /// A ModelRegistry of this operator. The controller derives the address from it: plain HTTP
+    /// to `<name>.<namespace>.svc` on `spec.rest.port`, or, behind `kubeRBACProxy` (or
+    /// `oauthProxy` on OpenShift), HTTPS on the proxy port, authenticated with the Job's
+    /// ServiceAccount token, which the controller grants the registry's
+    /// `registry-user-<name>` Role while the transfer needs it (unless `tokenSecretRef` is set).
+    /// A ModelRegistry in another namespace must list this namespace in its
+    /// `spec.modelTransfers.allowedNamespaces`; otherwise the transfer fails with reason
+    /// RegistryAccessDenied before any Job or RoleBinding is created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_registry_ref: Option<ModelRegistryRef>,
-    /// Base URL of the registry's REST API, including the scheme.
+    /// Base URL of the registry's REST API: `http(s)://host[:port][/path-prefix]`. With
+    /// `https` the Job sends a bearer token (see `tokenSecretRef`); with `http` only when
+    /// `tokenSecretRef` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    /// Secret key holding a bearer token for the registry; the Job's service account token is
-    /// used when unset.
+    /// Secret key (in the ModelTransfer's namespace) holding a bearer token for the registry,
+    /// mounted into the Job as a file. When unset, an HTTPS registry (an `https` url, or a
+    /// ModelRegistry behind a proxy) gets a token of the Job's ServiceAccount; a plain HTTP one
+    /// gets no token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_secret_ref: Option<SecretKeyValue>,
-    /// ConfigMap key holding the CA bundle that signed the registry's certificate.
+    /// ConfigMap key (in the ModelTransfer's namespace) holding the PEM CA bundle that signed
+    /// the registry's certificate; trusted in addition to the system CAs. When unset for a
+    /// proxied ModelRegistry on OpenShift: the service CA bundle `openshift-service-ca.crt`
+    /// (key `service-ca.crt`) OpenShift publishes in every namespace; elsewhere the system CAs
+    /// only (set it when the proxy's certificate comes from a private CA).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_config_map_ref: Option<ConfigMapKeyValue>,
 }
@@ -290,7 +363,9 @@ pub struct ModelRegistryRef {
     /// Name of the ModelRegistry.
     #[schemars(length(min = 1))]
     pub name: String,
-    /// Namespace of the ModelRegistry; the ModelTransfer's namespace when unset.
+    /// Namespace of the ModelRegistry; the ModelTransfer's namespace when unset. Another
+    /// namespace works only when that ModelRegistry lists this ModelTransfer's namespace in
+    /// `spec.modelTransfers.allowedNamespaces`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
 }
@@ -299,22 +374,29 @@ pub struct ModelRegistryRef {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TransferJobSpec {
-    /// Retries before the Job is marked failed; the operator's default when unset.
+    /// Retries of a failed transfer pod before the Job (and the transfer) is marked failed;
+    /// 2 when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub backoff_limit: Option<i32>,
-    /// Maximum run time of the Job in seconds; unlimited when unset.
+    /// Maximum run time of the Job in seconds, over all attempts; then the transfer fails with
+    /// reason DeadlineExceeded. Unlimited when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<i64>,
-    /// Seconds after which a finished Job is deleted; kept when unset.
+    /// Seconds after which the finished Job and its pods are deleted (the ModelTransfer keeps
+    /// its status and is never run again); kept until the ModelTransfer is deleted when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub ttl_seconds_after_finished: Option<i32>,
-    /// Compute resources of the transfer container.
+    /// Compute resources of the model-sync container. When unset: requests 100m CPU and
+    /// 256Mi memory, limits 1 CPU and 1Gi memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// Service account the Job runs as; the namespace's default when unset.
+    /// Existing ServiceAccount (in the ModelTransfer's namespace) the Job runs as. When unset,
+    /// the controller creates a dedicated ServiceAccount `<name>-sync`, owned by the
+    /// ModelTransfer, so registry access granted to the Job reaches no other pod. Pods get its
+    /// token only when the registry needs one (a projected token volume); automounting is off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
     /// Node labels the Job's pod must match.
@@ -323,10 +405,19 @@ pub struct TransferJobSpec {
     /// Tolerations of the Job's pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerations: Option<Vec<Toleration>>,
-    /// Size limit of the scratch volume used while transferring; the operator's default when
-    /// unset.
+    /// Size limit of the scratch `emptyDir` at `/tmp` (downloads of unknown size, archives
+    /// being unpacked); 20Gi when unset. Transfers between S3, OCI and PVCs stream and need
+    /// almost none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scratch_volume_size: Option<Quantity>,
+    /// ConfigMap key (in the ModelTransfer's namespace) holding a PEM CA bundle, for OCI
+    /// registries, S3 endpoints or download servers with certificates from a private CA.
+    /// Mounted into the Job and named by `SSL_CERT_FILE`, so it REPLACES the image's system CA
+    /// certificates for every TLS connection of the transfer (the Model Registry included, to
+    /// which `spec.registry.caConfigMapRef` is added): include the public CAs too when the
+    /// transfer also talks to servers with public certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle_config_map_ref: Option<ConfigMapKeyValue>,
 }
 
 fn with_oci_scheme(uri: &str) -> String {

@@ -7,17 +7,21 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Lifecycle phase of a transfer.
+/// Lifecycle phase. Pending: the Job exists, its pod has not started. Running: the pod runs.
+/// Succeeded: the Job completed (the `Registered` condition tells whether the registry confirms
+/// the artifact). Failed: the Job failed, or the transfer cannot start (invalid spec, missing
+/// Secret/ConfigMap/PVC/ModelRegistry, access denied; missing references are re-checked and the
+/// transfer proceeds once they exist). See `message` and the `Failed` condition's reason.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum TransferPhase {
-    /// Accepted, Job not yet running.
+    /// The Job exists; its pod has not started.
     #[default]
     Pending,
-    /// The transfer Job is running.
+    /// The Job's pod is running.
     Running,
-    /// Transferred and registered.
+    /// The Job completed; see the `Registered` condition.
     Succeeded,
-    /// Failed permanently.
+    /// The Job failed, or the transfer cannot start; see the `Failed` condition.
     Failed,
 }
 
@@ -48,11 +52,20 @@ impl fmt::Display for TransferPhase {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelTransferStatus {
-    /// Lifecycle phase: Pending, Running, Succeeded or Failed.
+    /// Lifecycle phase. Pending: the Job exists, its pod has not started. Running: the pod runs.
+    /// Succeeded: the Job completed (the `Registered` condition tells whether the registry
+    /// confirms the artifact). Failed: the Job failed, or the transfer cannot start (invalid
+    /// spec, missing Secret/ConfigMap/PVC/ModelRegistry, access denied; missing references are
+    /// re-checked and the transfer proceeds once they exist). See `message` and the `Failed`
+    /// condition's reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<TransferPhase>,
 
-    /// Current conditions: Complete, Failed, Registered.
+    /// Current conditions. `Complete`: the Job succeeded. `Failed`: the transfer failed (reasons
+    /// InvalidConfiguration, RegistryAccessDenied, SourceUnavailable, DestinationRejected,
+    /// RegistryRejected, DeadlineExceeded, BackoffLimitExceeded, SpecChanged, JobDeleted, ...).
+    /// `Registered`: True once the controller read the model artifact back from the registry and
+    /// found it LIVE with the reported URI.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -61,7 +74,7 @@ pub struct ModelTransferStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_name: Option<String>,
 
-    /// Number of pod attempts the Job has made.
+    /// Number of pods of the Job that started so far (1 plus retries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub attempts: Option<i32>,
@@ -70,7 +83,7 @@ pub struct ModelTransferStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
 
-    /// When the transfer finished, successfully or not.
+    /// When the Job finished, successfully or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
 
@@ -94,11 +107,12 @@ pub struct ModelTransferStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_artifact_id: Option<String>,
 
-    /// URI recorded on the model artifact.
+    /// URI model-sync recorded on the model artifact; for OCI destinations pinned by digest
+    /// (`oci://registry/repository@sha256:…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_uri: Option<String>,
 
-    /// Bytes written to the destination.
+    /// Bytes of model files written to the destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub bytes_transferred: Option<i64>,

@@ -43,6 +43,9 @@ impl ModelTransferSpec {
         );
 
         self.validate_intent(&mut errors);
+        if let Some(signing) = &self.signing {
+            signing.validate("spec.signing", &mut errors);
+        }
 
         let model = &self.model;
         if let Some(rm) = &model.registered_model {
@@ -92,6 +95,19 @@ impl ModelTransferSpec {
                 if !rm.is_some_and(|m| is_set(&m.name)) {
                     errors.push(ValidationError::new(
                         "spec.model.registeredModel.name",
+                        "required when spec.intent is create_model",
+                    ));
+                }
+                if rm.is_some_and(|m| m.id.is_some()) {
+                    errors.push(ValidationError::new(
+                        "spec.model.registeredModel.id",
+                        "must not be set when spec.intent is create_model (it creates the \
+                         registered model; use create_version to add to an existing one)",
+                    ));
+                }
+                if !mv.is_some_and(|v| is_set(&v.name)) {
+                    errors.push(ValidationError::new(
+                        "spec.model.modelVersion.name",
                         "required when spec.intent is create_model",
                     ));
                 }

@@ -153,6 +153,8 @@ settings! {
         "Sigstore signing: true, false, or unset to auto-detect from SIGSTORE_* variables";
     SigningIdentityTokenPath => "signing-identity-token-path", "MODEL_SYNC_SIGNING_IDENTITY_TOKEN_PATH", Text, None,
         "Identity token for sigstore signing (default: the service-account token)";
+    SigningKeyPath => "signing-key-path", "MODEL_SYNC_SIGNING_KEY_PATH", Text, None,
+        "PEM ECDSA P-256 private key: key-based signing without Fulcio/Rekor (air-gapped)";
 }
 
 impl Key {

@@ -1,20 +1,28 @@
-//! The signing decision.
+//! The signing decision and the signing mode.
 //!
-//! | `--sign` | SIGSTORE_TUF_URL / _FULCIO_URL / _REKOR_URL | decision                        |
-//! |----------|---------------------------------------------|---------------------------------|
-//! | true     | any                                         | enabled (explicit)              |
-//! | false    | any                                         | disabled                        |
-//! | unset    | all three                                   | enabled (auto-detected)         |
-//! | unset    | none                                        | disabled, silently              |
-//! | unset    | some                                        | disabled, warning names missing |
+//! | `--sign` | `--signing-key-path` | SIGSTORE_TUF_URL / _FULCIO_URL / _REKOR_URL | decision                        |
+//! |----------|----------------------|---------------------------------------------|---------------------------------|
+//! | true     | any                  | any                                         | enabled (explicit)              |
+//! | false    | any                  | any                                         | disabled                        |
+//! | unset    | set                  | any                                         | enabled (key-based)             |
+//! | unset    | unset                | all three                                   | enabled (auto-detected)         |
+//! | unset    | unset                | none                                        | disabled, silently              |
+//! | unset    | unset                | some                                        | disabled, warning names missing |
 //!
-//! Signing itself is not implemented yet. Validation therefore rejects every *enabled*
-//! decision with "signing is not implemented yet" rather than skipping a signature the user
-//! asked for (explicitly, or by configuring sigstore); `--sign false` is the way out.
+//! Mode of an enabled decision ([`SigningMode`]): key-based when `--signing-key-path` is set
+//! (no sigstore service is contacted), otherwise keyless, which needs SIGSTORE_FULCIO_URL and
+//! SIGSTORE_REKOR_URL and an identity token (`--signing-identity-token-path`, default the
+//! service-account token). SIGSTORE_TUF_URL only takes part in the auto-detection: the signer
+//! needs no trusted root (verifiers do). SIGSTORE_TSA_URL is accepted and not used yet (Rekor's
+//! signed entry timestamp is the signing time).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use super::env::LoadContext;
+use url::Url;
+
+use super::args::{Key, parse_bool};
+use super::env::{Layers, LoadContext};
+use crate::error::{ConfigError, ConfigErrors, Field};
 
 pub const SIGSTORE_TUF_URL: &str = "SIGSTORE_TUF_URL";
 pub const SIGSTORE_FULCIO_URL: &str = "SIGSTORE_FULCIO_URL";
@@ -63,6 +71,8 @@ pub enum EnabledBy {
     Flag,
     /// `--sign` unset and all three SIGSTORE_* variables set.
     Environment,
+    /// `--sign` unset and `--signing-key-path` set.
+    SigningKey,
 }
 
 /// Why signing is off.
@@ -130,6 +140,19 @@ pub fn decide(sign: Option<bool>, endpoints: &SigstoreEndpoints) -> SigningDecis
     }
 }
 
+/// How an enabled signature is made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SigningMode {
+    /// A private key file; the bundle names the key by a hint, no transparency log.
+    Key { path: PathBuf },
+    /// An ephemeral key certified by Fulcio for the identity token, the signature logged in Rekor.
+    Keyless {
+        fulcio: Url,
+        rekor: Url,
+        token_path: PathBuf,
+    },
+}
+
 /// Signing configuration handed to the engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Signing {
@@ -138,4 +161,133 @@ pub struct Signing {
     /// `--signing-identity-token-path`; `None` means the signer's default (the
     /// service-account token).
     pub identity_token_path: Option<PathBuf>,
+    /// `--signing-key-path`.
+    pub key_path: Option<PathBuf>,
+    /// Set exactly when the decision is enabled and the mode's inputs are valid.
+    pub mode: Option<SigningMode>,
+}
+
+/// Reads the signing settings, applies the decision table and checks the chosen mode's inputs.
+/// Files are checked for presence here (fail before any byte moves); the key's content is
+/// parsed when the signer is built, still before the transfer.
+pub(super) fn build(
+    layers: &Layers,
+    ctx: &LoadContext,
+    errors: &mut ConfigErrors,
+    warnings: &mut Vec<String>,
+) -> Option<Signing> {
+    let sign = match layers.text(Key::Sign) {
+        Some(v) => Some(parse_bool(Key::Sign, &v).map_err(|e| errors.push(e)).ok()?),
+        None => None,
+    };
+    let key_path = layers.text(Key::SigningKeyPath).map(PathBuf::from);
+    let identity_token_path = layers
+        .text(Key::SigningIdentityTokenPath)
+        .map(PathBuf::from);
+    let endpoints = SigstoreEndpoints::from_context(ctx);
+    let decision = match (sign, &key_path) {
+        (None, Some(_)) => SigningDecision::Enabled {
+            by: EnabledBy::SigningKey,
+        },
+        _ => decide(sign, &endpoints),
+    };
+    if let Some(w) = decision.warning() {
+        warnings.push(w);
+    }
+    let mut mode = None;
+    if decision.is_enabled() {
+        let before = errors.0.len();
+        mode = match &key_path {
+            Some(path) => {
+                check_file(Key::SigningKeyPath.into(), path, errors);
+                Some(SigningMode::Key { path: path.clone() })
+            }
+            None => keyless(&endpoints, identity_token_path.as_ref(), ctx, errors),
+        };
+        if errors.0.len() > before {
+            mode = None;
+        }
+    }
+    Some(Signing {
+        decision,
+        endpoints,
+        identity_token_path,
+        key_path,
+        mode,
+    })
+}
+
+fn keyless(
+    endpoints: &SigstoreEndpoints,
+    token_path: Option<&PathBuf>,
+    ctx: &LoadContext,
+    errors: &mut ConfigErrors,
+) -> Option<SigningMode> {
+    let mut url = |name: &'static str, value: &Option<String>| match value {
+        None => {
+            errors.push(ConfigError::Missing {
+                field: Field::Other(name.into()),
+                when:
+                    "for keyless signing (or set --signing-key-path (MODEL_SYNC_SIGNING_KEY_PATH) \
+                       for key-based signing, or --sign false)"
+                        .into(),
+            });
+            None
+        }
+        Some(v) => match Url::parse(v) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(with_slash(u)),
+            _ => {
+                errors.push(ConfigError::Invalid {
+                    field: Field::Other(name.into()),
+                    shown: format!(" {v:?}"),
+                    expected: "an http(s) URL".into(),
+                });
+                None
+            }
+        },
+    };
+    let fulcio = url(SIGSTORE_FULCIO_URL, &endpoints.fulcio_url);
+    let rekor = url(SIGSTORE_REKOR_URL, &endpoints.rekor_url);
+    let (field, token_path) = match token_path {
+        Some(p) => (Key::SigningIdentityTokenPath.into(), p.clone()),
+        None => (
+            Field::Other(format!(
+                "{} (default of {})",
+                ctx.service_account_token_path.display(),
+                Key::SigningIdentityTokenPath.label()
+            )),
+            ctx.service_account_token_path.clone(),
+        ),
+    };
+    check_file(field, &token_path, errors);
+    Some(SigningMode::Keyless {
+        fulcio: fulcio?,
+        rekor: rekor?,
+        token_path,
+    })
+}
+
+/// A base URL ending in `/`, so `join("api/v2/...")` keeps any path prefix.
+fn with_slash(mut u: Url) -> Url {
+    if !u.path().ends_with('/') {
+        let p = format!("{}/", u.path());
+        u.set_path(&p);
+    }
+    u
+}
+
+fn check_file(field: Field, path: &Path, errors: &mut ConfigErrors) {
+    if let Err(cause) = std::fs::metadata(path).and_then(|m| {
+        if m.is_file() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other("not a regular file"))
+        }
+    }) {
+        errors.push(ConfigError::Io {
+            field,
+            path: path.to_owned(),
+            cause,
+        });
+    }
 }

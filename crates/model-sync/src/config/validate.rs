@@ -5,11 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::args::{Key, parse_bool};
+use super::args::Key;
 use super::env::{DEFAULT_TERMINATION_MESSAGE_PATH, Layers, LoadContext};
 use super::metadata::{ModelMetadata, read_metadata_dir};
 use super::registry;
-use super::signing::{EnabledBy, Signing, SigstoreEndpoints, decide};
 use super::storage;
 use super::types::{Config, Destination, Intent, ModelIds, ModelRef, Source};
 use crate::error::{ConfigError, ConfigErrors, Field};
@@ -75,7 +74,7 @@ pub fn build(mut layers: Layers, ctx: &LoadContext) -> Result<Config, ConfigErro
         model_artifact_id: id_setting(&layers, Key::ModelArtifactId, &mut errors),
     };
     let intent = build_intent(&layers, &ids, metadata.as_ref(), &mut errors);
-    let signing = build_signing(&layers, ctx, &mut errors, &mut warnings);
+    let signing = super::signing::build(&layers, ctx, &mut errors, &mut warnings);
     let storage_path = build_storage_path(&layers, &mut errors);
 
     if let (Some(s), Some(d)) = (&source, &destination) {
@@ -279,40 +278,6 @@ fn build_intent(
             })
         }
     }
-}
-
-fn build_signing(
-    layers: &Layers,
-    ctx: &LoadContext,
-    errors: &mut ConfigErrors,
-    warnings: &mut Vec<String>,
-) -> Option<Signing> {
-    let sign = match layers.text(Key::Sign) {
-        Some(v) => Some(parse_bool(Key::Sign, &v).map_err(|e| errors.push(e)).ok()?),
-        None => None,
-    };
-    let endpoints = SigstoreEndpoints::from_context(ctx);
-    let decision = decide(sign, &endpoints);
-    if let Some(w) = decision.warning() {
-        warnings.push(w);
-    }
-    if let super::signing::SigningDecision::Enabled { by } = &decision {
-        errors.push(ConfigError::SigningNotImplemented {
-            how: match by {
-                EnabledBy::Flag => "--sign true".into(),
-                EnabledBy::Environment => "enabled automatically because SIGSTORE_TUF_URL, \
-                    SIGSTORE_FULCIO_URL and SIGSTORE_REKOR_URL are set; pass --sign false to skip signing"
-                    .into(),
-            },
-        });
-    }
-    Some(Signing {
-        decision,
-        endpoints,
-        identity_token_path: layers
-            .text(Key::SigningIdentityTokenPath)
-            .map(PathBuf::from),
-    })
 }
 
 fn build_storage_path(layers: &Layers, errors: &mut ConfigErrors) -> Option<PathBuf> {

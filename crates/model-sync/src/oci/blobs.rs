@@ -1,7 +1,7 @@
 //! Blob and manifest calls of the distribution API (OCI distribution spec v1.1).
 //!
 //! Idempotent calls (HEAD/GET, upload start, mount, manifest PUT) retry transient failures here;
-//! PATCH is retried by the uploader, which knows how to resume a chunk.
+//! a failed PATCH fails its blob, which the uploader's caller restarts.
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
@@ -244,61 +244,35 @@ impl Registry {
         .await
     }
 
-    /// Sends one chunk at `start`; returns the next location. Not retried here.
+    /// Streams `len` bytes of an upload from `start`; returns the next location. Not retried
+    /// here (the body cannot be replayed; the uploader restarts the blob).
     pub(crate) async fn patch(
         &self,
         location: &str,
         start: u64,
-        chunk: Bytes,
+        len: u64,
+        body: reqwest::Body,
         scopes: &[String],
     ) -> Result<String, TransferError> {
-        let len = chunk.len() as u64;
         let req = Req::new(Method::PATCH, location, scopes)
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_RANGE, &format!("{start}-{}", start + len - 1))
-            .header(CONTENT_LENGTH, &len.to_string())
-            .body(chunk);
+            .header(CONTENT_LENGTH, &len.to_string());
         Counters::add(&self.counters.patch_requests, 1);
-        let resp = self.send(req).await?;
+        let resp = self.send_streaming(req, body).await?;
         if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE {
-            // Our offset and the registry's disagree (e.g. a lost response); the uploader asks
-            // for the committed offset and resumes or restarts.
+            // Our offset and the registry's disagree (e.g. a lost response): a new session
+            // fixes it.
             return Err(TransferError::transient(
                 self.side(),
                 "registry rejected the chunk offset (HTTP 416)",
             ));
         }
         if resp.status() != StatusCode::ACCEPTED && !resp.status().is_success() {
-            return Err(self.status_error("PATCH blob chunk", resp).await);
+            return Err(self.status_error("PATCH blob", resp).await);
         }
         Counters::add(&self.counters.uploaded_bytes, len);
         self.location(&resp).await
-    }
-
-    /// The committed size of an upload session and its current location.
-    pub(crate) async fn upload_status(
-        &self,
-        location: &str,
-        scopes: &[String],
-    ) -> Result<(u64, String), TransferError> {
-        self.retrying("upload status", |_| async {
-            let resp = self.send(Req::new(Method::GET, location, scopes)).await?;
-            if resp.status() != StatusCode::NO_CONTENT && !resp.status().is_success() {
-                return Err(self.status_error("upload status", resp).await);
-            }
-            // `Range: 0-<last>`; distribution reports `0-0` for an empty session.
-            let end = header(&resp, RANGE.as_str())
-                .and_then(|r| r.rsplit('-').next().and_then(|e| e.parse::<u64>().ok()))
-                .unwrap_or(0);
-            let committed = if end == 0 { 0 } else { end + 1 };
-            Ok((
-                committed,
-                self.location(&resp)
-                    .await
-                    .unwrap_or_else(|_| location.to_owned()),
-            ))
-        })
-        .await
     }
 
     /// Completes an upload with the digest the registry must verify.

@@ -8,7 +8,7 @@ use super::digest::{Hasher, normalize_content_sha256};
 use super::image::{self, ANNOTATION_FINGERPRINT, ANNOTATION_SHA256, Descriptor, ModelLayer};
 use super::registry::{Counters, Registry};
 use super::tar;
-use super::upload::{Chunker, upload_blob};
+use super::upload::{BlobWriter, upload_blob};
 use crate::transfer::retry::{RetryPolicy, retry};
 use crate::transfer::source::{from_io, io_is_transient};
 use crate::transfer::{ModelFile, OpenFile, Progress, Reason, TransferError};
@@ -22,8 +22,8 @@ pub(crate) struct Target<'a> {
     pub(crate) reg: &'a Registry,
     pub(crate) repo: &'a str,
     pub(crate) scopes: &'a [String],
-    /// PATCH size.
-    pub(crate) chunk: usize,
+    /// Largest PATCH request.
+    pub(crate) segment: u64,
 }
 
 impl Target<'_> {
@@ -70,7 +70,7 @@ impl Target<'_> {
             ..RetryPolicy::default()
         };
         let (digest, len) = retry(policy, &format!("upload of {path}"), |_| {
-            upload_blob(self.reg, repo, scopes, self.chunk, None, |w| {
+            upload_blob(self.reg, repo, scopes, self.segment, None, layer_len, |w| {
                 produce_layer(source, f, content_sha.as_deref(), w, progress, &counted)
             })
         })
@@ -96,12 +96,12 @@ async fn produce_layer<S: OpenFile + ?Sized>(
     source: &S,
     f: &ModelFile,
     content_sha: Option<&str>,
-    mut w: Chunker,
+    mut w: BlobWriter,
     progress: &Progress,
     counted: &AtomicU64,
-) -> Result<Chunker, TransferError> {
+) -> Result<BlobWriter, TransferError> {
     let path = f.path.as_str();
-    w.write(&tar::layer_prefix(&f.path, f.size)).await?;
+    w.write(tar::layer_prefix(&f.path, f.size).into()).await?;
     let start = w.written();
     let mut content = content_sha.map(|_| Hasher::default());
     let mut pos = 0u64;
@@ -146,8 +146,9 @@ async fn produce_layer<S: OpenFile + ?Sized>(
                 if let Some(h) = content.as_mut() {
                     h.update(&bytes);
                 }
-                w.write(&bytes).await?;
-                pos += bytes.len() as u64;
+                let n = bytes.len() as u64;
+                w.write(bytes).await?;
+                pos += n;
                 let before = counted.fetch_max(pos, Ordering::Relaxed);
                 if pos > before {
                     progress.add(pos - before);
@@ -184,6 +185,6 @@ async fn produce_layer<S: OpenFile + ?Sized>(
             ));
         }
     }
-    w.write(&tar::layer_suffix(f.size)).await?;
+    w.write(tar::layer_suffix(f.size).into()).await?;
     Ok(w)
 }

@@ -8,8 +8,9 @@
 //! pinned by digest (`oci://host/repo@sha256:…`).
 //!
 //! Everything streams: file bytes go from the source through the tar framing and the sha256
-//! straight into the registry's chunked upload (`upload.rs`), with at most `concurrency` files in
-//! flight and a few chunks of memory per file. Nothing is staged on disk.
+//! straight into one streamed `PATCH` per blob (`upload.rs`), with at most `concurrency` files in
+//! flight and a few of the source's network buffers per file in memory. Nothing is staged on
+//! disk and nothing is copied into intermediate buffers.
 //!
 //! Sources reach the sink through [`crate::transfer::OpenFile`] (`publish(&dyn OpenFile, ...)`),
 //! so S3, URI, local and OCI sources all feed it; [`OciSource`] implements it too.
@@ -25,6 +26,7 @@ mod blobs;
 mod digest;
 mod image;
 mod layer;
+pub mod referrers;
 mod registry;
 mod scan;
 mod sink;

@@ -302,6 +302,52 @@ impl Registry {
         }
     }
 
+    /// Sends a request whose body is a one-shot stream. It cannot be re-sent after a challenge,
+    /// so the credentials or the token are made ready first; a 401 anyway (a token that expired
+    /// mid-upload) drops the cached token and is returned as a transient error, so that a retry
+    /// authenticates again.
+    pub(crate) async fn send_streaming(
+        &self,
+        req: Req<'_>,
+        body: reqwest::Body,
+    ) -> Result<Response, TransferError> {
+        let (_, token_service) = self.ready().await?;
+        let url = self.resolve(&req.url).await?;
+        if let Some(ts) = token_service
+            && self.auth_header(req.scopes).is_none()
+        {
+            self.fetch_token(&ts.realm, ts.service.as_deref(), req.scopes, req.scopes)
+                .await?;
+        }
+        let mut rb = self
+            .http
+            .request(req.method.clone(), &url)
+            .headers(req.headers.clone());
+        if let Some(auth) = self.auth_header(req.scopes) {
+            rb = rb.header(AUTHORIZATION, auth);
+        }
+        let what = format!("{} {}", req.method, redact_query(&url));
+        let resp = rb
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&what, e))?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            self.tokens
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&scope_key(req.scopes));
+            return Err(TransferError::transient(
+                self.side,
+                format!(
+                    "{what}: registry {} asked to authenticate again (HTTP 401)",
+                    self.host
+                ),
+            ));
+        }
+        Ok(resp)
+    }
+
     fn auth_header(&self, scopes: &[String]) -> Option<String> {
         if self.basic.load(Ordering::Relaxed) {
             return self.settings.credentials.as_ref().map(basic);

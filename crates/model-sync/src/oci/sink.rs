@@ -19,7 +19,7 @@ use super::digest;
 use super::image::{self, Descriptor, Manifest, ModelLayer, Parsed};
 use super::layer::Target;
 use super::registry::{Registry, Settings, scope};
-use super::upload::{DEFAULT_CHUNK, upload_blob};
+use super::upload::{DEFAULT_SEGMENT, upload_blob};
 use crate::config::OciDestination;
 use crate::transfer::retry::{RetryPolicy, retry};
 use crate::transfer::{
@@ -29,7 +29,7 @@ use crate::transfer::{
 /// Counters of what a sink sent (for tests and performance notes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UploadStats {
-    /// PATCH requests sent (chunks, including resumed ones).
+    /// PATCH requests sent (one per blob, or per segment with `with_chunk_size`).
     pub patch_requests: u64,
     /// Bytes accepted by PATCH requests.
     pub uploaded_bytes: u64,
@@ -45,7 +45,7 @@ pub struct UploadStats {
 pub struct OciSink {
     dest: OciDestination,
     concurrency: usize,
-    chunk: usize,
+    segment: u64,
     registry: Arc<Registry>,
 }
 
@@ -79,7 +79,7 @@ impl OciSink {
         Ok(OciSink {
             dest,
             concurrency,
-            chunk: DEFAULT_CHUNK,
+            segment: DEFAULT_SEGMENT,
             registry,
         })
     }
@@ -90,9 +90,10 @@ impl OciSink {
         Ok(self)
     }
 
-    /// PATCH size (default 8 MiB; at least 4 KiB). Memory is about 3 chunks per file in flight.
+    /// Largest PATCH request (default: a whole blob in one streamed request; at least 4 KiB),
+    /// for registries that limit request sizes. Memory does not depend on it: bodies stream.
     pub fn with_chunk_size(mut self, bytes: usize) -> OciSink {
-        self.chunk = bytes.max(4096);
+        self.segment = (bytes as u64).max(4096);
         self
     }
 
@@ -137,7 +138,7 @@ impl OciSink {
             reg: &self.registry,
             repo: &repo,
             scopes: &scopes,
-            chunk: self.chunk,
+            segment: self.segment,
         };
         let layers: Vec<ModelLayer> = stream::iter(files.iter())
             .map(|f| target.model_layer(source, f, previous.get(f.path.as_str()), progress))
@@ -356,15 +357,16 @@ impl OciSink {
                     reg,
                     repo,
                     scopes,
-                    self.chunk,
+                    self.segment,
                     Some(&d),
+                    l.size,
                     |mut w| async move {
                         let mut body = resp.bytes_stream();
                         while let Some(chunk) = body.next().await {
                             let chunk = chunk.map_err(|e| {
                                 base.registry.transport_error("reading base layer", e)
                             })?;
-                            w.write(&chunk).await?;
+                            w.write(chunk).await?;
                         }
                         Ok(w)
                     },
@@ -399,10 +401,11 @@ impl OciSink {
                     &self.registry,
                     repo,
                     scopes,
-                    self.chunk,
+                    self.segment,
                     Some(&cfg_digest),
+                    cfg.len() as u64,
                     |mut w| async move {
-                        w.write(&data).await?;
+                        w.write(data).await?;
                         Ok(w)
                     },
                 )

@@ -344,14 +344,16 @@ async fn push_throughput() {
     }))
     .unwrap();
     for blob in [layer.clone(), Bytes::from(config.clone())] {
+        let len = blob.len() as u64;
         upload_blob(
             &reg,
             "perf/base",
             &scopes,
-            1 << 20,
+            u64::MAX,
             None,
+            len,
             |mut w| async move {
-                w.write(&blob).await?;
+                w.write(blob).await?;
                 Ok(w)
             },
         )
@@ -417,11 +419,15 @@ async fn push_throughput() {
         },
         base_image: format!("{host}/perf/base:1"),
     };
+    // Largest PATCH, MiB (0: whole blobs, the default).
     let chunk = std::env::var("MRO_OCI_PERF_CHUNK_MIB")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(8);
-    let sink = OciSink::new(dest, 4).unwrap().with_chunk_size(chunk * MIB);
+        .unwrap_or(0);
+    let mut sink = OciSink::new(dest, 4).unwrap();
+    if chunk > 0 {
+        sink = sink.with_chunk_size(chunk * MIB);
+    }
     let total = (files_n * size_mib * MIB) as u64;
     let (rss0, cpu0, t0) = (peak_rss_mib(), cpu_seconds(), std::time::Instant::now());
     let p = sink

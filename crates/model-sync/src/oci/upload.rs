@@ -1,192 +1,228 @@
-//! Streaming chunked blob upload: `POST` a session, `PATCH` fixed-size chunks, `PUT ?digest=`.
+//! Streaming blob upload: `POST` a session, `PATCH` the bytes as they are produced, `PUT ?digest=`.
 //!
-//! A producer writes the blob through a [`Chunker`], which hashes every byte (aws-lc sha256)
-//! and hands full chunks over a channel of depth one to the sender, which PATCHes them in order.
-//! Reading the next chunk overlaps sending the previous one; memory per blob is bounded by three
-//! chunks (filling, queued, in flight), whatever the blob size.
+//! A producer writes the blob through a [`BlobWriter`], which hashes every byte (aws-lc sha256)
+//! and hands the pieces over a small channel to the sender: large pieces as they are (the
+//! source's own buffers), small ones gathered into [`GATHER`]-byte pieces first, because every
+//! piece costs a write system call here and a read in the registry (S3 bodies often arrive in
+//! a few KiB at a time). The sender streams them as the body of one `PATCH` per segment
+//! (default: the whole blob, like `docker push`), with the `Content-Length` known up front.
+//! Memory per blob is the few pieces in the channel and in the socket, whatever the blob size;
+//! nothing is staged on disk.
 //!
-//! A PATCH that fails transiently is resumed: the session's committed offset (`Range` of the
-//! status GET) says how much of the chunk arrived, and the rest is re-sent from memory. When the
-//! session cannot tell (or lost data), the error is returned as transient and the caller
-//! restarts the blob from scratch. (distribution 2.8 invalidates a session whose PATCH broke
-//! after writing part of the body — its `_state` token no longer matches — so there a broken
-//! PATCH means a restart of that file; a PATCH refused before any byte was written resumes.) The final PUT carries the digest we computed over exactly the
-//! bytes we sent; the registry refuses the blob unless its own hash matches, so a completed
-//! upload is a verified one.
+//! Why one streamed request rather than many buffered chunks: every `PATCH` costs the registry a
+//! session resume and a hash-state save, and buffered chunks cost the client a copy and several
+//! chunks of memory per file in flight. A chunk buffered for re-sending would not buy a resume
+//! on distribution either: it invalidates a session whose `PATCH` broke after writing part of
+//! the body (its `_state` token no longer matches the stored size).
+//!
+//! Failures: a failed `PATCH` fails the blob with a transient error; the caller restarts it with
+//! a new session, re-reading the source from the start (see `layer.rs`). The final `PUT` carries
+//! the digest we computed over exactly the bytes we sent; the registry refuses the blob unless
+//! its own hash matches, so a completed upload is a verified one.
 use std::future::Future;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures::channel::mpsc;
+use futures::channel::{mpsc, oneshot};
 use futures::{SinkExt as _, StreamExt as _};
 
-use crate::transfer::retry::RetryPolicy;
 use crate::transfer::{Reason, TransferError};
 
 use super::digest::Hasher;
 use super::registry::Registry;
 
-/// Default PATCH size.
-pub(crate) const DEFAULT_CHUNK: usize = 8 << 20;
+/// Default largest `PATCH`: the whole blob in one streamed request.
+pub(crate) const DEFAULT_SEGMENT: u64 = u64::MAX;
+
+/// Pieces queued between the producer and the request body, per blob: about a MiB per file in
+/// flight.
+const QUEUE: usize = 4;
+
+/// Smaller pieces are gathered up to this size before they are sent.
+const GATHER: usize = 256 << 10;
 
 /// Where a producer writes blob bytes.
-pub(crate) struct Chunker {
+pub(crate) struct BlobWriter {
     tx: mpsc::Sender<Bytes>,
-    buf: BytesMut,
-    chunk: usize,
+    /// Small pieces not sent yet.
+    gathered: BytesMut,
     hasher: Hasher,
+    /// The declared blob length.
+    len: u64,
 }
 
-impl Chunker {
-    /// Appends bytes, sending each full chunk (waits while the sender is busy).
-    pub(crate) async fn write(&mut self, mut data: &[u8]) -> Result<(), TransferError> {
-        self.hasher.update(data);
-        while !data.is_empty() {
-            let take = (self.chunk - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if self.buf.len() == self.chunk {
-                self.flush().await?;
-            }
+impl BlobWriter {
+    /// Appends a piece (waits while the sender is busy). Writing past the declared length fails.
+    pub(crate) async fn write(&mut self, data: Bytes) -> Result<(), TransferError> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.hasher.len() + data.len() as u64 > self.len {
+            return Err(TransferError::new(
+                Reason::IntegrityError,
+                format!("blob is longer than the declared {} bytes", self.len),
+            ));
+        }
+        self.hasher.update(&data);
+        if data.len() >= GATHER {
+            self.flush().await?;
+            return self.send(data).await;
+        }
+        self.gathered.extend_from_slice(&data);
+        if self.gathered.len() >= GATHER {
+            self.flush().await?;
         }
         Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), TransferError> {
-        let full = std::mem::replace(&mut self.buf, BytesMut::with_capacity(self.chunk)).freeze();
-        self.tx
-            .send(full)
-            .await
-            .map_err(|_| TransferError::new(Reason::Internal, "blob upload stopped"))
+        if self.gathered.is_empty() {
+            return Ok(());
+        }
+        let piece = std::mem::replace(&mut self.gathered, BytesMut::with_capacity(GATHER));
+        self.send(piece.freeze()).await
+    }
+
+    async fn send(&mut self, piece: Bytes) -> Result<(), TransferError> {
+        self.tx.send(piece).await.map_err(|_| {
+            TransferError::transient(Reason::DestinationRejected, "blob upload stopped")
+        })
     }
 
     pub(crate) fn written(&self) -> u64 {
         self.hasher.len()
     }
 
-    /// Sends the last partial chunk; returns the digest and length of everything written.
-    pub(crate) async fn finish(mut self) -> Result<(String, u64), TransferError> {
-        if !self.buf.is_empty() {
-            self.flush().await?;
+    /// Sends what is gathered, checks the length; returns the digest of everything written.
+    async fn finish(mut self) -> Result<String, TransferError> {
+        if self.hasher.len() != self.len {
+            return Err(TransferError::new(
+                Reason::IntegrityError,
+                format!(
+                    "blob has {} bytes, {} were declared",
+                    self.hasher.len(),
+                    self.len
+                ),
+            ));
         }
-        let len = self.hasher.len();
-        Ok((self.hasher.finish(), len))
+        self.flush().await?;
+        Ok(self.hasher.finish())
     }
 }
 
-/// Uploads one blob produced by `produce` into `repo`. With `expected` set (copies of known
-/// blobs), the computed digest must match before the upload is committed. Returns the digest
-/// and length.
+/// Uploads one blob of `len` bytes produced by `produce` into `repo`, in `PATCH` requests of at
+/// most `segment` bytes. With `expected` set (copies of known blobs), the computed digest must
+/// match before the upload is committed. Returns the digest and length.
 pub(crate) async fn upload_blob<P, Fut>(
     reg: &Registry,
     repo: &str,
     scopes: &[String],
-    chunk: usize,
+    segment: u64,
     expected: Option<&str>,
+    len: u64,
     produce: P,
 ) -> Result<(String, u64), TransferError>
 where
-    P: FnOnce(Chunker) -> Fut,
-    Fut: Future<Output = Result<Chunker, TransferError>>,
+    P: FnOnce(BlobWriter) -> Fut,
+    Fut: Future<Output = Result<BlobWriter, TransferError>>,
 {
     let location = reg.start_upload(repo, scopes).await?;
-    // Capacity is `buffer + senders` = 1: one chunk queued while one is sent and one fills.
-    let (tx, rx) = mpsc::channel::<Bytes>(0);
-    let chunker = Chunker {
+    let (tx, rx) = mpsc::channel::<Bytes>(QUEUE);
+    let writer = BlobWriter {
         tx,
-        buf: BytesMut::with_capacity(chunk),
-        chunk,
+        gathered: BytesMut::new(),
         hasher: Hasher::default(),
+        len,
     };
-    let producer = async move { produce(chunker).await?.finish().await };
-    let sender = send_chunks(reg, location.clone(), rx, scopes);
-    let result = futures::future::try_join(producer, sender).await;
-    let ((digest, len), (location, sent)) = match result {
+    let producer = async move { produce(writer).await?.finish().await };
+    let sender = send_segments(reg, location.clone(), rx, len, segment.max(1), scopes);
+    let (digest, location) = match futures::future::try_join(producer, sender).await {
         Ok(v) => v,
         Err(e) => {
             reg.cancel_upload(&location, scopes).await;
             return Err(e);
         }
     };
-    let mismatch = match expected {
-        _ if sent != len => Some(format!("sent {sent} bytes of a {len}-byte blob")),
-        Some(e) if e != digest => Some(format!("blob content hashes to {digest}, expected {e}")),
-        _ => None,
-    };
-    if let Some(m) = mismatch {
+    if let Some(e) = expected.filter(|e| *e != digest) {
         reg.cancel_upload(&location, scopes).await;
-        return Err(TransferError::new(Reason::IntegrityError, m));
+        return Err(TransferError::new(
+            Reason::IntegrityError,
+            format!("blob content hashes to {digest}, expected {e}"),
+        ));
     }
     reg.finish_upload(repo, &location, &digest, scopes).await?;
     Ok((digest, len))
 }
 
-/// PATCHes every chunk from `rx` in order; returns the final location and the bytes sent.
-async fn send_chunks(
-    reg: &Registry,
-    mut location: String,
-    mut rx: mpsc::Receiver<Bytes>,
-    scopes: &[String],
-) -> Result<(String, u64), TransferError> {
-    let mut offset = 0u64;
-    while let Some(chunk) = rx.next().await {
-        let len = chunk.len() as u64;
-        location = patch_resuming(reg, location, offset, chunk, scopes).await?;
-        offset += len;
-    }
-    Ok((location, offset))
+/// The receiving end of the producer's pieces, with what is left of a piece split at a segment
+/// boundary.
+struct Feed {
+    rx: mpsc::Receiver<Bytes>,
+    rest: Bytes,
 }
 
-/// One chunk, resumed after transient failures from the registry's committed offset.
-async fn patch_resuming(
+impl Feed {
+    /// The next `n` bytes as a request body; the feed comes back through the receiver once the
+    /// body has handed out its last byte (it is lost if the request fails first).
+    fn take(self, n: u64) -> (reqwest::Body, oneshot::Receiver<Feed>) {
+        let (back, returned) = oneshot::channel();
+        let state = (Some(self), n, Some(back));
+        let body = futures::stream::unfold(state, |(feed, left, back)| async move {
+            let mut feed = feed?;
+            let piece = if feed.rest.is_empty() {
+                match feed.rx.next().await {
+                    Some(p) => p,
+                    None => {
+                        let e = std::io::Error::other("the blob producer stopped early");
+                        return Some((Err(e), (None, left, None)));
+                    }
+                }
+            } else {
+                std::mem::take(&mut feed.rest)
+            };
+            let mut piece = piece;
+            if piece.len() as u64 > left {
+                feed.rest = piece.split_off(left as usize);
+            }
+            let left = left - piece.len() as u64;
+            if left == 0 {
+                // Hand the feed back before the last piece goes out: the request may complete
+                // without polling the body again.
+                if let Some(back) = back {
+                    let _ = back.send(feed);
+                }
+                return Some((Ok::<_, std::io::Error>(piece), (None, 0, None)));
+            }
+            Some((Ok(piece), (Some(feed), left, back)))
+        });
+        (reqwest::Body::wrap_stream(body), returned)
+    }
+}
+
+/// Streams the blob in `PATCH` requests of at most `segment` bytes; returns the final location.
+async fn send_segments(
     reg: &Registry,
     mut location: String,
-    offset: u64,
-    chunk: Bytes,
+    rx: mpsc::Receiver<Bytes>,
+    len: u64,
+    segment: u64,
     scopes: &[String],
 ) -> Result<String, TransferError> {
-    let policy = RetryPolicy::default();
-    let mut delay = policy.initial;
-    let len = chunk.len() as u64;
-    let mut sent = 0u64;
-    for attempt in 1.. {
-        let err = match reg
-            .patch(
-                &location,
-                offset + sent,
-                chunk.slice(sent as usize..),
-                scopes,
-            )
-            .await
-        {
-            Ok(next) => return Ok(next),
-            Err(e) if e.transient && attempt < policy.attempts => e,
-            Err(e) => return Err(e),
-        };
-        tracing::warn!(offset, attempt, error = %err, "chunk upload failed; resuming in {delay:?}");
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(policy.max.max(Duration::from_millis(1)));
-        let (committed, loc) = reg.upload_status(&location, scopes).await.map_err(|e| {
+    let mut feed = Feed {
+        rx,
+        rest: Bytes::new(),
+    };
+    let mut offset = 0u64;
+    while offset < len {
+        let n = segment.min(len - offset);
+        let (body, returned) = feed.take(n);
+        location = reg.patch(&location, offset, n, body, scopes).await?;
+        feed = returned.await.map_err(|_| {
             TransferError::transient(
                 reg.side(),
-                format!("{}; upload session lost: {}", err.message, e.message),
+                "the registry accepted a PATCH before receiving its body",
             )
         })?;
-        if committed < offset || committed > offset + len {
-            return Err(TransferError::transient(
-                reg.side(),
-                format!(
-                    "{}; registry holds {committed} bytes of the upload, expected {offset}..={}",
-                    err.message,
-                    offset + len
-                ),
-            ));
-        }
-        location = loc;
-        sent = committed - offset;
-        if sent == len {
-            return Ok(location);
-        }
+        offset += n;
     }
-    unreachable!("the loop returns")
+    Ok(location)
 }

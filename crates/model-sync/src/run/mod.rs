@@ -57,6 +57,8 @@ pub enum FailureReason {
     RegistryRejected,
     /// Requested but not implemented (signing, some sources).
     NotImplemented,
+    /// The model was published but could not be signed (Fulcio, Rekor, writing `model.sig`).
+    SigningFailed,
     /// Anything else, including an interrupted run.
     Internal,
 }
@@ -70,6 +72,7 @@ impl FailureReason {
             Self::IntegrityError => "IntegrityError",
             Self::RegistryRejected => "RegistryRejected",
             Self::NotImplemented => "NotImplemented",
+            Self::SigningFailed => "SigningFailed",
             Self::Internal => "Internal",
         }
     }
@@ -207,6 +210,7 @@ pub fn config_scrubber(cfg: &Config) -> Scrubber {
     if let Some(t) = &cfg.registry.token {
         secrets.push(t.expose().clone());
     }
+    secrets.extend(crate::sign::secret_values(&cfg.signing));
     Scrubber::new(secrets).with_basic_auth(&pairs)
 }
 
@@ -270,6 +274,9 @@ pub async fn sync_with<F: EngineFactory>(
     let client = registry_client::Client::new(client_config)
         .map_err(|e| registry_error(e, "configuring the client"))?;
 
+    // Read the signing key / identity token now: a bad one fails before any byte moves.
+    let signer = crate::sign::Signer::for_config(cfg)?;
+
     tracing::info!(intent = cfg.intent.as_str(), "checking the Model Registry");
     let plan = intents::precheck(&client, cfg).await?;
     if let Plan::Create(p) = &plan {
@@ -289,6 +296,12 @@ pub async fn sync_with<F: EngineFactory>(
             FailureReason::Internal,
             format!("interrupted by {signal} during the transfer"),
         )),
+    };
+    let outcome = match (outcome, &signer) {
+        (Ok(p), Some(signer)) => crate::sign::sign_published(signer, cfg, &p)
+            .await
+            .map(|()| p),
+        (o, _) => o,
     };
     let published = match outcome {
         Ok(p) => p,

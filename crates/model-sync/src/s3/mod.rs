@@ -237,3 +237,32 @@ pub fn object_key(prefix_key: &str, path: &ModelPath) -> String {
 pub(crate) fn bare_etag(etag: &str) -> &str {
     etag.trim().trim_start_matches("W/").trim_matches('"')
 }
+
+/// The fingerprint of one version of an S3 object, used to recognise an unchanged file on a
+/// rerun (e.g. a modelcar layer is reused instead of uploaded again):
+/// - `etag:<etag>` when the server reports an ETag: it changes whenever the content does;
+/// - else `s3-mtime:<32 hex digits>`, a digest of the object's bucket, key, size and
+///   last-modified time (some S3-compatible servers list no ETags). Any overwrite sets a new
+///   last-modified time, so a changed object gets a new fingerprint; the one blind spot is an
+///   overwrite with the same size within the server's timestamp resolution. The location is
+///   hashed rather than spelled out because fingerprints end up in image annotations;
+/// - `None` when the server reports neither (the file is always transferred).
+pub fn fingerprint(
+    bucket: &str,
+    key: &str,
+    size: u64,
+    etag: Option<&str>,
+    last_modified: Option<&aws_smithy_types::DateTime>,
+) -> Option<String> {
+    if let Some(tag) = etag.map(bare_etag).filter(|t| !t.is_empty()) {
+        return Some(format!("etag:{tag}"));
+    }
+    let modified = last_modified?;
+    let text = format!(
+        "bucket={bucket}\nkey={key}\nsize={size}\nmodified={}.{:09}\n",
+        modified.secs(),
+        modified.subsec_nanos()
+    );
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes());
+    Some(format!("s3-mtime:{}", &hex::encode(digest)[..32]))
+}

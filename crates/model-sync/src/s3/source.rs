@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
 
-use super::{Side, bare_etag, directory_prefix, relative_path, s3_uri, sdk_error};
+use super::{Side, bare_etag, directory_prefix, fingerprint, relative_path, s3_uri, sdk_error};
 use crate::config::S3Location;
 use crate::transfer::retry::{Reopen, ResumeOptions, RetryPolicy, resume_stream, retry};
 use crate::transfer::{
@@ -26,17 +26,19 @@ use crate::transfer::{
 ///   marker or an older single-file upload.
 /// - an empty key lists the whole bucket.
 ///
-/// Fingerprint: the ETag. Reads ([`S3Source::open`]) are `GetObject` with `Range: bytes=<offset>-`
-/// and `If-Match: <etag>`; an interrupted body is resumed from the last delivered byte (the ETag
-/// is checked on every re-request, so a changed object fails instead of mixing versions).
+/// Fingerprint: the ETag when the server lists one, else a digest of location, size and
+/// last-modified time (see [`super::fingerprint`]). Reads ([`S3Source::open`]) are `GetObject`
+/// with `Range: bytes=<offset>-` and `If-Match: <etag>`; an interrupted body is resumed from the
+/// last delivered byte (the ETag — listed, or else the one the first read returned — is checked
+/// on every re-request, so a changed object fails instead of mixing versions).
 pub struct S3Source {
     client: aws_sdk_s3::Client,
     bucket: String,
     key: String,
     retry: RetryPolicy,
     resume: ResumeOptions,
-    /// Model path → object key, filled by `list`.
-    keys: Mutex<HashMap<ModelPath, String>>,
+    /// Model path → object key and listed ETag, filled by `list`.
+    keys: Mutex<HashMap<ModelPath, Listed>>,
 }
 
 impl std::fmt::Debug for S3Source {
@@ -80,34 +82,24 @@ impl S3Source {
         let prefix = directory_prefix(&self.key);
         let mut files = Vec::new();
         let mut keys = HashMap::new();
-        for (key, size, etag) in self.list_prefix(&prefix).await? {
-            match relative_path(&prefix, &key, size) {
+        for obj in self.list_prefix(&prefix).await? {
+            match relative_path(&prefix, &obj.key, obj.size) {
                 None => continue,
                 Some(Err(e)) => return Err(e),
                 Some(Ok(path)) => {
-                    keys.insert(path.clone(), key);
-                    files.push(ModelFile {
-                        path,
-                        size,
-                        fingerprint: etag,
-                        sha256: None,
-                    });
+                    files.push(self.model_file(path.clone(), &obj));
+                    keys.insert(path, obj);
                 }
             }
         }
         let names_object = !self.key.is_empty() && !self.key.ends_with('/');
         if files.is_empty() && names_object {
-            if let Some((size, etag)) = self.head(&self.key).await? {
+            if let Some(obj) = self.head(&self.key).await? {
                 let name = self.key.rsplit('/').next().unwrap_or(&self.key);
                 let path = ModelPath::new(name)
                     .map_err(|e| e.context(format!("object key {:?}", self.key)))?;
-                keys.insert(path.clone(), self.key.clone());
-                files.push(ModelFile {
-                    path,
-                    size,
-                    fingerprint: etag,
-                    sha256: None,
-                });
+                files.push(self.model_file(path.clone(), &obj));
+                keys.insert(path, obj);
             }
         } else if names_object && self.object_exists_once(&self.key).await {
             tracing::warn!(
@@ -138,11 +130,23 @@ impl S3Source {
         Ok(files)
     }
 
-    /// `(key, size, etag)` of every object under `prefix`, all pages.
-    async fn list_prefix(
-        &self,
-        prefix: &str,
-    ) -> Result<Vec<(String, u64, Option<String>)>, TransferError> {
+    fn model_file(&self, path: ModelPath, obj: &Listed) -> ModelFile {
+        ModelFile {
+            path,
+            size: obj.size,
+            fingerprint: fingerprint(
+                &self.bucket,
+                &obj.key,
+                obj.size,
+                obj.etag.as_deref(),
+                obj.last_modified.as_ref(),
+            ),
+            sha256: None,
+        }
+    }
+
+    /// Every object under `prefix`, all pages.
+    async fn list_prefix(&self, prefix: &str) -> Result<Vec<Listed>, TransferError> {
         let what = format!("listing {}", s3_uri(&self.bucket, prefix));
         let mut out = Vec::new();
         let mut token: Option<String> = None;
@@ -164,8 +168,12 @@ impl S3Source {
             .await?;
             for obj in page.contents() {
                 if let Some(key) = obj.key() {
-                    let size = obj.size().unwrap_or(0).max(0) as u64;
-                    out.push((key.to_owned(), size, obj.e_tag().map(str::to_owned)));
+                    out.push(Listed {
+                        key: key.to_owned(),
+                        size: obj.size().unwrap_or(0).max(0) as u64,
+                        etag: obj.e_tag().map(str::to_owned),
+                        last_modified: obj.last_modified().copied(),
+                    });
                 }
             }
             if page.is_truncated() != Some(true) {
@@ -183,8 +191,8 @@ impl S3Source {
         }
     }
 
-    /// Size and ETag of `key`, `None` when there is no such object.
-    async fn head(&self, key: &str) -> Result<Option<(u64, Option<String>)>, TransferError> {
+    /// Size, ETag and last-modified time of `key`, `None` when there is no such object.
+    async fn head(&self, key: &str) -> Result<Option<Listed>, TransferError> {
         let what = format!("reading {}", s3_uri(&self.bucket, key));
         retry(self.retry, &what, |_| async {
             match self
@@ -195,10 +203,12 @@ impl S3Source {
                 .send()
                 .await
             {
-                Ok(h) => Ok(Some((
-                    h.content_length().unwrap_or(0).max(0) as u64,
-                    h.e_tag().map(str::to_owned),
-                ))),
+                Ok(h) => Ok(Some(Listed {
+                    key: key.to_owned(),
+                    size: h.content_length().unwrap_or(0).max(0) as u64,
+                    etag: h.e_tag().map(str::to_owned),
+                    last_modified: h.last_modified().copied(),
+                })),
                 Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
                 Err(e) => Err(sdk_error(&e, Side::Source, &what)),
             }
@@ -222,13 +232,14 @@ impl S3Source {
             .is_ok()
     }
 
-    /// The object key of a listed file (call [`S3Source::list`] first; unlisted paths are taken
-    /// as relative to the directory prefix).
-    fn key_of(&self, path: &ModelPath) -> String {
+    /// The object key and listed ETag of a file (call [`S3Source::list`] first; unlisted paths
+    /// are taken as relative to the directory prefix, with no ETag known).
+    fn key_of(&self, path: &ModelPath) -> (String, Option<String>) {
         let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        keys.get(path)
-            .cloned()
-            .unwrap_or_else(|| format!("{}{path}", directory_prefix(&self.key)))
+        match keys.get(path) {
+            Some(l) => (l.key.clone(), l.etag.clone()),
+            None => (format!("{}{path}", directory_prefix(&self.key)), None),
+        }
     }
 
     /// The bytes of `file` from `offset`, resumed transparently if the connection breaks.
@@ -242,14 +253,14 @@ impl S3Source {
         if offset == file.size {
             return Ok(futures::stream::empty().boxed());
         }
-        let key = self.key_of(&file.path);
+        let (key, etag) = self.key_of(&file.path);
         let what = format!("reading {}", s3_uri(&self.bucket, &key));
         let mut fetch = Fetch {
             client: self.client.clone(),
             bucket: self.bucket.clone(),
             key,
             size: file.size,
-            pin: file.fingerprint.clone(),
+            pin: etag,
             what: what.clone(),
         };
         let (first, etag) = retry(self.retry, &what, |_| fetch.get(offset)).await?;
@@ -281,6 +292,15 @@ impl OpenFile for S3Source {
     ) -> BoxFuture<'a, Result<ByteStream, TransferError>> {
         Box::pin(S3Source::open(self, file, offset))
     }
+}
+
+/// A listed object.
+#[derive(Clone, Debug)]
+struct Listed {
+    key: String,
+    size: u64,
+    etag: Option<String>,
+    last_modified: Option<aws_smithy_types::DateTime>,
 }
 
 /// One ranged, version-pinned `GetObject`.

@@ -139,3 +139,43 @@ fn errors_name_the_object_and_code_and_classify() {
         assert!(e.transient, "{status} {code:?}");
     }
 }
+
+#[test]
+fn fingerprints_prefer_the_etag_else_size_and_modification_time() {
+    use aws_smithy_types::DateTime;
+    let t1 = DateTime::from_secs_and_nanos(1_700_000_000, 5);
+    let t2 = DateTime::from_secs_and_nanos(1_700_000_001, 5);
+    // The ETag alone decides when there is one (quotes and weakness markers ignored).
+    assert_eq!(
+        fingerprint("b", "m/w", 5, Some("\"abc\""), Some(&t1)).as_deref(),
+        Some("etag:abc")
+    );
+    assert_eq!(
+        fingerprint("b", "m/w", 5, Some("W/\"abc\""), Some(&t2)),
+        fingerprint("b", "m/w", 9, Some("abc"), None)
+    );
+    // Without one: stable for the same object version, different for any change.
+    let f = |bucket, key, size, t: &DateTime| fingerprint(bucket, key, size, Some(""), Some(t));
+    let base = f("b", "m/w", 5, &t1).expect("fingerprint");
+    assert!(base.starts_with("s3-mtime:"), "{base}");
+    assert_eq!(base.len(), "s3-mtime:".len() + 32);
+    assert_eq!(f("b", "m/w", 5, &t1).as_deref(), Some(base.as_str()));
+    for other in [
+        f("b", "m/w", 5, &t2),
+        f(
+            "b",
+            "m/w",
+            5,
+            &DateTime::from_secs_and_nanos(1_700_000_000, 6),
+        ),
+        f("b", "m/w", 6, &t1),
+        f("b", "m/x", 5, &t1),
+        f("c", "m/w", 5, &t1),
+    ] {
+        assert_ne!(other.as_deref(), Some(base.as_str()));
+    }
+    // Neither: no fingerprint, the file is always transferred.
+    assert_eq!(fingerprint("b", "m/w", 5, None, None), None);
+    // The location is not readable from the fingerprint (it ends up in image annotations).
+    assert!(!base.contains("m/w"));
+}

@@ -2,6 +2,7 @@
 //!
 //! - [`reconcile`]: the pipeline (read → validate → build → apply → status) and the finalizer.
 //! - [`read`]: facts gathered from the cluster.
+//! - [`validate`]: rules checked before anything is built (spec, name, namespace, uniqueness).
 //! - [`build`]: pure functions producing the desired children.
 //! - [`status`]: conditions from what was applied and observed.
 //! - [`kinds`]: which child kinds exist on this cluster.
@@ -14,18 +15,21 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
 use kube::Resource;
 use kube::api::{Api, DynamicObject};
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::watcher;
 use mro_api::ModelRegistry;
 
 use crate::apply::{PARENT_KIND_LABEL, PARENT_NAME_LABEL, PARENT_NAMESPACE_LABEL};
 use crate::context::Context;
+use crate::controller::QueuedController;
 
 pub mod build;
 pub mod kinds;
 pub mod read;
 pub mod reconcile;
 pub mod status;
+pub mod validate;
 
 /// Only objects labelled as a registry's children are watched (less memory, fewer wake-ups); with a
 /// watch namespace, only children of registries in that namespace (wherever the children live).
@@ -69,22 +73,34 @@ pub async fn run(
     let ns = ns.as_deref();
     let cfg = || children_config(ns);
     let registries: Api<ModelRegistry> = scoped(&client, ns);
-    let mut controller = Controller::new(registries, watcher::Config::default().any_semantic())
-        .owns(scoped::<Deployment>(&client, ns), cfg())
-        .owns(scoped::<Service>(&client, ns), cfg())
-        .owns(scoped::<ServiceAccount>(&client, ns), cfg())
-        .owns(scoped::<Role>(&client, ns), cfg())
-        .owns(scoped::<RoleBinding>(&client, ns), cfg())
-        .owns(scoped::<ConfigMap>(&client, ns), cfg())
-        .owns(scoped::<Secret>(&client, ns), cfg())
-        .owns(scoped::<NetworkPolicy>(&client, ns), cfg())
-        .watches(Api::<ClusterRoleBinding>::all(client.clone()), cfg(), |o| {
-            parent_of(&o)
-        })
-        // Pods and Endpoints carry the registry's labels (copied from the template and Service):
-        // their state drives Available and ConfigurationError.
-        .watches(scoped::<Pod>(&client, ns), cfg(), |o| parent_of(&o))
-        .watches(scoped::<Endpoints>(&client, ns), cfg(), |o| parent_of(&o));
+    let mut controller =
+        QueuedController::new(registries, watcher::Config::default().any_semantic())
+            .owns(scoped::<PartialObjectMeta<Deployment>>(&client, ns), cfg())
+            .owns(scoped::<PartialObjectMeta<Service>>(&client, ns), cfg())
+            .owns(
+                scoped::<PartialObjectMeta<ServiceAccount>>(&client, ns),
+                cfg(),
+            )
+            .owns(scoped::<PartialObjectMeta<Role>>(&client, ns), cfg())
+            .owns(scoped::<PartialObjectMeta<RoleBinding>>(&client, ns), cfg())
+            .owns(scoped::<PartialObjectMeta<ConfigMap>>(&client, ns), cfg())
+            .owns(scoped::<PartialObjectMeta<Secret>>(&client, ns), cfg())
+            .owns(
+                scoped::<PartialObjectMeta<NetworkPolicy>>(&client, ns),
+                cfg(),
+            )
+            .watches(
+                Api::<ClusterRoleBinding>::all(client.clone()),
+                (),
+                cfg(),
+                |o| parent_of(&o),
+            )
+            // Pods and Endpoints carry the registry's labels (copied from the template and
+            // Service): their state drives Available and ConfigurationError.
+            .watches(scoped::<Pod>(&client, ns), (), cfg(), |o| parent_of(&o))
+            .watches(scoped::<Endpoints>(&client, ns), (), cfg(), |o| {
+                parent_of(&o)
+            });
     // Platform children (Routes, Istio, Authorino, Groups) may live in other namespaces: watch all.
     for kind in kinds::managed(&caps)
         .into_iter()
@@ -92,12 +108,18 @@ pub async fn run(
     {
         let ar = kind.resource.clone();
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-        controller = controller.watches_with(api, ar, cfg(), |o| parent_of(&o));
+        controller = controller.watches(api, ar, cfg(), |o| parent_of(&o));
     }
     tracing::info!(capabilities = ?caps, "starting ModelRegistry controller");
+    let queue = ctx.metrics.work_queue(reconcile::CONTROLLER);
     controller
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .run(
+            reconcile::reconcile,
+            reconcile::error_policy,
+            ctx,
+            queue,
+            shutdown,
+        )
         .for_each(|res| async move {
             match res {
                 Ok((obj, _)) => {

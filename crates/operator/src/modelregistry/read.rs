@@ -7,6 +7,7 @@ use kube::api::{Api, DynamicObject, ListParams};
 use kube::{Client, ResourceExt};
 use mro_api::ModelRegistry;
 
+use super::build::istio::gateway::IngressGateway;
 use super::build::labels;
 use super::kinds;
 use crate::capabilities::Capabilities;
@@ -17,7 +18,7 @@ use crate::settings::Settings;
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
     pub cluster_domain: Option<String>,
-    pub ingress_gateway_namespace: Option<String>,
+    pub ingress_gateway: Option<IngressGateway>,
     pub oauth_cookie_secret: Option<String>,
 }
 
@@ -60,7 +61,12 @@ pub async fn observe(
         let found = services
             .list_metadata(&ListParams::default().labels(&format!("istio={ingress}")))
             .await?;
-        o.ingress_gateway_namespace = found.items.first().and_then(|s| s.namespace());
+        o.ingress_gateway = found.items.first().and_then(|s| {
+            Some(IngressGateway {
+                namespace: s.namespace()?,
+                service: s.name_any(),
+            })
+        });
     }
     if mr.spec.oauth_proxy.is_some() {
         let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -13,7 +13,7 @@ use mro_api::condition::model_registry::types;
 use mro_api::{ModelRegistry, ModelRegistryStatus};
 
 use super::build::{self, BuildInput, labels};
-use super::{kinds, read, status};
+use super::{kinds, read, status, validate};
 use crate::apply::{self, Child};
 use crate::context::{Context, MODEL_REGISTRY_MANAGER};
 use crate::error::{Error, Result};
@@ -34,8 +34,8 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
         return finalize(&mr, &api, &ctx, &caps).await;
     }
 
-    // Validate: CEL is not enforced by every API server, so the same rules are checked here.
-    if let Err(message) = validate(&mr, &ctx).await? {
+    // Validate before anything is built or applied, so an invalid registry gets no children.
+    if let Err(message) = validate::validate(&mr, &ctx).await? {
         let st = status::configuration_error(&mr, &message);
         if status::differs(&mr.status, &st) {
             warn(&ctx, &mr, "ConfigurationError", &message).await;
@@ -51,7 +51,7 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
         settings: &ctx.settings,
         caps: &caps,
         cluster_domain: observed.cluster_domain.clone(),
-        ingress_gateway_namespace: observed.ingress_gateway_namespace.clone(),
+        ingress_gateway: observed.ingress_gateway.clone(),
         oauth_cookie_secret: observed.oauth_cookie_secret.clone(),
     };
     let desired = match build::desired(&input) {
@@ -115,40 +115,6 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
     } else {
         Duration::from_secs(30)
     }))
-}
-
-/// Operator-level checks beyond the spec's own rules. `Ok(Err(msg))` is a configuration error.
-async fn validate(mr: &ModelRegistry, ctx: &Context) -> Result<Result<(), String>> {
-    if let Err(errors) = mr.spec.validate() {
-        return Ok(Err(mro_api::validation::join_errors(&errors)));
-    }
-    let ns = mr.namespace().unwrap_or_default();
-    if let Some(allowed) = &ctx.settings.registries_namespace
-        && &ns != allowed
-    {
-        return Ok(Err(format!(
-            "metadata.namespace: ModelRegistry resources are only accepted in namespace {allowed:?} (REGISTRIES_NAMESPACE), not {ns:?}"
-        )));
-    }
-    // Some children are cluster-scoped and named after the registry, so names are unique cluster-wide.
-    let name = mr.name_any();
-    let all: Api<ModelRegistry> = Api::all(ctx.client.clone());
-    let same = all
-        .list_metadata(&ListParams::default().fields(&format!("metadata.name={name}")))
-        .await?;
-    let ours = (mr.metadata.creation_timestamp.clone(), ns.clone());
-    for other in same.items {
-        let other_ns = other.namespace().unwrap_or_default();
-        if other_ns == ns || other.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        if (other.metadata.creation_timestamp.clone(), other_ns.clone()) < ours {
-            return Ok(Err(format!(
-                "metadata.name: a ModelRegistry named {name:?} already exists in namespace {other_ns:?}; registry names must be unique across the cluster because some of their resources are cluster-scoped"
-            )));
-        }
-    }
-    Ok(Ok(()))
 }
 
 fn is_owned_child(child: &Child, ns: &str) -> bool {
@@ -308,5 +274,51 @@ pub fn error_policy(mr: Arc<ModelRegistry>, err: &Error, ctx: Arc<Context>) -> A
     ctx.metrics
         .reconcile_failed(CONTROLLER, &err.metric_label());
     tracing::warn!(registry = %mr.name_any(), namespace = ?mr.namespace(), error = %err, "reconcile failed");
+    // A rejection the retry cannot cure (e.g. an object of the same name that cannot be taken
+    // over) is shown on the registry; the recorder folds repeats into one event series.
+    if user_must_act(err)
+        && let Ok(runtime) = tokio::runtime::Handle::try_current()
+    {
+        let note = err.to_string();
+        runtime.spawn(async move { warn(&ctx, &mr, "ReconcileFailed", &note).await });
+    }
     Action::requeue(Duration::from_secs(10))
+}
+
+/// Failures that persist until someone changes something: the API server rejected a request as
+/// invalid or forbidden, or the desired objects cannot be built. Conflicts, throttling, server
+/// and transport errors are transient and only retried.
+fn user_must_act(err: &Error) -> bool {
+    match err {
+        Error::Kube(kube::Error::Api(s)) => matches!(s.code, 400 | 403 | 422),
+        Error::Kube(_) | Error::Registry(_) => false,
+        Error::Invalid(_) | Error::Build(_) | Error::MissingField(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16) -> Error {
+        Error::Kube(kube::Error::Api(
+            kube::core::Status {
+                code,
+                ..kube::core::Status::success()
+            }
+            .boxed(),
+        ))
+    }
+
+    #[test]
+    fn only_lasting_rejections_are_reported_to_the_user() {
+        for code in [400, 403, 422] {
+            assert!(user_must_act(&api(code)), "{code}");
+        }
+        for code in [404, 409, 429, 500, 503] {
+            assert!(!user_must_act(&api(code)), "{code}");
+        }
+        assert!(!user_must_act(&Error::Registry("timeout".into())));
+        assert!(user_must_act(&Error::Invalid("bad".into())));
+    }
 }

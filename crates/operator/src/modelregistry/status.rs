@@ -9,6 +9,9 @@ use super::build::Desired;
 use super::read::Runtime;
 use mro_api::ModelRegistry;
 
+#[cfg(test)]
+mod tests;
+
 /// Container waiting reasons that mean the spec (or something it references) is wrong.
 const CONFIG_WAITING_REASONS: &[&str] = &[
     "CreateContainerConfigError",
@@ -342,6 +345,18 @@ pub fn compute(input: &StatusInput) -> ModelRegistryStatus {
             msg.clone(),
             generation,
         ),
+        // Scaled to zero on purpose: say what is missing, not that the Deployment has no pods.
+        _ if input.desired.withheld.is_some() => {
+            let mut parts = unavailable_parts.clone();
+            parts.extend(input.desired.withheld.clone());
+            cond(
+                types::AVAILABLE,
+                ConditionStatus::False,
+                reasons::RESOURCES_UNAVAILABLE,
+                parts.join("; "),
+                generation,
+            )
+        }
         _ if !dep_available => {
             let msg = match &problem {
                 Some(PodProblem::Unavailable(m)) => {
@@ -381,14 +396,14 @@ pub fn compute(input: &StatusInput) -> ModelRegistryStatus {
     };
     set_condition(c, available);
 
-    // Degraded: features this cluster cannot provide that no other condition reports.
-    let other: Vec<_> = input
-        .desired
-        .unsupported
-        .iter()
-        .filter(|u| u.condition == types::DEGRADED)
-        .map(|u| u.message.clone())
-        .collect();
+    // Degraded: every requested feature this cluster cannot provide, also those a feature
+    // condition reports, so one condition answers "is anything I asked for missing?".
+    let mut other: Vec<_> = Vec::new();
+    for u in &input.desired.unsupported {
+        if !other.contains(&u.message) {
+            other.push(u.message.clone());
+        }
+    }
     if other.is_empty() {
         set_condition(
             c,

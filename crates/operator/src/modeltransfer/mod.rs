@@ -16,12 +16,14 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::Resource;
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::watcher;
 use mro_api::ModelTransfer;
 
 use crate::apply::{PARENT_KIND_LABEL, PARENT_NAMESPACE_LABEL};
 use crate::context::Context;
+use crate::controller::QueuedController;
 
 pub mod build;
 pub mod names;
@@ -72,17 +74,26 @@ pub async fn run(
     let ns = ns.as_deref();
     let cfg = || children_config(ns);
     let transfers: Api<ModelTransfer> = scoped(&client, ns);
-    let controller = Controller::new(transfers, watcher::Config::default().any_semantic())
-        .owns(scoped::<Job>(&client, ns), cfg())
-        .owns(scoped::<ConfigMap>(&client, ns), cfg())
-        .owns(scoped::<ServiceAccount>(&client, ns), cfg())
-        .owns(scoped::<RoleBinding>(&client, ns), cfg())
+    let controller = QueuedController::new(transfers, watcher::Config::default().any_semantic())
+        .owns(scoped::<PartialObjectMeta<Job>>(&client, ns), cfg())
+        .owns(scoped::<PartialObjectMeta<ConfigMap>>(&client, ns), cfg())
+        .owns(
+            scoped::<PartialObjectMeta<ServiceAccount>>(&client, ns),
+            cfg(),
+        )
+        .owns(scoped::<PartialObjectMeta<RoleBinding>>(&client, ns), cfg())
         // Pod phases and termination messages drive the status before the Job's counters move.
-        .watches(scoped::<Pod>(&client, ns), cfg(), |p| transfer_of(&p));
+        .watches(scoped::<Pod>(&client, ns), (), cfg(), |p| transfer_of(&p));
     tracing::info!("starting ModelTransfer controller");
+    let queue = ctx.metrics.work_queue(reconcile::CONTROLLER);
     controller
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .run(
+            reconcile::reconcile,
+            reconcile::error_policy,
+            ctx,
+            queue,
+            shutdown,
+        )
         .for_each(|res| async move {
             match res {
                 Ok((obj, _)) => {

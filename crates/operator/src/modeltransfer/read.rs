@@ -2,14 +2,17 @@
 //! whether everything the spec refers to exists, before any Job is created.
 //!
 //! Missing references (a Secret, key, ConfigMap, PVC, ServiceAccount, ModelRegistry or the
-//! registry's Role) are expected to appear later, so they are re-checked on a timer; errors in
-//! the spec itself wait for the spec to change.
+//! registry's Role; the signing key Secret too) are expected to appear later, and a
+//! ModelRegistry in another namespace may opt in to this transfer's namespace later
+//! (`spec.modelTransfers.allowedNamespaces`), so those are re-checked on a timer; errors in the
+//! spec itself wait for the spec to change.
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::Role;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
-use mro_api::model_transfer::TransferIntent;
+use mro_api::common::ConfigMapKeyValue;
+use mro_api::condition::model_transfer::reasons;
 use mro_api::{ModelRegistry, ModelTransfer};
 
 use super::build::registry::{self, RegistryWiring};
@@ -33,8 +36,10 @@ pub struct Resolved {
 #[derive(Clone, Debug)]
 pub enum Resolution {
     Ready(Resolved),
-    /// Not startable. `retry`: only missing references, which may appear later.
+    /// Not startable. `reason`: the `Failed` condition's reason. `retry`: only missing
+    /// references or access not granted yet, which may change later.
     Invalid {
+        reason: &'static str,
         message: String,
         retry: bool,
     },
@@ -66,21 +71,63 @@ pub async fn pods(client: &Client, ns: &str, job: &Job) -> kube::Result<Vec<Pod>
 struct Problems {
     spec: Vec<String>,
     missing: Vec<String>,
+    /// The referenced ModelRegistry does not allow transfers from this namespace.
+    denied: Vec<String>,
 }
 
 impl Problems {
     fn into_resolution(self) -> Option<Resolution> {
-        if self.spec.is_empty() && self.missing.is_empty() {
+        if self.spec.is_empty() && self.missing.is_empty() && self.denied.is_empty() {
             return None;
         }
         let retry = self.spec.is_empty();
+        let reason = if self.spec.is_empty() && !self.denied.is_empty() {
+            reasons::REGISTRY_ACCESS_DENIED
+        } else {
+            reasons::INVALID_CONFIGURATION
+        };
         let mut all = self.spec;
+        all.extend(self.denied);
         all.extend(self.missing);
         Some(Resolution::Invalid {
+            reason,
             message: all.join("; "),
             retry,
         })
     }
+}
+
+/// `field`: ConfigMap `r.name` must exist in `ns` with key `r.key`.
+async fn config_map_key(
+    client: &Client,
+    ns: &str,
+    field: &str,
+    r: &ConfigMapKeyValue,
+    p: &mut Problems,
+) -> kube::Result<()> {
+    match Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get_opt(&r.name)
+        .await?
+    {
+        None => p.missing.push(format!(
+            "{field}: ConfigMap {:?} not found in namespace {ns:?}",
+            r.name
+        )),
+        Some(cm) => {
+            let has = cm.data.as_ref().is_some_and(|d| d.contains_key(&r.key))
+                || cm
+                    .binary_data
+                    .as_ref()
+                    .is_some_and(|d| d.contains_key(&r.key));
+            if !has {
+                p.missing.push(format!(
+                    "{field}: ConfigMap {:?} has no key {:?}",
+                    r.name, r.key
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks the spec and everything it refers to; resolves the registry wiring.
@@ -95,18 +142,20 @@ pub async fn resolve(
     if let Err(errors) = spec.validate() {
         p.spec.push(mro_api::validation::join_errors(&errors));
     }
-    if spec.intent == TransferIntent::CreateModel
-        && spec
-            .model
-            .registered_model
-            .as_ref()
-            .is_some_and(|m| m.id.is_some())
-    {
-        p.spec.push(
-            "spec.model.registeredModel.id: must not be set when spec.intent is create_model \
-             (it creates the registered model; use create_version to add to an existing one)"
-                .into(),
-        );
+    if let Some(u) = &spec.source.uri {
+        let scheme = u.url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("http" | "https") => {}
+            Some("hf") => p.spec.push(
+                "spec.source.uri.url: hf:// (Hugging Face) sources are not supported yet; \
+                 use an http(s) URL of a file or archive"
+                    .into(),
+            ),
+            _ => p.spec.push(format!(
+                "spec.source.uri.url: expected an http:// or https:// URL, got {:?}",
+                u.url
+            )),
+        }
     }
     if let Some(r) = p.into_resolution() {
         return Ok(r);
@@ -172,6 +221,13 @@ pub async fn resolve(
             vec![s.key.as_str()],
         ));
     }
+    if let Some(s) = spec
+        .signing
+        .as_ref()
+        .and_then(|s| s.key_secret_ref.as_ref())
+    {
+        wanted.push(("spec.signing.keySecretRef", &s.name, vec![s.key.as_str()]));
+    }
     for (field, name, keys) in wanted {
         match secrets.get_opt(name).await? {
             None => p.missing.push(format!(
@@ -227,14 +283,24 @@ pub async fn resolve(
         ));
     }
 
+    if let Some(ca) = spec
+        .job
+        .as_ref()
+        .and_then(|j| j.ca_bundle_config_map_ref.as_ref())
+    {
+        config_map_key(client, &ns, "spec.job.caBundleConfigMapRef", ca, &mut p).await?;
+    }
+
+    // The registry last: a denied or unknown registry is reported with the problems above, and
+    // nothing of it (its Role) is looked at.
     let wiring = match wiring(client, mt, caps).await? {
         Ok(w) => w,
-        Err(WiringProblem::Missing(m)) => {
-            p.missing.push(m);
-            return Ok(p.into_resolution().expect("problems recorded"));
-        }
-        Err(WiringProblem::Spec(m)) => {
-            p.spec.push(m);
+        Err(problem) => {
+            match problem {
+                WiringProblem::Missing(m) => p.missing.push(m),
+                WiringProblem::Denied(m) => p.denied.push(m),
+                WiringProblem::Spec(m) => p.spec.push(m),
+            }
             return Ok(p.into_resolution().expect("problems recorded"));
         }
     };
@@ -244,28 +310,7 @@ pub async fn resolve(
         } else {
             "spec.registry (the OpenShift service CA bundle)"
         };
-        match Api::<ConfigMap>::namespaced(client.clone(), &ns)
-            .get_opt(&ca.name)
-            .await?
-        {
-            None => p.missing.push(format!(
-                "{field}: ConfigMap {:?} not found in namespace {ns:?}",
-                ca.name
-            )),
-            Some(cm) => {
-                let has = cm.data.as_ref().is_some_and(|d| d.contains_key(&ca.key))
-                    || cm
-                        .binary_data
-                        .as_ref()
-                        .is_some_and(|d| d.contains_key(&ca.key));
-                if !has {
-                    p.missing.push(format!(
-                        "{field}: ConfigMap {:?} has no key {:?}",
-                        ca.name, ca.key
-                    ));
-                }
-            }
-        }
+        config_map_key(client, &ns, field, ca, &mut p).await?;
     }
     if let Some(g) = &wiring.grant {
         // Binding a Role that does not exist is refused; the registry's controller creates it.
@@ -291,6 +336,9 @@ pub async fn resolve(
 pub enum WiringProblem {
     /// The referenced ModelRegistry does not exist (yet).
     Missing(String),
+    /// The referenced ModelRegistry is in another namespace and does not (or no longer) allow
+    /// transfers from the transfer's namespace.
+    Denied(String),
     /// The spec cannot work (e.g. an unparsable URL).
     Spec(String),
 }
@@ -298,9 +346,28 @@ pub enum WiringProblem {
 impl std::fmt::Display for WiringProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            WiringProblem::Missing(m) | WiringProblem::Spec(m) => f.write_str(m),
+            WiringProblem::Missing(m) | WiringProblem::Denied(m) | WiringProblem::Spec(m) => {
+                f.write_str(m)
+            }
         }
     }
+}
+
+/// Whether a ModelTransfer in `ns` may use `mr` (same namespace, or listed by the registry in
+/// `spec.modelTransfers.allowedNamespaces`): the registry's owner decides who gets its
+/// `registry-user-<name>` Role, not whoever can create a ModelTransfer somewhere.
+pub fn access(mr: &ModelRegistry, ns: &str) -> Result<(), WiringProblem> {
+    let mr_ns = mr.namespace().unwrap_or_default();
+    if mr.spec.allows_transfers_from(&mr_ns, ns) {
+        return Ok(());
+    }
+    Err(WiringProblem::Denied(format!(
+        "spec.registry.modelRegistryRef: ModelRegistry {:?} in namespace {mr_ns:?} does not \
+         allow ModelTransfers from namespace {ns:?}; its owner can add {ns:?} to the \
+         ModelRegistry's spec.modelTransfers.allowedNamespaces (or use spec.registry.url with \
+         credentials of your own)",
+        mr.name_any()
+    )))
 }
 
 /// How the transfer reaches its registry; looks up the referenced ModelRegistry.
@@ -317,13 +384,20 @@ pub async fn wiring(
             let found = Api::<ModelRegistry>::namespaced(client.clone(), &mr_ns)
                 .get_opt(&r.name)
                 .await?;
-            if found.is_none() {
-                return Ok(Err(WiringProblem::Missing(format!(
-                    "spec.registry.modelRegistryRef: ModelRegistry {:?} not found in namespace {mr_ns:?}",
-                    r.name
-                ))));
+            match found {
+                None => {
+                    return Ok(Err(WiringProblem::Missing(format!(
+                        "spec.registry.modelRegistryRef: ModelRegistry {:?} not found in namespace {mr_ns:?}",
+                        r.name
+                    ))));
+                }
+                Some(mr) => {
+                    if let Err(denied) = access(&mr, &ns) {
+                        return Ok(Err(denied));
+                    }
+                    Some(mr)
+                }
             }
-            found
         }
         _ => None,
     };

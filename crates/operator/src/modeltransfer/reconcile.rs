@@ -73,8 +73,13 @@ pub async fn reconcile(mt: Arc<ModelTransfer>, ctx: Arc<Context>) -> Result<Acti
     let caps = ctx.caps.current();
     let resolved = match read::resolve(&ctx.client, &mt, &caps).await? {
         Resolution::Ready(r) => r,
-        Resolution::Invalid { message, retry } => {
-            publish_status(&mt, &api, &ctx, &status::invalid(&mt, &message)).await?;
+        Resolution::Invalid {
+            reason,
+            message,
+            retry,
+        } => {
+            let st = status::not_started(&mt, reason, &message);
+            publish_status(&mt, &api, &ctx, &st).await?;
             return Ok(if retry {
                 Action::requeue(MISSING_REFERENCE_RETRY)
             } else {
@@ -169,6 +174,23 @@ async fn track(
         publish_status(mt, api, ctx, &status::spec_changed(st, mt)).await?;
         return Ok(Action::await_change());
     }
+    // The watch cache can lag behind this controller's own last status write (the `Registered`
+    // verdict written a moment ago, then the grant revoked): deciding on a stale copy would
+    // check again without access and overwrite the verdict. Read the transfer fresh before a
+    // registry check can happen.
+    let fresh;
+    let mt = if outcome.phase == TransferPhase::Succeeded {
+        match api.get_opt(&mt.name_any()).await? {
+            Some(m) if m.metadata.uid == mt.metadata.uid => {
+                fresh = m;
+                &fresh
+            }
+            // Deleted (or re-created) meanwhile: the next event brings the current object.
+            _ => return Ok(Action::await_change()),
+        }
+    } else {
+        mt
+    };
     let caps = ctx.caps.current();
     let wiring = read::wiring(&ctx.client, mt, &caps).await?;
     let already = mt
@@ -196,7 +218,12 @@ async fn track(
         (true, Ok(w)) => {
             let sa = build::service_account_name(mt);
             let result = outcome.result.clone().unwrap_or_default();
-            verify::check(&ctx.client, &ns, &sa, w, &result).await
+            let bundle = mt
+                .spec
+                .job
+                .as_ref()
+                .and_then(|j| j.ca_bundle_config_map_ref.as_ref());
+            verify::check(&ctx.client, &ns, &sa, w, bundle, &result).await
         }
     };
     let keep_grant = match outcome.phase {

@@ -328,7 +328,13 @@ fn base(mt: &ModelTransfer) -> ModelTransferStatus {
 
 /// A transfer that cannot start: invalid spec or missing references. No Job exists.
 pub fn invalid(mt: &ModelTransfer, message: &str) -> ModelTransferStatus {
-    failed_without_job(mt, reasons::INVALID_CONFIGURATION, message)
+    not_started(mt, reasons::INVALID_CONFIGURATION, message)
+}
+
+/// A transfer that cannot start for `reason` (`InvalidConfiguration`, `RegistryAccessDenied`).
+/// No Job exists.
+pub fn not_started(mt: &ModelTransfer, reason: &str, message: &str) -> ModelTransferStatus {
+    failed_without_job(mt, reason, message)
 }
 
 /// A transfer whose Job vanished before it finished (deleted by hand).

@@ -5,7 +5,9 @@
 //! The operator authenticates like the Job: with the token Secret's value (read, used for the
 //! request, never stored), or with a short-lived token for the Job's ServiceAccount from the
 //! TokenRequest API (so it sees exactly what the Job was allowed to see, and needs no registry
-//! access of its own). It trusts the same CA bundle the Job mounts.
+//! access of its own). It trusts what the Job trusts: the registry CA on top of the platform
+//! roots, or, with `spec.job.caBundleConfigMapRef` (the Job's `SSL_CERT_FILE`), that bundle
+//! instead of the platform roots, plus the registry CA.
 use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
@@ -27,6 +29,7 @@ pub async fn check(
     namespace: &str,
     service_account: &str,
     wiring: &RegistryWiring,
+    ca_bundle: Option<&ConfigMapKeyValue>,
     result: &TransferResult,
 ) -> Registration {
     let (Some(id), Some(expected)) = (&result.model_artifact_id, &result.uri) else {
@@ -37,7 +40,7 @@ pub async fn check(
                 .into(),
         };
     };
-    let registry = match connect(client, namespace, service_account, wiring).await {
+    let registry = match connect(client, namespace, service_account, wiring, ca_bundle).await {
         Ok(r) => r,
         Err(message) => {
             return Registration::NotLive {
@@ -85,6 +88,7 @@ async fn connect(
     namespace: &str,
     service_account: &str,
     wiring: &RegistryWiring,
+    ca_bundle: Option<&ConfigMapKeyValue>,
 ) -> Result<Client, String> {
     let mut cfg = ClientConfig::new(&wiring.base_url()).map_err(|e| e.to_string())?;
     // Short, single attempts: this runs inside a reconcile, which is retried anyway.
@@ -127,8 +131,17 @@ async fn connect(
             cfg = cfg.with_token(BearerToken::new(token));
         }
     }
+    let mut pem = Vec::new();
+    if let Some(bundle) = ca_bundle {
+        pem = read_ca(client, namespace, bundle).await?;
+        pem.push(b'\n');
+        cfg.custom_ca_only = true;
+    }
     if let Some(ca) = &wiring.ca {
-        cfg = cfg.with_custom_ca_pem(read_ca(client, namespace, ca).await?);
+        pem.extend(read_ca(client, namespace, ca).await?);
+    }
+    if !pem.is_empty() {
+        cfg = cfg.with_custom_ca_pem(pem);
     }
     Client::new(cfg).map_err(|e| e.to_string())
 }

@@ -318,10 +318,10 @@ fn cases() -> Vec<Case> {
             },
         ),
         case(
-            "signing requested",
+            "signing requested without sigstore endpoints",
             2,
-            "NotImplemented",
-            "--sign",
+            CONFIG,
+            "SIGSTORE_FULCIO_URL",
             |j, _| {
                 j.env("MODEL_SYNC_SIGN", "true");
                 Ok(())

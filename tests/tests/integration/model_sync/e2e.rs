@@ -499,8 +499,8 @@ async fn credentials_from_files_and_tokens() -> anyhow::Result<()> {
 
 // ---- determinism and idempotency ---------------------------------------------------------------
 
-/// The same model pushed twice (two tags, two runs) yields the same manifest digest, and the
-/// second run reuses every blob.
+/// The same model pushed twice (two tags, two runs) yields the same manifest digest; a third
+/// run to an existing tag recognises every file (S3 fingerprints) and uploads no layer again.
 #[tokio::test(flavor = "multi_thread")]
 async fn oci_digests_are_deterministic() -> anyhow::Result<()> {
     let w = World::start().await?;
@@ -518,6 +518,19 @@ async fn oci_digests_are_deterministic() -> anyhow::Result<()> {
     }
     assert!(digests[0].starts_with("sha256:"), "{digests:?}");
     assert_eq!(digests[0], digests[1]);
+    let mut job = w.job()?;
+    job.s3_source(&w.s3, "models", "det");
+    w.to_oci(&mut job, "det/model", "b")?;
+    job.create_model("det-b", "v1")?;
+    let out = job.run().await?;
+    out.expect_exit(0);
+    assert_eq!(out.json()["digest"], digests[0].as_str());
+    assert_eq!(
+        out.stderr.matches("layer reused").count(),
+        model.files.len(),
+        "{}",
+        out.all_output()
+    );
     let img = pull_image(&w.oci, &w.oci.reference("det/model", "b")).await?;
     assert_eq!(img.digest, digests[0]);
     assert_eq!(img.models, model);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::http::Method;
 use mro_tests::model_registry::Fault;
-use mro_tests::model_sync::{FlakyProxy, Model, pull_image};
+use mro_tests::model_sync::{FlakyProxy, Model, pseudo_random, pull_image};
 use serde_json::Value;
 
 use super::e2e::{World, artifact, check_created};
@@ -137,70 +137,96 @@ async fn artifact_creation_failing_archives_the_version_until_a_rerun() -> anyho
     Ok(())
 }
 
-/// The S3 server goes away mid-transfer (every connection cut, refused for 2 s): the transfer
-/// resumes and the image is intact, or the job fails cleanly (no tag, nothing registered).
-#[tokio::test(flavor = "multi_thread")]
-async fn s3_restart_mid_transfer_never_corrupts() -> anyhow::Result<()> {
-    let w = World::start().await?;
-    let mut model = Model::small(24);
-    model.files.insert(
-        "big.bin".into(),
-        mro_tests::model_sync::pseudo_random(99, 24 << 20),
-    );
-    model.put_s3(&w.s3, "models", "restart").await?;
-    let proxy = FlakyProxy::start(s3_addr(&w)).await?;
-    let mut job = w.job()?;
-    job.s3_source(&w.s3, "models", "restart")
-        .env("MODEL_SYNC_SOURCE_AWS_ENDPOINT", proxy.url());
-    w.to_oci(&mut job, "restart/model", "v1")?;
-    job.create_model("restart", "v1")?;
-    proxy.cut_after(6 << 20, Duration::from_secs(2));
-    let out = job.run().await?;
-    assert_eq!(proxy.cuts(), 1, "the cut happened mid-transfer");
-    match out.exit_code {
-        Some(0) => {
-            eprintln!("s3 restart: the transfer resumed");
-            let doc = check_created(&w.mr, &out, &model, "restart", "v1");
-            let uri = doc["uri"].as_str().unwrap_or_default();
-            let img = pull_image(&w.oci, uri.trim_start_matches("oci://")).await?;
-            assert_eq!(img.models, model, "image content after the restart");
-        }
-        _ => {
-            eprintln!("s3 restart: the transfer failed cleanly");
-            assert_eq!(out.reason(), "SourceUnavailable", "{}", out.all_output());
-            assert!(w.mr.registered_models().is_empty(), "nothing registered");
-            let pulled = pull_image(&w.oci, &w.oci.reference("restart/model", "v1")).await;
-            assert!(
-                pulled.is_err(),
-                "no image may be tagged after a failed transfer"
-            );
-            // A rerun (server healthy again) succeeds.
-            let out = job.run().await?;
-            let doc = check_created(&w.mr, &out, &model, "restart", "v1");
-            let img = pull_image(
-                &w.oci,
-                doc["uri"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .trim_start_matches("oci://"),
-            )
-            .await?;
-            assert_eq!(img.models, model);
-        }
+/// Bytes in flight before a server is restarted: well into the big file, far from its end.
+const RESTART_AFTER: u64 = 8 << 20;
+
+/// Waits until `proxy` has forwarded `bytes` (the transfer is under way).
+async fn wait_forwarded(proxy: &FlakyProxy, bytes: u64) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while proxy.forwarded() < bytes {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the transfer did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     Ok(())
 }
 
-/// The same for the OCI registry during the push (the registry behind a proxy).
+/// The S3 server process is restarted mid-read (connections cut, nothing listening for 2 s, then
+/// back on the same address and data): the read resumes with a range request, so the job
+/// succeeds, the image is intact, and S3 delivered barely more than the model's bytes (the big
+/// file was not read again from its start).
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_server_restart_mid_read_resumes_with_range() -> anyhow::Result<()> {
+    let w = World::start().await?;
+    let mut s3 = super::s3::RestartableS3::start()?;
+    let mut model = Model::small(24);
+    model
+        .files
+        .insert("big.bin".into(), pseudo_random(99, 64 << 20));
+    let client = s3.client();
+    client.create_bucket().bucket("models").send().await?;
+    for (path, data) in &model.files {
+        client
+            .put_object()
+            .bucket("models")
+            .key(format!("restart/{path}"))
+            .body(aws_sdk_s3::primitives::ByteStream::from(data.clone()))
+            .send()
+            .await?;
+    }
+    // Only counts bytes; it never cuts by itself.
+    let proxy = FlakyProxy::start(s3.addr()).await?;
+    let mut job = w.job()?;
+    job.env("MODEL_SYNC_SOURCE_TYPE", "s3")
+        .env("MODEL_SYNC_SOURCE_AWS_BUCKET", "models")
+        .env("MODEL_SYNC_SOURCE_AWS_KEY", "restart")
+        .env("MODEL_SYNC_SOURCE_AWS_REGION", mro_tests::s3::REGION)
+        .env("MODEL_SYNC_SOURCE_AWS_ENDPOINT", proxy.url())
+        .env("MODEL_SYNC_SOURCE_AWS_ACCESS_KEY_ID", s3.access_key())
+        .env("MODEL_SYNC_SOURCE_AWS_SECRET_ACCESS_KEY", s3.secret_key());
+    w.to_oci(&mut job, "restart/model", "v1")?;
+    job.create_model("restart", "v1")?;
+    let restart = async {
+        wait_forwarded(&proxy, RESTART_AFTER).await?;
+        s3.stop();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        s3.restart()
+    };
+    let (out, restarted) = tokio::join!(job.run(), restart);
+    restarted?;
+    let out = out?;
+    let doc = check_created(&w.mr, &out, &model, "restart", "v1");
+    assert!(
+        s3.accepted() >= 1,
+        "the rest came from the restarted server"
+    );
+    let uri = doc["uri"].as_str().unwrap_or_default();
+    let img = pull_image(&w.oci, uri.trim_start_matches("oci://")).await?;
+    assert_eq!(img.models, model, "image content after the restart");
+    // Requests and responses headers are small; a re-read from byte 0 would add 8+ MiB.
+    let read = proxy.forwarded();
+    assert!(
+        read < model.total_bytes() + (4 << 20),
+        "{read} bytes through the S3 proxy for a {}-byte model: not resumed with a range",
+        model.total_bytes()
+    );
+    Ok(())
+}
+
+/// The registry process is restarted mid-push (killed, down for 2 s, back with the same storage):
+/// the push is retried and the image intact, or the job fails cleanly (no tag, nothing
+/// registered) and a rerun succeeds.
 #[tokio::test(flavor = "multi_thread")]
 async fn oci_registry_restart_mid_push_never_corrupts() -> anyhow::Result<()> {
-    let w = World::start().await?;
+    let mut w = World::start().await?;
     let mut model = Model::small(25);
-    model.files.insert(
-        "big.bin".into(),
-        mro_tests::model_sync::pseudo_random(98, 24 << 20),
-    );
+    model
+        .files
+        .insert("big.bin".into(), pseudo_random(98, 64 << 20));
     model.put_s3(&w.s3, "models", "push").await?;
+    // Only counts bytes, so the restart lands mid-upload.
     let proxy = FlakyProxy::start(w.oci.host().parse()?).await?;
     let proxy_host = proxy.url().trim_start_matches("http://").to_owned();
     let mut job = w.job()?;
@@ -211,31 +237,109 @@ async fn oci_registry_restart_mid_push_never_corrupts() -> anyhow::Result<()> {
         format!("oci://{proxy_host}/push/model:v1"),
     );
     job.create_model("push", "v1")?;
-    proxy.cut_after(8 << 20, Duration::from_secs(2));
-    let out = job.run().await?;
-    assert_eq!(proxy.cuts(), 1);
+    let oci = &mut w.oci;
+    let restart = async {
+        wait_forwarded(&proxy, RESTART_AFTER).await?;
+        oci.restart(Duration::from_secs(2)).await
+    };
+    let (out, restarted) = tokio::join!(job.run(), restart);
+    restarted?;
+    let mut out = out?;
     let real = |uri: &str| {
         uri.trim_start_matches("oci://")
             .replace(&proxy_host, w.oci.host())
     };
-    match out.exit_code {
-        Some(0) => {
-            eprintln!("registry restart: the push resumed");
-            let doc = check_created(&w.mr, &out, &model, "push", "v1");
-            let img = pull_image(&w.oci, &real(doc["uri"].as_str().unwrap_or_default())).await?;
-            assert_eq!(img.models, model);
-        }
-        _ => {
-            eprintln!("registry restart: the push failed cleanly");
-            assert_eq!(out.reason(), "DestinationRejected", "{}", out.all_output());
-            assert!(w.mr.registered_models().is_empty());
-            assert!(
-                pull_image(&w.oci, &w.oci.reference("push/model", "v1"))
-                    .await
-                    .is_err()
-            );
-        }
+    if out.exit_code != Some(0) {
+        eprintln!("registry restart: the push failed cleanly; rerunning");
+        assert_eq!(out.reason(), "DestinationRejected", "{}", out.all_output());
+        assert!(w.mr.registered_models().is_empty());
+        assert!(
+            pull_image(&w.oci, &w.oci.reference("push/model", "v1"))
+                .await
+                .is_err(),
+            "no image may be tagged after a failed push"
+        );
+        out = job.run().await?;
+    } else {
+        eprintln!("registry restart: the push was retried");
     }
+    let doc = check_created(&w.mr, &out, &model, "push", "v1");
+    let img = pull_image(&w.oci, &real(doc["uri"].as_str().unwrap_or_default())).await?;
+    assert_eq!(img.models, model);
+    assert_eq!(w.mr.registered_models().len(), 1);
+    Ok(())
+}
+
+/// update_artifact whose transfer succeeds but whose final update the Model Registry rejects:
+/// the artifact is not left PENDING (ABANDONED, `model_sync_error`, URI untouched). The rerun,
+/// against a registry that now answers 503 more often than the client retries a request, reuses
+/// every layer pushed by the first run (nothing is sent again), repeats the registration and
+/// leaves the artifact LIVE at the same digest-pinned URI with the error removed.
+#[tokio::test(flavor = "multi_thread")]
+async fn update_artifact_registration_failure_then_rerun_reuses_the_image() -> anyhow::Result<()> {
+    let w = World::start().await?;
+    let model = Model::small(29);
+    model.put_s3(&w.s3, "models", "upd").await?;
+    let (_, _, aid) = w.seed_artifact("upd").await?;
+    let artifact_path = format!("/model_artifacts/{aid}");
+    let mut job = w.job()?;
+    job.s3_source(&w.s3, "models", "upd")
+        .env("MODEL_SYNC_MODEL_ARTIFACT_ID", aid.clone());
+    w.to_oci(&mut job, "upd/model", "v1")?;
+    // The first PATCH (PENDING) goes through, the second ({uri, LIVE}) is refused.
+    w.mr.inject(Fault::delay(&artifact_path, Duration::ZERO).method(Method::PATCH));
+    w.mr.inject(Fault::respond(&artifact_path, 400).method(Method::PATCH));
+    let out = job.run().await?;
+    out.expect_exit(1);
+    assert_eq!(out.reason(), "RegistryRejected", "{}", out.all_output());
+    assert_eq!(w.mr.pending_faults(), 0);
+    let message = out.json()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.contains("was transferred to oci://"), "{message}");
+    let a = artifact(&w.mr, &aid);
+    assert_eq!(a["state"], "ABANDONED", "{a}");
+    assert_eq!(a["uri"], "placeholder://not-yet");
+    let recorded = a["customProperties"]["model_sync_error"]["string_value"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(recorded.starts_with("RegistryRejected:"), "{recorded}");
+    assert!(
+        !out.stderr.contains("layer reused"),
+        "first push: nothing to reuse"
+    );
+
+    w.mr.inject(Fault::delay(&artifact_path, Duration::ZERO).method(Method::PATCH));
+    w.mr.inject(
+        Fault::respond(&artifact_path, 503)
+            .method(Method::PATCH)
+            .times(7),
+    );
+    let rerun = job.run().await?;
+    rerun.expect_exit(0);
+    assert_eq!(w.mr.pending_faults(), 0);
+    assert_eq!(
+        rerun.stderr.matches("layer reused").count(),
+        model.files.len(),
+        "every layer reused from the first push (S3 fingerprints without ETags)\n{}",
+        rerun.all_output()
+    );
+    let uri = rerun.json()["uri"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains(&uri), "same image: {uri} vs {message}");
+    let a = artifact(&w.mr, &aid);
+    assert_eq!(a["state"], "LIVE");
+    assert_eq!(a["uri"], uri.as_str());
+    assert!(
+        a["customProperties"].get("model_sync_error").is_none(),
+        "{a}"
+    );
+    assert_eq!(
+        a["customProperties"]["owner-note"]["string_value"],
+        "keep me"
+    );
+    let img = pull_image(&w.oci, uri.trim_start_matches("oci://")).await?;
+    assert_eq!(img.models, model);
     Ok(())
 }
 
@@ -333,10 +437,9 @@ async fn failed_update_of_a_live_artifact_keeps_it_live() -> anyhow::Result<()> 
 async fn sigterm_during_the_transfer_is_recorded() -> anyhow::Result<()> {
     let w = World::start().await?;
     let mut model = Model::small(28);
-    model.files.insert(
-        "big.bin".into(),
-        mro_tests::model_sync::pseudo_random(97, 16 << 20),
-    );
+    model
+        .files
+        .insert("big.bin".into(), pseudo_random(97, 16 << 20));
     model.put_s3(&w.s3, "models", "term").await?;
     let proxy = FlakyProxy::start(s3_addr(&w)).await?;
     let (_, _, aid) = w.seed_artifact("term").await?;

@@ -491,44 +491,74 @@ async fn broken_sources_never_publish() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Publishes an S3 listing to `models/from-s3:v1` with a fresh sink (as a new process would).
+async fn publish_s3(
+    reg: &OciRegistry,
+    base: &str,
+    source: &model_sync::s3::S3Source,
+    files: &[ModelFile],
+) -> anyhow::Result<(Published, UploadStats)> {
+    let sink = sink_for(reg, &reg.reference("models/from-s3", "v1"), base);
+    let total = files.iter().map(|f| f.size).sum();
+    let p = sink.publish(source, files, &Progress::new(total)).await?;
+    Ok((p, sink.stats()))
+}
+
+/// S3 → modelcar, then reruns: unchanged objects are recognised by their fingerprint (s3s-fs
+/// lists no ETags, so size + last-modified time) and not uploaded again; an object overwritten
+/// with different bytes of the same size gets a new fingerprint and is uploaded.
 #[tokio::test]
 async fn s3_model_to_modelcar_and_rerun() -> anyhow::Result<()> {
     mro_tests::init();
     let s3 = mro_tests::s3::S3Server::start().await?;
     s3.create_bucket("models").await?;
-    let model = Model::small(21);
+    let mut model = Model::small(21);
     model.put_s3(&s3, "models", "team/m1").await?;
     let reg = OciRegistry::start_plain().await?;
     let base = push_base_image(&reg).await?;
     let source = model_sync::s3::S3Source::with_client(s3.new_client(), "models", "team/m1/");
     let files = source.list().await?;
-    let run = || async {
-        let sink = sink_for(&reg, &reg.reference("models/from-s3", "v1"), &base);
-        let p = sink
-            .publish(&source, &files, &Progress::new(model.total_bytes()))
-            .await?;
-        anyhow::Ok((p, sink.stats()))
-    };
-    let (p1, _) = run().await?;
+    assert!(
+        files.iter().all(|f| f
+            .fingerprint
+            .as_deref()
+            .is_some_and(|p| p.starts_with("s3-mtime:"))),
+        "{files:?}"
+    );
+    let (p1, s1) = publish_s3(&reg, &base, &source, &files).await?;
+    assert_eq!(s1.blobs_uploaded as usize, model.files.len() + 1, "{s1:?}");
     assert_eq!(pull_image(&reg, &pinned(&p1)).await?.models, model);
-    let (p2, s2) = run().await?;
+
+    // A rerun (new source, new listing, as a new process would do) sends no model bytes.
+    let source = model_sync::s3::S3Source::with_client(s3.new_client(), "models", "team/m1/");
+    let again = source.list().await?;
+    assert_eq!(again, files, "fingerprints are stable");
+    let (p2, s2) = publish_s3(&reg, &base, &source, &again).await?;
     assert_eq!(p2.digest, p1.digest, "deterministic");
-    // Reuse needs a fingerprint; s3s-fs lists objects without ETags, so S3Source has none here.
-    if files.iter().all(|f| f.fingerprint.is_some()) {
-        assert_eq!(
-            s2,
-            UploadStats {
-                blobs_existing: s2.blobs_existing,
-                ..UploadStats::default()
-            },
-            "no re-upload"
-        );
-    } else {
-        assert_eq!(
-            s2.blobs_uploaded,
-            model.files.len() as u64,
-            "without fingerprints files are re-sent: {s2:?}"
-        );
-    }
+    assert_eq!(
+        s2,
+        UploadStats {
+            blobs_existing: s2.blobs_existing,
+            ..UploadStats::default()
+        },
+        "no re-upload"
+    );
+    assert!(s2.blobs_existing as usize >= model.files.len(), "{s2:?}");
+
+    // Same size, new bytes: only that file is uploaded again, and the image has the new bytes.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let changed = pseudo_random(77, model.files["model.onnx"].len());
+    model.files.insert("model.onnx".into(), changed.clone());
+    s3.put_object("models", "team/m1/model.onnx", changed)
+        .await?;
+    let source = model_sync::s3::S3Source::with_client(s3.new_client(), "models", "team/m1/");
+    let listed = source.list().await?;
+    let (p3, s3_stats) = publish_s3(&reg, &base, &source, &listed).await?;
+    assert_eq!(
+        s3_stats.blobs_uploaded, 2,
+        "the changed layer and the config: {s3_stats:?}"
+    );
+    assert_ne!(p3.digest, p1.digest);
+    assert_eq!(pull_image(&reg, &pinned(&p3)).await?.models, model);
     Ok(())
 }

@@ -506,6 +506,18 @@ impl RestartableS3 {
         format!("http://{}", self.addr)
     }
 
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn access_key(&self) -> &str {
+        &self.access
+    }
+
+    pub fn secret_key(&self) -> &str {
+        &self.secret
+    }
+
     pub fn location(&self, bucket: &str, key: &str) -> S3Location {
         location(&self.endpoint(), &self.access, &self.secret, bucket, key)
     }

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::{ALL_KINDS, Env, children, mysql_sample, postgres_sample};
 
-async fn patch_spec(env: &Env, name: &str, patch: serde_json::Value) {
+async fn patch_spec(env: &Env<'_>, name: &str, patch: serde_json::Value) {
     env.api::<mro_api::ModelRegistry>()
         .patch(
             name,
@@ -113,7 +113,8 @@ async fn spec_change_feature_removal_drift_repair_and_deletion() {
     })
     .await;
 
-    // Deletion: nothing left anywhere, cluster-scoped objects included.
+    // Deletion: nothing left anywhere: cluster-scoped objects (finalizer) and namespaced ones
+    // (owner references, removed by the garbage collector).
     patch_spec(&env, &name, json!({"kubeRBACProxy": {}})).await;
     eventually("proxy children back", || async {
         children(&env, &name, ALL_KINDS)
@@ -130,17 +131,7 @@ async fn spec_change_feature_removal_drift_repair_and_deletion() {
             .get_opt(&name)
             .await
             .is_ok_and(|o| o.is_none())
-            && children(
-                &env,
-                &name,
-                &ALL_KINDS
-                    .iter()
-                    .copied()
-                    .filter(|k| !k.4)
-                    .collect::<Vec<_>>(),
-            )
-            .await
-            .is_empty()
+            && children(&env, &name, ALL_KINDS).await.is_empty()
     })
     .await;
 }
@@ -177,17 +168,20 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
     env.stop_operator().await;
     // The shipped RBAC allows Leases only in the operator's namespace; the name is unique per test.
     let lease_name = format!("lock-{}", env.ns);
+    // Each replica deploys its own REST image, so the Deployment shows which one wrote it.
+    let image = |id: &str| format!("example.com/{id}/model-registry:1");
     let settings = |id: &str| {
         let mut s = operator::test_settings(&env.ns);
         s.leader_elect = true;
         s.leader_election_namespace = Some(OPERATOR_NAMESPACE.to_string());
         s.leader_election_id = lease_name.clone();
         s.leader_election_identity = Some(id.to_string());
+        s.images.rest = image(id);
         s
     };
     let a = operator::start(env.cluster, settings("replica-a")).await;
     let leases = Api::<Lease>::namespaced(env.client.clone(), OPERATOR_NAMESPACE);
-    eventually("replica-a to lead", || async {
+    let holder = || async {
         leases
             .get_opt(lease_name.as_str())
             .await
@@ -195,36 +189,47 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
             .flatten()
             .and_then(|l| l.spec)
             .and_then(|s| s.holder_identity)
-            .as_deref()
-            == Some("replica-a")
+    };
+    eventually("replica-a to lead", || async {
+        holder().await.as_deref() == Some("replica-a")
     })
     .await;
     let b = operator::start(env.cluster, settings("replica-b")).await;
     let name = env.create_registry(mysql_sample("leader")).await;
     env.wait_deployment(&name).await;
-    // While a holds the lease, b never takes it.
-    for _ in 0..20 {
-        let holder = leases
-            .get(lease_name.as_str())
-            .await
-            .unwrap()
-            .spec
-            .unwrap()
-            .holder_identity;
-        assert_eq!(holder.as_deref(), Some("replica-a"));
+    let deps = env.api::<Deployment>();
+    let rest_image = || async {
+        deps.get(&name).await.ok().and_then(|d| {
+            d.spec?
+                .template
+                .spec?
+                .containers
+                .into_iter()
+                .find(|c| c.name == "rest-container")?
+                .image
+        })
+    };
+    // While a holds the lease, b never takes it and never writes, also when the registry changes.
+    patch_spec(
+        &env,
+        &name,
+        json!({"rest": {"resources": {"limits": {"memory": "1Gi"}}}}),
+    )
+    .await;
+    for _ in 0..30 {
+        assert_eq!(holder().await.as_deref(), Some("replica-a"));
+        assert_eq!(rest_image().await, Some(image("replica-a")));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // The leader stops (releasing or expiring the lease): b takes over and reconciles new work.
+    // The leader stops (releasing or expiring the lease): b takes over, reconciles the existing
+    // registry with its own settings, and new work.
     a.kill();
     eventually_within("replica-b to lead", Duration::from_secs(40), || async {
-        leases
-            .get(lease_name.as_str())
-            .await
-            .ok()
-            .and_then(|l| l.spec)
-            .and_then(|s| s.holder_identity)
-            .as_deref()
-            == Some("replica-b")
+        holder().await.as_deref() == Some("replica-b")
+    })
+    .await;
+    eventually("replica-b's image in the Deployment", || async {
+        rest_image().await == Some(image("replica-b"))
     })
     .await;
     let name2 = env.create_registry(postgres_sample("after-failover")).await;

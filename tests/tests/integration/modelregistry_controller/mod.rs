@@ -15,22 +15,33 @@ use mro_tests::operator::{self, OperatorHandle};
 use mro_tests::wait::eventually_within;
 use serde_json::{Value, json};
 
+mod access;
+mod istio;
 mod lifecycle;
+mod names;
 mod openshift;
 mod process;
 mod samples;
 
-/// A test namespace on a shared control plane with an operator watching only it.
-pub struct Env {
-    pub cluster: &'static Cluster,
+/// A test namespace on a control plane (the flavour's shared one, or a test's private one) with
+/// an operator watching only it.
+pub struct Env<'c> {
+    pub cluster: &'c Cluster,
     pub ns: String,
     pub client: Client,
     pub operator: Option<OperatorHandle>,
 }
 
-impl Env {
-    pub async fn new(flavour: Flavour, prefix: &str) -> Env {
-        let cluster = cluster::shared(flavour).await;
+impl Env<'static> {
+    /// On the shared control plane of `flavour`.
+    pub async fn new(flavour: Flavour, prefix: &str) -> Env<'static> {
+        Env::on(cluster::shared(flavour).await, prefix).await
+    }
+}
+
+impl<'c> Env<'c> {
+    /// On a given control plane, e.g. a private one a test installs platform APIs on.
+    pub async fn on(cluster: &'c Cluster, prefix: &str) -> Env<'c> {
         let ns = cluster.namespace(prefix).await.expect("namespace");
         let client = cluster.admin_client();
         create_db_secret(&client, &ns).await;
@@ -231,7 +242,7 @@ async fn create_db_secret(client: &Client, ns: &str) {
 
 /// The names (kind/name) of every object labelled as a child of `name` in any namespace.
 pub async fn children(
-    env: &Env,
+    env: &Env<'_>,
     name: &str,
     kinds: &[(&str, &str, &str, &str, bool)],
 ) -> Vec<String> {
@@ -345,4 +356,15 @@ pub fn postgres_sample(name: &str) -> Value {
                          "passwordSecret": {"name": "model-registry-db", "key": "database-password"}}
         }
     })
+}
+
+/// A shipped sample's ModelRegistry (`config/samples/<dir>/modelregistry.yaml`) under another
+/// name (registry names are unique cluster-wide and the samples all use `modelregistry-sample`).
+pub fn shipped_sample(dir: &str, name: &str) -> Value {
+    let path =
+        mro_tests::tools::repo_root().join(format!("config/samples/{dir}/modelregistry.yaml"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut mr: Value = serde_saphyr::from_str(&text).expect("sample YAML");
+    mr["metadata"] = json!({"name": name});
+    mr
 }

@@ -5,7 +5,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use mro_tests::cluster::Flavour;
 use serde_json::json;
 
-use super::{ALL_KINDS, Env, children, mysql_sample};
+use super::{ALL_KINDS, Env, children, mysql_sample, shipped_sample};
 
 fn oauth_sample(name: &str) -> serde_json::Value {
     let mut mr = mysql_sample(name);
@@ -14,7 +14,7 @@ fn oauth_sample(name: &str) -> serde_json::Value {
 }
 
 /// The cluster ingress config OpenShift keeps (default domain for Routes).
-async fn ensure_ingress_config(env: &Env) {
+pub(super) async fn ensure_ingress_config(env: &Env<'_>) {
     let api = env.dynamic("config.openshift.io", "v1", "Ingress", "ingresses", None);
     let obj: DynamicObject = serde_json::from_value(
         json!({"apiVersion": "config.openshift.io/v1", "kind": "Ingress",
@@ -144,6 +144,8 @@ async fn oauth_sample_on_vanilla_degrades_without_exposing_the_registry() {
         .message
         .clone();
     assert!(msg.contains("OpenShift"), "{msg}");
+    env.wait_condition(&name, "Degraded", "True", Some("UnsupportedFeature"))
+        .await;
     // No OpenShift objects were attempted; the Service exposes no unauthenticated port.
     let kids = children(&env, &name, ALL_KINDS).await;
     assert!(
@@ -280,4 +282,97 @@ async fn istio_samples_build_mesh_and_gateway_objects_and_clean_up_across_namesp
                 .is_ok_and(|l| l.items.is_empty())
     })
     .await;
+}
+
+/// The seed's `oauth/postgres` sample on OpenShift: exactly the proxy, Route, Group objects, the
+/// single REST container behind the OAuth proxy, and Available once the Route is admitted.
+#[tokio::test(flavor = "multi_thread")]
+async fn oauth_postgres_sample_on_openshift_builds_exactly_the_proxy_objects() {
+    let env = Env::new(Flavour::OpenShift, "mr-oauth-pg").await;
+    ensure_ingress_config(&env).await;
+    let name = env
+        .create_registry(shipped_sample("oauth/postgres", "oauth-pg"))
+        .await;
+    let dep = env.wait_deployment(&name).await;
+    let expected = vec![
+        "ClusterRoleBinding/oauth-pg-auth-delegator",
+        "Deployment/oauth-pg",
+        "Group/oauth-pg-users",
+        "NetworkPolicy/oauth-pg-https-route",
+        "Role/registry-user-oauth-pg",
+        "RoleBinding/oauth-pg-users",
+        "Route/oauth-pg-https",
+        "Secret/oauth-pg-oauth-cookie-secret",
+        "Service/oauth-pg",
+        "ServiceAccount/oauth-pg",
+    ];
+    mro_tests::wait::eventually("all OAuth children", || async {
+        children(&env, &name, ALL_KINDS).await.len() >= expected.len()
+    })
+    .await;
+    assert_eq!(children(&env, &name, ALL_KINDS).await, expected);
+
+    // One REST container with embedded PostgreSQL access, behind the OAuth proxy.
+    let pod = dep.spec.unwrap().template.spec.unwrap();
+    let names: Vec<_> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, vec!["rest-container", "oauth-proxy"]);
+    let rest_args = pod.containers[0].args.clone().unwrap();
+    assert!(
+        rest_args.contains(&"--embedmd-database-type=postgres".to_string()),
+        "{rest_args:?}"
+    );
+    let proxy_args = pod.containers[1].args.clone().unwrap();
+    for expected in [
+        "--https-address=:8443",
+        "--provider=openshift",
+        "--openshift-service-account=oauth-pg",
+        "--upstream=http://localhost:8080",
+    ] {
+        assert!(
+            proxy_args.contains(&expected.to_string()),
+            "missing {expected} in {proxy_args:?}"
+        );
+    }
+    let svc = env.api::<Service>().get(&name).await.unwrap();
+    let ports: Vec<_> = svc
+        .spec
+        .clone()
+        .unwrap()
+        .ports
+        .unwrap()
+        .iter()
+        .map(|p| (p.name.clone().unwrap(), p.port))
+        .collect();
+    assert_eq!(ports, vec![("https-api".to_string(), 8443)]);
+    assert_eq!(
+        svc.metadata.annotations.unwrap()["service.beta.openshift.io/serving-cert-secret-name"],
+        "oauth-pg-oauth-proxy"
+    );
+    let route = env
+        .dynamic("route.openshift.io", "v1", "Route", "routes", Some(&env.ns))
+        .get("oauth-pg-https")
+        .await
+        .unwrap();
+    assert_eq!(route.data["spec"]["host"], "oauth-pg-rest.apps.example.com");
+    assert_eq!(route.data["spec"]["tls"]["termination"], "reencrypt");
+    assert_eq!(route.data["spec"]["to"]["name"], "oauth-pg");
+
+    env.make_pods_ready(&name).await;
+    env.admit_routes(&env.ns).await;
+    env.wait_condition(
+        &name,
+        "OAuthProxyAvailable",
+        "True",
+        Some("ResourcesAvailable"),
+    )
+    .await;
+    let mr = env
+        .wait_condition(&name, "Available", "True", Some("DeploymentAvailable"))
+        .await;
+    assert!(
+        mr.status
+            .unwrap()
+            .hosts
+            .contains(&"oauth-pg-rest.apps.example.com".to_string())
+    );
 }

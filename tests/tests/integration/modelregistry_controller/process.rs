@@ -1,14 +1,22 @@
 //! The real `model-registry-operator` process: probes, readiness after cache sync, Prometheus
-//! metrics, JSON logs, leader election, no status hot loop, and a clean exit on SIGTERM.
+//! metrics (reconciles, failures by kind, durations, work queues), JSON logs, leader election, no
+//! status hot loop, and a clean exit on SIGTERM.
 use std::process::Stdio;
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Patch, PatchParams, PostParams};
 use mro_tests::cluster::{Flavour, OPERATOR_NAMESPACE};
 use mro_tests::ports::free_port;
 use mro_tests::wait::{eventually, eventually_within};
 use tokio::io::AsyncReadExt;
 
 use super::{Env, postgres_sample};
+
+const QUEUE_ADDS: &str =
+    "model_registry_operator_work_queue_adds_total{controller=\"modelregistry\"}";
+const QUEUE_DEPTH: &str = "model_registry_operator_work_queue_depth{controller=\"modelregistry\"}";
 
 async fn get(url: &str) -> Option<(u16, String)> {
     let resp = reqwest::get(url).await.ok()?;
@@ -124,6 +132,72 @@ async fn operator_binary_serves_probes_and_metrics_and_stops_on_sigterm() {
         settled,
         "status rewritten without a change"
     );
+
+    // Work queues: one gauge per controller, empty once everything settled. A change to the
+    // registry enters the queue and leaves it when its reconcile starts.
+    let text = get(&url).await.unwrap().1;
+    for line in [
+        format!("{QUEUE_DEPTH} 0"),
+        "model_registry_operator_work_queue_depth{controller=\"modeltransfer\"} 0".to_string(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    }
+    let added = metric(&text, QUEUE_ADDS);
+    assert!(added >= 1.0, "{text}");
+    env.api::<mro_api::ModelRegistry>()
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"metadata": {"labels": {"touched": "yes"}}})),
+        )
+        .await
+        .unwrap();
+    eventually("the change queued, then taken", || async {
+        let text = get(&url).await.unwrap().1;
+        metric(&text, QUEUE_ADDS) > added && metric(&text, QUEUE_DEPTH) == 0.0
+    })
+    .await;
+
+    // A failure the user must act on (an unrelated Deployment holds the registry's name with a
+    // selector that cannot change) is counted by kind and reported as a Warning event.
+    let squatter: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "process-blocked"},
+        "spec": {"selector": {"matchLabels": {"app": "someone-else"}},
+                 "template": {"metadata": {"labels": {"app": "someone-else"}},
+                              "spec": {"containers": [{"name": "c", "image": "example/app:1"}]}}}
+    }))
+    .unwrap();
+    env.api::<Deployment>()
+        .create(&PostParams::default(), &squatter)
+        .await
+        .unwrap();
+    let blocked = env
+        .create_registry(postgres_sample("process-blocked"))
+        .await;
+    eventually("a failure counted as kube_api_422", || async {
+        metric(
+            &get(&url).await.unwrap().1,
+            "model_registry_operator_reconcile_failures_total{controller=\"modelregistry\",error=\"kube_api_422\"}",
+        ) >= 1.0
+    })
+    .await;
+    let events = env.api::<Event>();
+    eventually(
+        "a ReconcileFailed warning naming the Deployment",
+        || async {
+            events.list(&Default::default()).await.is_ok_and(|l| {
+                l.items.iter().any(|e| {
+                    e.reason.as_deref() == Some("ReconcileFailed")
+                        && e.type_.as_deref() == Some("Warning")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(&blocked)
+                        && e.note
+                            .as_deref()
+                            .is_some_and(|n| n.contains("process-blocked"))
+                })
+            })
+        },
+    )
+    .await;
 
     // SIGTERM: the process exits cleanly.
     let pid = child.id().unwrap().to_string();

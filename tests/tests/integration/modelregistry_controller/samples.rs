@@ -155,6 +155,15 @@ async fn postgres_sample_builds_single_container_with_embedded_database() {
     let env = Env::new(Flavour::Vanilla, "mr-postgres").await;
     let name = env.create_registry(postgres_sample("pg-registry")).await;
     let dep = env.wait_deployment(&name).await;
+    assert_eq!(
+        children(&env, &name, ALL_KINDS).await,
+        vec![
+            "Deployment/pg-registry",
+            "Role/registry-user-pg-registry",
+            "Service/pg-registry",
+            "ServiceAccount/pg-registry",
+        ]
+    );
     let pod = dep.spec.unwrap().template.spec.unwrap();
     assert_eq!(pod.containers.len(), 1);
     let rest = &pod.containers[0];
@@ -341,4 +350,165 @@ async fn missing_secret_in_container_state_becomes_configuration_error() {
         msg.contains("secret \"model-registry-db\" not found"),
         "{msg}"
     );
+}
+
+/// The seed's secure-db shape with PostgreSQL: every TLS option, in both Deployment layouts.
+#[tokio::test(flavor = "multi_thread")]
+async fn secure_db_postgres_tls_options_are_mounted_from_secrets_and_config_maps() {
+    let env = Env::new(Flavour::Vanilla, "mr-secure-pg").await;
+    let tls = json!({
+        "host": "model-registry-db", "database": "model_registry", "username": "mlmduser",
+        "passwordSecret": {"name": "model-registry-db", "key": "database-password"},
+        "sslMode": "verify-full",
+        "sslCertificateSecret": {"name": "model-registry-db-credential", "key": "tls.crt"},
+        "sslKeySecret": {"name": "model-registry-db-credential", "key": "tls.key"},
+        "sslPasswordSecret": {"name": "model-registry-db-key-password", "key": "password"},
+        "sslRootCertificateConfigMap": {"name": "model-registry-db-ca", "key": "ca.crt"}
+    });
+    // Current layout (v1beta1, one REST container) and the seed's gRPC layout (v1alpha1).
+    let mut embedded = postgres_sample("secure-pg");
+    embedded["spec"]["postgres"] = tls.clone();
+    let mut grpc = mysql_sample("secure-pg-grpc");
+    grpc["spec"].as_object_mut().unwrap().remove("mysql");
+    grpc["spec"]["postgres"] = tls;
+    let names = [
+        env.create_registry(embedded).await,
+        env.create_registry(grpc).await,
+    ];
+    let dir = "/etc/model-registry/db";
+    for (name, container, expected) in [
+        (
+            &names[0],
+            0,
+            vec![
+                "--embedmd-database-type=postgres".to_string(),
+                format!(
+                    "--embedmd-database-dsn=host=model-registry-db port=5432 user=mlmduser \
+                     dbname=model_registry sslmode=verify-full \
+                     sslcert={dir}/pg-ssl-cert/tls.crt sslkey={dir}/pg-ssl-key/tls.key \
+                     sslpassword=$(POSTGRES_SSL_PASSWORD) \
+                     sslrootcert={dir}/pg-ssl-root-cert/ca.crt"
+                ),
+            ],
+        ),
+        (
+            &names[1],
+            0,
+            vec![
+                "--postgres_config_sslmode=verify-full".to_string(),
+                format!("--postgres_config_sslcert={dir}/pg-ssl-cert/tls.crt"),
+                format!("--postgres_config_sslkey={dir}/pg-ssl-key/tls.key"),
+                "--postgres_config_sslpassword=$(POSTGRES_SSL_PASSWORD)".to_string(),
+                format!("--postgres_config_sslrootcert={dir}/pg-ssl-root-cert/ca.crt"),
+            ],
+        ),
+    ] {
+        let dep = env.wait_deployment(name).await;
+        assert_eq!(
+            children(&env, name, ALL_KINDS).await,
+            vec![
+                format!("Deployment/{name}"),
+                format!("Role/registry-user-{name}"),
+                format!("Service/{name}"),
+                format!("ServiceAccount/{name}"),
+            ]
+        );
+        let pod = dep.spec.unwrap().template.spec.unwrap();
+        let db = &pod.containers[container];
+        let args = db.args.clone().unwrap();
+        for e in &expected {
+            assert!(args.contains(e), "{name}: missing {e} in {args:?}");
+        }
+        // Both passwords come from their Secrets, by reference.
+        let env_refs: Vec<(String, String, String)> = db
+            .env
+            .clone()
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| {
+                let r = e.value_from?.secret_key_ref?;
+                Some((e.name, r.name, r.key))
+            })
+            .collect();
+        for expected in [
+            (
+                "POSTGRES_PASSWORD",
+                "model-registry-db",
+                "database-password",
+            ),
+            (
+                "POSTGRES_SSL_PASSWORD",
+                "model-registry-db-key-password",
+                "password",
+            ),
+        ] {
+            let expected = (
+                expected.0.to_string(),
+                expected.1.to_string(),
+                expected.2.to_string(),
+            );
+            assert!(env_refs.contains(&expected), "{name}: {env_refs:?}");
+        }
+        // Each file from its own read-only volume, from exactly the named Secret or ConfigMap key.
+        let volumes = serde_json::to_value(pod.volumes.unwrap()).unwrap();
+        let volume = |n: &str| {
+            volumes
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["name"] == n)
+                .cloned()
+                .unwrap_or_else(|| panic!("{name}: no volume {n} in {volumes}"))
+        };
+        for (vol, source, object, key) in [
+            (
+                "pg-ssl-cert",
+                "secret",
+                "model-registry-db-credential",
+                "tls.crt",
+            ),
+            (
+                "pg-ssl-key",
+                "secret",
+                "model-registry-db-credential",
+                "tls.key",
+            ),
+            (
+                "pg-ssl-root-cert",
+                "configMap",
+                "model-registry-db-ca",
+                "ca.crt",
+            ),
+        ] {
+            let v = volume(vol);
+            let object_field = if source == "secret" {
+                "secretName"
+            } else {
+                "name"
+            };
+            assert_eq!(v[source][object_field], object, "{name}: {v}");
+            assert_eq!(v[source]["items"], json!([{"key": key, "path": key}]));
+        }
+        let mounts: Vec<_> = db
+            .volume_mounts
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.name, m.mount_path, m.read_only))
+            .collect();
+        for vol in ["pg-ssl-cert", "pg-ssl-key", "pg-ssl-root-cert"] {
+            assert!(
+                mounts.contains(&(vol.to_string(), format!("{dir}/{vol}"), Some(true))),
+                "{name}: {mounts:?}"
+            );
+        }
+        let dep_json =
+            serde_json::to_string(&env.api::<Deployment>().get(name).await.unwrap()).unwrap();
+        assert!(!dep_json.contains("TheBlurstOfTimes"));
+    }
+    for name in &names {
+        env.make_pods_ready(name).await;
+        env.wait_condition(name, "Available", "True", Some("DeploymentAvailable"))
+            .await;
+    }
 }

@@ -13,9 +13,10 @@ use serde_json::json;
 
 use super::{Env, WAIT, condition, s3_to_oci};
 
-/// A ModelRegistry behind kube-rbac-proxy in namespace `ns`, with the `registry-user-<name>`
-/// Role its controller would create (no controller watches that namespace in this test).
-async fn proxied_registry(env: &Env, ns: &str, name: &str) {
+/// A ModelRegistry behind kube-rbac-proxy in namespace `ns` that allows transfers from the
+/// namespaces `allowed`, with the `registry-user-<name>` Role its controller would create (no
+/// controller watches that namespace in this test).
+async fn proxied_registry(env: &Env, ns: &str, name: &str, allowed: &[&str]) {
     let mr: ModelRegistry = serde_json::from_value(json!({
         "apiVersion": "modelregistry.opendatahub.io/v1beta1",
         "kind": "ModelRegistry",
@@ -23,7 +24,8 @@ async fn proxied_registry(env: &Env, ns: &str, name: &str) {
         "spec": {
             "rest": {}, "kubeRBACProxy": { "port": 8443 },
             "postgres": { "host": "db", "database": "model_registry", "username": "u",
-                          "passwordSecret": { "name": "db", "key": "password" } }
+                          "passwordSecret": { "name": "db", "key": "password" } },
+            "modelTransfers": { "allowedNamespaces": allowed }
         }
     }))
     .unwrap();
@@ -60,7 +62,7 @@ async fn cross_namespace_grant_is_revoked_and_deletion_leaves_nothing() {
     let env = Env::new("mt-grant").await;
     env.storage_secrets().await;
     let reg_ns = env.cluster.namespace("mt-grant-registry").await.unwrap();
-    proxied_registry(&env, &reg_ns, "central").await;
+    proxied_registry(&env, &reg_ns, "central", &[&env.ns]).await;
 
     env.create("granted", via_ref(&reg_ns, "central")).await;
     let job = env.wait_job("granted-sync").await;
@@ -189,6 +191,102 @@ async fn cross_namespace_grant_is_revoked_and_deletion_leaves_nothing() {
         left.items.is_empty(),
         "no transfer RoleBinding left in the registry namespace"
     );
+}
+
+/// Transfer RoleBindings in namespace `ns`.
+async fn transfer_bindings(env: &Env, ns: &str) -> Vec<RoleBinding> {
+    Api::<RoleBinding>::namespaced(env.client.clone(), ns)
+        .list(
+            &ListParams::default().labels("modelregistry.opendatahub.io/parent-kind=ModelTransfer"),
+        )
+        .await
+        .unwrap()
+        .items
+}
+
+/// A ModelRegistry in another namespace decides who gets its user Role: without its opt-in the
+/// transfer fails before any Job or RoleBinding exists; once it opts in, the transfer proceeds
+/// on its own; when it withdraws, the running transfer's grant is revoked.
+#[tokio::test(flavor = "multi_thread")]
+async fn cross_namespace_registry_must_opt_in_before_anything_is_granted() {
+    let env = Env::new("mt-optin").await;
+    env.storage_secrets().await;
+    let reg_ns = env.cluster.namespace("mt-optin-registry").await.unwrap();
+    proxied_registry(&env, &reg_ns, "private", &["someone-else"]).await;
+
+    env.create("denied", via_ref(&reg_ns, "private")).await;
+    let t = env
+        .wait_status("denied", "RegistryAccessDenied", |s| {
+            s.phase == Some(TransferPhase::Failed)
+                && condition(s, "Failed") == Some(("True".into(), "RegistryAccessDenied".into()))
+        })
+        .await;
+    let msg = t.status.unwrap().message.unwrap();
+    assert!(
+        msg.contains("spec.registry.modelRegistryRef")
+            && msg.contains(&format!("{:?}", env.ns))
+            && msg.contains("spec.modelTransfers.allowedNamespaces"),
+        "{msg}"
+    );
+    env.assert_no_job("denied-sync").await;
+    assert!(transfer_bindings(&env, &reg_ns).await.is_empty());
+    assert!(
+        env.transfer("denied")
+            .await
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .is_empty(),
+        "nothing to clean up, so no finalizer"
+    );
+    assert!(
+        env.api::<ServiceAccount>()
+            .get_opt("denied-sync")
+            .await
+            .unwrap()
+            .is_none(),
+        "no ServiceAccount before access is allowed"
+    );
+
+    // The registry's owner opts in: the transfer proceeds by itself (periodic re-check).
+    let registries = Api::<ModelRegistry>::namespaced(env.client.clone(), &reg_ns);
+    let allow = |namespaces: Vec<String>| json!({ "spec": { "modelTransfers": { "allowedNamespaces": namespaces } } });
+    registries
+        .patch(
+            "private",
+            &PatchParams::default(),
+            &Patch::Merge(&allow(vec!["someone-else".into(), env.ns.clone()])),
+        )
+        .await
+        .unwrap();
+    env.wait_job("denied-sync").await;
+    let rb_name = format!("{}-denied-registry-user", env.ns);
+    eventually_within("the grant", WAIT, || async {
+        binding(&env, &reg_ns, &rb_name).await.is_some()
+    })
+    .await;
+    env.wait_status("denied", "Pending with a Job", |s| {
+        s.phase == Some(TransferPhase::Pending) && s.job_name.is_some()
+    })
+    .await;
+
+    // The owner withdraws while the Job runs: the grant goes at the next reconcile (here
+    // triggered by the pod starting).
+    registries
+        .patch(
+            "private",
+            &PatchParams::default(),
+            &Patch::Merge(&allow(vec!["someone-else".into()])),
+        )
+        .await
+        .unwrap();
+    let pod = env.wait_pod("denied-sync").await;
+    env.run_pod(&pod).await;
+    eventually_within("the grant to be revoked", WAIT, || async {
+        binding(&env, &reg_ns, &rb_name).await.is_none()
+    })
+    .await;
+    assert!(transfer_bindings(&env, &reg_ns).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

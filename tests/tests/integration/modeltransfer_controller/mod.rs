@@ -28,20 +28,26 @@ pub struct Env {
     pub cluster: &'static Cluster,
     pub ns: String,
     pub client: Client,
-    _operator: OperatorHandle,
+    _operator: Option<OperatorHandle>,
 }
 
 impl Env {
     pub async fn new(prefix: &str) -> Env {
+        let mut env = Env::without_operator(prefix).await;
+        env._operator = Some(operator::start(env.cluster, operator::test_settings(&env.ns)).await);
+        env
+    }
+
+    /// A test namespace without an operator (the test runs one itself, e.g. as a process).
+    pub async fn without_operator(prefix: &str) -> Env {
         let cluster = cluster::shared(Flavour::Vanilla).await;
         let ns = cluster.namespace(prefix).await.expect("namespace");
         let client = cluster.admin_client();
-        let op = operator::start(cluster, operator::test_settings(&ns)).await;
         Env {
             cluster,
             ns,
             client,
-            _operator: op,
+            _operator: None,
         }
     }
 

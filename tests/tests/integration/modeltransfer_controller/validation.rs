@@ -57,6 +57,18 @@ async fn contradictory_spec_and_unknown_registry_fail_before_any_job() {
     );
     env.assert_no_job("toleration-sync").await;
 
+    // A source kind model-sync does not implement yet fails before a Job, not inside one.
+    let mut hf = s3_to_oci("http://registry.example:8080");
+    hf["source"] = json!({ "uri": { "url": "hf://ibm-granite/granite-3.0-2b-instruct" } });
+    env.create("hf", hf).await;
+    let t = env.wait_status("hf", "InvalidConfiguration", invalid).await;
+    let msg = t.status.unwrap().message.unwrap();
+    assert!(
+        msg.contains("spec.source.uri.url") && msg.contains("not supported yet"),
+        "{msg}"
+    );
+    env.assert_no_job("hf-sync").await;
+
     // An intent without what it needs.
     let mut no_artifact = s3_to_oci("http://registry.example:8080");
     no_artifact["intent"] = json!("update_artifact");
@@ -77,8 +89,9 @@ async fn contradictory_spec_and_unknown_registry_fail_before_any_job() {
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_secret_fails_then_proceeds_once_it_exists() {
     let env = Env::new("mt-missing").await;
-    env.create("waits", s3_to_oci("http://registry.example:8080"))
-        .await;
+    let mut spec = s3_to_oci("http://registry.example:8080");
+    spec["job"]["caBundleConfigMapRef"] = json!({ "name": "trusted-ca", "key": "ca-bundle.crt" });
+    env.create("waits", spec).await;
     let t = env
         .wait_status("waits", "InvalidConfiguration", invalid)
         .await;
@@ -90,6 +103,10 @@ async fn missing_secret_fails_then_proceeds_once_it_exists() {
     );
     assert!(
         msg.contains("spec.destination.oci.credentialsSecretRef"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("spec.job.caBundleConfigMapRef: ConfigMap \"trusted-ca\" not found"),
         "{msg}"
     );
     env.assert_no_job("waits-sync").await;
@@ -113,7 +130,21 @@ async fn missing_secret_fails_then_proceeds_once_it_exists() {
         .await
         .unwrap();
     env.storage_secrets().await;
-    env.wait_job("waits-sync").await;
+    let ca: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
+        "metadata": { "name": "trusted-ca" },
+        "data": { "ca-bundle.crt": mro_tests::tls::TestCa::new().cert_pem() }
+    }))
+    .unwrap();
+    env.api::<k8s_openapi::api::core::v1::ConfigMap>()
+        .create(&Default::default(), &ca)
+        .await
+        .unwrap();
+    let job = env.wait_job("waits-sync").await;
+    let text = serde_json::to_string(&job.spec.unwrap().template.spec).unwrap();
+    assert!(
+        text.contains("trusted-ca") && text.contains("SSL_CERT_FILE"),
+        "{text}"
+    );
     let t = env
         .wait_status("waits", "Pending with a Job", |s| {
             s.phase == Some(TransferPhase::Pending) && s.job_name.is_some()

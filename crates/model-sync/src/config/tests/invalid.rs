@@ -470,7 +470,7 @@ fn invalid_inputs_name_the_setting_and_hide_secrets() {
         case(
             "sign true",
             with(&["--sign", "true"]),
-            &["signing is not implemented yet (--sign true)"],
+            &["SIGSTORE_FULCIO_URL is required for keyless signing"],
         ),
         case(
             "unknown flag",

@@ -215,6 +215,7 @@ fn settings_table_matches_the_seed() {
         "SOURCE_PATH",
         "DESTINATION_PATH",
         "SOURCE_OCI_ENABLE_TLS_VERIFY",
+        "SIGNING_KEY_PATH",
     ];
     let envs: Vec<&str> = Key::ALL.iter().map(|k| k.env()).collect();
     for name in seed {

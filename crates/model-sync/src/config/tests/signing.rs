@@ -1,7 +1,9 @@
 //! Every row of the signing decision table, and what validation does with it.
 
 use super::*;
-use crate::config::{DisabledBy, EnabledBy, SigningDecision, SigstoreEndpoints, decide};
+use crate::config::{
+    DisabledBy, EnabledBy, SigningDecision, SigningMode, SigstoreEndpoints, decide,
+};
 
 const ALL: [(&str, &str); 3] = [
     ("SIGSTORE_TUF_URL", "https://tuf.example"),
@@ -80,31 +82,45 @@ fn false_is_disabled_regardless_of_env() {
     }
 }
 
-#[test]
-fn sign_true_fails_validation_as_not_implemented() {
-    let e = err(&args_with(&["--sign", "true"]), &ctx(&[]));
-    assert!(
-        e.contains("signing is not implemented yet (--sign true)"),
-        "{e}"
+/// `base_args` with a PVC destination instead of OCI.
+fn pvc_args(extra: &[&str]) -> Vec<String> {
+    let mut a = super::args_without(&["--destination-oci-uri"]);
+    a.extend(
+        [
+            "--destination-type",
+            "pvc",
+            "--destination-path",
+            "/mnt/out/bert",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string()),
     );
-    let e = err(&base_args(), &ctx(&[("MODEL_SYNC_SIGN", "yes")]));
-    assert!(
-        e.contains("signing is not implemented yet (--sign true)"),
-        "{e}"
-    );
-    let e = err(&args_with(&["--sign"]), &ctx(&[]));
-    assert!(
-        e.contains("signing is not implemented yet (--sign true)"),
-        "{e}"
-    );
+    a
 }
 
 #[test]
-fn auto_enabled_signing_also_fails_and_says_how_to_skip() {
-    let e = err(&base_args(), &ctx(&ALL));
-    assert!(e.contains("signing is not implemented yet"), "{e}");
-    assert!(e.contains("--sign false"), "{e}");
-    // ... and --sign false is the way out.
+fn an_oci_destination_can_be_signed_in_both_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\n").unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "a.b.c").unwrap();
+    let key_s = key.display().to_string();
+    let token_s = token.display().to_string();
+    // `base_args` pushes to an OCI destination.
+    let c = ok(&args_with(&["--signing-key-path", &key_s]), &ctx(&[]));
+    assert_eq!(c.signing.mode, Some(SigningMode::Key { path: key }));
+    let c = ok(
+        &args_with(&["--signing-identity-token-path", &token_s]),
+        &ctx(&ALL),
+    );
+    assert!(matches!(c.signing.mode, Some(SigningMode::Keyless { .. })));
+    // Forced without what keyless needs: the missing variables are named, not "not implemented".
+    let e = err(&args_with(&["--sign", "true"]), &ctx(&[]));
+    assert!(e.contains("SIGSTORE_FULCIO_URL is required"), "{e}");
+    assert!(!e.contains("not implemented"), "{e}");
+    // ... and --sign false is still the way out.
     let c = ok(&args_with(&["--sign", "false"]), &ctx(&ALL));
     assert_eq!(
         c.signing.decision,
@@ -112,9 +128,120 @@ fn auto_enabled_signing_also_fails_and_says_how_to_skip() {
             by: DisabledBy::Flag
         }
     );
+    assert_eq!(c.signing.mode, None);
     assert_eq!(
         c.signing.endpoints.tuf_url.as_deref(),
         Some("https://tuf.example")
+    );
+}
+
+#[test]
+fn keyless_needs_fulcio_rekor_and_a_token_file() {
+    let e = err(&pvc_args(&["--sign", "true"]), &ctx(&[]));
+    assert!(
+        e.contains("SIGSTORE_FULCIO_URL is required for keyless signing"),
+        "{e}"
+    );
+    assert!(
+        e.contains("SIGSTORE_REKOR_URL is required for keyless signing"),
+        "{e}"
+    );
+    assert!(e.contains("--signing-key-path"), "{e}");
+    // The default token path (the service-account token) is named when it is missing.
+    assert!(e.contains("/nonexistent/model-sync/sa-token"), "{e}");
+    let e = err(
+        &pvc_args(&["--signing-identity-token-path", "/nonexistent/id-token"]),
+        &ctx(&ALL),
+    );
+    assert!(
+        e.contains("--signing-identity-token-path (MODEL_SYNC_SIGNING_IDENTITY_TOKEN_PATH): cannot read /nonexistent/id-token"),
+        "{e}"
+    );
+    let e = err(
+        &pvc_args(&["--sign", "true"]),
+        &ctx(&[
+            ("SIGSTORE_FULCIO_URL", "fulcio:5555"),
+            ("SIGSTORE_REKOR_URL", "ftp://r"),
+        ]),
+    );
+    assert!(
+        e.contains(
+            "SIGSTORE_FULCIO_URL has an invalid value \"fulcio:5555\": expected an http(s) URL"
+        ),
+        "{e}"
+    );
+    assert!(e.contains("SIGSTORE_REKOR_URL has an invalid value"), "{e}");
+}
+
+#[test]
+fn keyless_mode_carries_the_endpoints_and_token_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "a.b.c").unwrap();
+    let token_s = token.display().to_string();
+    // Auto-detected from the variables; the TUF URL is not needed by the signer itself.
+    let c = ok(
+        &pvc_args(&["--signing-identity-token-path", &token_s]),
+        &ctx(&ALL),
+    );
+    assert_eq!(
+        c.signing.decision,
+        SigningDecision::Enabled {
+            by: EnabledBy::Environment
+        }
+    );
+    assert_eq!(
+        c.signing.mode,
+        Some(SigningMode::Keyless {
+            fulcio: "https://fulcio.example/".parse().unwrap(),
+            rekor: "https://rekor.example/".parse().unwrap(),
+            token_path: token.clone(),
+        })
+    );
+    let c = ok(
+        &pvc_args(&["--sign", "--signing-identity-token-path", &token_s]),
+        &ctx(&ALL[1..]),
+    );
+    assert!(matches!(c.signing.mode, Some(SigningMode::Keyless { .. })));
+}
+
+#[test]
+fn a_signing_key_selects_key_based_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\n").unwrap();
+    let key_s = key.display().to_string();
+    // The key alone enables signing; no sigstore variable is needed.
+    let c = ok(&pvc_args(&["--signing-key-path", &key_s]), &ctx(&[]));
+    assert_eq!(
+        c.signing.decision,
+        SigningDecision::Enabled {
+            by: EnabledBy::SigningKey
+        }
+    );
+    assert_eq!(c.signing.mode, Some(SigningMode::Key { path: key.clone() }));
+    // It wins over the keyless endpoints.
+    let c = ok(
+        &pvc_args(&["--sign", "true", "--signing-key-path", &key_s]),
+        &ctx(&ALL),
+    );
+    assert_eq!(c.signing.mode, Some(SigningMode::Key { path: key }));
+    // --sign false still disables.
+    let c = ok(
+        &pvc_args(&["--sign", "false", "--signing-key-path", &key_s]),
+        &ctx(&[]),
+    );
+    assert!(!c.signing.decision.is_enabled());
+    assert_eq!(c.signing.mode, None);
+    let e = err(
+        &pvc_args(&["--signing-key-path", "/nonexistent/key.pem"]),
+        &ctx(&[]),
+    );
+    assert!(
+        e.contains(
+            "--signing-key-path (MODEL_SYNC_SIGNING_KEY_PATH): cannot read /nonexistent/key.pem"
+        ),
+        "{e}"
     );
 }
 

@@ -27,22 +27,31 @@ pub fn build(input: &BuildInput, out: &mut Desired) -> Result<(), BuildError> {
         ..Default::default()
     }));
     out.children.push(Child::typed(&service(input)));
-    out.children.push(Child::typed(&Role {
-        metadata: labels::owned_meta(mr, labels::user_role_name(mr)),
-        rules: Some(vec![PolicyRule {
-            api_groups: Some(vec![String::new()]),
-            resources: Some(vec!["services".into(), "endpoints".into()]),
-            resource_names: Some(vec![name.clone()]),
-            verbs: vec!["get".into()],
-            ..Default::default()
-        }]),
-    }));
+    out.children.push(Child::typed(&user_role(input)));
     out.hosts.extend([
         format!("{name}.{ns}.svc.cluster.local"),
         format!("{name}.{ns}"),
         name,
     ]);
     Ok(())
+}
+
+/// Role `registry-user-<name>`: `get` on the registry's Service and Endpoints (what the OAuth proxy
+/// and Authorino check, as upstream), plus whatever the proxy in front of it checks.
+pub fn user_role(input: &BuildInput) -> Role {
+    let mr = input.mr;
+    let mut rules = vec![PolicyRule {
+        api_groups: Some(vec![String::new()]),
+        resources: Some(vec!["services".into(), "endpoints".into()]),
+        resource_names: Some(vec![mr.name_any()]),
+        verbs: vec!["get".into()],
+        ..Default::default()
+    }];
+    rules.extend(proxy::user_role_rules(input));
+    Role {
+        metadata: labels::owned_meta(mr, labels::user_role_name(mr)),
+        rules: Some(rules),
+    }
 }
 
 /// The registry Service: plain `http-api` (and `grpc-api` in the gRPC layout), or only the proxy's
@@ -86,5 +95,79 @@ fn port_spec(name: &str, port: i32) -> ServicePort {
         protocol: Some("TCP".into()),
         target_port: Some(IntOrString::String(name.into())),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::rbac::v1::Role;
+    use mro_api::ModelRegistry;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::capabilities::Capabilities;
+    use crate::settings::Settings;
+
+    fn role(spec: Value) -> Role {
+        let mut spec = spec;
+        spec["postgres"] = json!({ "host": "db", "username": "u", "database": "d" });
+        let mr: ModelRegistry = serde_json::from_value(json!({
+            "apiVersion": "modelregistry.opendatahub.io/v1beta1",
+            "kind": "ModelRegistry",
+            "metadata": { "name": "reg", "namespace": "ns", "uid": "u-1" },
+            "spec": spec,
+        }))
+        .unwrap();
+        let (settings, caps) = (Settings::for_tests(), Capabilities::vanilla());
+        user_role(&BuildInput {
+            mr: &mr,
+            settings: &settings,
+            caps: &caps,
+            cluster_domain: None,
+            ingress_gateway: None,
+            oauth_cookie_secret: None,
+        })
+    }
+
+    fn rules(role: &Role) -> Value {
+        serde_json::to_value(role.rules.as_ref().unwrap()).unwrap()
+    }
+
+    const GET_SERVICE: &str = r#"{"apiGroups":[""],"resources":["services","endpoints"],"resourceNames":["reg"],"verbs":["get"]}"#;
+
+    #[test]
+    fn user_role_grants_get_on_the_service_as_upstream() {
+        let r = role(json!({ "rest": {} }));
+        assert_eq!(r.metadata.name.as_deref(), Some("registry-user-reg"));
+        assert_eq!(
+            rules(&r),
+            json!([serde_json::from_str::<Value>(GET_SERVICE).unwrap()])
+        );
+        // The OAuth proxy and Authorino check `get` only: nothing more is granted for them.
+        assert_eq!(
+            rules(&role(json!({ "rest": {}, "oauthProxy": {} }))),
+            rules(&r)
+        );
+    }
+
+    #[test]
+    fn user_role_with_kube_rbac_proxy_grants_every_verb_it_checks_on_the_proxy_subresource_only() {
+        let r = role(json!({ "rest": {}, "kubeRBACProxy": {} }));
+        assert_eq!(
+            rules(&r),
+            json!([
+                serde_json::from_str::<Value>(GET_SERVICE).unwrap(),
+                {"apiGroups": [""], "resources": ["services/proxy"], "resourceNames": ["reg"],
+                 "verbs": ["get", "create", "update", "patch", "delete"]},
+            ])
+        );
+        // Never a write verb on the Service (or anything else) itself.
+        for rule in r.rules.unwrap() {
+            let resources = rule.resources.unwrap();
+            if rule.verbs != ["get"] {
+                assert_eq!(resources, vec!["services/proxy"]);
+                assert_eq!(rule.resource_names.unwrap(), vec!["reg"]);
+            }
+        }
     }
 }

@@ -251,14 +251,16 @@ pub fn deployment(input: &BuildInput) -> Result<Deployment, BuildError> {
 
     let mut pod_labels = labels::labels(mr);
     pod_labels.extend(labels::selector(mr));
-    if spec.istio.is_some() && super::istio::IstioResources::resolve(input.caps).is_ok() {
+    // Without the mesh nothing would authenticate callers: run no pods rather than serve openly.
+    let withheld = super::istio::withheld(input).is_some();
+    if spec.istio.is_some() && !withheld {
         pod_labels.insert("sidecar.istio.io/inject".into(), "true".into());
     }
 
     Ok(Deployment {
         metadata: labels::owned_meta(mr, &name),
         spec: Some(DeploymentSpec {
-            replicas: Some(1),
+            replicas: Some(if withheld { 0 } else { 1 }),
             revision_history_limit: Some(0),
             selector: LabelSelector {
                 match_labels: Some(labels::selector(mr)),

@@ -24,6 +24,8 @@ pub mod istio;
 pub mod labels;
 pub mod openshift;
 pub mod proxy;
+#[cfg(test)]
+mod tests;
 
 /// Everything the build step needs: the resource, operator settings, cluster capabilities, and
 /// facts the read step gathered from the cluster.
@@ -34,8 +36,8 @@ pub struct BuildInput<'a> {
     pub caps: &'a Capabilities,
     /// The cluster's default ingress domain (OpenShift `ingresses.config.openshift.io/cluster`).
     pub cluster_domain: Option<String>,
-    /// Namespace of the Istio ingress gateway (from Services labelled `istio=<ingress>`).
-    pub ingress_gateway_namespace: Option<String>,
+    /// The Istio ingress gateway's Service (labelled `istio=<ingress>`), which gateway Routes target.
+    pub ingress_gateway: Option<istio::gateway::IngressGateway>,
     /// The existing OAuth cookie secret value, reused so sessions survive reconciles.
     pub oauth_cookie_secret: Option<String>,
 }
@@ -48,6 +50,9 @@ pub struct Desired {
     pub hosts: Vec<String>,
     /// Features asked for that this cluster cannot provide (reported as conditions, not errors).
     pub unsupported: Vec<Unsupported>,
+    /// Why the Deployment runs no pods, when the authentication the spec asks for is missing and
+    /// the registry would otherwise be served without it.
+    pub withheld: Option<String>,
 }
 
 /// A requested feature the cluster lacks, e.g. an OpenShift Route on plain Kubernetes.

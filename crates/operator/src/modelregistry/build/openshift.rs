@@ -200,7 +200,7 @@ mod tests {
             settings,
             caps,
             cluster_domain: cluster_domain.map(str::to_string),
-            ingress_gateway_namespace: None,
+            ingress_gateway: None,
             oauth_cookie_secret: None,
         };
         let mut out = Desired::default();
@@ -412,7 +412,7 @@ mod tests {
                     settings,
                     caps: &caps,
                     cluster_domain: cluster.map(str::to_string),
-                    ingress_gateway_namespace: None,
+                    ingress_gateway: None,
                     oauth_cookie_secret: None,
                 },
                 explicit,

@@ -42,6 +42,10 @@ pub const SOURCE_CREDENTIALS_DIR: &str = "/var/run/secrets/model-sync/source";
 pub const DESTINATION_CREDENTIALS_DIR: &str = "/var/run/secrets/model-sync/destination";
 pub const REGISTRY_TOKEN_DIR: &str = "/var/run/secrets/model-sync/registry-token";
 pub const REGISTRY_CA_DIR: &str = "/etc/model-sync/registry-ca";
+/// `spec.job.caBundleConfigMapRef`, named by `SSL_CERT_FILE` (model-sync's TLS clients load
+/// their roots from it instead of the image's system bundle).
+pub const CA_BUNDLE_DIR: &str = "/etc/model-sync/ca-bundle";
+pub const CA_BUNDLE_FILE: &str = "ca-bundle.crt";
 pub const METADATA_DIR: &str = "/etc/model-metadata";
 pub const SOURCE_PVC_DIR: &str = "/mnt/source";
 pub const DESTINATION_PVC_DIR: &str = "/mnt/destination";
@@ -56,14 +60,14 @@ const FILE_MODE: i32 = 0o440;
 
 /// Volumes, mounts and variables, collected while walking the spec.
 #[derive(Default)]
-struct Pod {
+pub(super) struct Pod {
     env: Vec<EnvVar>,
     volumes: Vec<Volume>,
     mounts: Vec<VolumeMount>,
 }
 
 impl Pod {
-    fn env(&mut self, name: &str, value: impl Into<String>) {
+    pub(super) fn env(&mut self, name: &str, value: impl Into<String>) {
         self.env.push(EnvVar {
             name: name.into(),
             value: Some(value.into()),
@@ -71,7 +75,7 @@ impl Pod {
         });
     }
 
-    fn mount(&mut self, volume: Volume, path: &str, read_only: bool) {
+    pub(super) fn mount(&mut self, volume: Volume, path: &str, read_only: bool) {
         self.mounts.push(VolumeMount {
             name: volume.name.clone(),
             mount_path: path.into(),
@@ -83,7 +87,13 @@ impl Pod {
         }
     }
 
-    fn secret(&mut self, volume: &str, secret: &str, items: Option<Vec<KeyToPath>>, dir: &str) {
+    pub(super) fn secret(
+        &mut self,
+        volume: &str,
+        secret: &str,
+        items: Option<Vec<KeyToPath>>,
+        dir: &str,
+    ) {
         let v = Volume {
             name: volume.into(),
             secret: Some(SecretVolumeSource {
@@ -119,7 +129,7 @@ impl Pod {
     }
 }
 
-fn item(key: &str, path: &str) -> Option<Vec<KeyToPath>> {
+pub(super) fn item(key: &str, path: &str) -> Option<Vec<KeyToPath>> {
     Some(vec![KeyToPath {
         key: key.into(),
         path: path.into(),
@@ -187,6 +197,9 @@ fn source(p: &mut Pod, input: &BuildInput) -> Result<(), BuildError> {
     } else if let Some(o) = &src.oci {
         p.env("MODEL_SYNC_SOURCE_TYPE", "oci");
         p.env("MODEL_SYNC_SOURCE_OCI_URI", &o.uri);
+        if o.insecure == Some(true) {
+            p.env("MODEL_SYNC_SOURCE_OCI_ENABLE_TLS_VERIFY", "false");
+        }
         if let Some(s) = &o.credentials_secret_ref {
             oci_credentials(p, "source", dir, &s.name);
         }
@@ -263,28 +276,7 @@ fn registry(p: &mut Pod, input: &BuildInput) {
             );
         }
         TokenSource::ServiceAccount => {
-            let seconds = input
-                .mt
-                .spec
-                .job
-                .as_ref()
-                .and_then(|j| j.active_deadline_seconds)
-                .map_or(DEFAULT_TOKEN_SECONDS, |d| d.saturating_add(600).max(600));
-            let v = Volume {
-                name: "registry-token".into(),
-                projected: Some(ProjectedVolumeSource {
-                    default_mode: Some(FILE_MODE),
-                    sources: Some(vec![VolumeProjection {
-                        service_account_token: Some(ServiceAccountTokenProjection {
-                            path: "token".into(),
-                            expiration_seconds: Some(seconds),
-                            audience: None,
-                        }),
-                        ..Default::default()
-                    }]),
-                }),
-                ..Default::default()
-            };
+            let v = token_volume("registry-token", None, token_lifetime(input));
             p.mount(v, REGISTRY_TOKEN_DIR, true);
         }
     }
@@ -309,6 +301,63 @@ fn registry(p: &mut Pod, input: &BuildInput) {
             format!("{REGISTRY_CA_DIR}/ca.crt"),
         );
     }
+}
+
+/// Lifetime of a projected ServiceAccount token: the Job's deadline plus 10 minutes, else
+/// [`DEFAULT_TOKEN_SECONDS`] (model-sync reads tokens once, at start).
+pub(super) fn token_lifetime(input: &BuildInput) -> i64 {
+    input
+        .mt
+        .spec
+        .job
+        .as_ref()
+        .and_then(|j| j.active_deadline_seconds)
+        .map_or(DEFAULT_TOKEN_SECONDS, |d| d.saturating_add(600).max(600))
+}
+
+/// A projected volume with one ServiceAccount token of the pod's account at `token`; works
+/// with `automountServiceAccountToken: false`.
+pub(super) fn token_volume(name: &str, audience: Option<String>, seconds: i64) -> Volume {
+    Volume {
+        name: name.into(),
+        projected: Some(ProjectedVolumeSource {
+            default_mode: Some(FILE_MODE),
+            sources: Some(vec![VolumeProjection {
+                service_account_token: Some(ServiceAccountTokenProjection {
+                    path: "token".into(),
+                    expiration_seconds: Some(seconds),
+                    audience,
+                }),
+                ..Default::default()
+            }]),
+        }),
+        ..Default::default()
+    }
+}
+
+/// The trusted CA bundle of the whole transfer (`spec.job.caBundleConfigMapRef`).
+fn ca_bundle(p: &mut Pod, input: &BuildInput) {
+    let Some(ca) = input
+        .mt
+        .spec
+        .job
+        .as_ref()
+        .and_then(|j| j.ca_bundle_config_map_ref.as_ref())
+    else {
+        return;
+    };
+    let v = Volume {
+        name: "ca-bundle".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: ca.name.clone(),
+            items: item(&ca.key, CA_BUNDLE_FILE),
+            default_mode: Some(FILE_MODE),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    p.mount(v, CA_BUNDLE_DIR, true);
+    p.env("SSL_CERT_FILE", format!("{CA_BUNDLE_DIR}/{CA_BUNDLE_FILE}"));
 }
 
 fn intent(p: &mut Pod, input: &BuildInput) {
@@ -372,6 +421,8 @@ pub fn job(input: &BuildInput, spec_hash: &str) -> Result<Job, BuildError> {
     source(&mut p, input)?;
     destination(&mut p, input)?;
     registry(&mut p, input);
+    ca_bundle(&mut p, input);
+    super::signing::signing(&mut p, input)?;
     intent(&mut p, input);
     let scratch = Volume {
         name: "scratch".into(),

@@ -4,6 +4,7 @@
 //! - [`job`]: the Job running model-sync.
 //! - [`metadata`]: the `<name>-metadata` ConfigMap.
 //! - [`registry`]: how the Job reaches the registry (address, token, CA, access grant).
+//! - [`signing`]: `spec.signing` as model-sync's signing settings (key file or identity token).
 //! - here: the per-transfer ServiceAccount and the registry-access RoleBinding.
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
@@ -22,6 +23,7 @@ pub use crate::modelregistry::build::BuildError;
 pub mod job;
 pub mod metadata;
 pub mod registry;
+pub mod signing;
 
 #[cfg(test)]
 mod pss;

@@ -31,6 +31,13 @@ pub struct Server {
     pub route: bool,
 }
 
+/// The ingress gateway's Service, as found by its `istio=<ingress>` label.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IngressGateway {
+    pub namespace: String,
+    pub service: String,
+}
+
 /// `spec.istio.gateway` resolved against operator defaults and the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Resolved {
@@ -80,13 +87,6 @@ impl Resolved {
             ingress,
             servers,
         })
-    }
-
-    /// Name of the ingress gateway Service the gateway Routes point at. The read step only finds
-    /// its namespace; the Service name follows Istio's convention `istio-<ingress>`
-    /// (`istio-ingressgateway` for the default `ingressgateway`).
-    pub fn ingress_service(&self) -> String {
-        format!("istio-{}", self.ingress)
     }
 }
 
@@ -143,7 +143,7 @@ pub fn build(input: &BuildInput, gw: &Resolved, r: &IstioResources, out: &mut De
     if !input.caps.openshift() || routed.is_empty() {
         return;
     }
-    let Some(gw_ns) = &input.ingress_gateway_namespace else {
+    let Some(ingress) = &input.ingress_gateway else {
         out.unsupported.push(Unsupported {
             condition: types::GATEWAY_AVAILABLE,
             message: format!(
@@ -154,7 +154,6 @@ pub fn build(input: &BuildInput, gw: &Resolved, r: &IstioResources, out: &mut De
         });
         return;
     };
-    let service = gw.ingress_service();
     let ns = mr.namespace().unwrap_or_default();
     for s in routed {
         // Istio's ingress gateway Service names its ports `http2` (80) and `https` (443); other
@@ -165,10 +164,15 @@ pub fn build(input: &BuildInput, gw: &Resolved, r: &IstioResources, out: &mut De
             n => n.into(),
         };
         out.children.push(openshift::route(
-            labels::foreign_meta(mr, gw_ns, format!("{ns}-{}-{}", mr.name_any(), s.api)),
+            labels::foreign_meta(
+                mr,
+                &ingress.namespace,
+                format!("{ns}-{}-{}", mr.name_any(), s.api),
+            ),
             &RouteSpec {
                 host: Some(&s.host),
-                service: &service,
+                // The Service that was found, whatever its name (as upstream).
+                service: &ingress.service,
                 target_port,
                 // The gateway terminates TLS with its own credential; the router passes it through.
                 termination: s.tls.is_some().then_some("passthrough"),

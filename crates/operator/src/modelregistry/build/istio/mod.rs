@@ -12,6 +12,10 @@
 //! - With `spec.istio.gateway`: see [`gateway`].
 //!
 //! The pod's `sidecar.istio.io/inject` label is set by `deployment`.
+//!
+//! When the cluster lacks Istio or Authorino, nothing would authenticate callers: the registry
+//! then runs no pods at all (see [`withheld`]), so its Service never serves the REST API
+//! unauthenticated, as with a proxy the cluster cannot run. It starts once the APIs appear.
 use std::collections::BTreeMap;
 
 use kube::ResourceExt;
@@ -107,6 +111,21 @@ fn describe_missing(caps: &Capabilities, group: &str) -> String {
     }
 }
 
+/// Why the registry must run no pods, if it must: `spec.istio` asks for mesh authentication this
+/// cluster cannot provide. The mesh authenticates on the registry's own ports (the injected
+/// sidecar plus the AuthorizationPolicy), so there is no separate authenticated port to expose
+/// instead; any running pod would serve the plain REST port through the Service.
+pub fn withheld(input: &BuildInput) -> Option<String> {
+    input.mr.spec.istio.as_ref()?;
+    IstioResources::resolve(input.caps).err().map(|_| {
+        format!(
+            "Deployment {} is scaled to zero until Istio and Authorino are available, so the \
+             registry is never served without authentication",
+            input.mr.name_any()
+        )
+    })
+}
+
 /// Istio children for `spec.istio`; nothing (but a report) when Istio or Authorino is missing.
 pub fn build(input: &BuildInput, out: &mut Desired) -> Result<(), BuildError> {
     let mr = input.mr;
@@ -130,6 +149,7 @@ pub fn build(input: &BuildInput, out: &mut Desired) -> Result<(), BuildError> {
                 condition: types::ISTIO_AVAILABLE,
                 message,
             });
+            out.withheld = withheld(input);
             return Ok(());
         }
     };

@@ -1,5 +1,6 @@
 use serde_json::{Value, json};
 
+use super::gateway::IngressGateway;
 use super::*;
 use crate::apply::PARENT_NAME_LABEL;
 use crate::capabilities::{CONFIG_GROUP, ROUTE_GROUP, USER_GROUP};
@@ -90,7 +91,11 @@ impl Case {
             settings: &self.settings,
             caps: &self.caps,
             cluster_domain: self.cluster_domain.clone(),
-            ingress_gateway_namespace: self.gateway_ns.clone(),
+            ingress_gateway: self.gateway_ns.clone().map(|namespace| IngressGateway {
+                namespace,
+                // Not `istio-<ingress>`: Routes must name the Service that was found.
+                service: "ingress-gateway-svc".into(),
+            }),
             oauth_cookie_secret: None,
         };
         let mut out = Desired::default();
@@ -642,7 +647,7 @@ fn errors_leave_output_untouched() {
         settings: &case.settings,
         caps: &case.caps,
         cluster_domain: None,
-        ingress_gateway_namespace: None,
+        ingress_gateway: None,
         oauth_cookie_secret: None,
     };
     assert!(build(&input, &mut out).is_err());
@@ -681,7 +686,7 @@ fn openshift_gateway_routes_in_ingress_namespace() {
         spec(rest),
         &json!({
             "host": "modelregistry-sample-rest.example.com",
-            "to": { "kind": "Service", "name": "istio-ingressgateway", "weight": 100 },
+            "to": { "kind": "Service", "name": "ingress-gateway-svc", "weight": 100 },
             "port": { "targetPort": "http2" },
             "wildcardPolicy": "None",
         })

@@ -1,9 +1,15 @@
 //! Authenticating proxies in front of the REST API: the OpenShift OAuth proxy (`spec.oauthProxy`,
 //! OpenShift only) and kube-rbac-proxy (`spec.kubeRBACProxy`, any cluster).
 //!
-//! Both authorize a caller by a SubjectAccessReview for `get` on the registry's Service, which is
-//! exactly what the `registry-user-<name>` Role grants; so granting that Role (or adding a user to
-//! the `<name>-users` Group) is how access is given.
+//! Both authorize every caller by a SubjectAccessReview, and the `registry-user-<name>` Role grants
+//! exactly what they check; so granting that Role (or adding a user to the `<name>-users` Group) is
+//! how access is given, for reads and writes alike:
+//! - The OAuth proxy asks for `get` on the registry's Service, whatever the HTTP method.
+//! - kube-rbac-proxy derives the verb from the HTTP method (GET `get`, POST `create`, PUT `update`,
+//!   PATCH `patch`, DELETE `delete`). It checks the Service's `proxy` subresource, not the Service:
+//!   granting those verbs on `services/<name>` itself would let registry users rewrite or delete
+//!   the Service, whereas on `services/<name>/proxy` they only allow calling the Service through
+//!   the API server, which strips the caller's credentials so the proxy still turns them away.
 //!
 //! Children built here, besides the sidecar itself (which `deployment` adds to the pod):
 //! - `<name>-auth-delegator` ClusterRoleBinding: lets the proxy run TokenReviews and
@@ -20,7 +26,7 @@ use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
     NetworkPolicySpec,
 };
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
@@ -55,6 +61,12 @@ const COOKIE_KEY: &str = "cookie_secret";
 const KRP_CONFIG_VOLUME: &str = "kube-rbac-proxy-config";
 const KRP_CONFIG_DIR: &str = "/etc/kube-rbac-proxy";
 const KRP_CONFIG_KEY: &str = "config-file.yaml";
+
+/// The subresource of the registry Service that kube-rbac-proxy authorizes callers against.
+pub const KUBE_RBAC_PROXY_SUBRESOURCE: &str = "proxy";
+/// Every verb kube-rbac-proxy derives from an HTTP method the REST API uses (other methods, such
+/// as HEAD, map to no verb and are refused by any RBAC rule that does not grant `*`).
+pub const KUBE_RBAC_PROXY_VERBS: [&str; 5] = ["get", "create", "update", "patch", "delete"];
 
 /// Which proxy fronts the REST API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -289,6 +301,21 @@ pub fn service_account_annotations(input: &BuildInput) -> BTreeMap<String, Strin
     }
 }
 
+/// What the `registry-user-<name>` Role must grant for the proxy in front of the registry, beyond
+/// `get` on its Service: with kube-rbac-proxy, every verb it checks on `services/<name>/proxy`.
+pub fn user_role_rules(input: &BuildInput) -> Vec<PolicyRule> {
+    match active(input) {
+        Some(p) if p.kind == ProxyKind::KubeRbac => vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec![format!("services/{KUBE_RBAC_PROXY_SUBRESOURCE}")]),
+            resource_names: Some(vec![input.mr.name_any()]),
+            verbs: KUBE_RBAC_PROXY_VERBS.map(String::from).to_vec(),
+            ..Default::default()
+        }],
+        _ => Vec::new(),
+    }
+}
+
 /// Proxy children other than the sidecar.
 pub fn build(input: &BuildInput, out: &mut Desired) -> Result<(), BuildError> {
     let mr = input.mr;
@@ -419,10 +446,11 @@ fn cookie_secret(mr: &ModelRegistry, value: &str) -> Secret {
     }
 }
 
-/// ConfigMap `<name>-kube-rbac-proxy-config`: authorize callers by `get` on the registry Service.
-/// Values are written as JSON strings (valid YAML) so a namespace like `1234` stays a string. The
-/// `verb` pins the check to `get` on proxies that support it; older ones derive it from the
-/// HTTP method and ignore the field.
+/// ConfigMap `<name>-kube-rbac-proxy-config`: authorize callers on the registry Service's `proxy`
+/// subresource, with the verb of their HTTP method. Values are written as JSON strings (valid
+/// YAML) so a namespace like `1234` stays a string. No `verb` is set: releases that accept one
+/// would check that verb for every method, releases that do not would ignore it; without it
+/// every release checks the same, and read-only access can be granted with `get` alone.
 fn kube_rbac_proxy_config(mr: &ModelRegistry) -> ConfigMap {
     let q = |s: &str| serde_json::Value::from(s).to_string();
     let config = format!(
@@ -431,8 +459,8 @@ fn kube_rbac_proxy_config(mr: &ModelRegistry) -> ConfigMap {
              namespace: {ns}\n    \
              apiVersion: v1\n    \
              resource: services\n    \
-             name: {name}\n    \
-             verb: get\n",
+             subresource: {KUBE_RBAC_PROXY_SUBRESOURCE}\n    \
+             name: {name}\n",
         ns = q(&mr.namespace().unwrap_or_default()),
         name = q(&mr.name_any()),
     );

@@ -56,7 +56,7 @@ impl Case {
             settings: &self.settings,
             caps: &self.caps,
             cluster_domain: self.cluster_domain.clone(),
-            ingress_gateway_namespace: None,
+            ingress_gateway: None,
             oauth_cookie_secret: self.cookie.clone(),
         }
     }
@@ -574,7 +574,7 @@ fn kube_rbac_proxy_sidecar() {
 }
 
 #[test]
-fn kube_rbac_proxy_config_authorizes_get_on_the_service() {
+fn kube_rbac_proxy_config_authorizes_the_method_verb_on_the_service_proxy_subresource() {
     let case = Case::new(json!({ "kubeRBACProxy": {} }), openshift());
     let out = case.build();
     let child = find(
@@ -589,7 +589,8 @@ fn kube_rbac_proxy_config_authorizes_get_on_the_service() {
     assert_eq!(
         parsed,
         json!({ "authorization": { "resourceAttributes": {
-            "namespace": NS, "apiVersion": "v1", "resource": "services", "name": NAME, "verb": "get",
+            "namespace": NS, "apiVersion": "v1", "resource": "services", "subresource": "proxy",
+            "name": NAME,
         } } })
     );
 }

@@ -1,6 +1,6 @@
 //! Builder tests: every source and destination type, credentials as files only, registry wiring,
 //! the restricted Pod Security Standard, Job settings, metadata and RBAC objects.
-//! Registry wiring: [`wiring`].
+//! Registry wiring: [`wiring`]; `spec.signing`: [`signing`].
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
@@ -12,6 +12,8 @@ use super::registry::{self, TokenSource};
 use super::*;
 use crate::capabilities::{CONFIG_GROUP, Capabilities, ROUTE_GROUP, USER_GROUP};
 
+mod signing;
+mod tls;
 mod wiring;
 
 const NS: &str = "team-a";
@@ -472,7 +474,7 @@ fn every_variable_is_a_model_sync_setting() {
         with(
             base(),
             &["source"],
-            json!({ "oci": { "uri": "q/m:1", "credentialsSecretRef": { "name": "p" } } }),
+            json!({ "oci": { "uri": "q/m:1", "credentialsSecretRef": { "name": "p" }, "insecure": true } }),
         ),
         with(base(), &["source"], json!({ "pvc": { "claimName": "c" } })),
         with(

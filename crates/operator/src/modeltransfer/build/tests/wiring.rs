@@ -175,3 +175,38 @@ fn wiring_base_url_keeps_prefix_and_port() {
     .unwrap_err();
     assert_eq!(bad.field, "spec.registry.url");
 }
+
+/// A ModelRegistry in another namespace must opt in before a transfer may use it (and its
+/// ServiceAccount be granted the registry's user Role); its own namespace always may.
+#[test]
+fn cross_namespace_registry_needs_its_opt_in() {
+    use crate::modeltransfer::read::{WiringProblem, access};
+    let closed = mr(
+        "registries",
+        json!({ "rest": {}, "kubeRBACProxy": { "port": 9443 } }),
+    );
+    assert_eq!(access(&closed, "registries"), Ok(()));
+    let Err(WiringProblem::Denied(msg)) = access(&closed, NS) else {
+        panic!("a transfer from {NS} must be denied");
+    };
+    assert!(
+        msg.starts_with("spec.registry.modelRegistryRef:")
+            && msg.contains("\"registry\"")
+            && msg.contains("\"registries\"")
+            && msg.contains(&format!("{NS:?}"))
+            && msg.contains("spec.modelTransfers.allowedNamespaces"),
+        "{msg}"
+    );
+    let others = mr(
+        "registries",
+        json!({ "rest": {}, "kubeRBACProxy": {}, "modelTransfers": { "allowedNamespaces": ["team-b"] } }),
+    );
+    assert!(matches!(access(&others, NS), Err(WiringProblem::Denied(_))));
+    let open = mr(
+        "registries",
+        json!({ "rest": {}, "kubeRBACProxy": {}, "modelTransfers": { "allowedNamespaces": ["team-b", NS] } }),
+    );
+    assert_eq!(access(&open, NS), Ok(()));
+    let local = mr(NS, json!({ "rest": {}, "kubeRBACProxy": {} }));
+    assert_eq!(access(&local, NS), Ok(()));
+}

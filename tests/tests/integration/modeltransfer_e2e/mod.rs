@@ -3,10 +3,9 @@
 //! `model-sync` binary with the pod's volumes, environment and termination message, against real
 //! S3, OCI, HTTP and Model Registry (stand-in) servers on loopback.
 //!
-//! The registry is addressed with `spec.registry.url`: a `modelRegistryRef` resolves to
-//! `<name>.<namespace>.svc`, which neither the agent's processes (host network, host DNS) nor the
-//! operator's own `Registered` check (in-process) can resolve, and the stand-in is not a
-//! ModelRegistry deployment.
+//! Here the registry is addressed with `spec.registry.url`; [`model_registry_ref`] covers
+//! `modelRegistryRef` (a ModelRegistry behind kube-rbac-proxy, reached by its Service's DNS name),
+//! [`signing`] covers `spec.signing` (key Secret, and keyless with a projected token).
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
@@ -25,6 +24,9 @@ use registry_client::{ArtifactState, BearerToken, Client, ClientConfig};
 use serde_json::{Value, json};
 
 use crate::modeltransfer_controller::{Env, condition};
+
+mod model_registry_ref;
+mod signing;
 
 const TOKEN: &str = "e2e-registry-token";
 /// Transfers take seconds; the first one also pays for a cold debug binary.
@@ -275,11 +277,8 @@ async fn uri_to_oci_update_artifact_goes_live() {
     assert_eq!(image.models, model);
 }
 
-/// Blocked by an operator gap: `spec.source.oci` has no `insecure` flag (nor a CA reference), so
-/// the Job never sets `MODEL_SYNC_SOURCE_OCI_ENABLE_TLS_VERIFY=false` and model-sync pulls from
-/// the plain-HTTP test registry over HTTPS ("connecting to https://127.0.0.1:…" → SourceUnavailable).
+/// The source registry speaks plain HTTP: `spec.source.oci.insecure` makes the Job allow it.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "operator gap: spec.source.oci has no `insecure` (plain-HTTP source registries)"]
 async fn oci_to_s3_create_version() {
     let w = E2e::new("e2e-oci-s3").await;
     // The source image, made by model-sync itself (PVC → OCI, update_artifact).
@@ -307,7 +306,7 @@ async fn oci_to_s3_create_version() {
     w.create(
         "gpt",
         json!({
-            "source": { "oci": { "uri": source } },
+            "source": { "oci": { "uri": source, "insecure": true } },
             "destination": { "s3": { "bucket": "out", "key": "gpt/v2/", "credentialsSecretRef": { "name": "s3-creds" } } },
             "registry": w.registry(),
             "intent": "create_version",

@@ -1,0 +1,156 @@
+//! The controllers' plumbing: kube-runtime's controller, assembled from its public parts
+//! (`applier`, the trigger mappers, a reflector) the way `kube::runtime::Controller` assembles
+//! them, plus one thing `Controller` cannot do: report its work queue. Every reconcile request
+//! passes through here on its way to the scheduler, and every reconcile start on its way out, so
+//! the [`WorkQueue`] gauge sees both ends.
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::stream::{BoxStream, SelectAll};
+use futures::{Stream, StreamExt, TryFuture, TryFutureExt, TryStreamExt};
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{
+    self, Action, ReconcileReason, ReconcileRequest, trigger_owners, trigger_self, trigger_with,
+};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::utils::{CancelableJoinHandle, StreamBackoff};
+use kube::runtime::watcher::{self, DefaultBackoff, watcher};
+use kube::runtime::{WatchStreamExt, applier};
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::runtime::Handle;
+use tracing::Instrument;
+
+use crate::metrics::WorkQueue;
+use crate::metrics::queue::QueueKey;
+
+type Triggers<K> = BoxStream<'static, Result<ReconcileRequest<K>, watcher::Error>>;
+
+/// The output of [`QueuedController::run`], as `Controller::run` yields it.
+pub type RunResult<K, E> = Result<(ObjectRef<K>, Action), controller::Error<E, watcher::Error>>;
+
+/// A controller for `K`: what triggers a reconcile of which `K`, then [`QueuedController::run`].
+pub struct QueuedController<K: Resource<DynamicType = ()> + 'static> {
+    store: Store<K>,
+    triggers: SelectAll<Triggers<K>>,
+}
+
+impl<K> QueuedController<K>
+where
+    K: Clone + Resource<DynamicType = ()> + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    /// Reconciles every `K` the API lists, whenever it changes.
+    pub fn new(api: Api<K>, wc: watcher::Config) -> Self {
+        let (store, writer) = reflector::store();
+        let main = trigger_self(
+            reflector::reflector(writer, watcher(api, wc)).applied_objects(),
+            (),
+        );
+        Self::from_parts(store, main)
+    }
+
+    /// A controller over an existing store and trigger stream (tests drive both by hand).
+    pub fn from_parts(
+        store: Store<K>,
+        triggers: impl Stream<Item = Result<ReconcileRequest<K>, watcher::Error>> + Send + 'static,
+    ) -> Self {
+        let mut all = SelectAll::new();
+        all.push(triggers.boxed());
+        QueuedController {
+            store,
+            triggers: all,
+        }
+    }
+
+    /// Children whose owner reference names a `K` trigger their owner. Only their metadata is
+    /// watched (less memory), as `Controller::owns` does.
+    pub fn owns<C>(mut self, api: Api<PartialObjectMeta<C>>, wc: watcher::Config) -> Self
+    where
+        C: Clone + Resource<DynamicType = ()> + DeserializeOwned + Debug + Send + Sync + 'static,
+    {
+        let owners = trigger_owners(watcher(api, wc).touched_objects(), (), ());
+        self.triggers.push(owners.boxed());
+        self
+    }
+
+    /// Objects of another kind trigger the `K`s that `mapper` names.
+    pub fn watches<O, I>(
+        mut self,
+        api: Api<O>,
+        dyntype: O::DynamicType,
+        wc: watcher::Config,
+        mapper: impl Fn(O) -> I + Send + Sync + 'static,
+    ) -> Self
+    where
+        O: Clone + Resource + DeserializeOwned + Debug + Send + 'static,
+        O::DynamicType: Clone + Send + Sync + 'static,
+        I: IntoIterator<Item = ObjectRef<K>> + 'static,
+        I::IntoIter: Send,
+    {
+        let related = trigger_with(watcher(api, wc).touched_objects(), move |obj: O| {
+            let source = ObjectRef::from_obj_with(&obj, dyntype.clone()).erase();
+            mapper(obj)
+                .into_iter()
+                .map(move |obj_ref| ReconcileRequest {
+                    obj_ref,
+                    reason: ReconcileReason::RelatedObjectUpdated {
+                        obj_ref: Box::new(source.clone()),
+                    },
+                })
+        });
+        self.triggers.push(related.boxed());
+        self
+    }
+
+    /// Runs `reconcile` (each call in a task of its own) until `shutdown` resolves; then running
+    /// reconciles may finish. `queue` sees every object enter and leave the work queue.
+    pub fn run<Fut, Ctx>(
+        self,
+        mut reconcile: impl FnMut(Arc<K>, Arc<Ctx>) -> Fut,
+        error_policy: impl Fn(Arc<K>, &Fut::Error, Arc<Ctx>) -> Action,
+        ctx: Arc<Ctx>,
+        queue: WorkQueue,
+        shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    ) -> impl Stream<Item = RunResult<K, Fut::Error>>
+    where
+        Fut: TryFuture<Ok = Action> + Send + 'static,
+        Fut::Error: std::error::Error + Send + 'static,
+    {
+        let entering = queue.clone();
+        let starting = queue.clone();
+        // Watch errors pause the triggers with a backoff instead of spinning, as in `Controller`.
+        let requests = StreamBackoff::new(self.triggers, DefaultBackoff::default())
+            .take_until(shutdown)
+            .inspect_ok(move |req| entering.requested(key(&req.obj_ref)));
+        applier(
+            move |obj: Arc<K>, ctx| {
+                // Called as the scheduler hands the object over, before the reconcile runs.
+                starting.left(&(obj.namespace(), obj.name_any()));
+                CancelableJoinHandle::spawn(
+                    TryFutureExt::into_future(reconcile(obj, ctx)).in_current_span(),
+                    &Handle::current(),
+                )
+            },
+            error_policy,
+            ctx,
+            self.store,
+            requests,
+            controller::Config::default(),
+        )
+        .inspect(move |res| {
+            // A request for an object gone from the store is dropped by the applier, unreconciled.
+            if let Err(controller::Error::ObjectNotFound(gone)) = res {
+                queue.left(&(gone.namespace.clone(), gone.name.clone()));
+            }
+        })
+    }
+}
+
+fn key<K: Resource>(obj_ref: &ObjectRef<K>) -> QueueKey {
+    (obj_ref.namespace.clone(), obj_ref.name.clone())
+}
+
+#[cfg(test)]
+mod tests;

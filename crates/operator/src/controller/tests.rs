@@ -1,0 +1,168 @@
+//! The plumbing with kube-runtime's real applier and scheduler, driven by a hand-fed store and
+//! trigger stream: the work queue gauge follows what the scheduler actually holds.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::channel::mpsc;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::ObjectMeta;
+use kube::runtime::controller::{Action, ReconcileRequest};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::watcher;
+use tokio::sync::Semaphore;
+
+use super::QueuedController;
+use crate::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+#[error("never")]
+struct Never;
+
+/// Reconciles block on their object's gate until the test releases them; `started` records who
+/// ran.
+#[derive(Default)]
+struct Probe {
+    gates: Mutex<HashMap<String, Arc<Semaphore>>>,
+    started: Mutex<Vec<String>>,
+}
+
+impl Probe {
+    fn gate(&self, name: &str) -> Arc<Semaphore> {
+        self.gates
+            .lock()
+            .unwrap()
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(0)))
+            .clone()
+    }
+}
+
+fn cm(name: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("ns".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn request(name: &str) -> Result<ReconcileRequest<ConfigMap>, watcher::Error> {
+    Ok(ObjectRef::new(name).within("ns").into())
+}
+
+async fn reconcile(obj: Arc<ConfigMap>, probe: Arc<Probe>) -> Result<Action, Never> {
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    probe.started.lock().unwrap().push(name.clone());
+    let gate = probe.gate(&name);
+    gate.acquire().await.expect("gate open").forget();
+    Ok(Action::await_change())
+}
+
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn depth_line(m: &Metrics) -> String {
+    m.encode()
+        .lines()
+        .find(|l| l.starts_with("model_registry_operator_work_queue_depth{controller=\"test\"}"))
+        .expect("depth series")
+        .to_string()
+}
+
+#[tokio::test]
+async fn queue_depth_follows_requests_waiting_in_the_scheduler() {
+    let metrics = Metrics::default();
+    let queue = metrics.work_queue("test");
+    let (store, mut writer) = reflector::store::<ConfigMap>();
+    let (tx, rx) = mpsc::unbounded();
+    let probe = Arc::new(Probe::default());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let results = QueuedController::from_parts(store, rx).run(
+        reconcile,
+        |_, _: &Never, _| Action::await_change(),
+        probe.clone(),
+        queue.clone(),
+        async move {
+            let _ = stop_rx.await;
+        },
+    );
+    let outputs = tokio::spawn(results.collect::<Vec<_>>());
+
+    // Before the cache has synced nothing may run: every distinct object waits.
+    for name in ["a", "b", "a"] {
+        tx.unbounded_send(request(name)).unwrap();
+    }
+    until("two waiting objects", || queue.depth() == 2).await;
+    assert!(
+        depth_line(&metrics).ends_with(" 2"),
+        "{}",
+        depth_line(&metrics)
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(probe.started.lock().unwrap().is_empty());
+
+    // The cache syncs: both start (and block), leaving the queue.
+    writer.apply_watcher_event(&watcher::Event::Init);
+    writer.apply_watcher_event(&watcher::Event::InitApply(cm("a")));
+    writer.apply_watcher_event(&watcher::Event::InitApply(cm("b")));
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    until("a and b running", || {
+        probe.started.lock().unwrap().len() == 2
+    })
+    .await;
+    until("an empty queue", || queue.depth() == 0).await;
+
+    // Requests for a running object wait for it (merged into one); a request for an object the
+    // cache does not hold is dropped by the applier and leaves the queue too.
+    for name in ["a", "a", "gone"] {
+        tx.unbounded_send(request(name)).unwrap();
+    }
+    until("a waiting behind its own run", || queue.depth() == 1).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(queue.depth(), 1, "only a waits");
+    assert!(depth_line(&metrics).ends_with(" 1"));
+
+    // a's first run ends: its waiting request starts at once.
+    probe.gate("a").add_permits(1);
+    until("a's second run", || {
+        probe
+            .started
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|n| *n == "a")
+            .count()
+            == 2
+    })
+    .await;
+    assert_eq!(queue.depth(), 0);
+    assert!(depth_line(&metrics).ends_with(" 0"));
+
+    probe.gate("a").add_permits(1);
+    probe.gate("b").add_permits(1);
+    let _ = stop_tx.send(());
+    drop(tx);
+    let outputs = tokio::time::timeout(Duration::from_secs(5), outputs)
+        .await
+        .expect("the controller stops")
+        .unwrap();
+    let not_found = outputs
+        .iter()
+        .filter(|r| matches!(r, Err(kube::runtime::controller::Error::ObjectNotFound(_))))
+        .count();
+    assert_eq!(not_found, 1, "{outputs:?}");
+    let mut started = probe.started.lock().unwrap().clone();
+    started.sort();
+    assert_eq!(started, vec!["a", "a", "b"]);
+}

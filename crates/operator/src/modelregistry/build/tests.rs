@@ -1,0 +1,145 @@
+//! Whole-registry builds: what the children look like together, per cluster flavour.
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use mro_api::ModelRegistry;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::capabilities::{AUTHORINO_GROUP, ISTIO_NETWORKING_GROUP, ISTIO_SECURITY_GROUP};
+
+fn registry(spec: Value) -> ModelRegistry {
+    let mut spec = spec;
+    spec["postgres"] = json!({ "host": "db", "username": "u", "database": "d",
+                               "passwordSecret": { "name": "db", "key": "password" } });
+    serde_json::from_value(json!({
+        "apiVersion": "modelregistry.opendatahub.io/v1alpha1",
+        "kind": "ModelRegistry",
+        "metadata": { "name": "reg", "namespace": "ns", "uid": "u-1" },
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+fn istio_spec() -> Value {
+    json!({ "rest": {}, "grpc": {}, "istio": {
+        "authProvider": "provider", "gateway": { "domain": "example.com" },
+    } })
+}
+
+fn only_istio() -> Capabilities {
+    Capabilities::from_groups([
+        (ISTIO_NETWORKING_GROUP, vec!["v1"]),
+        (ISTIO_SECURITY_GROUP, vec!["v1"]),
+    ])
+}
+
+fn mesh() -> Capabilities {
+    Capabilities::from_groups([
+        (ISTIO_NETWORKING_GROUP, vec!["v1"]),
+        (ISTIO_SECURITY_GROUP, vec!["v1"]),
+        (AUTHORINO_GROUP, vec!["v1beta3"]),
+    ])
+}
+
+fn build(mr: &ModelRegistry, caps: &Capabilities) -> Desired {
+    let settings = Settings::for_tests();
+    desired(&BuildInput {
+        mr,
+        settings: &settings,
+        caps,
+        cluster_domain: None,
+        ingress_gateway: None,
+        oauth_cookie_secret: None,
+    })
+    .expect("builds")
+}
+
+fn typed<K: serde::de::DeserializeOwned>(out: &Desired, kind: &str) -> K {
+    out.children
+        .iter()
+        .find(|c| c.resource.kind == kind)
+        .unwrap_or_else(|| panic!("no {kind}"))
+        .to_typed()
+}
+
+fn replicas_and_inject(out: &Desired) -> (Option<i32>, Option<String>) {
+    let d: Deployment = typed(out, "Deployment");
+    let spec = d.spec.unwrap();
+    let inject = spec
+        .template
+        .metadata
+        .and_then(|m| m.labels)
+        .and_then(|l| l.get("sidecar.istio.io/inject").cloned());
+    (spec.replicas, inject)
+}
+
+#[test]
+fn istio_without_the_mesh_runs_no_pods_so_nothing_is_served_unauthenticated() {
+    let mr = registry(istio_spec());
+    // Plain Kubernetes, and Istio without Authorino: nothing would check callers.
+    for caps in [Capabilities::vanilla(), only_istio()] {
+        let out = build(&mr, &caps);
+        assert_eq!(replicas_and_inject(&out), (Some(0), None), "{caps:?}");
+        let why = out.withheld.as_deref().expect("withheld");
+        assert!(
+            why.contains("Deployment reg") && why.contains("without authentication"),
+            "{why}"
+        );
+        let kinds: Vec<_> = out
+            .children
+            .iter()
+            .map(|c| c.resource.kind.as_str())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["ServiceAccount", "Service", "Role", "Deployment"],
+            "{caps:?}"
+        );
+        // The Service keeps the ports the mesh will protect; with no pods it has no endpoints.
+        let svc: Service = typed(&out, "Service");
+        let ports: Vec<_> = svc
+            .spec
+            .unwrap()
+            .ports
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.name.unwrap(), p.port))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                ("http-api".to_string(), 8080),
+                ("grpc-api".to_string(), 9090)
+            ]
+        );
+    }
+}
+
+#[test]
+fn istio_in_the_mesh_runs_the_registry_with_the_sidecar() {
+    let mr = registry(istio_spec());
+    let out = build(&mr, &mesh());
+    assert_eq!(out.withheld, None);
+    assert_eq!(
+        replicas_and_inject(&out),
+        (Some(1), Some("true".to_string()))
+    );
+    assert!(
+        out.children
+            .iter()
+            .any(|c| c.resource.kind == "AuthorizationPolicy")
+    );
+}
+
+#[test]
+fn registries_without_istio_are_never_withheld() {
+    for spec in [
+        json!({ "rest": {} }),
+        json!({ "rest": {}, "kubeRBACProxy": {} }),
+        json!({ "rest": {}, "oauthProxy": {} }),
+    ] {
+        let out = build(&registry(spec.clone()), &Capabilities::vanilla());
+        assert_eq!(out.withheld, None, "{spec}");
+        assert_eq!(replicas_and_inject(&out), (Some(1), None), "{spec}");
+    }
+}

@@ -1,0 +1,71 @@
+//! `spec.signing` as model-sync's signing settings.
+//!
+//! - unset: `MODEL_SYNC_SIGN=false`, so SIGSTORE_* variables injected into the pod by other
+//!   means cannot turn signing on behind the spec's back.
+//! - `keySecretRef`: the Secret's key mounted as a file, named by `MODEL_SYNC_SIGNING_KEY_PATH`.
+//! - `keyless`: the sigstore URLs as `SIGSTORE_*` variables and a projected ServiceAccount token
+//!   with the sigstore audience, named by `MODEL_SYNC_SIGNING_IDENTITY_TOKEN_PATH`. Projected
+//!   explicitly, so it works with `automountServiceAccountToken: false` and the registry token
+//!   (audience: the API server) is never the one sent to Fulcio.
+use mro_api::model_transfer::TransferSigning;
+
+use super::job::{Pod, item, token_lifetime, token_volume};
+use super::{BuildError, BuildInput};
+
+pub const SIGNING_KEY_DIR: &str = "/var/run/secrets/model-sync/signing-key";
+pub const SIGNING_KEY_FILE: &str = "key.pem";
+pub const SIGNING_TOKEN_DIR: &str = "/var/run/secrets/model-sync/signing-token";
+pub const SIGNING_TOKEN_FILE: &str = "token";
+
+/// Adds the signing variables and volumes of `spec.signing`.
+pub(super) fn signing(p: &mut Pod, input: &BuildInput) -> Result<(), BuildError> {
+    let Some(signing) = &input.mt.spec.signing else {
+        p.env("MODEL_SYNC_SIGN", "false");
+        return Ok(());
+    };
+    wire(p, input, signing)
+}
+
+fn wire(p: &mut Pod, input: &BuildInput, signing: &TransferSigning) -> Result<(), BuildError> {
+    p.env("MODEL_SYNC_SIGN", "true");
+    match (&signing.key_secret_ref, &signing.keyless) {
+        (Some(key), None) => {
+            p.secret(
+                "signing-key",
+                &key.name,
+                item(&key.key, SIGNING_KEY_FILE),
+                SIGNING_KEY_DIR,
+            );
+            p.env(
+                "MODEL_SYNC_SIGNING_KEY_PATH",
+                format!("{SIGNING_KEY_DIR}/{SIGNING_KEY_FILE}"),
+            );
+        }
+        (None, Some(k)) => {
+            p.env("SIGSTORE_FULCIO_URL", &k.fulcio_url);
+            p.env("SIGSTORE_REKOR_URL", &k.rekor_url);
+            if let Some(u) = &k.tuf_url {
+                p.env("SIGSTORE_TUF_URL", u);
+            }
+            if let Some(u) = &k.tsa_url {
+                p.env("SIGSTORE_TSA_URL", u);
+            }
+            let seconds = k
+                .expiration_seconds
+                .unwrap_or_else(|| token_lifetime(input));
+            let v = token_volume("signing-token", Some(k.audience().to_owned()), seconds);
+            p.mount(v, SIGNING_TOKEN_DIR, true);
+            p.env(
+                "MODEL_SYNC_SIGNING_IDENTITY_TOKEN_PATH",
+                format!("{SIGNING_TOKEN_DIR}/{SIGNING_TOKEN_FILE}"),
+            );
+        }
+        _ => {
+            return Err(BuildError::new(
+                "spec.signing",
+                "exactly one of keyless or keySecretRef must be set",
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! The floor: what the API server needs to store the same objects with no operator in between.
+//! Each CR is created, then its children (built by the operator's own build functions, in the
+//! operator's order), then one status write with the status the operator computes for it.
+use anyhow::Context as _;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use model_registry_operator::apply::Child;
+use model_registry_operator::modelregistry::{read::Runtime, status as mr_status};
+use model_registry_operator::modeltransfer::status as mt_status;
+use mro_api::{ModelRegistry, ModelTransfer};
+use serde_json::json;
+
+use crate::fixtures::{self, Plan};
+
+/// Runs the floor for one phase: one pipeline per CR, `concurrency` at a time.
+pub async fn run(client: &Client, plan: &Plan, concurrency: usize) -> anyhow::Result<()> {
+    futures::stream::iter(plan.registries.iter().map(|mr| registry(client, mr)))
+        .buffer_unordered(concurrency)
+        .try_collect::<()>()
+        .await?;
+    futures::stream::iter(plan.transfers.iter().map(|mt| transfer(client, mt)))
+        .buffer_unordered(concurrency)
+        .try_collect::<()>()
+        .await
+}
+
+async fn create_child(client: &Client, child: &Child) -> anyhow::Result<()> {
+    let api: Api<DynamicObject> = match child.namespace() {
+        Some(ns) if child.namespaced => Api::namespaced_with(client.clone(), &ns, &child.resource),
+        _ => Api::all_with(client.clone(), &child.resource),
+    };
+    api.create(&PostParams::default(), &child.object)
+        .await
+        .with_context(|| format!("create {} {}", child.resource.kind, child.name()))?;
+    Ok(())
+}
+
+/// `status.specDefaults` as the operator writes it for the benchmark's registries (default REST
+/// and kube-rbac-proxy images), so the status has the operator's size.
+fn spec_defaults() -> Option<String> {
+    let images = fixtures::settings().images;
+    Some(
+        json!({ "kubeRBACProxy": { "image": images.kube_rbac_proxy }, "rest": { "image": images.rest } })
+            .to_string(),
+    )
+}
+
+async fn registry(client: &Client, mr: &ModelRegistry) -> anyhow::Result<()> {
+    let ns = mr.namespace().context("registry without a namespace")?;
+    let api = Api::<ModelRegistry>::namespaced(client.clone(), &ns);
+    let created = api.create(&PostParams::default(), mr).await?;
+    let desired = fixtures::registry_children(&created)?;
+    for child in &desired.children {
+        create_child(client, child).await?;
+    }
+    let st = mr_status::compute(&mr_status::StatusInput {
+        mr: &created,
+        desired: &desired,
+        runtime: &Runtime::default(),
+        created_deployment: true,
+        spec_defaults: spec_defaults(),
+    });
+    api.patch_status(
+        &created.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": st })),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn transfer(client: &Client, mt: &ModelTransfer) -> anyhow::Result<()> {
+    let ns = mt.namespace().context("transfer without a namespace")?;
+    let api = Api::<ModelTransfer>::namespaced(client.clone(), &ns);
+    let created = api.create(&PostParams::default(), mt).await?;
+    let registry_name = mt
+        .spec
+        .registry
+        .model_registry_ref
+        .as_ref()
+        .context("benchmark transfers name a ModelRegistry")?
+        .name
+        .clone();
+    let registry = fixtures::registry(&registry_name, &ns)?;
+    let desired = fixtures::transfer_children(&created, &registry)?;
+    for child in &desired.inputs() {
+        create_child(client, child).await?;
+    }
+    let job = Api::<Job>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &desired.job)
+        .await?;
+    let outcome = mt_status::outcome(&job, &[]);
+    let st = mt_status::compute(&mt_status::StatusInput {
+        mt: &created,
+        job_name: &job.name_any(),
+        outcome: &outcome,
+        registration: &mt_status::Registration::NotChecked,
+    });
+    api.patch_status(
+        &created.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": st })),
+    )
+    .await?;
+    Ok(())
+}

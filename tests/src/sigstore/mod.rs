@@ -1,0 +1,66 @@
+//! Sigstore test stand-ins and the independent verifiers that check model-sync's signatures.
+//!
+//! - [`oidc`]: a test OIDC issuer minting ES256 tokens (service-account-like subjects).
+//! - [`issuers`]: the issuers Fulcio trusts: the test issuer, and optionally a Kubernetes API
+//!   server (its published ServiceAccount token keys), so real projected tokens work.
+//! - [`fulcio`]: a CA issuing 10-minute code-signing certificates for those tokens, with an SCT
+//!   from a stand-in CT log embedded.
+//! - [`rekor`]: an append-only Merkle log returning signed entry timestamps, inclusion proofs and
+//!   signed checkpoints.
+//! - [`trust`]: the trusted root / client trust config describing them.
+//! - [`verifiers`]: PyPI `model-signing` and `sigstore`, in a cached venv.
+pub mod der;
+pub mod fulcio;
+pub mod issuers;
+pub mod keys;
+pub mod oidc;
+pub mod rekor;
+pub mod trust;
+pub mod verifiers;
+
+use std::path::PathBuf;
+
+/// The OIDC issuer URL the stand-ins use (never contacted: tokens are checked in-process).
+pub const ISSUER_URL: &str = "https://oidc.mro-tests.invalid";
+
+/// Fulcio, Rekor, the issuer and the trust config file, started together.
+#[derive(Debug)]
+pub struct Sigstore {
+    pub issuer: oidc::TestIssuer,
+    pub fulcio: fulcio::Fulcio,
+    pub rekor: rekor::Rekor,
+    dir: tempfile::TempDir,
+}
+
+impl Sigstore {
+    pub fn start() -> anyhow::Result<Self> {
+        Self::start_trusting(Vec::new())
+    }
+
+    /// Like [`start`](Self::start), with Fulcio also trusting the tokens of `more` issuers
+    /// (e.g. [`issuers::TrustedIssuer::kubernetes`]).
+    pub fn start_trusting(more: Vec<issuers::TrustedIssuer>) -> anyhow::Result<Self> {
+        let issuer = oidc::TestIssuer::new(ISSUER_URL)?;
+        let mut trusted = vec![issuers::TrustedIssuer::test(&issuer)];
+        trusted.extend(more);
+        let fulcio = fulcio::Fulcio::start_trusting(trusted)?;
+        let rekor = rekor::Rekor::start()?;
+        let dir = tempfile::Builder::new().prefix("mro-sigstore-").tempdir()?;
+        let s = Self {
+            issuer,
+            fulcio,
+            rekor,
+            dir,
+        };
+        std::fs::write(
+            s.trust_config_path(),
+            serde_json::to_vec_pretty(&trust::client_trust_config(&s.fulcio, &s.rekor, &s.issuer))?,
+        )?;
+        Ok(s)
+    }
+
+    /// The `ClientTrustConfig` JSON file for the verifiers.
+    pub fn trust_config_path(&self) -> PathBuf {
+        self.dir.path().join("trust_config.json")
+    }
+}

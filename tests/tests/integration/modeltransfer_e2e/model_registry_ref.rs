@@ -1,0 +1,412 @@
+//! `spec.registry.modelRegistryRef` end to end: a ModelRegistry behind kube-rbac-proxy, reached by
+//! its Service's DNS name with HTTPS, the Job's ServiceAccount token and a CA from a ConfigMap.
+//!
+//! Cluster DNS: `<name>.<namespace>.svc` resolves to 127.0.0.1 for the processes that need it,
+//! the operator (a process, for its `Registered` check) and the Job's pod (node agent), through a
+//! hosts file bind-mounted over `/etc/hosts` in their private mount namespaces
+//! ([`HostAliases`]). The ModelRegistry's `kubeRBACProxy.port` is the port the kube-rbac-proxy
+//! stand-in ([`RbacProxy`]) listens on, in front of the Model Registry stand-in; the proxy
+//! authenticates and authorizes every call against the real API server, so the registration works
+//! only through the RoleBinding the ModelTransfer controller grants. The push goes to an
+//! htpasswd + TLS registry with its own private CA (`spec.job.caBundleConfigMapRef`) and push
+//! credentials (a dockerconfigjson Secret).
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::Stdio;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{ListParams, PostParams};
+use mro_api::ModelTransfer;
+use mro_api::model_transfer::TransferPhase;
+use mro_tests::model_registry::{ModelRegistryStandIn, StandInOptions};
+use mro_tests::model_sync::{self, Model, Profile, pull_image, push_base_image};
+use mro_tests::node_agent::{HostAliases, NodeAgent};
+use mro_tests::oci_registry::OciRegistry;
+use mro_tests::ports::free_port;
+use mro_tests::rbac_proxy::RbacProxy;
+use mro_tests::s3::S3Server;
+use mro_tests::wait::eventually_within;
+use serde_json::json;
+
+use super::DONE;
+use crate::modeltransfer_controller::{Env, condition};
+
+/// Unique on the shared control plane (registry names are unique cluster-wide).
+const REGISTRY: &str = "e2e-referenced";
+const TRANSFER: &str = "granite";
+
+/// The operator binary, run like in a pod: its own process, under the shipped RBAC, with cluster
+/// DNS for the registry's Service. Killed on drop.
+struct OperatorProcess {
+    child: tokio::process::Child,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl OperatorProcess {
+    async fn start(env: &Env, hosts: &HostAliases) -> OperatorProcess {
+        mro_tests::operator::install_rbac(&env.client)
+            .await
+            .expect("install config/rbac");
+        let kubeconfig = env
+            .cluster
+            .dir()
+            .expect("a harness-started control plane (operator kubeconfig)")
+            .join("operator.kubeconfig");
+        let exe = mro_tests::tools::cargo_bin(
+            "model-registry-operator",
+            "model-registry-operator",
+            "MRO_OPERATOR_BIN",
+        )
+        .await
+        .expect("operator binary");
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("operator.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let mut cmd = hosts.command(dir.path(), &exe).expect("operator command");
+        let child = cmd
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info,model_registry_operator=debug")
+            .args(["--watch-namespace", &env.ns])
+            .args([
+                "--health-probe-bind-address",
+                &format!("127.0.0.1:{}", free_port()),
+            ])
+            .args([
+                "--metrics-bind-address",
+                &format!("127.0.0.1:{}", free_port()),
+            ])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn the operator");
+        OperatorProcess {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("the operator exited ({status}):\n{}", self.log());
+        }
+    }
+}
+
+async fn config_map(env: &Env, name: &str, key: &str, value: &str) {
+    let cm: ConfigMap =
+        serde_json::from_value(json!({ "metadata": { "name": name }, "data": { key: value } }))
+            .unwrap();
+    env.api::<ConfigMap>()
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap();
+}
+
+fn env_of(job: &Job) -> std::collections::BTreeMap<String, String> {
+    job.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+        .collect()
+}
+
+/// A client of the proxy as a pod in the cluster would see it (the test process has no cluster
+/// DNS: the Service name is mapped to the proxy's address for this client only).
+fn proxy_client(proxy: &RbacProxy, ns: &str) -> reqwest::Client {
+    let host = format!("{REGISTRY}.{ns}.svc");
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(proxy.ca_pem().as_bytes()).unwrap()])
+        .resolve(&host, (Ipv4Addr::LOCALHOST, proxy.port()).into())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_to_oci_create_model_into_a_referenced_model_registry() {
+    let bin = model_sync::binary(Profile::Debug)
+        .await
+        .expect("model-sync binary");
+    let env = Env::without_operator("e2e-mr-ref").await;
+    let ns = env.ns.clone();
+
+    // The stores and the registry behind its proxy.
+    let s3 = S3Server::start().await.unwrap();
+    let oci = OciRegistry::start_auth_tls().await.unwrap();
+    let base_image = push_base_image(&oci).await.unwrap();
+    let mr = ModelRegistryStandIn::start(StandInOptions::default())
+        .await
+        .unwrap();
+    let proxy = RbacProxy::start(env.client.clone(), &ns, REGISTRY, &mr.base_url())
+        .await
+        .unwrap();
+    let model = Model::small(21);
+    model.put_s3(&s3, "models", "granite/1.0").await.unwrap();
+
+    // Cluster DNS for the registry's Service, for the operator and for the Job's pod.
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let hosts = HostAliases::new().with_service(localhost, REGISTRY, &ns);
+    let agent = NodeAgent::start_with_hosts(env.client.clone(), &ns, bin, hosts.clone())
+        .expect("node agent");
+    let mut operator = OperatorProcess::start(&env, &hosts).await;
+
+    // What users create: credentials, CA bundles, the ModelRegistry.
+    env.secret(
+        "s3-creds",
+        None,
+        json!({ "AWS_ACCESS_KEY_ID": s3.access_key(), "AWS_SECRET_ACCESS_KEY": s3.secret_key(),
+                "AWS_DEFAULT_REGION": s3.region(), "AWS_S3_ENDPOINT": s3.endpoint() }),
+    )
+    .await;
+    env.secret(
+        "push-creds",
+        Some("kubernetes.io/dockerconfigjson"),
+        json!({ ".dockerconfigjson": oci.docker_config_json() }),
+    )
+    .await;
+    let (crt, key) = proxy
+        .ca()
+        .issue_server_cert(&[&format!("{REGISTRY}.{ns}.svc")]);
+    env.secret(
+        &format!("{REGISTRY}-kube-rbac-proxy"),
+        Some("kubernetes.io/tls"),
+        json!({ "tls.crt": crt, "tls.key": key }),
+    )
+    .await;
+    env.secret("db", None, json!({ "password": "unused" }))
+        .await;
+    config_map(&env, "registry-ca", "ca.crt", proxy.ca_pem()).await;
+    config_map(
+        &env,
+        "oci-ca",
+        "ca-bundle.crt",
+        oci.ca_pem().expect("a TLS registry"),
+    )
+    .await;
+    let registry: mro_api::ModelRegistry = serde_json::from_value(json!({
+        "apiVersion": "modelregistry.opendatahub.io/v1beta1",
+        "kind": "ModelRegistry",
+        "metadata": { "name": REGISTRY },
+        "spec": {
+            "rest": {},
+            "kubeRBACProxy": { "port": proxy.port() },
+            "postgres": { "host": "db", "database": "model_registry", "username": "u",
+                          "passwordSecret": { "name": "db", "key": "password" } }
+        }
+    }))
+    .unwrap();
+    env.api::<mro_api::ModelRegistry>()
+        .create(&PostParams::default(), &registry)
+        .await
+        .unwrap();
+    // The ModelRegistry controller (in the operator process) creates the user Role and the
+    // proxy's configuration.
+    let roles = env.api::<Role>();
+    let cms = env.api::<ConfigMap>();
+    let deadline = std::time::Instant::now() + DONE;
+    loop {
+        let role = roles
+            .get_opt(&format!("registry-user-{REGISTRY}"))
+            .await
+            .unwrap();
+        let config = cms
+            .get_opt(&format!("{REGISTRY}-kube-rbac-proxy-config"))
+            .await
+            .unwrap();
+        if role.is_some() && config.is_some() {
+            break;
+        }
+        operator.assert_running();
+        if std::time::Instant::now() >= deadline {
+            let mr = env
+                .api::<mro_api::ModelRegistry>()
+                .get(REGISTRY)
+                .await
+                .unwrap();
+            panic!(
+                "no Role / proxy config from the ModelRegistry controller: {:#?}\n{}",
+                mr.status,
+                operator.log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    env.create(
+        TRANSFER,
+        json!({
+            "source": { "s3": { "bucket": "models", "key": "granite/1.0/",
+                                "credentialsSecretRef": { "name": "s3-creds" } } },
+            "destination": { "oci": { "uri": oci.reference("models/granite", "1.0"),
+                                      "baseImage": base_image,
+                                      "credentialsSecretRef": { "name": "push-creds" } } },
+            "registry": { "modelRegistryRef": { "name": REGISTRY },
+                          "caConfigMapRef": { "name": "registry-ca", "key": "ca.crt" } },
+            "intent": "create_model",
+            "model": {
+                "registeredModel": { "name": "granite" },
+                "modelVersion": { "name": "1.0", "author": "e2e" },
+                "modelArtifact": { "modelFormatName": "safetensors" }
+            },
+            "job": { "backoffLimit": 0,
+                     "caBundleConfigMapRef": { "name": "oci-ca", "key": "ca-bundle.crt" } }
+        }),
+    )
+    .await;
+
+    // The Job as derived from the ModelRegistry: HTTPS to the Service on the proxy port, the
+    // Job's own token, the registry CA; the private OCI CA as the transfer's trust store.
+    let job = env.wait_job(&format!("{TRANSFER}-sync")).await;
+    let e = env_of(&job);
+    assert_eq!(
+        e["MODEL_SYNC_REGISTRY_SERVER_ADDRESS"],
+        format!("https://{REGISTRY}.{ns}.svc")
+    );
+    assert_eq!(e["MODEL_SYNC_REGISTRY_PORT"], proxy.port().to_string());
+    assert_eq!(e["MODEL_SYNC_REGISTRY_IS_SECURE"], "true");
+    assert!(e.contains_key("MODEL_SYNC_REGISTRY_CUSTOM_CA"), "{e:?}");
+    assert!(e.contains_key("SSL_CERT_FILE"), "{e:?}");
+    let rb_name = format!("{ns}-{TRANSFER}-registry-user");
+    let bindings = env.api::<RoleBinding>();
+    let rb = bindings.get(&rb_name).await.expect("the registry grant");
+    assert_eq!(rb.role_ref.name, format!("registry-user-{REGISTRY}"));
+
+    // Transferred, registered through the proxy, and confirmed by the operator's own read-back.
+    let api = env.api::<ModelTransfer>();
+    let mut last = None;
+    let finished = tokio::time::timeout(DONE, async {
+        loop {
+            let t = api.get(TRANSFER).await.unwrap();
+            let st = t.status.clone().unwrap_or_default();
+            let decided = match st.phase {
+                Some(TransferPhase::Failed) => true,
+                Some(TransferPhase::Succeeded) => {
+                    condition(&st, "Registered").is_some_and(|c| c.0 == "True" || c.1 != "Checking")
+                }
+                _ => false,
+            };
+            last = Some(st.clone());
+            if decided {
+                return st;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+    .await;
+    let diagnostics = || {
+        format!(
+            "{last:#?}\n--- pods\n{}\n--- operator\n{}\n--- proxy\n{:#?}",
+            agent.describe(),
+            operator.log(),
+            proxy.decisions()
+        )
+    };
+    let st = finished.unwrap_or_else(|_| panic!("not finished after {DONE:?}: {}", diagnostics()));
+    assert_eq!(
+        st.phase,
+        Some(TransferPhase::Succeeded),
+        "{}",
+        diagnostics()
+    );
+    assert_eq!(
+        condition(&st, "Registered"),
+        Some(("True".into(), "ArtifactLive".into())),
+        "{}",
+        diagnostics()
+    );
+    let uri = st.artifact_uri.clone().expect("artifactUri");
+    let pinned = uri.trim_start_matches("oci://");
+    assert!(
+        pinned.starts_with(&format!("{}/models/granite@sha256:", oci.host())),
+        "{uri}"
+    );
+    let artifact = mr
+        .artifacts()
+        .into_iter()
+        .find(|a| Some(a["id"].as_str().unwrap_or_default()) == st.model_artifact_id.as_deref())
+        .expect("the artifact in the registry");
+    assert_eq!(artifact["state"], "LIVE");
+    assert_eq!(artifact["uri"], uri.as_str());
+    assert!(
+        mr.registered_models()
+            .iter()
+            .any(|m| m["name"] == "granite"),
+        "{:?}",
+        mr.registered_models()
+    );
+    assert_eq!(pull_image(&oci, pinned).await.unwrap().models, model);
+
+    // Every registry call went through the proxy as the Job's ServiceAccount (the Job's writes
+    // and the operator's read-back), and none was refused.
+    let sa_user = format!("system:serviceaccount:{ns}:{TRANSFER}-sync");
+    let decisions = proxy.decisions();
+    assert!(
+        decisions.iter().any(|d| d.method == "POST"),
+        "{decisions:#?}"
+    );
+    assert!(
+        decisions
+            .iter()
+            .all(|d| d.user.as_deref() == Some(sa_user.as_str()) && d.refused.is_none()),
+        "{decisions:#?}"
+    );
+
+    // Registered: the grant is revoked. The same ServiceAccount is now turned away by the proxy,
+    // so the access really came from the controller's RoleBinding.
+    eventually_within("the grant to be revoked", DONE, || async {
+        bindings.get_opt(&rb_name).await.unwrap().is_none()
+    })
+    .await;
+    let token = env
+        .api::<ServiceAccount>()
+        .create_token_request(
+            &format!("{TRANSFER}-sync"),
+            &PostParams::default(),
+            &serde_json::from_value(json!({ "spec": { "audiences": [] } })).unwrap(),
+        )
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+    let resp = proxy_client(&proxy, &ns)
+        .get(format!(
+            "https://{REGISTRY}.{ns}.svc:{}/api/model_registry/v1alpha3/registered_models",
+            proxy.port()
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403, "{}", diagnostics());
+    let left = bindings
+        .list(
+            &ListParams::default().labels("modelregistry.opendatahub.io/parent-kind=ModelTransfer"),
+        )
+        .await
+        .unwrap();
+    assert!(left.items.is_empty());
+    operator.assert_running();
+    assert_eq!(agent.runs().len(), 1, "{}", agent.describe());
+}

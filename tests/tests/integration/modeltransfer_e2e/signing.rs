@@ -1,0 +1,284 @@
+//! `spec.signing` end to end: the operator wires the Job, the node agent runs it (mounting the
+//! key Secret, or projecting a real ServiceAccount token from the API server's TokenRequest API
+//! with the requested audience), model-sync signs, and PyPI's `model-signing` verifies.
+//!
+//! Keyless: the Fulcio stand-in trusts the local API server's ServiceAccount issuer through the
+//! keys the API server publishes (`/openid/v1/jwks`), so the certificate is issued for a token
+//! that really comes from Kubernetes, and names the Job's ServiceAccount.
+use std::path::Path;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::api::PostParams;
+use mro_api::model_transfer::TransferPhase;
+use mro_tests::model_sync::Model;
+use mro_tests::sigstore::issuers::TrustedIssuer;
+use mro_tests::sigstore::{Sigstore, verifiers};
+use serde_json::{Value, json};
+
+use super::E2e;
+use crate::modeltransfer_controller::condition;
+
+/// A fresh P-256 key pair as (private PKCS#8 PEM, public SPKI PEM).
+fn key_pair() -> (String, String) {
+    let k = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key pair");
+    (k.serialize_pem(), k.public_key_pem())
+}
+
+/// A copy of `dir` with one byte of `file` flipped.
+fn tampered_copy(dir: &Path, to: &Path, file: &str) {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+    copy(dir, to);
+    let path = to.join(file);
+    let mut data = std::fs::read(&path).unwrap();
+    let i = data.len() / 2;
+    data[i] ^= 0x01;
+    std::fs::write(&path, data).unwrap();
+}
+
+/// PersistentVolumeClaims the transfer refers to (the operator checks they exist; the node
+/// agent stands in for their volumes with directories).
+async fn claims(w: &E2e, names: &[&str]) {
+    for name in names {
+        let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
+            "metadata": { "name": name },
+            "spec": { "accessModes": ["ReadWriteOnce"], "resources": { "requests": { "storage": "1Gi" } } }
+        }))
+        .unwrap();
+        w.env
+            .api::<PersistentVolumeClaim>()
+            .create(&PostParams::default(), &pvc)
+            .await
+            .expect("create PVC");
+    }
+}
+
+/// The model files as written at the destination, without the signature.
+fn published(dir: &Path) -> Model {
+    let mut m = Model::read_dir(dir).unwrap();
+    m.files.remove("model.sig");
+    m
+}
+
+fn spec(w: &E2e, source: Value, destination: Value, name: &str, signing: Value) -> Value {
+    json!({
+        "source": source,
+        "destination": destination,
+        "registry": w.registry(),
+        "intent": "create_model",
+        "model": { "registeredModel": { "name": name }, "modelVersion": { "name": "v1" } },
+        "job": { "backoffLimit": 0 },
+        "signing": signing
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_signed_pvc_transfer_waits_for_its_key_and_verifies() {
+    let w = E2e::new("e2e-sign-key").await;
+    claims(&w, &["staging", "serving"]).await;
+    let model = Model::small(31);
+    model
+        .write_dir(&w.agent.pvc_dir("staging").join("bert"))
+        .unwrap();
+    w.create(
+        "bert",
+        spec(
+            &w,
+            json!({ "pvc": { "claimName": "staging", "path": "bert" } }),
+            json!({ "pvc": { "claimName": "serving", "path": "models/bert" } }),
+            "signed-bert",
+            json!({ "keySecretRef": { "name": "signing-key", "key": "key.pem" } }),
+        ),
+    )
+    .await;
+
+    // No key yet: Failed (InvalidConfiguration) naming the field, and no Job.
+    let t = w
+        .env
+        .wait_status("bert", "the missing key reported", |s| {
+            s.phase == Some(TransferPhase::Failed)
+                && s.message.as_deref().is_some_and(|m| {
+                    m.contains("spec.signing.keySecretRef: Secret \"signing-key\" not found")
+                })
+        })
+        .await;
+    assert_eq!(
+        condition(&t.status.unwrap(), "Failed"),
+        Some(("True".into(), "InvalidConfiguration".into()))
+    );
+    w.env.assert_no_job("bert-sync").await;
+
+    // The key appears: the transfer proceeds on its own, signs and registers.
+    let (private, public) = key_pair();
+    w.env
+        .secret("signing-key", None, json!({ "key.pem": private }))
+        .await;
+    w.env
+        .wait_status("bert", "a Job once the key exists", |s| {
+            s.job_name.is_some() && s.phase != Some(TransferPhase::Failed)
+        })
+        .await;
+    let st = w
+        .finish("bert", TransferPhase::Succeeded)
+        .await
+        .status
+        .unwrap();
+    assert_eq!(
+        condition(&st, "Registered").map(|c| c.0),
+        Some("True".into()),
+        "{st:#?}"
+    );
+    // The key reached the pod as a file only.
+    let job = w.env.api::<Job>().get("bert-sync").await.unwrap();
+    let text = serde_json::to_string(&job).unwrap();
+    assert!(!text.contains("PRIVATE KEY") && text.contains("MODEL_SYNC_SIGNING_KEY_PATH"));
+    assert!(!w.agent.describe().contains("PRIVATE KEY"));
+
+    let out = w.agent.pvc_dir("serving").join("models/bert");
+    assert_eq!(published(&out), model);
+    let sig = out.join("model.sig");
+    assert!(sig.is_file(), "no model.sig\n{}", w.agent.describe());
+    let keys = tempfile::tempdir().unwrap();
+    let public_path = keys.path().join("key.pub");
+    std::fs::write(&public_path, public).unwrap();
+    verifiers::model_signing_key(&out, &sig, &public_path)
+        .await
+        .unwrap()
+        .assert_ok("key-signed transfer");
+
+    let t = keys.path().join("tampered");
+    tampered_copy(&out, &t, "weights/part-0.bin");
+    verifiers::model_signing_key(&t, &t.join("model.sig"), &public_path)
+        .await
+        .unwrap()
+        .assert_rejected("one flipped model byte");
+    let (_, other_public) = key_pair();
+    let other = keys.path().join("other.pub");
+    std::fs::write(&other, other_public).unwrap();
+    verifiers::model_signing_key(&out, &sig, &other)
+        .await
+        .unwrap()
+        .assert_rejected("another key");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyless_signing_uses_the_jobs_service_account_identity() {
+    let w = E2e::new("e2e-sign-keyless").await;
+    let kubernetes = TrustedIssuer::kubernetes(&w.env.client)
+        .await
+        .expect("the API server's ServiceAccount issuer");
+    let sig = Sigstore::start_trusting(vec![kubernetes.clone()]).unwrap();
+    claims(&w, &["serving"]).await;
+    let model = Model::small(32);
+    model.put_s3(&w.s3, "models", "gpt/v1").await.unwrap();
+    let keyless = |audience: Option<&str>| {
+        let mut k = json!({ "keyless": { "fulcioURL": sig.fulcio.url(), "rekorURL": sig.rekor.url(),
+                                         "expirationSeconds": 900 } });
+        if let Some(a) = audience {
+            k["keyless"]["audience"] = a.into();
+        }
+        k
+    };
+    let source = json!({ "s3": { "bucket": "models", "key": "gpt/v1/",
+                                 "credentialsSecretRef": { "name": "s3-creds" } } });
+    w.create(
+        "gpt",
+        spec(
+            &w,
+            source.clone(),
+            json!({ "pvc": { "claimName": "serving", "path": "gpt" } }),
+            "keyless-gpt",
+            keyless(None),
+        ),
+    )
+    .await;
+    let st = w
+        .finish("gpt", TransferPhase::Succeeded)
+        .await
+        .status
+        .unwrap();
+    assert_eq!(
+        condition(&st, "Registered").map(|c| c.0),
+        Some("True".into()),
+        "{st:#?}"
+    );
+    assert_eq!(sig.fulcio.issued(), 1, "{}", w.agent.describe());
+    assert_eq!(sig.rekor.size(), 1);
+
+    let out = w.agent.pvc_dir("serving").join("gpt");
+    assert_eq!(published(&out), model);
+    let model_sig = out.join("model.sig");
+    let trust = sig.trust_config_path();
+    // The certificate names the Job's own ServiceAccount, for the API server's issuer.
+    let identity = format!(
+        "https://kubernetes.io/namespaces/{}/serviceaccounts/gpt-sync",
+        w.env.ns
+    );
+    verifiers::model_signing_sigstore(&out, &model_sig, &trust, &identity, &kubernetes.url)
+        .await
+        .unwrap()
+        .assert_ok("keyless transfer signed by the Job's ServiceAccount");
+    let stranger = format!(
+        "https://kubernetes.io/namespaces/{}/serviceaccounts/default",
+        w.env.ns
+    );
+    verifiers::model_signing_sigstore(&out, &model_sig, &trust, &stranger, &kubernetes.url)
+        .await
+        .unwrap()
+        .assert_rejected("another ServiceAccount's identity");
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("tampered");
+    tampered_copy(&out, &t, "model.onnx");
+    verifiers::model_signing_sigstore(&t, &t.join("model.sig"), &trust, &identity, &kubernetes.url)
+        .await
+        .unwrap()
+        .assert_rejected("one flipped model byte");
+
+    // A token for another audience is refused by Fulcio: the transfer fails before registering.
+    w.create(
+        "wrong-audience",
+        spec(
+            &w,
+            source,
+            json!({ "pvc": { "claimName": "serving", "path": "wrong-audience" } }),
+            "keyless-wrong-audience",
+            keyless(Some("not-sigstore")),
+        ),
+    )
+    .await;
+    let st = w
+        .finish("wrong-audience", TransferPhase::Failed)
+        .await
+        .status
+        .unwrap();
+    assert_eq!(
+        condition(&st, "Failed"),
+        Some(("True".into(), "SigningFailed".into())),
+        "{st:#?}\n{}",
+        w.agent.describe()
+    );
+    assert!(
+        st.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("audience"),
+        "{st:#?}"
+    );
+    assert!(
+        w.mr.registered_models()
+            .iter()
+            .all(|m| m["name"] != "keyless-wrong-audience"),
+        "nothing is registered for an unsigned transfer"
+    );
+    assert_eq!(sig.fulcio.issued(), 1);
+}

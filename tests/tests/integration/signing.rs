@@ -1,0 +1,15 @@
+//! Signing: model-sync's signatures checked by independent verifiers from PyPI (`model-signing`,
+//! `sigstore`), never by our own code. Tampering with one model byte or with the signed manifest
+//! must make verification fail.
+//!
+//! - [`key`]: key-based mode (a PEM private key), verified by `model_signing verify key`.
+//! - [`keyless`]: Fulcio/Rekor stand-ins, verified by `model_signing verify sigstore` and
+//!   `sigstore verify identity` with the stand-ins' trust config.
+//! - [`oci`]: OCI image destinations: the manifest digest signed, the bundle attached as an OCI
+//!   referrer (referrers tag schema on distribution 2.8), fetched with a plain HTTP client and
+//!   verified by `sigstore verify identity` (keyless) or `model_signing`'s key verifier.
+//! - [`decision`]: the `--sign` × SIGSTORE_* decision table through the binary.
+mod decision;
+mod key;
+mod keyless;
+mod oci;
