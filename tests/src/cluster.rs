@@ -90,6 +90,18 @@ static SHARED: [OnceCell<Cluster>; 3] = [
     OnceCell::const_new(),
 ];
 
+/// One retry (fresh ports and directory): a start can lose a port race or time out on a loaded
+/// machine, and one lost start should not fail a test about something else.
+async fn start_retrying_once(flavour: Flavour, private: bool) -> anyhow::Result<Cluster> {
+    match Cluster::start(flavour, private).await {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            tracing::warn!(error = %e, "control plane start failed; retrying once");
+            Cluster::start(flavour, private).await
+        }
+    }
+}
+
 /// The shared control plane of a flavour, started (and given our CRDs) on first use.
 pub async fn shared(flavour: Flavour) -> &'static Cluster {
     crate::init();
@@ -99,14 +111,7 @@ pub async fn shared(flavour: Flavour) -> &'static Cluster {
             let cluster = if flavour == Flavour::Vanilla && use_existing_cluster() {
                 Cluster::existing().await
             } else {
-                // One retry (fresh ports): a start can lose a port race or time out under load.
-                match Cluster::start(flavour, false).await {
-                    Ok(c) => Ok(c),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "control plane start failed; retrying once");
-                        Cluster::start(flavour, false).await
-                    }
-                }
+                start_retrying_once(flavour, false).await
             }
             .unwrap_or_else(|e| panic!("cannot provide a {} control plane: {e:#}", flavour.slug()));
             cluster
@@ -121,7 +126,7 @@ pub async fn shared(flavour: Flavour) -> &'static Cluster {
 /// A control plane of its own for one test (e.g. to install platform APIs mid-test). Stopped on drop.
 pub async fn private(flavour: Flavour) -> Cluster {
     crate::init();
-    let cluster = Cluster::start(flavour, true)
+    let cluster = start_retrying_once(flavour, true)
         .await
         .expect("start a private control plane");
     cluster

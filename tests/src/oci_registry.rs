@@ -273,6 +273,11 @@ impl OciRegistry {
         }
     }
 
+    /// The registry process id (e.g. to read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `127.0.0.1:<port>`: the registry part of image references.
     pub fn host(&self) -> &str {
         &self.host

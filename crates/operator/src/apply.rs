@@ -122,19 +122,50 @@ pub struct ManagedKind {
 }
 
 /// Deletes children of the parent (found by labels) that are not in `keep`. Returns what it deleted.
+///
+/// The lists are served from the API server's watch cache: a consistent list reads every object
+/// of the kind in the cluster from etcd to filter by label, once per kind and reconcile, which
+/// dominates the API server's work with many registries. A child created moments ago may be
+/// missing from the cache; its creation event triggers another reconcile, which prunes it.
 pub async fn prune(
     client: &Client,
     kinds: &[ManagedKind],
     selector: &str,
     keep: &BTreeSet<ChildKey>,
 ) -> kube::Result<Vec<ChildKey>> {
+    prune_with(
+        client,
+        kinds,
+        selector,
+        keep,
+        ListParams::default().match_any(),
+    )
+    .await
+}
+
+/// [`prune`] with consistent lists, for finalizers: nothing may be left behind, and no later
+/// reconcile would catch a child the cache had not seen yet.
+pub async fn prune_consistent(
+    client: &Client,
+    kinds: &[ManagedKind],
+    selector: &str,
+    keep: &BTreeSet<ChildKey>,
+) -> kube::Result<Vec<ChildKey>> {
+    prune_with(client, kinds, selector, keep, ListParams::default()).await
+}
+
+async fn prune_with(
+    client: &Client,
+    kinds: &[ManagedKind],
+    selector: &str,
+    keep: &BTreeSet<ChildKey>,
+    lp: ListParams,
+) -> kube::Result<Vec<ChildKey>> {
     let mut deleted = Vec::new();
+    let lp = lp.labels(selector);
     for kind in kinds {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.resource);
-        let existing = match api
-            .list_metadata(&ListParams::default().labels(selector))
-            .await
-        {
+        let existing = match api.list_metadata(&lp).await {
             Ok(list) => list.items,
             // A kind whose API disappeared has nothing left to prune.
             Err(kube::Error::Api(s)) if s.code == 404 => continue,

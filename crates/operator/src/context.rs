@@ -41,3 +41,16 @@ impl Context {
         }
     }
 }
+
+/// How long a reconcile waits for more changes of the same resource. Writing a resource's
+/// children and status, and the built-in controllers' reactions (Deployment and Job status,
+/// pods, endpoints, service-account tokens), come in bursts; one reconcile after the burst
+/// replaces one per change.
+pub const RECONCILE_DEBOUNCE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Scheduler settings every controller runs with.
+pub fn controller_config(ctx: &Context) -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default()
+        .concurrency(ctx.settings.max_concurrent_reconciles)
+        .debounce(RECONCILE_DEBOUNCE)
+}

@@ -17,7 +17,7 @@ use kube::runtime::controller::{
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::utils::{CancelableJoinHandle, StreamBackoff};
 use kube::runtime::watcher::{self, DefaultBackoff, watcher};
-use kube::runtime::{WatchStreamExt, applier};
+use kube::runtime::{PredicateConfig, WatchStreamExt, applier};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::runtime::Handle;
@@ -35,17 +35,24 @@ pub type RunResult<K, E> = Result<(ObjectRef<K>, Action), controller::Error<E, w
 pub struct QueuedController<K: Resource<DynamicType = ()> + 'static> {
     store: Store<K>,
     triggers: SelectAll<Triggers<K>>,
+    config: controller::Config,
+    /// Field manager whose own writes to watched objects trigger nothing (see
+    /// [`QueuedController::ignoring_writes_of`]).
+    own_manager: Option<&'static str>,
 }
 
 impl<K> QueuedController<K>
 where
     K: Clone + Resource<DynamicType = ()> + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    /// Reconciles every `K` the API lists, whenever it changes.
+    /// Reconciles every `K` the API lists, whenever anything but its status changes. The
+    /// controller writes the status itself; its reconcile reads the latest one from the store.
     pub fn new(api: Api<K>, wc: watcher::Config) -> Self {
         let (store, writer) = reflector::store();
         let main = trigger_self(
-            reflector::reflector(writer, watcher(api, wc)).applied_objects(),
+            reflector::reflector(writer, watcher(api, wc))
+                .applied_objects()
+                .predicate_filter(beyond_status::<K>, PredicateConfig::default()),
             (),
         );
         Self::from_parts(store, main)
@@ -61,7 +68,25 @@ where
         QueuedController {
             store,
             triggers: all,
+            config: controller::Config::default(),
+            own_manager: None,
         }
+    }
+
+    /// Changes of watched objects made last by `manager` (the controller's own server-side
+    /// applies) trigger nothing: the reconcile that wrote them already acted on them. Without
+    /// this, every reconcile that creates children triggers a second one that finds nothing to
+    /// do. Deletions, and changes by anyone else (users, built-in controllers), still trigger.
+    /// Applies to the `owns` and `watches` calls after it.
+    pub fn ignoring_writes_of(mut self, manager: &'static str) -> Self {
+        self.own_manager = Some(manager);
+        self
+    }
+
+    /// Scheduler settings (e.g. how many reconciles run at once).
+    pub fn with_config(mut self, config: controller::Config) -> Self {
+        self.config = config;
+        self
     }
 
     /// Children whose owner reference names a `K` trigger their owner. Only their metadata is
@@ -70,7 +95,8 @@ where
     where
         C: Clone + Resource<DynamicType = ()> + DeserializeOwned + Debug + Send + Sync + 'static,
     {
-        let owners = trigger_owners(watcher(api, wc).touched_objects(), (), ());
+        let events = not_written_by(watcher(api, wc), self.own_manager);
+        let owners = trigger_owners(events.touched_objects(), (), ());
         self.triggers.push(owners.boxed());
         self
     }
@@ -89,7 +115,8 @@ where
         I: IntoIterator<Item = ObjectRef<K>> + 'static,
         I::IntoIter: Send,
     {
-        let related = trigger_with(watcher(api, wc).touched_objects(), move |obj: O| {
+        let events = not_written_by(watcher(api, wc), self.own_manager);
+        let related = trigger_with(events.touched_objects(), move |obj: O| {
             let source = ObjectRef::from_obj_with(&obj, dyntype.clone()).erase();
             mapper(obj)
                 .into_iter()
@@ -137,7 +164,7 @@ where
             ctx,
             self.store,
             requests,
-            controller::Config::default(),
+            self.config,
         )
         .inspect(move |res| {
             // A request for an object gone from the store is dropped by the applier, unreconciled.
@@ -145,6 +172,59 @@ where
                 queue.left(&(gone.namespace.clone(), gone.name.clone()));
             }
         })
+    }
+}
+
+/// A hash of what a change to the main resource can mean for its reconcile: everything but the
+/// status (and the bookkeeping every write changes).
+fn beyond_status<K: Resource>(obj: &K) -> Option<u64> {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let m = obj.meta();
+    let mut h = DefaultHasher::new();
+    (
+        m.generation,
+        &m.labels,
+        &m.annotations,
+        m.deletion_timestamp.as_ref().map(|t| t.0),
+    )
+        .hash(&mut h);
+    Some(h.finish())
+}
+
+/// Drops added/modified events of objects whose latest change was made by `manager` (its
+/// managed-fields entry is strictly the newest; equal times count as someone else's change).
+fn not_written_by<O, S>(
+    events: S,
+    manager: Option<&'static str>,
+) -> impl Stream<Item = Result<watcher::Event<O>, watcher::Error>> + Send
+where
+    O: Resource + Send,
+    S: Stream<Item = Result<watcher::Event<O>, watcher::Error>> + Send,
+{
+    events.try_filter(move |ev| {
+        let keep = match (ev, manager) {
+            (watcher::Event::Apply(o) | watcher::Event::InitApply(o), Some(m)) => {
+                !last_written_by(o.meta(), m)
+            }
+            _ => true,
+        };
+        futures::future::ready(keep)
+    })
+}
+
+fn last_written_by(meta: &kube::api::ObjectMeta, manager: &str) -> bool {
+    let entries = meta.managed_fields.as_deref().unwrap_or_default();
+    let newest = |ours: bool| {
+        entries
+            .iter()
+            .filter(|e| (e.manager.as_deref() == Some(manager)) == ours)
+            .filter_map(|e| e.time.as_ref().map(|t| t.0))
+            .max()
+    };
+    match (newest(true), newest(false)) {
+        (Some(ours), Some(theirs)) => ours > theirs,
+        (Some(_), None) => true,
+        (None, _) => false,
     }
 }
 

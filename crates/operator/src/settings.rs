@@ -121,6 +121,15 @@ pub struct Settings {
     /// Identity in the Lease (default: the hostname).
     #[arg(long = "leader-election-identity", env = "POD_NAME")]
     pub leader_election_identity: Option<String>,
+    /// Reconciles each controller runs at once (0: unbounded). Bounded, so that the changes
+    /// piling up for a resource while it waits are handled by one reconcile, resources are
+    /// handled in the order they changed, and memory stays flat with thousands of resources.
+    #[arg(
+        long = "max-concurrent-reconciles",
+        env = "MAX_CONCURRENT_RECONCILES",
+        default_value_t = 8
+    )]
+    pub max_concurrent_reconciles: u16,
     /// Log format.
     #[arg(
         long = "log-format",

@@ -65,12 +65,17 @@ fn measure_child(args: &[String]) -> anyhow::Result<()> {
         bail!("usage: --measure-child <usage.json> <program> <args…>");
     };
     let started = Instant::now();
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(f64::NAN);
     let status = std::process::Command::new(program).args(rest).status()?;
     let wall = started.elapsed().as_secs_f64();
     let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
     let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
     let usage = json!({
         "wall": wall,
+        "started_unix": started_unix,
         "user": secs(u.user_time()),
         "system": secs(u.system_time()),
         "maxrss_kib": u.max_rss(),
@@ -275,6 +280,9 @@ fn dir_size(dir: &Path) -> u64 {
 #[derive(Debug, Clone)]
 struct SyncRun {
     wall: f64,
+    /// Seconds from start to the listed source, and from the end of the transfer to exit.
+    setup: f64,
+    teardown: f64,
     cpu: f64,
     maxrss_mib: f64,
     scratch_bytes: u64,
@@ -335,8 +343,12 @@ async fn sync_run(
     }
     let usage: Value = serde_json::from_str(&std::fs::read_to_string(&usage_path)?)?;
     let f = |k: &str| usage[k].as_f64().unwrap_or(f64::NAN);
+    let at = |what: &str| log_time(&out.stderr, what).unwrap_or(f64::NAN);
+    let (start, wall) = (f("started_unix"), f("wall"));
     Ok(SyncRun {
-        wall: f("wall"),
+        wall,
+        setup: at("source listed") - start,
+        teardown: start + wall - at("transfer finished"),
         cpu: f("user") + f("system"),
         maxrss_mib: f("maxrss_kib") / 1024.0,
         scratch_bytes: peak.load(Ordering::Relaxed),
@@ -372,6 +384,40 @@ async fn seed_artifact(mr: &ModelRegistryStandIn, name: &str) -> anyhow::Result<
         )
         .await?;
     Ok(a.id)
+}
+
+/// The time (Unix seconds) of the first log line containing `what` (log lines start with an
+/// RFC 3339 timestamp).
+fn log_time(log: &str, what: &str) -> Option<f64> {
+    let line = log.lines().find(|l| l.contains(what))?;
+    let stamp = line.split_whitespace().next()?;
+    let t = chrono::DateTime::parse_from_rfc3339(stamp).ok()?;
+    Some(t.timestamp_micros() as f64 / 1e6)
+}
+
+/// CPU seconds (user + system) of the servers: this process (the in-process S3 server, plus the
+/// floor's client while it runs) and the registry process.
+fn server_cpu(reg: &OciRegistry) -> (f64, f64) {
+    let own = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+        .map(|u| {
+            let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+            secs(u.user_time()) + secs(u.system_time())
+        })
+        .unwrap_or(f64::NAN);
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", reg.pid())).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    // utime and stime, fields 14 and 15 (after the command name), in clock ticks of 1/100 s.
+    let registry = match (ticks(11), ticks(12)) {
+        (Some(u), Some(s)) => (u + s) / 100.0,
+        _ => f64::NAN,
+    };
+    (own, registry)
 }
 
 /// The 1-minute load average (NaN when unknown).
@@ -443,11 +489,17 @@ async fn bench() -> anyhow::Result<()> {
         let mut loads = Vec::new();
         for run in 0..runs {
             loads.push(load_average());
+            let cpu0 = server_cpu(&reg);
             let f = floor(&s3, &reg, &model, &format!("floor/{}-{run}", model.name)).await?;
+            let cpu1 = server_cpu(&reg);
             eprintln!(
-                "  run {run}: floor {f:.2} s (load average {:.2})",
+                "  run {run}: floor {f:.2} s; CPU s: S3 server + floor client {:.2}, registry {:.2} \
+                 (load average {:.2})",
+                cpu1.0 - cpu0.0,
+                cpu1.1 - cpu0.1,
                 load_average()
             );
+            let cpu0 = server_cpu(&reg);
             let s = sync_run(
                 &s3,
                 &mr,
@@ -458,10 +510,18 @@ async fn bench() -> anyhow::Result<()> {
                 &self_exe,
             )
             .await?;
+            let cpu1 = server_cpu(&reg);
             eprintln!(
-                "  run {run}: model-sync {:.2} s, {:.2} CPU s, {:.1} MiB RSS, {} B scratch \
-                 (load average {:.2})",
+                "  run {run}: servers' CPU s during model-sync: S3 server {:.2}, registry {:.2}",
+                cpu1.0 - cpu0.0,
+                cpu1.1 - cpu0.1
+            );
+            eprintln!(
+                "  run {run}: model-sync {:.2} s (setup {:.2} s, registration and exit {:.2} s), \
+                 {:.2} CPU s, {:.1} MiB RSS, {} B scratch (load average {:.2})",
                 s.wall,
+                s.setup,
+                s.teardown,
                 s.cpu,
                 s.maxrss_mib,
                 s.scratch_bytes,

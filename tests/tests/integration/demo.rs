@@ -249,10 +249,18 @@ async fn demo_keep_runs_until_sigterm_then_stops_everything() {
             .success()
     );
     let mut rest = String::new();
-    while let Some(l) = lines.next_line().await.unwrap() {
-        rest.push_str(&l);
-        rest.push('\n');
-    }
+    let drained = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            rest.push_str(&l);
+            rest.push('\n');
+        }
+    })
+    .await;
+    assert!(
+        drained.is_ok(),
+        "the demo's output did not end within 120 s of SIGTERM:\n{seen}{rest}\n--- stderr\n{}",
+        stderr()
+    );
     let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
         .await
         .expect("the demo stops after SIGTERM")

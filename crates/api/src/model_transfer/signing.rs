@@ -38,7 +38,7 @@ pub struct TransferSigning {
     /// `model_signing verify sigstore --identity ... --identity_provider ...`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keyless: Option<KeylessSigning>,
-    /// Secret key holding a PEM ECDSA P-256 private key (PKCS#8 or SEC1), in the
+    /// Secret key holding an unencrypted PEM ECDSA P-256 private key (PKCS#8 or SEC1), in the
     /// ModelTransfer's namespace, mounted into the Job as a file. No sigstore service is
     /// contacted; verify with the matching public key, e.g. `model_signing verify key`. The
     /// transfer waits (phase Failed, reason InvalidConfiguration, re-checked every 10 seconds)

@@ -131,6 +131,8 @@ settings! {
         "Directory of a mounted ConfigMap with model metadata (default: /etc/model-metadata when it exists)";
     StoragePath => "storage-path", "MODEL_SYNC_STORAGE_PATH", Text, Some("/tmp/model-sync"),
         "Scratch directory for staging model files";
+    Concurrency => "concurrency", "MODEL_SYNC_CONCURRENCY", Text, None,
+        "Files transferred at once, 1 to 64 (default: 4 to OCI and PVC, 2 to S3); memory grows with it, not with the model size";
     RegistryServerAddress => "registry-server-address", "MODEL_SYNC_REGISTRY_SERVER_ADDRESS", Text, None,
         "Model Registry address, e.g. https://model-registry.ns.svc (scheme optional)";
     RegistryPort => "registry-port", "MODEL_SYNC_REGISTRY_PORT", Text, Some("443"),

@@ -44,6 +44,8 @@ pub struct Config {
     pub signing: Signing,
     /// Scratch space for staging.
     pub storage_path: PathBuf,
+    /// Files transferred at once (`None`: the destination's default).
+    pub concurrency: Option<usize>,
     /// `TERMINATION_MESSAGE_PATH` (default `/dev/termination-log`).
     pub termination_message_path: PathBuf,
     /// `LOGLEVEL`, passed through to the log filter.
@@ -356,6 +358,9 @@ impl Config {
         );
         let _ = writeln!(s, "signing:      {:?}", self.signing.decision);
         let _ = writeln!(s, "storage path: {}", self.storage_path.display());
+        if let Some(n) = self.concurrency {
+            let _ = writeln!(s, "concurrency:  {n}");
+        }
         if let Some(md) = &self.metadata {
             let _ = writeln!(s, "metadata:     {}", md.dir.display());
         }

@@ -76,6 +76,7 @@ pub fn build(mut layers: Layers, ctx: &LoadContext) -> Result<Config, ConfigErro
     let intent = build_intent(&layers, &ids, metadata.as_ref(), &mut errors);
     let signing = super::signing::build(&layers, ctx, &mut errors, &mut warnings);
     let storage_path = build_storage_path(&layers, &mut errors);
+    let concurrency = build_concurrency(&layers, &mut errors);
 
     if let (Some(s), Some(d)) = (&source, &destination) {
         check_same_location(s, d, &mut errors);
@@ -119,6 +120,7 @@ pub fn build(mut layers: Layers, ctx: &LoadContext) -> Result<Config, ConfigErro
         metadata,
         signing,
         storage_path,
+        concurrency,
         termination_message_path: PathBuf::from(
             ctx.var("TERMINATION_MESSAGE_PATH")
                 .unwrap_or(DEFAULT_TERMINATION_MESSAGE_PATH),
@@ -276,6 +278,24 @@ fn build_intent(
                 model: model?,
                 version_name: version_name?,
             })
+        }
+    }
+}
+
+/// Largest `--concurrency`: beyond this, more files at once only add memory and server load.
+pub const MAX_CONCURRENCY: usize = 64;
+
+fn build_concurrency(layers: &Layers, errors: &mut ConfigErrors) -> Option<usize> {
+    let raw = layers.text(Key::Concurrency)?;
+    match raw.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => Some(n),
+        _ => {
+            errors.push(ConfigError::invalid(
+                Key::Concurrency,
+                &raw,
+                format!("a whole number of files from 1 to {MAX_CONCURRENCY}"),
+            ));
+            None
         }
     }
 }

@@ -140,11 +140,27 @@ impl OciSink {
             scopes: &scopes,
             segment: self.segment,
         };
-        let layers: Vec<ModelLayer> = stream::iter(files.iter())
-            .map(|f| target.model_layer(source, f, previous.get(f.path.as_str()), progress))
-            .buffered(self.concurrency)
+        // Largest files first, a new one whenever any finishes: small files fill the tail
+        // instead of waiting behind a large one. The manifest lists layers in path order.
+        let mut order: Vec<usize> = (0..files.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(files[i].size));
+        let target = &target;
+        let mut layers: Vec<(usize, ModelLayer)> = stream::iter(order)
+            .map(|i| {
+                let f = &files[i];
+                let previous = previous.get(f.path.as_str());
+                async move {
+                    Ok::<_, TransferError>((
+                        i,
+                        target.model_layer(source, f, previous, progress).await?,
+                    ))
+                }
+            })
+            .buffer_unordered(self.concurrency)
             .try_collect()
             .await?;
+        layers.sort_by_key(|(i, _)| *i);
+        let layers: Vec<ModelLayer> = layers.into_iter().map(|(_, l)| l).collect();
 
         let digest = self
             .push_manifests(&base, &layers, &repo, tag, &scopes)

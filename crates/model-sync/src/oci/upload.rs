@@ -38,7 +38,7 @@ pub(crate) const DEFAULT_SEGMENT: u64 = u64::MAX;
 const QUEUE: usize = 4;
 
 /// Smaller pieces are gathered up to this size before they are sent.
-const GATHER: usize = 256 << 10;
+const GATHER: usize = 64 << 10;
 
 /// Where a producer writes blob bytes.
 pub(crate) struct BlobWriter {

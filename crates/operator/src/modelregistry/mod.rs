@@ -21,7 +21,7 @@ use kube::runtime::watcher;
 use mro_api::ModelRegistry;
 
 use crate::apply::{PARENT_KIND_LABEL, PARENT_NAME_LABEL, PARENT_NAMESPACE_LABEL};
-use crate::context::Context;
+use crate::context::{Context, MODEL_REGISTRY_MANAGER, controller_config};
 use crate::controller::QueuedController;
 
 pub mod build;
@@ -75,6 +75,7 @@ pub async fn run(
     let registries: Api<ModelRegistry> = scoped(&client, ns);
     let mut controller =
         QueuedController::new(registries, watcher::Config::default().any_semantic())
+            .ignoring_writes_of(MODEL_REGISTRY_MANAGER)
             .owns(scoped::<PartialObjectMeta<Deployment>>(&client, ns), cfg())
             .owns(scoped::<PartialObjectMeta<Service>>(&client, ns), cfg())
             .owns(
@@ -113,6 +114,7 @@ pub async fn run(
     tracing::info!(capabilities = ?caps, "starting ModelRegistry controller");
     let queue = ctx.metrics.work_queue(reconcile::CONTROLLER);
     controller
+        .with_config(controller_config(&ctx))
         .run(
             reconcile::reconcile,
             reconcile::error_policy,

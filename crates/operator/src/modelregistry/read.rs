@@ -59,7 +59,11 @@ pub async fn observe(
             .unwrap_or_else(|| mro_api::model_registry::DEFAULT_ISTIO_INGRESS.to_string());
         let services: Api<Service> = Api::all(client.clone());
         let found = services
-            .list_metadata(&ListParams::default().labels(&format!("istio={ingress}")))
+            .list_metadata(
+                &ListParams::default()
+                    .labels(&format!("istio={ingress}"))
+                    .match_any(),
+            )
             .await?;
         o.ingress_gateway = found.items.first().and_then(|s| {
             Some(IngressGateway {
@@ -124,14 +128,18 @@ pub async fn runtime(client: &Client, mr: &ModelRegistry, caps: &Capabilities) -
         .collect::<Vec<_>>()
         .join(",");
     let pods = Api::<Pod>::namespaced(client.clone(), &ns)
-        .list(&ListParams::default().labels(&selector))
+        .list(&ListParams::default().labels(&selector).match_any())
         .await?
         .items;
     let mut routes_admitted = BTreeMap::new();
     if let Some(ar) = kinds::route(caps) {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
         let sel = crate::apply::parent_selector(labels::KIND, &ns, &name);
-        for r in api.list(&ListParams::default().labels(&sel)).await?.items {
+        for r in api
+            .list(&ListParams::default().labels(&sel).match_any())
+            .await?
+            .items
+        {
             let admitted = r.data["status"]["ingress"].as_array().is_some_and(|ings| {
                 ings.iter().any(|i| {
                     i["conditions"].as_array().is_some_and(|cs| {

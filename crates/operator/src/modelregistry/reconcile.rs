@@ -151,7 +151,7 @@ async fn finalize(
     }
     let ns = mr.namespace().unwrap_or_default();
     let selector = apply::parent_selector(labels::KIND, &ns, &mr.name_any());
-    apply::prune(
+    apply::prune_consistent(
         &ctx.client,
         &kinds::managed(caps),
         &selector,

@@ -158,7 +158,16 @@ pub fn compute(input: &StatusInput) -> ModelRegistryStatus {
             ),
         );
     } else {
-        let reason = if input.created_deployment || mr.status.is_none() {
+        // A Deployment nobody changed since it was created (generation 1) is still being
+        // created: reporting "Updating" on the next reconcile would be a status write (and a
+        // reconcile) for nothing.
+        let still_creating = dep_generation == Some(1)
+            && mr
+                .status
+                .as_ref()
+                .and_then(|s| mro_api::condition::find_condition(&s.conditions, types::PROGRESSING))
+                .is_some_and(|p| p.reason == reasons::CREATING_DEPLOYMENT);
+        let reason = if input.created_deployment || mr.status.is_none() || still_creating {
             reasons::CREATING_DEPLOYMENT
         } else {
             reasons::UPDATING_DEPLOYMENT

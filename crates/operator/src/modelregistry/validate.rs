@@ -109,7 +109,11 @@ pub async fn validate(
     let name = mr.name_any();
     let all: Api<ModelRegistry> = Api::all(ctx.client.clone());
     let same = all
-        .list_metadata(&ListParams::default().fields(&format!("metadata.name={name}")))
+        .list_metadata(
+            &ListParams::default()
+                .fields(&format!("metadata.name={name}"))
+                .match_any(),
+        )
         .await?;
     let ours = (mr.metadata.creation_timestamp.clone(), ns.clone());
     for other in same.items {

@@ -57,7 +57,11 @@ pub async fn pods(client: &Client, ns: &str, job: &Job) -> kube::Result<Vec<Pod>
     let name = job.name_any();
     let uid = job.metadata.uid.clone().unwrap_or_default();
     let list = Api::<Pod>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels(&format!("{}={name}", names::JOB_NAME_LABEL)))
+        .list(
+            &ListParams::default()
+                .labels(&format!("{}={name}", names::JOB_NAME_LABEL))
+                .match_any(),
+        )
         .await?;
     Ok(list
         .items

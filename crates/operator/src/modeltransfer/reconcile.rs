@@ -304,7 +304,7 @@ async fn finalize(mt: &ModelTransfer, api: &Api<ModelTransfer>, ctx: &Context) -
     if !has_finalizer(mt) {
         return Ok(Action::await_change());
     }
-    apply::prune(
+    apply::prune_consistent(
         &ctx.client,
         &[role_binding_kind()],
         &names::selector(mt),

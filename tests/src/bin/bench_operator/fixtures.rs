@@ -7,7 +7,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
-use model_registry_operator::apply::{ChildKey, ManagedKind};
+use model_registry_operator::apply::{Child, ChildKey, ManagedKind};
 use model_registry_operator::capabilities::Capabilities;
 use model_registry_operator::modelregistry::build as mr_build;
 use model_registry_operator::modeltransfer::build as mt_build;
@@ -152,6 +152,35 @@ pub async fn prerequisites(client: &Client, ns: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Deletes a namespace and the cluster-scoped children labelled with it, and waits until they are
+/// gone: the operator's run then starts on a cluster of the same size as the floor's, and the
+/// Service IPs are free again (the local control plane's range has 254).
+pub async fn remove_namespace(client: &Client, ns: &str) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+    use kube::api::{DeleteParams, ListParams};
+    let selector = format!(
+        "{}={ns}",
+        model_registry_operator::apply::PARENT_NAMESPACE_LABEL
+    );
+    let crbs = Api::<ClusterRoleBinding>::all(client.clone());
+    crbs.delete_collection(
+        &DeleteParams::background(),
+        &ListParams::default().labels(&selector),
+    )
+    .await?;
+    let namespaces = Api::<Namespace>::all(client.clone());
+    namespaces.delete(ns, &DeleteParams::background()).await?;
+    let started = std::time::Instant::now();
+    while namespaces.get_opt(ns).await?.is_some() {
+        if started.elapsed() > std::time::Duration::from_secs(600) {
+            anyhow::bail!("namespace {ns} was not deleted within 600 s");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    Ok(())
+}
+
 /// A stand-in uid: owner references need one to build; the tracker only compares names.
 fn with_uid<K: kube::Resource>(mut obj: K) -> K {
     obj.meta_mut().uid = Some("00000000-0000-0000-0000-000000000000".into());
@@ -189,6 +218,11 @@ pub fn transfer_children(
         .with_context(|| format!("build transfer {}", mt.name_any()))
 }
 
+/// The registry-access RoleBinding of a transfer, when it has one.
+pub fn grant(desired: &mt_build::Desired) -> Vec<Child> {
+    desired.role_binding.iter().map(Child::typed).collect()
+}
+
 /// The registry a transfer registers in (spread over all registries of the run).
 pub fn registry_of(mt_index: usize, params: &Params, prefix: &str) -> String {
     registry_name(prefix, mt_index % params.registries.max(1))
@@ -204,7 +238,7 @@ pub fn plan(phase: Phase, params: &Params, ns: &str, prefix: &str) -> anyhow::Re
         kinds: Vec::new(),
     };
     let mut kinds = BTreeMap::new();
-    let mut expect = |child: &model_registry_operator::apply::Child| {
+    let mut expect = |child: &Child| {
         kinds
             .entry((child.resource.group.clone(), child.resource.kind.clone()))
             .or_insert_with(|| ManagedKind {
@@ -228,8 +262,9 @@ pub fn plan(phase: Phase, params: &Params, ns: &str, prefix: &str) -> anyhow::Re
                 let mr = registry(&registry_of(j, params, prefix), ns)?;
                 let mt = transfer(&format!("{prefix}-mt-{j:04}"), ns, &mr.name_any())?;
                 let desired = transfer_children(&with_uid(mt.clone()), &mr)?;
-                let mut children = desired.inputs();
-                children.push(model_registry_operator::apply::Child::typed(&desired.job));
+                let mut children = grant(&desired);
+                children.extend(desired.inputs());
+                children.push(Child::typed(&desired.job));
                 for c in &children {
                     plan.expected.insert(expect(c));
                 }

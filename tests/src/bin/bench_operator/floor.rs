@@ -85,7 +85,8 @@ async fn transfer(client: &Client, mt: &ModelTransfer) -> anyhow::Result<()> {
         .clone();
     let registry = fixtures::registry(&registry_name, &ns)?;
     let desired = fixtures::transfer_children(&created, &registry)?;
-    for child in &desired.inputs() {
+    // The operator's order: the registry grant, the Job's inputs, the Job.
+    for child in fixtures::grant(&desired).iter().chain(&desired.inputs()) {
         create_child(client, child).await?;
     }
     let job = Api::<Job>::namespaced(client.clone(), &ns)

@@ -14,12 +14,13 @@
 //!    created; done when every child exists and every status has a `jobName` and phase Pending
 //!    or Running. No kubelet runs, so the Jobs' pods never start; that is not waited for.
 //!
-//! The floor, in another namespace of the same control plane: the same CRs are created and the
-//! same children (built with the operator's own pure build functions, so kinds and sizes match)
-//! are created directly with a plain client, followed by one status write per CR with the status
-//! the operator computes. Both runs create CRs, and the floor its per-CR pipelines, with the same
-//! concurrency (`BENCH_CONCURRENCY`, default 32; the operator's reconciles are unbounded). The
-//! floor runs first, so the operator works on the larger cluster.
+//! The floor, first, in another namespace of the same control plane: the same CRs are created
+//! and the same children (built with the operator's own pure build functions, so kinds and sizes
+//! match) are created directly with a plain client, followed by one status write per CR with the
+//! status the operator computes. Both runs create CRs, and the floor its per-CR pipelines, with
+//! the same concurrency (`BENCH_CONCURRENCY`, default 32; the operator's reconciles are
+//! unbounded). The floor's namespace is deleted before the operator's run, so both start on a
+//! cluster of the same size (and the Service IP range, 254 addresses, suffices).
 //!
 //! Completion is observed the same way for both: watches on every child kind and on the CRs.
 //! Between phases the control plane settles (the deployment and job controllers finish their
@@ -46,6 +47,7 @@ use mro_tests::cluster::{self, Flavour};
 const MIB: f64 = 1024.0 * 1024.0;
 const TARGET_RATIO: f64 = 1.5;
 const TARGET_RSS_MIB: f64 = 40.0;
+const MAX_REGISTRIES: usize = 250;
 
 /// Benchmark parameters from the environment.
 pub struct Params {
@@ -73,6 +75,11 @@ impl Params {
             concurrency: env_number("BENCH_CONCURRENCY", 32)?.max(1),
             timeout: Duration::from_secs(env_number("BENCH_TIMEOUT_SECS", 600)? as u64),
         };
+        if p.registries > MAX_REGISTRIES {
+            bail!(
+                "BENCH_REGISTRIES: at most {MAX_REGISTRIES} (each registry has a ClusterIP Service; the local control plane's Service range has 254 addresses)"
+            );
+        }
         if p.transfers > 0 && p.registries == 0 {
             bail!(
                 "BENCH_TRANSFERS: transfers register in the benchmark's registries; set BENCH_REGISTRIES ≥ 1"
@@ -128,7 +135,8 @@ async fn bench() -> anyhow::Result<bool> {
 
     let operator = measure::OperatorProcess::start(&bin, dir, &op_ns).await?;
 
-    // The floor first: the operator then works on the larger cluster (conservative).
+    // The floor first; its objects are removed before the operator's run, so both start on a
+    // cluster of the same size.
     let mut floor_results = Vec::new();
     let mut op_results = Vec::new();
     for phase in fixtures::Phase::ALL {
@@ -146,6 +154,11 @@ async fn bench() -> anyhow::Result<bool> {
         floor_results.push(r);
         measure::settle(apiserver).await;
     }
+    eprintln!("removing the floor's objects…");
+    let started = Instant::now();
+    fixtures::remove_namespace(&admin, &floor_ns).await?;
+    eprintln!("  removed in {:.1} s", started.elapsed().as_secs_f64());
+    measure::settle(apiserver).await;
     for phase in fixtures::Phase::ALL {
         let count = phase.count(&params);
         if count == 0 {

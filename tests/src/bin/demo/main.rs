@@ -53,9 +53,12 @@ async fn demo() -> ExitCode {
     );
     // A signal stops the demo wherever it is: the future is dropped, and with it (in reverse
     // order) everything started so far.
+    // Listen from the start: a signal that arrives while no listener exists is swallowed by
+    // tokio's handler (installed for the whole process), so one listener serves both waits.
+    let mut signals = Signals::new();
     let outcome = tokio::select! {
         r = run() => r,
-        s = signal() => {
+        s = signals.next() => {
             eprintln!("\ndemo: {s} received; stopped everything it had started");
             return ExitCode::from(130);
         }
@@ -71,7 +74,7 @@ async fn demo() -> ExitCode {
     summary.print();
     if keep {
         print_how_to_reach(&stack, &summary).await;
-        let s = signal().await;
+        let s = signals.next().await;
         println!("\n{s} received: stopping everything");
     }
     let stopping = std::time::Instant::now();
@@ -90,17 +93,33 @@ async fn demo() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// SIGINT or SIGTERM, by name.
-async fn signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = tokio::signal::ctrl_c() => "SIGINT",
-        },
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            "SIGINT"
+/// SIGINT and SIGTERM, registered once and reported by name.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+        }
+    }
+
+    async fn next(&mut self) -> &'static str {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = recv(&mut self.term) => "SIGTERM",
+            _ = recv(&mut self.int) => "SIGINT",
         }
     }
 }

@@ -202,6 +202,12 @@ async fn s3_server_restart_mid_read_resumes_with_range() -> anyhow::Result<()> {
         s3.accepted() >= 1,
         "the rest came from the restarted server"
     );
+    assert!(
+        out.stderr.contains("reading s3://models/restart/big.bin")
+            && out.stderr.contains("resuming from byte"),
+        "the read of big.bin was resumed\n{}",
+        out.all_output()
+    );
     let uri = doc["uri"].as_str().unwrap_or_default();
     let img = pull_image(&w.oci, uri.trim_start_matches("oci://")).await?;
     assert_eq!(img.models, model, "image content after the restart");
@@ -262,6 +268,11 @@ async fn oci_registry_restart_mid_push_never_corrupts() -> anyhow::Result<()> {
         out = job.run().await?;
     } else {
         eprintln!("registry restart: the push was retried");
+        assert!(
+            out.stderr.contains("transient failure; retrying"),
+            "the restart was noticed and retried\n{}",
+            out.all_output()
+        );
     }
     let doc = check_created(&w.mr, &out, &model, "push", "v1");
     let img = pull_image(&w.oci, &real(doc["uri"].as_str().unwrap_or_default())).await?;

@@ -282,3 +282,29 @@ async fn keyless_signing_uses_the_jobs_service_account_identity() {
     );
     assert_eq!(sig.fulcio.issued(), 1);
 }
+
+/// Rules only CEL expresses (one mode, URL form) are enforced by the controller where the API
+/// server does not evaluate CEL (the local one is 1.20): Failed, naming the fields, no Job.
+#[tokio::test(flavor = "multi_thread")]
+async fn contradictory_signing_fails_before_any_job() {
+    let env = crate::modeltransfer_controller::Env::new("e2e-sign-invalid").await;
+    env.storage_secrets().await;
+    let mut spec = crate::modeltransfer_controller::s3_to_oci("http://registry.example:8080");
+    spec["signing"] = json!({
+        "keySecretRef": { "name": "signing-key", "key": "key.pem" },
+        "keyless": { "fulcioURL": "fulcio.example.com", "rekorURL": "https://rekor.example.com" }
+    });
+    env.create("both-modes", spec).await;
+    let t = env
+        .wait_status("both-modes", "InvalidConfiguration", |s| {
+            condition(s, "Failed") == Some(("True".into(), "InvalidConfiguration".into()))
+        })
+        .await;
+    let msg = t.status.unwrap().message.unwrap();
+    assert!(
+        msg.contains("spec.signing: exactly one of keyless or keySecretRef")
+            && msg.contains("spec.signing.keyless.fulcioURL: must be an http:// or https:// URL"),
+        "{msg}"
+    );
+    env.assert_no_job("both-modes-sync").await;
+}

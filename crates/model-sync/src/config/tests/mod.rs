@@ -158,6 +158,20 @@ fn minimal_job_loads_with_defaults() {
 }
 
 #[test]
+fn concurrency_is_bounded_and_optional() {
+    assert_eq!(ok(&base_args(), &ctx(&[])).concurrency, None);
+    let c = ok(&args_with(&["--concurrency", "8"]), &ctx(&[]));
+    assert_eq!(c.concurrency, Some(8));
+    let c = ok(&base_args(), &ctx(&[("MODEL_SYNC_CONCURRENCY", "2")]));
+    assert_eq!(c.concurrency, Some(2));
+    for bad in ["0", "65", "four", "1.5"] {
+        let e = err(&args_with(&["--concurrency", bad]), &ctx(&[]));
+        assert!(e.contains("--concurrency (MODEL_SYNC_CONCURRENCY)"), "{e}");
+        assert!(e.contains("from 1 to 64"), "{e}");
+    }
+}
+
+#[test]
 fn summary_and_debug_never_show_secrets() {
     let args = args_with(&[
         "--source-aws-access-key-id",

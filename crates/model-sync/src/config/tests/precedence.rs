@@ -216,6 +216,7 @@ fn settings_table_matches_the_seed() {
         "DESTINATION_PATH",
         "SOURCE_OCI_ENABLE_TLS_VERIFY",
         "SIGNING_KEY_PATH",
+        "CONCURRENCY",
     ];
     let envs: Vec<&str> = Key::ALL.iter().map(|k| k.env()).collect();
     for name in seed {

@@ -53,16 +53,14 @@ pub struct Desired {
 }
 
 impl Desired {
-    /// The children other than the Job, as applied each reconcile while the Job runs.
+    /// The Job's inputs other than the registry grant (ServiceAccount, metadata ConfigMap),
+    /// applied before the Job. The RoleBinding is applied (and revoked) by the grant step.
     pub fn inputs(&self) -> Vec<Child> {
         let mut out = Vec::new();
         if let Some(sa) = &self.service_account {
             out.push(Child::typed(sa));
         }
         out.push(Child::typed(&self.config_map));
-        if let Some(rb) = &self.role_binding {
-            out.push(Child::typed(rb));
-        }
         out
     }
 }
