@@ -90,7 +90,7 @@ integration: ## Integration tests only, against real local servers (control plan
 tests: ## Unit and integration tests in one cargo run (binaries built once, then used by the tests).
 	$(CARGO) build --workspace --bins --locked
 	MODEL_SYNC_BIN=$(TARGET_DIR)/debug/model-sync MRO_OPERATOR_BIN=$(TARGET_DIR)/debug/model-registry-operator \
-	  $(CARGO) test --workspace --locked -- --test-threads $(TEST_THREADS)
+	  $(CARGO) test --workspace --locked --no-fail-fast -- --test-threads $(TEST_THREADS)
 
 .PHONY: test
 test: test-deps lint check-manifests tests ## Everything CI runs: lint, drift check, unit and integration tests.

@@ -452,7 +452,7 @@ async fn paging_follows_tokens() {
 #[test]
 fn bad_custom_ca_is_a_tls_error() {
     let err = Client::new(
-        ClientConfig::new("https://localhost:1")
+        ClientConfig::new("https://127.0.0.1:1")
             .unwrap()
             .with_custom_ca_pem(b"not a pem".to_vec()),
     )

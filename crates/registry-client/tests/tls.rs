@@ -3,7 +3,8 @@
 //!
 //! The fixtures are a test-only CA and a `localhost`/`127.0.0.1` leaf it signed (100-year
 //! validity). The server is plain rustls over a std socket on a thread, answering every request
-//! with an empty registered-model list.
+//! with an empty registered-model list. Clients dial `127.0.0.1`, not `localhost`: test machines
+//! may have an empty hosts file, and name lookup is not what these tests are about.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -62,7 +63,7 @@ fn tls_server() -> u16 {
 }
 
 fn config(port: u16) -> ClientConfig {
-    ClientConfig::new(&format!("https://localhost:{port}"))
+    ClientConfig::new(&format!("https://127.0.0.1:{port}"))
         .unwrap()
         .with_retry(RetryPolicy::none())
 }
