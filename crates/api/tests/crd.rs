@@ -353,6 +353,30 @@ fn model_transfer_crd() {
     let expiry = prop(keyless, "expirationSeconds");
     assert_eq!(expiry["minimum"].as_f64(), Some(600.0));
     assert_eq!(expiry["maximum"].as_f64(), Some(4_294_967_296.0));
+    // The token file is read again when signing: it need not outlive the transfer.
+    let text = expiry["description"].as_str().unwrap();
+    assert!(text.contains("right before asking Fulcio"), "{text}");
+    assert!(!text.contains("must outlive the transfer"), "{text}");
+    // The pinned initial TUF root: a ConfigMap key, only together with tufURL.
+    let root = prop(keyless, "tufRootConfigMapRef");
+    assert_eq!(root["required"], json!(["key", "name"]));
+    assert_eq!(root["type"], "object");
+    assert!(
+        root["description"]
+            .as_str()
+            .unwrap()
+            .contains("MODEL_SYNC_SIGNING_TUF_ROOT_PATH")
+    );
+    assert_eq!(
+        rules(keyless),
+        ["!has(self.tufRootConfigMapRef) || has(self.tufURL)"]
+    );
+    assert!(
+        keyless["x-kubernetes-validations"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tufRootConfigMapRef requires tufURL")
+    );
     assert!(
         prop(keyless, "audience")["description"]
             .as_str()

@@ -2,7 +2,7 @@
 //! bounds, naming each field; the wire names follow Kubernetes' URL spelling.
 
 use mro_api::model_transfer::{KeylessSigning, TransferSigning};
-use mro_api::{ModelTransferSpec, SecretKeyValue, ValidationError};
+use mro_api::{ConfigMapKeyValue, ModelTransferSpec, SecretKeyValue, ValidationError};
 
 fn fields(result: Result<(), Vec<ValidationError>>) -> Vec<String> {
     result
@@ -91,6 +91,7 @@ fn keyless_signing_needs_http_urls_and_a_valid_token() {
         tsa_url: Some(String::new()),
         audience: Some(String::new()),
         expiration_seconds: Some(599),
+        tuf_root_config_map_ref: None,
     };
     let result = signed(TransferSigning {
         keyless: Some(bad),
@@ -172,4 +173,74 @@ fn signing_fields_use_kubernetes_url_spelling() {
             .get("signing")
             .is_none()
     );
+}
+
+#[test]
+fn pinned_tuf_root_needs_tuf_url_and_a_full_reference() {
+    let pinned = |tuf_url: Option<&str>, name: &str, key: &str| {
+        signed(TransferSigning {
+            keyless: Some(KeylessSigning {
+                tuf_url: tuf_url.map(Into::into),
+                tuf_root_config_map_ref: Some(ConfigMapKeyValue::new(name, key)),
+                ..keyless()
+            }),
+            key_secret_ref: None,
+        })
+        .validate()
+    };
+    pinned(
+        Some("https://tuf.example.com"),
+        "sigstore-root",
+        "root.json",
+    )
+    .unwrap();
+
+    // Without tufURL there is no repository to pin the root of.
+    let result = pinned(None, "sigstore-root", "root.json");
+    assert_eq!(
+        fields(result.clone()),
+        ["spec.signing.keyless.tufRootConfigMapRef"]
+    );
+    let text = messages(result);
+    assert!(text.contains("requires tufURL"), "{text}");
+
+    let result = pinned(Some("https://tuf.example.com"), "", "");
+    assert_eq!(
+        fields(result),
+        [
+            "spec.signing.keyless.tufRootConfigMapRef.name",
+            "spec.signing.keyless.tufRootConfigMapRef.key"
+        ]
+    );
+
+    // Wire form: a {name, key} object next to tufURL, omitted when unset.
+    let spec = pinned_spec();
+    let wire = serde_json::to_value(&spec).unwrap();
+    assert_eq!(
+        wire["signing"]["keyless"]["tufRootConfigMapRef"],
+        serde_json::json!({ "name": "sigstore-root", "key": "root.json" })
+    );
+    let back: ModelTransferSpec = serde_json::from_value(wire).unwrap();
+    assert_eq!(back, spec);
+    let plain = serde_json::to_value(signed(TransferSigning {
+        keyless: Some(keyless()),
+        key_secret_ref: None,
+    }))
+    .unwrap();
+    assert!(
+        plain["signing"]["keyless"]
+            .get("tufRootConfigMapRef")
+            .is_none()
+    );
+}
+
+fn pinned_spec() -> ModelTransferSpec {
+    signed(TransferSigning {
+        keyless: Some(KeylessSigning {
+            tuf_url: Some("https://tuf.example.com".into()),
+            tuf_root_config_map_ref: Some(ConfigMapKeyValue::new("sigstore-root", "root.json")),
+            ..keyless()
+        }),
+        key_secret_ref: None,
+    })
 }

@@ -4,11 +4,13 @@
 //! platform objects (Routes, Istio, Authorino) go through one path. Children carry labels naming
 //! their parent, which is how pruning and cleanup find them, including cluster-scoped and
 //! cross-namespace children that cannot have owner references.
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
+
+use crate::own_writes::OwnWrites;
 
 /// Label naming the parent custom resource (on every child).
 pub const PARENT_NAME_LABEL: &str = "modelregistry.opendatahub.io/parent-name";
@@ -119,77 +121,155 @@ pub fn parent_selector(kind: &str, namespace: &str, name: &str) -> String {
 pub struct ManagedKind {
     pub resource: ApiResource,
     pub namespaced: bool,
+    /// Children of this kind are only ever in their parent's namespace.
+    pub in_parent_namespace: bool,
 }
 
-/// Deletes children of the parent (found by labels) that are not in `keep`. Returns what it deleted.
+/// The custom resource a child belongs to, as the child's labels name it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Parent {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Parent {
+    pub fn new(kind: &str, namespace: &str, name: &str) -> Parent {
+        Parent {
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The parent named by a child's labels, if they name one.
+    pub fn from_labels(labels: &BTreeMap<String, String>) -> Option<Parent> {
+        Some(Parent {
+            kind: labels.get(PARENT_KIND_LABEL)?.clone(),
+            namespace: labels.get(PARENT_NAMESPACE_LABEL)?.clone(),
+            name: labels.get(PARENT_NAME_LABEL)?.clone(),
+        })
+    }
+
+    /// The labels naming this parent.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (PARENT_KIND_LABEL.to_string(), self.kind.clone()),
+            (PARENT_NAMESPACE_LABEL.to_string(), self.namespace.clone()),
+            (PARENT_NAME_LABEL.to_string(), self.name.clone()),
+        ])
+    }
+
+    /// A label selector for this parent's children.
+    pub fn selector(&self) -> String {
+        parent_selector(&self.kind, &self.namespace, &self.name)
+    }
+}
+
+/// Deletes children of `parent` that are not in `keep`. Returns what it deleted.
 ///
-/// The lists are served from the API server's watch cache: a consistent list reads every object
-/// of the kind in the cluster from etcd to filter by label, once per kind and reconcile, which
-/// dominates the API server's work with many registries. A child created moments ago may be
-/// missing from the cache; its creation event triggers another reconcile, which prunes it.
+/// The children are looked up in what the controller's watches saw ([`OwnWrites`]): no request
+/// unless something is to be deleted. Kinds the watches cannot answer for are listed, from the
+/// API server's watch cache: a consistent list reads every object of the kind in the cluster
+/// from etcd to filter by label. A child created moments ago may be missing from either; the
+/// controller created it in an earlier reconcile ([`OwnWrites`] knows those), or someone else
+/// did, and that change triggers another reconcile.
 pub async fn prune(
     client: &Client,
+    own: &OwnWrites,
     kinds: &[ManagedKind],
-    selector: &str,
+    parent: &Parent,
     keep: &BTreeSet<ChildKey>,
 ) -> kube::Result<Vec<ChildKey>> {
-    prune_with(
-        client,
-        kinds,
-        selector,
-        keep,
-        ListParams::default().match_any(),
-    )
-    .await
+    let mut found = Vec::new();
+    let mut unknown = Vec::new();
+    for kind in kinds {
+        match own.known_children(parent, kind) {
+            Some(children) => found.extend(
+                children
+                    .into_iter()
+                    .filter(|c| !c.deleting)
+                    .map(|c| (kind, c.key)),
+            ),
+            None => unknown.push(kind),
+        }
+    }
+    let lp = ListParams::default().match_any().labels(&parent.selector());
+    found.extend(list_children(client, &unknown, &lp).await?);
+    let deleted = delete_unwanted(client, found, keep).await?;
+    for key in &deleted {
+        own.deleted(key);
+    }
+    Ok(deleted)
 }
 
-/// [`prune`] with consistent lists, for finalizers: nothing may be left behind, and no later
-/// reconcile would catch a child the cache had not seen yet.
+/// [`prune`] with consistent lists and no cache, for finalizers: nothing may be left behind, and
+/// no later reconcile would catch a child the caches had not seen yet.
 pub async fn prune_consistent(
     client: &Client,
     kinds: &[ManagedKind],
     selector: &str,
     keep: &BTreeSet<ChildKey>,
 ) -> kube::Result<Vec<ChildKey>> {
-    prune_with(client, kinds, selector, keep, ListParams::default()).await
+    let kinds: Vec<&ManagedKind> = kinds.iter().collect();
+    let found = list_children(client, &kinds, &ListParams::default().labels(selector)).await?;
+    delete_unwanted(client, found, keep).await
 }
 
-async fn prune_with(
+/// The children of every kind matching `lp`'s selector, one list per kind, all at once (a
+/// reconcile waits for one round trip, not one per kind). Being deleted already: left out.
+async fn list_children<'k>(
     client: &Client,
-    kinds: &[ManagedKind],
-    selector: &str,
-    keep: &BTreeSet<ChildKey>,
-    lp: ListParams,
-) -> kube::Result<Vec<ChildKey>> {
-    let mut deleted = Vec::new();
-    let lp = lp.labels(selector);
-    for kind in kinds {
+    kinds: &[&'k ManagedKind],
+    lp: &ListParams,
+) -> kube::Result<Vec<(&'k ManagedKind, ChildKey)>> {
+    let lists = futures::future::join_all(kinds.iter().map(|kind| {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.resource);
-        let existing = match api.list_metadata(&lp).await {
+        async move { (*kind, api.list_metadata(lp).await) }
+    }))
+    .await;
+    let mut found = Vec::new();
+    for (kind, list) in lists {
+        let existing = match list {
             Ok(list) => list.items,
             // A kind whose API disappeared has nothing left to prune.
             Err(kube::Error::Api(s)) if s.code == 404 => continue,
             Err(e) => return Err(e),
         };
         for obj in existing {
+            if obj.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
             let key = ChildKey {
                 group: kind.resource.group.clone(),
                 kind: kind.resource.kind.clone(),
                 namespace: obj.metadata.namespace.clone(),
                 name: obj.name_any(),
             };
-            if keep.contains(&key) || obj.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            let api: Api<DynamicObject> = match (kind.namespaced, &key.namespace) {
-                (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &kind.resource),
-                _ => Api::all_with(client.clone(), &kind.resource),
-            };
-            match api.delete(&key.name, &DeleteParams::background()).await {
-                Ok(_) => deleted.push(key),
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(e),
-            }
+            found.push((kind, key));
+        }
+    }
+    Ok(found)
+}
+
+async fn delete_unwanted(
+    client: &Client,
+    found: Vec<(&ManagedKind, ChildKey)>,
+    keep: &BTreeSet<ChildKey>,
+) -> kube::Result<Vec<ChildKey>> {
+    let mut deleted = Vec::new();
+    for (kind, key) in found {
+        if keep.contains(&key) {
+            continue;
+        }
+        let api: Api<DynamicObject> = match (kind.namespaced, &key.namespace) {
+            (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &kind.resource),
+            _ => Api::all_with(client.clone(), &kind.resource),
+        };
+        match api.delete(&key.name, &DeleteParams::background()).await {
+            Ok(_) => deleted.push(key),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(deleted)

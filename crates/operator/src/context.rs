@@ -1,9 +1,12 @@
 //! What every reconciliation shares: the client, settings, capabilities, metrics and events.
+use std::sync::Arc;
+
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
 use crate::capabilities::CapabilityWatch;
 use crate::metrics::Metrics;
+use crate::own_writes::OwnWrites;
 use crate::settings::Settings;
 
 /// Field manager for everything the ModelRegistry controller applies.
@@ -18,6 +21,10 @@ pub struct Context {
     pub caps: CapabilityWatch,
     pub metrics: Metrics,
     pub recorder: Recorder,
+    /// What the ModelRegistry controller applied (see [`OwnWrites`]).
+    pub registry_writes: Arc<OwnWrites>,
+    /// What the ModelTransfer controller applied.
+    pub transfer_writes: Arc<OwnWrites>,
 }
 
 impl Context {
@@ -38,6 +45,8 @@ impl Context {
             caps,
             metrics,
             recorder,
+            registry_writes: Arc::new(OwnWrites::new(MODEL_REGISTRY_MANAGER)),
+            transfer_writes: Arc::new(OwnWrites::new(MODEL_TRANSFER_MANAGER)),
         }
     }
 }

@@ -25,6 +25,7 @@ use tracing::Instrument;
 
 use crate::metrics::WorkQueue;
 use crate::metrics::queue::QueueKey;
+use crate::own_writes::OwnWrites;
 
 type Triggers<K> = BoxStream<'static, Result<ReconcileRequest<K>, watcher::Error>>;
 
@@ -36,9 +37,9 @@ pub struct QueuedController<K: Resource<DynamicType = ()> + 'static> {
     store: Store<K>,
     triggers: SelectAll<Triggers<K>>,
     config: controller::Config,
-    /// Field manager whose own writes to watched objects trigger nothing (see
-    /// [`QueuedController::ignoring_writes_of`]).
-    own_manager: Option<&'static str>,
+    /// The controller's own writes: they trigger nothing (see
+    /// [`QueuedController::tracking_own_writes`]).
+    own: Option<Arc<OwnWrites>>,
 }
 
 impl<K> QueuedController<K>
@@ -69,17 +70,18 @@ where
             store,
             triggers: all,
             config: controller::Config::default(),
-            own_manager: None,
+            own: None,
         }
     }
 
-    /// Changes of watched objects made last by `manager` (the controller's own server-side
-    /// applies) trigger nothing: the reconcile that wrote them already acted on them. Without
-    /// this, every reconcile that creates children triggers a second one that finds nothing to
-    /// do. Deletions, and changes by anyone else (users, built-in controllers), still trigger.
-    /// Applies to the `owns` and `watches` calls after it.
-    pub fn ignoring_writes_of(mut self, manager: &'static str) -> Self {
-        self.own_manager = Some(manager);
+    /// Changes of watched objects made last by the controller's own field manager trigger
+    /// nothing: the reconcile that wrote them already acted on them. Without this, every
+    /// reconcile that creates children triggers a second one that finds nothing to do.
+    /// Deletions, and changes by anyone else (users, built-in controllers), still trigger. The
+    /// watches also tell `own` the children's latest versions. Applies to the `owns` and
+    /// `watches` calls after it.
+    pub fn tracking_own_writes(mut self, own: Arc<OwnWrites>) -> Self {
+        self.own = Some(own);
         self
     }
 
@@ -95,7 +97,11 @@ where
     where
         C: Clone + Resource<DynamicType = ()> + DeserializeOwned + Debug + Send + Sync + 'static,
     {
-        let events = not_written_by(watcher(api, wc), self.own_manager);
+        let (group, kind) = (C::group(&()).into_owned(), C::kind(&()).into_owned());
+        if let Some(own) = &self.own {
+            own.watching(&group, &kind, api.namespace());
+        }
+        let events = not_written_by(watcher(api, wc), self.own.clone(), group, kind);
         let owners = trigger_owners(events.touched_objects(), (), ());
         self.triggers.push(owners.boxed());
         self
@@ -115,7 +121,14 @@ where
         I: IntoIterator<Item = ObjectRef<K>> + 'static,
         I::IntoIter: Send,
     {
-        let events = not_written_by(watcher(api, wc), self.own_manager);
+        let (group, kind) = (
+            O::group(&dyntype).into_owned(),
+            O::kind(&dyntype).into_owned(),
+        );
+        if let Some(own) = &self.own {
+            own.watching(&group, &kind, api.namespace());
+        }
+        let events = not_written_by(watcher(api, wc), self.own.clone(), group, kind);
         let related = trigger_with(events.touched_objects(), move |obj: O| {
             let source = ObjectRef::from_obj_with(&obj, dyntype.clone()).erase();
             mapper(obj)
@@ -191,22 +204,31 @@ fn beyond_status<K: Resource>(obj: &K) -> Option<u64> {
     Some(h.finish())
 }
 
-/// Drops added/modified events of objects whose latest change was made by `manager` (its
-/// managed-fields entry is strictly the newest; equal times count as someone else's change).
+/// Tells `own` about every event of a `group`/`kind` and drops added/modified events of objects
+/// whose latest change was made by its field manager (that managed-fields entry is strictly the
+/// newest; equal times count as someone else's change).
 fn not_written_by<O, S>(
     events: S,
-    manager: Option<&'static str>,
+    own: Option<Arc<OwnWrites>>,
+    group: String,
+    kind: String,
 ) -> impl Stream<Item = Result<watcher::Event<O>, watcher::Error>> + Send
 where
     O: Resource + Send,
     S: Stream<Item = Result<watcher::Event<O>, watcher::Error>> + Send,
 {
     events.try_filter(move |ev| {
-        let keep = match (ev, manager) {
-            (watcher::Event::Apply(o) | watcher::Event::InitApply(o), Some(m)) => {
-                !last_written_by(o.meta(), m)
+        let keep = match &own {
+            None => true,
+            Some(own) => {
+                own.observe(&group, &kind, ev);
+                match ev {
+                    watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                        !last_written_by(o.meta(), own.manager())
+                    }
+                    _ => true,
+                }
             }
-            _ => true,
         };
         futures::future::ready(keep)
     })

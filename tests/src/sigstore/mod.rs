@@ -8,6 +8,8 @@
 //! - [`rekor`]: an append-only Merkle log returning signed entry timestamps, inclusion proofs and
 //!   signed checkpoints.
 //! - [`trust`]: the trusted root / client trust config describing them.
+//! - [`tuf`]: a TUF repository serving that trusted root (SIGSTORE_TUF_URL), root rotation
+//!   included.
 //! - [`verifiers`]: PyPI `model-signing` and `sigstore`, in a cached venv.
 pub mod der;
 pub mod fulcio;
@@ -16,6 +18,7 @@ pub mod keys;
 pub mod oidc;
 pub mod rekor;
 pub mod trust;
+pub mod tuf;
 pub mod verifiers;
 
 use std::path::PathBuf;
@@ -57,6 +60,11 @@ impl Sigstore {
             serde_json::to_vec_pretty(&trust::client_trust_config(&s.fulcio, &s.rekor, &s.issuer))?,
         )?;
         Ok(s)
+    }
+
+    /// A TUF repository serving these services' trusted root (SIGSTORE_TUF_URL).
+    pub async fn tuf(&self) -> anyhow::Result<tuf::TufRepo> {
+        tuf::TufRepo::start(&trust::trusted_root(&self.fulcio, &self.rekor)).await
     }
 
     /// The `ClientTrustConfig` JSON file for the verifiers.

@@ -9,7 +9,10 @@
 //!   referrer (referrers tag schema on distribution 2.8), fetched with a plain HTTP client and
 //!   verified by `sigstore verify identity` (keyless) or `model_signing`'s key verifier.
 //! - [`decision`]: the `--sign` × SIGSTORE_* decision table through the binary.
+//! - [`tuf`]: the trusted root from a TUF repository stand-in (first use, pinned root, rotation,
+//!   tampering), and Fulcio's/Rekor's answers checked against it before anything is published.
 mod decision;
 mod key;
 mod keyless;
 mod oci;
+mod tuf;

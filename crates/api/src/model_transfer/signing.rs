@@ -6,7 +6,7 @@
 //! - `keySecretRef`: a PEM ECDSA P-256 private key from a Secret (air-gapped clusters, no
 //!   sigstore service contacted).
 
-use crate::common::SecretKeyValue;
+use crate::common::{ConfigMapKeyValue, SecretKeyValue};
 use crate::validation::ValidationError;
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,9 @@ pub const MAX_TOKEN_EXPIRATION_SECONDS: i64 = 1 << 32;
 // The CEL check of the URL fields; `validate_url` is its Rust mirror.
 const URL_RULE: &str = "self.matches('^https?://[^/?#]+')";
 const URL_MESSAGE: &str = "must be an http:// or https:// URL with a host";
+// The CEL message of the `tufRootConfigMapRef` rule, and the Rust check's.
+const TUF_ROOT_MESSAGE: &str =
+    "tufRootConfigMapRef requires tufURL (it pins the initial root of that TUF repository)";
 
 /// Sigstore signing of the transferred model: exactly one of `keyless` or `keySecretRef`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -49,6 +52,10 @@ pub struct TransferSigning {
 
 /// The sigstore services of keyless signing and the identity token the Job presents.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(
+    validation = Rule::new("!has(self.tufRootConfigMapRef) || has(self.tufURL)")
+        .message(TUF_ROOT_MESSAGE)
+)]
 #[serde(rename_all = "camelCase")]
 pub struct KeylessSigning {
     /// Fulcio (certificate authority) base URL, e.g. `https://fulcio.sigstore.example`
@@ -64,11 +71,23 @@ pub struct KeylessSigning {
     #[x_kube(validation = Rule::new(URL_RULE).message(URL_MESSAGE))]
     pub rekor_url: String,
     /// TUF repository URL of the sigstore instance's trusted root (`SIGSTORE_TUF_URL` of the
-    /// Job). Optional: signing needs no trusted root (verifiers do); it is passed on as is.
+    /// Job). When set, model-sync fetches `trusted_root.json` through TUF and checks Fulcio's
+    /// certificate and Rekor's entry against it before publishing; when unset, they are not
+    /// checked (verifiers still check). TUF starts from `tufRootConfigMapRef` when set, else
+    /// from the repository's own `root.json`, trusted on first use (the Job logs a warning).
     #[serde(default, rename = "tufURL", skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048))]
     #[x_kube(validation = Rule::new(URL_RULE).message(URL_MESSAGE))]
     pub tuf_url: Option<String>,
+    /// ConfigMap key (in the ModelTransfer's namespace) holding the initial `root.json` of the
+    /// `tufURL` repository, to pin instead of trusting the repository's `root.json` on first
+    /// use. Any root version works: newer roots are followed, each signed by its
+    /// predecessor's keys. Mounted read-only into the Job and named by
+    /// `MODEL_SYNC_SIGNING_TUF_ROOT_PATH`. Requires `tufURL`. The transfer waits (phase Failed,
+    /// reason InvalidConfiguration, re-checked every 10 seconds) until the ConfigMap and key
+    /// exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuf_root_config_map_ref: Option<ConfigMapKeyValue>,
     /// Timestamp authority URL (`SIGSTORE_TSA_URL` of the Job). Accepted and passed on;
     /// model-sync does not request timestamps yet (Rekor's signed entry timestamp is the
     /// signing time).
@@ -81,10 +100,12 @@ pub struct KeylessSigning {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub audience: Option<String>,
-    /// Lifetime of the projected ServiceAccount token, 600 to 4294967296 seconds. model-sync
-    /// reads the token when it starts and presents it to Fulcio after the transfer, so the
-    /// token must outlive the transfer. When unset: `spec.job.activeDeadlineSeconds` plus 600,
-    /// else 86400 (24 hours).
+    /// Lifetime of the projected ServiceAccount token, 600 to 4294967296 seconds. The kubelet
+    /// replaces the token file before the token expires (once it is older than 80% of this
+    /// lifetime or 24 hours), and model-sync reads the file again right before asking Fulcio
+    /// for a certificate (after the copy), so the token needs to be valid when signing
+    /// starts, not for the whole transfer. When unset: `spec.job.activeDeadlineSeconds` plus
+    /// 600, else 86400 (24 hours).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 600, max = 4_294_967_296_i64))]
     pub expiration_seconds: Option<i64>,
@@ -137,6 +158,23 @@ impl KeylessSigning {
         }
         if let Some(u) = &self.tsa_url {
             validate_url(&format!("{at}.tsaURL"), u, errors);
+        }
+        if let Some(r) = &self.tuf_root_config_map_ref {
+            let field = format!("{at}.tufRootConfigMapRef");
+            if self.tuf_url.is_none() {
+                errors.push(ValidationError::new(
+                    &field,
+                    "requires tufURL (it pins the initial root of that TUF repository)",
+                ));
+            }
+            for (part, value) in [("name", &r.name), ("key", &r.key)] {
+                if value.is_empty() {
+                    errors.push(ValidationError::new(
+                        format!("{field}.{part}"),
+                        "must not be empty",
+                    ));
+                }
+            }
         }
         if self.audience.as_deref() == Some("") {
             errors.push(ValidationError::new(

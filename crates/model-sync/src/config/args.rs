@@ -157,6 +157,8 @@ settings! {
         "Identity token for sigstore signing (default: the service-account token)";
     SigningKeyPath => "signing-key-path", "MODEL_SYNC_SIGNING_KEY_PATH", Text, None,
         "PEM ECDSA P-256 private key: key-based signing without Fulcio/Rekor (air-gapped)";
+    SigningTufRootPath => "signing-tuf-root-path", "MODEL_SYNC_SIGNING_TUF_ROOT_PATH", Text, None,
+        "Initial root.json of the SIGSTORE_TUF_URL repository the trusted root is fetched from (default: the repository's root.json, trusted on first use)";
 }
 
 impl Key {

@@ -37,7 +37,7 @@ pub use registry::KF_PIPELINES_SA_TOKEN_PATH;
 pub use secret::Secret;
 pub use signing::{
     DisabledBy, EnabledBy, SIGSTORE_FULCIO_URL, SIGSTORE_REKOR_URL, SIGSTORE_TSA_URL,
-    SIGSTORE_TUF_URL, Signing, SigningDecision, SigningMode, SigstoreEndpoints, decide,
+    SIGSTORE_TUF_URL, Signing, SigningDecision, SigningMode, SigstoreEndpoints, TufRoot, decide,
 };
 pub use types::{
     Config, CustomCa, Destination, Intent, Loaded, Mode, ModelIds, ModelRef, OciCredentials,

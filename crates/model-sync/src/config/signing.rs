@@ -12,9 +12,12 @@
 //! Mode of an enabled decision ([`SigningMode`]): key-based when `--signing-key-path` is set
 //! (no sigstore service is contacted), otherwise keyless, which needs SIGSTORE_FULCIO_URL and
 //! SIGSTORE_REKOR_URL and an identity token (`--signing-identity-token-path`, default the
-//! service-account token). SIGSTORE_TUF_URL only takes part in the auto-detection: the signer
-//! needs no trusted root (verifiers do). SIGSTORE_TSA_URL is accepted and not used yet (Rekor's
-//! signed entry timestamp is the signing time).
+//! service-account token). With SIGSTORE_TUF_URL the signer fetches the trusted root from that
+//! TUF repository and checks Fulcio's certificate and Rekor's entry against it
+//! ([`crate::sign::trust`]); the initial `root.json` is `--signing-tuf-root-path` when set, else
+//! the repository's own, trusted on first use. Without it, the services' answers are not checked
+//! (a warning says so). SIGSTORE_TSA_URL is accepted and not used yet (Rekor's signed entry
+//! timestamp is the signing time).
 
 use std::path::{Path, PathBuf};
 
@@ -150,7 +153,18 @@ pub enum SigningMode {
         fulcio: Url,
         rekor: Url,
         token_path: PathBuf,
+        /// Where the trusted root comes from (SIGSTORE_TUF_URL); `None`: not checked.
+        tuf: Option<Box<TufRoot>>,
     },
+}
+
+/// The TUF repository of the sigstore instance and the `root.json` to start from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TufRoot {
+    /// SIGSTORE_TUF_URL, ending in `/`.
+    pub url: Url,
+    /// `--signing-tuf-root-path`; `None`: the repository's `root.json`, trusted on first use.
+    pub initial_root: Option<PathBuf>,
 }
 
 /// Signing configuration handed to the engine.
@@ -163,6 +177,8 @@ pub struct Signing {
     pub identity_token_path: Option<PathBuf>,
     /// `--signing-key-path`.
     pub key_path: Option<PathBuf>,
+    /// `--signing-tuf-root-path`.
+    pub tuf_root_path: Option<PathBuf>,
     /// Set exactly when the decision is enabled and the mode's inputs are valid.
     pub mode: Option<SigningMode>,
 }
@@ -181,6 +197,7 @@ pub(super) fn build(
         None => None,
     };
     let key_path = layers.text(Key::SigningKeyPath).map(PathBuf::from);
+    let tuf_root_path = layers.text(Key::SigningTufRootPath).map(PathBuf::from);
     let identity_token_path = layers
         .text(Key::SigningIdentityTokenPath)
         .map(PathBuf::from);
@@ -202,7 +219,13 @@ pub(super) fn build(
                 check_file(Key::SigningKeyPath.into(), path, errors);
                 Some(SigningMode::Key { path: path.clone() })
             }
-            None => keyless(&endpoints, identity_token_path.as_ref(), ctx, errors),
+            None => keyless(
+                &endpoints,
+                identity_token_path.as_ref(),
+                tuf_root_path.as_ref(),
+                ctx,
+                errors,
+            ),
         };
         if errors.0.len() > before {
             mode = None;
@@ -213,6 +236,7 @@ pub(super) fn build(
         endpoints,
         identity_token_path,
         key_path,
+        tuf_root_path,
         mode,
     })
 }
@@ -220,6 +244,7 @@ pub(super) fn build(
 fn keyless(
     endpoints: &SigstoreEndpoints,
     token_path: Option<&PathBuf>,
+    tuf_root_path: Option<&PathBuf>,
     ctx: &LoadContext,
     errors: &mut ConfigErrors,
 ) -> Option<SigningMode> {
@@ -248,6 +273,22 @@ fn keyless(
     };
     let fulcio = url(SIGSTORE_FULCIO_URL, &endpoints.fulcio_url);
     let rekor = url(SIGSTORE_REKOR_URL, &endpoints.rekor_url);
+    let tuf_url = match &endpoints.tuf_url {
+        Some(_) => url(SIGSTORE_TUF_URL, &endpoints.tuf_url).map(Some),
+        None => Some(None),
+    };
+    if let Some(p) = tuf_root_path {
+        if endpoints.tuf_url.is_none() {
+            errors.push(ConfigError::Missing {
+                field: Field::Other(SIGSTORE_TUF_URL.into()),
+                when: format!(
+                    "when {} is set (the initial root of that TUF repository)",
+                    Key::SigningTufRootPath.label()
+                ),
+            });
+        }
+        check_file(Key::SigningTufRootPath.into(), p, errors);
+    }
     let (field, token_path) = match token_path {
         Some(p) => (Key::SigningIdentityTokenPath.into(), p.clone()),
         None => (
@@ -264,6 +305,12 @@ fn keyless(
         fulcio: fulcio?,
         rekor: rekor?,
         token_path,
+        tuf: tuf_url?.map(|url| {
+            Box::new(TufRoot {
+                url,
+                initial_root: tuf_root_path.cloned(),
+            })
+        }),
     })
 }
 

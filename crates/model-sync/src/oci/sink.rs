@@ -412,19 +412,26 @@ impl OciSink {
                 .await?
                 .is_none()
             {
-                let data = cfg.clone();
-                upload_blob(
-                    &self.registry,
-                    repo,
-                    scopes,
-                    self.segment,
-                    Some(&cfg_digest),
-                    cfg.len() as u64,
-                    |mut w| async move {
-                        w.write(data).await?;
-                        Ok(w)
-                    },
-                )
+                // Like model layers, a broken upload is restarted with a new session.
+                let policy = RetryPolicy {
+                    attempts: 3,
+                    ..RetryPolicy::default()
+                };
+                retry(policy, &format!("upload of config {cfg_digest}"), |_| {
+                    let data = cfg.clone();
+                    upload_blob(
+                        &self.registry,
+                        repo,
+                        scopes,
+                        self.segment,
+                        Some(&cfg_digest),
+                        cfg.len() as u64,
+                        |mut w| async move {
+                            w.write(data).await?;
+                            Ok(w)
+                        },
+                    )
+                })
                 .await?;
             }
             let config = Descriptor {

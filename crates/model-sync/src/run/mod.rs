@@ -274,8 +274,9 @@ pub async fn sync_with<F: EngineFactory>(
     let client = registry_client::Client::new(client_config)
         .map_err(|e| registry_error(e, "configuring the client"))?;
 
-    // Read the signing key / identity token now: a bad one fails before any byte moves.
-    let signer = crate::sign::Signer::for_config(cfg)?;
+    // Read the signing key / identity token and fetch the trusted root now: a bad one fails
+    // before any byte moves.
+    let signer = crate::sign::Signer::for_config(cfg).await?;
 
     tracing::info!(intent = cfg.intent.as_str(), "checking the Model Registry");
     let plan = intents::precheck(&client, cfg).await?;

@@ -311,11 +311,28 @@ struct Upload<'a> {
 
 impl Upload<'_> {
     /// Reads the stream into parts and uploads them as they fill, a bounded number at a time.
+    /// On failure, part uploads already under way are waited for, so that none lands after the
+    /// caller aborts the multipart upload (it would stay behind; S3 documents the same).
     async fn parts(
+        &self,
+        stream: ByteStream,
+        file: &ModelFile,
+        cancel: &AtomicBool,
+    ) -> Result<Vec<CompletedPart>, TransferError> {
+        let mut tasks = JoinSet::new();
+        let result = self.fill_parts(stream, file, cancel, &mut tasks).await;
+        if result.is_err() {
+            while tasks.join_next().await.is_some() {}
+        }
+        result
+    }
+
+    async fn fill_parts(
         &self,
         mut stream: ByteStream,
         file: &ModelFile,
         cancel: &AtomicBool,
+        tasks: &mut JoinSet<Result<CompletedPart, TransferError>>,
     ) -> Result<Vec<CompletedPart>, TransferError> {
         let opts = &self.dest.options;
         let budget_parts = (opts.max_buffered / self.part).saturating_sub(1).max(1) as usize;
@@ -323,7 +340,6 @@ impl Upload<'_> {
         let part_len = self.part as usize;
         let mut check = Check::new(file, self.what);
         let mut buf = BytesMut::with_capacity(part_len);
-        let mut tasks: JoinSet<Result<CompletedPart, TransferError>> = JoinSet::new();
         let mut done = Vec::new();
         let mut number = 0i32;
         loop {

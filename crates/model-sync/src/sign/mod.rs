@@ -8,10 +8,20 @@
 //! - [`oci_image`]: signs a pushed modelcar image by manifest digest and attaches the bundle as
 //!   an OCI 1.1 referrer (the module explains why not cosign's legacy `.sig` tag).
 //!
+//! - [`trust`]: the sigstore trusted root from the TUF repository at SIGSTORE_TUF_URL, and the
+//!   checks of Fulcio's certificate and Rekor's entry against it.
+//!
 //! Two modes ([`SigningMode`], chosen by the configuration): key-based (`--signing-key-path`,
 //! air-gapped: the bundle names the key by a hint, no transparency log) and keyless (Fulcio
 //! certificate for the workload's identity token, DSSE entry in Rekor, both recorded in the
 //! bundle so verifiers need only the trusted root).
+//!
+//! Keyless with SIGSTORE_TUF_URL: the trusted root is fetched through TUF when the signer is
+//! built (before any byte moves), and what Fulcio and Rekor return is checked against it before
+//! the bundle exists; a mismatch fails the signature ([`SignError::Untrusted`]) and nothing is
+//! published. Without it the services are trusted as they answer (a warning says so). The
+//! identity token is read when the signer is built (fail fast) and again right before Fulcio is
+//! called, so a projected token rotated by the kubelet during a long transfer is the one used.
 
 pub mod bundle;
 pub mod fulcio;
@@ -20,8 +30,9 @@ pub mod model_files;
 pub mod oci_image;
 pub mod rekor;
 pub mod statement;
+pub mod trust;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -38,6 +49,7 @@ use bundle::{
     VerificationMaterial, pae,
 };
 use keys::SigningKey;
+use trust::TrustedRoot;
 
 /// What can go wrong while signing.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +63,16 @@ pub enum SignError {
     /// Fulcio or Rekor failed or refused.
     #[error("{0}")]
     Service(String),
+    /// The trusted root could not be fetched or verified through TUF.
+    #[error("trusted root: {0}")]
+    TrustRoot(String),
+    /// What a sigstore service returned does not verify against the trusted root.
+    #[error("{service} returned {what} that the trusted root does not vouch for: {why}")]
+    Untrusted {
+        service: &'static str,
+        what: &'static str,
+        why: String,
+    },
     /// Reading the published model or writing the signature next to it failed.
     #[error("{0}")]
     Storage(String),
@@ -82,14 +104,16 @@ pub(crate) fn http_error(service: &str, url: &Url, e: &reqwest::Error) -> SignEr
     ))
 }
 
-/// A ready signer: the key, or the keyless services and the identity token.
+/// A ready signer: the key, or the keyless services, the identity token's file and the trusted
+/// root (when SIGSTORE_TUF_URL is set).
 pub enum Signer {
     Key(SigningKey),
     Keyless {
         http: reqwest::Client,
         fulcio: Url,
         rekor: Url,
-        token: String,
+        token_path: PathBuf,
+        trust: Option<Box<TrustedRoot>>,
     },
 }
 
@@ -97,17 +121,24 @@ impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Key(_) => f.write_str("Signer::Key"),
-            Self::Keyless { fulcio, rekor, .. } => f
+            Self::Keyless {
+                fulcio,
+                rekor,
+                trust,
+                ..
+            } => f
                 .debug_struct("Signer::Keyless")
                 .field("fulcio", fulcio)
                 .field("rekor", rekor)
+                .field("trusted_root", &trust.is_some())
                 .finish_non_exhaustive(),
         }
     }
 }
 
 impl Signer {
-    /// Reads the key or the identity token. `ca_pem` is extra trust for the sigstore services.
+    /// Reads the key, or checks the identity token is readable. `ca_pem` is extra trust for the
+    /// sigstore services. Keyless signers start without a trusted root ([`Self::with_trust`]).
     pub fn new(mode: &SigningMode, ca_pem: Option<&[u8]>) -> Result<Self, SignError> {
         match mode {
             SigningMode::Key { path } => {
@@ -121,24 +152,33 @@ impl Signer {
                 fulcio,
                 rekor,
                 token_path,
+                ..
             } => {
-                let token = read(token_path, SignError::Token)?;
-                let token = String::from_utf8(token).map_err(|_| {
-                    SignError::Token(format!("{} is not UTF-8 text", token_path.display()))
-                })?;
-                if token.trim().is_empty() {
-                    return Err(SignError::Token(format!(
-                        "{} is empty",
-                        token_path.display()
-                    )));
-                }
+                read_token(token_path)?;
                 Ok(Self::Keyless {
                     http: http_client(ca_pem)?,
                     fulcio: fulcio.clone(),
                     rekor: rekor.clone(),
-                    token: token.trim().to_owned(),
+                    token_path: token_path.clone(),
+                    trust: None,
                 })
             }
+        }
+    }
+
+    /// A keyless signer that checks Fulcio's and Rekor's answers against `root`.
+    pub fn with_trust(mut self, root: TrustedRoot) -> Self {
+        if let Self::Keyless { trust, .. } = &mut self {
+            *trust = Some(Box::new(root));
+        }
+        self
+    }
+
+    /// The HTTP client of a keyless signer (the one the TUF repository is fetched with).
+    pub fn http(&self) -> Option<&reqwest::Client> {
+        match self {
+            Self::Key(_) => None,
+            Self::Keyless { http, .. } => Some(http),
         }
     }
 
@@ -164,13 +204,40 @@ impl Signer {
                 http,
                 fulcio,
                 rekor,
-                token,
+                token_path,
+                trust,
             } => {
+                // Read again: a projected token may have been rotated since the start.
+                let token = read_token(token_path)?;
                 let key = SigningKey::generate()?;
-                let chain = fulcio::signing_cert(http, fulcio, token, &key).await?;
+                let chain = fulcio::signing_cert(http, fulcio, &token, &key).await?;
+                let validity = match trust {
+                    Some(root) => Some(
+                        trust::certificate::check(root, &chain, chrono::Utc::now()).map_err(
+                            |why| SignError::Untrusted {
+                                service: "Fulcio",
+                                what: "a certificate",
+                                why,
+                            },
+                        )?,
+                    ),
+                    None => None,
+                };
                 let leaf = &chain[0];
                 let envelope = Envelope::new(IN_TOTO_PAYLOAD_TYPE, statement, &key.sign(&to_sign)?);
                 let entry = rekor::upload_dsse(http, rekor, &envelope, leaf).await?;
+                match (trust, validity) {
+                    (Some(root), Some(validity)) => trust::tlog::check(root, &entry, validity)
+                        .map_err(|why| SignError::Untrusted {
+                            service: "Rekor",
+                            what: "a log entry",
+                            why,
+                        })?,
+                    _ => tracing::warn!(
+                        "SIGSTORE_TUF_URL is not set: the certificate from Fulcio and the entry \
+                         from Rekor are not checked against a trusted root (verifiers will)"
+                    ),
+                }
                 tracing::info!(log_index = %entry.log_index, "signature recorded in Rekor");
                 Ok(Bundle {
                     media_type: BUNDLE_MEDIA_TYPE.to_owned(),
@@ -193,6 +260,17 @@ fn read(path: &Path, err: fn(String) -> SignError) -> Result<Vec<u8>, SignError>
     std::fs::read(path).map_err(|e| err(format!("{}: cannot read: {e}", path.display())))
 }
 
+/// The identity token in `path`, trimmed; empty or non-UTF-8 files are refused.
+fn read_token(path: &Path) -> Result<String, SignError> {
+    let token = read(path, SignError::Token)?;
+    let token = String::from_utf8(token)
+        .map_err(|_| SignError::Token(format!("{} is not UTF-8 text", path.display())))?;
+    if token.trim().is_empty() {
+        return Err(SignError::Token(format!("{} is empty", path.display())));
+    }
+    Ok(token.trim().to_owned())
+}
+
 fn http_client(ca_pem: Option<&[u8]>) -> Result<reqwest::Client, SignError> {
     let mut b = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(30))
@@ -209,13 +287,33 @@ fn http_client(ca_pem: Option<&[u8]>) -> Result<reqwest::Client, SignError> {
 
 impl Signer {
     /// The signer a configuration asks for (`None` when signing is off). Extra trust for the
-    /// sigstore services comes from `SSL_CERT_FILE`, like for OCI registries.
-    pub fn for_config(cfg: &crate::config::Config) -> Result<Option<Self>, RunError> {
+    /// sigstore services comes from `SSL_CERT_FILE`, like for OCI registries. Keyless with a
+    /// TUF repository: the trusted root is fetched and verified now, before any byte moves.
+    pub async fn for_config(cfg: &crate::config::Config) -> Result<Option<Self>, RunError> {
         let Some(mode) = &cfg.signing.mode else {
             return Ok(None);
         };
         let ca = crate::run::engine::extra_ca(&crate::config::LoadContext::from_process())?;
-        Ok(Some(Self::new(mode, ca.as_deref())?))
+        let signer = Self::new(mode, ca.as_deref())?;
+        let (SigningMode::Keyless { tuf: Some(tuf), .. }, Some(http)) = (mode, signer.http())
+        else {
+            return Ok(Some(signer));
+        };
+        let root = trust::tuf::fetch_trusted_root(
+            http,
+            &tuf.url,
+            tuf.initial_root.as_deref(),
+            &cfg.storage_path,
+        )
+        .await?;
+        tracing::info!(
+            certificate_authorities = root.certificate_authorities.len(),
+            tlogs = root.tlogs.len(),
+            ctlogs = root.ctlogs.len(),
+            "trusted root fetched from SIGSTORE_TUF_URL; Fulcio's and Rekor's answers will be \
+             checked against it"
+        );
+        Ok(Some(signer.with_trust(root)))
     }
 }
 
@@ -301,6 +399,7 @@ mod tests {
             endpoints: SigstoreEndpoints::default(),
             identity_token_path: None,
             key_path: None,
+            tuf_root_path: None,
             mode: Some(mode),
         }
     }
@@ -314,6 +413,7 @@ mod tests {
             fulcio: "https://f/".parse().unwrap(),
             rekor: "https://r/".parse().unwrap(),
             token_path: token,
+            tuf: None,
         }));
         assert_eq!(s, ["eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl\n"]);
 
@@ -331,5 +431,33 @@ mod tests {
             path: dir.path().join("nope"),
         });
         assert!(secret_values(&missing).is_empty());
+    }
+
+    /// The token is read again at signing time: a file emptied after the start fails the
+    /// signature before any service is contacted (the URLs below do not resolve).
+    #[tokio::test]
+    async fn the_token_is_read_again_when_signing() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl\n").unwrap();
+        let mode = SigningMode::Keyless {
+            fulcio: "http://fulcio.invalid/".parse().unwrap(),
+            rekor: "http://rekor.invalid/".parse().unwrap(),
+            token_path: token.clone(),
+            tuf: None,
+        };
+        let signer = Signer::new(&mode, None).unwrap();
+        std::fs::write(&token, "\n").unwrap();
+        let e = signer.sign_statement(b"{}").await.unwrap_err();
+        assert!(
+            matches!(&e, SignError::Token(m) if m.contains("is empty")),
+            "{e}"
+        );
+
+        std::fs::remove_file(&token).unwrap();
+        assert!(matches!(
+            Signer::new(&mode, None).unwrap_err(),
+            SignError::Token(_)
+        ));
     }
 }

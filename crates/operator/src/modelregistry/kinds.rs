@@ -15,6 +15,9 @@ fn typed<K: kube::Resource<DynamicType = ()>>(namespaced: bool) -> ManagedKind {
     ManagedKind {
         resource: ApiResource::erase::<K>(&()),
         namespaced,
+        // The registry's core children all live in its namespace (only platform kinds, e.g.
+        // gateway Routes, go elsewhere).
+        in_parent_namespace: namespaced,
     }
 }
 
@@ -81,12 +84,14 @@ pub fn managed(caps: &Capabilities) -> Vec<ManagedKind> {
             .map(|resource| ManagedKind {
                 resource,
                 namespaced: true,
+                in_parent_namespace: false,
             }),
     );
     if let Some(resource) = group(caps) {
         kinds.push(ManagedKind {
             resource,
             namespaced: false,
+            in_parent_namespace: false,
         });
     }
     kinds

@@ -21,7 +21,7 @@ use kube::runtime::watcher;
 use mro_api::ModelRegistry;
 
 use crate::apply::{PARENT_KIND_LABEL, PARENT_NAME_LABEL, PARENT_NAMESPACE_LABEL};
-use crate::context::{Context, MODEL_REGISTRY_MANAGER, controller_config};
+use crate::context::{Context, controller_config};
 use crate::controller::QueuedController;
 
 pub mod build;
@@ -75,7 +75,7 @@ pub async fn run(
     let registries: Api<ModelRegistry> = scoped(&client, ns);
     let mut controller =
         QueuedController::new(registries, watcher::Config::default().any_semantic())
-            .ignoring_writes_of(MODEL_REGISTRY_MANAGER)
+            .tracking_own_writes(ctx.registry_writes.clone())
             .owns(scoped::<PartialObjectMeta<Deployment>>(&client, ns), cfg())
             .owns(scoped::<PartialObjectMeta<Service>>(&client, ns), cfg())
             .owns(

@@ -15,7 +15,7 @@ use mro_api::{ModelRegistry, ModelRegistryStatus};
 use super::build::{self, BuildInput, labels};
 use super::{kinds, read, status, validate};
 use crate::apply::{self, Child};
-use crate::context::{Context, MODEL_REGISTRY_MANAGER};
+use crate::context::Context;
 use crate::error::{Error, Result};
 
 pub const CONTROLLER: &str = "modelregistry";
@@ -35,7 +35,23 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
     }
 
     // Validate before anything is built or applied, so an invalid registry gets no children.
-    if let Err(message) = validate::validate(&mr, &ctx).await? {
+    // Whether the Deployment exists yet is read meanwhile: from the watches when they can tell.
+    let name = mr.name_any();
+    let deployment_key = apply::ChildKey {
+        group: "apps".into(),
+        kind: "Deployment".into(),
+        namespace: Some(ns.clone()),
+        name: name.clone(),
+    };
+    let deployments = Api::<Deployment>::namespaced(ctx.client.clone(), &ns);
+    let existing = async {
+        Ok(match ctx.registry_writes.exists(&deployment_key) {
+            Some(known) => known,
+            None => deployments.get_metadata_opt(&name).await?.is_some(),
+        })
+    };
+    let (valid, existing) = futures::try_join!(validate::validate(&mr, &ctx), existing)?;
+    if let Err(message) = valid {
         let st = status::configuration_error(&mr, &message);
         if status::differs(&mr.status, &st) {
             warn(&ctx, &mr, "ConfigurationError", &message).await;
@@ -74,17 +90,20 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
     }
 
     // Apply, then prune what is no longer desired.
-    let name = mr.name_any();
-    let created_deployment = Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
-        .get_metadata_opt(&name)
-        .await?
-        .is_none();
-    for child in &desired.children {
-        apply::apply(&ctx.client, MODEL_REGISTRY_MANAGER, child).await?;
-    }
+    let created_deployment = !existing;
+    // All at once: none depends on another existing first (a Deployment whose ServiceAccount is
+    // not there yet gets its pods once it is; a RoleBinding may name a Role created later).
+    futures::future::try_join_all(
+        desired
+            .children
+            .iter()
+            .map(|child| ctx.registry_writes.apply(&ctx.client, child)),
+    )
+    .await?;
     let keep: BTreeSet<_> = desired.children.iter().map(Child::key).collect();
-    let selector = apply::parent_selector(labels::KIND, &ns, &name);
-    let pruned = apply::prune(&ctx.client, &kinds::managed(&caps), &selector, &keep).await?;
+    let parent = apply::Parent::new(labels::KIND, &ns, &name);
+    let kinds = kinds::managed(&caps);
+    let pruned = apply::prune(&ctx.client, &ctx.registry_writes, &kinds, &parent, &keep).await?;
     if !pruned.is_empty() {
         tracing::info!(registry = %name, namespace = %ns, ?pruned, "removed children no longer desired");
     }
@@ -184,11 +203,9 @@ fn new_problems(
     old: &Option<ModelRegistryStatus>,
     new: &ModelRegistryStatus,
 ) -> Vec<(String, String)> {
-    let actionable = [
-        "ConfigurationError",
-        "ResourcesUnavailable",
-        "UnsupportedFeature",
-    ];
+    // Not ResourcesUnavailable: it says a part is not ready yet (every new registry starts so),
+    // or repeats a missing platform API that Degraded/UnsupportedFeature already reports.
+    let actionable = ["ConfigurationError", "UnsupportedFeature"];
     new.conditions
         .iter()
         .filter(|c| actionable.contains(&c.reason.as_str()))
@@ -211,9 +228,13 @@ async fn warn(ctx: &Context, mr: &ModelRegistry, reason: &str, note: &str) {
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&ev, &mr.object_ref(&())).await {
-        tracing::warn!(error = %e, "cannot publish event");
-    }
+    // In the background: the reconcile (and the status write) need not wait for the event.
+    let (recorder, regarding) = (ctx.recorder.clone(), mr.object_ref(&()));
+    tokio::spawn(async move {
+        if let Err(e) = recorder.publish(&ev, &regarding).await {
+            tracing::warn!(error = %e, "cannot publish event");
+        }
+    });
 }
 
 /// The run-time defaults the operator applied without writing them into the spec, as a JSON merge

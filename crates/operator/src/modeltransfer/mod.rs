@@ -22,7 +22,7 @@ use kube::runtime::watcher;
 use mro_api::ModelTransfer;
 
 use crate::apply::{PARENT_KIND_LABEL, PARENT_NAMESPACE_LABEL};
-use crate::context::{Context, MODEL_TRANSFER_MANAGER, controller_config};
+use crate::context::{Context, controller_config};
 use crate::controller::QueuedController;
 
 pub mod build;
@@ -75,7 +75,7 @@ pub async fn run(
     let cfg = || children_config(ns);
     let transfers: Api<ModelTransfer> = scoped(&client, ns);
     let controller = QueuedController::new(transfers, watcher::Config::default().any_semantic())
-        .ignoring_writes_of(MODEL_TRANSFER_MANAGER)
+        .tracking_own_writes(ctx.transfer_writes.clone())
         .owns(scoped::<PartialObjectMeta<Job>>(&client, ns), cfg())
         .owns(scoped::<PartialObjectMeta<ConfigMap>>(&client, ns), cfg())
         .owns(

@@ -102,13 +102,18 @@ pub fn labels(mt: &ModelTransfer) -> BTreeMap<String, String> {
     .collect()
 }
 
-/// Label selector of every child of the transfer.
-pub fn selector(mt: &ModelTransfer) -> String {
-    crate::apply::parent_selector(
+/// The transfer as its children's labels name it.
+pub fn parent(mt: &ModelTransfer) -> crate::apply::Parent {
+    crate::apply::Parent::new(
         KIND,
         &mt.namespace().unwrap_or_default(),
         &label_value(&mt.name_any()),
     )
+}
+
+/// Label selector of every child of the transfer.
+pub fn selector(mt: &ModelTransfer) -> String {
+    parent(mt).selector()
 }
 
 /// Annotations naming the parent exactly (see [`PARENT_NAME_ANNOTATION`]).

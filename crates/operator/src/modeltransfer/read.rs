@@ -2,10 +2,10 @@
 //! whether everything the spec refers to exists, before any Job is created.
 //!
 //! Missing references (a Secret, key, ConfigMap, PVC, ServiceAccount, ModelRegistry or the
-//! registry's Role; the signing key Secret too) are expected to appear later, and a
-//! ModelRegistry in another namespace may opt in to this transfer's namespace later
-//! (`spec.modelTransfers.allowedNamespaces`), so those are re-checked on a timer; errors in the
-//! spec itself wait for the spec to change.
+//! registry's Role; the signing key Secret and the pinned TUF root ConfigMap too) are expected
+//! to appear later, and a ModelRegistry in another namespace may opt in to this transfer's
+//! namespace later (`spec.modelTransfers.allowedNamespaces`), so those are re-checked on a
+//! timer; errors in the spec itself wait for the spec to change.
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::Role;
@@ -232,8 +232,12 @@ pub async fn resolve(
     {
         wanted.push(("spec.signing.keySecretRef", &s.name, vec![s.key.as_str()]));
     }
-    for (field, name, keys) in wanted {
-        match secrets.get_opt(name).await? {
+    // Every Secret at once: one round trip.
+    let found =
+        futures::future::try_join_all(wanted.iter().map(|(_, name, _)| secrets.get_opt(name)))
+            .await?;
+    for ((field, name, keys), found) in wanted.into_iter().zip(found) {
+        match found {
             None => p.missing.push(format!(
                 "{field}: Secret {name:?} not found in namespace {ns:?}"
             )),
@@ -293,6 +297,15 @@ pub async fn resolve(
         .and_then(|j| j.ca_bundle_config_map_ref.as_ref())
     {
         config_map_key(client, &ns, "spec.job.caBundleConfigMapRef", ca, &mut p).await?;
+    }
+    if let Some(root) = spec
+        .signing
+        .as_ref()
+        .and_then(|s| s.keyless.as_ref())
+        .and_then(|k| k.tuf_root_config_map_ref.as_ref())
+    {
+        let field = "spec.signing.keyless.tufRootConfigMapRef";
+        config_map_key(client, &ns, field, root, &mut p).await?;
     }
 
     // The registry last: a denied or unknown registry is reported with the problems above, and

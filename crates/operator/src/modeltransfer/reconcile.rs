@@ -101,42 +101,40 @@ pub async fn reconcile(mt: Arc<ModelTransfer>, ctx: Arc<Context>) -> Result<Acti
         }
     };
     set_grant(&mt, &api, &ctx, desired.role_binding.as_ref()).await?;
-    let mut children = desired.inputs();
-    children.push(Child::typed(&desired.job));
+    // The Job's inputs at once, then the Job.
+    let job_child = Child::typed(&desired.job);
+    let inputs = desired.inputs();
     let mut applied = None;
-    for child in &children {
-        match apply::apply(&ctx.client, MODEL_TRANSFER_MANAGER, child).await {
-            Ok(obj) => applied = Some(obj),
-            // The API server refuses what the CRD schema let through (e.g. a malformed
-            // toleration or node selector): a spec problem for the user, not a retry loop.
-            Err(kube::Error::Api(s)) if s.code == 400 || s.code == 422 => {
-                let message = format!(
-                    "spec: the {} {} built from this spec is invalid: {}",
-                    child.resource.kind,
-                    child.name(),
-                    s.message
-                );
-                publish_status(&mt, &api, &ctx, &status::invalid(&mt, &message)).await?;
-                return Ok(Action::await_change());
+    for batch in [inputs.iter().collect::<Vec<_>>(), vec![&job_child]] {
+        let results = futures::future::join_all(
+            batch
+                .iter()
+                .map(|c| apply::apply(&ctx.client, MODEL_TRANSFER_MANAGER, c)),
+        )
+        .await;
+        for (child, result) in batch.into_iter().zip(results) {
+            match result {
+                Ok(obj) => applied = Some(obj),
+                // The API server refuses what the CRD schema let through (e.g. a malformed
+                // toleration or node selector): a spec problem for the user, not a retry loop.
+                Err(kube::Error::Api(s)) if s.code == 400 || s.code == 422 => {
+                    let message = format!(
+                        "spec: the {} {} built from this spec is invalid: {}",
+                        child.resource.kind,
+                        child.name(),
+                        s.message
+                    );
+                    publish_status(&mt, &api, &ctx, &status::invalid(&mt, &message)).await?;
+                    return Ok(Action::await_change());
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
         }
     }
     let job: Job = applied
         .ok_or(Error::MissingField("applied Job"))?
         .try_parse()
         .map_err(|e| Error::Invalid(format!("applied Job does not parse: {e}")))?;
-    note(
-        &ctx,
-        &mt,
-        EventType::Normal,
-        "JobCreated",
-        &format!(
-            "created Job {job_name} running {}",
-            ctx.settings.images.model_sync
-        ),
-    )
-    .await;
     let outcome = status::outcome(&job, &[]);
     let st = status::compute(&StatusInput {
         mt: &mt,
@@ -144,7 +142,16 @@ pub async fn reconcile(mt: Arc<ModelTransfer>, ctx: Arc<Context>) -> Result<Acti
         outcome: &outcome,
         registration: &Registration::NotChecked,
     });
-    publish_status(&mt, &api, &ctx, &st).await?;
+    let created = format!(
+        "created Job {job_name} running {}",
+        ctx.settings.images.model_sync
+    );
+    // The event and the status at once: one round trip.
+    let (_, published) = tokio::join!(
+        note(&ctx, &mt, EventType::Normal, "JobCreated", &created),
+        publish_status(&mt, &api, &ctx, &st)
+    );
+    published?;
     Ok(Action::requeue(ACTIVE_RESYNC))
 }
 
@@ -259,6 +266,8 @@ fn role_binding_kind() -> ManagedKind {
     ManagedKind {
         resource: ApiResource::erase::<RoleBinding>(&()),
         namespaced: true,
+        // The grant lives in the registry's namespace, which may be another one.
+        in_parent_namespace: false,
     }
 }
 
@@ -275,19 +284,19 @@ async fn set_grant(
     if foreign && !has_finalizer(mt) {
         add_finalizer(api, mt).await?;
     }
-    let mut keep = BTreeSet::new();
-    if let Some(b) = binding {
-        let child = Child::typed(b);
-        apply::apply(&ctx.client, MODEL_TRANSFER_MANAGER, &child).await?;
-        keep.insert(child.key());
-    }
-    let pruned = apply::prune(
-        &ctx.client,
-        &[role_binding_kind()],
-        &names::selector(mt),
-        &keep,
-    )
-    .await?;
+    let child = binding.map(Child::typed);
+    let keep: BTreeSet<_> = child.iter().map(Child::key).collect();
+    // Unchanged since our last apply: not applied again (see `OwnWrites`).
+    let grant = async {
+        match &child {
+            Some(c) => ctx.transfer_writes.apply(&ctx.client, c).await.map(drop),
+            None => Ok(()),
+        }
+    };
+    // The prune keeps the binding whether or not its list shows it yet: both at once.
+    let (kinds, parent) = ([role_binding_kind()], names::parent(mt));
+    let prune = apply::prune(&ctx.client, &ctx.transfer_writes, &kinds, &parent, &keep);
+    let ((), pruned) = futures::try_join!(grant, prune)?;
     if !pruned.is_empty() {
         tracing::info!(transfer = %mt.name_any(), namespace = %ns, ?pruned, "revoked registry access");
     }

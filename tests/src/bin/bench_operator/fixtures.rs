@@ -244,6 +244,7 @@ pub fn plan(phase: Phase, params: &Params, ns: &str, prefix: &str) -> anyhow::Re
             .or_insert_with(|| ManagedKind {
                 resource: child.resource.clone(),
                 namespaced: child.namespaced,
+                in_parent_namespace: false,
             });
         child.key()
     };

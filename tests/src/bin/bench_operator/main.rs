@@ -17,10 +17,11 @@
 //! The floor, first, in another namespace of the same control plane: the same CRs are created
 //! and the same children (built with the operator's own pure build functions, so kinds and sizes
 //! match) are created directly with a plain client, followed by one status write per CR with the
-//! status the operator computes. Both runs create CRs, and the floor its per-CR pipelines, with
-//! the same concurrency (`BENCH_CONCURRENCY`, default 32; the operator's reconciles are
-//! unbounded). The floor's namespace is deleted before the operator's run, so both start on a
-//! cluster of the same size (and the Service IP range, 254 addresses, suffices).
+//! status the operator computes. Same concurrency budget: the operator runs with
+//! `--max-concurrent-reconciles N`, the floor with N pipelines (one per CR: create, children,
+//! status), and CRs are created N at a time in both runs. N is `BENCH_CONCURRENCY`, by default
+//! the operator's default. The floor's namespace is deleted before the operator's run, so both
+//! start on a cluster of the same size (and the Service IP range, 254 addresses, suffices).
 //!
 //! Completion is observed the same way for both: watches on every child kind and on the CRs.
 //! Between phases the control plane settles (the deployment and job controllers finish their
@@ -67,14 +68,22 @@ fn env_number(name: &str, default: usize) -> anyhow::Result<usize> {
     }
 }
 
+/// The operator's default `--max-concurrent-reconciles`.
+fn default_concurrency() -> usize {
+    usize::from(fixtures::settings().max_concurrent_reconciles).max(1)
+}
+
 impl Params {
     fn from_env() -> anyhow::Result<Params> {
         let p = Params {
             registries: env_number("BENCH_REGISTRIES", 200)?,
             transfers: env_number("BENCH_TRANSFERS", 200)?,
-            concurrency: env_number("BENCH_CONCURRENCY", 32)?.max(1),
+            concurrency: env_number("BENCH_CONCURRENCY", default_concurrency())?.max(1),
             timeout: Duration::from_secs(env_number("BENCH_TIMEOUT_SECS", 600)? as u64),
         };
+        if p.concurrency > usize::from(u16::MAX) {
+            bail!("BENCH_CONCURRENCY: at most {}", u16::MAX);
+        }
         if p.registries > MAX_REGISTRIES {
             bail!(
                 "BENCH_REGISTRIES: at most {MAX_REGISTRIES} (each registry has a ClusterIP Service; the local control plane's Service range has 254 addresses)"
@@ -133,7 +142,7 @@ async fn bench() -> anyhow::Result<bool> {
     let load = measure::uptime();
     eprintln!("load before the runs: {load}");
 
-    let operator = measure::OperatorProcess::start(&bin, dir, &op_ns).await?;
+    let operator = measure::OperatorProcess::start(&bin, dir, &op_ns, params.concurrency).await?;
 
     // The floor first; its objects are removed before the operator's run, so both start on a
     // cluster of the same size.

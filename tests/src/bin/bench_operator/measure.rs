@@ -154,7 +154,12 @@ pub struct OperatorProcess {
 
 impl OperatorProcess {
     /// Starts the operator watching `namespace` and waits until it is ready.
-    pub async fn start(bin: &Path, dir: &Path, namespace: &str) -> anyhow::Result<OperatorProcess> {
+    pub async fn start(
+        bin: &Path,
+        dir: &Path,
+        namespace: &str,
+        concurrency: usize,
+    ) -> anyhow::Result<OperatorProcess> {
         let (health, metrics_port) = (free_port(), free_port());
         // Kept after the run (overwritten by the next one) for a look at what the operator did.
         let log = std::env::temp_dir().join("mro-bench-operator.log");
@@ -168,6 +173,7 @@ impl OperatorProcess {
                 "warn,model_registry_operator=debug,kube_runtime=debug",
             )))
             .args(["--watch-namespace", namespace])
+            .args(["--max-concurrent-reconciles", &concurrency.to_string()])
             .args([
                 "--health-probe-bind-address",
                 &format!("127.0.0.1:{health}"),

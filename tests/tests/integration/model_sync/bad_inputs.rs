@@ -250,6 +250,16 @@ fn cases() -> Vec<Case> {
             },
         ),
         case(
+            "concurrency out of range",
+            2,
+            CONFIG,
+            "--concurrency",
+            |j, _| {
+                j.env("MODEL_SYNC_CONCURRENCY", "0");
+                Ok(())
+            },
+        ),
+        case(
             "pvc source without path",
             2,
             CONFIG,

@@ -4,11 +4,13 @@
 //!
 //! Keyless: the Fulcio stand-in trusts the local API server's ServiceAccount issuer through the
 //! keys the API server publishes (`/openid/v1/jwks`), so the certificate is issued for a token
-//! that really comes from Kubernetes, and names the Job's ServiceAccount.
+//! that really comes from Kubernetes, and names the Job's ServiceAccount. The trusted root comes
+//! from the TUF stand-in, starting from the initial root pinned in a ConfigMap
+//! (`tufRootConfigMapRef`).
 use std::path::Path;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim};
 use kube::api::PostParams;
 use mro_api::model_transfer::TransferPhase;
 use mro_tests::model_sync::Model;
@@ -18,6 +20,9 @@ use serde_json::{Value, json};
 
 use super::E2e;
 use crate::modeltransfer_controller::condition;
+
+/// model-sync's warning when no initial TUF root is pinned.
+const TOFU_WARNING: &str = "trusting the repository's current root.json on first use";
 
 /// A fresh P-256 key pair as (private PKCS#8 PEM, public SPKI PEM).
 fn key_pair() -> (String, String) {
@@ -178,6 +183,7 @@ async fn keyless_signing_uses_the_jobs_service_account_identity() {
         .await
         .expect("the API server's ServiceAccount issuer");
     let sig = Sigstore::start_trusting(vec![kubernetes.clone()]).unwrap();
+    let tuf = sig.tuf().await.expect("TUF repository");
     claims(&w, &["serving"]).await;
     let model = Model::small(32);
     model.put_s3(&w.s3, "models", "gpt/v1").await.unwrap();
@@ -191,6 +197,9 @@ async fn keyless_signing_uses_the_jobs_service_account_identity() {
     };
     let source = json!({ "s3": { "bucket": "models", "key": "gpt/v1/",
                                  "credentialsSecretRef": { "name": "s3-creds" } } });
+    let mut pinned = keyless(None);
+    pinned["keyless"]["tufURL"] = tuf.url().into();
+    pinned["keyless"]["tufRootConfigMapRef"] = json!({ "name": "tuf-root", "key": "root.json" });
     w.create(
         "gpt",
         spec(
@@ -198,10 +207,35 @@ async fn keyless_signing_uses_the_jobs_service_account_identity() {
             source.clone(),
             json!({ "pvc": { "claimName": "serving", "path": "gpt" } }),
             "keyless-gpt",
-            keyless(None),
+            pinned,
         ),
     )
     .await;
+
+    // No pinned root yet: Failed (InvalidConfiguration) naming the field, and no Job.
+    let missing = "spec.signing.keyless.tufRootConfigMapRef: ConfigMap \"tuf-root\" not found";
+    w.env
+        .wait_status("gpt", "the missing TUF root reported", |s| {
+            s.phase == Some(TransferPhase::Failed)
+                && s.message.as_deref().is_some_and(|m| m.contains(missing))
+        })
+        .await;
+    w.env.assert_no_job("gpt-sync").await;
+    let root = std::fs::read_to_string(tuf.initial_root()).unwrap();
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": { "name": "tuf-root" }, "data": { "root.json": root }
+    }))
+    .unwrap();
+    w.env
+        .api::<ConfigMap>()
+        .create(&PostParams::default(), &cm)
+        .await
+        .expect("create ConfigMap");
+    w.env
+        .wait_status("gpt", "a Job once the TUF root exists", |s| {
+            s.job_name.is_some() && s.phase != Some(TransferPhase::Failed)
+        })
+        .await;
     let st = w
         .finish("gpt", TransferPhase::Succeeded)
         .await
@@ -214,6 +248,19 @@ async fn keyless_signing_uses_the_jobs_service_account_identity() {
     );
     assert_eq!(sig.fulcio.issued(), 1, "{}", w.agent.describe());
     assert_eq!(sig.rekor.size(), 1);
+    // The trusted root was fetched through TUF from the pinned root, not trusted on first use.
+    let log = w.agent.describe();
+    assert!(
+        log.contains("trusted root fetched from SIGSTORE_TUF_URL"),
+        "{log}"
+    );
+    assert!(!log.contains(TOFU_WARNING), "{log}");
+    let fetched = tuf.fetched();
+    assert!(!fetched.iter().any(|f| f == "/root.json"), "{fetched:?}");
+    assert!(
+        fetched.iter().any(|f| f.ends_with(".trusted_root.json")),
+        "{fetched:?}"
+    );
 
     let out = w.agent.pvc_dir("serving").join("gpt");
     assert_eq!(published(&out), model);
@@ -283,8 +330,9 @@ async fn keyless_signing_uses_the_jobs_service_account_identity() {
     assert_eq!(sig.fulcio.issued(), 1);
 }
 
-/// Rules only CEL expresses (one mode, URL form) are enforced by the controller where the API
-/// server does not evaluate CEL (the local one is 1.20): Failed, naming the fields, no Job.
+/// Rules only CEL expresses (one mode, URL form, a pinned TUF root only with its URL) are
+/// enforced by the controller where the API server does not evaluate CEL (the local one is
+/// 1.20): Failed, naming the fields, no Job.
 #[tokio::test(flavor = "multi_thread")]
 async fn contradictory_signing_fails_before_any_job() {
     let env = crate::modeltransfer_controller::Env::new("e2e-sign-invalid").await;
@@ -292,7 +340,8 @@ async fn contradictory_signing_fails_before_any_job() {
     let mut spec = crate::modeltransfer_controller::s3_to_oci("http://registry.example:8080");
     spec["signing"] = json!({
         "keySecretRef": { "name": "signing-key", "key": "key.pem" },
-        "keyless": { "fulcioURL": "fulcio.example.com", "rekorURL": "https://rekor.example.com" }
+        "keyless": { "fulcioURL": "fulcio.example.com", "rekorURL": "https://rekor.example.com",
+                     "tufRootConfigMapRef": { "name": "tuf-root", "key": "root.json" } }
     });
     env.create("both-modes", spec).await;
     let t = env
@@ -303,7 +352,8 @@ async fn contradictory_signing_fails_before_any_job() {
     let msg = t.status.unwrap().message.unwrap();
     assert!(
         msg.contains("spec.signing: exactly one of keyless or keySecretRef")
-            && msg.contains("spec.signing.keyless.fulcioURL: must be an http:// or https:// URL"),
+            && msg.contains("spec.signing.keyless.fulcioURL: must be an http:// or https:// URL")
+            && msg.contains("spec.signing.keyless.tufRootConfigMapRef: requires tufURL"),
         "{msg}"
     );
     env.assert_no_job("both-modes-sync").await;

@@ -27,6 +27,7 @@ async fn decision_table_rows() -> anyhow::Result<()> {
     mro_tests::init();
     let sig = Sigstore::start()?;
     let mr = ModelRegistryStandIn::start(StandInOptions::default()).await?;
+    let tuf = sig.tuf().await?;
     let token = sig
         .issuer
         .token("system:serviceaccount:models:sync", "sigstore", 600)?;
@@ -47,7 +48,7 @@ async fn decision_table_rows() -> anyhow::Result<()> {
         ("true, none", Some("true"), &[], 2, false, false),
     ];
     for (i, (name, flag, keep, code, signed, warned)) in rows.into_iter().enumerate() {
-        let mut job = keyless_job(&mr, &sig, &token)?;
+        let mut job = keyless_job(&mr, &sig, &tuf.url(), &token)?;
         for v in ALL.iter().filter(|v| !keep.contains(v)) {
             job.remove_env(v);
         }
@@ -64,6 +65,18 @@ async fn decision_table_rows() -> anyhow::Result<()> {
             "{name}: model.sig present = {has_sig}\n{}",
             out.all_output()
         );
+        // Keyless without a TUF repository signs unchecked, and says so.
+        if signed {
+            let unchecked = out
+                .all_output()
+                .contains("not checked against a trusted root");
+            assert_eq!(
+                unchecked,
+                !keep.contains(&"SIGSTORE_TUF_URL"),
+                "{name}: unchecked warning = {unchecked}\n{}",
+                out.all_output()
+            );
+        }
         let warning = out.all_output().contains("signing skipped");
         assert_eq!(
             warning,

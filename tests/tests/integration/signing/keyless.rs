@@ -10,13 +10,16 @@ use serde_json::Value;
 
 use super::key::{copy_tree, flip_byte, tamper_statement};
 
-const SUBJECT: &str = "system:serviceaccount:models:model-sync";
-const IDENTITY: &str = "https://kubernetes.io/namespaces/models/serviceaccounts/model-sync";
+pub(super) const SUBJECT: &str = "system:serviceaccount:models:model-sync";
+pub(super) const IDENTITY: &str =
+    "https://kubernetes.io/namespaces/models/serviceaccounts/model-sync";
 
-/// A PVC → PVC job with the sigstore variables of `sig` and a token for `SUBJECT`.
-pub(super) fn keyless_job(
+/// A PVC → PVC job with the sigstore variables of `sig` (the trusted root from `tuf`, a
+/// [`TufRepo`] URL) and a token for `SUBJECT`.
+pub(crate) fn keyless_job(
     mr: &ModelRegistryStandIn,
     sig: &Sigstore,
+    tuf: &str,
     token: &str,
 ) -> anyhow::Result<SyncJob> {
     let mut job = SyncJob::new()?;
@@ -27,8 +30,7 @@ pub(super) fn keyless_job(
     let out = job.dir().join("out/bert");
     job.pvc_source(&src)
         .pvc_destination(&out)
-        // model-sync does not read the TUF repository (only verifiers need the trusted root).
-        .env("SIGSTORE_TUF_URL", "http://tuf.mro-tests.invalid")
+        .env("SIGSTORE_TUF_URL", tuf)
         .env("SIGSTORE_FULCIO_URL", sig.fulcio.url())
         .env("SIGSTORE_REKOR_URL", sig.rekor.url())
         .env(
@@ -43,8 +45,9 @@ async fn keyless_signed_model_verifies_with_the_trusted_root() -> anyhow::Result
     mro_tests::init();
     let sig = Sigstore::start()?;
     let mr = ModelRegistryStandIn::start(StandInOptions::default()).await?;
+    let tuf = sig.tuf().await?;
     let token = sig.issuer.token(SUBJECT, "sigstore", 600)?;
-    let mut job = keyless_job(&mr, &sig, &token)?;
+    let mut job = keyless_job(&mr, &sig, &tuf.url(), &token)?;
     job.create_model("keyless-bert", "v1")?;
     let out = job.run().await?;
     out.expect_exit(0);
@@ -166,7 +169,8 @@ async fn refused_identity_token_fails_the_job_with_signing_failed() -> anyhow::R
     let sig = Sigstore::start()?;
     let mr = ModelRegistryStandIn::start(StandInOptions::default()).await?;
     let expired = sig.issuer.token(SUBJECT, "sigstore", -60)?;
-    let mut job = keyless_job(&mr, &sig, &expired)?;
+    let tuf = sig.tuf().await?;
+    let mut job = keyless_job(&mr, &sig, &tuf.url(), &expired)?;
     job.create_model("keyless-expired", "v1")?;
     let out = job.run().await?;
     out.expect_exit(1);

@@ -239,10 +239,12 @@ async fn keyless_signed_image_verifies_from_its_referrer() -> anyhow::Result<()>
     // The auth+TLS registry: the referrer push authenticates and trusts the CA like the image.
     let bed = Bed::start(true).await?;
     let sig = Sigstore::start()?;
+    // The trusted root from TUF: Fulcio's and Rekor's answers are checked before the push.
+    let tuf = sig.tuf().await?;
     let token = sig.issuer.token(SUBJECT, "sigstore", 600)?;
     let mut job = bed.job(91, "v1")?;
     let token_path = job.file("sa/token", &token)?;
-    job.env("SIGSTORE_TUF_URL", "http://tuf.mro-tests.invalid")
+    job.env("SIGSTORE_TUF_URL", tuf.url())
         .env("SIGSTORE_FULCIO_URL", sig.fulcio.url())
         .env("SIGSTORE_REKOR_URL", sig.rekor.url())
         .env(

@@ -217,6 +217,7 @@ fn settings_table_matches_the_seed() {
         "SOURCE_OCI_ENABLE_TLS_VERIFY",
         "SIGNING_KEY_PATH",
         "CONCURRENCY",
+        "SIGNING_TUF_ROOT_PATH",
     ];
     let envs: Vec<&str> = Key::ALL.iter().map(|k| k.env()).collect();
     for name in seed {

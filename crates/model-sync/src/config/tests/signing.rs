@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::config::{
-    DisabledBy, EnabledBy, SigningDecision, SigningMode, SigstoreEndpoints, decide,
+    DisabledBy, EnabledBy, SigningDecision, SigningMode, SigstoreEndpoints, TufRoot, decide,
 };
 
 const ALL: [(&str, &str); 3] = [
@@ -179,7 +179,7 @@ fn keyless_mode_carries_the_endpoints_and_token_path() {
     let token = dir.path().join("token");
     std::fs::write(&token, "a.b.c").unwrap();
     let token_s = token.display().to_string();
-    // Auto-detected from the variables; the TUF URL is not needed by the signer itself.
+    // Auto-detected from the variables; the TUF URL names where the trusted root comes from.
     let c = ok(
         &pvc_args(&["--signing-identity-token-path", &token_s]),
         &ctx(&ALL),
@@ -196,13 +196,87 @@ fn keyless_mode_carries_the_endpoints_and_token_path() {
             fulcio: "https://fulcio.example/".parse().unwrap(),
             rekor: "https://rekor.example/".parse().unwrap(),
             token_path: token.clone(),
+            tuf: Some(Box::new(TufRoot {
+                url: "https://tuf.example/".parse().unwrap(),
+                initial_root: None,
+            })),
         })
     );
+    // Forced without a TUF URL: keyless without a trusted root.
     let c = ok(
         &pvc_args(&["--sign", "--signing-identity-token-path", &token_s]),
         &ctx(&ALL[1..]),
     );
-    assert!(matches!(c.signing.mode, Some(SigningMode::Keyless { .. })));
+    assert!(matches!(
+        c.signing.mode,
+        Some(SigningMode::Keyless { tuf: None, .. })
+    ));
+}
+
+#[test]
+fn tuf_root_path_pins_the_initial_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "a.b.c").unwrap();
+    let root = dir.path().join("root.json");
+    std::fs::write(&root, "{}").unwrap();
+    let (token_s, root_s) = (token.display().to_string(), root.display().to_string());
+    let c = ok(
+        &pvc_args(&[
+            "--signing-identity-token-path",
+            &token_s,
+            "--signing-tuf-root-path",
+            &root_s,
+        ]),
+        &ctx(&ALL),
+    );
+    assert_eq!(c.signing.tuf_root_path.as_ref(), Some(&root));
+    let Some(SigningMode::Keyless { tuf: Some(t), .. }) = &c.signing.mode else {
+        panic!("{:?}", c.signing.mode);
+    };
+    assert_eq!(t.initial_root.as_ref(), Some(&root));
+
+    // A root without the repository it belongs to, a missing root file, a TUF URL that is not
+    // http(s): each named.
+    let e = err(
+        &pvc_args(&[
+            "--sign",
+            "true",
+            "--signing-identity-token-path",
+            &token_s,
+            "--signing-tuf-root-path",
+            &root_s,
+        ]),
+        &ctx(&ALL[1..]),
+    );
+    assert!(
+        e.contains("SIGSTORE_TUF_URL is required")
+            && e.contains("--signing-tuf-root-path (MODEL_SYNC_SIGNING_TUF_ROOT_PATH)"),
+        "{e}"
+    );
+    let e = err(
+        &pvc_args(&[
+            "--signing-identity-token-path",
+            &token_s,
+            "--signing-tuf-root-path",
+            "/nonexistent/root.json",
+        ]),
+        &ctx(&ALL),
+    );
+    assert!(
+        e.contains("MODEL_SYNC_SIGNING_TUF_ROOT_PATH): cannot read /nonexistent/root.json"),
+        "{e}"
+    );
+    let mut vars = ALL;
+    vars[0] = ("SIGSTORE_TUF_URL", "file:///tuf");
+    let e = err(
+        &pvc_args(&["--signing-identity-token-path", &token_s]),
+        &ctx(&vars),
+    );
+    assert!(
+        e.contains("SIGSTORE_TUF_URL") && e.contains("an http(s) URL"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -129,6 +129,24 @@ impl Pod {
     }
 }
 
+/// A ConfigMap volume (the whole ConfigMap, or `items`), readable by the pod's group only.
+pub(super) fn config_map_volume(
+    volume: &str,
+    config_map: &str,
+    items: Option<Vec<KeyToPath>>,
+) -> Volume {
+    Volume {
+        name: volume.into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: config_map.into(),
+            items,
+            default_mode: Some(FILE_MODE),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 pub(super) fn item(key: &str, path: &str) -> Option<Vec<KeyToPath>> {
     Some(vec![KeyToPath {
         key: key.into(),
@@ -285,16 +303,7 @@ fn registry(p: &mut Pod, input: &BuildInput) {
         p.env("MODEL_SYNC_REGISTRY_USER_TOKEN_ENVVAR", TOKEN_PATH_ENV);
     }
     if let Some(ca) = &w.ca {
-        let v = Volume {
-            name: "registry-ca".into(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: ca.name.clone(),
-                items: item(&ca.key, "ca.crt"),
-                default_mode: Some(FILE_MODE),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let v = config_map_volume("registry-ca", &ca.name, item(&ca.key, "ca.crt"));
         p.mount(v, REGISTRY_CA_DIR, true);
         p.env(
             "MODEL_SYNC_REGISTRY_CUSTOM_CA",
@@ -346,16 +355,7 @@ fn ca_bundle(p: &mut Pod, input: &BuildInput) {
     else {
         return;
     };
-    let v = Volume {
-        name: "ca-bundle".into(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: ca.name.clone(),
-            items: item(&ca.key, CA_BUNDLE_FILE),
-            default_mode: Some(FILE_MODE),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let v = config_map_volume("ca-bundle", &ca.name, item(&ca.key, CA_BUNDLE_FILE));
     p.mount(v, CA_BUNDLE_DIR, true);
     p.env("SSL_CERT_FILE", format!("{CA_BUNDLE_DIR}/{CA_BUNDLE_FILE}"));
 }
@@ -383,15 +383,7 @@ fn intent(p: &mut Pod, input: &BuildInput) {
             }
         }
     }
-    let cm = Volume {
-        name: "metadata".into(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: names::metadata_config_map_name(input.mt),
-            default_mode: Some(FILE_MODE),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let cm = config_map_volume("metadata", &names::metadata_config_map_name(input.mt), None);
     p.mount(cm, METADATA_DIR, true);
     p.env("MODEL_SYNC_METADATA_CONFIGMAP_PATH", METADATA_DIR);
 }

@@ -6,16 +6,19 @@
 //! - `keyless`: the sigstore URLs as `SIGSTORE_*` variables and a projected ServiceAccount token
 //!   with the sigstore audience, named by `MODEL_SYNC_SIGNING_IDENTITY_TOKEN_PATH`. Projected
 //!   explicitly, so it works with `automountServiceAccountToken: false` and the registry token
-//!   (audience: the API server) is never the one sent to Fulcio.
+//!   (audience: the API server) is never the one sent to Fulcio. `tufRootConfigMapRef`: the
+//!   pinned initial TUF root mounted as a file, named by `MODEL_SYNC_SIGNING_TUF_ROOT_PATH`.
 use mro_api::model_transfer::TransferSigning;
 
-use super::job::{Pod, item, token_lifetime, token_volume};
+use super::job::{Pod, config_map_volume, item, token_lifetime, token_volume};
 use super::{BuildError, BuildInput};
 
 pub const SIGNING_KEY_DIR: &str = "/var/run/secrets/model-sync/signing-key";
 pub const SIGNING_KEY_FILE: &str = "key.pem";
 pub const SIGNING_TOKEN_DIR: &str = "/var/run/secrets/model-sync/signing-token";
 pub const SIGNING_TOKEN_FILE: &str = "token";
+pub const TUF_ROOT_DIR: &str = "/etc/model-sync/tuf-root";
+pub const TUF_ROOT_FILE: &str = "root.json";
 
 /// Adds the signing variables and volumes of `spec.signing`.
 pub(super) fn signing(p: &mut Pod, input: &BuildInput) -> Result<(), BuildError> {
@@ -46,6 +49,14 @@ fn wire(p: &mut Pod, input: &BuildInput, signing: &TransferSigning) -> Result<()
             p.env("SIGSTORE_REKOR_URL", &k.rekor_url);
             if let Some(u) = &k.tuf_url {
                 p.env("SIGSTORE_TUF_URL", u);
+            }
+            if let Some(r) = &k.tuf_root_config_map_ref {
+                let v = config_map_volume("tuf-root", &r.name, item(&r.key, TUF_ROOT_FILE));
+                p.mount(v, TUF_ROOT_DIR, true);
+                p.env(
+                    "MODEL_SYNC_SIGNING_TUF_ROOT_PATH",
+                    format!("{TUF_ROOT_DIR}/{TUF_ROOT_FILE}"),
+                );
             }
             if let Some(u) = &k.tsa_url {
                 p.env("SIGSTORE_TSA_URL", u);

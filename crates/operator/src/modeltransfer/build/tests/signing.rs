@@ -1,8 +1,11 @@
-//! `spec.signing` on the built Job: key file, projected identity token, sigstore variables.
+//! `spec.signing` on the built Job: key file, projected identity token, sigstore variables,
+//! pinned TUF root file.
 use k8s_openapi::api::core::v1::ServiceAccountTokenProjection;
 
 use super::*;
-use crate::modeltransfer::build::signing::{SIGNING_KEY_DIR, SIGNING_TOKEN_DIR};
+use crate::modeltransfer::build::signing::{
+    SIGNING_KEY_DIR, SIGNING_TOKEN_DIR, TUF_ROOT_DIR, TUF_ROOT_FILE,
+};
 
 fn keyless(extra: Value) -> Value {
     let mut k = json!({
@@ -34,6 +37,7 @@ fn unsigned_transfers_turn_signing_off_explicitly() {
     assert!(!e.contains_key("MODEL_SYNC_SIGNING_IDENTITY_TOKEN_PATH"));
     let m = mounts(&d.job);
     assert!(!m.contains_key(SIGNING_KEY_DIR) && !m.contains_key(SIGNING_TOKEN_DIR));
+    assert!(!m.contains_key(TUF_ROOT_DIR));
 }
 
 #[test]
@@ -86,6 +90,15 @@ fn keyless_mode_projects_a_sigstore_token_and_names_the_services() {
     assert_eq!(e["SIGSTORE_REKOR_URL"], "https://rekor.example.com");
     assert!(!e.contains_key("SIGSTORE_TUF_URL") && !e.contains_key("SIGSTORE_TSA_URL"));
     assert!(!e.contains_key("MODEL_SYNC_SIGNING_KEY_PATH"));
+    assert!(!e.contains_key("MODEL_SYNC_SIGNING_TUF_ROOT_PATH"));
+    assert!(!mounts(&d.job).contains_key(TUF_ROOT_DIR));
+    assert!(
+        pod(&d.job)
+            .volumes
+            .iter()
+            .flatten()
+            .all(|v| v.name != "tuf-root")
+    );
     assert_eq!(
         e["MODEL_SYNC_SIGNING_IDENTITY_TOKEN_PATH"],
         "/var/run/secrets/model-sync/signing-token/token"
@@ -138,6 +151,61 @@ fn keyless_settings_audience_expiry_and_optional_urls() {
 }
 
 #[test]
+fn pinned_tuf_root_is_mounted_read_only_and_named_for_model_sync() {
+    let d = build(keyless(json!({
+        "tufURL": "https://tuf.example.com",
+        "tufRootConfigMapRef": { "name": "sigstore-root", "key": "1.root.json" }
+    })));
+    common_checks(&d.job);
+    let e = env(&d.job);
+    assert_eq!(e["SIGSTORE_TUF_URL"], "https://tuf.example.com");
+    assert_eq!(
+        e["MODEL_SYNC_SIGNING_TUF_ROOT_PATH"],
+        "/etc/model-sync/tuf-root/root.json"
+    );
+    assert_eq!(
+        e["MODEL_SYNC_SIGNING_TUF_ROOT_PATH"],
+        format!("{TUF_ROOT_DIR}/{TUF_ROOT_FILE}")
+    );
+    // Exactly the one key, under a fixed file name, group-readable only.
+    let v = volume(&d.job, "tuf-root");
+    assert!(v.secret.is_none() && v.projected.is_none());
+    let cm = v.config_map.as_ref().unwrap();
+    assert_eq!(cm.name, "sigstore-root");
+    assert_eq!(cm.default_mode, Some(0o440));
+    let items = cm.items.as_ref().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(
+        (items[0].key.as_str(), items[0].path.as_str()),
+        ("1.root.json", "root.json")
+    );
+    let c = container(&d.job);
+    let mount = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == "tuf-root")
+        .unwrap();
+    assert_eq!(mount.mount_path, TUF_ROOT_DIR);
+    assert_eq!(mount.read_only, Some(true));
+    assert!(
+        mount.sub_path.is_none(),
+        "a subPath mount would never be updated"
+    );
+    // The identity token is still projected next to it.
+    assert_eq!(mounts(&d.job)[SIGNING_TOKEN_DIR].0, "signing-token");
+
+    // Key mode has no TUF root (no sigstore service is contacted).
+    let key = build(with(
+        base(),
+        &["signing"],
+        json!({ "keySecretRef": { "name": "s", "key": "k" } }),
+    ));
+    assert!(!env(&key.job).contains_key("MODEL_SYNC_SIGNING_TUF_ROOT_PATH"));
+    assert!(!mounts(&key.job).contains_key(TUF_ROOT_DIR));
+}
+
+#[test]
 fn keyless_and_registry_tokens_are_separate_projections() {
     let spec = with(
         keyless(json!({})),
@@ -187,7 +255,8 @@ fn signing_variables_are_model_sync_settings() {
     const ARGS: &str = include_str!("../../../../../model-sync/src/config/args.rs");
     const SIGNING: &str = include_str!("../../../../../model-sync/src/config/signing.rs");
     let specs = [
-        keyless(json!({ "tufURL": "https://t", "tsaURL": "https://s" })),
+        keyless(json!({ "tufURL": "https://t", "tsaURL": "https://s",
+                        "tufRootConfigMapRef": { "name": "r", "key": "root.json" } })),
         with(
             base(),
             &["signing"],
