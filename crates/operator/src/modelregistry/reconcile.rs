@@ -91,15 +91,25 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
 
     // Apply, then prune what is no longer desired.
     let created_deployment = !existing;
-    // All at once: none depends on another existing first (a Deployment whose ServiceAccount is
-    // not there yet gets its pods once it is; a RoleBinding may name a Role created later).
-    futures::future::try_join_all(
-        desired
-            .children
-            .iter()
-            .map(|child| ctx.registry_writes.apply(&ctx.client, child)),
-    )
-    .await?;
+    // Concurrently, in two waves: bindings last, because the API server checks a binding
+    // against the Role it names (which must exist then). Within a wave nothing depends on
+    // another child (a Deployment whose ServiceAccount is not there yet gets its pods once it
+    // is). Every apply of a wave completes before an error is returned, so a failing child never
+    // cancels another one's request midway.
+    let (bindings, others): (Vec<&Child>, Vec<&Child>) = desired
+        .children
+        .iter()
+        .partition(|c| c.resource.kind.ends_with("RoleBinding"));
+    for wave in [others, bindings] {
+        let results = futures::future::join_all(
+            wave.iter()
+                .map(|child| ctx.registry_writes.apply(&ctx.client, child)),
+        )
+        .await;
+        for result in results {
+            result?;
+        }
+    }
     let keep: BTreeSet<_> = desired.children.iter().map(Child::key).collect();
     let parent = apply::Parent::new(labels::KIND, &ns, &name);
     let kinds = kinds::managed(&caps);

@@ -26,7 +26,7 @@ use super::build::{self, BuildInput};
 use super::read::{self, Resolution};
 use super::status::{self, Registration, StatusInput};
 use super::{names, verify};
-use crate::apply::{self, Child, ManagedKind};
+use crate::apply::{self, Child, ChildKey, ManagedKind};
 use crate::context::{Context, MODEL_TRANSFER_MANAGER};
 use crate::error::{Error, Result};
 
@@ -55,7 +55,19 @@ pub async fn reconcile(mt: Arc<ModelTransfer>, ctx: Arc<Context>) -> Result<Acti
     }
     let job_name = names::job_name(&mt);
     let hash = names::spec_hash(&mt.spec);
-    if let Some(job) = read::job(&ctx.client, &ns, &job_name).await? {
+    // The watches know whether the Job exists (and we know the Jobs we created): a transfer
+    // whose Job is known to be absent needs no read; an existing Job is read for its status.
+    let job_key = ChildKey {
+        group: "batch".into(),
+        kind: "Job".into(),
+        namespace: Some(ns.clone()),
+        name: job_name.clone(),
+    };
+    let job = match ctx.transfer_writes.exists(&job_key) {
+        Some(false) => None,
+        _ => read::job(&ctx.client, &ns, &job_name).await?,
+    };
+    if let Some(job) = job {
         return track(&mt, &api, &ctx, &job, &hash).await;
     }
     if let Some(created) = mt.status.as_ref().and_then(|s| s.job_name.clone()) {

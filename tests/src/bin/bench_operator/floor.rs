@@ -14,26 +14,60 @@ use serde_json::json;
 
 use crate::fixtures::{self, Plan};
 
+/// How the floor writes the children.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writes {
+    /// Plain creates (POST): the least the API server can be asked to do.
+    Create,
+    /// Server-side applies, as the operator must: isolates the cost of apply from the
+    /// operator's own overhead.
+    Apply,
+}
+
+impl Writes {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Writes::Create => "plain creates (POST)",
+            Writes::Apply => "server-side applies (BENCH_FLOOR_WRITES=apply)",
+        }
+    }
+}
+
 /// Runs the floor for one phase: one pipeline per CR, `concurrency` at a time.
-pub async fn run(client: &Client, plan: &Plan, concurrency: usize) -> anyhow::Result<()> {
-    futures::stream::iter(plan.registries.iter().map(|mr| registry(client, mr)))
-        .buffer_unordered(concurrency)
-        .try_collect::<()>()
-        .await?;
-    futures::stream::iter(plan.transfers.iter().map(|mt| transfer(client, mt)))
+pub async fn run(
+    client: &Client,
+    plan: &Plan,
+    concurrency: usize,
+    writes: Writes,
+) -> anyhow::Result<()> {
+    futures::stream::iter(
+        plan.registries
+            .iter()
+            .map(|mr| registry(client, mr, writes)),
+    )
+    .buffer_unordered(concurrency)
+    .try_collect::<()>()
+    .await?;
+    futures::stream::iter(plan.transfers.iter().map(|mt| transfer(client, mt, writes)))
         .buffer_unordered(concurrency)
         .try_collect::<()>()
         .await
 }
 
-async fn create_child(client: &Client, child: &Child) -> anyhow::Result<()> {
+async fn create_child(client: &Client, child: &Child, writes: Writes) -> anyhow::Result<()> {
     let api: Api<DynamicObject> = match child.namespace() {
         Some(ns) if child.namespaced => Api::namespaced_with(client.clone(), &ns, &child.resource),
         _ => Api::all_with(client.clone(), &child.resource),
     };
-    api.create(&PostParams::default(), &child.object)
-        .await
-        .with_context(|| format!("create {} {}", child.resource.kind, child.name()))?;
+    match writes {
+        Writes::Create => api.create(&PostParams::default(), &child.object).await,
+        Writes::Apply => {
+            let pp = PatchParams::apply("bench-floor").force();
+            api.patch(&child.name(), &pp, &Patch::Apply(&child.object))
+                .await
+        }
+    }
+    .with_context(|| format!("create {} {}", child.resource.kind, child.name()))?;
     Ok(())
 }
 
@@ -47,13 +81,13 @@ fn spec_defaults() -> Option<String> {
     )
 }
 
-async fn registry(client: &Client, mr: &ModelRegistry) -> anyhow::Result<()> {
+async fn registry(client: &Client, mr: &ModelRegistry, writes: Writes) -> anyhow::Result<()> {
     let ns = mr.namespace().context("registry without a namespace")?;
     let api = Api::<ModelRegistry>::namespaced(client.clone(), &ns);
     let created = api.create(&PostParams::default(), mr).await?;
     let desired = fixtures::registry_children(&created)?;
     for child in &desired.children {
-        create_child(client, child).await?;
+        create_child(client, child, writes).await?;
     }
     let st = mr_status::compute(&mr_status::StatusInput {
         mr: &created,
@@ -71,7 +105,7 @@ async fn registry(client: &Client, mr: &ModelRegistry) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn transfer(client: &Client, mt: &ModelTransfer) -> anyhow::Result<()> {
+async fn transfer(client: &Client, mt: &ModelTransfer, writes: Writes) -> anyhow::Result<()> {
     let ns = mt.namespace().context("transfer without a namespace")?;
     let api = Api::<ModelTransfer>::namespaced(client.clone(), &ns);
     let created = api.create(&PostParams::default(), mt).await?;
@@ -87,7 +121,7 @@ async fn transfer(client: &Client, mt: &ModelTransfer) -> anyhow::Result<()> {
     let desired = fixtures::transfer_children(&created, &registry)?;
     // The operator's order: the registry grant, the Job's inputs, the Job.
     for child in fixtures::grant(&desired).iter().chain(&desired.inputs()) {
-        create_child(client, child).await?;
+        create_child(client, child, writes).await?;
     }
     let job = Api::<Job>::namespaced(client.clone(), &ns)
         .create(&PostParams::default(), &desired.job)

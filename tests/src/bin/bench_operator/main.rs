@@ -22,6 +22,9 @@
 //! status), and CRs are created N at a time in both runs. N is `BENCH_CONCURRENCY`, by default
 //! the operator's default. The floor's namespace is deleted before the operator's run, so both
 //! start on a cluster of the same size (and the Service IP range, 254 addresses, suffices).
+//! The floor creates children with plain POSTs; `BENCH_FLOOR_WRITES=apply` makes it use
+//! server-side apply like the operator, which separates what apply itself costs the API server
+//! from the operator's overhead (the target is judged against whichever floor ran).
 //!
 //! Completion is observed the same way for both: watches on every child kind and on the CRs.
 //! Between phases the control plane settles (the deployment and job controllers finish their
@@ -56,6 +59,7 @@ pub struct Params {
     pub transfers: usize,
     pub concurrency: usize,
     pub timeout: Duration,
+    pub floor_writes: floor::Writes,
 }
 
 fn env_number(name: &str, default: usize) -> anyhow::Result<usize> {
@@ -80,6 +84,11 @@ impl Params {
             transfers: env_number("BENCH_TRANSFERS", 200)?,
             concurrency: env_number("BENCH_CONCURRENCY", default_concurrency())?.max(1),
             timeout: Duration::from_secs(env_number("BENCH_TIMEOUT_SECS", 600)? as u64),
+            floor_writes: match std::env::var("BENCH_FLOOR_WRITES").as_deref() {
+                Err(_) | Ok("create") => floor::Writes::Create,
+                Ok("apply") => floor::Writes::Apply,
+                Ok(other) => bail!("BENCH_FLOOR_WRITES: expected create or apply, got {other:?}"),
+            },
         };
         if p.concurrency > usize::from(u16::MAX) {
             bail!("BENCH_CONCURRENCY: at most {}", u16::MAX);
@@ -240,7 +249,7 @@ async fn run_phase(
     let started = Instant::now();
     tracker.set_start(started);
     if is_floor {
-        floor::run(admin, &plan, params.concurrency).await?;
+        floor::run(admin, &plan, params.concurrency, params.floor_writes).await?;
     } else {
         fixtures::create_parents(admin, &plan, params.concurrency).await?;
     }
@@ -282,6 +291,7 @@ fn report(
         "model-registry-operator (release) on a local control plane: {} ModelRegistry, {} ModelTransfer, concurrency {}",
         params.registries, params.transfers, params.concurrency
     );
+    println!("floor writes: {}", params.floor_writes.describe());
     println!("load: before {}; after {}", load.0, load.1);
     println!();
     println!(
