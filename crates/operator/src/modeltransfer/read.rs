@@ -9,7 +9,7 @@
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::Role;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, GetParams, ListParams};
 use kube::{Client, ResourceExt};
 use mro_api::common::ConfigMapKeyValue;
 use mro_api::condition::model_transfer::reasons;
@@ -24,6 +24,39 @@ use crate::capabilities::Capabilities;
 pub const S3_REQUIRED_KEYS: &[&str] = &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"];
 pub const OCI_REQUIRED_KEYS: &[&str] = &[".dockerconfigjson"];
 pub const URI_REQUIRED_KEYS: &[&str] = &["URI"];
+
+/// Reads a referenced object from the API server's watch cache, and consistently (from etcd)
+/// when the cache lacks it or `usable` rejects what the cache has: existing, complete references
+/// (the common case) cost no etcd read, and nothing is reported missing from a cache that lags.
+async fn referenced<K>(
+    api: &Api<K>,
+    name: &str,
+    usable: impl Fn(&K) -> bool,
+) -> kube::Result<Option<K>>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.get_with(name, &GetParams::any()).await {
+        Ok(obj) if usable(&obj) => return Ok(Some(obj)),
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.is_not_found() => {}
+        Err(e) => return Err(e),
+    }
+    api.get_opt(name).await
+}
+
+fn config_map_has(cm: &ConfigMap, key: &str) -> bool {
+    cm.data.as_ref().is_some_and(|d| d.contains_key(key))
+        || cm.binary_data.as_ref().is_some_and(|d| d.contains_key(key))
+}
+
+fn secret_has(secret: &Secret, key: &str) -> bool {
+    secret.data.as_ref().is_some_and(|d| d.contains_key(key))
+        || secret
+            .string_data
+            .as_ref()
+            .is_some_and(|d| d.contains_key(key))
+}
 
 /// What the spec resolved to.
 #[derive(Clone, Debug)]
@@ -109,21 +142,14 @@ async fn config_map_key(
     r: &ConfigMapKeyValue,
     p: &mut Problems,
 ) -> kube::Result<()> {
-    match Api::<ConfigMap>::namespaced(client.clone(), ns)
-        .get_opt(&r.name)
-        .await?
-    {
+    let api = Api::<ConfigMap>::namespaced(client.clone(), ns);
+    match referenced(&api, &r.name, |cm| config_map_has(cm, &r.key)).await? {
         None => p.missing.push(format!(
             "{field}: ConfigMap {:?} not found in namespace {ns:?}",
             r.name
         )),
         Some(cm) => {
-            let has = cm.data.as_ref().is_some_and(|d| d.contains_key(&r.key))
-                || cm
-                    .binary_data
-                    .as_ref()
-                    .is_some_and(|d| d.contains_key(&r.key));
-            if !has {
+            if !config_map_has(&cm, &r.key) {
                 p.missing.push(format!(
                     "{field}: ConfigMap {:?} has no key {:?}",
                     r.name, r.key
@@ -233,23 +259,20 @@ pub async fn resolve(
         wanted.push(("spec.signing.keySecretRef", &s.name, vec![s.key.as_str()]));
     }
     // Every Secret at once: one round trip.
-    let found =
-        futures::future::try_join_all(wanted.iter().map(|(_, name, _)| secrets.get_opt(name)))
-            .await?;
+    let found = futures::future::try_join_all(wanted.iter().map(|(_, name, keys)| {
+        referenced(&secrets, name, |s| keys.iter().all(|k| secret_has(s, k)))
+    }))
+    .await?;
     for ((field, name, keys), found) in wanted.into_iter().zip(found) {
         match found {
             None => p.missing.push(format!(
                 "{field}: Secret {name:?} not found in namespace {ns:?}"
             )),
             Some(secret) => {
-                let has = |k: &str| {
-                    secret.data.as_ref().is_some_and(|d| d.contains_key(k))
-                        || secret
-                            .string_data
-                            .as_ref()
-                            .is_some_and(|d| d.contains_key(k))
-                };
-                let absent: Vec<&str> = keys.into_iter().filter(|k| !has(k)).collect();
+                let absent: Vec<&str> = keys
+                    .into_iter()
+                    .filter(|k| !secret_has(&secret, k))
+                    .collect();
                 if !absent.is_empty() {
                     p.missing.push(format!(
                         "{field}: Secret {name:?} has no key {}",
@@ -266,7 +289,9 @@ pub async fn resolve(
         ("spec.destination.pvc.claimName", dst.pvc.as_ref()),
     ] {
         if let Some(pvc) = pvc
-            && claims.get_opt(&pvc.claim_name).await?.is_none()
+            && referenced(&claims, &pvc.claim_name, |_| true)
+                .await?
+                .is_none()
         {
             p.missing.push(format!(
                 "{field}: PersistentVolumeClaim {:?} not found in namespace {ns:?}",
@@ -281,10 +306,13 @@ pub async fn resolve(
         .as_ref()
         .and_then(|j| j.service_account_name.as_deref());
     if let Some(sa) = user_sa.filter(|s| !s.is_empty())
-        && Api::<ServiceAccount>::namespaced(client.clone(), &ns)
-            .get_opt(sa)
-            .await?
-            .is_none()
+        && referenced(
+            &Api::<ServiceAccount>::namespaced(client.clone(), &ns),
+            sa,
+            |_| true,
+        )
+        .await?
+        .is_none()
     {
         p.missing.push(format!(
             "spec.job.serviceAccountName: ServiceAccount {sa:?} not found in namespace {ns:?}"
@@ -331,11 +359,8 @@ pub async fn resolve(
     }
     if let Some(g) = &wiring.grant {
         // Binding a Role that does not exist is refused; the registry's controller creates it.
-        if Api::<Role>::namespaced(client.clone(), &g.namespace)
-            .get_opt(&g.role)
-            .await?
-            .is_none()
-        {
+        let roles = Api::<Role>::namespaced(client.clone(), &g.namespace);
+        if referenced(&roles, &g.role, |_| true).await?.is_none() {
             p.missing.push(format!(
                 "spec.registry.modelRegistryRef: Role {:?} (access to the registry) not found in namespace {:?}; is the ModelRegistry reconciled?",
                 g.role, g.namespace
@@ -398,9 +423,10 @@ pub async fn wiring(
     let mr = match &target.model_registry_ref {
         Some(r) if target.url.is_none() => {
             let mr_ns = r.namespace.clone().unwrap_or_else(|| ns.clone());
-            let found = Api::<ModelRegistry>::namespaced(client.clone(), &mr_ns)
-                .get_opt(&r.name)
-                .await?;
+            let registries = Api::<ModelRegistry>::namespaced(client.clone(), &mr_ns);
+            // A registry the cache shows without this namespace's opt-in is read again: the
+            // opt-in may be seconds old.
+            let found = referenced(&registries, &r.name, |m| access(m, &ns).is_ok()).await?;
             match found {
                 None => {
                     return Ok(Err(WiringProblem::Missing(format!(
