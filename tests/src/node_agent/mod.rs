@@ -133,10 +133,11 @@ impl NodeAgent {
                 .tempdir()?
         };
         std::fs::create_dir_all(root.path().join("pvc"))?;
+        let binary = outside_tmp(model_sync_binary.into(), root.path())?;
         let shared = Arc::new(Shared {
             client,
             namespace: namespace.to_owned(),
-            binary: model_sync_binary.into(),
+            binary,
             root: root.path().to_path_buf(),
             hosts,
             runs: Mutex::new(BTreeMap::new()),
@@ -460,9 +461,42 @@ fn tail(log: &str, lines: usize, max: usize) -> String {
     s
 }
 
+/// The binary at a path the pods' `/tmp` emptyDir cannot hide: a checkout under `/tmp` (where a
+/// CI may clone) is linked, or copied, into the agent's work directory (under `/var/tmp`).
+fn outside_tmp(binary: PathBuf, root: &Path) -> anyhow::Result<PathBuf> {
+    let canonical = std::fs::canonicalize(&binary).unwrap_or_else(|_| binary.clone());
+    if !canonical.starts_with("/tmp") || root.starts_with("/tmp") {
+        return Ok(binary);
+    }
+    let dest = root.join("model-sync");
+    if std::fs::hard_link(&canonical, &dest).is_err() {
+        std::fs::copy(&canonical, &dest)
+            .with_context(|| format!("copy {} to {}", canonical.display(), dest.display()))?;
+    }
+    Ok(dest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_binary_under_tmp_is_moved_where_the_pods_tmp_cannot_hide_it() {
+        let checkout = tempfile::Builder::new().tempdir_in("/tmp").unwrap();
+        let root = tempfile::Builder::new().tempdir_in("/var/tmp").unwrap();
+        let bin = checkout.path().join("model-sync");
+        std::fs::write(&bin, b"#!/bin/true\n").unwrap();
+        let moved = outside_tmp(bin.clone(), root.path()).unwrap();
+        assert_eq!(moved, root.path().join("model-sync"));
+        assert_eq!(std::fs::read(&moved).unwrap(), b"#!/bin/true\n");
+        // Elsewhere: used where it is.
+        let elsewhere = root.path().join("other");
+        std::fs::write(&elsewhere, b"x").unwrap();
+        assert_eq!(
+            outside_tmp(elsewhere.clone(), root.path()).unwrap(),
+            elsewhere
+        );
+    }
 
     #[test]
     fn tail_keeps_the_end() {
