@@ -5,6 +5,7 @@
 //! - [`modeltransfer`]: copies models in model-sync Jobs and registers them.
 //! - [`controller`]: the controllers' plumbing (watches, work queue, reconcile runner).
 //! - [`apply`]: server-side apply and pruning of children.
+//! - [`watch_cache`]: reads from the API server's watch cache.
 //! - [`own_writes`]: the controllers' own writes: no wake-ups for them, no repeated no-op applies.
 //! - [`capabilities`]: which optional platform APIs the cluster serves.
 //! - [`crdgen`]: the CRD manifests; [`apidoc`]: the API reference generated from them.
@@ -28,3 +29,4 @@ pub mod own_writes;
 pub mod run;
 pub mod settings;
 pub mod telemetry;
+pub mod watch_cache;

@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Secret, Service};
-use kube::api::{Api, DynamicObject, GetParams, ListParams};
+use kube::api::{Api, DynamicObject, ListParams};
 use kube::{Client, ResourceExt};
 use mro_api::ModelRegistry;
 
@@ -13,6 +13,7 @@ use super::kinds;
 use crate::capabilities::Capabilities;
 use crate::error::Result;
 use crate::settings::Settings;
+use crate::watch_cache;
 
 /// What the read step observed before building.
 #[derive(Clone, Debug, Default)]
@@ -123,10 +124,9 @@ pub async fn runtime(client: &Client, mr: &ModelRegistry, caps: &Capabilities) -
     let pods = Api::<Pod>::namespaced(client.clone(), &ns);
     // From the API server's watch cache, like the pods: fresh to within the watch delay, and
     // every change after it triggers another reconcile.
-    let any = GetParams::any();
     let (deployment, endpoints, pods) = futures::try_join!(
-        get_opt_with(&deployments, &name, &any),
-        get_opt_with(&endpoints, &name, &any),
+        watch_cache::get_opt(&deployments, &name),
+        watch_cache::get_opt(&endpoints, &name),
         pods.list(&pod_list),
     )?;
     let pods = pods.items;
@@ -161,16 +161,4 @@ pub async fn runtime(client: &Client, mr: &ModelRegistry, caps: &Capabilities) -
         pods,
         routes_admitted,
     })
-}
-
-/// `get_opt` with parameters.
-async fn get_opt_with<K>(api: &Api<K>, name: &str, gp: &GetParams) -> kube::Result<Option<K>>
-where
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match api.get_with(name, gp).await {
-        Ok(obj) => Ok(Some(obj)),
-        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
 }

@@ -9,7 +9,7 @@
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::Role;
-use kube::api::{Api, GetParams, ListParams};
+use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use mro_api::common::ConfigMapKeyValue;
 use mro_api::condition::model_transfer::reasons;
@@ -36,13 +36,10 @@ async fn referenced<K>(
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    match api.get_with(name, &GetParams::any()).await {
-        Ok(obj) if usable(&obj) => return Ok(Some(obj)),
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.is_not_found() => {}
-        Err(e) => return Err(e),
+    match crate::watch_cache::get_opt(api, name).await? {
+        Some(obj) if usable(&obj) => Ok(Some(obj)),
+        _ => api.get_opt(name).await,
     }
-    api.get_opt(name).await
 }
 
 fn config_map_has(cm: &ConfigMap, key: &str) -> bool {
