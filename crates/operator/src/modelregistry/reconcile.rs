@@ -91,16 +91,25 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
 
     // Apply, then prune what is no longer desired.
     let created_deployment = !existing;
-    // Concurrently, in two waves: bindings last, because the API server checks a binding
-    // against the Role it names (which must exist then). Within a wave nothing depends on
-    // another child (a Deployment whose ServiceAccount is not there yet gets its pods once it
-    // is). Every apply of a wave completes before an error is returned, so a failing child never
-    // cancels another one's request midway.
-    let (bindings, others): (Vec<&Child>, Vec<&Child>) = desired
-        .children
-        .iter()
-        .partition(|c| c.resource.kind.ends_with("RoleBinding"));
-    for wave in [others, bindings] {
+    // Concurrently, in three waves. Bindings after the rest, because the API server checks a
+    // binding against the Role it names (which must exist then). The Deployment last, so its
+    // pods start with everything they reference in place (a pod naming a missing ServiceAccount
+    // is refused), and an existing Deployment means its siblings exist. Within a wave nothing
+    // depends on another child. Every apply of a wave completes before an error is returned, so
+    // a failing child never cancels another one's request midway.
+    let wave_of = |c: &Child| match c.resource.kind.as_str() {
+        "Deployment" => 2,
+        k if k.ends_with("RoleBinding") => 1,
+        _ => 0,
+    };
+    let waves: [Vec<&Child>; 3] = std::array::from_fn(|w| {
+        desired
+            .children
+            .iter()
+            .filter(|c| wave_of(c) == w)
+            .collect()
+    });
+    for wave in waves {
         let results = futures::future::join_all(
             wave.iter()
                 .map(|child| ctx.registry_writes.apply(&ctx.client, child)),
