@@ -8,6 +8,7 @@ use crate::capabilities::CapabilityWatch;
 use crate::metrics::Metrics;
 use crate::own_writes::OwnWrites;
 use crate::settings::Settings;
+use crate::watched::Watched;
 
 /// Field manager for everything the ModelRegistry controller applies.
 pub const MODEL_REGISTRY_MANAGER: &str = "model-registry-operator";
@@ -25,6 +26,8 @@ pub struct Context {
     pub registry_writes: Arc<OwnWrites>,
     /// What the ModelTransfer controller applied.
     pub transfer_writes: Arc<OwnWrites>,
+    /// The objects the controllers' watches keep for their reads.
+    pub watched: Arc<Watched>,
 }
 
 impl Context {
@@ -47,15 +50,17 @@ impl Context {
             recorder,
             registry_writes: Arc::new(OwnWrites::new(MODEL_REGISTRY_MANAGER)),
             transfer_writes: Arc::new(OwnWrites::new(MODEL_TRANSFER_MANAGER)),
+            watched: Arc::new(Watched::default()),
         }
     }
 }
 
-/// How long a reconcile waits for more changes of the same resource. Writing a resource's
-/// children and status, and the built-in controllers' reactions (Deployment and Job status,
-/// pods, endpoints, service-account tokens), come in bursts; one reconcile after the burst
-/// replaces one per change.
-pub const RECONCILE_DEBOUNCE: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a reconcile waits for more changes of the same resource. The built-in controllers'
+/// reactions to a write (Deployment and Job status, pods, endpoints, service-account tokens)
+/// come in bursts of events milliseconds apart; one reconcile after the burst replaces one per
+/// event. Short, because a new resource waits this long for its first reconcile, and a
+/// reconcile that finds nothing to do costs no request (see [`crate::watched`]).
+pub const RECONCILE_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Scheduler settings every controller runs with.
 pub fn controller_config(ctx: &Context) -> kube::runtime::controller::Config {

@@ -14,7 +14,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{
     self, Action, ReconcileReason, ReconcileRequest, trigger_owners, trigger_self, trigger_with,
 };
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use kube::runtime::utils::{CancelableJoinHandle, StreamBackoff};
 use kube::runtime::watcher::{self, DefaultBackoff, watcher};
 use kube::runtime::{PredicateConfig, WatchStreamExt, applier};
@@ -26,6 +26,7 @@ use tracing::Instrument;
 use crate::metrics::WorkQueue;
 use crate::metrics::queue::QueueKey;
 use crate::own_writes::OwnWrites;
+use crate::watched::{Slot, Trim};
 
 type Triggers<K> = BoxStream<'static, Result<ReconcileRequest<K>, watcher::Error>>;
 
@@ -91,6 +92,11 @@ where
         self
     }
 
+    /// The store of `K`s the reconciles are handed (fed by the controller's main watch).
+    pub fn store(&self) -> Store<K> {
+        self.store.clone()
+    }
+
     /// Children whose owner reference names a `K` trigger their owner. Only their metadata is
     /// watched (less memory), as `Controller::owns` does.
     pub fn owns<C>(mut self, api: Api<PartialObjectMeta<C>>, wc: watcher::Config) -> Self
@@ -101,9 +107,68 @@ where
         if let Some(own) = &self.own {
             own.watching(&group, &kind, api.namespace());
         }
-        let events = not_written_by(watcher(api, wc), self.own.clone(), group, kind);
+        let events = not_written_by(watcher(api, wc), self.own.clone(), group, kind, |_| {});
         let owners = trigger_owners(events.touched_objects(), (), ());
         self.triggers.push(owners.boxed());
+        self
+    }
+
+    /// As [`owns`](Self::owns), for a kind whose objects the reconciles read: whole objects are
+    /// watched and kept, trimmed, in a store that `slot` then holds (see [`crate::watched`]).
+    pub fn owns_kept<C>(mut self, api: Api<C>, wc: watcher::Config, slot: &Slot<C>) -> Self
+    where
+        C: Clone + Resource<DynamicType = ()> + DeserializeOwned + Debug + Send + Sync + Trim,
+        C: 'static,
+    {
+        let (group, kind) = (C::group(&()).into_owned(), C::kind(&()).into_owned());
+        if let Some(own) = &self.own {
+            own.watching(&group, &kind, api.namespace());
+        }
+        let keep = keeper(slot, api.namespace());
+        let events = not_written_by(watcher(api, wc), self.own.clone(), group, kind, keep);
+        let owners = trigger_owners(events.touched_objects(), (), ());
+        self.triggers.push(owners.boxed());
+        self
+    }
+
+    /// As [`watches`](Self::watches), keeping the watched objects, trimmed, in a store that
+    /// `slot` then holds.
+    pub fn watches_kept<O, I>(
+        mut self,
+        api: Api<O>,
+        wc: watcher::Config,
+        slot: &Slot<O>,
+        mapper: impl Fn(O) -> I + Send + Sync + 'static,
+    ) -> Self
+    where
+        O: Clone + Resource<DynamicType = ()> + DeserializeOwned + Debug + Send + Sync + Trim,
+        O: 'static,
+        I: IntoIterator<Item = ObjectRef<K>> + 'static,
+        I::IntoIter: Send,
+    {
+        let (group, kind) = (O::group(&()).into_owned(), O::kind(&()).into_owned());
+        if let Some(own) = &self.own {
+            own.watching(&group, &kind, api.namespace());
+        }
+        let keep = keeper(slot, api.namespace());
+        let events = not_written_by(watcher(api, wc), self.own.clone(), group, kind, keep);
+        self.triggers.push(related(events, (), mapper).boxed());
+        self
+    }
+
+    /// Keeps objects of another kind, trimmed, in a store that `slot` then holds, without
+    /// triggering anything: for reads only. The watch runs (and stops) with the controller.
+    pub fn keeps<O>(mut self, api: Api<O>, wc: watcher::Config, slot: &Slot<O>) -> Self
+    where
+        O: Clone + Resource<DynamicType = ()> + DeserializeOwned + Debug + Send + Sync + Trim,
+        O: 'static,
+    {
+        let (group, kind) = (O::group(&()).into_owned(), O::kind(&()).into_owned());
+        let keep = keeper(slot, api.namespace());
+        let events = not_written_by(watcher(api, wc), None, group, kind, keep);
+        // Only the watch's errors come through, so that they back off like the others.
+        let nothing = events.try_filter_map(|_| futures::future::ready(Ok(None)));
+        self.triggers.push(nothing.boxed());
         self
     }
 
@@ -128,19 +193,8 @@ where
         if let Some(own) = &self.own {
             own.watching(&group, &kind, api.namespace());
         }
-        let events = not_written_by(watcher(api, wc), self.own.clone(), group, kind);
-        let related = trigger_with(events.touched_objects(), move |obj: O| {
-            let source = ObjectRef::from_obj_with(&obj, dyntype.clone()).erase();
-            mapper(obj)
-                .into_iter()
-                .map(move |obj_ref| ReconcileRequest {
-                    obj_ref,
-                    reason: ReconcileReason::RelatedObjectUpdated {
-                        obj_ref: Box::new(source.clone()),
-                    },
-                })
-        });
-        self.triggers.push(related.boxed());
+        let events = not_written_by(watcher(api, wc), self.own.clone(), group, kind, |_| {});
+        self.triggers.push(related(events, dyntype, mapper).boxed());
         self
     }
 
@@ -207,22 +261,24 @@ fn beyond_status<K: Resource>(obj: &K) -> Option<u64> {
 /// Tells `own` about every event of a `group`/`kind` and drops added/modified events of objects
 /// whose latest change was made by its field manager (that managed-fields entry is strictly the
 /// newest; equal times count as someone else's change).
+/// `sink` sees every event after that (to keep the objects, see [`keeper`]).
 fn not_written_by<O, S>(
     events: S,
     own: Option<Arc<OwnWrites>>,
     group: String,
     kind: String,
+    mut sink: impl FnMut(&mut watcher::Event<O>) + Send,
 ) -> impl Stream<Item = Result<watcher::Event<O>, watcher::Error>> + Send
 where
     O: Resource + Send,
     S: Stream<Item = Result<watcher::Event<O>, watcher::Error>> + Send,
 {
-    events.try_filter(move |ev| {
+    events.try_filter_map(move |mut ev| {
         let keep = match &own {
             None => true,
             Some(own) => {
-                own.observe(&group, &kind, ev);
-                match ev {
+                own.observe(&group, &kind, &ev);
+                match &ev {
                     watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
                         !last_written_by(o.meta(), own.manager())
                     }
@@ -230,7 +286,56 @@ where
                 }
             }
         };
-        futures::future::ready(keep)
+        sink(&mut ev);
+        futures::future::ready(Ok(keep.then_some(ev)))
+    })
+}
+
+/// A sink for [`not_written_by`] that trims each object and keeps it in a new store, which
+/// `slot` holds from now on (the watch covers `namespace`, `None`: all).
+fn keeper<O>(
+    slot: &Slot<O>,
+    namespace: Option<&str>,
+) -> impl FnMut(&mut watcher::Event<O>) + Send + use<O>
+where
+    O: Clone + Resource<DynamicType = ()> + Send + Sync + Trim + 'static,
+{
+    let (store, mut writer): (Store<O>, Writer<O>) = reflector::store();
+    slot.set(store, namespace);
+    move |ev| {
+        match ev {
+            watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o) => {
+                o.trim()
+            }
+            watcher::Event::Init | watcher::Event::InitDone => {}
+        }
+        writer.apply_watcher_event(ev);
+    }
+}
+
+/// Reconcile requests for the `K`s that `mapper` names for each changed object.
+fn related<K, O, I>(
+    events: impl Stream<Item = Result<watcher::Event<O>, watcher::Error>> + Send + 'static,
+    dyntype: O::DynamicType,
+    mapper: impl Fn(O) -> I + Send + Sync + 'static,
+) -> impl Stream<Item = Result<ReconcileRequest<K>, watcher::Error>> + Send
+where
+    K: Resource<DynamicType = ()> + 'static,
+    O: Clone + Resource + DeserializeOwned + Debug + Send + 'static,
+    O::DynamicType: Clone + Send + Sync + 'static,
+    I: IntoIterator<Item = ObjectRef<K>> + 'static,
+    I::IntoIter: Send,
+{
+    trigger_with(events.touched_objects(), move |obj: O| {
+        let source = ObjectRef::from_obj_with(&obj, dyntype.clone()).erase();
+        mapper(obj)
+            .into_iter()
+            .map(move |obj_ref| ReconcileRequest {
+                obj_ref,
+                reason: ReconcileReason::RelatedObjectUpdated {
+                    obj_ref: Box::new(source.clone()),
+                },
+            })
     })
 }
 

@@ -7,6 +7,7 @@
 //! - [`apply`]: server-side apply and pruning of children.
 //! - [`watch_cache`]: reads from the API server's watch cache.
 //! - [`own_writes`]: the controllers' own writes: no wake-ups for them, no repeated no-op applies.
+//! - [`watched`]: the objects the controllers' watches keep for their reads.
 //! - [`capabilities`]: which optional platform APIs the cluster serves.
 //! - [`crdgen`]: the CRD manifests; [`apidoc`]: the API reference generated from them.
 #![forbid(unsafe_code)]
@@ -30,3 +31,4 @@ pub mod run;
 pub mod settings;
 pub mod telemetry;
 pub mod watch_cache;
+pub mod watched;

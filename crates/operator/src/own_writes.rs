@@ -3,13 +3,16 @@
 //! server to find children to prune.
 //!
 //! The controller's watches report every change of its children ([`OwnWrites::observe`]): the
-//! latest `resourceVersion` of each, and the parent its labels name. Its applies record the
-//! `resourceVersion` they left and a hash of what they applied. A child whose watched version is
-//! still the one our last apply left, with the same desired content, is not applied again: nobody
-//! changed it since, so the server-side apply would be a no-op (which still costs the API server a
-//! full merge). Any change by someone else (a hand edit, the built-in controllers) gives a new
-//! version and is reverted by the next reconcile, which that very change triggers; a deleted child
-//! is created again.
+//! latest `resourceVersion` of each, its uid, our field manager's entry in its managed fields,
+//! and the parent its labels name. Its applies record the same of what they left, and a hash of
+//! what they applied. A child is not applied again with the same desired content while the
+//! watch shows it unchanged since our last apply, or changed by others only in fields we do not
+//! set: server-side apply takes a field away from our field manager's entry as soon as anyone
+//! else changes it, so an unchanged entry means every field we set still has our value, and the
+//! apply would be a no-op (which still costs the API server a full merge). This is what lets the
+//! built-in controllers' status updates (a Deployment's rollout) pass without a re-apply. A
+//! change of one of our fields (a hand edit) changes the entry and is reverted by the next
+//! reconcile, which that very change triggers; a deleted child is created again.
 //!
 //! Pruning asks [`OwnWrites::known_children`] instead of listing: the children the watches saw
 //! with the parent's labels, plus those we applied and the watches have not reported yet. A kind
@@ -49,6 +52,8 @@ struct State {
 
 struct Live {
     version: String,
+    /// Our field manager's managed-fields entry (see [`entry_hash`]) and the object's uid.
+    ours: Option<(u64, String)>,
     parent: Option<Parent>,
     deleting: bool,
 }
@@ -56,7 +61,32 @@ struct Live {
 struct Applied {
     hash: u64,
     version: String,
+    ours: Option<(u64, String)>,
     parent: Option<Parent>,
+}
+
+impl Applied {
+    /// Whether applying content `hash` again would change nothing on `live`.
+    fn still_holds(&self, hash: u64, live: &Live) -> bool {
+        self.hash == hash
+            && (self.version == live.version || (self.ours.is_some() && self.ours == live.ours))
+    }
+}
+
+/// Our field manager's `Apply` entry in an object's managed fields (what it owns, in which API
+/// version) with the object's uid, or `None` when it has no such entry.
+fn entry_hash(meta: &kube::api::ObjectMeta, manager: &str) -> Option<(u64, String)> {
+    let entry = meta.managed_fields.as_ref()?.iter().find(|e| {
+        e.manager.as_deref() == Some(manager)
+            && e.operation.as_deref() == Some("Apply")
+            && e.subresource.as_deref().unwrap_or_default().is_empty()
+    })?;
+    let mut h = DefaultHasher::new();
+    entry.api_version.hash(&mut h);
+    serde_json::to_vec(&entry.fields_v1)
+        .unwrap_or_default()
+        .hash(&mut h);
+    Some((h.finish(), meta.uid.clone()?))
 }
 
 struct Watch {
@@ -113,6 +143,7 @@ impl OwnWrites {
         };
         let live = |o: &O| Live {
             version: o.resource_version().unwrap_or_default(),
+            ours: entry_hash(o.meta(), self.manager),
             parent: Parent::from_labels(o.labels()),
             deleting: o.meta().deletion_timestamp.is_some(),
         };
@@ -226,8 +257,7 @@ impl OwnWrites {
         {
             let s = self.lock();
             if let (Some(a), Some(live)) = (s.applied.get(&key), s.live.get(&key))
-                && a.hash == hash
-                && a.version == live.version
+                && a.still_holds(hash, live)
             {
                 return Ok(None);
             }
@@ -235,11 +265,13 @@ impl OwnWrites {
         let obj = apply::apply(client, self.manager, child).await?;
         if let Some(version) = obj.resource_version() {
             let parent = Parent::from_labels(obj.labels());
+            let ours = entry_hash(&obj.metadata, self.manager);
             self.lock().applied.insert(
                 key,
                 Applied {
                     hash,
                     version,
+                    ours,
                     parent,
                 },
             );
@@ -259,6 +291,7 @@ fn content_hash(obj: &DynamicObject) -> u64 {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
     use kube::api::ObjectMeta;
 
     fn parent(name: &str) -> Parent {
@@ -297,6 +330,7 @@ mod tests {
             Applied {
                 hash,
                 version: rv.into(),
+                ours: None,
                 parent: Some(parent(owner)),
             },
         );
@@ -305,7 +339,56 @@ mod tests {
     fn skips(w: &OwnWrites, name: &str, hash: u64) -> bool {
         let s = w.lock();
         matches!((s.applied.get(&key(name)), s.live.get(&key(name))),
-            (Some(a), Some(live)) if a.hash == hash && a.version == live.version)
+            (Some(a), Some(live)) if a.still_holds(hash, live))
+    }
+
+    fn entry(manager: &str, operation: &str, fields: serde_json::Value) -> ManagedFieldsEntry {
+        ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some(operation.into()),
+            api_version: Some("v1".into()),
+            fields_type: Some("FieldsV1".into()),
+            fields_v1: Some(FieldsV1(fields)),
+            ..Default::default()
+        }
+    }
+
+    fn with_entries(mut c: ConfigMap, entries: Vec<ManagedFieldsEntry>) -> ConfigMap {
+        c.metadata.uid = Some("u1".into());
+        c.metadata.managed_fields = Some(entries);
+        c
+    }
+
+    #[test]
+    fn others_changing_only_their_fields_do_not_cause_a_reapply() {
+        let w = OwnWrites::new("m");
+        let ours = entry("m", "Apply", serde_json::json!({"f:data": {"f:a": {}}}));
+        let theirs = entry("kcm", "Update", serde_json::json!({"f:data": {"f:b": {}}}));
+        let ours_now = with_entries(cm("a", "10", Some("r")), vec![ours.clone()]);
+        w.lock().applied.insert(
+            key("a"),
+            Applied {
+                hash: 7,
+                version: "10".into(),
+                ours: entry_hash(&ours_now.metadata, "m"),
+                parent: Some(parent("r")),
+            },
+        );
+        // Someone else added a field of their own: our entry is as we left it.
+        let later = with_entries(cm("a", "11", Some("r")), vec![ours.clone(), theirs.clone()]);
+        observe(&w, watcher::Event::Apply(later));
+        assert!(skips(&w, "a", 7));
+        assert!(!skips(&w, "a", 8), "other content");
+        // Someone else changed our field: it left our entry.
+        let taken = entry("m", "Apply", serde_json::json!({}));
+        let edited = with_entries(cm("a", "12", Some("r")), vec![taken, theirs.clone()]);
+        observe(&w, watcher::Event::Apply(edited));
+        assert!(!skips(&w, "a", 7));
+        // Deleted and created anew by someone else with our very entry: another uid.
+        let mut recreated = with_entries(cm("a", "13", Some("r")), vec![ours]);
+        recreated.metadata.uid = Some("u2".into());
+        observe(&w, watcher::Event::Apply(recreated));
+        assert!(!skips(&w, "a", 7));
     }
 
     fn observe(w: &OwnWrites, ev: watcher::Event<ConfigMap>) {

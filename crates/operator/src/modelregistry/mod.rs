@@ -73,10 +73,23 @@ pub async fn run(
     let ns = ns.as_deref();
     let cfg = || children_config(ns);
     let registries: Api<ModelRegistry> = scoped(&client, ns);
+    let w = &ctx.watched;
     let mut controller =
-        QueuedController::new(registries, watcher::Config::default().any_semantic())
+        QueuedController::new(registries, watcher::Config::default().any_semantic());
+    w.registries.set(controller.store(), ns);
+    if ns.is_some() {
+        // Names are unique cluster-wide (see `validate`): the registries elsewhere count too.
+        let everywhere = Api::<PartialObjectMeta<ModelRegistry>>::all(client.clone());
+        controller = controller.keeps(
+            everywhere,
+            watcher::Config::default().any_semantic(),
+            &w.registry_names,
+        );
+    }
+    // The Deployment, pods and endpoints are kept: status is computed from them.
+    let mut controller = controller
             .tracking_own_writes(ctx.registry_writes.clone())
-            .owns(scoped::<PartialObjectMeta<Deployment>>(&client, ns), cfg())
+            .owns_kept(scoped::<Deployment>(&client, ns), cfg(), &w.registry_deployments)
             .owns(scoped::<PartialObjectMeta<Service>>(&client, ns), cfg())
             .owns(
                 scoped::<PartialObjectMeta<ServiceAccount>>(&client, ns),
@@ -98,10 +111,15 @@ pub async fn run(
             )
             // Pods and Endpoints carry the registry's labels (copied from the template and
             // Service): their state drives Available and ConfigurationError.
-            .watches(scoped::<Pod>(&client, ns), (), cfg(), |o| parent_of(&o))
-            .watches(scoped::<Endpoints>(&client, ns), (), cfg(), |o| {
+            .watches_kept(scoped::<Pod>(&client, ns), cfg(), &w.registry_pods, |o| {
                 parent_of(&o)
-            });
+            })
+            .watches_kept(
+                scoped::<Endpoints>(&client, ns),
+                cfg(),
+                &w.registry_endpoints,
+                |o| parent_of(&o),
+            );
     // Platform children (Routes, Istio, Authorino, Groups) may live in other namespaces: watch all.
     for kind in kinds::managed(&caps)
         .into_iter()

@@ -14,6 +14,7 @@ use crate::capabilities::Capabilities;
 use crate::error::Result;
 use crate::settings::Settings;
 use crate::watch_cache;
+use crate::watched::Watched;
 
 /// What the read step observed before building.
 #[derive(Clone, Debug, Default)]
@@ -108,28 +109,53 @@ pub struct Runtime {
     pub routes_admitted: BTreeMap<String, bool>,
 }
 
-/// Reads the Deployment, the Service's endpoints, the registry's pods and Route admission.
-pub async fn runtime(client: &Client, mr: &ModelRegistry, caps: &Capabilities) -> Result<Runtime> {
+/// Reads the Deployment, the Service's endpoints, the registry's pods and Route admission: from
+/// what the controller's watches keep ([`Watched`]), else from the API server's watch cache.
+pub async fn runtime(
+    client: &Client,
+    watched: &Watched,
+    mr: &ModelRegistry,
+    caps: &Capabilities,
+) -> Result<Runtime> {
     let ns = mr.namespace().unwrap_or_default();
     let name = mr.name_any();
-    let selector = labels::selector(mr)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    // Independent reads, at once: one round trip instead of three.
-    let pod_list = ListParams::default().labels(&selector).match_any();
+    let labels = labels::selector(mr);
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
     let endpoints = Api::<Endpoints>::namespaced(client.clone(), &ns);
     let pods = Api::<Pod>::namespaced(client.clone(), &ns);
-    // From the API server's watch cache, like the pods: fresh to within the watch delay, and
-    // every change after it triggers another reconcile.
-    let (deployment, endpoints, pods) = futures::try_join!(
-        watch_cache::get_opt(&deployments, &name),
-        watch_cache::get_opt(&endpoints, &name),
-        pods.list(&pod_list),
-    )?;
-    let pods = pods.items;
+    // From the API server's watch cache when not kept, like the pods: fresh to within the watch
+    // delay, and every change after it triggers another reconcile. Independent reads, at once.
+    let deployment = async {
+        match watched.registry_deployments.get(&ns, &name).known() {
+            Some(d) => Ok(d.map(|d| (*d).clone())),
+            None => watch_cache::get_opt(&deployments, &name).await,
+        }
+    };
+    let endpoints = async {
+        match watched.registry_endpoints.get(&ns, &name).known() {
+            Some(e) => Ok(e.map(|e| (*e).clone())),
+            None => watch_cache::get_opt(&endpoints, &name).await,
+        }
+    };
+    let pods = async {
+        let matches = |p: &Pod| {
+            let have = p.labels();
+            labels.iter().all(|(k, v)| have.get(k) == Some(v))
+        };
+        match watched.registry_pods.select(&ns, matches) {
+            Some(kept) => Ok(kept.iter().map(|p| (**p).clone()).collect()),
+            None => {
+                let selector = labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let lp = ListParams::default().labels(&selector).match_any();
+                pods.list(&lp).await.map(|l| l.items)
+            }
+        }
+    };
+    let (deployment, endpoints, pods) = futures::try_join!(deployment, endpoints, pods)?;
     let endpoints_ready = endpoints
         .and_then(|e| e.subsets)
         .unwrap_or_default()

@@ -131,7 +131,7 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
     }
 
     // Status from what was applied and what the cluster reports.
-    let runtime = read::runtime(&ctx.client, &mr, &caps).await?;
+    let runtime = read::runtime(&ctx.client, &ctx.watched, &mr, &caps).await?;
     let spec_defaults = spec_defaults(&input);
     let st = status::compute(&status::StatusInput {
         mr: &mr,

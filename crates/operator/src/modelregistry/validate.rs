@@ -5,7 +5,7 @@
 //! - [`name`]: the registry's name must yield valid names for every child (pure).
 //! - Operator-level rules: `REGISTRIES_NAMESPACE`, and names unique across the cluster.
 use kube::ResourceExt;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, ObjectMeta};
 use mro_api::ModelRegistry;
 use mro_api::validation::{ValidationError, join_errors};
 
@@ -107,25 +107,46 @@ pub async fn validate(
     }
     // Some children are cluster-scoped and named after the registry, so names are unique cluster-wide.
     let name = mr.name_any();
-    let all: Api<ModelRegistry> = Api::all(ctx.client.clone());
-    let same = all
-        .list_metadata(
-            &ListParams::default()
+    let same = match same_name(ctx, &name) {
+        Some(kept) => kept,
+        None => {
+            let all: Api<ModelRegistry> = Api::all(ctx.client.clone());
+            let lp = ListParams::default()
                 .fields(&format!("metadata.name={name}"))
-                .match_any(),
-        )
-        .await?;
+                .match_any();
+            all.list_metadata(&lp)
+                .await?
+                .items
+                .into_iter()
+                .map(|o| o.metadata)
+                .collect()
+        }
+    };
     let ours = (mr.metadata.creation_timestamp.clone(), ns.clone());
-    for other in same.items {
-        let other_ns = other.namespace().unwrap_or_default();
-        if other_ns == ns || other.metadata.deletion_timestamp.is_some() {
+    for other in same {
+        let other_ns = other.namespace.clone().unwrap_or_default();
+        if other_ns == ns || other.deletion_timestamp.is_some() {
             continue;
         }
-        if (other.metadata.creation_timestamp.clone(), other_ns.clone()) < ours {
+        if (other.creation_timestamp.clone(), other_ns.clone()) < ours {
             return Ok(Err(format!(
                 "metadata.name: a ModelRegistry named {name:?} already exists in namespace {other_ns:?}; registry names must be unique across the cluster because some of their resources are cluster-scoped"
             )));
         }
     }
     Ok(Ok(()))
+}
+
+/// The registries named `name` in every namespace, from what the watches keep: the controller's
+/// own store when it watches every namespace, else the cluster-wide watch of registry names.
+/// `None` when neither can tell yet.
+fn same_name(ctx: &Context, name: &str) -> Option<Vec<ObjectMeta>> {
+    let w = &ctx.watched;
+    if ctx.settings.watch_namespace.is_none() {
+        let found = w.registries.select_all(|m| m.name_any() == name)?;
+        Some(found.iter().map(|m| m.metadata.clone()).collect())
+    } else {
+        let found = w.registry_names.select_all(|m| m.name_any() == name)?;
+        Some(found.iter().map(|m| m.metadata.clone()).collect())
+    }
 }

@@ -74,9 +74,11 @@ pub async fn run(
     let ns = ns.as_deref();
     let cfg = || children_config(ns);
     let transfers: Api<ModelTransfer> = scoped(&client, ns);
+    let w = &ctx.watched;
+    // The Job and its pods are kept: the status is computed from them.
     let controller = QueuedController::new(transfers, watcher::Config::default().any_semantic())
         .tracking_own_writes(ctx.transfer_writes.clone())
-        .owns(scoped::<PartialObjectMeta<Job>>(&client, ns), cfg())
+        .owns_kept(scoped::<Job>(&client, ns), cfg(), &w.transfer_jobs)
         .owns(scoped::<PartialObjectMeta<ConfigMap>>(&client, ns), cfg())
         .owns(
             scoped::<PartialObjectMeta<ServiceAccount>>(&client, ns),
@@ -84,7 +86,9 @@ pub async fn run(
         )
         .owns(scoped::<PartialObjectMeta<RoleBinding>>(&client, ns), cfg())
         // Pod phases and termination messages drive the status before the Job's counters move.
-        .watches(scoped::<Pod>(&client, ns), (), cfg(), |p| transfer_of(&p));
+        .watches_kept(scoped::<Pod>(&client, ns), cfg(), &w.transfer_pods, |p| {
+            transfer_of(&p)
+        });
     tracing::info!("starting ModelTransfer controller");
     let queue = ctx.metrics.work_queue(reconcile::CONTROLLER);
     controller

@@ -10,7 +10,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::Role;
 use kube::api::{Api, ListParams};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use mro_api::common::ConfigMapKeyValue;
 use mro_api::condition::model_transfer::reasons;
 use mro_api::{ModelRegistry, ModelTransfer};
@@ -18,7 +18,10 @@ use mro_api::{ModelRegistry, ModelTransfer};
 use super::build::registry::{self, RegistryWiring};
 use super::build::service_account_name;
 use super::names;
+use crate::apply::ChildKey;
 use crate::capabilities::Capabilities;
+use crate::context::Context;
+use crate::watched::Lookup;
 
 /// Keys an S3 data-connection Secret must have (the rest are optional).
 pub const S3_REQUIRED_KEYS: &[&str] = &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"];
@@ -82,22 +85,24 @@ pub async fn job(client: &Client, ns: &str, name: &str) -> kube::Result<Option<J
         .await
 }
 
-/// The Job's pods (by the Job controller's `job-name` label, and owned by this very Job).
-pub async fn pods(client: &Client, ns: &str, job: &Job) -> kube::Result<Vec<Pod>> {
+/// The Job's pods (by the Job controller's `job-name` label, and owned by this very Job): as
+/// the controller's pod watch keeps them, else from the API server's watch cache.
+pub async fn pods(ctx: &Context, ns: &str, job: &Job) -> kube::Result<Vec<Pod>> {
     let name = job.name_any();
     let uid = job.metadata.uid.clone().unwrap_or_default();
-    let list = Api::<Pod>::namespaced(client.clone(), ns)
+    let owned = |p: &Pod| p.owner_references().iter().any(|o| o.uid == uid);
+    let of_job = |p: &Pod| p.labels().get(names::JOB_NAME_LABEL) == Some(&name) && owned(p);
+    if let Some(kept) = ctx.watched.transfer_pods.select(ns, of_job) {
+        return Ok(kept.iter().map(|p| (**p).clone()).collect());
+    }
+    let list = Api::<Pod>::namespaced(ctx.client.clone(), ns)
         .list(
             &ListParams::default()
                 .labels(&format!("{}={name}", names::JOB_NAME_LABEL))
                 .match_any(),
         )
         .await?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter(|p| p.owner_references().iter().any(|o| o.uid == uid))
-        .collect())
+    Ok(list.items.into_iter().filter(owned).collect())
 }
 
 /// Problems found so far.
@@ -159,10 +164,11 @@ async fn config_map_key(
 
 /// Checks the spec and everything it refers to; resolves the registry wiring.
 pub async fn resolve(
-    client: &Client,
+    ctx: &Context,
     mt: &ModelTransfer,
     caps: &Capabilities,
 ) -> kube::Result<Resolution> {
+    let client = &ctx.client;
     let ns = mt.namespace().unwrap_or_default();
     let spec = &mt.spec;
     let mut p = Problems::default();
@@ -335,7 +341,7 @@ pub async fn resolve(
 
     // The registry last: a denied or unknown registry is reported with the problems above, and
     // nothing of it (its Role) is looked at.
-    let wiring = match wiring(client, mt, caps).await? {
+    let wiring = match wiring(ctx, mt, caps).await? {
         Ok(w) => w,
         Err(problem) => {
             match problem {
@@ -355,9 +361,17 @@ pub async fn resolve(
         config_map_key(client, &ns, field, ca, &mut p).await?;
     }
     if let Some(g) = &wiring.grant {
-        // Binding a Role that does not exist is refused; the registry's controller creates it.
+        // Binding a Role that does not exist is refused; the registry's controller creates it
+        // (and knows when it has).
+        let role = ChildKey {
+            group: Role::group(&()).into_owned(),
+            kind: Role::kind(&()).into_owned(),
+            namespace: Some(g.namespace.clone()),
+            name: g.role.clone(),
+        };
         let roles = Api::<Role>::namespaced(client.clone(), &g.namespace);
-        if referenced(&roles, &g.role, |_| true).await?.is_none() {
+        let known = ctx.registry_writes.exists(&role) == Some(true);
+        if !known && referenced(&roles, &g.role, |_| true).await?.is_none() {
             p.missing.push(format!(
                 "spec.registry.modelRegistryRef: Role {:?} (access to the registry) not found in namespace {:?}; is the ModelRegistry reconciled?",
                 g.role, g.namespace
@@ -411,19 +425,23 @@ pub fn access(mr: &ModelRegistry, ns: &str) -> Result<(), WiringProblem> {
 
 /// How the transfer reaches its registry; looks up the referenced ModelRegistry.
 pub async fn wiring(
-    client: &Client,
+    ctx: &Context,
     mt: &ModelTransfer,
     caps: &Capabilities,
 ) -> kube::Result<Result<RegistryWiring, WiringProblem>> {
+    let client = &ctx.client;
     let ns = mt.namespace().unwrap_or_default();
     let target = &mt.spec.registry;
     let mr = match &target.model_registry_ref {
         Some(r) if target.url.is_none() => {
             let mr_ns = r.namespace.clone().unwrap_or_else(|| ns.clone());
             let registries = Api::<ModelRegistry>::namespaced(client.clone(), &mr_ns);
-            // A registry the cache shows without this namespace's opt-in is read again: the
+            // A registry the caches show without this namespace's opt-in is read again: the
             // opt-in may be seconds old.
-            let found = referenced(&registries, &r.name, |m| access(m, &ns).is_ok()).await?;
+            let found = match ctx.watched.registries.get(&mr_ns, &r.name) {
+                Lookup::Found(m) if access(&m, &ns).is_ok() => Some((*m).clone()),
+                _ => referenced(&registries, &r.name, |m| access(m, &ns).is_ok()).await?,
+            };
             match found {
                 None => {
                     return Ok(Err(WiringProblem::Missing(format!(

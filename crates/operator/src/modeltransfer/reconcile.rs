@@ -29,6 +29,7 @@ use super::{names, verify};
 use crate::apply::{self, Child, ChildKey, ManagedKind};
 use crate::context::{Context, MODEL_TRANSFER_MANAGER};
 use crate::error::{Error, Result};
+use crate::watched::Lookup;
 
 pub const CONTROLLER: &str = "modeltransfer";
 /// Guards the RoleBinding in another namespace (owner references cannot reach it).
@@ -63,9 +64,12 @@ pub async fn reconcile(mt: Arc<ModelTransfer>, ctx: Arc<Context>) -> Result<Acti
         namespace: Some(ns.clone()),
         name: job_name.clone(),
     };
-    let job = match ctx.transfer_writes.exists(&job_key) {
-        Some(false) => None,
-        _ => read::job(&ctx.client, &ns, &job_name).await?,
+    let job = match ctx.watched.transfer_jobs.get(&ns, &job_name) {
+        Lookup::Found(job) => Some((*job).clone()),
+        _ => match ctx.transfer_writes.exists(&job_key) {
+            Some(false) => None,
+            _ => read::job(&ctx.client, &ns, &job_name).await?,
+        },
     };
     if let Some(job) = job {
         return track(&mt, &api, &ctx, &job, &hash).await;
@@ -83,7 +87,7 @@ pub async fn reconcile(mt: Arc<ModelTransfer>, ctx: Arc<Context>) -> Result<Acti
 
     // No Job yet: everything must check out before one is created.
     let caps = ctx.caps.current();
-    let resolved = match read::resolve(&ctx.client, &mt, &caps).await? {
+    let resolved = match read::resolve(&ctx, &mt, &caps).await? {
         Resolution::Ready(r) => r,
         Resolution::Invalid {
             reason,
@@ -176,7 +180,7 @@ async fn track(
     hash: &str,
 ) -> Result<Action> {
     let ns = mt.namespace().unwrap_or_default();
-    let pods = read::pods(&ctx.client, &ns, job).await?;
+    let pods = read::pods(ctx, &ns, job).await?;
     let outcome = status::outcome(job, &pods);
     let job_name = job.name_any();
     let recorded = job
@@ -211,7 +215,7 @@ async fn track(
         mt
     };
     let caps = ctx.caps.current();
-    let wiring = read::wiring(&ctx.client, mt, &caps).await?;
+    let wiring = read::wiring(ctx, mt, &caps).await?;
     let already = mt
         .status
         .as_ref()
@@ -274,12 +278,15 @@ async fn track(
     })
 }
 
-fn role_binding_kind() -> ManagedKind {
+/// The grant's kind. It lives in the registry's namespace, which may be another one; such a
+/// binding exists only while the transfer has the finalizer (added before the binding is
+/// applied, removed once it is gone), so without it the bindings are in the transfer's own
+/// namespace (`in_parent_namespace`).
+fn role_binding_kind(in_parent_namespace: bool) -> ManagedKind {
     ManagedKind {
         resource: ApiResource::erase::<RoleBinding>(&()),
         namespaced: true,
-        // The grant lives in the registry's namespace, which may be another one.
-        in_parent_namespace: false,
+        in_parent_namespace,
     }
 }
 
@@ -306,7 +313,8 @@ async fn set_grant(
         }
     };
     // The prune keeps the binding whether or not its list shows it yet: both at once.
-    let (kinds, parent) = ([role_binding_kind()], names::parent(mt));
+    let local = !foreign && !has_finalizer(mt);
+    let (kinds, parent) = ([role_binding_kind(local)], names::parent(mt));
     let prune = apply::prune(&ctx.client, &ctx.transfer_writes, &kinds, &parent, &keep);
     let ((), pruned) = futures::try_join!(grant, prune)?;
     if !pruned.is_empty() {
@@ -327,7 +335,7 @@ async fn finalize(mt: &ModelTransfer, api: &Api<ModelTransfer>, ctx: &Context) -
     }
     apply::prune_consistent(
         &ctx.client,
-        &[role_binding_kind()],
+        &[role_binding_kind(false)],
         &names::selector(mt),
         &BTreeSet::new(),
     )

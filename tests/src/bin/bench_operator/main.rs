@@ -170,13 +170,13 @@ async fn bench() -> anyhow::Result<bool> {
             eprint!("{}", r.requests.detail());
         }
         floor_results.push(r);
-        measure::settle(apiserver).await;
+        measure::settle(&admin, apiserver).await;
     }
     eprintln!("removing the floor's objects…");
     let started = Instant::now();
     fixtures::remove_namespace(&admin, &floor_ns).await?;
     eprintln!("  removed in {:.1} s", started.elapsed().as_secs_f64());
-    measure::settle(apiserver).await;
+    measure::settle(&admin, apiserver).await;
     for phase in fixtures::Phase::ALL {
         let count = phase.count(&params);
         if count == 0 {
@@ -206,7 +206,7 @@ async fn bench() -> anyhow::Result<bool> {
             eprint!("{}", r.requests.detail());
         }
         op_results.push(r);
-        measure::settle(apiserver).await;
+        measure::settle(&admin, apiserver).await;
     }
     let reconciles = operator.reconciles().await.unwrap_or_default();
     let (problems, first_problem) = operator.log_problems();

@@ -48,21 +48,30 @@ pub fn uptime() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Waits until the API server is nearly idle (the deployment and job controllers have caught up
-/// with the last phase), at most 60 s.
-pub async fn settle(apiserver: u32) {
+/// Waits until the control plane is idle, at most 180 s: the API server nearly idle and hardly
+/// any requests for two seconds in a row. The built-in controllers work through their backlog
+/// at a capped request rate (cheap for the API server, so its CPU alone cannot tell), and a
+/// phase must not start with the last one's leftovers.
+pub async fn settle(admin: &Client, apiserver: u32) {
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(60) {
-        let Ok(before) = cpu_seconds(apiserver) else {
+    let mut quiet = 0;
+    while started.elapsed() < Duration::from_secs(180) && quiet < 2 {
+        let (Ok(cpu_before), Ok(before)) = (cpu_seconds(apiserver), Requests::scrape(admin).await)
+        else {
             return;
         };
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let Ok(after) = cpu_seconds(apiserver) else {
+        let (Ok(cpu_after), Ok(after)) = (cpu_seconds(apiserver), Requests::scrape(admin).await)
+        else {
             return;
         };
-        if after - before < 0.15 {
-            break;
-        }
+        // The scrape itself is one request.
+        let requests = after.since(&before).total() - 1.0;
+        quiet = if cpu_after - cpu_before < 0.15 && requests < 5.0 {
+            quiet + 1
+        } else {
+            0
+        };
     }
     eprintln!("  settled in {:.1} s", started.elapsed().as_secs_f64());
 }
@@ -118,6 +127,11 @@ impl Requests {
             *m.entry(verb.as_str()).or_insert(0.0) += v;
         }
         m
+    }
+
+    /// Requests of every verb but WATCH.
+    pub fn total(&self) -> f64 {
+        self.by_verb().values().sum()
     }
 
     /// `total (VERB n, …)`.
