@@ -110,7 +110,7 @@ bench-sync: ## model-sync S3 → OCI (release) vs. a floor of plain S3 GETs + bl
 	$(CARGO) run -q --release --locked -p mro-tests --bin bench_sync
 
 # BENCH_REGISTRIES, BENCH_TRANSFERS (default 200 each) and BENCH_CONCURRENCY (the operator's --max-concurrent-reconciles and
-# the floor's pipelines; default: the operator's default) and BENCH_FLOOR_WRITES (create|apply) are passed through.
+# the floor's pipelines; default: the operator's default), BENCH_FLOOR_WRITES (create|apply) and BENCH_FLOOR_IDENTITY (operator|admin) are passed through.
 .PHONY: bench-operator
 bench-operator: ## Operator (release, shipped RBAC) creating children of N ModelRegistry + M ModelTransfer vs. a floor of plain creates: time, API requests, peak RSS.
 	$(CARGO) build -q --release --locked -p model-registry-operator --bin model-registry-operator

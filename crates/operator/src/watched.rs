@@ -193,7 +193,10 @@ mod tests {
     #[test]
     fn a_store_answers_once_listed_and_only_for_its_namespace() {
         let slot = Slot::<Pod>::default();
-        assert!(matches!(slot.get("a", "p"), Lookup::Unknown), "no store yet");
+        assert!(
+            matches!(slot.get("a", "p"), Lookup::Unknown),
+            "no store yet"
+        );
         let (store, mut writer) = reflector::store();
         slot.set(store, Some("a"));
         writer.apply_watcher_event(&Event::Init);

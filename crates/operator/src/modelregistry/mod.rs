@@ -88,38 +88,42 @@ pub async fn run(
     }
     // The Deployment, pods and endpoints are kept: status is computed from them.
     let mut controller = controller
-            .tracking_own_writes(ctx.registry_writes.clone())
-            .owns_kept(scoped::<Deployment>(&client, ns), cfg(), &w.registry_deployments)
-            .owns(scoped::<PartialObjectMeta<Service>>(&client, ns), cfg())
-            .owns(
-                scoped::<PartialObjectMeta<ServiceAccount>>(&client, ns),
-                cfg(),
-            )
-            .owns(scoped::<PartialObjectMeta<Role>>(&client, ns), cfg())
-            .owns(scoped::<PartialObjectMeta<RoleBinding>>(&client, ns), cfg())
-            .owns(scoped::<PartialObjectMeta<ConfigMap>>(&client, ns), cfg())
-            .owns(scoped::<PartialObjectMeta<Secret>>(&client, ns), cfg())
-            .owns(
-                scoped::<PartialObjectMeta<NetworkPolicy>>(&client, ns),
-                cfg(),
-            )
-            .watches(
-                Api::<ClusterRoleBinding>::all(client.clone()),
-                (),
-                cfg(),
-                |o| parent_of(&o),
-            )
-            // Pods and Endpoints carry the registry's labels (copied from the template and
-            // Service): their state drives Available and ConfigurationError.
-            .watches_kept(scoped::<Pod>(&client, ns), cfg(), &w.registry_pods, |o| {
-                parent_of(&o)
-            })
-            .watches_kept(
-                scoped::<Endpoints>(&client, ns),
-                cfg(),
-                &w.registry_endpoints,
-                |o| parent_of(&o),
-            );
+        .tracking_own_writes(ctx.registry_writes.clone())
+        .owns_kept(
+            scoped::<Deployment>(&client, ns),
+            cfg(),
+            &w.registry_deployments,
+        )
+        .owns(scoped::<PartialObjectMeta<Service>>(&client, ns), cfg())
+        .owns(
+            scoped::<PartialObjectMeta<ServiceAccount>>(&client, ns),
+            cfg(),
+        )
+        .owns(scoped::<PartialObjectMeta<Role>>(&client, ns), cfg())
+        .owns(scoped::<PartialObjectMeta<RoleBinding>>(&client, ns), cfg())
+        .owns(scoped::<PartialObjectMeta<ConfigMap>>(&client, ns), cfg())
+        .owns(scoped::<PartialObjectMeta<Secret>>(&client, ns), cfg())
+        .owns(
+            scoped::<PartialObjectMeta<NetworkPolicy>>(&client, ns),
+            cfg(),
+        )
+        .watches(
+            Api::<ClusterRoleBinding>::all(client.clone()),
+            (),
+            cfg(),
+            |o| parent_of(&o),
+        )
+        // Pods and Endpoints carry the registry's labels (copied from the template and
+        // Service): their state drives Available and ConfigurationError.
+        .watches_kept(scoped::<Pod>(&client, ns), cfg(), &w.registry_pods, |o| {
+            parent_of(&o)
+        })
+        .watches_kept(
+            scoped::<Endpoints>(&client, ns),
+            cfg(),
+            &w.registry_endpoints,
+            |o| parent_of(&o),
+        );
     // Platform children (Routes, Istio, Authorino, Groups) may live in other namespaces: watch all.
     for kind in kinds::managed(&caps)
         .into_iter()

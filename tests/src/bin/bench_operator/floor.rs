@@ -1,6 +1,12 @@
 //! The floor: what the API server needs to store the same objects with no operator in between.
 //! Each CR is created, then its children (built by the operator's own build functions, in the
 //! operator's order), then one status write with the status the operator computes for it.
+//!
+//! The writes are made under the same identities as in the operator's run: the CRs by the
+//! benchmark's admin, the children and statuses by the operator's identity (its shipped RBAC),
+//! unless `BENCH_FLOOR_IDENTITY=admin`. The identity matters to the API server: a least-privileged
+//! client's Role and RoleBinding writes get RBAC escalation checks (every ClusterRoleBinding is
+//! read from etcd) that a cluster-admin skips.
 use anyhow::Context as _;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
@@ -33,22 +39,46 @@ impl Writes {
     }
 }
 
-/// Runs the floor for one phase: one pipeline per CR, `concurrency` at a time.
+/// Who writes the children and statuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// The operator's identity, with its shipped RBAC: what the operator itself runs as.
+    Operator,
+    /// The benchmark's cluster-admin.
+    Admin,
+}
+
+impl Identity {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Identity::Operator => "the operator's identity (shipped RBAC)",
+            Identity::Admin => "cluster-admin (BENCH_FLOOR_IDENTITY=admin)",
+        }
+    }
+}
+
+/// Runs the floor for one phase: one pipeline per CR, `concurrency` at a time. `admin` creates
+/// the CRs (as in the operator's run), `writer` the children and statuses.
 pub async fn run(
-    client: &Client,
+    admin: &Client,
+    writer: &Client,
     plan: &Plan,
     concurrency: usize,
     writes: Writes,
 ) -> anyhow::Result<()> {
-    futures::stream::iter(
-        plan.registries
-            .iter()
-            .map(|mr| registry(client, mr, writes)),
-    )
-    .buffer_unordered(concurrency)
-    .try_collect::<()>()
-    .await?;
-    futures::stream::iter(plan.transfers.iter().map(|mt| transfer(client, mt, writes)))
+    let pipelines = plan
+        .registries
+        .iter()
+        .map(|mr| registry(admin, writer, mr, writes));
+    futures::stream::iter(pipelines)
+        .buffer_unordered(concurrency)
+        .try_collect::<()>()
+        .await?;
+    let pipelines = plan
+        .transfers
+        .iter()
+        .map(|mt| transfer(admin, writer, mt, writes));
+    futures::stream::iter(pipelines)
         .buffer_unordered(concurrency)
         .try_collect::<()>()
         .await
@@ -81,10 +111,17 @@ fn spec_defaults() -> Option<String> {
     )
 }
 
-async fn registry(client: &Client, mr: &ModelRegistry, writes: Writes) -> anyhow::Result<()> {
+async fn registry(
+    admin: &Client,
+    client: &Client,
+    mr: &ModelRegistry,
+    writes: Writes,
+) -> anyhow::Result<()> {
     let ns = mr.namespace().context("registry without a namespace")?;
+    let created = Api::<ModelRegistry>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), mr)
+        .await?;
     let api = Api::<ModelRegistry>::namespaced(client.clone(), &ns);
-    let created = api.create(&PostParams::default(), mr).await?;
     let desired = fixtures::registry_children(&created)?;
     for child in &desired.children {
         create_child(client, child, writes).await?;
@@ -105,10 +142,17 @@ async fn registry(client: &Client, mr: &ModelRegistry, writes: Writes) -> anyhow
     Ok(())
 }
 
-async fn transfer(client: &Client, mt: &ModelTransfer, writes: Writes) -> anyhow::Result<()> {
+async fn transfer(
+    admin: &Client,
+    client: &Client,
+    mt: &ModelTransfer,
+    writes: Writes,
+) -> anyhow::Result<()> {
     let ns = mt.namespace().context("transfer without a namespace")?;
+    let created = Api::<ModelTransfer>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), mt)
+        .await?;
     let api = Api::<ModelTransfer>::namespaced(client.clone(), &ns);
-    let created = api.create(&PostParams::default(), mt).await?;
     let registry_name = mt
         .spec
         .registry

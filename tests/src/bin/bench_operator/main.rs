@@ -24,7 +24,9 @@
 //! start on a cluster of the same size (and the Service IP range, 254 addresses, suffices).
 //! The floor creates children with plain POSTs; `BENCH_FLOOR_WRITES=apply` makes it use
 //! server-side apply like the operator, which separates what apply itself costs the API server
-//! from the operator's overhead (the target is judged against whichever floor ran).
+//! from the operator's overhead (the target is judged against whichever floor ran). The floor
+//! writes children and statuses under the operator's identity, as the operator does (RBAC
+//! checks included); `BENCH_FLOOR_IDENTITY=admin` makes it write them as cluster-admin.
 //!
 //! Completion is observed the same way for both: watches on every child kind and on the CRs.
 //! Between phases the control plane settles (the deployment and job controllers finish their
@@ -60,6 +62,7 @@ pub struct Params {
     pub concurrency: usize,
     pub timeout: Duration,
     pub floor_writes: floor::Writes,
+    pub floor_identity: floor::Identity,
 }
 
 fn env_number(name: &str, default: usize) -> anyhow::Result<usize> {
@@ -88,6 +91,13 @@ impl Params {
                 Err(_) | Ok("create") => floor::Writes::Create,
                 Ok("apply") => floor::Writes::Apply,
                 Ok(other) => bail!("BENCH_FLOOR_WRITES: expected create or apply, got {other:?}"),
+            },
+            floor_identity: match std::env::var("BENCH_FLOOR_IDENTITY").as_deref() {
+                Err(_) | Ok("operator") => floor::Identity::Operator,
+                Ok("admin") => floor::Identity::Admin,
+                Ok(other) => {
+                    bail!("BENCH_FLOOR_IDENTITY: expected operator or admin, got {other:?}")
+                }
             },
         };
         if p.concurrency > usize::from(u16::MAX) {
@@ -141,6 +151,10 @@ async fn bench() -> anyhow::Result<bool> {
     let cluster = cluster::private(Flavour::Vanilla).await;
     let admin = cluster.admin_client();
     mro_tests::operator::install_rbac(&admin).await?;
+    let floor_writer = match params.floor_identity {
+        floor::Identity::Operator => cluster.operator_client(),
+        floor::Identity::Admin => admin.clone(),
+    };
     let dir = cluster.dir().context("a harness-started control plane")?;
     let apiserver = measure::pid_of(dir, "kube-apiserver")?;
     let floor_ns = cluster.namespace("bench-floor").await?;
@@ -164,7 +178,16 @@ async fn bench() -> anyhow::Result<bool> {
             continue;
         }
         eprintln!("floor: {} {}…", count, phase.kind());
-        let r = run_phase(&admin, apiserver, None, &params, phase, &floor_ns, true).await?;
+        let r = run_phase(
+            &admin,
+            apiserver,
+            None,
+            &params,
+            phase,
+            &floor_ns,
+            Some(&floor_writer),
+        )
+        .await?;
         eprintln!("  {:.2} s", r.seconds);
         if verbose() {
             eprint!("{}", r.requests.detail());
@@ -191,7 +214,7 @@ async fn bench() -> anyhow::Result<bool> {
             &params,
             phase,
             &op_ns,
-            false,
+            None,
         )
         .await;
         let r = match r {
@@ -238,9 +261,13 @@ async fn run_phase(
     params: &Params,
     phase: fixtures::Phase,
     ns: &str,
-    is_floor: bool,
+    floor_writer: Option<&Client>,
 ) -> anyhow::Result<PhaseResult> {
-    let prefix = if is_floor { "floor" } else { "op" };
+    let prefix = if floor_writer.is_some() {
+        "floor"
+    } else {
+        "op"
+    };
     let plan = fixtures::plan(phase, params, ns, prefix)?;
     let tracker = track::Tracker::start(admin, ns, &plan).await?;
     let requests_before = measure::Requests::scrape(admin).await?;
@@ -248,8 +275,15 @@ async fn run_phase(
     let op_cpu = operator.map(|o| o.cpu_seconds()).transpose()?;
     let started = Instant::now();
     tracker.set_start(started);
-    if is_floor {
-        floor::run(admin, &plan, params.concurrency, params.floor_writes).await?;
+    if let Some(writer) = floor_writer {
+        floor::run(
+            admin,
+            writer,
+            &plan,
+            params.concurrency,
+            params.floor_writes,
+        )
+        .await?;
     } else {
         fixtures::create_parents(admin, &plan, params.concurrency).await?;
     }
@@ -291,7 +325,11 @@ fn report(
         "model-registry-operator (release) on a local control plane: {} ModelRegistry, {} ModelTransfer, concurrency {}",
         params.registries, params.transfers, params.concurrency
     );
-    println!("floor writes: {}", params.floor_writes.describe());
+    println!(
+        "floor writes: {}, as {}",
+        params.floor_writes.describe(),
+        params.floor_identity.describe()
+    );
     println!("load: before {}; after {}", load.0, load.1);
     println!();
     println!(
