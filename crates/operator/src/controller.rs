@@ -48,11 +48,13 @@ where
     K: Clone + Resource<DynamicType = ()> + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     /// Reconciles every `K` the API lists, whenever anything but its status changes. The
-    /// controller writes the status itself; its reconcile reads the latest one from the store.
+    /// controller writes the status itself; its reconcile reads the latest one from the store,
+    /// which keeps no managed fields (nothing reads them; they are often the bulk of an object).
     pub fn new(api: Api<K>, wc: watcher::Config) -> Self {
         let (store, writer) = reflector::store();
+        let events = watcher(api, wc).modify(|o: &mut K| o.meta_mut().managed_fields = None);
         let main = trigger_self(
-            reflector::reflector(writer, watcher(api, wc))
+            reflector::reflector(writer, events)
                 .applied_objects()
                 .predicate_filter(beyond_status::<K>, PredicateConfig::default()),
             (),
