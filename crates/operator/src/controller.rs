@@ -122,12 +122,7 @@ where
         C: Clone + Resource<DynamicType = ()> + DeserializeOwned + Debug + Send + Sync + Trim,
         C: 'static,
     {
-        let (group, kind) = (C::group(&()).into_owned(), C::kind(&()).into_owned());
-        if let Some(own) = &self.own {
-            own.watching(&group, &kind, api.namespace());
-        }
-        let keep = keeper(slot, api.namespace());
-        let events = not_written_by(watcher(api, wc), self.own.clone(), group, kind, keep);
+        let events = self.kept_events(api, wc, slot);
         let owners = trigger_owners(events.touched_objects(), (), ());
         self.triggers.push(owners.boxed());
         self
@@ -148,14 +143,29 @@ where
         I: IntoIterator<Item = ObjectRef<K>> + 'static,
         I::IntoIter: Send,
     {
+        let events = self.kept_events(api, wc, slot);
+        self.triggers.push(related(events, (), mapper).boxed());
+        self
+    }
+
+    /// The watch of a kind whose objects are kept: declared to the own-writes record (when
+    /// tracked), own writes filtered out, every object kept, trimmed, in `slot`'s new store.
+    fn kept_events<O>(
+        &self,
+        api: Api<O>,
+        wc: watcher::Config,
+        slot: &Slot<O>,
+    ) -> impl Stream<Item = Result<watcher::Event<O>, watcher::Error>> + Send + 'static
+    where
+        O: Clone + Resource<DynamicType = ()> + DeserializeOwned + Debug + Send + Sync + Trim,
+        O: 'static,
+    {
         let (group, kind) = (O::group(&()).into_owned(), O::kind(&()).into_owned());
         if let Some(own) = &self.own {
             own.watching(&group, &kind, api.namespace());
         }
         let keep = keeper(slot, api.namespace());
-        let events = not_written_by(watcher(api, wc), self.own.clone(), group, kind, keep);
-        self.triggers.push(related(events, (), mapper).boxed());
-        self
+        not_written_by(watcher(api, wc), self.own.clone(), group, kind, keep)
     }
 
     /// Keeps objects of another kind, trimmed, in a store that `slot` then holds, without
