@@ -166,3 +166,69 @@ async fn queue_depth_follows_requests_waiting_in_the_scheduler() {
     started.sort();
     assert_eq!(started, vec!["a", "a", "b"]);
 }
+
+fn pod_written_by(name: &str, manager: &str) -> k8s_openapi::api::core::v1::Pod {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
+    k8s_openapi::api::core::v1::Pod {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("ns".into()),
+            resource_version: Some("1".into()),
+            managed_fields: Some(vec![ManagedFieldsEntry {
+                manager: Some(manager.into()),
+                operation: Some("Apply".into()),
+                time: Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        },
+        spec: Some(Default::default()),
+        status: Some(Default::default()),
+    }
+}
+
+#[tokio::test]
+async fn kept_watches_store_every_object_trimmed_and_pass_on_only_others_changes() {
+    use crate::own_writes::OwnWrites;
+    use crate::watched::{Lookup, Slot};
+    let own = Arc::new(OwnWrites::new("us"));
+    own.watching("", "Pod", Some("ns"));
+    let slot = Slot::default();
+    let events = futures::stream::iter(
+        [
+            watcher::Event::Init,
+            watcher::Event::InitApply(pod_written_by("ours", "us")),
+            watcher::Event::InitApply(pod_written_by("theirs", "kubelet")),
+            watcher::Event::InitDone,
+        ]
+        .map(Ok),
+    );
+    let sink = super::keeper(&slot, Some("ns"));
+    let passed: Vec<_> =
+        super::not_written_by(events, Some(own.clone()), "".into(), "Pod".into(), sink)
+            .filter_map(|ev| async move {
+                match ev {
+                    Ok(watcher::Event::InitApply(p)) => p.metadata.name,
+                    _ => None,
+                }
+            })
+            .collect()
+            .await;
+    assert_eq!(passed, ["theirs"], "our own write triggers nothing");
+    for name in ["ours", "theirs"] {
+        let Lookup::Found(kept) = slot.get("ns", name) else {
+            panic!("{name} not kept");
+        };
+        assert!(kept.spec.is_none() && kept.metadata.managed_fields.is_none());
+        assert!(kept.status.is_some());
+    }
+    assert!(matches!(slot.get("ns", "other"), Lookup::Absent));
+    let key = |name: &str| crate::apply::ChildKey {
+        group: String::new(),
+        kind: "Pod".into(),
+        namespace: Some("ns".into()),
+        name: name.into(),
+    };
+    assert_eq!(own.exists(&key("ours")), Some(true));
+    assert_eq!(own.exists(&key("theirs")), Some(true));
+}
