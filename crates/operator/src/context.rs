@@ -42,14 +42,20 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         let recorder = Recorder::new(client.clone(), reporter);
+        let registry_applies = metrics.child_applies(crate::modelregistry::reconcile::CONTROLLER);
+        let transfer_applies = metrics.child_applies(crate::modeltransfer::reconcile::CONTROLLER);
         Context {
             client,
             settings,
             caps,
             metrics,
             recorder,
-            registry_writes: Arc::new(OwnWrites::new(MODEL_REGISTRY_MANAGER)),
-            transfer_writes: Arc::new(OwnWrites::new(MODEL_TRANSFER_MANAGER)),
+            registry_writes: Arc::new(
+                OwnWrites::new(MODEL_REGISTRY_MANAGER).counting(registry_applies),
+            ),
+            transfer_writes: Arc::new(
+                OwnWrites::new(MODEL_TRANSFER_MANAGER).counting(transfer_applies),
+            ),
             watched: Arc::new(Watched::default()),
         }
     }

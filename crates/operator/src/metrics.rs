@@ -21,6 +21,13 @@ pub struct ControllerLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApplyLabels {
+    pub controller: &'static str,
+    /// `applied`, or `skipped`: nothing changed since the last apply of the same content.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub controller: &'static str,
     pub error: String,
@@ -36,6 +43,7 @@ pub struct Metrics {
     pub status_writes: Family<ControllerLabel, Counter<u64, AtomicU64>>,
     pub queue_depth: Family<ControllerLabel, Gauge<i64, std::sync::atomic::AtomicI64>>,
     pub queue_adds: Family<ControllerLabel, Counter<u64, AtomicU64>>,
+    pub applies: Family<ApplyLabels, Counter<u64, AtomicU64>>,
     pub registry: Arc<Registry>,
 }
 
@@ -53,6 +61,7 @@ impl Default for Metrics {
         let status_writes = Family::default();
         let queue_depth = Family::default();
         let queue_adds = Family::default();
+        let applies = Family::default();
         registry.register("reconciles", "Reconciliations started", reconciles.clone());
         registry.register(
             "reconcile_failures",
@@ -84,6 +93,13 @@ impl Default for Metrics {
             "Objects that entered the work queue (requests for an object already waiting are merged)",
             queue_adds.clone(),
         );
+        registry.register(
+            "child_applies",
+            "Server-side applies of children that reconciles repeat (a registry's children, a \
+             transfer's registry grant): applied, or skipped because the child is as the last \
+             apply of the same content left it",
+            applies.clone(),
+        );
         Metrics {
             reconciles,
             failures,
@@ -92,6 +108,7 @@ impl Default for Metrics {
             status_writes,
             queue_depth,
             queue_adds,
+            applies,
             registry: Arc::new(registry),
         }
     }
@@ -123,6 +140,19 @@ impl Metrics {
                 error: error.to_string(),
             })
             .inc();
+    }
+
+    /// The counters of `controller`'s child applies: (applied, skipped).
+    pub fn child_applies(
+        &self,
+        controller: &'static str,
+    ) -> (Counter<u64, AtomicU64>, Counter<u64, AtomicU64>) {
+        let counter = |result| {
+            self.applies
+                .get_or_create(&ApplyLabels { controller, result })
+                .clone()
+        };
+        (counter("applied"), counter("skipped"))
     }
 
     pub fn status_written(&self, controller: &'static str) {

@@ -23,10 +23,12 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 
 use kube::api::DynamicObject;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
+use prometheus_client::metrics::counter::Counter;
 
 use crate::apply::{self, Child, ChildKey, ManagedKind, Parent};
 
@@ -34,6 +36,9 @@ use crate::apply::{self, Child, ChildKey, ManagedKind, Parent};
 pub struct OwnWrites {
     manager: &'static str,
     state: Mutex<State>,
+    /// Applies made and skipped (exported as metrics when attached, see [`OwnWrites::counting`]).
+    applied: Counter<u64, AtomicU64>,
+    skipped: Counter<u64, AtomicU64>,
 }
 
 type GroupKind = (String, String);
@@ -108,7 +113,19 @@ impl OwnWrites {
         OwnWrites {
             manager,
             state: Mutex::new(State::default()),
+            applied: Counter::default(),
+            skipped: Counter::default(),
         }
+    }
+
+    /// Counts applies made and skipped in these counters (e.g. registered metrics).
+    pub fn counting(
+        mut self,
+        (applied, skipped): (Counter<u64, AtomicU64>, Counter<u64, AtomicU64>),
+    ) -> OwnWrites {
+        self.applied = applied;
+        self.skipped = skipped;
+        self
     }
 
     /// The field manager of the controller's applies.
@@ -259,10 +276,12 @@ impl OwnWrites {
             if let (Some(a), Some(live)) = (s.applied.get(&key), s.live.get(&key))
                 && a.still_holds(hash, live)
             {
+                self.skipped.inc();
                 return Ok(None);
             }
         }
         let obj = apply::apply(client, self.manager, child).await?;
+        self.applied.inc();
         if let Some(version) = obj.resource_version() {
             let parent = Parent::from_labels(obj.labels());
             let ours = entry_hash(&obj.metadata, self.manager);

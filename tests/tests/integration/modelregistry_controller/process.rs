@@ -1,6 +1,6 @@
 //! The real `model-registry-operator` process: probes, readiness after cache sync, Prometheus
-//! metrics (reconciles, failures by kind, durations, work queues), JSON logs, leader election, no
-//! status hot loop, and a clean exit on SIGTERM.
+//! metrics (reconciles, failures by kind, durations, work queues, child applies made and skipped),
+//! JSON logs, leader election, no status hot loop, and a clean exit on SIGTERM.
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -17,6 +17,12 @@ use super::{Env, postgres_sample};
 const QUEUE_ADDS: &str =
     "model_registry_operator_work_queue_adds_total{controller=\"modelregistry\"}";
 const QUEUE_DEPTH: &str = "model_registry_operator_work_queue_depth{controller=\"modelregistry\"}";
+const IN_FLIGHT: &str =
+    "model_registry_operator_reconciles_in_flight{controller=\"modelregistry\"}";
+const APPLIED: &str =
+    "model_registry_operator_child_applies_total{controller=\"modelregistry\",result=\"applied\"}";
+const SKIPPED: &str =
+    "model_registry_operator_child_applies_total{controller=\"modelregistry\",result=\"skipped\"}";
 
 async fn get(url: &str) -> Option<(u16, String)> {
     let resp = reqwest::get(url).await.ok()?;
@@ -155,6 +161,52 @@ async fn operator_binary_serves_probes_and_metrics_and_stops_on_sigterm() {
     eventually("the change queued, then taken", || async {
         let text = get(&url).await.unwrap().1;
         metric(&text, QUEUE_ADDS) > added && metric(&text, QUEUE_DEPTH) == 0.0
+    })
+    .await;
+
+    // Child applies: a change by someone else outside the fields the operator sets wakes the
+    // registry up, and its reconcile applies nothing (the server-side apply would change
+    // nothing); a hand edit of one of the operator's fields is applied over.
+    let idle = |text: &str| metric(text, QUEUE_DEPTH) == 0.0 && metric(text, IN_FLIGHT) == 0.0;
+    eventually("nothing queued or running", || async {
+        idle(&get(&url).await.unwrap().1)
+    })
+    .await;
+    let text = get(&url).await.unwrap().1;
+    let (applied, skipped) = (metric(&text, APPLIED), metric(&text, SKIPPED));
+    assert!(applied >= 1.0 && skipped >= 0.0, "{text}");
+    let deps = env.api::<Deployment>();
+    let note = serde_json::json!({"metadata": {"annotations": {"example.com/note": "not the operator's"}}});
+    deps.patch(&name, &PatchParams::default(), &Patch::Merge(&note))
+        .await
+        .unwrap();
+    eventually(
+        "a reconcile that skips its applies, then nothing running",
+        || async {
+            let text = get(&url).await.unwrap().1;
+            metric(&text, SKIPPED) > skipped
+                && metric(&text, QUEUE_DEPTH) == 0.0
+                && metric(&text, IN_FLIGHT) == 0.0
+        },
+    )
+    .await;
+    assert_eq!(
+        metric(&get(&url).await.unwrap().1, APPLIED),
+        applied,
+        "a child was applied again though none of the operator's fields changed"
+    );
+    let edit = serde_json::json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "rest-container", "image": "example/hand-edit:1"}]}}}});
+    deps.patch(&name, &PatchParams::default(), &Patch::Strategic(&edit))
+        .await
+        .unwrap();
+    eventually("the hand edit applied over", || async {
+        let restored = deps.get(&name).await.is_ok_and(|d| {
+            !serde_json::to_string(&d.spec)
+                .unwrap()
+                .contains("example/hand-edit")
+        });
+        restored && metric(&get(&url).await.unwrap().1, APPLIED) > applied
     })
     .await;
 
