@@ -401,17 +401,32 @@ impl SyncJob {
     /// Like [`SyncJob::run`], but starts `wrapper… <model-sync> <args>` (a measuring parent,
     /// for the benchmark). The wrapper gets the Job's environment too.
     pub async fn run_wrapped(&self, wrapper: &[String]) -> anyhow::Result<JobOutput> {
-        let child = self.spawn_wrapped(wrapper).await?;
+        let mut child = self.spawn_wrapped(wrapper).await?;
         let started = std::time::Instant::now();
-        let wait = child.wait_with_output();
-        let out = match tokio::time::timeout(self.timeout, wait).await {
-            Ok(r) => r.context("wait for model-sync")?,
-            Err(_) => bail!("model-sync did not finish within {:?}", self.timeout),
+        // The output is read as it comes, so that a run that hangs still shows what it did.
+        let (stdout, out_task) = read_along(child.stdout.take());
+        let (stderr, err_task) = read_along(child.stderr.take());
+        let text = |b: &Arc<Mutex<Vec<u8>>>| {
+            String::from_utf8_lossy(&b.lock().expect("output")).into_owned()
         };
+        let status = match tokio::time::timeout(self.timeout, child.wait()).await {
+            Ok(r) => r.context("wait for model-sync")?,
+            Err(_) => {
+                let _ = child.kill().await;
+                let err = text(&stderr);
+                let lines: Vec<&str> = err.lines().collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                bail!(
+                    "model-sync did not finish within {:?}; the end of its stderr:\n{tail}",
+                    self.timeout
+                );
+            }
+        };
+        let _ = tokio::join!(out_task, err_task);
         Ok(JobOutput {
-            exit_code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            exit_code: status.code(),
+            stdout: text(&stdout),
+            stderr: text(&stderr),
             termination: std::fs::read_to_string(self.termination_path()).unwrap_or_default(),
             duration: started.elapsed(),
         })
@@ -691,6 +706,26 @@ pub async fn pull_image(reg: &OciRegistry, reference: &str) -> anyhow::Result<Pu
 
 /// A TCP proxy in front of a server that can cut every connection and refuse new ones for a
 /// while, like a server restart. Used for "S3 restarted mid-transfer".
+/// Reads a child's pipe to its end in the background, into the returned buffer.
+fn read_along<R>(pipe: Option<R>) -> (Arc<Mutex<Vec<u8>>>, tokio::task::JoinHandle<()>)
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    use tokio::io::AsyncReadExt as _;
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let into = buf.clone();
+    let task = tokio::spawn(async move {
+        let Some(mut pipe) = pipe else { return };
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut chunk).await
+            && n > 0
+        {
+            into.lock().expect("output").extend_from_slice(&chunk[..n]);
+        }
+    });
+    (buf, task)
+}
+
 pub struct FlakyProxy {
     addr: std::net::SocketAddr,
     state: Arc<ProxyState>,
