@@ -99,6 +99,18 @@ pub struct ChildKey {
     pub name: String,
 }
 
+impl ChildKey {
+    /// The key of the namespaced object `name` of typed kind `K` in `namespace`.
+    pub fn of<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> ChildKey {
+        ChildKey {
+            group: K::group(&()).into_owned(),
+            kind: K::kind(&()).into_owned(),
+            namespace: Some(namespace.to_string()),
+            name: name.to_string(),
+        }
+    }
+}
+
 /// Applies one child with server-side apply, taking ownership of the fields we set (force), so
 /// hand edits of those fields are reverted.
 pub async fn apply(client: &Client, manager: &str, child: &Child) -> kube::Result<DynamicObject> {

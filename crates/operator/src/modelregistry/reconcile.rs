@@ -37,12 +37,7 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
     // Validate before anything is built or applied, so an invalid registry gets no children.
     // Whether the Deployment exists yet is read meanwhile: from the watches when they can tell.
     let name = mr.name_any();
-    let deployment_key = apply::ChildKey {
-        group: "apps".into(),
-        kind: "Deployment".into(),
-        namespace: Some(ns.clone()),
-        name: name.clone(),
-    };
+    let deployment_key = apply::ChildKey::of::<Deployment>(&ns, &name);
     let deployments = Api::<Deployment>::namespaced(ctx.client.clone(), &ns);
     let existing = async {
         Ok(match ctx.registry_writes.exists(&deployment_key) {

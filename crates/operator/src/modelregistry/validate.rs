@@ -141,12 +141,17 @@ pub async fn validate(
 /// own store when it watches every namespace, else the cluster-wide watch of registry names.
 /// `None` when neither can tell yet.
 fn same_name(ctx: &Context, name: &str) -> Option<Vec<ObjectMeta>> {
+    fn metadata<K: ResourceExt>(found: Vec<std::sync::Arc<K>>) -> Vec<ObjectMeta> {
+        found.iter().map(|m| m.meta().clone()).collect()
+    }
     let w = &ctx.watched;
     if ctx.settings.watch_namespace.is_none() {
-        let found = w.registries.select_all(|m| m.name_any() == name)?;
-        Some(found.iter().map(|m| m.metadata.clone()).collect())
+        w.registries
+            .select_all(|m| m.name_any() == name)
+            .map(metadata)
     } else {
-        let found = w.registry_names.select_all(|m| m.name_any() == name)?;
-        Some(found.iter().map(|m| m.metadata.clone()).collect())
+        w.registry_names
+            .select_all(|m| m.name_any() == name)
+            .map(metadata)
     }
 }

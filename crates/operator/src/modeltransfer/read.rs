@@ -10,7 +10,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::Role;
 use kube::api::{Api, ListParams};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use mro_api::common::ConfigMapKeyValue;
 use mro_api::condition::model_transfer::reasons;
 use mro_api::{ModelRegistry, ModelTransfer};
@@ -363,12 +363,7 @@ pub async fn resolve(
     if let Some(g) = &wiring.grant {
         // Binding a Role that does not exist is refused; the registry's controller creates it
         // (and knows when it has).
-        let role = ChildKey {
-            group: Role::group(&()).into_owned(),
-            kind: Role::kind(&()).into_owned(),
-            namespace: Some(g.namespace.clone()),
-            name: g.role.clone(),
-        };
+        let role = ChildKey::of::<Role>(&g.namespace, &g.role);
         let roles = Api::<Role>::namespaced(client.clone(), &g.namespace);
         let known = ctx.registry_writes.exists(&role) == Some(true);
         if !known && referenced(&roles, &g.role, |_| true).await?.is_none() {

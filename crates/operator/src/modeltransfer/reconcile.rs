@@ -58,12 +58,7 @@ pub async fn reconcile(mt: Arc<ModelTransfer>, ctx: Arc<Context>) -> Result<Acti
     let hash = names::spec_hash(&mt.spec);
     // The watches know whether the Job exists (and we know the Jobs we created): a transfer
     // whose Job is known to be absent needs no read; an existing Job is read for its status.
-    let job_key = ChildKey {
-        group: "batch".into(),
-        kind: "Job".into(),
-        namespace: Some(ns.clone()),
-        name: job_name.clone(),
-    };
+    let job_key = ChildKey::of::<Job>(&ns, &job_name);
     let job = match ctx.watched.transfer_jobs.get(&ns, &job_name) {
         Lookup::Found(job) => Some((*job).clone()),
         _ => match ctx.transfer_writes.exists(&job_key) {
