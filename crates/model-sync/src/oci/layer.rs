@@ -1,5 +1,6 @@
 //! One model file → one layer: reuse from a previous push, or stream it from the source
 //! through the tar framing into a chunked upload.
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt as _;
@@ -24,6 +25,9 @@ pub(crate) struct Target<'a> {
     pub(crate) scopes: &'a [String],
     /// Largest PATCH request.
     pub(crate) segment: u64,
+    /// Every layer gets its content's sha256 annotation (the model signature needs them); a
+    /// previous layer is reused only when its content digest is known.
+    pub(crate) hash_content: bool,
 }
 
 impl Target<'_> {
@@ -40,38 +44,48 @@ impl Target<'_> {
         let layer_len = tar::layer_len(&f.path, f.size);
         let fingerprint = f.fingerprint.as_deref();
         let content_sha = f.sha256.as_deref().and_then(normalize_content_sha256);
-        let descriptor = |digest: String| {
-            image::model_layer_descriptor(
-                path,
-                digest,
-                layer_len,
-                fingerprint,
-                content_sha.as_deref(),
-            )
-        };
         if let Some(prev) = previous.filter(|p| {
             p.size == layer_len
                 && ((fingerprint.is_some() && p.annotation(ANNOTATION_FINGERPRINT) == fingerprint)
                     || (content_sha.is_some()
                         && p.annotation(ANNOTATION_SHA256) == content_sha.as_deref()))
+                && (!self.hash_content
+                    || content_sha.is_some()
+                    || p.annotation(ANNOTATION_SHA256).is_some())
         }) && self.reg.blob_size(repo, &prev.digest, scopes).await? == Some(layer_len)
         {
+            let content_sha = content_sha
+                .clone()
+                .or_else(|| prev.annotation(ANNOTATION_SHA256).map(str::to_owned));
             tracing::info!(path, digest = %prev.digest, "file unchanged since the previous push; layer reused");
             Counters::add(&self.reg.counters.blobs_existing, 1);
             progress.add(f.size);
             return Ok(ModelLayer {
                 path: path.to_owned(),
-                descriptor: descriptor(prev.digest.clone()),
+                descriptor: image::model_layer_descriptor(
+                    path,
+                    prev.digest.clone(),
+                    layer_len,
+                    fingerprint,
+                    content_sha.as_deref(),
+                ),
             });
         }
         let counted = AtomicU64::new(0);
+        let hashed = Mutex::new(None);
+        let hash = content_sha.is_some() || self.hash_content;
         let policy = RetryPolicy {
             attempts: 3,
             ..RetryPolicy::default()
         };
         let (digest, len) = retry(policy, &format!("upload of {path}"), |_| {
             upload_blob(self.reg, repo, scopes, self.segment, None, layer_len, |w| {
-                produce_layer(source, f, content_sha.as_deref(), w, progress, &counted)
+                let content = Content {
+                    expected: content_sha.as_deref(),
+                    hash,
+                    hashed: &hashed,
+                };
+                produce_layer(source, f, content, w, progress, &counted)
             })
         })
         .await
@@ -83,11 +97,28 @@ impl Target<'_> {
             ));
         }
         tracing::debug!(path, %digest, "model layer uploaded");
+        let hashed = hashed.into_inner().unwrap_or_else(|p| p.into_inner());
         Ok(ModelLayer {
             path: path.to_owned(),
-            descriptor: descriptor(digest),
+            descriptor: image::model_layer_descriptor(
+                path,
+                digest,
+                layer_len,
+                fingerprint,
+                hashed.as_deref(),
+            ),
         })
     }
+}
+
+/// What `produce_layer` does with the file's content digest.
+struct Content<'a> {
+    /// The source's digest (`sha256:<hex>`), checked.
+    expected: Option<&'a str>,
+    /// Whether to hash the content at all.
+    hash: bool,
+    /// Where the content digest is left (`sha256:<hex>`).
+    hashed: &'a Mutex<Option<String>>,
 }
 
 /// Writes one model file's layer: tar headers, the content streamed from the source (re-opened
@@ -95,7 +126,7 @@ impl Target<'_> {
 async fn produce_layer<S: OpenFile + ?Sized>(
     source: &S,
     f: &ModelFile,
-    content_sha: Option<&str>,
+    content_digest: Content<'_>,
     mut w: BlobWriter,
     progress: &Progress,
     counted: &AtomicU64,
@@ -103,7 +134,7 @@ async fn produce_layer<S: OpenFile + ?Sized>(
     let path = f.path.as_str();
     w.write(tar::layer_prefix(&f.path, f.size).into()).await?;
     let start = w.written();
-    let mut content = content_sha.map(|_| Hasher::default());
+    let mut content = content_digest.hash.then(Hasher::default);
     let mut pos = 0u64;
     let mut reopens = 0;
     let open = |offset: u64| {
@@ -176,14 +207,20 @@ async fn produce_layer<S: OpenFile + ?Sized>(
         }
     }
     debug_assert_eq!(w.written() - start, pos);
-    if let (Some(expected), Some(h)) = (content_sha, content) {
+    if let Some(h) = content {
         let actual = h.finish();
-        if actual != expected {
+        if let Some(expected) = content_digest.expected
+            && actual != expected
+        {
             return Err(TransferError::new(
                 Reason::IntegrityError,
                 format!("{path}: content hashes to {actual}, the source listed {expected}"),
             ));
         }
+        *content_digest
+            .hashed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(actual);
     }
     w.write(tar::layer_suffix(f.size).into()).await?;
     Ok(w)

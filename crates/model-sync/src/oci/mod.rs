@@ -24,6 +24,7 @@ use crate::transfer::{ByteStream, ModelFile, OpenFile, TransferError};
 mod auth;
 mod blobs;
 mod digest;
+mod extra;
 mod image;
 mod layer;
 pub mod referrers;
@@ -37,6 +38,7 @@ mod upload;
 #[cfg(test)]
 mod tests;
 
+pub use extra::ImageFiles;
 pub use sink::{OciSink, UploadStats};
 pub use source::OciSource;
 

@@ -16,6 +16,7 @@ use futures::{StreamExt as _, TryStreamExt as _, stream};
 use oci_client::Reference;
 
 use super::digest;
+use super::extra::{ImageFiles, extra_layers};
 use super::image::{self, Descriptor, Manifest, ModelLayer, Parsed};
 use super::layer::Target;
 use super::registry::{Registry, Settings, scope};
@@ -47,6 +48,7 @@ pub struct OciSink {
     concurrency: usize,
     segment: u64,
     registry: Arc<Registry>,
+    extra: Option<Arc<dyn ImageFiles>>,
 }
 
 /// One platform image of the base.
@@ -81,6 +83,7 @@ impl OciSink {
             concurrency,
             segment: DEFAULT_SEGMENT,
             registry,
+            extra: None,
         })
     }
 
@@ -95,6 +98,17 @@ impl OciSink {
     pub fn with_chunk_size(mut self, bytes: usize) -> OciSink {
         self.segment = (bytes as u64).max(4096);
         self
+    }
+
+    /// Adds `extra`'s files to every image after the model layers (content digests are then
+    /// computed for every model file while it streams).
+    pub fn set_image_files(&mut self, extra: Arc<dyn ImageFiles>) {
+        self.extra = Some(extra);
+    }
+
+    /// The destination repository.
+    pub fn repository(&self) -> &str {
+        self.dest.location.reference.repository()
     }
 
     /// What this sink has sent so far.
@@ -117,7 +131,16 @@ impl OciSink {
         files: &[ModelFile],
         progress: &Progress,
     ) -> Result<Published, TransferError> {
-        let files = normalize_listing(files.to_vec())?;
+        let mut files = normalize_listing(files.to_vec())?;
+        if let Some(extra) = &self.extra {
+            files.retain(|f| {
+                let replaced = extra.replaces().contains(&f.path.as_str());
+                if replaced {
+                    tracing::warn!(path = %f.path, "the source's file is replaced by the one model-sync writes");
+                }
+                !replaced
+            });
+        }
         let reference = &self.dest.location.reference;
         let repo = reference.repository().to_owned();
         let tag = reference
@@ -139,6 +162,7 @@ impl OciSink {
             repo: &repo,
             scopes: &scopes,
             segment: self.segment,
+            hash_content: self.extra.is_some(),
         };
         // Largest files first, a new one whenever any finishes: small files fill the tail
         // instead of waiting behind a large one. The manifest lists layers in path order.
@@ -160,7 +184,10 @@ impl OciSink {
             .try_collect()
             .await?;
         layers.sort_by_key(|(i, _)| *i);
-        let layers: Vec<ModelLayer> = layers.into_iter().map(|(_, l)| l).collect();
+        let mut layers: Vec<ModelLayer> = layers.into_iter().map(|(_, l)| l).collect();
+        if let Some(extra) = &self.extra {
+            layers.extend(extra_layers(extra.as_ref(), target, &layers).await?);
+        }
 
         let digest = self
             .push_manifests(&base, &layers, &repo, tag, &scopes)
