@@ -158,7 +158,7 @@ pub enum SigningMode {
         /// Where the trusted root comes from (SIGSTORE_TUF_URL); `None`: not checked.
         tuf: Option<Box<TufRoot>>,
         /// SIGSTORE_TSA_URL: the timestamp authority's endpoint, posted to as given.
-        tsa: Option<Url>,
+        tsa: Option<Box<Url>>,
     },
 }
 
@@ -291,7 +291,7 @@ fn keyless(
     // The TSA URL is the endpoint itself (e.g. `.../api/v1/timestamp`): no slash appended.
     let tsa = match &endpoints.tsa_url {
         Some(v) => match Url::parse(v) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(Some(u)),
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(Some(Box::new(u))),
             _ => {
                 errors.push(ConfigError::Invalid {
                     field: Field::Other(SIGSTORE_TSA_URL.into()),

@@ -120,7 +120,7 @@ pub enum Signer {
         token_path: PathBuf,
         trust: Option<Box<TrustedRoot>>,
         /// SIGSTORE_TSA_URL: each signature is timestamped there.
-        tsa: Option<Url>,
+        tsa: Option<Box<Url>>,
     },
 }
 
@@ -240,12 +240,23 @@ impl Signer {
                 let signature = key.sign(&to_sign)?;
                 let envelope = Envelope::new(IN_TOTO_PAYLOAD_TYPE, statement, &signature);
                 let timestamp_verification_data = match tsa {
-                    Some(url) => Some(TimestampVerificationData {
-                        rfc3161_timestamps: vec![Rfc3161Timestamp {
-                            signed_timestamp: STANDARD
-                                .encode(tsa::timestamp(http, url, &signature).await?),
-                        }],
-                    }),
+                    Some(url) => {
+                        let reply = tsa::timestamp(http, url, &signature).await?;
+                        if let Some(root) = trust {
+                            trust::timestamp::check(root, &reply).map_err(|why| {
+                                SignError::Untrusted {
+                                    service: "the timestamp authority",
+                                    what: "a timestamp",
+                                    why,
+                                }
+                            })?;
+                        }
+                        Some(TimestampVerificationData {
+                            rfc3161_timestamps: vec![Rfc3161Timestamp {
+                                signed_timestamp: STANDARD.encode(reply),
+                            }],
+                        })
+                    }
                     None => None,
                 };
                 let entry = rekor::upload_dsse(http, rekor, &envelope, leaf).await?;

@@ -28,11 +28,12 @@ use x509_tsp::{MessageImprint, TimeStampReq, TimeStampResp, TspVersion, TstInfo}
 use super::{SignError, http_error};
 
 /// id-sha256.
-const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+pub(crate) const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
 /// id-signedData.
 const SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
 /// id-ct-TSTInfo.
-const TST_INFO: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.4");
+pub(crate) const TST_INFO: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.4");
 
 /// Largest response read (a token with a certificate chain is a few KiB).
 const MAX_RESPONSE: usize = 64 * 1024;
@@ -76,12 +77,25 @@ fn positive(n: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Checks a DER `TimeStampResp` against the request; returns the token's generation time.
-pub fn check_response(
-    der: &[u8],
-    signature: &[u8],
-    nonce: &[u8; 8],
-) -> Result<chrono::DateTime<chrono::Utc>, String> {
+/// A granted reply, decoded: the token's SignedData and the TSTInfo it signs.
+pub(crate) struct Token {
+    pub(crate) signed: SignedData,
+    /// The TSTInfo's DER, as signed (the message-digest attribute covers it).
+    pub(crate) info_der: Vec<u8>,
+    pub(crate) info: TstInfo,
+}
+
+impl Token {
+    /// The generation time.
+    pub(crate) fn time(&self) -> Result<chrono::DateTime<chrono::Utc>, String> {
+        let secs = self.info.gen_time.to_unix_duration().as_secs();
+        chrono::DateTime::from_timestamp(i64::try_from(secs).unwrap_or(i64::MAX), 0)
+            .ok_or_else(|| "genTime out of range".to_owned())
+    }
+}
+
+/// Decodes a DER `TimeStampResp`: status granted, a CMS SignedData token over a TSTInfo.
+pub(crate) fn parse(der: &[u8]) -> Result<Token, String> {
     let resp = TimeStampResp::from_der(der).map_err(|e| format!("not a TimeStampResp: {e}"))?;
     // PKIStatus granted(0); grantedWithMods(1) is not accepted by sigstore verifiers.
     let status = resp.status.status as u8;
@@ -122,7 +136,29 @@ pub fn check_response(
         .ok_or("the token carries no TSTInfo")?
         .decode_as()
         .map_err(|e| format!("TSTInfo content: {e}"))?;
-    let info = TstInfo::from_der(content.as_bytes()).map_err(|e| format!("TSTInfo: {e}"))?;
+    let info_der = content.as_bytes().to_vec();
+    let info = TstInfo::from_der(&info_der).map_err(|e| format!("TSTInfo: {e}"))?;
+    if signed.signer_infos.0.len() != 1 {
+        return Err(format!(
+            "the token has {} signers, one expected",
+            signed.signer_infos.0.len()
+        ));
+    }
+    Ok(Token {
+        signed,
+        info_der,
+        info,
+    })
+}
+
+/// Checks a DER `TimeStampResp` against the request; returns the token's generation time.
+pub fn check_response(
+    der: &[u8],
+    signature: &[u8],
+    nonce: &[u8; 8],
+) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let token = parse(der)?;
+    let info = &token.info;
     let want = imprint(signature).map_err(|e| e.to_string())?;
     if info.message_imprint.hash_algorithm.oid != SHA256
         || info.message_imprint.hashed_message != want.hashed_message
@@ -133,15 +169,7 @@ pub fn check_response(
     if info.nonce.as_ref().map(|n| n.as_bytes()) != Some(ours.as_slice()) {
         return Err("the token's nonce is not the request's".into());
     }
-    if signed.signer_infos.0.len() != 1 {
-        return Err(format!(
-            "the token has {} signers, one expected",
-            signed.signer_infos.0.len()
-        ));
-    }
-    let secs = info.gen_time.to_unix_duration().as_secs();
-    chrono::DateTime::from_timestamp(i64::try_from(secs).unwrap_or(i64::MAX), 0)
-        .ok_or_else(|| "genTime out of range".to_owned())
+    token.time()
 }
 
 /// Asks the TSA at `url` to timestamp `signature`; the checked DER response.

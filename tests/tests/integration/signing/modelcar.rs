@@ -14,13 +14,16 @@ use std::path::Path;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use mro_tests::model_registry::{ModelRegistryStandIn, StandInOptions};
 use mro_tests::model_sync::{Model, SyncJob, pull_image};
 use mro_tests::s3::S3Server;
-use mro_tests::sigstore::{ISSUER_URL, Sigstore, verifiers};
+use mro_tests::sigstore::tsa::Tsa;
+use mro_tests::sigstore::tuf::TufRepo;
+use mro_tests::sigstore::{ISSUER_URL, Sigstore, trust, verifiers};
 use serde_json::Value;
 
 use super::key::{flip_byte, key_pair};
-use super::keyless::{IDENTITY, SUBJECT};
+use super::keyless::{IDENTITY, SUBJECT, keyless_job};
 use super::oci::Bed;
 
 const REPO: &str = "models/signed";
@@ -270,5 +273,43 @@ async fn key_signed_image_has_model_sig_that_model_signing_verifies() -> anyhow:
     verifiers::model_signing_key(&dir, &dir.join("model.sig"), &public_path)
         .await?
         .assert_rejected("a flipped byte");
+    Ok(())
+}
+
+/// With a trusted root from TUF, the reply of a timestamp authority that the root does not list
+/// fails the signature before anything is written or registered (verifiers would reject it, or
+/// skip it and fall back to the log's time).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timestamp_authority_the_trusted_root_does_not_list_fails_signing() -> anyhow::Result<()>
+{
+    mro_tests::init();
+    let sig = Sigstore::start()?;
+    let mr = ModelRegistryStandIn::start(StandInOptions::default()).await?;
+    let other = Tsa::start()?;
+    let tuf = TufRepo::start(&trust::trusted_root(&sig.fulcio, &sig.rekor, Some(&other))).await?;
+    let token = sig.issuer.token(SUBJECT, "sigstore", 600)?;
+    let mut job = keyless_job(&mr, &sig, &tuf.url(), &token)?;
+    job.env("SIGSTORE_TSA_URL", sig.tsa.url());
+    job.create_model("untrusted-tsa", "v1")?;
+    let out = job.run().await?;
+    out.expect_exit(1);
+    assert_eq!(out.reason(), "SigningFailed", "{}", out.all_output());
+    assert!(
+        out.termination
+            .contains("the timestamp authority returned a timestamp")
+            && out
+                .termination
+                .contains("not signed by a timestamp authority of the trusted root"),
+        "{}",
+        out.all_output()
+    );
+    assert_eq!(sig.tsa.issued(), 1);
+    assert!(!job.dir().join("out/bert/model.sig").exists());
+    assert!(
+        mr.registered_models()
+            .iter()
+            .all(|m| m["name"] != "untrusted-tsa"),
+        "registered although signing failed"
+    );
     Ok(())
 }

@@ -406,8 +406,8 @@ async fn key_signed_image_verifies_and_a_second_signature_is_appended() -> anyho
         .await?
         .assert_rejected("a different public key");
 
-    // The same model again to the same tag: same manifest digest, a second signature appended
-    // to the referrers index (the first one kept).
+    // The same model again to the same tag: a new image (its /models/model.sig is a new
+    // signature), signed by its own referrer.
     let mut again = bed.job_from(&job, "v1")?;
     again.env(
         "MODEL_SYNC_SIGNING_KEY_PATH",
@@ -416,7 +416,27 @@ async fn key_signed_image_verifies_and_a_second_signature_is_appended() -> anyho
     again.create_model("key-signed-image-again", "v1")?;
     let out = again.run().await?;
     out.expect_exit(0);
-    assert_eq!(out.json()["digest"], digest.as_str());
+    let second = out.json()["digest"].as_str().unwrap_or_default().to_owned();
+    assert_ne!(second, digest, "a new model.sig makes a new image");
+    assert_eq!(http.manifest("v1", MANIFEST).await?.0, second);
+    assert_eq!(http.signatures(&second).await?.len(), 1);
+
+    // Signing the first image once more appends to its referrers index (the first kept).
+    let signer = model_sync::sign::Signer::new(
+        &model_sync::config::SigningMode::Key {
+            path: private_path.clone(),
+        },
+        None,
+    )?;
+    let dest = model_sync::config::OciDestination {
+        location: model_sync::config::OciLocation {
+            reference: format!("{}/{REPO}:v1", bed.oci.host()).parse()?,
+            credentials: None,
+            tls_verify: false,
+        },
+        base_image: bed.base_image.clone(),
+    };
+    model_sync::sign::oci_image::sign(&signer, &dest, &digest, None).await?;
     let found = http.signatures(&digest).await?;
     assert_eq!(found.len(), 2, "both signatures listed");
     assert_ne!(found[0].bundle, found[1].bundle);
