@@ -5,7 +5,9 @@
 #
 # Idempotent: a venv holding the pinned versions is reused, so only the first run needs network
 # access. Cache root shared with the other harness scripts:
-#   ${MRO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/model-registry-operator}/sigstore-venv
+#   ${MRO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/model-registry-operator}/sigstore-venv-<hash>
+# where <hash> names the pinned set: checkouts pinning different versions (branches, worktrees)
+# each keep their own venv instead of rebuilding one under each other's running tests.
 # pip uses whatever index the machine is configured for; this script names none.
 set -euo pipefail
 
@@ -16,9 +18,9 @@ RFC3161_CLIENT_VERSION="${RFC3161_CLIENT_VERSION:-1.0.9}"
 # model-signing imports OpenSSL (certificate mode) at start-up without declaring the dependency.
 PYOPENSSL_VERSION="${PYOPENSSL_VERSION:-26.4.0}"
 CACHE_ROOT="${MRO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/model-registry-operator}"
-VENV="$CACHE_ROOT/sigstore-venv"
-STAMP="$VENV/.installed"
 WANT="model-signing==$MODEL_SIGNING_VERSION sigstore==$SIGSTORE_VERSION rfc3161-client==$RFC3161_CLIENT_VERSION pyopenssl==$PYOPENSSL_VERSION"
+VENV="$CACHE_ROOT/sigstore-venv-$(printf '%s' "$WANT" | sha256sum | cut -c1-12)"
+STAMP="$VENV/.installed"
 
 log() { echo "install-sigstore-verifiers: $*" >&2; }
 
