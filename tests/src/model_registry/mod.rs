@@ -16,7 +16,10 @@ mod routes;
 mod store;
 mod validate;
 
+pub mod contract;
+pub mod dsn;
 pub mod prism;
+pub mod server_cli;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};

@@ -142,7 +142,8 @@ pub fn mysql_dsn_env(my: &MySqlConfig) -> Result<String, BuildError> {
         "{user}{password}@tcp({}:{})/{}?charset=utf8mb4",
         escape_expansion(&host),
         my.port,
-        escape_expansion(&my.database)
+        // The driver path-unescapes the database name.
+        escape_expansion(&my.database.replace('%', "%25"))
     ))
 }
 
