@@ -22,6 +22,7 @@ pub mod oci_registry;
 pub mod operator;
 pub mod platform_apis;
 pub mod ports;
+pub mod postgres;
 pub mod rbac_proxy;
 pub mod s3;
 pub mod sigstore;

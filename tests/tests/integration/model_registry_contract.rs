@@ -5,6 +5,7 @@
 //! separately from the upstream answer. Direct (Prism-less) tests of the stand-in are in `standin`
 //! and `standin_rules`.
 mod server_args;
+mod server_start;
 mod standin;
 mod standin_rules;
 
