@@ -3,6 +3,8 @@
 #   docker-registry  (Debian's distribution registry: tests/src/oci_registry.rs)
 #   htpasswd         (apache2-utils: bcrypt htpasswd file for the auth registry)
 #   openssl          (handy for inspecting the per-run certificates; used by scripts)
+#   postgresql       (a throwaway database the Model Registry stand-in connects to: tests/src/postgres.rs)
+#   psql             (postgresql-client: how the stand-in reaches it, with libpq)
 # Idempotent: does nothing (and needs no privileges) when everything is present. Uses the system's
 # configured apt sources; runs apt as root directly or through sudo.
 set -euo pipefail
@@ -12,6 +14,8 @@ required=(
   "/usr/bin/docker-registry docker-registry"
   "htpasswd apache2-utils"
   "openssl openssl"
+  "pg_ctlcluster postgresql"
+  "psql postgresql-client"
 )
 
 missing=()
