@@ -258,8 +258,9 @@ pub fn pg_unknown_keys(settings: &BTreeMap<String, String>, pgx_5_9: bool) -> Ve
     settings
         .keys()
         .filter(|k| {
-            !PGX_KEYS_V5_6.contains(&k.as_str())
-                && !(pgx_5_9 && PGX_KEYS_V5_9_EXTRA.contains(&k.as_str()))
+            let known = PGX_KEYS_V5_6.contains(&k.as_str())
+                || (pgx_5_9 && PGX_KEYS_V5_9_EXTRA.contains(&k.as_str()));
+            !known
         })
         .cloned()
         .collect()
