@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod error;
+pub mod hf;
 pub mod local;
 pub mod oci;
 pub mod run;
