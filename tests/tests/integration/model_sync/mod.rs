@@ -6,6 +6,7 @@ mod e2e;
 
 // S3, URI and local back-ends as a library, against the real test servers.
 mod faults;
+mod hf;
 mod local;
 mod oci;
 mod s3;
