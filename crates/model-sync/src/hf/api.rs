@@ -182,36 +182,11 @@ impl Hub {
             let location = resp
                 .headers()
                 .get(header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| {
-                    TransferError::new(
-                        Reason::SourceUnavailable,
-                        format!(
-                            "{what}: {} answered {status} without a Location",
-                            shown(&url)
-                        ),
-                    )
-                })?;
-            let next = url.join(location).map_err(|e| {
-                TransferError::new(
-                    Reason::SourceUnavailable,
-                    format!("{what}: {} redirected to an invalid URL: {e}", shown(&url)),
-                )
-            })?;
-            if url.scheme() == "https" && next.scheme() != "https" {
-                return Err(TransferError::new(
-                    Reason::SourceUnavailable,
-                    format!(
-                        "{what}: {} redirected from https to {}; refused",
-                        shown(&url),
-                        shown(&next)
-                    ),
-                ));
+                .and_then(|v| v.to_str().ok());
+            match next_hop(&self.home, &url, status, location, stay_home, what)? {
+                Hop::Stop => return Ok(resp),
+                Hop::Follow(next) => url = next,
             }
-            if stay_home && !self.is_home(&next) {
-                return Ok(resp);
-            }
-            url = next;
         }
         Err(TransferError::new(
             Reason::SourceUnavailable,
@@ -245,6 +220,47 @@ impl Hub {
         })?;
         Ok((value, head))
     }
+}
+
+/// What to do with a redirect.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Hop {
+    Follow(Url),
+    /// Leaves the endpoint's origin while the caller wants the Hub's own answer.
+    Stop,
+}
+
+/// The decision for a redirect from `from` to `location` (relative or absolute): refused
+/// without a location, to an invalid URL, or from https to http.
+pub(crate) fn next_hop(
+    home: &Origin,
+    from: &Url,
+    status: StatusCode,
+    location: Option<&str>,
+    stay_home: bool,
+    what: &str,
+) -> Result<Hop, TransferError> {
+    let refused = |why: String| {
+        TransferError::new(
+            Reason::SourceUnavailable,
+            format!("{what}: {}{why}", shown(from)),
+        )
+    };
+    let location =
+        location.ok_or_else(|| refused(format!(" answered {status} without a Location")))?;
+    let next = from
+        .join(location)
+        .map_err(|e| refused(format!(" redirected to an invalid URL: {e}")))?;
+    if from.scheme() == "https" && next.scheme() != "https" {
+        return Err(refused(format!(
+            " redirected from https to {}; refused",
+            shown(&next)
+        )));
+    }
+    if stay_home && origin(&next) != *home {
+        return Ok(Hop::Stop);
+    }
+    Ok(Hop::Follow(next))
 }
 
 /// Reads a whole body, refusing more than `limit` bytes.
@@ -375,6 +391,43 @@ mod tests {
         assert_eq!(
             shown(&u("http://127.0.0.1:9/blobs/ab?X-Amz-Signature=s3cr3t")),
             "http://127.0.0.1:9/blobs/ab?…"
+        );
+    }
+
+    #[test]
+    fn redirects_stay_on_https_and_stop_at_the_hub_edge() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        let home = origin(&u("https://hub.example"));
+        let from = u("https://hub.example/o/m/resolve/c/a.bin");
+        let found = StatusCode::FOUND;
+        let hop = |loc: Option<&str>, stay: bool| next_hop(&home, &from, found, loc, stay, "w");
+        // A relative redirect (a renamed repository) stays on the Hub: followed either way.
+        assert_eq!(
+            hop(Some("/n/m/resolve/c/a.bin"), true).unwrap(),
+            Hop::Follow(u("https://hub.example/n/m/resolve/c/a.bin"))
+        );
+        // The CDN: followed for a download, not for the Hub's own answer.
+        let cdn = "https://cdn.example/blob?X-Amz-Signature=s";
+        assert_eq!(hop(Some(cdn), false).unwrap(), Hop::Follow(u(cdn)));
+        assert_eq!(hop(Some(cdn), true).unwrap(), Hop::Stop);
+        // Same host, other port: another origin.
+        assert_eq!(
+            hop(Some("https://hub.example:8443/x"), true).unwrap(),
+            Hop::Stop
+        );
+        let e = hop(Some("http://cdn.example/blob?sig=s"), false).unwrap_err();
+        assert!(
+            e.message
+                .contains("from https to http://cdn.example/blob?…"),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains("sig=s"));
+        assert!(
+            hop(None, false)
+                .unwrap_err()
+                .message
+                .contains("without a Location")
         );
     }
 
