@@ -395,6 +395,16 @@ async fn hf_downloads_resume_follow_renames_and_catch_tampering() -> anyhow::Res
         assert_eq!(err.reason, Reason::IntegrityError, "{path}: {err}");
         assert!(err.message.contains(path), "{path}: {err}");
     }
+
+    // A repository whose probed (first) file is in LFS: the Hub's answer is the redirect itself.
+    hub.clear_faults();
+    let only = vec![HubFile::lfs("a.bin", pseudo_random(9, 70_000))];
+    hub.commit("org/lfs-only", "main", &only);
+    let source = HubSource::prepare("org/lfs-only", None, settings(&hub, None)?, fast()).await?;
+    assert_eq!(
+        download(source).await?,
+        hub.files_at("org/lfs-only", "main")
+    );
     Ok(())
 }
 
