@@ -9,7 +9,9 @@
 pub mod config;
 pub mod error;
 pub mod local;
+pub mod net;
 pub mod oci;
+pub mod redact;
 pub mod run;
 pub mod s3;
 pub mod sign;

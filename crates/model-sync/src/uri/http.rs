@@ -12,6 +12,9 @@ use url::Url;
 use crate::config::Secret;
 use crate::transfer::{ByteStream, Reason, TransferError};
 
+/// Longest `Content-Disposition` file name used (the usual file-system limit).
+const MAX_FILE_NAME_BYTES: usize = 255;
+
 /// One remote file.
 pub(crate) struct Remote {
     client: reqwest::Client,
@@ -223,7 +226,9 @@ pub(crate) fn disposition_file_name(value: &str) -> Option<String> {
         .find_map(|p| p.strip_prefix("filename="))?;
     let v = v.trim_matches('"');
     let base = v.rsplit(['/', '\\']).next()?.trim();
-    (!base.is_empty() && base != "." && base != "..").then(|| base.to_owned())
+    // A file name longer than any file system allows is the server's noise, not a name.
+    (!base.is_empty() && base != "." && base != ".." && base.len() <= MAX_FILE_NAME_BYTES)
+        .then(|| base.to_owned())
 }
 
 fn percent_decode(s: &str) -> String {
