@@ -31,7 +31,11 @@ const CONTAINS: &[&str] = &[
 
 /// What ends a value in free text (URLs in messages are followed by spaces, quotes, brackets).
 fn ends_value(c: char) -> bool {
-    c.is_whitespace() || matches!(c, '&' | '#' | '"' | '\'' | '<' | '>' | ')' | ']' | ',' | ';')
+    c.is_whitespace()
+        || matches!(
+            c,
+            '&' | '#' | '"' | '\'' | '<' | '>' | ')' | ']' | ',' | ';'
+        )
 }
 
 fn is_name_char(c: char) -> bool {
@@ -125,7 +129,8 @@ fn auth_schemes(text: &str) -> String {
             let value_start = from + i + scheme.len();
             let len = out[value_start..]
                 .find(|c: char| {
-                    !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '+' | '/' | '='))
+                    !(c.is_ascii_alphanumeric()
+                        || matches!(c, '-' | '.' | '_' | '~' | '+' | '/' | '='))
                 })
                 .unwrap_or(out.len() - value_start);
             // Short words ("Basic auth", "Bearer token") are prose, not credentials.
@@ -146,7 +151,10 @@ mod tests {
     fn presigned_urls_keep_host_and_path_only() {
         let url = "https://bucket.s3.amazonaws.com/models/w.bin?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEXAMPLE%2F20261206%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20261206T000000Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Security-Token=FQoGZXIvYXdzEJr-session&X-Amz-Signature=deadbeefcafe";
         let out = text(&format!("GET {url}: 403"));
-        assert!(out.contains("https://bucket.s3.amazonaws.com/models/w.bin?"), "{out}");
+        assert!(
+            out.contains("https://bucket.s3.amazonaws.com/models/w.bin?"),
+            "{out}"
+        );
         for secret in ["AKIAEXAMPLE", "FQoGZXIvYXdzEJr-session", "deadbeefcafe"] {
             assert!(!out.contains(secret), "{secret} in {out}");
         }
@@ -158,11 +166,23 @@ mod tests {
     #[test]
     fn other_signed_url_forms() {
         for (input, secret) in [
-            ("https://a.blob.core.windows.net/c/f?sv=2020&sig=AbC%2Bdef123&se=2026", "AbC%2Bdef123"),
-            ("https://storage.googleapis.com/b/o?X-Goog-Signature=0123abcd&x=1", "0123abcd"),
-            ("http://h/f?AWSAccessKeyId=AKIA1&Signature=s1g&Expires=1", "s1g"),
+            (
+                "https://a.blob.core.windows.net/c/f?sv=2020&sig=AbC%2Bdef123&se=2026",
+                "AbC%2Bdef123",
+            ),
+            (
+                "https://storage.googleapis.com/b/o?X-Goog-Signature=0123abcd&x=1",
+                "0123abcd",
+            ),
+            (
+                "http://h/f?AWSAccessKeyId=AKIA1&Signature=s1g&Expires=1",
+                "s1g",
+            ),
             ("http://h/f?access_token=tok-123456", "tok-123456"),
-            ("Credential=AKIA/x, SignedHeaders=host, Signature=abcdef0123", "abcdef0123"),
+            (
+                "Credential=AKIA/x, SignedHeaders=host, Signature=abcdef0123",
+                "abcdef0123",
+            ),
         ] {
             let out = text(input);
             assert!(!out.contains(secret), "{out}");
@@ -173,7 +193,10 @@ mod tests {
     #[test]
     fn user_info_is_removed_wherever_a_url_appears() {
         let out = text("fetching \"https://alice:pa%40ss@example.com:8443/m.bin\" failed");
-        assert_eq!(out, "fetching \"https://***@example.com:8443/m.bin\" failed");
+        assert_eq!(
+            out,
+            "fetching \"https://***@example.com:8443/m.bin\" failed"
+        );
         let out = text("s3://bucket/key and oci://reg/repo:tag stay");
         assert_eq!(out, "s3://bucket/key and oci://reg/repo:tag stay");
         let out = text("http://user@host/x");

@@ -460,13 +460,16 @@ fn oci_location(
 /// redacted: a malformed secret URL may not look like a URL at all.
 fn hide_file_value(layers: &Layers, key: Key, e: ConfigError) -> ConfigError {
     match (layers.explicit(key).map(|v| v.origin), e) {
-        (Some(Origin::File(path)), ConfigError::Invalid { field, expected, .. }) => {
+        (
+            Some(Origin::File(path)),
             ConfigError::Invalid {
-                field,
-                shown: format!(" (read from {}; not shown)", path.display()),
-                expected,
-            }
-        }
+                field, expected, ..
+            },
+        ) => ConfigError::Invalid {
+            field,
+            shown: format!(" (read from {}; not shown)", path.display()),
+            expected,
+        },
         (_, e) => e,
     }
 }

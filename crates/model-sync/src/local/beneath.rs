@@ -140,7 +140,8 @@ pub(crate) fn resolve(root: &Root, rel: &[String], shown: &str) -> Result<Resolv
     let mut queue: VecDeque<String> = rel.iter().cloned().collect();
     let mut hops = 0;
     let dup_root = || {
-        rustix::io::fcntl_dupfd_cloexec(&root.dir, 0).map_err(|e| io_error(&root.path.display().to_string(), e))
+        rustix::io::fcntl_dupfd_cloexec(&root.dir, 0)
+            .map_err(|e| io_error(&root.path.display().to_string(), e))
     };
     while let Some(name) = queue.pop_front() {
         if name.is_empty() || name == "." {
@@ -151,21 +152,24 @@ pub(crate) fn resolve(root: &Root, rel: &[String], shown: &str) -> Result<Resolv
             continue;
         }
         let cur = stack.last().map_or(&root.dir, |(_, fd)| fd);
-        let st = rustix::fs::statat(cur, name.as_str(), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| {
-            if e == rustix::io::Errno::NOENT && hops > 0 {
-                TransferError::invalid_input(format!(
-                    "symlink {shown} cannot be resolved (dangling?): {}",
-                    std::io::Error::from(e)
-                ))
-            } else {
-                io_error(shown, e)
-            }
-        })?;
+        let st =
+            rustix::fs::statat(cur, name.as_str(), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| {
+                if e == rustix::io::Errno::NOENT && hops > 0 {
+                    TransferError::invalid_input(format!(
+                        "symlink {shown} cannot be resolved (dangling?): {}",
+                        std::io::Error::from(e)
+                    ))
+                } else {
+                    io_error(shown, e)
+                }
+            })?;
         match kind(&st) {
             FileType::Symlink => {
                 hops += 1;
                 if hops > MAX_HOPS {
-                    return Err(TransferError::invalid_input(format!("symlink loop at {shown}")));
+                    return Err(TransferError::invalid_input(format!(
+                        "symlink loop at {shown}"
+                    )));
                 }
                 let target = rustix::fs::readlinkat(cur, name.as_str(), Vec::new())
                     .map_err(|e| io_error(shown, e))?;

@@ -108,16 +108,21 @@ fn open_file(root: &Root, path: &ModelPath) -> Result<(OwnedFd, u64), TransferEr
             Mode::empty(),
         )
         .map_err(|e| read_error(&shown, &std::io::Error::from(e)))?;
-        let st = rustix::fs::fstat(&fd).map_err(|e| read_error(&shown, &std::io::Error::from(e)))?;
+        let st =
+            rustix::fs::fstat(&fd).map_err(|e| read_error(&shown, &std::io::Error::from(e)))?;
         if kind(&st) != FileType::RegularFile {
-            return Err(TransferError::invalid_input(format!("{shown} is not a regular file")));
+            return Err(TransferError::invalid_input(format!(
+                "{shown} is not a regular file"
+            )));
         }
         return Ok((fd, st.st_size as u64));
     }
     let parts: Vec<String> = path.as_str().split('/').map(str::to_owned).collect();
     let r = beneath::resolve(root, &parts, path.as_str())?;
     if kind(&r.stat) != FileType::RegularFile {
-        return Err(TransferError::invalid_input(format!("{path} is not a regular file")));
+        return Err(TransferError::invalid_input(format!(
+            "{path} is not a regular file"
+        )));
     }
     Ok((r.fd, r.stat.st_size as u64))
 }

@@ -50,11 +50,6 @@ impl LayerStream {
         }
     }
 
-    /// Raw (compressed) bytes received so far.
-    pub(crate) fn raw_read(&self) -> u64 {
-        self.hasher.len()
-    }
-
     async fn next_raw(&mut self) -> Result<Option<Bytes>, TransferError> {
         match self.body.next().await {
             Some(Ok(b)) => {

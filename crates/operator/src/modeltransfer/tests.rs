@@ -342,10 +342,16 @@ fn source_uri_in_status_carries_no_credentials() {
     // Through the status builder: the spec's URL with user info and a signature.
     let mut mt = mt();
     mt.spec.source.s3 = None;
-    mt.spec.source.uri = Some(serde_json::from_value(json!({
-        "url": "https://alice:s3cret@dl.example/m.bin?sig=SIGVALUE"
-    })).unwrap());
+    mt.spec.source.uri = Some(
+        serde_json::from_value(json!({
+            "url": "https://alice:s3cret@dl.example/m.bin?sig=SIGVALUE"
+        }))
+        .unwrap(),
+    );
     let st = super::status::invalid(&mt, "x");
     let shown = st.source_uri.unwrap();
-    assert!(!shown.contains("s3cret") && !shown.contains("SIGVALUE"), "{shown}");
+    assert!(
+        !shown.contains("s3cret") && !shown.contains("SIGVALUE"),
+        "{shown}"
+    );
 }
