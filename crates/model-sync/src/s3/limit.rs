@@ -53,3 +53,42 @@ impl Intercept for BodyLimit {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use crate::config::{S3Credentials, S3Location, Secret};
+    use crate::net::tests::endless;
+
+    /// An S3 endpoint answering the listing with an endless body: the SDK used to buffer it
+    /// all before parsing; now the request fails once the limit is passed.
+    #[tokio::test]
+    async fn an_endless_list_answer_is_cut_off() {
+        let (addr, written) = endless("HTTP/1.1 200 OK\r\ncontent-type: application/xml\r\n").await;
+        let location = S3Location {
+            bucket: "models".into(),
+            key: "m/".into(),
+            region: Some("us-east-1".into()),
+            endpoint: Some(format!("http://{addr}").parse().unwrap()),
+            credentials: S3Credentials::Static {
+                access_key_id: "AKIDEXAMPLE".into(),
+                secret_access_key: Secret::new("wJalrXUtnFEMI".into()),
+            },
+        };
+        let src = crate::s3::S3Source::new(&location).await;
+        let err = tokio::time::timeout(std::time::Duration::from_secs(60), src.list())
+            .await
+            .expect("bounded in time too")
+            .unwrap_err();
+        assert!(!err.message.is_empty());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let sent = written.load(Ordering::Relaxed);
+        // Per answer: the limit (16 MiB) plus socket buffers, not an endless stream. (The SDK
+        // and the listing retry a failed read; each attempt is bounded the same way.)
+        assert!(
+            sent < 2 * crate::net::S3_BODY_BYTES as u64,
+            "server wrote {sent} bytes: {err}"
+        );
+    }
+}
