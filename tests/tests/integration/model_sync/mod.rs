@@ -9,5 +9,6 @@ mod faults;
 mod local;
 mod oci;
 mod s3;
+mod security;
 mod storage_initializer;
 mod uri;
