@@ -182,7 +182,7 @@ async fn serve(
 /// An uncompressed image layer with two files under `models/`, the first large enough that
 /// the layer is listed by ranged reads of its headers.
 fn two_file_layer() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-    let big: Vec<u8> = (0..(1_500_000u32)).map(|i| (i % 251) as u8).collect();
+    let big: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
     let small = b"small file, read at an offset into the layer".to_vec();
     let mut b = ::tar::Builder::new(Vec::new());
     for (name, data) in [("models/big.bin", &big), ("models/small.txt", &small)] {
