@@ -10,5 +10,6 @@ mod hf;
 mod local;
 mod oci;
 mod s3;
+mod security;
 mod storage_initializer;
 mod uri;
