@@ -355,8 +355,7 @@ fn storage_init_oci_credentials(
         reference.repository(),
     )
     .map_err(|e| TransferError::invalid_input(e.to_string()))?;
-    Ok(Some(crate::config::OciCredentials {
-        username: auth.username,
-        password: auth.password,
-    }))
+    Ok(auth
+        .credentials
+        .map(|(username, password)| crate::config::OciCredentials { username, password }))
 }
