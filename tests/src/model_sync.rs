@@ -105,9 +105,10 @@ pub struct JobOutput {
 }
 
 impl JobOutput {
-    /// The termination message as JSON (`Value::Null` when it is not JSON).
+    /// The termination message as JSON (`Value::Null` when it is not JSON). A failure's JSON
+    /// is on the last line, after a human-readable first line.
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.termination).unwrap_or(Value::Null)
+        model_sync::run::termination::json_document(&self.termination).unwrap_or(Value::Null)
     }
 
     /// Everything the job printed or wrote, for secret and field-name checks.
