@@ -165,13 +165,38 @@ fn oci_source(location: &OciLocation, ca: Option<&[u8]>) -> Result<OciSource, Tr
 }
 
 async fn http_source(uri: &UriSource, scratch: &Path) -> Result<HttpSource, TransferError> {
+    http_source_with(uri, scratch, None).await
+}
+
+/// An http(s) source trusting `ca` (PEM, possibly several certificates) next to the system
+/// roots.
+async fn http_source_with(
+    uri: &UriSource,
+    scratch: &Path,
+    ca: Option<&[u8]>,
+) -> Result<HttpSource, TransferError> {
     tokio::fs::create_dir_all(scratch).await.map_err(|e| {
         TransferError::invalid_input(format!(
             "cannot create the scratch directory {}: {e}",
             scratch.display()
         ))
     })?;
-    HttpSource::prepare(uri, scratch, UriOptions::default()).await
+    let mut options = UriOptions::default();
+    if let Some(pem) = ca {
+        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+            TransferError::invalid_input(format!("the extra CA bundle is not valid PEM: {e}"))
+        })?;
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .read_timeout(std::time::Duration::from_secs(120));
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+        options.client = Some(b.build().map_err(|e| {
+            TransferError::invalid_input(format!("cannot build the HTTP client: {e}"))
+        })?);
+    }
+    HttpSource::prepare(uri, scratch, options).await
 }
 
 /// Builds the configured source. `scratch` is `--storage-path` (only archives and downloads of
@@ -289,13 +314,23 @@ pub fn storage_init_s3(
     })
 }
 
-/// Storage-initializer download of a storage URI into a local directory.
+/// Storage-initializer download of a storage URI into a local directory. `ca_bundle` (KServe's
+/// CA bundle) is trusted next to `SSL_CERT_FILE` for OCI and http(s); S3 keeps the system roots
+/// (KServe's own `AWS_CA_BUNDLE` / `S3_VERIFY_SSL` are refused, see [`storage_init_s3`]).
 pub async fn download(
     uri: &StorageUri,
     dest: &Path,
     ctx: &LoadContext,
+    ca_bundle: Option<&[u8]>,
 ) -> Result<Published, TransferError> {
-    let ca = extra_ca(ctx)?;
+    let ca = match (extra_ca(ctx)?, ca_bundle) {
+        (Some(mut a), Some(b)) => {
+            a.push(b'\n');
+            a.extend_from_slice(b);
+            Some(a)
+        }
+        (a, b) => a.or_else(|| b.map(<[u8]>::to_vec)),
+    };
     // Archives are unpacked next to the destination (same volume, removed afterwards).
     let scratch = dest.join(".model-sync-staging");
     let source = match uri {
@@ -317,9 +352,9 @@ pub async fn download(
             };
             AnySource::Oci(oci_source(&location, ca.as_deref())?)
         }
-        StorageUri::Http(u) => {
-            AnySource::Http(http_source(&UriSource::Http(u.clone()), &scratch).await?)
-        }
+        StorageUri::Http(u) => AnySource::Http(
+            http_source_with(&UriSource::Http(u.clone()), &scratch, ca.as_deref()).await?,
+        ),
         StorageUri::HuggingFace { .. } => {
             return Err(TransferError::new(
                 Reason::NotImplemented,
