@@ -392,8 +392,17 @@ fn namespace_url(ns: &str, ctx: &LoadContext) -> Result<Url, ConfigError> {
     })
 }
 
-/// `{scheme}://{first}` when the first of two segments can name a host at all.
+/// `{scheme}://{first}` when the first of two segments names a host: a dotted name or address
+/// (`model-registry-service.kubeflow`, `mr.example.com`, `10.0.0.5`) or `localhost`.
+///
+/// Upstream probes any first segment; a single label (`iris/v1`, the common model/version
+/// form) would then cost a DNS query per start-up for a name that is almost always a model.
+/// Such a label is read as a model name; write the registry's Service as `name.namespace`, or
+/// with its port, to have it taken as the host.
 fn host_candidate(first: &str, ctx: &LoadContext) -> Option<Url> {
+    if !first.contains('.') && !first.eq_ignore_ascii_case("localhost") {
+        return None;
+    }
     let scheme = ctx.var(MODEL_REGISTRY_SCHEME).unwrap_or("http");
     registry_client::parse_base_url(&format!("{scheme}://{first}")).ok()
 }

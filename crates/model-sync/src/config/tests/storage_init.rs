@@ -167,9 +167,25 @@ fn two_segments_without_port_keep_a_host_candidate() {
     assert_eq!(c.registry_base_url.unwrap().as_str(), "http://base:8080/");
     // No base URL: the candidate alone is enough to start (the run fails clearly if it is not a
     // registry).
-    let c = si(&["model-registry://iris/v1", "/mnt/models"], &ctx(&[])).unwrap();
+    let c = si(
+        &["model-registry://mr.kubeflow/iris", "/mnt/models"],
+        &ctx(&[]),
+    )
+    .unwrap();
     assert!(c.registry_base_url.is_none());
-    assert_eq!(c.registry_host_candidate.unwrap().as_str(), "http://iris/");
+    assert_eq!(
+        c.registry_host_candidate.unwrap().as_str(),
+        "http://mr.kubeflow/"
+    );
+    // A single label is a model name (no DNS query for it).
+    let c = si(
+        &["model-registry://iris/v1", "/mnt/models"],
+        &ctx(&[("MODEL_REGISTRY_BASE_URL", "b:1")]),
+    )
+    .unwrap();
+    assert!(c.registry_host_candidate.is_none());
+    let e = si(&["model-registry://iris/v1", "/mnt/models"], &ctx(&[])).unwrap_err();
+    assert!(e.contains("MODEL_REGISTRY_BASE_URL is required"), "{e}");
     // One segment, three segments and an explicit port are not ambiguous.
     for uri in [
         "model-registry://iris",
