@@ -269,11 +269,33 @@ impl EngineFactory for Backends {
 /// The S3 location of a storage-initializer `s3://` URI, with what KServe injects for its own
 /// storage initializer: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (else the default chain),
 /// `AWS_DEFAULT_REGION`/`AWS_REGION`, `AWS_ENDPOINT_URL` or `S3_ENDPOINT` + `S3_USE_HTTPS`.
+///
+/// KServe's S3 TLS variables, `AWS_CA_BUNDLE` and `S3_VERIFY_SSL=0|false`, are not applied to
+/// the S3 client yet; rather than ignore them (and fail later on a certificate error, or trust
+/// what the user meant to pin) the download is refused with `NotImplemented`, before any byte
+/// moves.
 pub fn storage_init_s3(
     bucket: &str,
     key: &str,
     ctx: &LoadContext,
 ) -> Result<S3Location, TransferError> {
+    let skip_verify = ctx
+        .var("S3_VERIFY_SSL")
+        .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "false"));
+    for (set, what) in [
+        (ctx.var("AWS_CA_BUNDLE").is_some(), "AWS_CA_BUNDLE"),
+        (skip_verify, "S3_VERIFY_SSL=0 (no certificate verification)"),
+    ] {
+        if set {
+            return Err(TransferError::new(
+                Reason::NotImplemented,
+                format!(
+                    "s3://{bucket}/{key}: {what} is not supported for S3 yet; use an endpoint \
+                     whose certificate the system trust store accepts"
+                ),
+            ));
+        }
+    }
     let endpoint = match (ctx.var("AWS_ENDPOINT_URL"), ctx.var("S3_ENDPOINT")) {
         (Some(u), _) => Some(u.to_owned()),
         (None, Some(e)) if e.contains("://") => Some(e.to_owned()),
@@ -393,4 +415,24 @@ fn storage_init_oci_credentials(
     Ok(auth
         .credentials
         .map(|(username, password)| crate::config::OciCredentials { username, password }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kserve_s3_tls_variables_are_refused_not_ignored() {
+        let ok = LoadContext::with_env([("S3_VERIFY_SSL", "1")]);
+        assert!(storage_init_s3("b", "k", &ok).is_ok());
+        for env in [
+            ("AWS_CA_BUNDLE", "/ca.crt"),
+            ("S3_VERIFY_SSL", "0"),
+            ("S3_VERIFY_SSL", "False"),
+        ] {
+            let e = storage_init_s3("b", "k", &LoadContext::with_env([env])).unwrap_err();
+            assert_eq!(e.reason, Reason::NotImplemented, "{env:?}");
+            assert!(e.message.contains(env.0), "{e:?}");
+        }
+    }
 }
