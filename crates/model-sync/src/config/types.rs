@@ -398,9 +398,14 @@ impl Config {
         let r = &self.registry;
         let _ = writeln!(
             s,
-            "registry:     {} secure={} token={} custom-ca={}",
+            "registry:     {} secure={}{} token={} custom-ca={}",
             r.base_url,
             r.is_secure,
+            if r.tls_verify {
+                ""
+            } else {
+                " tls-verify=false"
+            },
             match (&r.token, &r.token_source) {
                 (None, _) => "none".to_owned(),
                 (Some(_), TokenSource::Setting) => "*** (from --registry-user-token)".to_owned(),

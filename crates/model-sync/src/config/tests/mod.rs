@@ -306,6 +306,7 @@ fn is_secure_false_with_https_skips_verification() {
     let c = ok(&args_with(&https), &ctx(&[]));
     assert!(!c.registry.tls_verify);
     assert!(c.registry.client_config().unwrap().insecure_skip_verify);
+    assert!(c.summary().contains("tls-verify=false"), "{}", c.summary());
     assert!(
         c.warnings.iter().any(|w| w.contains("not verified")),
         "{:?}",
