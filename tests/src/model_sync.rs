@@ -105,9 +105,10 @@ pub struct JobOutput {
 }
 
 impl JobOutput {
-    /// The termination message as JSON (`Value::Null` when it is not JSON).
+    /// The termination message as JSON (`Value::Null` when it is not JSON). A failure's JSON
+    /// is on the last line, after a human-readable first line.
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.termination).unwrap_or(Value::Null)
+        model_sync::run::termination::json_document(&self.termination).unwrap_or(Value::Null)
     }
 
     /// Everything the job printed or wrote, for secret and field-name checks.
@@ -875,6 +876,15 @@ async fn proxy_conn(client: tokio::net::TcpStream, st: Arc<ProxyState>) -> std::
 /// Pushes a tiny single-layer image to stand in for `busybox` (the tests run offline), and
 /// returns its reference (`host/base/busybox:1`).
 pub async fn push_base_image(reg: &OciRegistry) -> anyhow::Result<String> {
+    push_base_image_as(reg, "base/busybox", "1").await
+}
+
+/// [`push_base_image`] under a chosen repository and tag.
+pub async fn push_base_image_as(
+    reg: &OciRegistry,
+    repository: &str,
+    tag: &str,
+) -> anyhow::Result<String> {
     use oci_client::client::{Config, ImageLayer};
     use oci_client::manifest::IMAGE_LAYER_MEDIA_TYPE;
     let mut b = tar::Builder::new(Vec::new());
@@ -899,7 +909,7 @@ pub async fn push_base_image(reg: &OciRegistry) -> anyhow::Result<String> {
         "rootfs": { "type": "layers", "diff_ids": [diff_id] },
     });
     let config = Config::oci_v1(serde_json::to_vec(&config)?, None);
-    let reference = reg.reference("base/busybox", "1");
+    let reference = reg.reference(repository, tag);
     let r: oci_client::Reference = reference.parse()?;
     reg.oci_client()
         .push(

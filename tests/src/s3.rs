@@ -81,10 +81,16 @@ async fn serve(listener: tokio::net::TcpListener, service: S3Service) {
 impl S3Server {
     /// Starts a server on `127.0.0.1:<free port>` with fresh credentials and an empty root.
     pub async fn start() -> anyhow::Result<Self> {
+        let (access_key, secret_key) = generate_keys();
+        Self::start_with_keys(&access_key, &secret_key).await
+    }
+
+    /// Like [`S3Server::start`], accepting only the given key pair (a manifest's own Secret).
+    pub async fn start_with_keys(access_key: &str, secret_key: &str) -> anyhow::Result<Self> {
         let root = tempfile::Builder::new().prefix("mro-s3-").tempdir()?;
         let fs = s3s_fs::FileSystem::new(root.path())
             .map_err(|e| anyhow::anyhow!("s3s-fs root: {e:?}"))?;
-        let (access_key, secret_key) = generate_keys();
+        let (access_key, secret_key) = (access_key.to_owned(), secret_key.to_owned());
         let mut builder = S3ServiceBuilder::new(fs);
         builder.set_auth(SimpleAuth::from_single(
             access_key.clone(),

@@ -98,6 +98,16 @@ pub enum ConfigError {
     #[error("signing is not implemented yet ({how})")]
     SigningNotImplemented { how: String },
 
+    /// A source or destination type that is recognised but does not work yet. Refused while
+    /// loading the configuration, so the registry is never touched (no artifact is marked
+    /// PENDING for a transfer that cannot start).
+    #[error("{field}: {what} is not implemented yet{hint}")]
+    SourceNotImplemented {
+        field: Field,
+        what: String,
+        hint: String,
+    },
+
     /// The command line itself is malformed (unknown flag, missing value).
     #[error("{0}")]
     Usage(String),

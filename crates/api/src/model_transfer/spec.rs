@@ -302,8 +302,10 @@ pub struct OciDestination {
     #[schemars(length(min = 1))]
     pub uri: String,
     /// Base image the model layers are added on top of (copied into the destination
-    /// repository). When unset, model-sync's default `busybox:latest` (Docker Hub), which gives
-    /// the modelcar the shell KServe's modelcar sidecar needs.
+    /// repository). When unset, model-sync's default
+    /// `public.ecr.aws/docker/library/busybox:latest` (Docker Hub's busybox through its ECR
+    /// Public mirror, away from Docker Hub's pull rate limits), which gives the modelcar the
+    /// shell KServe's modelcar sidecar needs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_image: Option<String>,
     /// Secret with push credentials, in the ModelTransfer's namespace: key `.dockerconfigjson`

@@ -113,7 +113,7 @@ settings! {
         "When --destination-type is oci: registry user name";
     DestinationOciPassword => "destination-oci-password", "MODEL_SYNC_DESTINATION_OCI_PASSWORD", Secret, None,
         "When --destination-type is oci: registry password or token";
-    DestinationOciBaseImage => "destination-oci-base-image", "MODEL_SYNC_DESTINATION_OCI_BASE_IMAGE", Text, Some("busybox:latest"),
+    DestinationOciBaseImage => "destination-oci-base-image", "MODEL_SYNC_DESTINATION_OCI_BASE_IMAGE", Text, Some("public.ecr.aws/docker/library/busybox:latest"),
         "When --destination-type is oci: base image the model layers are added to";
     DestinationOciEnableTlsVerify => "destination-oci-enable-tls-verify", "MODEL_SYNC_DESTINATION_OCI_ENABLE_TLS_VERIFY", Bool, Some("true"),
         "When --destination-type is oci: verify the registry's TLS certificate";
@@ -138,7 +138,9 @@ settings! {
     RegistryPort => "registry-port", "MODEL_SYNC_REGISTRY_PORT", Text, Some("443"),
         "Model Registry port";
     RegistryIsSecure => "registry-is-secure", "MODEL_SYNC_REGISTRY_IS_SECURE", Bool, Some("true"),
-        "Use TLS and require a bearer token";
+        "Require a bearer token; false with an https:// address skips TLS certificate verification (as the Python job)";
+    RegistryRequireTls => "registry-require-tls", "MODEL_SYNC_REGISTRY_REQUIRE_TLS", Bool, Some("false"),
+        "Strict mode: refuse an http:// registry address when a bearer token would be sent over it (default: a warning)";
     RegistryAuthor => "registry-author", "MODEL_SYNC_REGISTRY_AUTHOR", Text, None,
         "Author recorded on created versions";
     RegistryUserToken => "registry-user-token", "MODEL_SYNC_REGISTRY_USER_TOKEN", Secret, None,

@@ -138,8 +138,10 @@ pub fn read_uri_dir(dir: &Path) -> Result<FileValue, ConfigError> {
 /// Registry credentials found in a docker config.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DockerAuth {
-    pub username: String,
-    pub password: Secret<String>,
+    /// `None`: the entry is anonymous (`"auth": ""`, as in the Python job's sample Secret).
+    pub credentials: Option<(String, Secret<String>)>,
+    /// `auth` held plain-text `user:password` instead of base64 (accepted, with a warning).
+    pub plain_text: bool,
     /// The `auths` key that matched, for the summary.
     pub matched: String,
     pub path: PathBuf,
@@ -204,11 +206,15 @@ pub fn read_docker_config(
             }
         )));
     };
-    let (username, password) =
-        decode_entry(entry).map_err(|m| bad(format!("entry {matched:?}: {m}")))?;
+    let decoded = decode_entry(entry).map_err(|m| bad(format!("entry {matched:?}: {m}")))?;
+    let (credentials, plain_text) = match decoded {
+        Entry::Anonymous => (None, false),
+        Entry::Base64(u, p) => (Some((u, Secret::new(p))), false),
+        Entry::PlainText(u, p) => (Some((u, Secret::new(p))), true),
+    };
     Ok(DockerAuth {
-        username,
-        password: Secret::new(password),
+        credentials,
+        plain_text,
         matched: matched.clone(),
         path: file,
     })
@@ -236,31 +242,62 @@ fn docker_config_file(field: Key, path: &Path) -> Result<PathBuf, ConfigError> {
     })
 }
 
-/// `auth` (base64 of `user:password`) wins; else `username` + `password`.
-fn decode_entry(entry: &serde_json::Value) -> Result<(String, String), String> {
+/// What one `auths` entry says.
+#[derive(Debug, PartialEq, Eq)]
+enum Entry {
+    /// Empty `auth` and no `username`/`password`: pull and push anonymously.
+    Anonymous,
+    /// `auth` is base64 of `user:password` (or `username` + `password` fields).
+    Base64(String, String),
+    /// `auth` is `user:password` in clear, which the Python job accepts for backwards
+    /// compatibility: tried only when `auth` is not base64 of something with a colon.
+    PlainText(String, String),
+}
+
+/// `auth` wins; else `username` + `password`; an entry with neither (the Python job's sample has
+/// `"auth": ""` plus an e-mail) is anonymous. A non-empty `auth` that is neither base64 of
+/// `user:password` nor `user:password` itself is an error: the Python job silently drops it,
+/// which turns a typo into an anonymous push that fails later with a less useful message.
+fn decode_entry(entry: &serde_json::Value) -> Result<Entry, String> {
     if let Some(auth) = entry.get("auth").and_then(|a| a.as_str())
         && !auth.trim().is_empty()
     {
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(auth.trim())
-            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(auth.trim()))
-            .map_err(|_| "\"auth\" is not valid base64".to_owned())?;
-        let text = String::from_utf8(raw).map_err(|_| "\"auth\" is not UTF-8".to_owned())?;
-        let (user, pass) = text
-            .split_once(':')
-            .ok_or_else(|| "\"auth\" does not decode to user:password".to_owned())?;
-        if user.is_empty() {
+        let auth = auth.trim();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(auth))
+            .ok()
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .and_then(|text| {
+                let (u, p) = text.split_once(':')?;
+                Some((u.to_owned(), p.trim_end_matches(['\r', '\n']).to_owned()))
+            });
+        let entry = match decoded {
+            Some((u, p)) => Entry::Base64(u, p),
+            None => {
+                let (u, p) = auth.split_once(':').ok_or_else(|| {
+                    "\"auth\" is neither base64 of user:password nor user:password".to_owned()
+                })?;
+                Entry::PlainText(u.to_owned(), p.to_owned())
+            }
+        };
+        if matches!(&entry, Entry::Base64(u, _) | Entry::PlainText(u, _) if u.is_empty()) {
             return Err("\"auth\" has an empty user name".into());
         }
-        return Ok((
-            user.to_owned(),
-            pass.trim_end_matches(['\r', '\n']).to_owned(),
-        ));
+        return Ok(entry);
     }
-    let field = |name: &str| entry.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+    let field = |name: &str| {
+        entry
+            .get(name)
+            .and_then(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
     match (field("username"), field("password")) {
-        (Some(u), Some(p)) if !u.is_empty() => Ok((u, p)),
-        _ => Err("has neither \"auth\" nor \"username\" and \"password\"".into()),
+        (Some(u), Some(p)) => Ok(Entry::Base64(u, p)),
+        (None, None) => Ok(Entry::Anonymous),
+        (Some(_), None) => Err("has \"username\" but no \"password\"".into()),
+        (None, Some(_)) => Err("has \"password\" but no \"username\"".into()),
     }
 }
 
@@ -348,12 +385,42 @@ mod tests {
 
     #[test]
     fn entry_decoding() {
-        let e = serde_json::json!({"auth": "dXNlcjpwYTpzcw=="}); // user:pa:ss
-        assert_eq!(decode_entry(&e).unwrap(), ("user".into(), "pa:ss".into()));
-        let e = serde_json::json!({"username": "u", "password": "p"});
-        assert_eq!(decode_entry(&e).unwrap(), ("u".into(), "p".into()));
-        assert!(decode_entry(&serde_json::json!({"auth": "!!!"})).is_err());
-        assert!(decode_entry(&serde_json::json!({"auth": "bm9jb2xvbg=="})).is_err()); // "nocolon"
-        assert!(decode_entry(&serde_json::json!({})).is_err());
+        let d = |v: serde_json::Value| decode_entry(&v);
+        let b64 = |u: &str, p: &str| Entry::Base64(u.into(), p.into());
+        assert_eq!(
+            d(serde_json::json!({"auth": "dXNlcjpwYTpzcw=="})),
+            Ok(b64("user", "pa:ss"))
+        );
+        assert_eq!(
+            d(serde_json::json!({"username": "u", "password": "p"})),
+            Ok(b64("u", "p"))
+        );
+        assert!(d(serde_json::json!({"auth": "!!!"})).is_err());
+        assert!(d(serde_json::json!({"auth": "bm9jb2xvbg=="})).is_err()); // "nocolon"
+        assert!(d(serde_json::json!({"username": "u"})).is_err());
+    }
+
+    #[test]
+    fn empty_auth_is_anonymous() {
+        // The upstream sample Secret: `{"auth": "", "email": "user@example.com"}`.
+        let e = serde_json::json!({"auth": "", "email": "user@example.com"});
+        assert_eq!(decode_entry(&e), Ok(Entry::Anonymous));
+        assert_eq!(decode_entry(&serde_json::json!({})), Ok(Entry::Anonymous));
+        let e = serde_json::json!({"auth": "  ", "username": "", "password": ""});
+        assert_eq!(decode_entry(&e), Ok(Entry::Anonymous));
+    }
+
+    #[test]
+    fn plain_text_auth_is_accepted_when_not_base64() {
+        // The Python job's rule: base64 of something with a colon first, else `user:password`.
+        let e = serde_json::json!({"auth": "robot$pusher:s3cr3t:with:colons"});
+        assert_eq!(
+            decode_entry(&e),
+            Ok(Entry::PlainText(
+                "robot$pusher".into(),
+                "s3cr3t:with:colons".into()
+            ))
+        );
+        assert!(decode_entry(&serde_json::json!({"auth": ":nouser"})).is_err());
     }
 }

@@ -5,6 +5,14 @@
 //! JSON objects whose values are booleans, integers, floats or strings; they are converted to
 //! typed registry custom properties here, so that a bad value fails before any transfer starts.
 //!
+//! What the Model Registry UI backend writes is understood too, although the Python job loses
+//! it: `*.customProperties` (camelCase) keys whose values are the registry's typed form
+//! (`{"metadataType": "MetadataStringValue", "string_value": ""}`), merged with any
+//! `custom_properties` of the same section; and the ids of its update_artifact ConfigMap
+//! (`ModelArtifact.id`, `ModelVersion.id`), which stand in for `--model-artifact-id` /
+//! `--model-version-id`. A `null` property value is dropped with a warning (the Python client
+//! skips unset values too), not an error.
+//!
 //! Hidden entries (`..data`, `..2024_...`: the kubelet's atomic-update machinery) are skipped.
 //! Unknown keys are reported as warnings, not errors, so that a ConfigMap written for a newer
 //! version of this job still works.
@@ -29,6 +37,8 @@ pub struct RegisteredModelMetadata {
 /// `ModelVersion.*` keys.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ModelVersionMetadata {
+    /// The version an update_artifact ConfigMap of the UI backend names.
+    pub id: Option<String>,
     pub name: Option<String>,
     pub description: Option<String>,
     pub author: Option<String>,
@@ -38,6 +48,9 @@ pub struct ModelVersionMetadata {
 /// `ModelArtifact.*` keys.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ModelArtifactMetadata {
+    /// The artifact an update_artifact ConfigMap of the UI backend names (it sets no
+    /// `--model-artifact-id`).
+    pub id: Option<String>,
     pub name: Option<String>,
     pub description: Option<String>,
     pub model_format_name: Option<String>,
@@ -112,14 +125,18 @@ pub fn read_metadata_dir(dir: &Path) -> Result<(ModelMetadata, Vec<String>), Vec
         if value.is_empty() {
             continue;
         }
-        if let Err(e) = apply(&mut md, &key, value) {
-            match e {
-                Apply::Unknown => warnings.push(format!(
-                    "metadata key {key} ({}) is not recognised and is ignored",
+        match apply(&mut md, &key, value) {
+            Ok(dropped) => warnings.extend(dropped.into_iter().map(|name| {
+                format!(
+                    "metadata key {key} ({}): property {name:?} is null and is dropped",
                     path.display()
-                )),
-                Apply::Bad(message) => errors.push(ConfigError::Metadata { key, path, message }),
-            }
+                )
+            })),
+            Err(Apply::Unknown) => warnings.push(format!(
+                "metadata key {key} ({}) is not recognised and is ignored",
+                path.display()
+            )),
+            Err(Apply::Bad(message)) => errors.push(ConfigError::Metadata { key, path, message }),
         }
     }
     if errors.is_empty() {
@@ -134,17 +151,32 @@ enum Apply {
     Bad(String),
 }
 
-fn apply(md: &mut ModelMetadata, key: &str, value: String) -> Result<(), Apply> {
+/// Applies one key; `Ok` carries the names of dropped (null) properties.
+fn apply(md: &mut ModelMetadata, key: &str, value: String) -> Result<Vec<String>, Apply> {
     let (section, field) = key.split_once('.').ok_or(Apply::Unknown)?;
-    if field == "custom_properties" {
-        let props = parse_custom_properties(&value).map_err(Apply::Bad)?;
-        match section {
-            "RegisteredModel" => md.registered_model.custom_properties = props,
-            "ModelVersion" => md.model_version.custom_properties = props,
-            "ModelArtifact" => md.model_artifact.custom_properties = props,
+    if matches!(field, "custom_properties" | "customProperties") {
+        let target = match section {
+            "RegisteredModel" => &mut md.registered_model.custom_properties,
+            "ModelVersion" => &mut md.model_version.custom_properties,
+            "ModelArtifact" => &mut md.model_artifact.custom_properties,
             _ => return Err(Apply::Unknown),
+        };
+        let (props, dropped) = parse_custom_properties(&value).map_err(Apply::Bad)?;
+        // Both spellings may be present: merge them, refusing two different values for a name.
+        for (name, v) in props {
+            match target.get(&name) {
+                Some(old) if *old != v => {
+                    return Err(Apply::Bad(format!(
+                        "property {name:?} is also set, to another value, by the other spelling \
+                         of {section}.custom_properties / {section}.customProperties"
+                    )));
+                }
+                _ => {
+                    target.insert(name, v);
+                }
+            }
         }
-        return Ok(());
+        return Ok(dropped);
     }
     let v = Some(value);
     let rm = &mut md.registered_model;
@@ -155,9 +187,11 @@ fn apply(md: &mut ModelMetadata, key: &str, value: String) -> Result<(), Apply> 
         ("RegisteredModel", "id") => rm.id = v,
         ("RegisteredModel", "description") => rm.description = v,
         ("RegisteredModel", "owner") => rm.owner = v,
+        ("ModelVersion", "id") => mv.id = v,
         ("ModelVersion", "name") => mv.name = v,
         ("ModelVersion", "description") => mv.description = v,
         ("ModelVersion", "author") => mv.author = v,
+        ("ModelArtifact", "id") => ma.id = v,
         ("ModelArtifact", "name") => ma.name = v,
         ("ModelArtifact", "description") => ma.description = v,
         ("ModelArtifact", "model_format_name") => ma.model_format_name = v,
@@ -172,23 +206,30 @@ fn apply(md: &mut ModelMetadata, key: &str, value: String) -> Result<(), Apply> 
         ("ModelArtifact", "model_source_name") => ma.model_source_name = v,
         _ => return Err(Apply::Unknown),
     }
-    Ok(())
+    Ok(Vec::new())
 }
 
-/// Parses a `custom_properties` value: a JSON object of scalars.
+/// Parses a `custom_properties` value: a JSON object of scalars, or of the registry's typed
+/// values (`{"metadataType": "MetadataStringValue", "string_value": "x"}`, as the UI backend
+/// writes them). Returns the properties and the names of `null` ones, which are dropped.
 ///
 /// Integers become `MetadataIntValue` (sent as strings), other numbers `MetadataDoubleValue`.
-/// `null`, arrays and nested objects are rejected rather than stringified, because silently
+/// Arrays and untyped nested objects are rejected rather than stringified, because silently
 /// changing a value's type would surprise whoever filters on it later.
-pub fn parse_custom_properties(text: &str) -> Result<CustomProperties, String> {
+pub fn parse_custom_properties(text: &str) -> Result<(CustomProperties, Vec<String>), String> {
     let json: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
     let obj = json
         .as_object()
         .ok_or_else(|| format!("expected a JSON object, found {}", json_kind(&json)))?;
     let mut props = CustomProperties::new();
+    let mut dropped = Vec::new();
     for (name, v) in obj {
         let value = match v {
+            serde_json::Value::Null => {
+                dropped.push(name.clone());
+                continue;
+            }
             serde_json::Value::Bool(b) => MetadataValue::from(*b),
             serde_json::Value::String(s) => MetadataValue::from(s.as_str()),
             serde_json::Value::Number(n) => {
@@ -203,16 +244,22 @@ pub fn parse_custom_properties(text: &str) -> Result<CustomProperties, String> {
                     MetadataValue::from(n.as_f64().unwrap_or(f64::NAN))
                 }
             }
+            serde_json::Value::Object(o) if o.contains_key("metadataType") => {
+                serde_json::from_value::<MetadataValue>(v.clone()).map_err(|e| {
+                    format!("property {name:?}: not a valid typed registry value ({e})")
+                })?
+            }
             other => {
                 return Err(format!(
-                    "property {name:?}: expected a boolean, number or string, found {}",
+                    "property {name:?}: expected a boolean, number, string, null or a typed \
+                     value with \"metadataType\", found {}",
                     json_kind(other)
                 ));
             }
         };
         props.insert(name.clone(), value);
     }
-    Ok(props)
+    Ok((props, dropped))
 }
 
 fn json_kind(v: &serde_json::Value) -> &'static str {

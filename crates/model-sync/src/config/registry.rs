@@ -7,8 +7,11 @@
 //! 3. the file whose path is in `KF_PIPELINES_SA_TOKEN_PATH` (same strictness);
 //! 4. the pod's service-account token, when mounted.
 //!
-//! `--registry-is-secure` (default true) means TLS plus a token; an `http://` address with it
-//! is rejected instead of sending the token in clear text.
+//! `--registry-is-secure` follows the Python client: true (the default) requires a token; false
+//! with an `https://` address means "do not verify the certificate". Neither refuses an
+//! `http://` address: the Python job's own sample sends its token to an `http://` registry, so
+//! a token over plain HTTP is accepted with a loud warning, and refused only in the opt-in
+//! strict mode `--registry-require-tls` (`MODEL_SYNC_REGISTRY_REQUIRE_TLS`).
 
 use std::path::{Path, PathBuf};
 
@@ -48,6 +51,45 @@ pub fn resolve(
             (None, TokenSource::None, true)
         }
     };
+    let require_tls = match layers.get(Key::RegistryRequireTls) {
+        Some(v) => parse_bool(Key::RegistryRequireTls, &v.text)
+            .map_err(|e| errors.push(e))
+            .unwrap_or(true),
+        None => false,
+    };
+    if let Some(url) = &base_url
+        && url.scheme() == "http"
+        && token.is_some()
+    {
+        if require_tls {
+            errors.push(ConfigError::Conflict(format!(
+                "{} uses http:// and a bearer token was found ({}), but {} is true: the token \
+                 would be sent unencrypted; use an https:// address, or remove the token and \
+                 set {} false",
+                Key::RegistryServerAddress.label(),
+                token_source.describe(),
+                Key::RegistryRequireTls.label(),
+                Key::RegistryIsSecure.label()
+            )));
+        } else {
+            warnings.push(format!(
+                "INSECURE: the Model Registry bearer token ({}) is sent over plain HTTP to {url}; \
+                 anyone on the network path can read it. Use an https:// address, or set {} \
+                 true to refuse this",
+                token_source.describe(),
+                Key::RegistryRequireTls.label()
+            ));
+        }
+    }
+    let tls_verify =
+        !(is_secure == Some(false) && base_url.as_ref().is_some_and(|u| u.scheme() == "https"));
+    if !tls_verify {
+        warnings.push(format!(
+            "INSECURE: {} is false with an https:// address, so the Model Registry's TLS \
+             certificate is not verified (as the Python job does); use --registry-custom-ca instead",
+            Key::RegistryIsSecure.label()
+        ));
+    }
     if is_secure == Some(true) && token.is_none() && !token_failed {
         errors.push(ConfigError::missing(
             Key::RegistryUserToken,
@@ -64,15 +106,18 @@ pub fn resolve(
         None
     });
     if let (Some(url), Some(ca)) = (&base_url, &custom_ca)
-        && url.scheme() == "http"
+        && (url.scheme() == "http" || !tls_verify)
     {
         let from = ca
             .path
             .as_ref()
             .map_or("inline PEM".to_owned(), |p| p.display().to_string());
-        warnings.push(format!(
-            "--registry-custom-ca ({from}) is ignored: the registry address uses http://"
-        ));
+        let why = if tls_verify {
+            "the registry address uses http://"
+        } else {
+            "certificates are not verified"
+        };
+        warnings.push(format!("--registry-custom-ca ({from}) is ignored: {why}"));
     }
     let log_level = layers.text(Key::RegistryLogLevel);
     if let Some(l) = &log_level {
@@ -88,6 +133,7 @@ pub fn resolve(
     Some(RegistrySettings {
         base_url: base_url?,
         is_secure: is_secure?,
+        tls_verify,
         author: layers.text(Key::RegistryAuthor),
         token,
         token_source,
@@ -143,15 +189,6 @@ fn base_url(layers: &Layers, is_secure: bool, errors: &mut ConfigErrors) -> Opti
             return None;
         }
     };
-    if is_secure && url.scheme() == "http" {
-        errors.push(ConfigError::Conflict(format!(
-            "{} uses http:// but {} is true, which would send the bearer token unencrypted; \
-             use an https:// address or set --registry-is-secure false",
-            key.label(),
-            Key::RegistryIsSecure.label()
-        )));
-        return None;
-    }
     let port = port?;
     match url.port() {
         Some(p) if p != port && layers.explicit(Key::RegistryPort).is_some() => {

@@ -71,7 +71,7 @@ pub fn apply_credential_files(
 ) {
     match source {
         Some(SourceKind::S3) => load_s3(layers, &SOURCE_S3, errors),
-        Some(SourceKind::Oci) => load_oci(layers, &SOURCE_OCI, errors),
+        Some(SourceKind::Oci) => load_oci(layers, &SOURCE_OCI, errors, warnings),
         Some(SourceKind::Uri) => {
             if let Some(dir) = layers.text(Key::SourceUriCredentialsPath) {
                 match credentials::read_uri_dir(&PathBuf::from(dir)) {
@@ -84,7 +84,7 @@ pub fn apply_credential_files(
     }
     match destination {
         Some(DestinationKind::S3) => load_s3(layers, &DESTINATION_S3, errors),
-        Some(DestinationKind::Oci) => load_oci(layers, &DESTINATION_OCI, errors),
+        Some(DestinationKind::Oci) => load_oci(layers, &DESTINATION_OCI, errors, warnings),
         Some(DestinationKind::Pvc) | None => {}
     }
     if let Some(kind) = source {
@@ -169,7 +169,12 @@ fn load_s3(layers: &mut Layers, keys: &S3Keys, errors: &mut ConfigErrors) {
     }
 }
 
-fn load_oci(layers: &mut Layers, keys: &OciKeys, errors: &mut ConfigErrors) {
+fn load_oci(
+    layers: &mut Layers,
+    keys: &OciKeys,
+    errors: &mut ConfigErrors,
+    warnings: &mut Vec<String>,
+) {
     let Some(path) = layers.text(keys.credentials_path) else {
         return;
     };
@@ -198,8 +203,24 @@ fn load_oci(layers: &mut Layers, keys: &OciKeys, errors: &mut ConfigErrors) {
         &repository,
     ) {
         Ok(auth) => {
-            layers.set_from_file(keys.username, auth.username, &auth.path);
-            layers.set_from_file(keys.password, auth.password.into_inner(), &auth.path);
+            let entry = format!("{} entry {:?}", auth.path.display(), auth.matched);
+            if auth.plain_text {
+                warnings.push(format!(
+                    "{}: {entry} holds a plain-text user:password \"auth\"; the docker format \
+                     is base64 of user:password (accepted like the Python job does)",
+                    keys.credentials_path.label()
+                ));
+            }
+            match auth.credentials {
+                Some((username, password)) => {
+                    layers.set_from_file(keys.username, username, &auth.path);
+                    layers.set_from_file(keys.password, password.into_inner(), &auth.path);
+                }
+                None => warnings.push(format!(
+                    "{}: {entry} has an empty \"auth\": the registry is used anonymously",
+                    keys.credentials_path.label()
+                )),
+            }
         }
         Err(e) => errors.push(e),
     }

@@ -186,11 +186,25 @@ pub struct RegistrySettings {
     /// `scheme://host:port`.
     pub base_url: Url,
     pub is_secure: bool,
+    /// `false` only for `--registry-is-secure false` with an `https://` address.
+    pub tls_verify: bool,
     pub author: Option<String>,
     pub token: Option<Secret<String>>,
     pub token_source: TokenSource,
     pub custom_ca: Option<CustomCa>,
     pub log_level: Option<String>,
+}
+
+impl TokenSource {
+    /// Where the token came from, for messages (never the token itself).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Setting => "from --registry-user-token".into(),
+            Self::FileFromEnvVar { var, path } => format!("from {} via {var}", path.display()),
+            Self::ServiceAccount(p) => format!("the service-account token {}", p.display()),
+            Self::None => "none".into(),
+        }
+    }
 }
 
 /// Where the bearer token came from (for the summary; never the token itself).
@@ -224,7 +238,9 @@ impl RegistrySettings {
         if let Some(t) = &self.token {
             cfg = cfg.with_token(registry_client::BearerToken::new(t.expose().clone()));
         }
-        if let Some(ca) = &self.custom_ca {
+        if !self.tls_verify {
+            cfg.insecure_skip_verify = true;
+        } else if let Some(ca) = &self.custom_ca {
             cfg = cfg.with_custom_ca_pem(ca.pem.clone());
         }
         Ok(cfg)
@@ -236,24 +252,36 @@ impl RegistrySettings {
 pub struct StorageInitializerConfig {
     pub source_uri: StorageUri,
     pub dest_path: PathBuf,
-    /// Registry to resolve `model-registry://` URIs against: the URI's host, else
-    /// `MODEL_REGISTRY_BASE_URL` with `MODEL_REGISTRY_SCHEME`. `None` for other schemes.
+    /// Registry to resolve `model-registry://` URIs against: the Service of `?namespace=`,
+    /// else the URI's host, else `MODEL_REGISTRY_BASE_URL` with `MODEL_REGISTRY_SCHEME`. `None`
+    /// for other schemes (and for `a/b` without a base URL, see below).
     pub registry_base_url: Option<Url>,
+    /// For `model-registry://a/b` (no port, no namespace): `{scheme}://a`. Upstream's storage
+    /// initializer asks that host for its registered models first; when it answers, the URI
+    /// is host `a` and model `b`, otherwise model `a`, version `b` at the base URL.
+    pub registry_host_candidate: Option<Url>,
     /// The service-account token, when mounted (upstream sends none, which fails on secured
     /// registries).
     pub registry_token: Option<Secret<String>>,
+    /// KServe's CA bundle for storage initializers (`CA_BUNDLE_CONFIGMAP_NAME` /
+    /// `CA_BUNDLE_VOLUME_MOUNT_POINT`), trusted in addition to the system roots for the
+    /// registry, OCI registries and http(s) downloads.
+    pub ca_bundle_pem: Option<Vec<u8>>,
     pub termination_message_path: PathBuf,
 }
 
 /// The first positional argument of storage-initializer mode.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StorageUri {
-    /// `model-registry://[host[:port]/]<model>[/<version>]`; no version means the latest.
+    /// `model-registry://[host[:port]/]<model>[/<version>][?namespace=<ns>]`; no version means
+    /// the latest.
     ModelRegistry {
         host: Option<String>,
         port: Option<u16>,
         model: String,
         version: Option<String>,
+        /// `?namespace=`: the registry Service in that namespace (the host is then ignored).
+        namespace: Option<String>,
     },
     /// `s3://bucket/key`.
     S3 { bucket: String, key: String },
@@ -266,6 +294,40 @@ pub enum StorageUri {
         repo: String,
         revision: Option<String>,
     },
+}
+
+impl Source {
+    /// What about this source does not work yet, if anything. Every variant is listed, so a
+    /// new one needs a decision here; [`super::validate`] refuses `Some` before the registry is
+    /// contacted.
+    pub fn not_implemented(&self) -> Option<&'static str> {
+        match self {
+            Self::S3(_) | Self::Oci(_) | Self::Pvc { .. } => None,
+            Self::Uri(UriSource::Http(_) | UriSource::HuggingFace { .. }) => None,
+        }
+    }
+}
+
+impl Destination {
+    /// Like [`Source::not_implemented`]; every destination type works today.
+    pub fn not_implemented(&self) -> Option<&'static str> {
+        match self {
+            Self::S3(_) | Self::Oci(_) | Self::Pvc { .. } => None,
+        }
+    }
+}
+
+impl StorageUri {
+    /// Like [`Source::not_implemented`], for storage-initializer mode.
+    pub fn not_implemented(&self) -> Option<&'static str> {
+        match self {
+            Self::ModelRegistry { .. }
+            | Self::S3 { .. }
+            | Self::Oci(_)
+            | Self::Http(_)
+            | Self::HuggingFace { .. } => None,
+        }
+    }
 }
 
 impl fmt::Display for Source {
@@ -339,9 +401,14 @@ impl Config {
         let r = &self.registry;
         let _ = writeln!(
             s,
-            "registry:     {} secure={} token={} custom-ca={}",
+            "registry:     {} secure={}{} token={} custom-ca={}",
             r.base_url,
             r.is_secure,
+            if r.tls_verify {
+                ""
+            } else {
+                " tls-verify=false"
+            },
             match (&r.token, &r.token_source) {
                 (None, _) => "none".to_owned(),
                 (Some(_), TokenSource::Setting) => "*** (from --registry-user-token)".to_owned(),

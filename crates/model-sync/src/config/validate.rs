@@ -68,11 +68,14 @@ pub fn build(mut layers: Layers, ctx: &LoadContext) -> Result<Config, ConfigErro
         destination_kind.and_then(|k| storage::build_destination(&layers, k, &mut errors));
     let registry = registry::resolve(&layers, ctx, &mut errors, &mut warnings);
     let metadata = load_metadata(&layers, ctx, &mut errors, &mut warnings);
-    let ids = ModelIds {
+    let mut ids = ModelIds {
         model_id: id_setting(&layers, Key::ModelId, &mut errors),
         model_version_id: id_setting(&layers, Key::ModelVersionId, &mut errors),
         model_artifact_id: id_setting(&layers, Key::ModelArtifactId, &mut errors),
     };
+    if let Some(md) = &metadata {
+        ids_from_metadata(&layers, md, &mut ids, &mut errors);
+    }
     let intent = build_intent(&layers, &ids, metadata.as_ref(), &mut errors);
     let signing = super::signing::build(&layers, ctx, &mut errors, &mut warnings);
     let storage_path = build_storage_path(&layers, &mut errors);
@@ -87,6 +90,7 @@ pub fn build(mut layers: Layers, ctx: &LoadContext) -> Result<Config, ConfigErro
     {
         errors.push(e);
     }
+    check_implemented(source.as_ref(), destination.as_ref(), &mut errors);
     if let (Some(Source::Pvc { path }), Some(storage)) = (&source, &storage_path)
         && storage.starts_with(path)
     {
@@ -136,14 +140,60 @@ pub fn build(mut layers: Layers, ctx: &LoadContext) -> Result<Config, ConfigErro
     })
 }
 
+/// The UI backend's update_artifact ConfigMap names the version and artifact by
+/// `ModelVersion.id` / `ModelArtifact.id` and sets neither flag: those keys fill the ids the
+/// flags left unset. A flag and a key that disagree are a conflict, not a silent choice.
+fn ids_from_metadata(
+    layers: &Layers,
+    md: &ModelMetadata,
+    ids: &mut ModelIds,
+    errors: &mut ConfigErrors,
+) {
+    let pairs = [
+        (
+            Key::ModelVersionId,
+            "ModelVersion.id",
+            md.model_version.id.as_ref(),
+            &mut ids.model_version_id,
+        ),
+        (
+            Key::ModelArtifactId,
+            "ModelArtifact.id",
+            md.model_artifact.id.as_ref(),
+            &mut ids.model_artifact_id,
+        ),
+    ];
+    for (key, md_key, from_md, slot) in pairs {
+        let Some(from_md) = from_md else { continue };
+        if !valid_id(from_md) {
+            errors.push(ConfigError::Invalid {
+                field: metadata_field(Some(md), md_key),
+                shown: format!(" {from_md:?}"),
+                expected: "a positive decimal id such as 12".into(),
+            });
+            continue;
+        }
+        match (slot.as_ref(), layers.text(key)) {
+            (Some(flag), _) if flag != from_md => errors.push(ConfigError::Conflict(format!(
+                "{} is {flag} but metadata key {md_key} is {from_md}",
+                key.label()
+            ))),
+            (Some(_), _) => {}
+            // The flag was given but invalid: that error is already reported.
+            (None, Some(_)) => {}
+            (None, None) => *slot = Some(from_md.clone()),
+        }
+    }
+}
+
+fn valid_id(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 19 && !v.starts_with('0') && v.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Ids are positive decimal integers (int64 as strings in the API).
 fn id_setting(layers: &Layers, key: Key, errors: &mut ConfigErrors) -> Option<String> {
     let v = layers.text(key)?;
-    let ok = !v.is_empty()
-        && v.len() <= 19
-        && !v.starts_with('0')
-        && v.bytes().all(|b| b.is_ascii_digit());
-    if ok {
+    if valid_id(&v) {
         Some(v)
     } else {
         errors.push(ConfigError::invalid(
@@ -228,8 +278,12 @@ fn build_intent(
                 model_artifact_id: id.clone(),
             }),
             None => {
-                if layers.text(Key::ModelArtifactId).is_none() {
-                    errors.push(ConfigError::missing(Key::ModelArtifactId, when));
+                let from_md = md.and_then(|m| m.model_artifact.id.as_ref());
+                if layers.text(Key::ModelArtifactId).is_none() && from_md.is_none() {
+                    errors.push(ConfigError::missing(
+                        Key::ModelArtifactId,
+                        format!("{when} (or metadata key ModelArtifact.id)"),
+                    ));
                 }
                 None
             }
@@ -326,6 +380,30 @@ fn build_storage_path(layers: &Layers, errors: &mut ConfigErrors) -> Option<Path
         return None;
     }
     Some(path)
+}
+
+/// Refuses source and destination types that do not work yet (see
+/// [`Source::not_implemented`]), so no run can mark an artifact PENDING and then fail for it.
+fn check_implemented(
+    source: Option<&Source>,
+    destination: Option<&Destination>,
+    errors: &mut ConfigErrors,
+) {
+    let hint = " in this version of model-sync; copy the model to S3, OCI or a PVC first";
+    if let Some(what) = source.and_then(Source::not_implemented) {
+        errors.push(ConfigError::SourceNotImplemented {
+            field: Key::SourceType.into(),
+            what: what.into(),
+            hint: hint.into(),
+        });
+    }
+    if let Some(what) = destination.and_then(Destination::not_implemented) {
+        errors.push(ConfigError::SourceNotImplemented {
+            field: Key::DestinationType.into(),
+            what: what.into(),
+            hint: " in this version of model-sync".into(),
+        });
+    }
 }
 
 fn check_same_location(source: &Source, destination: &Destination, errors: &mut ConfigErrors) {

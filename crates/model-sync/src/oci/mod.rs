@@ -1,8 +1,8 @@
 //! OCI back-end: read models from images and artifacts ([`OciSource`]), publish them as KServe
 //! modelcar images ([`OciSink`]).
 //!
-//! A modelcar is the base image (default `busybox:latest`) plus one uncompressed tar layer per
-//! model file holding `/models/<relative path>` (with its parent directories). Layers are
+//! A modelcar is the base image (default `public.ecr.aws/docker/library/busybox:latest`) plus
+//! one uncompressed tar layer per model file holding `/models/<relative path>` (with its parent directories). Layers are
 //! ordered by path and built deterministically (see `tar.rs`), so publishing the same model on
 //! the same base always yields the same layer, config and manifest digests; the published URI is
 //! pinned by digest (`oci://host/repo@sha256:…`).

@@ -28,7 +28,7 @@ use crate::s3::{MultipartOptions, S3Destination, S3Source};
 use crate::sign::Signer;
 use crate::sign::modelcar::ModelSignature;
 use crate::transfer::{
-    ByteStream, ModelFile, OpenFile, Progress, Published, TransferError, normalize_listing,
+    ByteStream, ModelFile, OpenFile, Progress, Published, Reason, TransferError, normalize_listing,
 };
 use crate::uri::{HttpSource, UriOptions};
 
@@ -180,13 +180,38 @@ fn oci_source(location: &OciLocation, ca: Option<&[u8]>) -> Result<OciSource, Tr
 }
 
 async fn http_source(uri: &UriSource, scratch: &Path) -> Result<HttpSource, TransferError> {
+    http_source_with(uri, scratch, None).await
+}
+
+/// An http(s) source trusting `ca` (PEM, possibly several certificates) next to the system
+/// roots.
+async fn http_source_with(
+    uri: &UriSource,
+    scratch: &Path,
+    ca: Option<&[u8]>,
+) -> Result<HttpSource, TransferError> {
     tokio::fs::create_dir_all(scratch).await.map_err(|e| {
         TransferError::invalid_input(format!(
             "cannot create the scratch directory {}: {e}",
             scratch.display()
         ))
     })?;
-    HttpSource::prepare(uri, scratch, UriOptions::default()).await
+    let mut options = UriOptions::default();
+    if let Some(pem) = ca {
+        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+            TransferError::invalid_input(format!("the extra CA bundle is not valid PEM: {e}"))
+        })?;
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .read_timeout(std::time::Duration::from_secs(120));
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+        options.client = Some(b.build().map_err(|e| {
+            TransferError::invalid_input(format!("cannot build the HTTP client: {e}"))
+        })?);
+    }
+    HttpSource::prepare(uri, scratch, options).await
 }
 
 /// An `hf://` source with the Hub settings (`HF_ENDPOINT`, `HF_TOKEN`, ...) of `ctx`.
@@ -299,11 +324,33 @@ impl EngineFactory for Backends {
 /// The S3 location of a storage-initializer `s3://` URI, with what KServe injects for its own
 /// storage initializer: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (else the default chain),
 /// `AWS_DEFAULT_REGION`/`AWS_REGION`, `AWS_ENDPOINT_URL` or `S3_ENDPOINT` + `S3_USE_HTTPS`.
+///
+/// KServe's S3 TLS variables, `AWS_CA_BUNDLE` and `S3_VERIFY_SSL=0|false`, are not applied to
+/// the S3 client yet; rather than ignore them (and fail later on a certificate error, or trust
+/// what the user meant to pin) the download is refused with `NotImplemented`, before any byte
+/// moves.
 pub fn storage_init_s3(
     bucket: &str,
     key: &str,
     ctx: &LoadContext,
 ) -> Result<S3Location, TransferError> {
+    let skip_verify = ctx
+        .var("S3_VERIFY_SSL")
+        .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "false"));
+    for (set, what) in [
+        (ctx.var("AWS_CA_BUNDLE").is_some(), "AWS_CA_BUNDLE"),
+        (skip_verify, "S3_VERIFY_SSL=0 (no certificate verification)"),
+    ] {
+        if set {
+            return Err(TransferError::new(
+                Reason::NotImplemented,
+                format!(
+                    "s3://{bucket}/{key}: {what} is not supported for S3 yet; use an endpoint \
+                     whose certificate the system trust store accepts"
+                ),
+            ));
+        }
+    }
     let endpoint = match (ctx.var("AWS_ENDPOINT_URL"), ctx.var("S3_ENDPOINT")) {
         (Some(u), _) => Some(u.to_owned()),
         (None, Some(e)) if e.contains("://") => Some(e.to_owned()),
@@ -344,13 +391,23 @@ pub fn storage_init_s3(
     })
 }
 
-/// Storage-initializer download of a storage URI into a local directory.
+/// Storage-initializer download of a storage URI into a local directory. `ca_bundle` (KServe's
+/// CA bundle) is trusted next to `SSL_CERT_FILE` for OCI and http(s); S3 keeps the system roots
+/// (KServe's own `AWS_CA_BUNDLE` / `S3_VERIFY_SSL` are refused, see [`storage_init_s3`]).
 pub async fn download(
     uri: &StorageUri,
     dest: &Path,
     ctx: &LoadContext,
+    ca_bundle: Option<&[u8]>,
 ) -> Result<Published, TransferError> {
-    let ca = extra_ca(ctx)?;
+    let ca = match (extra_ca(ctx)?, ca_bundle) {
+        (Some(mut a), Some(b)) => {
+            a.push(b'\n');
+            a.extend_from_slice(b);
+            Some(a)
+        }
+        (a, b) => a.or_else(|| b.map(<[u8]>::to_vec)),
+    };
     // Archives are unpacked next to the destination (same volume, removed afterwards).
     let scratch = dest.join(".model-sync-staging");
     let source = match uri {
@@ -372,9 +429,9 @@ pub async fn download(
             };
             AnySource::Oci(oci_source(&location, ca.as_deref())?)
         }
-        StorageUri::Http(u) => {
-            AnySource::Http(http_source(&UriSource::Http(u.clone()), &scratch).await?)
-        }
+        StorageUri::Http(u) => AnySource::Http(
+            http_source_with(&UriSource::Http(u.clone()), &scratch, ca.as_deref()).await?,
+        ),
         StorageUri::HuggingFace { repo, revision } => {
             AnySource::Hub(hub_source(repo, revision.as_deref(), ctx, ca.as_deref()).await?)
         }
@@ -407,8 +464,27 @@ fn storage_init_oci_credentials(
         reference.repository(),
     )
     .map_err(|e| TransferError::invalid_input(e.to_string()))?;
-    Ok(Some(crate::config::OciCredentials {
-        username: auth.username,
-        password: auth.password,
-    }))
+    Ok(auth
+        .credentials
+        .map(|(username, password)| crate::config::OciCredentials { username, password }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kserve_s3_tls_variables_are_refused_not_ignored() {
+        let ok = LoadContext::with_env([("S3_VERIFY_SSL", "1")]);
+        assert!(storage_init_s3("b", "k", &ok).is_ok());
+        for env in [
+            ("AWS_CA_BUNDLE", "/ca.crt"),
+            ("S3_VERIFY_SSL", "0"),
+            ("S3_VERIFY_SSL", "False"),
+        ] {
+            let e = storage_init_s3("b", "k", &LoadContext::with_env([env])).unwrap_err();
+            assert_eq!(e.reason, Reason::NotImplemented, "{env:?}");
+            assert!(e.message.contains(env.0), "{e:?}");
+        }
+    }
 }

@@ -139,10 +139,15 @@ impl From<TransferError> for RunError {
 
 impl From<&ConfigErrors> for RunError {
     fn from(e: &ConfigErrors) -> Self {
-        let all_signing = !e.is_empty()
-            && e.iter()
-                .all(|c| matches!(c, ConfigError::SigningNotImplemented { .. }));
-        let reason = if all_signing {
+        let all_not_implemented = !e.is_empty()
+            && e.iter().all(|c| {
+                matches!(
+                    c,
+                    ConfigError::SigningNotImplemented { .. }
+                        | ConfigError::SourceNotImplemented { .. }
+                )
+            });
+        let reason = if all_not_implemented {
             FailureReason::NotImplemented
         } else {
             FailureReason::InvalidConfiguration
@@ -409,17 +414,24 @@ pub fn main(argv: Vec<OsString>, ctx: &LoadContext) -> ExitCode {
         }
         Loaded::Run(Mode::Sync(cfg)) => {
             let scrubber = early.merged(&config_scrubber(&cfg));
-            init_logging(cfg.log_level.as_deref(), &scrubber);
+            init_logging(
+                cfg.log_level.as_deref(),
+                cfg.registry.log_level.as_deref(),
+                &scrubber,
+            );
             println!(
                 "model-sync configuration:\n{}",
                 scrubber.scrub(&cfg.summary())
             );
+            for w in &cfg.warnings {
+                tracing::warn!("{w}");
+            }
             let result = block_on(sync(&cfg, &scrubber));
             finish_sync(&cfg, result, &scrubber)
         }
         Loaded::Run(Mode::StorageInitializer(si)) => {
             let scrubber = early.merged(&storage_init::scrubber(&si, ctx));
-            init_logging(ctx.var("LOGLEVEL"), &scrubber);
+            init_logging(ctx.var("LOGLEVEL"), None, &scrubber);
             let result = block_on(storage_init::run(&si, ctx));
             match result {
                 Ok(done) => {
@@ -482,23 +494,51 @@ fn block_on<T>(fut: impl Future<Output = Result<T, RunError>>) -> Result<T, RunE
     }
 }
 
-/// `LOGLEVEL` (Python-style names accepted) selects the level; `RUST_LOG` refines it. Output
-/// goes to stderr through the scrubber.
-fn init_logging(level: Option<&str>, scrubber: &Scrubber) {
-    let level = match level.map(str::to_ascii_lowercase).as_deref() {
-        Some("debug") => "debug",
-        Some("trace") => "trace",
-        Some("warning" | "warn") => "warn",
-        Some("error" | "critical" | "fatal") => "error",
-        _ => "info",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+/// `LOGLEVEL` (Python-style names accepted) selects the level; `--registry-log-level` the level
+/// of the Model Registry client's own messages (the `registry_client` target), as it sets the
+/// Python client's logger; `RUST_LOG` replaces both. Output goes to stderr through the scrubber.
+fn init_logging(level: Option<&str>, registry_level: Option<&str>, scrubber: &Scrubber) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(log_directives(level, registry_level))
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(termination::ScrubbingStderr::new(scrubber.clone()))
         .with_ansi(false)
         .try_init();
+}
+
+/// The filter directives for [`init_logging`]: a global level, plus one for `registry_client`.
+pub fn log_directives(level: Option<&str>, registry_level: Option<&str>) -> String {
+    let global = level.and_then(tracing_level).unwrap_or("info");
+    match registry_level.and_then(tracing_level) {
+        Some(r) => format!("{global},registry_client={r}"),
+        None => global.to_owned(),
+    }
+}
+
+/// A Python logging level (name, or number: 10 DEBUG, 20 INFO, 30 WARNING, 40 ERROR, 50
+/// CRITICAL) as a tracing level. `NOTSET` / 0 means "inherit": `None`.
+fn tracing_level(raw: &str) -> Option<&'static str> {
+    let raw = raw.trim().to_ascii_lowercase();
+    if let Ok(n) = raw.parse::<u32>() {
+        return match n {
+            0 => None,
+            1..=9 => Some("trace"),
+            10..=19 => Some("debug"),
+            20..=29 => Some("info"),
+            30..=39 => Some("warn"),
+            _ => Some("error"),
+        };
+    }
+    match raw.as_str() {
+        "trace" => Some("trace"),
+        "debug" => Some("debug"),
+        "info" => Some("info"),
+        "warning" | "warn" => Some("warn"),
+        "error" | "critical" | "fatal" => Some("error"),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -541,6 +581,26 @@ mod tests {
             s.scrub("a s3cr3t-value b tok-value-1 c pw-value-9"),
             "a *** b *** c ***"
         );
+    }
+
+    #[test]
+    fn registry_log_level_sets_the_registry_client_target() {
+        assert_eq!(log_directives(None, None), "info");
+        assert_eq!(log_directives(Some("WARNING"), None), "warn");
+        assert_eq!(
+            log_directives(None, Some("debug")),
+            "info,registry_client=debug"
+        );
+        // Python's numeric levels, as `--registry-log-level` defaults to logging.WARNING (30).
+        assert_eq!(
+            log_directives(Some("error"), Some("10")),
+            "error,registry_client=debug"
+        );
+        assert_eq!(
+            log_directives(None, Some("40")),
+            "info,registry_client=error"
+        );
+        assert_eq!(log_directives(None, Some("0")), "info");
     }
 
     #[test]

@@ -14,10 +14,13 @@
 
 use std::time::Instant;
 
+use std::time::Duration;
+
 use registry_client::{
     ArtifactState, BearerToken, Client, ClientConfig, ListOptions, ModelArtifact, ModelState,
-    ModelVersion, OrderBy, SortOrder,
+    ModelVersion, OrderBy, RetryPolicy, SortOrder,
 };
+use url::Url;
 
 use super::termination::{InitSuccess, Scrubber};
 use super::{FailureReason, RunError, registry_error};
@@ -52,8 +55,21 @@ pub async fn run(
     let started = Instant::now();
     let source_text = describe(&si.source_uri);
     let (uri, resolved) = match &si.source_uri {
-        StorageUri::ModelRegistry { model, version, .. } => {
-            let r = resolve(si, model, version.as_deref()).await?;
+        StorageUri::ModelRegistry {
+            model,
+            version,
+            host,
+            namespace,
+            ..
+        } => {
+            if let (Some(h), Some(ns)) = (host, namespace) {
+                tracing::warn!(
+                    "the URI names host {h} and namespace {ns}: the namespace's registry \
+                     Service is used, as upstream does"
+                );
+            }
+            let (base, model, version) = target(si, model, version.as_deref()).await?;
+            let r = resolve(si, &base, &model, version.as_deref()).await?;
             tracing::info!(
                 model = %model,
                 version = %r.model_version_id,
@@ -83,7 +99,8 @@ pub async fn run(
         }
         other => (other.clone(), None),
     };
-    let published = super::engine::download(&uri, &si.dest_path, ctx).await?;
+    let published =
+        super::engine::download(&uri, &si.dest_path, ctx, si.ca_bundle_pem.as_deref()).await?;
     Ok(InitSuccess {
         mode: "storage-initializer",
         source_uri: source_text,
@@ -108,6 +125,7 @@ pub fn describe(u: &StorageUri) -> String {
             port,
             model,
             version,
+            namespace,
         } => {
             let mut s = "model-registry://".to_owned();
             if let Some(h) = host {
@@ -121,6 +139,10 @@ pub fn describe(u: &StorageUri) -> String {
             if let Some(v) = version {
                 s.push('/');
                 s.push_str(v);
+            }
+            if let Some(ns) = namespace {
+                s.push_str("?namespace=");
+                s.push_str(ns);
             }
             s
         }
@@ -166,24 +188,83 @@ fn created(v: Option<&String>) -> i64 {
     v.and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
-/// Resolves `model[/version]` to an artifact URI.
-pub async fn resolve(
+/// How long upstream's "is the first segment a registry host?" probe may take.
+pub const HOST_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The registry and `(model, version)` a `model-registry://` URI means.
+///
+/// For `a/b` without a port (see [`StorageInitializerConfig::registry_host_candidate`]) this
+/// does what upstream's storage initializer does: one request for the registered models of
+/// host `a`; an answer makes it host `a`, model `b`; anything else (no such host, refused, an
+/// error status) makes it model `a`, version `b` at the base URL.
+pub async fn target(
     si: &StorageInitializerConfig,
     model: &str,
     version: Option<&str>,
-) -> Result<Resolved, RunError> {
-    let base = si.registry_base_url.as_ref().ok_or_else(|| {
+) -> Result<(Url, String, Option<String>), RunError> {
+    if let (Some(candidate), Some(second)) = (&si.registry_host_candidate, version) {
+        match probe(si, candidate).await {
+            Ok(()) => {
+                tracing::info!(host = %candidate, "the first URI segment is a Model Registry host");
+                return Ok((candidate.clone(), second.to_owned(), None));
+            }
+            Err(why) => tracing::info!(
+                "{candidate} is not a Model Registry ({why}); reading the URI as model {model:?}, \
+                 version {second:?}"
+            ),
+        }
+    }
+    let base = si.registry_base_url.clone().ok_or_else(|| {
         RunError::new(
             FailureReason::InvalidConfiguration,
-            "no Model Registry address for the model-registry:// URI",
+            format!(
+                "no Model Registry address for the model-registry:// URI: set {} (or name the \
+                 registry host in the URI)",
+                crate::config::MODEL_REGISTRY_BASE_URL
+            ),
         )
     })?;
+    Ok((base, model.to_owned(), version.map(str::to_owned)))
+}
+
+async fn probe(si: &StorageInitializerConfig, candidate: &Url) -> Result<(), String> {
+    let client = client_for(si, candidate, RetryPolicy::none()).map_err(|e| e.message)?;
+    let opts = ListOptions {
+        page_size: Some(1),
+        ..ListOptions::default()
+    };
+    match tokio::time::timeout(HOST_PROBE_TIMEOUT, client.list_registered_models(&opts)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(crate::transfer::error::chain(&e)),
+        Err(_) => Err(format!("no answer within {HOST_PROBE_TIMEOUT:?}")),
+    }
+}
+
+fn client_for(
+    si: &StorageInitializerConfig,
+    base: &Url,
+    retry: RetryPolicy,
+) -> Result<Client, RunError> {
     let mut cfg = ClientConfig::new(base.as_str())
-        .map_err(|e| registry_error(e, "configuring the client"))?;
+        .map_err(|e| registry_error(e, "configuring the client"))?
+        .with_retry(retry);
     if let Some(t) = &si.registry_token {
         cfg = cfg.with_token(BearerToken::new(t.expose().clone()));
     }
-    let client = Client::new(cfg).map_err(|e| registry_error(e, "configuring the client"))?;
+    if let Some(pem) = &si.ca_bundle_pem {
+        cfg = cfg.with_custom_ca_pem(pem.clone());
+    }
+    Client::new(cfg).map_err(|e| registry_error(e, "configuring the client"))
+}
+
+/// Resolves `model[/version]` at `base` to an artifact URI.
+pub async fn resolve(
+    si: &StorageInitializerConfig,
+    base: &Url,
+    model: &str,
+    version: Option<&str>,
+) -> Result<Resolved, RunError> {
+    let client = client_for(si, base, RetryPolicy::default())?;
     let rm = client
         .find_registered_model_by_name(model)
         .await

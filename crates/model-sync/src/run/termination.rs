@@ -3,7 +3,8 @@
 //! Kubernetes copies the file at `TERMINATION_MESSAGE_PATH` (default `/dev/termination-log`)
 //! into the container status, truncated to 4096 bytes. We write at most
 //! [`MAX_TERMINATION_MESSAGE_BYTES`] so that the JSON is never cut in the middle: the message is
-//! shortened first, and the document is always valid JSON.
+//! shortened first, and the document is always valid JSON (on the last line of a failure, see
+//! below).
 //!
 //! Success:
 //! ```json
@@ -15,7 +16,12 @@
 //! The capitalised objects are what the Python job wrote; they are kept so existing readers
 //! (the Model Registry UI back-end) keep working.
 //!
-//! Failure: `{"reason":"SourceUnavailable","message":"…root cause…"}` plus `intent` when known.
+//! Failure: a human-readable first line (`SourceUnavailable: …`, at most
+//! [`MAX_FIRST_LINE_BYTES`]), then on the second line the JSON document
+//! `{"reason":"SourceUnavailable","message":"…root cause…"}` plus `intent` when known. The Model
+//! Registry UI back-end shows a failed pod's termination message as its error text (it only
+//! JSON-decodes it for ids), so the text it shows first must read as a sentence, as the Python
+//! job's `Unexpected error: …` did; readers of the JSON take the last line.
 //!
 //! Every message passes through a [`Scrubber`] holding the secret values of the configuration
 //! (and their base64 `user:password` forms), so that a back-end or server echoing a credential
@@ -215,9 +221,38 @@ pub fn failure_json(
         if let (Some(i), Value::Object(map)) = (intent, &mut v) {
             map.insert("intent".into(), json!(i));
         }
-        v.to_string()
+        format!("{}\n{v}", first_line(reason, m))
     };
     fit(&message, build)
+}
+
+/// Longest first line of a failure message.
+pub const MAX_FIRST_LINE_BYTES: usize = 300;
+
+/// `<reason>: <message>` on one line (newlines and tabs become spaces), shortened with `…`.
+fn first_line(reason: FailureReason, message: &str) -> String {
+    let flat: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let line = format!("{}: {}", reason.code(), flat.trim());
+    if line.len() <= MAX_FIRST_LINE_BYTES {
+        return line;
+    }
+    let cut = floor_char_boundary(&line, MAX_FIRST_LINE_BYTES - '…'.len_utf8());
+    format!("{}…", &line[..cut])
+}
+
+/// The JSON document of a termination message: the whole text, or its last line (failures
+/// start with a human-readable line). `None` when neither is a JSON object.
+pub fn json_document(text: &str) -> Option<Value> {
+    let text = text.trim();
+    let parse = |t: &str| {
+        serde_json::from_str::<Value>(t)
+            .ok()
+            .filter(Value::is_object)
+    };
+    parse(text).or_else(|| parse(text.rsplit('\n').next()?))
 }
 
 /// Serialises a success document, scrubbed, within the size limit (it always fits: ids, one
@@ -311,7 +346,7 @@ mod tests {
             "{}",
             text.len()
         );
-        let v: Value = serde_json::from_str(&text).unwrap();
+        let v = json_document(&text).unwrap();
         assert_eq!(v["reason"], "SourceUnavailable");
         assert_eq!(v["intent"], "create_model");
         let m = v["message"].as_str().unwrap();
@@ -325,7 +360,31 @@ mod tests {
         let long = "\"\\\n".repeat(3000);
         let text = failure_json(FailureReason::Internal, &long, None, &Scrubber::default());
         assert!(text.len() <= MAX_TERMINATION_MESSAGE_BYTES);
-        serde_json::from_str::<Value>(&text).unwrap();
+        json_document(&text).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+    }
+
+    #[test]
+    fn failure_starts_with_a_readable_line() {
+        let text = failure_json(
+            FailureReason::SourceUnavailable,
+            "reading s3://models/m1/: NoSuchBucket (HTTP 404)\ncaused by: gone",
+            Some("update_artifact"),
+            &Scrubber::new(["gone"]),
+        );
+        let (first, rest) = text.split_once('\n').unwrap();
+        assert_eq!(
+            first,
+            "SourceUnavailable: reading s3://models/m1/: NoSuchBucket (HTTP 404) caused by: ***"
+        );
+        let v: Value = serde_json::from_str(rest).unwrap();
+        assert_eq!(v["reason"], "SourceUnavailable");
+        assert_eq!(v["intent"], "update_artifact");
+        let long = first_line(FailureReason::Internal, &"é".repeat(400));
+        assert!(
+            long.len() <= MAX_FIRST_LINE_BYTES && long.ends_with('…'),
+            "{long}"
+        );
     }
 
     #[test]

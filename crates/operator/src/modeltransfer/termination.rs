@@ -9,8 +9,10 @@
 //! `bytesTransferred`). Unknown fields are ignored.
 //!
 //! Failure (non-zero exit code): `{"reason": "SourceUnavailable", "message": "..."}` with
-//! model-sync's reason codes; plain text is accepted too (configuration errors, logs kept by
-//! `FallbackToLogsOnError`). Exit code 2 always means invalid configuration.
+//! model-sync's reason codes, either the whole message or its last line (model-sync writes a
+//! human-readable first line for the Model Registry UI before the JSON); plain text is accepted
+//! too (configuration errors, logs kept by `FallbackToLogsOnError`). Exit code 2 always means
+//! invalid configuration.
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 use mro_api::condition::model_transfer::reasons;
 use serde_json::Value;
@@ -48,7 +50,13 @@ pub fn parse(state: &ContainerStateTerminated) -> Termination {
     if state.exit_code == 0 {
         return Termination::Succeeded(parse_success(text));
     }
-    let json: Option<Value> = serde_json::from_str(text).ok().filter(Value::is_object);
+    let parse_object = |t: &str| {
+        serde_json::from_str::<Value>(t)
+            .ok()
+            .filter(Value::is_object)
+    };
+    let json: Option<Value> =
+        parse_object(text).or_else(|| parse_object(text.rsplit('\n').next()?.trim()));
     let body = json.as_ref().map(|v| v.get("error").unwrap_or(v));
     let reported = body.and_then(|b| str_field(b, &["reason"]));
     let message = body
@@ -190,6 +198,21 @@ mod tests {
             reason: Some(if code == 0 { "Completed" } else { "Error" }.into()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn failure_json_after_a_readable_first_line() {
+        let t = parse(&term(
+            1,
+            "SourceUnavailable: reading s3://b/k: NoSuchKey\n{\"reason\":\"SourceUnavailable\",\"message\":\"reading s3://b/k: NoSuchKey\"}",
+        ));
+        assert_eq!(
+            t,
+            Termination::Failed {
+                reason: reasons::SOURCE_UNAVAILABLE.into(),
+                message: "reading s3://b/k: NoSuchKey".into()
+            }
+        );
     }
 
     #[test]

@@ -230,12 +230,14 @@ fn cases() -> Vec<Case> {
             },
         ),
         case(
-            "secure registry over http",
+            "token over http in strict mode",
             2,
             CONFIG,
-            "--registry-is-secure",
+            "--registry-require-tls",
             |j, _| {
-                j.env("MODEL_SYNC_REGISTRY_IS_SECURE", "true");
+                j.env("MODEL_SYNC_REGISTRY_IS_SECURE", "true")
+                    .env("MODEL_SYNC_REGISTRY_USER_TOKEN", "tok-strict-1")
+                    .env("MODEL_SYNC_REGISTRY_REQUIRE_TLS", "true");
                 Ok(())
             },
         ),

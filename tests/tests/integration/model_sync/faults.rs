@@ -479,7 +479,10 @@ async fn sigterm_during_the_transfer_is_recorded() -> anyhow::Result<()> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(job.termination_path())?)?;
+    let doc: Value = model_sync::run::termination::json_document(&std::fs::read_to_string(
+        job.termination_path(),
+    )?)
+    .unwrap_or_default();
     assert_eq!(doc["reason"], "Internal", "{doc}");
     assert!(
         doc["message"]

@@ -3,6 +3,7 @@
 // Orchestration, end to end (the binary as a Job runs it).
 mod bad_inputs;
 mod e2e;
+mod python_job;
 
 // S3, URI and local back-ends as a library, against the real test servers.
 mod faults;

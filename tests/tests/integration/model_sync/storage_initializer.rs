@@ -252,3 +252,137 @@ async fn storage_initializer_errors() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `?namespace=ns` is stripped and names the registry Service `{service}.{ns}.{domain}` at the
+/// base URL's port, as upstream builds it. The test spells 127.0.0.1 through those three parts
+/// (service `127`, namespace `0`, domain `0.1`) so the name needs no DNS.
+#[tokio::test(flavor = "multi_thread")]
+async fn namespace_query_resolves_the_registry_service() -> anyhow::Result<()> {
+    use registry_client::ArtifactState::Live;
+    let w = World::start().await?;
+    let model = Model::small(41);
+    model.put_s3(&w.s3, "models", "ns/iris").await?;
+    register(&w, "iris", "v1", "s3://models/ns/iris", Live).await?;
+    let port = w.mr.addr().port();
+    let (mut job, dest) = init_job(&w, "model-registry://iris/v1?namespace=0")?;
+    job.env("MODEL_REGISTRY_BASE_URL", format!("localhost:{port}"))
+        .env("MODEL_REGISTRY_SERVICE_NAME", "127")
+        .env("MODEL_REGISTRY_CLUSTER_DOMAIN", "0.1");
+    let out = job.run().await?;
+    out.expect_exit(0);
+    assert_eq!(Model::read_dir(&dest)?, model);
+    assert_eq!(
+        out.json()["sourceUri"],
+        "model-registry://iris/v1?namespace=0"
+    );
+    // Without the query the same URI goes to MODEL_REGISTRY_BASE_URL (localhost:<port> has no
+    // such model when it names another port).
+    let (mut job, _) = init_job(&w, "model-registry://iris/v1?namespace=0")?;
+    job.env("MODEL_REGISTRY_BASE_URL", "localhost:1")
+        .env("MODEL_REGISTRY_SERVICE_NAME", "127")
+        .env("MODEL_REGISTRY_CLUSTER_DOMAIN", "0.1");
+    let out = job.run().await?;
+    out.expect_exit(1);
+    assert!(
+        out.termination.contains("127.0.0.1:1"),
+        "{}",
+        out.all_output()
+    );
+    Ok(())
+}
+
+/// `host/model` without a port, as upstream decides it: the host is asked for its registered
+/// models; an answer makes the URI host + model, anything else model + version at the base
+/// URL. (Driven through the library: a host without a port means port 80, which a test cannot
+/// count on binding; the candidate here carries the stand-in's port.)
+#[tokio::test(flavor = "multi_thread")]
+async fn host_or_model_is_decided_by_asking_the_host() -> anyhow::Result<()> {
+    use model_sync::config::{StorageInitializerConfig, StorageUri};
+    let w = World::start().await?;
+    let mr = url::Url::parse(&w.mr.base_url())?;
+    let closed = url::Url::parse("http://127.0.0.1:1/")?;
+    let si = |candidate: &url::Url, base: Option<url::Url>| StorageInitializerConfig {
+        source_uri: StorageUri::ModelRegistry {
+            host: None,
+            port: None,
+            model: "first".into(),
+            version: Some("second".into()),
+            namespace: None,
+        },
+        dest_path: "/mnt/models".into(),
+        registry_base_url: base,
+        registry_host_candidate: Some(candidate.clone()),
+        registry_token: None,
+        ca_bundle_pem: None,
+        termination_message_path: "/dev/null".into(),
+    };
+    let run = model_sync::run::storage_init::target;
+    // The candidate answers: host `first`, model `second`, latest version.
+    let (base, model, version) = run(&si(&mr, Some(closed.clone())), "first", Some("second"))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(
+        (base, model.as_str(), version),
+        (mr.clone(), "second", None)
+    );
+    // It does not: model `first`, version `second` at the base URL.
+    let (base, model, version) = run(&si(&closed, Some(mr.clone())), "first", Some("second"))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(
+        (base, model.as_str(), version.as_deref()),
+        (mr, "first", Some("second"))
+    );
+    // Neither: a clear error naming the variable to set.
+    let e = run(&si(&closed, None), "first", Some("second"))
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("MODEL_REGISTRY_BASE_URL"), "{e}");
+    Ok(())
+}
+
+/// KServe's CA bundle for storage initializers (`CA_BUNDLE_CONFIGMAP_NAME`, mounted at
+/// `CA_BUNDLE_VOLUME_MOUNT_POINT/cabundle.crt`) is trusted: an `oci://` modelcar on the TLS
+/// registry downloads with it, and fails certificate verification without it.
+#[tokio::test(flavor = "multi_thread")]
+async fn kserve_ca_bundle_is_trusted() -> anyhow::Result<()> {
+    let w = World::start_with(StandInOptions::default(), true).await?;
+    let model = Model::small(42);
+    let mut push = w.job()?;
+    let src = push.dir().join("src");
+    model.write_dir(&src)?;
+    push.pvc_source(&src);
+    w.to_oci(&mut push, "kserve/ca", "v1")?;
+    let (_, _, aid) = w.seed_artifact("kserve-ca").await?;
+    push.env("MODEL_SYNC_MODEL_ARTIFACT_ID", aid);
+    let pushed = push.run().await?;
+    pushed.expect_exit(0);
+    let uri = pushed.json()["uri"].as_str().unwrap_or_default().to_owned();
+
+    let with_pull_secret = |job: &mut SyncJob| -> anyhow::Result<()> {
+        let cfg = job.file("pull/config.json", w.oci.docker_config_json())?;
+        job.env(
+            "MODEL_SYNC_SOURCE_OCI_CREDENTIALS_PATH",
+            cfg.display().to_string(),
+        );
+        Ok(())
+    };
+    let (mut job, dest) = init_job(&w, &uri)?;
+    with_pull_secret(&mut job)?;
+    let mount = job.dir().join("etc/ssl/custom-certs");
+    job.file(
+        "etc/ssl/custom-certs/cabundle.crt",
+        w.oci.ca_pem().expect("TLS registry CA"),
+    )?;
+    job.env("CA_BUNDLE_CONFIGMAP_NAME", "global-ca-bundle")
+        .env("CA_BUNDLE_VOLUME_MOUNT_POINT", mount.display().to_string());
+    let out = job.run().await?;
+    out.expect_exit(0);
+    assert_eq!(Model::read_dir(&dest)?, model);
+
+    let (mut job, _) = init_job(&w, &uri)?;
+    with_pull_secret(&mut job)?;
+    let out = job.run().await?;
+    assert_eq!(out.exit_code, Some(1), "{}", out.all_output());
+    Ok(())
+}

@@ -349,3 +349,47 @@ fn uri_directory_without_uri_file() {
     );
     assert!(e.contains("URI"), "{e}");
 }
+
+/// The Python job's sample `.dockerconfigjson`: `"auth": ""` plus an e-mail means anonymous.
+#[test]
+fn empty_auth_in_docker_config_is_anonymous() {
+    let d = tmp();
+    let cfg = write(
+        d.path(),
+        ".dockerconfigjson",
+        r#"{"auths": {"quay.io": {"auth": "","email": "user@example.com"}}}"#,
+    );
+    let c = ok(
+        &docker_job(&cfg, &["--destination-oci-registry", "quay.io"]),
+        &ctx(&[]),
+    );
+    assert_eq!(dst_oci(&c).credentials, None);
+    assert!(
+        c.warnings.iter().any(|w| w.contains("anonymously")),
+        "{:?}",
+        c.warnings
+    );
+}
+
+/// A plain-text `user:password` in `auth` is what the Python job falls back to when the value
+/// is not base64 of `user:password`; accepted, with a warning naming the entry, never the value.
+#[test]
+fn plain_text_auth_in_docker_config_is_accepted() {
+    let d = tmp();
+    let cfg = write(
+        d.path(),
+        "config.json",
+        r#"{"auths": {"quay.io": {"auth": "robot:oci-SECRET-dst"}}}"#,
+    );
+    let c = ok(
+        &docker_job(&cfg, &["--destination-oci-registry", "quay.io"]),
+        &ctx(&[]),
+    );
+    let creds = dst_oci(&c).credentials.as_ref().unwrap();
+    assert_eq!(creds.username, "robot");
+    assert_eq!(creds.password.expose(), "oci-SECRET-dst");
+    let w = c.warnings.join("\n");
+    assert!(w.contains("plain-text") && w.contains("\"quay.io\""), "{w}");
+    assert_no_secret(&w);
+    assert_no_secret(&c.summary());
+}

@@ -233,11 +233,25 @@ fn invalid_inputs_name_the_setting_and_hide_secrets() {
             &["--registry-port (MODEL_SYNC_REGISTRY_PORT)", "70000"],
         ),
         case(
-            "http with is-secure",
-            with(&["--registry-is-secure", "true"]),
+            "http with a token in strict mode",
+            with(&[
+                "--registry-is-secure",
+                "true",
+                "--registry-require-tls",
+                "true",
+            ]),
             &[
                 "--registry-server-address (MODEL_SYNC_REGISTRY_SERVER_ADDRESS) uses http://",
-                "--registry-is-secure (MODEL_SYNC_REGISTRY_IS_SECURE) is true",
+                "--registry-require-tls (MODEL_SYNC_REGISTRY_REQUIRE_TLS) is true",
+                "from --registry-user-token",
+            ],
+        ),
+        case(
+            "bad require-tls bool",
+            with(&["--registry-require-tls", "sometimes"]),
+            &[
+                "--registry-require-tls (MODEL_SYNC_REGISTRY_REQUIRE_TLS)",
+                "\"sometimes\"",
             ],
         ),
         case(

@@ -167,18 +167,14 @@ fn non_scalar_property_is_an_error_naming_the_property() {
 
 #[test]
 fn custom_property_parsing_rules() {
-    let p =
+    let (p, dropped) =
         parse_custom_properties(r#"{"a": 1, "b": 1.5, "c": "x", "d": false, "e": 1e3}"#).unwrap();
+    assert!(dropped.is_empty());
     assert_eq!(p["a"], MetadataValue::from(1_i64));
     assert_eq!(p["b"], MetadataValue::from(1.5));
     assert_eq!(p["c"], MetadataValue::from("x"));
     assert_eq!(p["d"], MetadataValue::from(false));
     assert_eq!(p["e"], MetadataValue::from(1000.0));
-    assert!(
-        parse_custom_properties(r#"{"n": null}"#)
-            .unwrap_err()
-            .contains("null")
-    );
     assert!(
         parse_custom_properties(r#"{"o": {"x": 1}}"#)
             .unwrap_err()
@@ -194,7 +190,161 @@ fn custom_property_parsing_rules() {
             .unwrap_err()
             .contains("too large")
     );
-    assert!(parse_custom_properties("{}").unwrap().is_empty());
+    assert!(parse_custom_properties("{}").unwrap().0.is_empty());
+}
+
+#[test]
+fn null_custom_property_is_dropped_not_an_error() {
+    let (p, dropped) = parse_custom_properties(r#"{"n": null, "k": "v"}"#).unwrap();
+    assert_eq!(dropped, vec!["n".to_owned()]);
+    assert!(!p.contains_key("n"));
+    assert_eq!(p["k"], MetadataValue::from("v"));
+    // Through a whole load: a warning names the key, the job still loads.
+    let d = tmp();
+    write(
+        d.path(),
+        "ModelArtifact.custom_properties",
+        r#"{"gone": null}"#,
+    );
+    let mut a = base_args();
+    a.extend(["--metadata-configmap-path".into(), s(d.path())]);
+    let c = ok(&a, &ctx(&[]));
+    assert!(
+        c.metadata
+            .unwrap()
+            .model_artifact
+            .custom_properties
+            .is_empty()
+    );
+    assert!(
+        c.warnings.iter().any(|w| w.contains("\"gone\" is null")),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn typed_registry_values_are_accepted() {
+    // The UI backend's form: the registry's MetadataValue objects, labels as empty strings.
+    let (p, _) = parse_custom_properties(
+        r#"{"label": {"metadataType": "MetadataStringValue", "string_value": ""},
+            "n": {"metadataType": "MetadataIntValue", "int_value": "7"},
+            "f": {"metadataType": "MetadataDoubleValue", "double_value": 0.5},
+            "b": {"metadataType": "MetadataBoolValue", "bool_value": true}}"#,
+    )
+    .unwrap();
+    assert_eq!(p["label"], MetadataValue::from(""));
+    assert_eq!(p["n"], MetadataValue::from(7_i64));
+    assert_eq!(p["f"], MetadataValue::from(0.5));
+    assert_eq!(p["b"], MetadataValue::from(true));
+    let e = parse_custom_properties(r#"{"x": {"metadataType": "MetadataIntValue"}}"#).unwrap_err();
+    assert!(e.contains("\"x\"") && e.contains("typed"), "{e}");
+}
+
+/// What the UI backend writes for create_model (clients/ui/bff
+/// internal/repositories/model_transfer_jobs.go, buildModelMetadataConfigMap).
+#[test]
+fn ui_backend_camel_case_custom_properties_are_understood() {
+    let d = tmp();
+    let label = r#"{"team-a": {"metadataType": "MetadataStringValue", "string_value": ""}}"#;
+    for (k, v) in [
+        ("RegisteredModel.name", "ui-model"),
+        ("RegisteredModel.customProperties", label),
+        ("ModelVersion.name", "v1"),
+        (
+            "ModelVersion.customProperties",
+            r#"{"acc": {"metadataType": "MetadataDoubleValue", "double_value": 0.9}}"#,
+        ),
+        (
+            "ModelArtifact.customProperties",
+            r#"{"acc": {"metadataType": "MetadataDoubleValue", "double_value": 0.9}}"#,
+        ),
+        ("ModelArtifact.custom_properties", r#"{"extra": 1}"#),
+        ("ModelArtifact.model_source_kind", "transfer_job"),
+    ] {
+        write(d.path(), k, v);
+    }
+    let c = ok(&create_model_args(d.path()), &ctx(&[]));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let md = c.metadata.unwrap();
+    assert_eq!(
+        md.registered_model.custom_properties["team-a"],
+        MetadataValue::from("")
+    );
+    assert_eq!(
+        md.model_version.custom_properties["acc"],
+        MetadataValue::from(0.9)
+    );
+    // Both spellings in one section are merged.
+    assert_eq!(
+        md.model_artifact.custom_properties["acc"],
+        MetadataValue::from(0.9)
+    );
+    assert_eq!(
+        md.model_artifact.custom_properties["extra"],
+        MetadataValue::from(1_i64)
+    );
+
+    // The two spellings disagreeing on one name is an error naming the key.
+    write(
+        d.path(),
+        "ModelArtifact.custom_properties",
+        r#"{"acc": 0.1}"#,
+    );
+    let e = err(&create_model_args(d.path()), &ctx(&[]));
+    assert!(
+        e.contains("\"acc\"") && e.contains("ModelArtifact.customProperties"),
+        "{e}"
+    );
+}
+
+/// The UI backend's update_artifact ConfigMap names the artifact only by `ModelArtifact.id`
+/// (its Job sets no MODEL_SYNC_MODEL_ARTIFACT_ID).
+#[test]
+fn ui_backend_update_artifact_configmap_names_the_artifact() {
+    let d = tmp();
+    for (k, v) in [
+        ("RegisteredModel.id", "1"),
+        ("ModelVersion.id", "3"),
+        ("ModelArtifact.id", "6"),
+        ("ModelVersion.name", "v1"),
+        ("ModelArtifact.name", "v1"),
+    ] {
+        write(d.path(), k, v);
+    }
+    let mut a = args_without(&["--model-artifact-id"]);
+    a.extend(["--metadata-configmap-path".into(), s(d.path())]);
+    let c = ok(&a, &ctx(&[]));
+    assert_eq!(
+        c.intent,
+        Intent::UpdateArtifact {
+            model_artifact_id: "6".into()
+        }
+    );
+    assert_eq!(c.ids.model_version_id.as_deref(), Some("3"));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+    // The flag and the key agreeing is fine; disagreeing is a conflict naming both.
+    let agree = {
+        let mut a = a.clone();
+        a.extend(["--model-artifact-id".into(), "6".into()]);
+        a
+    };
+    ok(&agree, &ctx(&[]));
+    let mut disagree = a.clone();
+    disagree.extend(["--model-artifact-id".into(), "7".into()]);
+    let e = err(&disagree, &ctx(&[]));
+    assert!(
+        e.contains("--model-artifact-id") && e.contains("ModelArtifact.id"),
+        "{e}"
+    );
+
+    write(d.path(), "ModelArtifact.id", "six");
+    let e = err(&a, &ctx(&[]));
+    assert!(
+        e.contains("ModelArtifact.id") && e.contains("positive decimal id"),
+        "{e}"
+    );
 }
 
 fn create_version_args(dir: &Path, extra: &[&str]) -> Vec<String> {

@@ -135,7 +135,9 @@ fn empty_env_values_count_as_unset_and_values_are_trimmed() {
         ]),
     );
     match &c.destination {
-        crate::config::Destination::Oci(d) => assert_eq!(d.base_image, "busybox:latest"),
+        crate::config::Destination::Oci(d) => {
+            assert_eq!(d.base_image, "public.ecr.aws/docker/library/busybox:latest")
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(s3(&c).region.as_deref(), Some("us-east-2"));
@@ -146,12 +148,16 @@ fn documented_defaults() {
     let expect = [
         (Key::SourceType, "s3"),
         (Key::DestinationType, "oci"),
-        (Key::DestinationOciBaseImage, "busybox:latest"),
+        (
+            Key::DestinationOciBaseImage,
+            "public.ecr.aws/docker/library/busybox:latest",
+        ),
         (Key::DestinationOciEnableTlsVerify, "true"),
         (Key::ModelUploadIntent, "update_artifact"),
         (Key::StoragePath, "/tmp/model-sync"),
         (Key::RegistryPort, "443"),
         (Key::RegistryIsSecure, "true"),
+        (Key::RegistryRequireTls, "false"),
     ];
     for (k, v) in expect {
         assert_eq!(k.default_value(), Some(v), "{k:?}");
@@ -218,6 +224,7 @@ fn settings_table_matches_the_seed() {
         "SIGNING_KEY_PATH",
         "CONCURRENCY",
         "SIGNING_TUF_ROOT_PATH",
+        "REGISTRY_REQUIRE_TLS",
     ];
     let envs: Vec<&str> = Key::ALL.iter().map(|k| k.env()).collect();
     for name in seed {

@@ -18,6 +18,7 @@ fn mr(host: Option<&str>, port: Option<u16>, model: &str, version: Option<&str>)
         port,
         model: model.to_owned(),
         version: version.map(str::to_owned),
+        namespace: None,
     }
 }
 
@@ -146,8 +147,158 @@ fn service_account_token_is_picked_up() {
 
 #[test]
 fn missing_registry_location_is_an_error() {
+    let e = si(&["model-registry://iris", "/mnt/models"], &ctx(&[])).unwrap_err();
+    assert!(e.contains("MODEL_REGISTRY_BASE_URL is required"), "{e}");
+}
+
+/// Upstream (cmd/csi, `NewAPIClient`): the first of two segments is tried as the registry host
+/// (`{scheme}://first`), falling back to model/version at the base URL.
+#[test]
+fn two_segments_without_port_keep_a_host_candidate() {
+    let c = si(
+        &["model-registry://mr.ns.svc/iris", "/mnt/models"],
+        &ctx(&[("MODEL_REGISTRY_BASE_URL", "base:8080")]),
+    )
+    .unwrap();
+    assert_eq!(
+        c.registry_host_candidate.unwrap().as_str(),
+        "http://mr.ns.svc/"
+    );
+    assert_eq!(c.registry_base_url.unwrap().as_str(), "http://base:8080/");
+    // No base URL: the candidate alone is enough to start (the run fails clearly if it is not a
+    // registry).
+    let c = si(
+        &["model-registry://mr.kubeflow/iris", "/mnt/models"],
+        &ctx(&[]),
+    )
+    .unwrap();
+    assert!(c.registry_base_url.is_none());
+    assert_eq!(
+        c.registry_host_candidate.unwrap().as_str(),
+        "http://mr.kubeflow/"
+    );
+    // A single label is a model name (no DNS query for it).
+    let c = si(
+        &["model-registry://iris/v1", "/mnt/models"],
+        &ctx(&[("MODEL_REGISTRY_BASE_URL", "b:1")]),
+    )
+    .unwrap();
+    assert!(c.registry_host_candidate.is_none());
     let e = si(&["model-registry://iris/v1", "/mnt/models"], &ctx(&[])).unwrap_err();
     assert!(e.contains("MODEL_REGISTRY_BASE_URL is required"), "{e}");
+    // One segment, three segments and an explicit port are not ambiguous.
+    for uri in [
+        "model-registry://iris",
+        "model-registry://h/iris/v1",
+        "model-registry://h:8080/iris",
+    ] {
+        let c = si(
+            &[uri, "/mnt/models"],
+            &ctx(&[("MODEL_REGISTRY_BASE_URL", "b:1")]),
+        )
+        .unwrap();
+        assert!(c.registry_host_candidate.is_none(), "{uri}");
+    }
+}
+
+/// `?namespace=ns` is stripped from the URI and selects the registry Service in `ns`, built
+/// the way upstream builds it: `MODEL_REGISTRY_SERVICE_NAME` (default model-registry-service),
+/// `MODEL_REGISTRY_CLUSTER_DOMAIN` (default svc.cluster.local), the base URL's port (8080).
+#[test]
+fn namespace_query_selects_the_registry_service() {
+    let cases = [
+        ("model-registry://iris?namespace=team-a", "iris", None),
+        (
+            "model-registry://iris/v1?namespace=team-a",
+            "iris",
+            Some("v1"),
+        ),
+        // Upstream's test case: an embedded host is ignored in favour of the namespace.
+        (
+            "model-registry://localhost:8080/iris/v1?namespace=team-a",
+            "iris",
+            Some("v1"),
+        ),
+    ];
+    for (uri, model, version) in cases {
+        let c = si(&[uri, "/mnt/models"], &ctx(&[])).unwrap();
+        assert_eq!(
+            c.registry_base_url.as_ref().unwrap().as_str(),
+            "http://model-registry-service.team-a.svc.cluster.local:8080/",
+            "{uri}"
+        );
+        assert!(c.registry_host_candidate.is_none(), "{uri}");
+        match c.source_uri {
+            StorageUri::ModelRegistry {
+                model: m,
+                version: v,
+                namespace,
+                ..
+            } => {
+                assert_eq!(m, model, "{uri}");
+                assert_eq!(v.as_deref(), version, "{uri}");
+                assert_eq!(namespace.as_deref(), Some("team-a"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let c = si(
+        &["model-registry://iris?namespace=ns1", "/mnt/models"],
+        &ctx(&[
+            ("MODEL_REGISTRY_BASE_URL", "anything:9090"),
+            ("MODEL_REGISTRY_SCHEME", "https"),
+            ("MODEL_REGISTRY_SERVICE_NAME", "mr"),
+            ("MODEL_REGISTRY_CLUSTER_DOMAIN", "cluster.example"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        c.registry_base_url.unwrap().as_str(),
+        "https://mr.ns1.cluster.example:9090/"
+    );
+    let e = si(
+        &["model-registry://iris?namespace=a.b", "/mnt/models"],
+        &ctx(&[]),
+    )
+    .unwrap_err();
+    assert!(e.contains("namespace \"a.b\""), "{e}");
+}
+
+/// KServe's CA bundle for storage initializers: `$CA_BUNDLE_VOLUME_MOUNT_POINT/cabundle.crt`
+/// when `CA_BUNDLE_CONFIGMAP_NAME` is set (default mount /etc/ssl/custom-certs).
+#[test]
+fn kserve_ca_bundle_is_read() {
+    let d = tmp();
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    write(d.path(), "cabundle.crt", pem);
+    let mount = s(d.path());
+    let c = si(
+        &["s3://b/k", "/mnt/models"],
+        &ctx(&[
+            ("CA_BUNDLE_CONFIGMAP_NAME", "global-ca-bundle"),
+            ("CA_BUNDLE_VOLUME_MOUNT_POINT", &mount),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.ca_bundle_pem.as_deref(), Some(pem.as_bytes()));
+    let c = si(&["s3://b/k", "/mnt/models"], &ctx(&[])).unwrap();
+    assert!(c.ca_bundle_pem.is_none());
+    // Announced but not mounted: an error naming the file, before anything is downloaded.
+    let e = si(
+        &["s3://b/k", "/mnt/models"],
+        &ctx(&[
+            ("CA_BUNDLE_CONFIGMAP_NAME", "global-ca-bundle"),
+            ("CA_BUNDLE_VOLUME_MOUNT_POINT", "/nonexistent/certs"),
+        ]),
+    )
+    .unwrap_err();
+    assert!(e.contains("/nonexistent/certs/cabundle.crt"), "{e}");
+}
+
+#[test]
+fn hf_storage_uri_loads_without_a_registry() {
+    let c = si(&["hf://org/model:v1", "/mnt/models"], &ctx(&[])).unwrap();
+    assert!(c.registry_base_url.is_none());
 }
 
 #[test]
