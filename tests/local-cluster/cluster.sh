@@ -205,9 +205,12 @@ T
     stop_cluster; exit 1
   fi
 
+  # With a node: the node lifecycle controller lifts the kubelet's not-ready taint once it is Ready, and
+  # Endpoints written by hand (Services without selector) are mirrored to the EndpointSlices kube-proxy reads.
+  local kcm_extra=""; [ -n "$with_node" ] && kcm_extra=",nodelifecycle,endpointslicemirroring"
   setsid "$KUBE_CONTROLLER_MANAGER" \
     --kubeconfig "$dir/kube-controller-manager.kubeconfig" \
-    --controllers garbagecollector,job,deployment,replicaset,endpoint,endpointslice,namespace,serviceaccount,serviceaccount-token \
+    --controllers "garbagecollector,job,deployment,replicaset,endpoint,endpointslice,namespace,serviceaccount,serviceaccount-token$kcm_extra" \
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
     --leader-elect=false --port 0 --secure-port 0 --v 1 \
     >"$dir/logs/kube-controller-manager.log" 2>&1 </dev/null &

@@ -13,7 +13,7 @@
 #   mro.local/model-sync:dev        ENTRYPOINT ["/model-sync"]
 #   mro.local/model-sync-root:dev   the same with USER 0 (tests: runAsNonRoot must refuse it)
 #   mro.local/operator:dev          ENTRYPOINT ["/model-registry-operator"] CMD ["run"]
-#   mro.local/busybox:dev           the static busybox under /bin (tests: volumes, DNS, files)
+#   mro.local/busybox:dev           the static busybox under /bin and libc6's NSS modules (tests: volumes, DNS, HTTP)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -77,9 +77,14 @@ fi
 if [ -n "$busybox" ]; then
   root="$out/rootfs-busybox"; rm -rf "$root"; mkdir -p "$root"/{bin,etc,tmp}; chmod 1777 "$root/tmp"
   cp /bin/busybox "$root/bin/busybox"
-  for a in sh cat ls stat sleep wget nslookup echo test id printf head tr cut grep sed env date true; do
+  for a in sh cat ls stat sleep wget nslookup echo test id printf head tr cut grep sed env date true seq timeout; do
     ln -s busybox "$root/bin/$a"
   done
+  # The static busybox still loads glibc's NSS modules for name lookups (wget): libc6's, as on the host.
+  for f in /lib64/ld-linux-x86-64.so.2 /lib/x86_64-linux-gnu/{libc.so.6,libnss_files.so.2,libnss_dns.so.2,libresolv.so.2}; do
+    mkdir -p "$root$(dirname "$f")"; cp -L "$f" "$root$f"
+  done
+  printf 'hosts: files dns\npasswd: files\ngroup: files\n' >"$root/etc/nsswitch.conf"
   printf 'root:x:0:0:root:/root:/bin/sh\nnonroot:x:65532:65532:nonroot:/tmp:/bin/sh\n' >"$root/etc/passwd"
   printf 'root:x:0:\nnonroot:x:65532:\n' >"$root/etc/group"
   build mro.local/busybox:dev "$root" --user 65532:65532 --entrypoint '["/bin/sh"]'

@@ -11,9 +11,10 @@
 # gets one veth pair to the host (host side 10.213.K.1/30, node side 10.213.K.2/30) and no default
 # route; pods sit on a bridge in it (10.214.K.0/24, no masquerade). Nothing in the namespace can route
 # anywhere but the host end of the veth and its own pods.
-# Test servers listen on the host's 127.0.0.1: one host rule, scoped to the veth, lets pods reach them
-# at 10.213.K.1:<same port> (DNAT to 127.0.0.1 with route_localnet on that interface only). The
-# kubelet, kube-proxy and pods reach the apiserver the same way.
+# Test servers listen on the host's 127.0.0.1: a host rule scoped to the veth lets pods reach them at
+# 10.213.K.1:<same port> (DNAT to 127.0.0.1 with route_localnet on that interface only), and a second
+# one (OUTPUT, destination 10.213.K.1 only) gives host processes the same view. The kubelet,
+# kube-proxy and pods reach the apiserver the same way.
 # Cluster DNS: CoreDNS is not packaged for Debian 12, so dnsmasq (dnsmasq-base) serves
 # <svc>.<ns>.svc.cluster.local from a hosts file that a watcher rewrites from the Services every
 # second; it forwards nothing (no upstream servers).
@@ -104,8 +105,7 @@ start_node() {
   ip addr add "$HOST_IP/30" dev "$HOST_VETH"
   ip link set "$HOST_VETH" up
   sysctl -qw "net.ipv4.conf.$HOST_VETH.route_localnet=1"
-  iptables -t nat -A PREROUTING -i "$HOST_VETH" -d "$HOST_IP" -p tcp -j DNAT --to-destination 127.0.0.1 \
-    -m comment --comment "mro-node-$NODE_SLOT: pods reach host loopback test servers"
+  host_rules -A
   "${in_ns[@]}" ip link set lo up
   "${in_ns[@]}" ip addr add "$NODE_IP/30" dev "$NODE_VETH"
   "${in_ns[@]}" ip link set "$NODE_VETH" up
@@ -235,6 +235,16 @@ K
   log "node $NODE_NAME Ready (namespace $NETNS, node IP $NODE_IP, pods $POD_CIDR, host servers at $HOST_IP)"
 }
 
+# The host's two rules (-A adds, -D removes): TCP to $HOST_IP goes to the same port on 127.0.0.1,
+# whether it comes from the node's namespace (through the veth) or from a host process (a test's
+# operator checking the URL it gave a pod), so one address means the same server on both sides.
+host_rules() {
+  iptables -t nat "$1" PREROUTING -i "$HOST_VETH" -d "$HOST_IP" -p tcp -j DNAT --to-destination 127.0.0.1 \
+    -m comment --comment "mro-node-$NODE_SLOT: pods reach host loopback test servers"
+  iptables -t nat "$1" OUTPUT -d "$HOST_IP" -p tcp -j DNAT --to-destination 127.0.0.1 \
+    -m comment --comment "mro-node-$NODE_SLOT: host processes reach them at the same address"
+}
+
 node_kubeconfig() { # file server token
   cat >"$1" <<KC
 apiVersion: v1
@@ -298,8 +308,16 @@ stop_node() {
       umount -l "$m" 2>/dev/null || true
     done
   done
-  iptables -t nat -D PREROUTING -i "$HOST_VETH" -d "$HOST_IP" -p tcp -j DNAT --to-destination 127.0.0.1 \
-    -m comment --comment "mro-node-$NODE_SLOT: pods reach host loopback test servers" 2>/dev/null || true
+  host_rules -D 2>/dev/null || true
+  # Sandbox namespaces of pods still running at the stop (containerd never tore them down): the
+  # ones whose eth0 holds an address of this node's pod range. Looked at before the node's own
+  # namespace goes, since that takes the pods' veth pairs (and their addresses) with it.
+  local n
+  for n in $(ip netns list | awk '/^cni-/ { print $1 }'); do
+    if ip -n "$n" -4 -o addr show 2>/dev/null | grep -qF "inet ${POD_CIDR%0/24}"; then
+      ip netns delete "$n" 2>/dev/null || true
+    fi
+  done
   ip netns delete "$NETNS" 2>/dev/null || true
   ip link delete "$HOST_VETH" 2>/dev/null || true
   for c in $(cgroup_dirs); do
