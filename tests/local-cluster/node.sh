@@ -323,7 +323,8 @@ stop_node() {
   for c in $(cgroup_dirs); do
     [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
-  rm -rf "$RUN_DIR" "$nd/containerd/root" 2>/dev/null || true
+  # Keep the logs; drop the bulk (images, containerd content, pod directories).
+  rm -rf "$RUN_DIR" "$nd/containerd/root" "$nd/kubelet" "$nd/pause-rootfs" "$nd/pause.tar" "$dir/images" 2>/dev/null || true
   rm -f "$dir/node.env"
 }
 
