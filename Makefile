@@ -59,7 +59,8 @@ run: ## Run the operator: against $$KUBECONFIG when set, else on the local contr
 .PHONY: demo
 demo: ## The main job end to end: local control plane, S3, OCI registry, Model Registry stand-in, the operator; moves a model S3 → modelcar image and registers it. DEMO_KEEP=1 keeps it all running.
 	bash tests/tools/install-test-deps.sh
-	bash tests/local-cluster/provision.sh >/dev/null
+	# The demo does not run on the real node yet: the control plane's binaries are enough.
+	MRO_NODE=0 bash tests/local-cluster/provision.sh >/dev/null
 	$(CARGO) build --workspace --bins --locked
 	MODEL_SYNC_BIN=$(TARGET_DIR)/debug/model-sync MRO_OPERATOR_BIN=$(TARGET_DIR)/debug/model-registry-operator \
 	  $(TARGET_DIR)/debug/demo
