@@ -59,14 +59,15 @@ run: ## Run the operator: against $$KUBECONFIG when set, else on the local contr
 .PHONY: demo
 demo: ## The main job end to end: local control plane, S3, OCI registry, Model Registry stand-in, the operator; moves a model S3 → modelcar image and registers it. DEMO_KEEP=1 keeps it all running.
 	bash tests/tools/install-test-deps.sh
-	bash tests/local-cluster/provision.sh >/dev/null
+	# The demo does not run on the real node yet: the control plane's binaries are enough.
+	MRO_NODE=0 bash tests/local-cluster/provision.sh >/dev/null
 	$(CARGO) build --workspace --bins --locked
 	MODEL_SYNC_BIN=$(TARGET_DIR)/debug/model-sync MRO_OPERATOR_BIN=$(TARGET_DIR)/debug/model-registry-operator \
 	  $(TARGET_DIR)/debug/demo
 
 ##@ Testing
 .PHONY: test-deps
-test-deps: ## Install what the tests need (control-plane binaries, test servers, Prism, helm, kustomize). Idempotent.
+test-deps: ## Install what the tests need (control-plane and node binaries, containerd, test servers, Prism, helm, kustomize). Idempotent.
 	bash tests/tools/install-test-deps.sh
 	bash tests/local-cluster/provision.sh >/dev/null
 	bash tests/tools/install-prism.sh >/dev/null
@@ -96,13 +97,22 @@ tests: ## Unit and integration tests in one cargo run (binaries built once, then
 .PHONY: test
 test: test-deps lint check-manifests tests ## Everything CI runs: lint, drift check, unit and integration tests.
 
+# MRO_NODE=0: the control plane alone (no kubelet, no root needed); else a real node runs with it.
+MRO_NODE ?= 1
 .PHONY: local-cluster
-local-cluster: ## Start the local control plane and print `export KUBECONFIG=...`.
-	@bash tests/local-cluster/cluster.sh start --dir $(CLUSTER_DIR)
+local-cluster: ## Start the local control plane and a real node (kubelet + containerd + runc; MRO_NODE=0: without it) and print `export KUBECONFIG=...`.
+	@bash tests/local-cluster/cluster.sh start --dir $(CLUSTER_DIR) $(if $(filter 0,$(MRO_NODE)),,--node)
 
 .PHONY: local-cluster-stop
-local-cluster-stop: ## Stop the local control plane.
+local-cluster-stop: ## Stop the local control plane (and its node).
 	@bash tests/local-cluster/cluster.sh stop --dir $(CLUSTER_DIR)
+
+.PHONY: node-images
+node-images: ## Build the model-sync, operator and busybox images offline into $(CLUSTER_DIR)/images; imported into the local node when it runs.
+	$(CARGO) build --workspace --bins --locked
+	@sock=""; if [ -f $(CLUSTER_DIR)/node.env ]; then sock=$$(. $(CLUSTER_DIR)/node.env && echo "$$RUN_DIR/containerd.sock"); fi; \
+	  bash tests/local-cluster/images.sh --out $(CLUSTER_DIR)/images --model-sync $(TARGET_DIR)/debug/model-sync \
+	    --operator $(TARGET_DIR)/debug/model-registry-operator --busybox $${sock:+--import "$$sock"}
 
 ##@ Benchmarks
 # BENCH_RUNS (runs per size, default 3) and BENCH_SIZES_MIB (default 1024,2048) are passed through.

@@ -2,6 +2,13 @@
 # Makes sure etcd, kube-apiserver, kube-controller-manager and kubectl exist and prints their paths
 # as shell assignments (ETCD=..., KUBE_APISERVER=..., ...).
 #
+# Unless MRO_NODE=0, also the parts of the real node (tests/local-cluster/node.sh): kubelet,
+# kube-scheduler and kube-proxy built from the same source package (cached apart from the control
+# plane, so adding the node never rebuilds the apiserver), and containerd, runc, the CNI plugins,
+# iptables, dnsmasq (cluster DNS) and a static busybox (the sandbox image) from Debian packages. Printed as
+# KUBELET=..., KUBE_SCHEDULER=..., KUBE_PROXY=..., CONTAINERD=..., CTR=..., RUNC=..., CNI_BIN_DIR=...,
+# BUSYBOX=... .
+#
 # Order of preference for each binary:
 #   1. an explicit env var (ETCD, KUBE_APISERVER, KUBE_CONTROLLER_MANAGER, KUBECTL);
 #   2. a directory of binaries in KUBEBUILDER_ASSETS (the envtest layout);
@@ -15,6 +22,10 @@ CACHE_ROOT="${MRO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/model-registry-oper
 # Bump BUILD_REV whenever the way we build changes, so cached binaries are rebuilt.
 BUILD_REV=2
 BIN_DIR="$CACHE_ROOT/kubernetes-${K8S_DEB_VERSION}-r${BUILD_REV}/bin"
+# The node's binaries: their own revision, so that a change here rebuilds only them.
+NODE_BUILD_REV=1
+NODE_BIN_DIR="$CACHE_ROOT/kubernetes-node-${K8S_DEB_VERSION}-r${NODE_BUILD_REV}/bin"
+WANT_NODE="${MRO_NODE:-1}"
 
 log() { echo "provision: $*" >&2; }
 
@@ -52,7 +63,8 @@ ensure_deb_src() {
   apt_updated=1
 }
 
-build_kubernetes() {
+build_kubernetes() { # output dir, binaries...
+  local out="$1"; shift
   # reflect2 1.0.1 (vendored in 1.20) crashes under Go >= 1.18 on the first custom resource write;
   # Debian's packaged 1.0.2 fixes it and is API-compatible.
   apt_install golang-go dpkg-dev rsync golang-github-modern-go-reflect2-dev
@@ -73,21 +85,24 @@ build_kubernetes() {
   else
     log "warning: $reflect2 missing; the apiserver may crash on custom resources"
   fi
-  log "building kube-apiserver, kube-controller-manager and kubectl in $tree (takes several minutes)"
+  local what=() b
+  for b in "$@"; do what+=("cmd/$b"); done
+  log "building $* in $tree (takes several minutes)"
   # GOPATH mode with the tree's vendored dependencies, as the package's own rules build it.
   (
     cd "$tree"
     export GO111MODULE=off GOFLAGS=-mod=vendor GOCACHE="$CACHE_ROOT/gocache" GOPROXY=off
     export KUBE_GIT_VERSION="v1.20.2" KUBE_GIT_TREE_STATE=clean
-    make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kubectl" >&2
+    make WHAT="${what[*]}" >&2
   )
-  mkdir -p "$BIN_DIR"
-  for b in kube-apiserver kube-controller-manager kubectl; do
-    cp "$(find "$tree/_output" -type f -name "$b" -perm -u+x | head -n1)" "$BIN_DIR/$b"
+  mkdir -p "$out"
+  for b in "$@"; do
+    cp "$(find "$tree/_output" -type f -name "$b" -perm -u+x | head -n1)" "$out/$b"
   done
-  # The source tree is large; the binaries are all later runs need.
-  rm -rf "$work" "$CACHE_ROOT/gocache"
 }
+
+# The source tree and Go cache are large; the binaries are all later runs need.
+drop_build_tree() { rm -rf "$CACHE_ROOT/src" "$CACHE_ROOT/gocache"; }
 
 pick() { # name, env value, assets name
   local envval="$1" asset="$2" cached="$3"
@@ -111,9 +126,19 @@ if [ ! -x "$apiserver" ] || [ ! -x "$kcm" ] || [ ! -x "$kubectl_bin" ]; then
   if [ "$apiserver" != "$BIN_DIR/kube-apiserver" ] && [ ! -x "$apiserver" ]; then
     log "given kube-apiserver '$apiserver' is not executable"; exit 1
   fi
-  build_kubernetes
+  build_kubernetes "$BIN_DIR" kube-apiserver kube-controller-manager kubectl
 fi
 apt_install openssl
+
+node_bins=(kubelet kube-scheduler kube-proxy)
+if [ "$WANT_NODE" != 0 ]; then
+  # runc, not crun: crun refuses cgroup v1 hybrid hosts. busybox-static: the sandbox and base images.
+  apt_install containerd runc containernetworking-plugins iptables iproute2 busybox-static dnsmasq-base
+  need_build=()
+  for b in "${node_bins[@]}"; do [ -x "$NODE_BIN_DIR/$b" ] || need_build+=("$b"); done
+  [ ${#need_build[@]} -eq 0 ] || build_kubernetes "$NODE_BIN_DIR" "${node_bins[@]}"
+fi
+drop_build_tree
 
 for b in "$etcd_bin" "$apiserver" "$kcm" "$kubectl_bin"; do
   [ -x "$b" ] || { log "missing binary: $b"; exit 1; }
@@ -122,3 +147,14 @@ echo "ETCD=$etcd_bin"
 echo "KUBE_APISERVER=$apiserver"
 echo "KUBE_CONTROLLER_MANAGER=$kcm"
 echo "KUBECTL=$kubectl_bin"
+if [ "$WANT_NODE" != 0 ]; then
+  for b in "${node_bins[@]}"; do [ -x "$NODE_BIN_DIR/$b" ] || { log "missing binary: $NODE_BIN_DIR/$b"; exit 1; }; done
+  echo "KUBELET=$NODE_BIN_DIR/kubelet"
+  echo "KUBE_SCHEDULER=$NODE_BIN_DIR/kube-scheduler"
+  echo "KUBE_PROXY=$NODE_BIN_DIR/kube-proxy"
+  echo "CONTAINERD=$(command -v containerd)"
+  echo "CTR=$(command -v ctr)"
+  echo "RUNC=$(command -v runc)"
+  echo "CNI_BIN_DIR=/usr/lib/cni"
+  echo "BUSYBOX=/bin/busybox"
+fi

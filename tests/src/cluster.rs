@@ -82,6 +82,8 @@ pub struct Cluster {
     /// The directory of a control plane we started (stopped on drop for private clusters).
     dir: Option<PathBuf>,
     stop_on_drop: bool,
+    /// A real node runs behind this control plane (`cluster.sh --node`): no [`TEST_NODE`].
+    real_node: bool,
 }
 
 static SHARED: [OnceCell<Cluster>; 3] = [
@@ -93,11 +95,11 @@ static SHARED: [OnceCell<Cluster>; 3] = [
 /// One retry (fresh ports and directory): a start can lose a port race or time out on a loaded
 /// machine, and one lost start should not fail a test about something else.
 async fn start_retrying_once(flavour: Flavour, private: bool) -> anyhow::Result<Cluster> {
-    match Cluster::start(flavour, private).await {
+    match Cluster::start(flavour, private, false).await {
         Ok(c) => Ok(c),
         Err(e) => {
             tracing::warn!(error = %e, "control plane start failed; retrying once");
-            Cluster::start(flavour, private).await
+            Cluster::start(flavour, private, false).await
         }
     }
 }
@@ -136,6 +138,16 @@ pub async fn private(flavour: Flavour) -> Cluster {
     cluster
 }
 
+/// A vanilla control plane with a real node (kubelet, containerd, kube-proxy, cluster DNS: see
+/// `tests/local-cluster/node.sh`), CRDs installed; stopped when the test process exits. Not retried:
+/// a node that cannot start is an error to read, not a race to hide.
+pub(crate) async fn start_with_node() -> anyhow::Result<Cluster> {
+    crate::init();
+    let cluster = Cluster::start(Flavour::Vanilla, false, true).await?;
+    cluster.prepare(Flavour::Vanilla).await?;
+    Ok(cluster)
+}
+
 fn use_existing_cluster() -> bool {
     std::env::var("USE_EXISTING_CLUSTER").is_ok_and(|v| v == "true")
 }
@@ -147,7 +159,7 @@ async fn config_from(path: &Path) -> anyhow::Result<Config> {
 }
 
 impl Cluster {
-    async fn start(flavour: Flavour, private: bool) -> anyhow::Result<Cluster> {
+    async fn start(flavour: Flavour, private: bool, real_node: bool) -> anyhow::Result<Cluster> {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "mro-cluster-{}-{}-{}",
@@ -159,12 +171,15 @@ impl Cluster {
         let pid = std::process::id().to_string();
         let dir2 = dir.clone();
         let out = tokio::task::spawn_blocking(move || {
-            Command::new("bash")
-                .arg(&script)
+            let mut cmd = Command::new("bash");
+            cmd.arg(&script)
                 .args(["start", "--dir"])
                 .arg(&dir2)
-                .args(["--owner-pid", &pid])
-                .output()
+                .args(["--owner-pid", &pid]);
+            if real_node {
+                cmd.arg("--node");
+            }
+            cmd.output()
         })
         .await??;
         if !out.status.success() {
@@ -183,6 +198,7 @@ impl Cluster {
             unprivileged,
             dir: Some(dir),
             stop_on_drop: private,
+            real_node,
         })
     }
 
@@ -204,6 +220,7 @@ impl Cluster {
             unprivileged: None,
             dir: None,
             stop_on_drop: false,
+            real_node: false,
         })
     }
 
@@ -212,7 +229,7 @@ impl Cluster {
         ensure_namespace(&client, OPERATOR_NAMESPACE).await?;
         install_crds(&client, &crd_files()?).await?;
         platform_apis::install(&client, flavour.platform_apis()).await?;
-        if self.dir.is_some() {
+        if self.dir.is_some() && !self.real_node {
             register_test_node(&client).await?;
         }
         Ok(())

@@ -11,7 +11,10 @@
 //! - [`model_sync`]: runs the `model-sync` binary like a Job (integration tests, `bench-sync`).
 //! - [`operator`]: the operator run in-process under the shipped RBAC.
 //! - [`rbac_proxy`]: a kube-rbac-proxy stand-in (TokenReview + SubjectAccessReview, TLS).
-//! - [`node_agent`]: plays the kubelet for Job pods (e2e), with Service host aliases.
+//! - [`node`]: a real node (kubelet + containerd + runc, kube-proxy, cluster DNS) in a network
+//!   namespace of its own, with our images built offline and loaded.
+//! - [`node_agent`]: plays the kubelet for Job pods (e2e), with Service host aliases, where no real
+//!   node is used.
 #![forbid(unsafe_code)]
 
 pub mod cluster;
@@ -19,6 +22,7 @@ pub mod hf_hub;
 pub mod http_files;
 pub mod model_registry;
 pub mod model_sync;
+pub mod node;
 pub mod node_agent;
 pub mod oci_registry;
 pub mod operator;
