@@ -1,11 +1,22 @@
-//! One model file → one layer: reuse from a previous push, or stream it from the source
-//! through the tar framing into a chunked upload.
+//! One planned layer (the layer of one model file, or a layer shared by several small files,
+//! see `group.rs`): reuse from a previous push, or stream the files from the source through the
+//! tar framing into one upload.
+//!
+//! Files of a shared layer are read ahead, [`PREFETCH`] at a time, when they are at most
+//! [`PREFETCH_MAX`] bytes (so a layer of thousands of small files is not a sequence of
+//! round trips; at most `PREFETCH × PREFETCH_MAX` bytes wait per layer in flight), and written
+//! in path order; larger members stream through as a file of its own layer does.
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use futures::StreamExt as _;
 
 use super::digest::{Hasher, normalize_content_sha256};
-use super::image::{self, ANNOTATION_FINGERPRINT, ANNOTATION_SHA256, Descriptor, ModelLayer};
+use super::group::{self, Dirs, PlannedLayer};
+use super::image::{
+    self, ANNOTATION_FINGERPRINT, ANNOTATION_MEMBERS, ANNOTATION_SHA256, Descriptor, ModelLayer,
+};
 use super::registry::{Counters, Registry};
 use super::tar;
 use super::upload::{BlobWriter, upload_blob};
@@ -16,6 +27,10 @@ use crate::transfer::{ModelFile, OpenFile, Progress, Reason, TransferError};
 /// Re-opens of a source stream that failed mid-file (sources already resume internally; this
 /// covers those that do not), before the file upload fails.
 const MAX_REOPENS: u32 = 3;
+/// Members of a shared layer read ahead at once.
+const PREFETCH: usize = 16;
+/// Largest member of a shared layer that is read ahead (into memory).
+const PREFETCH_MAX: u64 = 256 << 10;
 
 /// Where model layers go.
 pub(crate) struct Target<'a> {
@@ -26,41 +41,96 @@ pub(crate) struct Target<'a> {
     pub(crate) segment: u64,
 }
 
+/// Model layers of the image already at the destination tag (reused on a retry when
+/// unchanged): file layers by title, shared layers by their members' fingerprint.
+#[derive(Debug, Default)]
+pub(crate) struct Previous {
+    pub(crate) by_path: BTreeMap<String, Descriptor>,
+    pub(crate) by_members: BTreeMap<String, Descriptor>,
+}
+
+impl Previous {
+    pub(crate) fn add(&mut self, l: &Descriptor) {
+        if l.media_type != image::OCI_LAYER_TAR {
+            return;
+        }
+        if let Some(title) = l.annotation(image::ANNOTATION_TITLE) {
+            self.by_path.insert(title.to_owned(), l.clone());
+        } else if let Some(fp) = l.annotation(ANNOTATION_MEMBERS) {
+            self.by_members.insert(fp.to_owned(), l.clone());
+        }
+    }
+}
+
 impl Target<'_> {
-    /// Reuses (when `previous` matches) or uploads the layer of one model file.
+    /// Reuses (when `previous` has it unchanged) or uploads one planned layer.
     pub(crate) async fn model_layer<S: OpenFile + ?Sized>(
         &self,
         source: &S,
-        f: &ModelFile,
-        previous: Option<&Descriptor>,
+        files: &[ModelFile],
+        planned: &PlannedLayer,
+        previous: &Previous,
         progress: &Progress,
     ) -> Result<ModelLayer, TransferError> {
         let (repo, scopes) = (self.repo, self.scopes);
-        let path = f.path.as_str();
-        let layer_len = tar::layer_len(&f.path, f.size);
-        let fingerprint = f.fingerprint.as_deref();
-        let content_sha = f.sha256.as_deref().and_then(normalize_content_sha256);
-        let descriptor = |digest: String| {
-            image::model_layer_descriptor(
-                path,
-                digest,
-                layer_len,
-                fingerprint,
-                content_sha.as_deref(),
-            )
-        };
-        if let Some(prev) = previous.filter(|p| {
-            p.size == layer_len
-                && ((fingerprint.is_some() && p.annotation(ANNOTATION_FINGERPRINT) == fingerprint)
-                    || (content_sha.is_some()
-                        && p.annotation(ANNOTATION_SHA256) == content_sha.as_deref()))
-        }) && self.reg.blob_size(repo, &prev.digest, scopes).await? == Some(layer_len)
+        let members: Vec<&ModelFile> = planned.files.iter().map(|&i| &files[i]).collect();
+        let first = members
+            .first()
+            .ok_or_else(|| TransferError::new(Reason::Internal, "an empty layer was planned"))?;
+        let layer_len = group::layer_len(&members);
+        let (what, history, prev, descriptor): (String, String, Option<&Descriptor>, _) =
+            if planned.shared {
+                let fp = group::members_fingerprint(&members);
+                let last = members
+                    .last()
+                    .map_or(first.path.as_str(), |f| f.path.as_str());
+                let what = format!("{} files ({} … {last})", members.len(), first.path);
+                let history = format!(
+                    "model-sync: add {} files to /{} ({} … {last})",
+                    members.len(),
+                    tar::MODELS_DIR,
+                    first.path
+                );
+                let prev = fp.as_deref().and_then(|fp| previous.by_members.get(fp));
+                let count = members.len();
+                let descriptor: Box<dyn Fn(String) -> Descriptor + Send + Sync> =
+                    Box::new(move |digest| {
+                        image::shared_layer_descriptor(digest, layer_len, count, fp.as_deref())
+                    });
+                (what, history, prev, descriptor)
+            } else {
+                let path = first.path.as_str().to_owned();
+                let fingerprint = first.fingerprint.clone();
+                let content_sha = first.sha256.as_deref().and_then(normalize_content_sha256);
+                let prev = previous.by_path.get(&path).filter(|p| {
+                    (fingerprint.is_some()
+                        && p.annotation(ANNOTATION_FINGERPRINT) == fingerprint.as_deref())
+                        || (content_sha.is_some()
+                            && p.annotation(ANNOTATION_SHA256) == content_sha.as_deref())
+                });
+                let history = format!("model-sync: add /{}/{path}", tar::MODELS_DIR);
+                let p = path.clone();
+                let descriptor: Box<dyn Fn(String) -> Descriptor + Send + Sync> =
+                    Box::new(move |digest| {
+                        image::model_layer_descriptor(
+                            &p,
+                            digest,
+                            layer_len,
+                            fingerprint.as_deref(),
+                            content_sha.as_deref(),
+                        )
+                    });
+                (path, history, prev, descriptor)
+            };
+        let what = what.as_str();
+        if let Some(prev) = prev.filter(|p| p.size == layer_len)
+            && self.reg.blob_size(repo, &prev.digest, scopes).await? == Some(layer_len)
         {
-            tracing::info!(path, digest = %prev.digest, "file unchanged since the previous push; layer reused");
+            tracing::info!(layer = what, digest = %prev.digest, "unchanged since the previous push; layer reused");
             Counters::add(&self.reg.counters.blobs_existing, 1);
-            progress.add(f.size);
+            progress.add(members.iter().map(|f| f.size).sum());
             return Ok(ModelLayer {
-                path: path.to_owned(),
+                history,
                 descriptor: descriptor(prev.digest.clone()),
             });
         }
@@ -69,41 +139,110 @@ impl Target<'_> {
             attempts: 3,
             ..RetryPolicy::default()
         };
-        let (digest, len) = retry(policy, &format!("upload of {path}"), |_| {
+        let (digest, len) = retry(policy, &format!("upload of {what}"), |_| {
             upload_blob(self.reg, repo, scopes, self.segment, None, layer_len, |w| {
-                produce_layer(source, f, content_sha.as_deref(), w, progress, &counted)
+                produce_layer(source, &members, w, progress, &counted)
             })
         })
         .await
-        .map_err(|e| e.context(format!("model file {path}")))?;
+        .map_err(|e| e.context(format!("model layer of {what}")))?;
         if len != layer_len {
             return Err(TransferError::new(
                 Reason::Internal,
-                format!("layer of {path} is {len} bytes, expected {layer_len}"),
+                format!("layer of {what} is {len} bytes, expected {layer_len}"),
             ));
         }
-        tracing::debug!(path, %digest, "model layer uploaded");
+        tracing::debug!(layer = what, %digest, "model layer uploaded");
         Ok(ModelLayer {
-            path: path.to_owned(),
+            history,
             descriptor: descriptor(digest),
         })
     }
 }
 
-/// Writes one model file's layer: tar headers, the content streamed from the source (re-opened
-/// at the current offset when the stream breaks), padding and the end-of-archive blocks.
+/// Where file content goes: the blob, or memory for a member read ahead.
+trait Out {
+    fn put(&mut self, data: Bytes) -> impl Future<Output = Result<(), TransferError>> + Send;
+}
+
+impl Out for BlobWriter {
+    async fn put(&mut self, data: Bytes) -> Result<(), TransferError> {
+        self.write(data).await
+    }
+}
+
+impl Out for Vec<Bytes> {
+    async fn put(&mut self, data: Bytes) -> Result<(), TransferError> {
+        self.push(data);
+        Ok(())
+    }
+}
+
+/// Writes one layer: for each member, the directory entries it still needs, its file entry,
+/// its content (read ahead or streamed) and padding; then the end-of-archive marker.
 async fn produce_layer<S: OpenFile + ?Sized>(
     source: &S,
-    f: &ModelFile,
-    content_sha: Option<&str>,
+    members: &[&ModelFile],
     mut w: BlobWriter,
     progress: &Progress,
     counted: &AtomicU64,
 ) -> Result<BlobWriter, TransferError> {
+    let report = |pos: u64| {
+        let before = counted.fetch_max(pos, Ordering::Relaxed);
+        if pos > before {
+            progress.add(pos - before);
+        }
+    };
+    let read_ahead = members.len() > 1;
+    let mut early = futures::stream::iter(members.iter().copied())
+        .map(|f| async move {
+            if read_ahead && f.size <= PREFETCH_MAX {
+                let mut pieces = Vec::new();
+                write_content(source, f, &mut pieces, &|_| {}).await?;
+                Ok::<_, TransferError>(Some(pieces))
+            } else {
+                Ok(None)
+            }
+        })
+        .buffered(PREFETCH);
+    let mut dirs = Dirs::default();
+    let mut done = 0u64;
+    for f in members {
+        let ahead = early.next().await.ok_or_else(|| {
+            TransferError::new(Reason::Internal, "read-ahead ended before the members")
+        })??;
+        w.write(dirs.headers(&f.path, f.size).into()).await?;
+        match ahead {
+            Some(pieces) => {
+                for p in pieces {
+                    w.write(p).await?;
+                }
+            }
+            None => write_content(source, f, &mut w, &|pos| report(done + pos)).await?,
+        }
+        done += f.size;
+        report(done);
+        let pad = tar::padding(f.size);
+        if pad > 0 {
+            w.write(vec![0; pad as usize].into()).await?;
+        }
+    }
+    w.write(vec![0; tar::END_OF_ARCHIVE as usize].into())
+        .await?;
+    Ok(w)
+}
+
+/// Streams one file's content from the source into `out` (re-opened at the current offset when
+/// the stream breaks), checking its length and, when the source knows it, its sha256.
+async fn write_content<S: OpenFile + ?Sized, O: Out + Send>(
+    source: &S,
+    f: &ModelFile,
+    out: &mut O,
+    report: &(dyn Fn(u64) + Sync),
+) -> Result<(), TransferError> {
     let path = f.path.as_str();
-    w.write(tar::layer_prefix(&f.path, f.size).into()).await?;
-    let start = w.written();
-    let mut content = content_sha.map(|_| Hasher::default());
+    let content_sha = f.sha256.as_deref().and_then(normalize_content_sha256);
+    let mut content = content_sha.as_ref().map(|_| Hasher::default());
     let mut pos = 0u64;
     let mut reopens = 0;
     let open = |offset: u64| {
@@ -147,12 +286,9 @@ async fn produce_layer<S: OpenFile + ?Sized>(
                     h.update(&bytes);
                 }
                 let n = bytes.len() as u64;
-                w.write(bytes).await?;
+                out.put(bytes).await?;
                 pos += n;
-                let before = counted.fetch_max(pos, Ordering::Relaxed);
-                if pos > before {
-                    progress.add(pos - before);
-                }
+                report(pos);
             }
             failure => {
                 reopens += 1;
@@ -175,7 +311,6 @@ async fn produce_layer<S: OpenFile + ?Sized>(
             }
         }
     }
-    debug_assert_eq!(w.written() - start, pos);
     if let (Some(expected), Some(h)) = (content_sha, content) {
         let actual = h.finish();
         if actual != expected {
@@ -185,6 +320,5 @@ async fn produce_layer<S: OpenFile + ?Sized>(
             ));
         }
     }
-    w.write(tar::layer_suffix(f.size).into()).await?;
-    Ok(w)
+    Ok(())
 }

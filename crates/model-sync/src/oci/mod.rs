@@ -1,8 +1,10 @@
 //! OCI back-end: read models from images and artifacts ([`OciSource`]), publish them as KServe
 //! modelcar images ([`OciSink`]).
 //!
-//! A modelcar is the base image (default `busybox:latest`) plus one uncompressed tar layer per
-//! model file holding `/models/<relative path>` (with its parent directories). Layers are
+//! A modelcar is the base image (default `busybox:latest`) plus uncompressed tar layers holding
+//! `/models/<relative path>` (with parent directories): one layer per model file, except that a
+//! model with more files than the layer budget has its small files grouped into shared layers
+//! (`group.rs`: at most [`LAYER_BUDGET`] layers in all). Layers are
 //! ordered by path and built deterministically (see `tar.rs`), so publishing the same model on
 //! the same base always yields the same layer, config and manifest digests; the published URI is
 //! pinned by digest (`oci://host/repo@sha256:…`).
@@ -24,6 +26,7 @@ use crate::transfer::{ByteStream, ModelFile, OpenFile, TransferError};
 mod auth;
 mod blobs;
 mod digest;
+mod group;
 mod image;
 mod layer;
 pub mod referrers;
@@ -37,6 +40,7 @@ mod upload;
 #[cfg(test)]
 mod tests;
 
+pub use group::{GROUP_TARGET, GROUP_THRESHOLD, Grouping, LAYER_BUDGET};
 pub use sink::{OciSink, UploadStats};
 pub use source::OciSource;
 

@@ -1,8 +1,10 @@
-//! The modelcar destination: base image + one uncompressed tar layer per model file.
+//! The modelcar destination: base image + uncompressed tar layers of the model files (one per
+//! file, small files grouped when there are more files than the layer budget: `group.rs`).
 //!
-//! Order of work: resolve the base image (an index gives one image per platform), read the
-//! manifest already at the destination tag (layers whose title, size and fingerprint or content
-//! sha256 match are reused on a retry), make the base layers present in the destination
+//! Order of work: resolve the base image (an index gives one image per platform), plan the
+//! layers, read the manifest already at the destination tag (file layers whose title, size and
+//! fingerprint or content sha256 match, and shared layers whose members' fingerprint and size
+//! match, are reused on a retry), make the base layers present in the destination
 //! repository (HEAD, else cross-repository mount on the same registry, else a streamed copy),
 //! stream the model layers (`concurrency` at a time, in path order), then push the configs, the
 //! per-platform manifests and the tag. No manifest is pushed before every blob it references was
@@ -16,8 +18,9 @@ use futures::{StreamExt as _, TryStreamExt as _, stream};
 use oci_client::Reference;
 
 use super::digest;
+use super::group::{self, Grouping};
 use super::image::{self, Descriptor, Manifest, ModelLayer, Parsed};
-use super::layer::Target;
+use super::layer::{Previous, Target};
 use super::registry::{Registry, Settings, scope};
 use super::upload::{DEFAULT_SEGMENT, upload_blob};
 use crate::config::OciDestination;
@@ -131,6 +134,29 @@ impl OciSink {
         let scopes = vec![scope(&repo, "pull,push")];
 
         let base = self.resolve_base().await?;
+        let base_layers = base
+            .platforms
+            .iter()
+            .map(|p| p.manifest.layers.len())
+            .max()
+            .unwrap_or(0);
+        let grouping = Grouping::for_base(base_layers).ok_or_else(|| {
+            TransferError::invalid_input(format!(
+                "base image {} has {base_layers} layers: a modelcar has at most {} layers in all \
+                 (container runtimes refuse about 125), so no room is left for the model",
+                base.name,
+                group::LAYER_BUDGET
+            ))
+        })?;
+        let plan = group::plan(&files, grouping);
+        if plan.len() < files.len() {
+            tracing::info!(
+                files = files.len(),
+                layers = plan.len(),
+                base_layers,
+                "small files grouped into shared layers to stay within the layer budget"
+            );
+        }
         let previous = self.previous_layers(&repo, tag, &scopes).await?;
         self.ensure_base_layers(&base, &repo, &scopes).await?;
 
@@ -140,19 +166,21 @@ impl OciSink {
             scopes: &scopes,
             segment: self.segment,
         };
-        // Largest files first, a new one whenever any finishes: small files fill the tail
-        // instead of waiting behind a large one. The manifest lists layers in path order.
-        let mut order: Vec<usize> = (0..files.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(files[i].size));
-        let target = &target;
+        // Largest layers first, a new one whenever any finishes: small layers fill the tail
+        // instead of waiting behind a large one. The manifest lists layers in plan order.
+        let size = |i: usize| -> u64 { plan[i].files.iter().map(|&f| files[f].size).sum() };
+        let mut order: Vec<usize> = (0..plan.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(size(i)));
+        let (target, files, previous) = (&target, &files, &previous);
         let mut layers: Vec<(usize, ModelLayer)> = stream::iter(order)
             .map(|i| {
-                let f = &files[i];
-                let previous = previous.get(f.path.as_str());
+                let planned = &plan[i];
                 async move {
                     Ok::<_, TransferError>((
                         i,
-                        target.model_layer(source, f, previous, progress).await?,
+                        target
+                            .model_layer(source, files, planned, previous, progress)
+                            .await?,
                     ))
                 }
             })
@@ -272,14 +300,14 @@ impl OciSink {
         })
     }
 
-    /// Model layers of the image already at the tag, by path (for reuse on a retry).
+    /// Model layers of the image already at the tag (for reuse on a retry).
     async fn previous_layers(
         &self,
         repo: &str,
         tag: &str,
         scopes: &[String],
-    ) -> Result<BTreeMap<String, Descriptor>, TransferError> {
-        let mut out = BTreeMap::new();
+    ) -> Result<Previous, TransferError> {
+        let mut out = Previous::default();
         let Some(raw) = self.registry.get_manifest(repo, tag, scopes).await? else {
             return Ok(out);
         };
@@ -302,12 +330,8 @@ impl OciSink {
                 return Ok(out);
             }
         };
-        for l in manifest.layers {
-            if l.media_type == image::OCI_LAYER_TAR
-                && let Some(title) = l.annotation(image::ANNOTATION_TITLE)
-            {
-                out.insert(title.to_owned(), l.clone());
-            }
+        for l in &manifest.layers {
+            out.add(l);
         }
         Ok(out)
     }
