@@ -3,6 +3,7 @@
 #   docker-registry  (Debian's distribution registry: tests/src/oci_registry.rs)
 #   htpasswd         (apache2-utils: bcrypt htpasswd file for the auth registry)
 #   openssl          (handy for inspecting the per-run certificates; used by scripts)
+#   skopeo           (pulls modelcars as a container tool does: the many-files OCI test)
 # Idempotent: does nothing (and needs no privileges) when everything is present. Uses the system's
 # configured apt sources; runs apt as root directly or through sudo.
 set -euo pipefail
@@ -12,6 +13,7 @@ required=(
   "/usr/bin/docker-registry docker-registry"
   "htpasswd apache2-utils"
   "openssl openssl"
+  "skopeo skopeo"
 )
 
 missing=()

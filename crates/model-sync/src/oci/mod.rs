@@ -25,6 +25,7 @@ use crate::transfer::{ByteStream, ModelFile, OpenFile, TransferError};
 
 mod auth;
 mod blobs;
+mod copy;
 mod digest;
 mod group;
 mod image;

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use futures::{StreamExt as _, TryStreamExt as _, stream};
 use oci_client::Reference;
 
+use super::copy::{BlobOrigin, copy_blob};
 use super::digest;
 use super::group::{self, Grouping};
 use super::image::{self, Descriptor, Manifest, ModelLayer, Parsed};
@@ -46,10 +47,10 @@ pub struct UploadStats {
 
 /// Publishes models as KServe modelcar images.
 pub struct OciSink {
-    dest: OciDestination,
-    concurrency: usize,
-    segment: u64,
-    registry: Arc<Registry>,
+    pub(super) dest: OciDestination,
+    pub(super) concurrency: usize,
+    pub(super) segment: u64,
+    pub(super) registry: Arc<Registry>,
 }
 
 /// One platform image of the base.
@@ -369,53 +370,12 @@ impl OciSink {
         repo: &str,
         scopes: &[String],
     ) -> Result<(), TransferError> {
-        let d = digest::parse(&l.digest)?;
-        let reg = &self.registry;
-        if reg.blob_size(repo, &d, scopes).await?.is_some() {
-            super::registry::Counters::add(&reg.counters.blobs_existing, 1);
-            return Ok(());
-        }
-        let base_scopes = [scope(&base.repo, "pull")];
-        if base.same_registry {
-            let both = [scope(repo, "pull,push"), scope(&base.repo, "pull")];
-            if reg.mount(repo, &d, &base.repo, &both).await? {
-                return Ok(());
-            }
-        }
-        retry(
-            RetryPolicy {
-                attempts: 3,
-                ..RetryPolicy::default()
-            },
-            &format!("copy base layer {d}"),
-            |_| async {
-                let resp = base
-                    .registry
-                    .get_blob(&base.repo, &d, 0, None, &base_scopes)
-                    .await?;
-                upload_blob(
-                    reg,
-                    repo,
-                    scopes,
-                    self.segment,
-                    Some(&d),
-                    l.size,
-                    |mut w| async move {
-                        let mut body = resp.bytes_stream();
-                        while let Some(chunk) = body.next().await {
-                            let chunk = chunk.map_err(|e| {
-                                base.registry.transport_error("reading base layer", e)
-                            })?;
-                            w.write(chunk).await?;
-                        }
-                        Ok(w)
-                    },
-                )
-                .await
-            },
-        )
-        .await?;
-        Ok(())
+        let from = BlobOrigin {
+            registry: &base.registry,
+            repo: &base.repo,
+            same_registry: base.same_registry,
+        };
+        copy_blob(&self.registry, repo, scopes, self.segment, &from, l).await
     }
 
     async fn push_manifests(

@@ -9,5 +9,6 @@ mod faults;
 mod local;
 mod oci;
 mod s3;
+mod s3_copy;
 mod storage_initializer;
 mod uri;
