@@ -124,3 +124,83 @@ async fn an_oci_artifact_source_is_repacked_as_a_modelcar() -> anyhow::Result<()
     );
     Ok(())
 }
+
+/// A reverse proxy in front of the registry that drops `mount` and `from` from upload requests,
+/// so that the registry itself answers a mount request as it does when it declines one: with an
+/// ordinary upload session (202). Everything else passes through unchanged.
+async fn no_mount_proxy(upstream: String) -> anyhow::Result<String> {
+    use axum::body::Body;
+    use axum::extract::{Request, State};
+    use axum::response::Response;
+    use futures::TryStreamExt as _;
+    async fn forward(
+        State((http, upstream)): State<(reqwest::Client, String)>,
+        req: Request,
+    ) -> Response {
+        let (parts, body) = req.into_parts();
+        let mut url = url::Url::parse(&format!("{upstream}{}", parts.uri.path())).unwrap();
+        let kept: Vec<(String, String)> =
+            url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+                .filter(|(k, _)| k != "mount" && k != "from")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+        if !kept.is_empty() {
+            url.query_pairs_mut().extend_pairs(kept);
+        }
+        let mut out = http.request(parts.method, url);
+        for (name, value) in &parts.headers {
+            if name != "host" {
+                out = out.header(name, value);
+            }
+        }
+        let body = reqwest::Body::wrap_stream(body.into_data_stream());
+        let resp = out.body(body).send().await.unwrap();
+        let mut builder = Response::builder().status(resp.status());
+        for (name, value) in resp.headers() {
+            builder = builder.header(name, value);
+        }
+        let stream = resp.bytes_stream().map_err(std::io::Error::other);
+        builder.body(Body::from_stream(stream)).unwrap()
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let app = axum::Router::new()
+        .fallback(forward)
+        .with_state((http, upstream));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(addr.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_declines_mounts_gets_the_blobs_streamed() -> anyhow::Result<()> {
+    mro_tests::init();
+    let reg = OciRegistry::start_plain().await?;
+    let base = push_base_image(&reg).await?;
+    let m = oci_model();
+    let published = publish(
+        &sink_for(&reg, &reg.reference("src/m", "v1"), &base),
+        &MemSource::new(&m),
+    )
+    .await?;
+    let digest = published.digest.clone().unwrap();
+    // Source and destination both through the proxy: one registry, mounts declined.
+    let host = no_mount_proxy(reg.base_url()).await?;
+    let source = source_for(&reg, &format!("{host}/src/m@{digest}"));
+    let files = source.list().await?;
+    let sink = sink_for(&reg, &format!("{host}/dst/m:v1"), "ignored/base:1");
+    let progress = model_sync::transfer::Progress::new(0);
+    let copied = sink.publish_from_oci(&source, &files, &progress).await?;
+    assert_eq!(copied.digest, published.digest);
+    let s = sink.stats();
+    let blobs = 1 + pull_image(&reg, &pinned(&published)).await?.manifest["layers"]
+        .as_array()
+        .unwrap()
+        .len() as u64;
+    assert_eq!((s.blobs_mounted, s.blobs_uploaded), (0, blobs), "{s:?}");
+    let copy = pull_image(&reg, &format!("{}/dst/m@{digest}", reg.host())).await?;
+    assert_eq!(copy.models, m);
+    Ok(())
+}
