@@ -45,12 +45,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use futures::{StreamExt as _, TryStreamExt as _};
 use mro_tests::model_registry::ModelRegistryStandIn;
-use mro_tests::model_sync::{Profile, SyncJob, binary, push_base_image};
+use mro_tests::model_sync::{Profile, SyncJob, binary};
 use mro_tests::oci_registry::OciRegistry;
 use mro_tests::s3::S3Server;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
+use workloads::{Ctx, Kind};
 
 const MIB: f64 = 1024.0 * 1024.0;
 const GIB: f64 = 1024.0 * MIB;
@@ -522,134 +523,7 @@ fn misses(row: &Value) -> Vec<String> {
     out
 }
 
-/// What every measurement shares.
-struct Ctx<'a> {
-    s3: &'a S3Server,
-    mr: &'a ModelRegistryStandIn,
-    self_exe: &'a Path,
-    runs: usize,
-}
-
-/// What is measured, and against which floor.
-#[derive(Clone, Copy)]
-enum Kind {
-    /// S3 → OCI modelcar, against S3 GETs + blob PUTs of the same bytes.
-    S3ToOci { max_ratio: f64 },
-    /// S3 → S3 on one endpoint (server-side copies), against GETs + PUTs of the same bytes.
-    S3ToS3,
-    /// OCI → OCI on one registry (blob mounts), against S3 GETs + blob PUTs of the same bytes.
-    OciToOci,
-}
-
-impl Ctx<'_> {
-    /// `runs` floors and model-sync runs of one workload on a fresh registry; one result row.
-    async fn measure(&self, model: &Synthetic, kind: Kind) -> anyhow::Result<Value> {
-        let reg = OciRegistry::start_plain().await?;
-        let base_image = push_base_image(&reg).await?;
-        let (workload, max_ratio) = match kind {
-            Kind::S3ToOci { max_ratio } => ("S3 → OCI", max_ratio),
-            Kind::S3ToS3 => ("S3 → S3, one endpoint", 0.1),
-            Kind::OciToOci => ("OCI → OCI, one registry", 0.1),
-        };
-        let source_repo = format!("zc/{}", model.name);
-        if let Kind::OciToOci = kind {
-            eprintln!("  pushing the source image (not measured)…");
-            self.sync(&reg, &base_image, model, &source_repo, Route::S3ToOci)
-                .await?;
-        }
-        let (mut floors, mut syncs, mut loads) = (Vec::new(), Vec::new(), Vec::new());
-        for run in 0..self.runs {
-            loads.push(load_average());
-            let cpu0 = server_cpu(&reg);
-            let f = match kind {
-                Kind::S3ToS3 => {
-                    let to = format!("floor-{}-{run}", model.name);
-                    workloads::s3_floor(self.s3, model.dir.path(), &model.name, &model.files, &to)
-                        .await?
-                }
-                _ => floor(self.s3, &reg, model, &format!("floor/{}-{run}", model.name)).await?,
-            };
-            let cpu1 = server_cpu(&reg);
-            eprintln!(
-                "  {workload} run {run}: floor {f:.2} s; CPU s: S3 server + floor client {:.2}, \
-                 registry {:.2} (load average {:.2})",
-                cpu1.0 - cpu0.0,
-                cpu1.1 - cpu0.1,
-                load_average()
-            );
-            let repo = format!("bench/{}-{run}", model.name);
-            let key = format!("copy-{}-{run}", model.name);
-            let route = match kind {
-                Kind::S3ToOci { .. } => Route::S3ToOci,
-                Kind::S3ToS3 => Route::S3ToS3 { key: &key },
-                Kind::OciToOci => Route::OciToOci { from: &source_repo },
-            };
-            let cpu0 = server_cpu(&reg);
-            let s = self.sync(&reg, &base_image, model, &repo, route).await?;
-            let cpu1 = server_cpu(&reg);
-            eprintln!(
-                "  {workload} run {run}: servers' CPU s during model-sync: S3 server {:.2}, \
-                 registry {:.2}",
-                cpu1.0 - cpu0.0,
-                cpu1.1 - cpu0.1
-            );
-            eprintln!(
-                "  {workload} run {run}: model-sync {:.2} s (setup {:.2} s, registration and exit \
-                 {:.2} s), {:.2} CPU s, {:.1} MiB RSS, {} B scratch (load average {:.2})",
-                s.wall,
-                s.setup,
-                s.teardown,
-                s.cpu,
-                s.maxrss_mib,
-                s.scratch_bytes,
-                load_average()
-            );
-            loads.push(load_average());
-            floors.push(f);
-            syncs.push(s);
-        }
-        let bytes = model.bytes() as f64;
-        let wall = median(syncs.iter().map(|s| s.wall).collect());
-        let fl = median(floors);
-        Ok(json!({
-            "workload": workload,
-            "model": format!("{:.2} GiB ({} files)", bytes / GIB, model.files.len()),
-            "floor_s": fl,
-            "floor_mib_s": bytes / MIB / fl,
-            "wall_s": wall,
-            "mib_s": bytes / MIB / wall,
-            "ratio": wall / fl,
-            "max_ratio": max_ratio,
-            "cpu_s_per_gib": median(syncs.iter().map(|s| s.cpu / (bytes / GIB)).collect()),
-            "rss_mib": syncs.iter().map(|s| s.maxrss_mib).fold(0.0, f64::max),
-            "scratch_mib": syncs.iter().map(|s| s.scratch_bytes as f64 / MIB).fold(0.0, f64::max),
-            "load": loads.iter().copied().fold(0.0, f64::max),
-        }))
-    }
-
-    async fn sync(
-        &self,
-        reg: &OciRegistry,
-        base_image: &str,
-        model: &Synthetic,
-        repo: &str,
-        route: Route<'_>,
-    ) -> anyhow::Result<SyncRun> {
-        sync_run(
-            self.s3,
-            self.mr,
-            reg,
-            base_image,
-            model,
-            repo,
-            self.self_exe,
-            route,
-        )
-        .await
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     match v.len() {
         0 => f64::NAN,
