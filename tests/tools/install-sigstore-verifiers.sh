@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
 # Installs the independent signature verifiers the signing tests run against model-sync's output
-# (PyPI `model-signing` and `sigstore`, pinned) into a venv and prints the venv's bin directory on
+# (PyPI `model-signing`, `sigstore` and the RFC 3161 verifier it uses, `rfc3161-client`, pinned) into a venv and prints the venv's bin directory on
 # stdout. Progress goes to stderr.
 #
 # Idempotent: a venv holding the pinned versions is reused, so only the first run needs network
 # access. Cache root shared with the other harness scripts:
-#   ${MRO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/model-registry-operator}/sigstore-venv
+#   ${MRO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/model-registry-operator}/sigstore-venv-<hash>
+# where <hash> names the pinned set: checkouts pinning different versions (branches, worktrees)
+# each keep their own venv instead of rebuilding one under each other's running tests.
 # pip uses whatever index the machine is configured for; this script names none.
 set -euo pipefail
 
 MODEL_SIGNING_VERSION="${MODEL_SIGNING_VERSION:-1.1.1}"
 SIGSTORE_VERSION="${SIGSTORE_VERSION:-4.5.1}"
+# Verifies the RFC 3161 timestamps in bundles (SIGSTORE_TSA_URL); pinned, not left to sigstore's range.
+RFC3161_CLIENT_VERSION="${RFC3161_CLIENT_VERSION:-1.0.9}"
 # model-signing imports OpenSSL (certificate mode) at start-up without declaring the dependency.
 PYOPENSSL_VERSION="${PYOPENSSL_VERSION:-26.4.0}"
 CACHE_ROOT="${MRO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/model-registry-operator}"
-VENV="$CACHE_ROOT/sigstore-venv"
+WANT="model-signing==$MODEL_SIGNING_VERSION sigstore==$SIGSTORE_VERSION rfc3161-client==$RFC3161_CLIENT_VERSION pyopenssl==$PYOPENSSL_VERSION"
+VENV="$CACHE_ROOT/sigstore-venv-$(printf '%s' "$WANT" | sha256sum | cut -c1-12)"
 STAMP="$VENV/.installed"
-WANT="model-signing==$MODEL_SIGNING_VERSION sigstore==$SIGSTORE_VERSION pyopenssl==$PYOPENSSL_VERSION"
 
 log() { echo "install-sigstore-verifiers: $*" >&2; }
 

@@ -45,6 +45,10 @@ struct Authority {
     issuers: Vec<TrustedIssuer>,
     serial: AtomicU64,
     issued: AtomicU64,
+    /// Certificate requests received; from the `hold_from`-th on they wait for `release`.
+    received: AtomicU64,
+    hold_from: AtomicU64,
+    release: tokio::sync::watch::Sender<bool>,
 }
 
 /// A running Fulcio stand-in.
@@ -95,6 +99,9 @@ impl Fulcio {
             issuers,
             serial: AtomicU64::new(1),
             issued: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            hold_from: AtomicU64::new(u64::MAX),
+            release: tokio::sync::watch::channel(false).0,
         });
         let app = axum::Router::new()
             .route("/api/v2/signingCert", axum::routing::post(signing_cert))
@@ -122,6 +129,22 @@ impl Fulcio {
         &self.state.ct
     }
 
+    /// Makes the `n`-th certificate request (1-based) and later ones wait for [`Self::release`]
+    /// (a test acts between two signatures of one run).
+    pub fn hold_from(&self, n: u64) {
+        self.state.hold_from.store(n, Ordering::SeqCst);
+    }
+
+    /// Lets held requests go on.
+    pub fn release(&self) {
+        self.state.release.send_replace(true);
+    }
+
+    /// Certificate requests received so far (held ones included).
+    pub fn received(&self) -> u64 {
+        self.state.received.load(Ordering::SeqCst)
+    }
+
     /// Certificates issued so far.
     pub fn issued(&self) -> u64 {
         self.state.issued.load(Ordering::SeqCst)
@@ -137,6 +160,11 @@ fn reject(status: StatusCode, msg: impl Into<String>) -> Response {
 }
 
 async fn signing_cert(State(a): State<Arc<Authority>>, Json(req): Json<Value>) -> Response {
+    let n = a.received.fetch_add(1, Ordering::SeqCst) + 1;
+    if n >= a.hold_from.load(Ordering::SeqCst) {
+        let mut released = a.release.subscribe();
+        let _ = released.wait_for(|r| *r).await;
+    }
     let token = req["credentials"]["oidcIdentityToken"]
         .as_str()
         .unwrap_or_default();

@@ -7,6 +7,7 @@
 //!   from a stand-in CT log embedded.
 //! - [`rekor`]: an append-only Merkle log returning signed entry timestamps, inclusion proofs and
 //!   signed checkpoints.
+//! - [`tsa`]: an RFC 3161 timestamp authority (SIGSTORE_TSA_URL) with a test certificate chain.
 //! - [`trust`]: the trusted root / client trust config describing them.
 //! - [`tuf`]: a TUF repository serving that trusted root (SIGSTORE_TUF_URL), root rotation
 //!   included.
@@ -18,6 +19,7 @@ pub mod keys;
 pub mod oidc;
 pub mod rekor;
 pub mod trust;
+pub mod tsa;
 pub mod tuf;
 pub mod verifiers;
 
@@ -32,6 +34,8 @@ pub struct Sigstore {
     pub issuer: oidc::TestIssuer,
     pub fulcio: fulcio::Fulcio,
     pub rekor: rekor::Rekor,
+    /// Listed in the trusted root; used only by jobs given SIGSTORE_TSA_URL.
+    pub tsa: tsa::Tsa,
     dir: tempfile::TempDir,
 }
 
@@ -48,27 +52,42 @@ impl Sigstore {
         trusted.extend(more);
         let fulcio = fulcio::Fulcio::start_trusting(trusted)?;
         let rekor = rekor::Rekor::start()?;
+        let tsa = tsa::Tsa::start()?;
         let dir = tempfile::Builder::new().prefix("mro-sigstore-").tempdir()?;
         let s = Self {
             issuer,
             fulcio,
             rekor,
+            tsa,
             dir,
         };
-        std::fs::write(
-            s.trust_config_path(),
-            serde_json::to_vec_pretty(&trust::client_trust_config(&s.fulcio, &s.rekor, &s.issuer))?,
-        )?;
+        for (path, tsa) in [
+            (s.trust_config_path(), Some(&s.tsa)),
+            (s.trust_config_without_tsa_path(), None),
+        ] {
+            let config = trust::client_trust_config(&s.fulcio, &s.rekor, &s.issuer, tsa);
+            std::fs::write(path, serde_json::to_vec_pretty(&config)?)?;
+        }
         Ok(s)
     }
 
     /// A TUF repository serving these services' trusted root (SIGSTORE_TUF_URL).
     pub async fn tuf(&self) -> anyhow::Result<tuf::TufRepo> {
-        tuf::TufRepo::start(&trust::trusted_root(&self.fulcio, &self.rekor)).await
+        tuf::TufRepo::start(&trust::trusted_root(
+            &self.fulcio,
+            &self.rekor,
+            Some(&self.tsa),
+        ))
+        .await
     }
 
-    /// The `ClientTrustConfig` JSON file for the verifiers.
+    /// The `ClientTrustConfig` JSON file for the verifiers (the TSA included).
     pub fn trust_config_path(&self) -> PathBuf {
         self.dir.path().join("trust_config.json")
+    }
+
+    /// The same trust config without any timestamp authority.
+    pub fn trust_config_without_tsa_path(&self) -> PathBuf {
+        self.dir.path().join("trust_config_without_tsa.json")
     }
 }

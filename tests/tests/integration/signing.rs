@@ -8,11 +8,15 @@
 //! - [`oci`]: OCI image destinations: the manifest digest signed, the bundle attached as an OCI
 //!   referrer (referrers tag schema on distribution 2.8), fetched with a plain HTTP client and
 //!   verified by `sigstore verify identity` (keyless) or `model_signing`'s key verifier.
+//! - [`modelcar`]: `/models/model.sig` inside signed images (S3 → OCI), verified by
+//!   `model_signing verify` on the pulled image's extracted /models, and the RFC 3161 timestamp
+//!   from the timestamp authority stand-in (SIGSTORE_TSA_URL) verified by sigstore-python.
 //! - [`decision`]: the `--sign` × SIGSTORE_* decision table through the binary.
 //! - [`tuf`]: the trusted root from a TUF repository stand-in (first use, pinned root, rotation,
 //!   tampering), and Fulcio's/Rekor's answers checked against it before anything is published.
 mod decision;
 mod key;
 mod keyless;
+mod modelcar;
 mod oci;
 mod tuf;

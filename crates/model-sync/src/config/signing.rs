@@ -16,8 +16,10 @@
 //! TUF repository and checks Fulcio's certificate and Rekor's entry against it
 //! ([`crate::sign::trust`]); the initial `root.json` is `--signing-tuf-root-path` when set, else
 //! the repository's own, trusted on first use. Without it, the services' answers are not checked
-//! (a warning says so). SIGSTORE_TSA_URL is accepted and not used yet (Rekor's signed entry
-//! timestamp is the signing time).
+//! (a warning says so). With SIGSTORE_TSA_URL (keyless only) every signature is also
+//! timestamped by that RFC 3161 timestamp authority ([`crate::sign::tsa`]); key-based bundles
+//! carry no timestamp (the mode is meant for air-gapped clusters), so the variable is refused
+//! there rather than ignored.
 
 use std::path::{Path, PathBuf};
 
@@ -155,6 +157,8 @@ pub enum SigningMode {
         token_path: PathBuf,
         /// Where the trusted root comes from (SIGSTORE_TUF_URL); `None`: not checked.
         tuf: Option<Box<TufRoot>>,
+        /// SIGSTORE_TSA_URL: the timestamp authority's endpoint, posted to as given.
+        tsa: Option<Box<Url>>,
     },
 }
 
@@ -217,6 +221,13 @@ pub(super) fn build(
         mode = match &key_path {
             Some(path) => {
                 check_file(Key::SigningKeyPath.into(), path, errors);
+                if endpoints.tsa_url.is_some() {
+                    errors.push(ConfigError::Conflict(format!(
+                        "{SIGSTORE_TSA_URL} is set with {}: key-based bundles are not \
+                         timestamped (timestamps need keyless signing); unset one of them",
+                        Key::SigningKeyPath.label()
+                    )));
+                }
                 Some(SigningMode::Key { path: path.clone() })
             }
             None => keyless(
@@ -277,6 +288,21 @@ fn keyless(
         Some(_) => url(SIGSTORE_TUF_URL, &endpoints.tuf_url).map(Some),
         None => Some(None),
     };
+    // The TSA URL is the endpoint itself (e.g. `.../api/v1/timestamp`): no slash appended.
+    let tsa = match &endpoints.tsa_url {
+        Some(v) => match Url::parse(v) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(Some(Box::new(u))),
+            _ => {
+                errors.push(ConfigError::Invalid {
+                    field: Field::Other(SIGSTORE_TSA_URL.into()),
+                    shown: format!(" {v:?}"),
+                    expected: "an http(s) URL".into(),
+                });
+                None
+            }
+        },
+        None => Some(None),
+    };
     if let Some(p) = tuf_root_path {
         if endpoints.tuf_url.is_none() {
             errors.push(ConfigError::Missing {
@@ -311,6 +337,7 @@ fn keyless(
                 initial_root: tuf_root_path.cloned(),
             })
         }),
+        tsa: tsa?,
     })
 }
 

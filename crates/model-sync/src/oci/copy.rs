@@ -120,6 +120,13 @@ impl OciSink {
         files: &[ModelFile],
         progress: &Progress,
     ) -> Result<Published, TransferError> {
+        if self.extra.is_some() {
+            tracing::info!(
+                "the image gets files of its own (the model signature): re-packing the source's \
+                 files as a modelcar instead of copying the image as it is"
+            );
+            return self.publish(source, files, progress).await;
+        }
         let (src_reg, location) = source.origin();
         let src_repo = location.reference.repository().to_owned();
         let Some(img) = self.source_image(src_reg, location, &src_repo).await? else {

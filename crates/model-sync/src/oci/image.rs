@@ -185,6 +185,8 @@ pub(crate) struct ModelLayer {
     /// The config history's `created_by` for this layer.
     pub(crate) history: String,
     pub(crate) descriptor: Descriptor,
+    /// `(path, content sha256 when known)` of the layer's files, path order.
+    pub(crate) contents: Vec<(String, Option<String>)>,
 }
 
 /// The base image config plus our layers: `rootfs.diff_ids` extended (uncompressed layers, so

@@ -7,6 +7,7 @@
 //! round trips; at most `PREFETCH × PREFETCH_MAX` bytes wait per layer in flight), and written
 //! in path order; larger members stream through as a file of its own layer does.
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
@@ -39,6 +40,9 @@ pub(crate) struct Target<'a> {
     pub(crate) scopes: &'a [String],
     /// Largest PATCH request.
     pub(crate) segment: u64,
+    /// Every file's content sha256 is computed (the model signature needs them); a previous
+    /// layer is reused only when its files' content digests are known.
+    pub(crate) hash_content: bool,
 }
 
 /// Model layers of the image already at the destination tag (reused on a retry when
@@ -91,35 +95,41 @@ impl Target<'_> {
                     tar::MODELS_DIR,
                     first.path
                 );
-                let prev = fp.as_deref().and_then(|fp| previous.by_members.get(fp));
+                // A shared layer records no per-file content digests, so it is not reused when
+                // they are needed.
+                let prev = fp
+                    .as_deref()
+                    .filter(|_| !self.hash_content)
+                    .and_then(|fp| previous.by_members.get(fp));
                 let count = members.len();
-                let descriptor: Box<dyn Fn(String) -> Descriptor + Send + Sync> =
-                    Box::new(move |digest| {
-                        image::shared_layer_descriptor(digest, layer_len, count, fp.as_deref())
-                    });
+                let descriptor: Box<Describe> = Box::new(move |digest, _| {
+                    image::shared_layer_descriptor(digest, layer_len, count, fp.as_deref())
+                });
                 (what, history, prev, descriptor)
             } else {
                 let path = first.path.as_str().to_owned();
                 let fingerprint = first.fingerprint.clone();
                 let content_sha = first.sha256.as_deref().and_then(normalize_content_sha256);
                 let prev = previous.by_path.get(&path).filter(|p| {
-                    (fingerprint.is_some()
+                    ((fingerprint.is_some()
                         && p.annotation(ANNOTATION_FINGERPRINT) == fingerprint.as_deref())
                         || (content_sha.is_some()
-                            && p.annotation(ANNOTATION_SHA256) == content_sha.as_deref())
+                            && p.annotation(ANNOTATION_SHA256) == content_sha.as_deref()))
+                        && (!self.hash_content
+                            || content_sha.is_some()
+                            || p.annotation(ANNOTATION_SHA256).is_some())
                 });
                 let history = format!("model-sync: add /{}/{path}", tar::MODELS_DIR);
                 let p = path.clone();
-                let descriptor: Box<dyn Fn(String) -> Descriptor + Send + Sync> =
-                    Box::new(move |digest| {
-                        image::model_layer_descriptor(
-                            &p,
-                            digest,
-                            layer_len,
-                            fingerprint.as_deref(),
-                            content_sha.as_deref(),
-                        )
-                    });
+                let descriptor: Box<Describe> = Box::new(move |digest, content_sha| {
+                    image::model_layer_descriptor(
+                        &p,
+                        digest,
+                        layer_len,
+                        fingerprint.as_deref(),
+                        content_sha,
+                    )
+                });
                 (path, history, prev, descriptor)
             };
         let what = what.as_str();
@@ -129,19 +139,33 @@ impl Target<'_> {
             tracing::info!(layer = what, digest = %prev.digest, "unchanged since the previous push; layer reused");
             Counters::add(&self.reg.counters.blobs_existing, 1);
             progress.add(members.iter().map(|f| f.size).sum());
+            // Only file layers are reused when digests are needed: the source's, else the
+            // previous layer's annotation.
+            let contents: Vec<(String, Option<String>)> = members
+                .iter()
+                .map(|f| {
+                    let known = f.sha256.as_deref().and_then(normalize_content_sha256);
+                    let recorded = prev.annotation(ANNOTATION_SHA256).map(str::to_owned);
+                    (f.path.as_str().to_owned(), known.or(recorded))
+                })
+                .collect();
+            let single = contents.first().and_then(|c| c.1.clone());
             return Ok(ModelLayer {
                 history,
-                descriptor: descriptor(prev.digest.clone()),
+                descriptor: descriptor(prev.digest.clone(), single.as_deref()),
+                contents,
             });
         }
         let counted = AtomicU64::new(0);
+        let hashed = Mutex::new(Vec::new());
         let policy = RetryPolicy {
             attempts: 3,
             ..RetryPolicy::default()
         };
+        let hash = self.hash_content;
         let (digest, len) = retry(policy, &format!("upload of {what}"), |_| {
             upload_blob(self.reg, repo, scopes, self.segment, None, layer_len, |w| {
-                produce_layer(source, &members, w, progress, &counted)
+                produce_layer(source, &members, hash, &hashed, w, progress, &counted)
             })
         })
         .await
@@ -153,12 +177,23 @@ impl Target<'_> {
             ));
         }
         tracing::debug!(layer = what, %digest, "model layer uploaded");
+        let digests = hashed.into_inner().unwrap_or_else(|p| p.into_inner());
+        let contents: Vec<(String, Option<String>)> = members
+            .iter()
+            .zip(digests.into_iter().chain(std::iter::repeat(None)))
+            .map(|(f, d)| (f.path.as_str().to_owned(), d))
+            .collect();
+        let single = contents.first().and_then(|c| c.1.clone());
         Ok(ModelLayer {
             history,
-            descriptor: descriptor(digest),
+            descriptor: descriptor(digest, single.as_deref()),
+            contents,
         })
     }
 }
+
+/// Builds a layer's descriptor from its digest (and, for a file layer, its content digest).
+type Describe = dyn Fn(String, Option<&str>) -> Descriptor + Send + Sync;
 
 /// Where file content goes: the blob, or memory for a member read ahead.
 trait Out {
@@ -183,6 +218,8 @@ impl Out for Vec<Bytes> {
 async fn produce_layer<S: OpenFile + ?Sized>(
     source: &S,
     members: &[&ModelFile],
+    hash: bool,
+    hashed: &Mutex<Vec<Option<String>>>,
     mut w: BlobWriter,
     progress: &Progress,
     counted: &AtomicU64,
@@ -198,8 +235,8 @@ async fn produce_layer<S: OpenFile + ?Sized>(
         .map(|f| async move {
             if read_ahead && f.size <= PREFETCH_MAX {
                 let mut pieces = Vec::new();
-                write_content(source, f, &mut pieces, &|_| {}).await?;
-                Ok::<_, TransferError>(Some(pieces))
+                let digest = write_content(source, f, hash, &mut pieces, &|_| {}).await?;
+                Ok::<_, TransferError>(Some((pieces, digest)))
             } else {
                 Ok(None)
             }
@@ -207,19 +244,22 @@ async fn produce_layer<S: OpenFile + ?Sized>(
         .buffered(PREFETCH);
     let mut dirs = Dirs::default();
     let mut done = 0u64;
+    let mut digests = Vec::with_capacity(members.len());
     for f in members {
         let ahead = early.next().await.ok_or_else(|| {
             TransferError::new(Reason::Internal, "read-ahead ended before the members")
         })??;
         w.write(dirs.headers(&f.path, f.size).into()).await?;
-        match ahead {
-            Some(pieces) => {
+        let digest = match ahead {
+            Some((pieces, digest)) => {
                 for p in pieces {
                     w.write(p).await?;
                 }
+                digest
             }
-            None => write_content(source, f, &mut w, &|pos| report(done + pos)).await?,
-        }
+            None => write_content(source, f, hash, &mut w, &|pos| report(done + pos)).await?,
+        };
+        digests.push(digest);
         done += f.size;
         report(done);
         let pad = tar::padding(f.size);
@@ -229,20 +269,23 @@ async fn produce_layer<S: OpenFile + ?Sized>(
     }
     w.write(vec![0; tar::END_OF_ARCHIVE as usize].into())
         .await?;
+    *hashed.lock().unwrap_or_else(|p| p.into_inner()) = digests;
     Ok(w)
 }
 
 /// Streams one file's content from the source into `out` (re-opened at the current offset when
-/// the stream breaks), checking its length and, when the source knows it, its sha256.
+/// the stream breaks), checking its length and, when the source knows it, its sha256. Returns
+/// the content's sha256 when it was computed (`hash`, or a digest to check).
 async fn write_content<S: OpenFile + ?Sized, O: Out + Send>(
     source: &S,
     f: &ModelFile,
+    hash: bool,
     out: &mut O,
     report: &(dyn Fn(u64) + Sync),
-) -> Result<(), TransferError> {
+) -> Result<Option<String>, TransferError> {
     let path = f.path.as_str();
     let content_sha = f.sha256.as_deref().and_then(normalize_content_sha256);
-    let mut content = content_sha.as_ref().map(|_| Hasher::default());
+    let mut content = (hash || content_sha.is_some()).then(Hasher::default);
     let mut pos = 0u64;
     let mut reopens = 0;
     let open = |offset: u64| {
@@ -311,14 +354,17 @@ async fn write_content<S: OpenFile + ?Sized, O: Out + Send>(
             }
         }
     }
-    if let (Some(expected), Some(h)) = (content_sha, content) {
-        let actual = h.finish();
-        if actual != expected {
-            return Err(TransferError::new(
-                Reason::IntegrityError,
-                format!("{path}: content hashes to {actual}, the source listed {expected}"),
-            ));
-        }
+    let Some(h) = content else {
+        return Ok(None);
+    };
+    let actual = h.finish();
+    if let Some(expected) = content_sha
+        && actual != expected
+    {
+        return Err(TransferError::new(
+            Reason::IntegrityError,
+            format!("{path}: content hashes to {actual}, the source listed {expected}"),
+        ));
     }
-    Ok(())
+    Ok(Some(actual))
 }

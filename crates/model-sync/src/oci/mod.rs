@@ -27,6 +27,7 @@ mod auth;
 mod blobs;
 mod copy;
 mod digest;
+mod extra;
 mod group;
 mod image;
 mod layer;
@@ -41,6 +42,7 @@ mod upload;
 #[cfg(test)]
 mod tests;
 
+pub use extra::ImageFiles;
 pub use group::{GROUP_TARGET, GROUP_THRESHOLD, Grouping, LAYER_BUDGET};
 pub use sink::{OciSink, UploadStats};
 pub use source::OciSource;

@@ -19,6 +19,7 @@ use oci_client::Reference;
 
 use super::copy::{BlobOrigin, copy_blob};
 use super::digest;
+use super::extra::{ImageFiles, extra_layers};
 use super::group::{self, Grouping};
 use super::image::{self, Descriptor, Manifest, ModelLayer, Parsed};
 use super::layer::{Previous, Target};
@@ -51,6 +52,7 @@ pub struct OciSink {
     pub(super) concurrency: usize,
     pub(super) segment: u64,
     pub(super) registry: Arc<Registry>,
+    pub(super) extra: Option<Arc<dyn ImageFiles>>,
 }
 
 /// One platform image of the base.
@@ -85,6 +87,7 @@ impl OciSink {
             concurrency,
             segment: DEFAULT_SEGMENT,
             registry,
+            extra: None,
         })
     }
 
@@ -99,6 +102,17 @@ impl OciSink {
     pub fn with_chunk_size(mut self, bytes: usize) -> OciSink {
         self.segment = (bytes as u64).max(4096);
         self
+    }
+
+    /// Adds `extra`'s files to every image after the model layers (content digests are then
+    /// computed for every model file while it streams).
+    pub fn set_image_files(&mut self, extra: Arc<dyn ImageFiles>) {
+        self.extra = Some(extra);
+    }
+
+    /// The destination repository.
+    pub fn repository(&self) -> &str {
+        self.dest.location.reference.repository()
     }
 
     /// What this sink has sent so far.
@@ -121,7 +135,16 @@ impl OciSink {
         files: &[ModelFile],
         progress: &Progress,
     ) -> Result<Published, TransferError> {
-        let files = normalize_listing(files.to_vec())?;
+        let mut files = normalize_listing(files.to_vec())?;
+        if let Some(extra) = &self.extra {
+            files.retain(|f| {
+                let replaced = extra.replaces().contains(&f.path.as_str());
+                if replaced {
+                    tracing::warn!(path = %f.path, "the source's file is replaced by the one model-sync writes");
+                }
+                !replaced
+            });
+        }
         let reference = &self.dest.location.reference;
         let repo = reference.repository().to_owned();
         let tag = reference
@@ -141,7 +164,9 @@ impl OciSink {
             .map(|p| p.manifest.layers.len())
             .max()
             .unwrap_or(0);
-        let grouping = Grouping::for_base(base_layers).ok_or_else(|| {
+        // Files the image gets after the model (the signature) have a layer each.
+        let extra_layers_count = self.extra.as_ref().map_or(0, |e| e.replaces().len());
+        let grouping = Grouping::for_base(base_layers + extra_layers_count).ok_or_else(|| {
             TransferError::invalid_input(format!(
                 "base image {} has {base_layers} layers: a modelcar has at most {} layers in all \
                  (container runtimes refuse about 125), so no room is left for the model",
@@ -166,6 +191,7 @@ impl OciSink {
             repo: &repo,
             scopes: &scopes,
             segment: self.segment,
+            hash_content: self.extra.is_some(),
         };
         // Largest layers first, a new one whenever any finishes: small layers fill the tail
         // instead of waiting behind a large one. The manifest lists layers in plan order.
@@ -189,7 +215,10 @@ impl OciSink {
             .try_collect()
             .await?;
         layers.sort_by_key(|(i, _)| *i);
-        let layers: Vec<ModelLayer> = layers.into_iter().map(|(_, l)| l).collect();
+        let mut layers: Vec<ModelLayer> = layers.into_iter().map(|(_, l)| l).collect();
+        if let Some(extra) = &self.extra {
+            layers.extend(extra_layers(extra.as_ref(), target, &layers).await?);
+        }
 
         let digest = self
             .push_manifests(&base, &layers, &repo, tag, &scopes)

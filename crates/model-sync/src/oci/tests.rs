@@ -248,6 +248,7 @@ fn config_extends_diff_ids_and_history() {
         .enumerate()
         .map(|(i, p)| ModelLayer {
             history: format!("model-sync: add /models/{p}"),
+            contents: vec![((*p).to_owned(), None)],
             descriptor: image::model_layer_descriptor(
                 p,
                 format!("sha256:l{i}"),

@@ -12,6 +12,7 @@
 
 use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -23,6 +24,8 @@ use crate::config::{
 use crate::local::{LocalDestination, LocalSource};
 use crate::oci::{OciSink, OciSource};
 use crate::s3::{MultipartOptions, S3Destination, S3Source};
+use crate::sign::Signer;
+use crate::sign::modelcar::ModelSignature;
 use crate::transfer::{
     ByteStream, ModelFile, OpenFile, Progress, Published, Reason, TransferError, normalize_listing,
 };
@@ -38,6 +41,10 @@ pub trait Engine: Send {
     /// The future is not required to be `Send`: it runs on the main task (`block_on`), and some
     /// back-ends' futures trip the compiler's higher-ranked `Send` inference.
     fn run(&mut self) -> impl Future<Output = Result<Published, TransferError>>;
+
+    /// Has the destination sign the model files into what it publishes, where it can (an OCI
+    /// image carries `/models/model.sig`; other destinations are signed after the transfer).
+    fn sign_model_files(&mut self, _signer: &Arc<Signer>) {}
 }
 
 /// Builds the [`Engine`] for a configuration.
@@ -118,6 +125,13 @@ pub struct RealEngine {
 impl Engine for RealEngine {
     async fn run(&mut self) -> Result<Published, TransferError> {
         transfer(&self.source, &self.destination).await
+    }
+
+    fn sign_model_files(&mut self, signer: &Arc<Signer>) {
+        if let AnyDestination::Oci(sink) = &mut self.destination {
+            let repository = sink.repository().to_owned();
+            sink.set_image_files(Arc::new(ModelSignature::new(signer.clone(), &repository)));
+        }
     }
 }
 

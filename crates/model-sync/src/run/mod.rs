@@ -29,6 +29,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::future::Future;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::{
@@ -95,6 +96,7 @@ impl FailureReason {
             Reason::IntegrityError => Self::IntegrityError,
             Reason::RegistryRejected => Self::RegistryRejected,
             Reason::NotImplemented => Self::NotImplemented,
+            Reason::SigningFailed => Self::SigningFailed,
             Reason::Internal => Self::Internal,
         }
     }
@@ -276,7 +278,7 @@ pub async fn sync_with<F: EngineFactory>(
 
     // Read the signing key / identity token and fetch the trusted root now: a bad one fails
     // before any byte moves.
-    let signer = crate::sign::Signer::for_config(cfg).await?;
+    let signer = crate::sign::Signer::for_config(cfg).await?.map(Arc::new);
 
     tracing::info!(intent = cfg.intent.as_str(), "checking the Model Registry");
     let plan = intents::precheck(&client, cfg).await?;
@@ -289,6 +291,9 @@ pub async fn sync_with<F: EngineFactory>(
 
     let transfer = async {
         let mut engine = factory.build(cfg).await?;
+        if let Some(signer) = &signer {
+            engine.sign_model_files(signer);
+        }
         engine.run().await
     };
     let outcome = tokio::select! {

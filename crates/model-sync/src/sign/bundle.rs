@@ -82,6 +82,22 @@ pub struct VerificationMaterial {
     pub certificate: Option<RawBytes>,
     #[serde(default)]
     pub tlog_entries: Vec<TlogEntry>,
+    /// RFC 3161 timestamps of the signature (SIGSTORE_TSA_URL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp_verification_data: Option<TimestampVerificationData>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimestampVerificationData {
+    pub rfc3161_timestamps: Vec<Rfc3161Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rfc3161Timestamp {
+    /// base64 of the DER `TimeStampResp`.
+    pub signed_timestamp: String,
 }
 
 /// Key-based bundles name the key only by a hint: the verifier supplies the key itself.
@@ -185,6 +201,11 @@ mod tests {
                 public_key: Some(PublicKeyIdentifier { hint: "ab".into() }),
                 certificate: None,
                 tlog_entries: vec![],
+                timestamp_verification_data: Some(TimestampVerificationData {
+                    rfc3161_timestamps: vec![Rfc3161Timestamp {
+                        signed_timestamp: "MAA=".into(),
+                    }],
+                }),
             },
             dsse_envelope: Some(Envelope::new(IN_TOTO_PAYLOAD_TYPE, b"{}", b"sig")),
             message_signature: None,
@@ -195,5 +216,9 @@ mod tests {
         assert_eq!(v["dsseEnvelope"]["payload"], "e30=");
         assert_eq!(v["dsseEnvelope"]["signatures"][0]["keyid"], "");
         assert!(v.get("messageSignature").is_none());
+        assert_eq!(
+            v["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"][0]["signedTimestamp"],
+            "MAA="
+        );
     }
 }

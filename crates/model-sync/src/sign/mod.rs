@@ -5,9 +5,12 @@
 //! - [`statement`]: the in-toto statements (OpenSSF model-signing v1.0 over the model files).
 //! - [`fulcio`], [`rekor`]: the keyless flow (identity token → certificate → log entry).
 //! - [`model_files`]: hashes the published files and writes `model.sig` next to them (PVC, S3).
+//! - [`modelcar`]: `model.sig` inside a modelcar image (`/models/model.sig`), from the digests
+//!   the OCI sink computes while it pushes.
 //! - [`oci_image`]: signs a pushed modelcar image by manifest digest and attaches the bundle as
 //!   an OCI 1.1 referrer (the module explains why not cosign's legacy `.sig` tag).
 //!
+//! - [`tsa`]: RFC 3161 timestamps of keyless signatures from SIGSTORE_TSA_URL.
 //! - [`trust`]: the sigstore trusted root from the TUF repository at SIGSTORE_TUF_URL, and the
 //!   checks of Fulcio's certificate and Rekor's entry against it.
 //!
@@ -27,10 +30,12 @@ pub mod bundle;
 pub mod fulcio;
 pub mod keys;
 pub mod model_files;
+pub mod modelcar;
 pub mod oci_image;
 pub mod rekor;
 pub mod statement;
 pub mod trust;
+pub mod tsa;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -46,7 +51,7 @@ use crate::transfer::Published;
 pub use crate::config::SigningMode;
 use bundle::{
     BUNDLE_MEDIA_TYPE, Bundle, Envelope, IN_TOTO_PAYLOAD_TYPE, PublicKeyIdentifier, RawBytes,
-    VerificationMaterial, pae,
+    Rfc3161Timestamp, TimestampVerificationData, VerificationMaterial, pae,
 };
 use keys::SigningKey;
 use trust::TrustedRoot;
@@ -114,6 +119,8 @@ pub enum Signer {
         rekor: Url,
         token_path: PathBuf,
         trust: Option<Box<TrustedRoot>>,
+        /// SIGSTORE_TSA_URL: each signature is timestamped there.
+        tsa: Option<Box<Url>>,
     },
 }
 
@@ -125,12 +132,14 @@ impl std::fmt::Debug for Signer {
                 fulcio,
                 rekor,
                 trust,
+                tsa,
                 ..
             } => f
                 .debug_struct("Signer::Keyless")
                 .field("fulcio", fulcio)
                 .field("rekor", rekor)
                 .field("trusted_root", &trust.is_some())
+                .field("tsa", tsa)
                 .finish_non_exhaustive(),
         }
     }
@@ -152,6 +161,7 @@ impl Signer {
                 fulcio,
                 rekor,
                 token_path,
+                tsa,
                 ..
             } => {
                 read_token(token_path)?;
@@ -161,6 +171,7 @@ impl Signer {
                     rekor: rekor.clone(),
                     token_path: token_path.clone(),
                     trust: None,
+                    tsa: tsa.clone(),
                 })
             }
         }
@@ -195,6 +206,7 @@ impl Signer {
                         public_key: Some(PublicKeyIdentifier { hint }),
                         certificate: None,
                         tlog_entries: Vec::new(),
+                        timestamp_verification_data: None,
                     },
                     dsse_envelope: Some(envelope),
                     message_signature: None,
@@ -206,6 +218,7 @@ impl Signer {
                 rekor,
                 token_path,
                 trust,
+                tsa,
             } => {
                 // Read again: a projected token may have been rotated since the start.
                 let token = read_token(token_path)?;
@@ -224,7 +237,28 @@ impl Signer {
                     None => None,
                 };
                 let leaf = &chain[0];
-                let envelope = Envelope::new(IN_TOTO_PAYLOAD_TYPE, statement, &key.sign(&to_sign)?);
+                let signature = key.sign(&to_sign)?;
+                let envelope = Envelope::new(IN_TOTO_PAYLOAD_TYPE, statement, &signature);
+                let timestamp_verification_data = match tsa {
+                    Some(url) => {
+                        let reply = tsa::timestamp(http, url, &signature).await?;
+                        if let Some(root) = trust {
+                            trust::timestamp::check(root, &reply).map_err(|why| {
+                                SignError::Untrusted {
+                                    service: "the timestamp authority",
+                                    what: "a timestamp",
+                                    why,
+                                }
+                            })?;
+                        }
+                        Some(TimestampVerificationData {
+                            rfc3161_timestamps: vec![Rfc3161Timestamp {
+                                signed_timestamp: STANDARD.encode(reply),
+                            }],
+                        })
+                    }
+                    None => None,
+                };
                 let entry = rekor::upload_dsse(http, rekor, &envelope, leaf).await?;
                 match (trust, validity) {
                     (Some(root), Some(validity)) => trust::tlog::check(root, &entry, validity)
@@ -247,6 +281,7 @@ impl Signer {
                             raw_bytes: STANDARD.encode(leaf),
                         }),
                         tlog_entries: vec![entry],
+                        timestamp_verification_data,
                     },
                     dsse_envelope: Some(envelope),
                     message_signature: None,
@@ -414,6 +449,7 @@ mod tests {
             rekor: "https://r/".parse().unwrap(),
             token_path: token,
             tuf: None,
+            tsa: None,
         }));
         assert_eq!(s, ["eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl\n"]);
 
@@ -445,6 +481,7 @@ mod tests {
             rekor: "http://rekor.invalid/".parse().unwrap(),
             token_path: token.clone(),
             tuf: None,
+            tsa: None,
         };
         let signer = Signer::new(&mode, None).unwrap();
         std::fs::write(&token, "\n").unwrap();

@@ -17,6 +17,8 @@ pub enum Reason {
     RegistryRejected,
     /// A feature that is not implemented (said loudly, never faked).
     NotImplemented,
+    /// Signing what is being published failed (the model signature inside an image).
+    SigningFailed,
     /// Anything else.
     Internal,
 }
@@ -30,6 +32,7 @@ impl Reason {
             Reason::IntegrityError => "IntegrityError",
             Reason::RegistryRejected => "RegistryRejected",
             Reason::NotImplemented => "NotImplemented",
+            Reason::SigningFailed => "SigningFailed",
             Reason::Internal => "Internal",
         }
     }

@@ -22,14 +22,14 @@ const IDENTITY: &str = "https://kubernetes.io/namespaces/models/serviceaccounts/
 const REPO: &str = "models/signed";
 
 /// The registry, the stand-in Model Registry and the base image.
-struct Bed {
-    oci: OciRegistry,
-    mr: ModelRegistryStandIn,
-    base_image: String,
+pub(super) struct Bed {
+    pub(super) oci: OciRegistry,
+    pub(super) mr: ModelRegistryStandIn,
+    pub(super) base_image: String,
 }
 
 impl Bed {
-    async fn start(auth_tls: bool) -> anyhow::Result<Self> {
+    pub(super) async fn start(auth_tls: bool) -> anyhow::Result<Self> {
         mro_tests::init();
         let oci = if auth_tls {
             OciRegistry::start_auth_tls().await?
@@ -73,7 +73,7 @@ impl Bed {
         Ok(())
     }
 
-    fn http(&self) -> anyhow::Result<Http> {
+    pub(super) fn http(&self) -> anyhow::Result<Http> {
         Ok(Http {
             client: self.oci.http_client()?,
             base: self.oci.base_url(),
@@ -87,14 +87,14 @@ impl Bed {
 }
 
 /// A plain distribution-API client (no model-sync code), with basic auth when needed.
-struct Http {
+pub(super) struct Http {
     client: reqwest::Client,
     base: String,
     auth: Option<(String, String)>,
 }
 
 impl Http {
-    async fn get(&self, path: &str, accept: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+    pub(super) async fn get(&self, path: &str, accept: &str) -> anyhow::Result<(u16, Vec<u8>)> {
         let mut rb = self
             .client
             .get(format!("{}/v2/{path}", self.base))
@@ -107,7 +107,11 @@ impl Http {
     }
 
     /// A manifest by tag or digest, checked against its digest; returns (digest, bytes).
-    async fn manifest(&self, reference: &str, accept: &str) -> anyhow::Result<(String, Vec<u8>)> {
+    pub(super) async fn manifest(
+        &self,
+        reference: &str,
+        accept: &str,
+    ) -> anyhow::Result<(String, Vec<u8>)> {
         let (status, body) = self
             .get(&format!("{REPO}/manifests/{reference}"), accept)
             .await?;
@@ -134,7 +138,7 @@ impl Http {
 
     /// Every sigstore bundle attached to `image`, found through the referrers tag schema, with
     /// each referrer manifest checked against the image it claims to sign.
-    async fn signatures(&self, image: &str) -> anyhow::Result<Vec<Signature>> {
+    pub(super) async fn signatures(&self, image: &str) -> anyhow::Result<Vec<Signature>> {
         // distribution 2.8 has no referrers API: the fallback tag is the only index.
         let (status, _) = self
             .get(&format!("{REPO}/referrers/{image}"), INDEX)
@@ -183,10 +187,10 @@ impl Http {
     }
 }
 
-struct Signature {
+pub(super) struct Signature {
     /// The referrers index entry's annotations.
     annotations: Value,
-    bundle: Vec<u8>,
+    pub(super) bundle: Vec<u8>,
 }
 
 fn sha256_digest(data: &[u8]) -> String {
@@ -255,8 +259,9 @@ async fn keyless_signed_image_verifies_from_its_referrer() -> anyhow::Result<()>
     let out = job.run().await?;
     out.expect_exit(0);
     assert!(!out.all_output().contains(&token), "the token leaked");
-    assert_eq!(sig.fulcio.issued(), 1);
-    assert_eq!(sig.rekor.size(), 1);
+    // Two signatures: /models/model.sig inside the image, and the image's referrer.
+    assert_eq!(sig.fulcio.issued(), 2);
+    assert_eq!(sig.rekor.size(), 2);
     let digest = out.json()["digest"].as_str().unwrap_or_default().to_owned();
     assert!(digest.starts_with("sha256:"), "{}", out.all_output());
 
@@ -321,7 +326,11 @@ async fn keyless_signed_image_verifies_from_its_referrer() -> anyhow::Result<()>
     // The image itself is untouched: the tag still names it and it pulls whole.
     let (tagged, _) = http.manifest("v1", MANIFEST).await?;
     assert_eq!(tagged, digest);
-    let pulled = pull_image(&bed.oci, &format!("{}/{REPO}@{digest}", bed.oci.host())).await?;
+    let mut pulled = pull_image(&bed.oci, &format!("{}/{REPO}@{digest}", bed.oci.host())).await?;
+    assert!(
+        pulled.models.files.remove("model.sig").is_some(),
+        "no /models/model.sig"
+    );
     assert_eq!(pulled.models, Model::small(91));
     Ok(())
 }
@@ -397,8 +406,8 @@ async fn key_signed_image_verifies_and_a_second_signature_is_appended() -> anyho
         .await?
         .assert_rejected("a different public key");
 
-    // The same model again to the same tag: same manifest digest, a second signature appended
-    // to the referrers index (the first one kept).
+    // The same model again to the same tag: a new image (its /models/model.sig is a new
+    // signature), signed by its own referrer.
     let mut again = bed.job_from(&job, "v1")?;
     again.env(
         "MODEL_SYNC_SIGNING_KEY_PATH",
@@ -407,7 +416,27 @@ async fn key_signed_image_verifies_and_a_second_signature_is_appended() -> anyho
     again.create_model("key-signed-image-again", "v1")?;
     let out = again.run().await?;
     out.expect_exit(0);
-    assert_eq!(out.json()["digest"], digest.as_str());
+    let second = out.json()["digest"].as_str().unwrap_or_default().to_owned();
+    assert_ne!(second, digest, "a new model.sig makes a new image");
+    assert_eq!(http.manifest("v1", MANIFEST).await?.0, second);
+    assert_eq!(http.signatures(&second).await?.len(), 1);
+
+    // Signing the first image once more appends to its referrers index (the first kept).
+    let signer = model_sync::sign::Signer::new(
+        &model_sync::config::SigningMode::Key {
+            path: private_path.clone(),
+        },
+        None,
+    )?;
+    let dest = model_sync::config::OciDestination {
+        location: model_sync::config::OciLocation {
+            reference: format!("{}/{REPO}:v1", bed.oci.host()).parse()?,
+            credentials: None,
+            tls_verify: false,
+        },
+        base_image: bed.base_image.clone(),
+    };
+    model_sync::sign::oci_image::sign(&signer, &dest, &digest, None).await?;
     let found = http.signatures(&digest).await?;
     assert_eq!(found.len(), 2, "both signatures listed");
     assert_ne!(found[0].bundle, found[1].bundle);
@@ -421,35 +450,50 @@ async fn key_signed_image_verifies_and_a_second_signature_is_appended() -> anyho
     Ok(())
 }
 
+/// The image is pushed (its `model.sig` inside makes its digest new each run), then someone
+/// tags an ordinary image with its referrers tag before the referrer is attached: the Fulcio
+/// stand-in holds the second certificate request (the image signature's) while the test does.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_foreign_manifest_at_the_referrers_tag_fails_signing() -> anyhow::Result<()> {
     let bed = Bed::start(false).await?;
-    // An unsigned run learns the (deterministic) digest of the image.
+    let sig = Sigstore::start()?;
+    sig.fulcio.hold_from(2);
+    let token = sig.issuer.token(SUBJECT, "sigstore", 600)?;
     let mut job = bed.job(93, "v1")?;
-    job.env("MODEL_SYNC_SIGN", "false");
-    job.create_model("unsigned-image", "v1")?;
-    let out = job.run().await?;
-    out.expect_exit(0);
-    let digest = out.json()["digest"].as_str().unwrap_or_default().to_owned();
-    // Someone tagged an ordinary image (this one) with the image's referrers tag.
-    let (_, image) = bed.http()?.manifest(&digest, MANIFEST).await?;
-    let tag = digest.replacen(':', "-", 1);
-    let resp = bed
-        .oci
-        .http_client()?
-        .put(format!("{}/v2/{REPO}/manifests/{tag}", bed.oci.base_url()))
-        .header("Content-Type", MANIFEST)
-        .body(image)
-        .send()
-        .await?;
-    anyhow::ensure!(resp.status().is_success(), "PUT {tag}: {}", resp.status());
-
-    let (private, _) = super::key::key_pair()?;
-    let mut signed = bed.job_from(&job, "v1")?;
-    let key = signed.file("signing/key.pem", &private)?;
-    signed.env("MODEL_SYNC_SIGNING_KEY_PATH", key.display().to_string());
-    signed.create_model("signed-image-blocked", "v1")?;
-    let out = signed.run().await?;
+    let token_path = job.file("sa/token", &token)?;
+    job.env("SIGSTORE_FULCIO_URL", sig.fulcio.url())
+        .env("SIGSTORE_REKOR_URL", sig.rekor.url())
+        .env("MODEL_SYNC_SIGN", "true")
+        .env(
+            "MODEL_SYNC_SIGNING_IDENTITY_TOKEN_PATH",
+            token_path.display().to_string(),
+        );
+    job.create_model("signed-image-blocked", "v1")?;
+    let http = bed.http()?;
+    let meddle = async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while sig.fulcio.received() < 2 {
+            anyhow::ensure!(std::time::Instant::now() < deadline, "no second signature");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // Someone tagged an ordinary image (this one) with the image's referrers tag.
+        let (digest, image) = http.manifest("v1", MANIFEST).await?;
+        let tag = digest.replacen(':', "-", 1);
+        let resp = bed
+            .oci
+            .http_client()?
+            .put(format!("{}/v2/{REPO}/manifests/{tag}", bed.oci.base_url()))
+            .header("Content-Type", MANIFEST)
+            .body(image)
+            .send()
+            .await?;
+        anyhow::ensure!(resp.status().is_success(), "PUT {tag}: {}", resp.status());
+        sig.fulcio.release();
+        Ok(tag)
+    };
+    let (out, tag) = tokio::join!(job.run(), meddle);
+    sig.fulcio.release();
+    let (out, tag) = (out?, tag?);
     assert_eq!(out.json()["digest"], Value::Null, "{}", out.all_output());
     out.expect_exit(1);
     assert_eq!(out.reason(), "SigningFailed", "{}", out.all_output());

@@ -98,7 +98,7 @@ async fn trusted_root_fetched_on_first_use_signs_and_verifies() -> anyhow::Resul
 async fn pinned_initial_root_follows_a_root_rotation() -> anyhow::Result<()> {
     mro_tests::init();
     let sig = Sigstore::start()?;
-    let trusted = trust::trusted_root(&sig.fulcio, &sig.rekor);
+    let trusted = trust::trusted_root(&sig.fulcio, &sig.rekor, None);
     let mut tuf = TufRepo::start(&trusted).await?;
     let pinned = std::fs::read(tuf.initial_root())?;
     tuf.rotate_root(&trusted).await?;
@@ -159,7 +159,7 @@ async fn a_trusted_root_for_other_services_fails_and_publishes_nothing() -> anyh
     let token = sig.issuer.token(SUBJECT, "sigstore", 600)?;
 
     // Another Fulcio CA: refused before anything is logged in Rekor.
-    let tuf = TufRepo::start(&trust::trusted_root(&other.fulcio, &sig.rekor)).await?;
+    let tuf = TufRepo::start(&trust::trusted_root(&other.fulcio, &sig.rekor, None)).await?;
     let mut job = keyless_job(&mr, &sig, &tuf.url(), &token)?;
     job.create_model("tuf-other-fulcio", "v1")?;
     let out = job.run().await?;
@@ -176,7 +176,7 @@ async fn a_trusted_root_for_other_services_fails_and_publishes_nothing() -> anyh
     assert_eq!(sig.rekor.size(), 0, "an untrusted certificate was logged");
 
     // Another Rekor key.
-    let tuf = TufRepo::start(&trust::trusted_root(&sig.fulcio, &other.rekor)).await?;
+    let tuf = TufRepo::start(&trust::trusted_root(&sig.fulcio, &other.rekor, None)).await?;
     let mut job = keyless_job(&mr, &sig, &tuf.url(), &token)?;
     job.create_model("tuf-other-rekor", "v1")?;
     let out = job.run().await?;
@@ -190,8 +190,8 @@ async fn a_trusted_root_for_other_services_fails_and_publishes_nothing() -> anyh
     );
 
     // The right CA but another CT log: the embedded SCT does not verify.
-    let mut root = trust::trusted_root(&sig.fulcio, &sig.rekor);
-    root["ctlogs"] = trust::trusted_root(&other.fulcio, &other.rekor)["ctlogs"].clone();
+    let mut root = trust::trusted_root(&sig.fulcio, &sig.rekor, None);
+    root["ctlogs"] = trust::trusted_root(&other.fulcio, &other.rekor, None)["ctlogs"].clone();
     let tuf = TufRepo::start(&root).await?;
     let mut job = keyless_job(&mr, &sig, &tuf.url(), &token)?;
     job.create_model("tuf-other-ct", "v1")?;
@@ -244,7 +244,8 @@ async fn tampered_tuf_metadata_fails_before_any_byte_moves() -> anyhow::Result<(
     // trusted_root.json replaced by another instance's: not the signed hash.
     let tuf = sig.tuf().await?;
     let target = tuf.trusted_root_file()?;
-    let forged = serde_json::to_vec_pretty(&trust::trusted_root(&other.fulcio, &other.rekor))?;
+    let forged =
+        serde_json::to_vec_pretty(&trust::trusted_root(&other.fulcio, &other.rekor, None))?;
     std::fs::write(&target, forged)?;
     let mut job = keyless_job(&mr, &sig, &tuf.url(), &token)?;
     job.create_model("tuf-bad-hash", "v1")?;
@@ -286,6 +287,7 @@ async fn the_identity_token_is_read_again_before_fulcio() -> anyhow::Result<()> 
             url: tuf.url().parse()?,
             initial_root: None,
         })),
+        tsa: None,
     };
     let signer = Signer::new(&mode, None)?;
     let http = signer.http().cloned().expect("a keyless signer");

@@ -200,6 +200,7 @@ fn keyless_mode_carries_the_endpoints_and_token_path() {
                 url: "https://tuf.example/".parse().unwrap(),
                 initial_root: None,
             })),
+            tsa: None,
         })
     );
     // Forced without a TUF URL: keyless without a trusted root.
@@ -344,5 +345,46 @@ fn identity_token_path_is_carried() {
     assert_eq!(
         c.signing.identity_token_path.as_deref(),
         Some(Path::new("/var/run/id/token"))
+    );
+}
+
+#[test]
+fn tsa_url_timestamps_keyless_signatures_and_is_refused_with_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "a.b.c").unwrap();
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\n").unwrap();
+    let token_s = token.display().to_string();
+    let mut vars = ALL.to_vec();
+    vars.push(("SIGSTORE_TSA_URL", "https://tsa.example/api/v1/timestamp"));
+    let c = ok(
+        &pvc_args(&["--signing-identity-token-path", &token_s]),
+        &ctx(&vars),
+    );
+    let Some(SigningMode::Keyless { tsa: Some(tsa), .. }) = &c.signing.mode else {
+        panic!("{:?}", c.signing.mode);
+    };
+    // Posted to as given: no slash appended to the endpoint.
+    assert_eq!(tsa.as_str(), "https://tsa.example/api/v1/timestamp");
+
+    vars[3] = ("SIGSTORE_TSA_URL", "tsa.example");
+    let e = err(
+        &pvc_args(&["--signing-identity-token-path", &token_s]),
+        &ctx(&vars),
+    );
+    assert!(
+        e.contains("SIGSTORE_TSA_URL") && e.contains("an http(s) URL"),
+        "{e}"
+    );
+
+    vars[3] = ("SIGSTORE_TSA_URL", "https://tsa.example/api/v1/timestamp");
+    let e = err(
+        &pvc_args(&["--signing-key-path", &key.display().to_string()]),
+        &ctx(&vars),
+    );
+    assert!(
+        e.contains("SIGSTORE_TSA_URL is set with --signing-key-path"),
+        "{e}"
     );
 }

@@ -6,11 +6,14 @@
 //!   is a code-signing certificate, and carries an SCT signed by a trusted CT log.
 //! - [`tlog`]: Rekor's signed entry timestamp verifies with the trusted log whose id it names,
 //!   and the entry was integrated while the certificate was valid.
+//! - [`timestamp`]: the timestamp authority's reply (SIGSTORE_TSA_URL) is signed by a listed
+//!   timestamp authority.
 //!
 //! A signer without a trusted root (SIGSTORE_TUF_URL unset) signs as before and says that
 //! nothing was checked: verifiers still check everything, so this only moves the failure earlier.
 
 pub mod certificate;
+pub mod timestamp;
 pub mod tlog;
 pub mod tuf;
 
@@ -32,6 +35,9 @@ pub struct TrustedRoot {
     pub certificate_authorities: Vec<CertificateAuthority>,
     #[serde(default)]
     pub ctlogs: Vec<TransparencyLog>,
+    /// Checked only when signatures are timestamped (SIGSTORE_TSA_URL).
+    #[serde(default)]
+    pub timestamp_authorities: Vec<CertificateAuthority>,
 }
 
 /// A transparency log (Rekor) or CT log.
