@@ -152,3 +152,70 @@ fn check_modes(dir: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Records the content digests the sink hands to the files it adds (as the model signature
+/// gets them) and adds one small file.
+struct RecordDigests(std::sync::Mutex<Vec<(String, [u8; 32])>>);
+
+impl model_sync::oci::ImageFiles for RecordDigests {
+    fn replaces(&self) -> &[&str] {
+        &["model.sig"]
+    }
+
+    fn files<'a>(
+        &'a self,
+        digests: &'a [(String, [u8; 32])],
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<
+            Vec<(model_sync::transfer::ModelPath, bytes::Bytes)>,
+            model_sync::transfer::TransferError,
+        >,
+    > {
+        *self.0.lock().unwrap() = digests.to_vec();
+        Box::pin(async move {
+            let path = model_sync::transfer::ModelPath::new("model.sig")?;
+            Ok(vec![(
+                path,
+                bytes::Bytes::from_static(b"{\"signed\": true}\n"),
+            )])
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_in_shared_layers_get_their_content_digests_for_the_signature() -> anyhow::Result<()>
+{
+    use sha2::Digest as _;
+    mro_tests::init();
+    let reg = OciRegistry::start_plain().await?;
+    let base = push_base_image(&reg).await?;
+    let mut model = Model::default();
+    for i in 0..250u64 {
+        let len = (i * 131 % 5000) as usize;
+        model
+            .files
+            .insert(format!("d{}/f-{i:03}.bin", i % 5), pseudo_random(i, len));
+    }
+    let src = MemSource::new(&model);
+    let record = std::sync::Arc::new(RecordDigests(Default::default()));
+    let mut sink = sink_for(&reg, &reg.reference("signed/many", "v1"), &base);
+    sink.set_image_files(record.clone());
+    let p = publish(&sink, &src).await?;
+    let (manifest, _) = raw_manifest(&reg, "signed/many", "v1").await;
+    assert!(
+        layers(&manifest).len() <= LAYER_BUDGET,
+        "the signature's layer included"
+    );
+    let digests = record.0.lock().unwrap().clone();
+    let expected: Vec<(String, [u8; 32])> = model
+        .files
+        .iter()
+        .map(|(p, d)| (p.clone(), sha2::Sha256::digest(d).into()))
+        .collect();
+    assert_eq!(digests, expected, "every file's digest, path order");
+    let pulled = pull_image(&reg, &pinned(&p)).await?;
+    assert_eq!(pulled.models.files.len(), model.files.len() + 1);
+    assert_eq!(pulled.models.files["model.sig"], b"{\"signed\": true}\n");
+    Ok(())
+}
