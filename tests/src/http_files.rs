@@ -249,7 +249,7 @@ fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
 }
 
 /// Minimal `%XX` decoding; rejects malformed escapes and non-UTF-8 results.
-fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -268,7 +268,7 @@ fn percent_decode(s: &str) -> Option<String> {
 
 /// Parses a single `bytes=a-b`, `bytes=a-` or `bytes=-n` range against a file of `len` bytes into an
 /// inclusive `(start, end)`. `None` means unsatisfiable or unsupported (multi-range).
-fn parse_range(value: &str, len: u64) -> Option<(u64, u64)> {
+pub(crate) fn parse_range(value: &str, len: u64) -> Option<(u64, u64)> {
     let spec = value.strip_prefix("bytes=")?;
     if spec.contains(',') || len == 0 {
         return None;

@@ -6,6 +6,7 @@
 //! - [`s3`]: an S3 protocol server (s3s-fs) with SigV4 credentials enforced.
 //! - [`oci_registry`]: Debian's distribution registry, plain HTTP or htpasswd + TLS.
 //! - [`http_files`]: a static HTTP file server for `uri` sources.
+//! - [`hf_hub`]: a Hugging Face Hub stand-in (API, resolve, LFS CDN), checked with `huggingface_hub`.
 //! - [`model_registry`]: a stateful Model Registry REST stand-in, contract-tested with Prism.
 //! - [`model_sync`]: runs the `model-sync` binary like a Job (integration tests, `bench-sync`).
 //! - [`operator`]: the operator run in-process under the shipped RBAC.
@@ -14,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cluster;
+pub mod hf_hub;
 pub mod http_files;
 pub mod model_registry;
 pub mod model_sync;
@@ -22,6 +24,7 @@ pub mod oci_registry;
 pub mod operator;
 pub mod platform_apis;
 pub mod ports;
+pub mod postgres;
 pub mod rbac_proxy;
 pub mod s3;
 pub mod sigstore;

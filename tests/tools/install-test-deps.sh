@@ -3,6 +3,8 @@
 #   docker-registry  (Debian's distribution registry: tests/src/oci_registry.rs)
 #   htpasswd         (apache2-utils: bcrypt htpasswd file for the auth registry)
 #   openssl          (handy for inspecting the per-run certificates; used by scripts)
+#   postgresql       (a throwaway database the Model Registry stand-in connects to: tests/src/postgres.rs)
+#   psql             (postgresql-client: how the stand-in reaches it, with libpq)
 #   skopeo           (pulls modelcars as a container tool does: the many-files OCI test)
 # Idempotent: does nothing (and needs no privileges) when everything is present. Uses the system's
 # configured apt sources; runs apt as root directly or through sudo.
@@ -13,6 +15,8 @@ required=(
   "/usr/bin/docker-registry docker-registry"
   "htpasswd apache2-utils"
   "openssl openssl"
+  "pg_ctlcluster postgresql"
+  "psql postgresql-client"
   "skopeo skopeo"
 )
 

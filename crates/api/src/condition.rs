@@ -205,6 +205,9 @@ pub mod model_registry {
         pub const ISTIO_AVAILABLE: &str = "IstioAvailable";
         /// The Istio gateway and its routes are ready.
         pub const GATEWAY_AVAILABLE: &str = "GatewayAvailable";
+        /// Which Model Registry server version the Deployment runs and how it is laid out
+        /// (reasons `MlmdGrpc`, `Embedded`, `GrpcIgnored`); always `True` once built.
+        pub const SERVER_LAYOUT: &str = "ServerLayout";
     }
 
     /// Condition reasons.
@@ -229,6 +232,8 @@ pub mod model_registry {
         pub const RESOURCES_AVAILABLE: &str = "ResourcesAvailable";
         /// The object is being deleted and its resources cleaned up.
         pub const FINALIZING: &str = "Finalizing";
+        /// `spec.grpc` is set, but the server version has no ML Metadata gRPC layer.
+        pub const GRPC_IGNORED: &str = "GrpcIgnored";
     }
 }
 

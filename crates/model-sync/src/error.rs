@@ -122,11 +122,13 @@ impl ConfigError {
     }
 }
 
+/// The value as quoted in a message: nothing for a secret setting, else the value with
+/// credential-shaped parts removed (a URI may be a pre-signed URL, or carry `user:password@`).
 fn shown(key: Key, value: &str) -> String {
     if key.is_secret() {
         String::new()
     } else {
-        format!(" {value:?}")
+        format!(" {:?}", crate::redact::text(value))
     }
 }
 

@@ -8,8 +8,11 @@
 
 pub mod config;
 pub mod error;
+pub mod hf;
 pub mod local;
+pub mod net;
 pub mod oci;
+pub mod redact;
 pub mod run;
 pub mod s3;
 pub mod sign;

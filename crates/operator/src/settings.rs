@@ -19,10 +19,15 @@ pub struct Images {
     #[arg(
         long = "rest-image",
         env = "REST_IMAGE",
-        default_value = "quay.io/opendatahub/model-registry:v0.2.19"
+        default_value = "quay.io/opendatahub/model-registry:v0.3.14"
     )]
     pub rest: String,
-    /// MLMD gRPC server image (used when `spec.grpc` is set).
+    /// Server version of REST images whose tag is not a version (digest-only references,
+    /// `latest`, custom builds), e.g. `v0.3.14`: it decides the Deployment's layout and flags.
+    /// Images tagged with a version use their tag.
+    #[arg(long = "rest-image-version", env = "REST_IMAGE_VERSION")]
+    pub rest_version: Option<String>,
+    /// ML Metadata gRPC server image (the layout of REST servers up to v0.2.20).
     #[arg(
         long = "grpc-image",
         env = "GRPC_IMAGE",

@@ -29,6 +29,7 @@ struct Inner {
     token: Option<BearerToken>,
     api: ApiSelection,
     retry: RetryPolicy,
+    max_body_bytes: usize,
     negotiated: OnceCell<ApiVersion>,
 }
 
@@ -91,6 +92,8 @@ impl Client {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
+            // The API never redirects; following one would send the token where a server says.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(config.user_agent.clone());
         if let Some(pem) = &config.custom_ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| Error::Tls {
@@ -128,6 +131,7 @@ impl Client {
                 token: config.token,
                 api: config.api,
                 retry: config.retry,
+                max_body_bytes: config.max_body_bytes,
                 negotiated: OnceCell::new(),
             }),
         })
@@ -282,10 +286,9 @@ impl Client {
             let outcome = match build().send().await {
                 Ok(resp) => {
                     let status = resp.status();
-                    match resp.bytes().await {
-                        Ok(b) => Ok((status, b.to_vec())),
-                        Err(e) => Err(Error::from_reqwest(context.to_owned(), e)),
-                    }
+                    read_body(resp, self.inner.max_body_bytes, context)
+                        .await
+                        .map(|b| (status, b))
                 }
                 Err(e) => Err(Error::from_reqwest(context.to_owned(), e)),
             };
@@ -356,4 +359,28 @@ impl Client {
         }
         Ok(url)
     }
+}
+
+/// Reads a whole body, refusing more than `limit` bytes: a declared length over the limit is
+/// refused before reading, and a chunked or endless body is cut off at the limit.
+async fn read_body(mut resp: reqwest::Response, limit: usize, context: &str) -> Result<Vec<u8>> {
+    let too_large = || Error::TooLarge {
+        context: context.to_owned(),
+        limit,
+    };
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| Error::from_reqwest(context.to_owned(), e))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }

@@ -133,7 +133,14 @@ pub struct ClientConfig {
     pub api: ApiSelection,
     pub retry: RetryPolicy,
     pub user_agent: String,
+    /// Largest response body read (success or error). Bodies are read in chunks and the read
+    /// stops at this size, so the caller's memory is bounded whatever the server sends.
+    pub max_body_bytes: usize,
 }
+
+/// Default [`ClientConfig::max_body_bytes`]: a page of 100 entities with generous custom
+/// properties is well under 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 << 20;
 
 impl ClientConfig {
     /// A config with defaults for everything but the URL, which is validated here.
@@ -149,6 +156,7 @@ impl ClientConfig {
             api: ApiSelection::Negotiate,
             retry: RetryPolicy::default(),
             user_agent: concat!("registry-client/", env!("CARGO_PKG_VERSION")).to_owned(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         })
     }
 

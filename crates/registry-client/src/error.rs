@@ -61,6 +61,11 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// The response body is larger than [`crate::ClientConfig::max_body_bytes`]: the reading
+    /// stopped there (a hostile or broken server cannot exhaust the caller's memory).
+    #[error("the response of {context} exceeds the limit of {limit} bytes")]
+    TooLarge { context: String, limit: usize },
+
     /// The client configuration is unusable (bad URL, bad CA bundle, ...).
     #[error("invalid registry client configuration: {message}")]
     InvalidConfig { message: String },

@@ -27,7 +27,8 @@ mod ops;
 
 pub use client::Client;
 pub use config::{
-    ApiSelection, ApiVersion, BearerToken, ClientConfig, RetryPolicy, parse_base_url,
+    ApiSelection, ApiVersion, BearerToken, ClientConfig, DEFAULT_MAX_BODY_BYTES, RetryPolicy,
+    parse_base_url,
 };
 pub use error::{Error, Result};
 pub use metadata::{CustomProperties, MetadataValue};

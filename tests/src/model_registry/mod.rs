@@ -16,7 +16,11 @@ mod routes;
 mod store;
 mod validate;
 
+pub mod contract;
+pub mod dsn;
 pub mod prism;
+pub mod server;
+pub mod server_cli;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -48,6 +52,27 @@ pub struct StandInOptions {
     pub serve_v1: bool,
     /// Page size of list requests without `pageSize`.
     pub default_page_size: u32,
+    /// Probe paths to serve (GET, outside the bearer check, as a kubelet calls them) and the
+    /// check they answer from: 200 `OK`, or 503 with the failure.
+    pub readyz: Option<(Vec<&'static str>, ReadyCheck)>,
+}
+
+type CheckFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
+
+/// What the readiness endpoints check (e.g. that the database answers).
+#[derive(Clone)]
+pub struct ReadyCheck(Arc<dyn Fn() -> CheckFuture + Send + Sync>);
+
+impl ReadyCheck {
+    pub fn new(f: impl Fn() -> CheckFuture + Send + Sync + 'static) -> Self {
+        ReadyCheck(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for ReadyCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadyCheck")
+    }
 }
 
 impl Default for StandInOptions {
@@ -56,6 +81,7 @@ impl Default for StandInOptions {
             token: None,
             serve_v1: true,
             default_page_size: DEFAULT_PAGE_SIZE,
+            readyz: None,
         }
     }
 }
@@ -261,7 +287,22 @@ impl ModelRegistryStandIn {
             default_page_size: options.default_page_size.max(1),
         });
         let prefixes = options.prefixes();
-        let app = routes::router(shared.clone(), &prefixes);
+        let mut app = routes::router(shared.clone(), &prefixes);
+        if let Some((paths, check)) = options.readyz.clone() {
+            for path in paths {
+                let check = check.clone();
+                let probe = axum::routing::get(move || {
+                    let check = check.clone();
+                    async move {
+                        match (check.0)().await {
+                            Ok(()) => (StatusCode::OK, "OK".to_string()),
+                            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e),
+                        }
+                    }
+                });
+                app = app.merge(axum::Router::new().route(path, probe));
+            }
+        }
         let (shutdown, stopped) = oneshot::channel::<()>();
         // Graceful shutdown also closes idle keep-alive connections, so clients really lose the
         // server (aborting the accept loop alone would leave those connections served).

@@ -4,6 +4,8 @@
 //! stand-in's response; a violation turns into a Prism problem document, which [`Api::call`] reports
 //! separately from the upstream answer. Direct (Prism-less) tests of the stand-in are in `standin`
 //! and `standin_rules`.
+mod server_args;
+mod server_start;
 mod standin;
 mod standin_rules;
 

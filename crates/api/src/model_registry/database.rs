@@ -61,7 +61,8 @@ pub struct PostgresConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
 
-    /// Numeric IP address of the database server; takes precedence over `host`.
+    /// Numeric IP address of the database server, used when `host` is empty (the drivers
+    /// connect to one of them: pgx has no separate `hostaddr`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_address: Option<String>,
 
@@ -74,7 +75,7 @@ pub struct PostgresConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
 
-    /// Secret key holding the password of `username`.
+    /// Secret key holding the password of `username`; when absent no password is sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret: Option<SecretKeyValue>,
 
@@ -87,7 +88,8 @@ pub struct PostgresConfig {
     pub skip_db_creation: bool,
 
     /// Let the operator deploy a PostgreSQL instance for this registry (development use);
-    /// `host` and `hostAddress` must then be left empty.
+    /// `host` and `hostAddress` must then be left empty. Not implemented by this operator: a
+    /// registry asking for it gets a `ConfigurationError`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generate_deployment: Option<bool>,
 

@@ -90,10 +90,11 @@ pub struct ModelRegistrySpec {
     #[serde(default)]
     pub rest: RestSpec,
 
-    /// Deprecated: run the ML Metadata gRPC server next to the REST API (the layout of earlier
-    /// registry versions). When set, the database is accessed by the gRPC container and the REST
-    /// container talks to it on localhost; when omitted, the REST container accesses the database
-    /// itself, as current registry images do.
+    /// Deprecated: port, image and resources of the ML Metadata gRPC server, which servers up to
+    /// v0.2.20 run next to the REST container (it owns the database; the REST container talks
+    /// to it on localhost). The server version (from the REST image tag) decides the layout:
+    /// from v0.2.21 the REST container accesses the database itself and this field is ignored
+    /// (the `ServerLayout` condition says so).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grpc: Option<GrpcSpec>,
 

@@ -9,6 +9,7 @@
 mod args;
 mod credentials;
 mod env;
+mod hf;
 mod metadata;
 mod registry;
 mod secret;
@@ -29,6 +30,7 @@ pub use env::{
     DEFAULT_METADATA_DIR, DEFAULT_SA_TOKEN_PATH, DEFAULT_TERMINATION_MESSAGE_PATH, Layers,
     LoadContext, Origin, Value,
 };
+pub use hf::{HF_DEFAULT_ENDPOINT, HubSettings};
 pub use metadata::{
     ModelArtifactMetadata, ModelMetadata, ModelVersionMetadata, RegisteredModelMetadata,
     parse_custom_properties,

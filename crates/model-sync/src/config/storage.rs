@@ -6,7 +6,7 @@ use super::args::{Key, parse_bool};
 use super::credentials::{
     self, DESTINATION_OCI, DESTINATION_S3, OciKeys, S3Keys, SOURCE_OCI, SOURCE_S3,
 };
-use super::env::Layers;
+use super::env::{Layers, Origin};
 use super::secret::Secret;
 use super::types::{
     Destination, OciCredentials, OciDestination, OciLocation, S3Credentials, S3Location, Source,
@@ -227,7 +227,7 @@ pub fn build_source(
                 return None;
             };
             parse_uri_source(Key::SourceUri, &raw)
-                .map_err(|e| errors.push(e))
+                .map_err(|e| errors.push(hide_file_value(layers, Key::SourceUri, e)))
                 .ok()
                 .map(Source::Uri)
         }
@@ -454,4 +454,22 @@ fn oci_location(
         credentials: credentials?,
         tls_verify: tls_verify?,
     })
+}
+
+/// A value read from a credential file (a Secret) is never quoted in an error, not even
+/// redacted: a malformed secret URL may not look like a URL at all.
+fn hide_file_value(layers: &Layers, key: Key, e: ConfigError) -> ConfigError {
+    match (layers.explicit(key).map(|v| v.origin), e) {
+        (
+            Some(Origin::File(path)),
+            ConfigError::Invalid {
+                field, expected, ..
+            },
+        ) => ConfigError::Invalid {
+            field,
+            shown: format!(" (read from {}; not shown)", path.display()),
+            expected,
+        },
+        (_, e) => e,
+    }
 }

@@ -273,7 +273,8 @@ impl fmt::Display for Source {
         match self {
             Self::S3(s) => write!(f, "s3 {s}"),
             Self::Oci(o) => write!(f, "oci {o}"),
-            Self::Uri(UriSource::Http(u)) => write!(f, "uri {u}"),
+            // Pre-signed URLs carry their signature in the query.
+            Self::Uri(UriSource::Http(u)) => write!(f, "uri {}", crate::redact::text(u.as_str())),
             Self::Uri(UriSource::HuggingFace { repo, revision }) => {
                 write!(f, "uri hf://{repo}")?;
                 revision.iter().try_for_each(|r| write!(f, ":{r}"))

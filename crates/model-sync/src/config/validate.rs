@@ -81,6 +81,12 @@ pub fn build(mut layers: Layers, ctx: &LoadContext) -> Result<Config, ConfigErro
     if let (Some(s), Some(d)) = (&source, &destination) {
         check_same_location(s, d, &mut errors);
     }
+    // hf:// reads HF_ENDPOINT / HF_TOKEN*: a bad one is a configuration error now, not later.
+    if let Some(Source::Uri(super::UriSource::HuggingFace { .. })) = &source
+        && let Err(e) = super::HubSettings::from_context(ctx)
+    {
+        errors.push(e);
+    }
     if let (Some(Source::Pvc { path }), Some(storage)) = (&source, &storage_path)
         && storage.starts_with(path)
     {

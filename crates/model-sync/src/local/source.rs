@@ -1,12 +1,18 @@
 //! A file or directory on a mounted volume as a model source.
+//!
+//! The volume's content is not trusted: see [`super::beneath`] for how names are opened
+//! without following a symlink out of the source root.
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
+use std::sync::{Arc, OnceLock};
 
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 use tokio::io::AsyncSeekExt as _;
 use tokio_util::io::ReaderStream;
 
+use super::beneath::{self, Root, kind};
 use crate::transfer::{
     ByteStream, ModelFile, ModelPath, OpenFile, Reason, TransferError, normalize_listing,
 };
@@ -18,16 +24,21 @@ const CHUNK: usize = 1024 * 1024;
 /// paths preserved).
 ///
 /// Nothing is skipped silently: symlinks are followed when they stay inside the root and are
-/// errors when they escape it (or dangle, or loop); sockets, FIFOs and devices are errors.
+/// errors when they escape it (or dangle, or loop); sockets, FIFOs and devices are errors. The
+/// configured path itself must contain no symlink (the root cannot point elsewhere).
 /// Fingerprint: `<size>:<mtime in ns>`.
 #[derive(Clone, Debug)]
 pub struct LocalSource {
     path: PathBuf,
+    root: OnceLock<Arc<Root>>,
 }
 
 impl LocalSource {
     pub fn new(path: impl Into<PathBuf>) -> LocalSource {
-        LocalSource { path: path.into() }
+        LocalSource {
+            path: path.into(),
+            root: OnceLock::new(),
+        }
     }
 
     /// The path as given.
@@ -35,55 +46,85 @@ impl LocalSource {
         &self.path
     }
 
+    /// The root, opened once and held, so that every later open is relative to the same
+    /// directory whatever happens to the path.
+    fn root(&self) -> Result<Arc<Root>, TransferError> {
+        if let Some(r) = self.root.get() {
+            return Ok(r.clone());
+        }
+        let r = Arc::new(beneath::open_root(&self.path)?);
+        Ok(self.root.get_or_init(|| r).clone())
+    }
+
     pub async fn list(&self) -> Result<Vec<ModelFile>, TransferError> {
-        let path = self.path.clone();
-        let files = tokio::task::spawn_blocking(move || walk_root(&path))
-            .await
-            .map_err(|e| {
-                TransferError::new(Reason::Internal, format!("listing task failed: {e}"))
-            })??;
+        let this = self.clone();
+        let (files, root) = tokio::task::spawn_blocking(move || {
+            let root = this.root()?;
+            walk_root(&root).map(|f| (f, root))
+        })
+        .await
+        .map_err(|e| TransferError::new(Reason::Internal, format!("listing task failed: {e}")))??;
+        let _ = self.root.set(root);
         normalize_listing(files)
     }
 
     pub async fn open(&self, file: &ModelFile, offset: u64) -> Result<ByteStream, TransferError> {
-        let full = self.file_path(&file.path).await?;
-        let what = || full.display().to_string();
-        let mut f = tokio::fs::File::open(&full)
-            .await
-            .map_err(|e| read_error(&what(), &e))?;
-        let len = f
-            .metadata()
-            .await
-            .map_err(|e| read_error(&what(), &e))?
-            .len();
+        let this = self.clone();
+        let rel = file.path.clone();
+        let what = match self.root.get().and_then(|r| r.single.clone()) {
+            Some(_) => self.path.display().to_string(),
+            None => self.path.join(rel.as_str()).display().to_string(),
+        };
+        let (fd, len) = tokio::task::spawn_blocking(move || {
+            let root = this.root()?;
+            open_file(&root, &rel)
+        })
+        .await
+        .map_err(|e| TransferError::new(Reason::Internal, format!("open task failed: {e}")))??;
         if offset > len {
             return Err(TransferError::new(
                 Reason::SourceUnavailable,
-                format!(
-                    "{}: offset {offset} is past the end ({len} bytes; the file changed?)",
-                    what()
-                ),
+                format!("{what}: offset {offset} is past the end ({len} bytes; the file changed?)"),
             ));
         }
+        let mut f = tokio::fs::File::from_std(std::fs::File::from(fd));
         if offset > 0 {
             f.seek(std::io::SeekFrom::Start(offset))
                 .await
-                .map_err(|e| read_error(&what(), &e))?;
+                .map_err(|e| read_error(&what, &e))?;
         }
         Ok(ReaderStream::with_capacity(f, CHUNK).boxed())
     }
+}
 
-    /// Where a listed file lives: the single file itself, or `<dir>/<path>`.
-    async fn file_path(&self, path: &ModelPath) -> Result<PathBuf, TransferError> {
-        let meta = tokio::fs::metadata(&self.path)
-            .await
-            .map_err(|e| read_error(&self.path.display().to_string(), &e))?;
-        Ok(if meta.is_dir() {
-            self.path.join(path.as_str())
-        } else {
-            self.path.clone()
-        })
+/// A listed file, opened beneath the root: the single file itself, or `<root>/<path>`.
+fn open_file(root: &Root, path: &ModelPath) -> Result<(OwnedFd, u64), TransferError> {
+    if let Some(name) = &root.single {
+        let shown = root.path.display().to_string();
+        let fd = rustix::fs::openat(
+            &root.dir,
+            name.as_str(),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            Mode::empty(),
+        )
+        .map_err(|e| read_error(&shown, &std::io::Error::from(e)))?;
+        let st =
+            rustix::fs::fstat(&fd).map_err(|e| read_error(&shown, &std::io::Error::from(e)))?;
+        if kind(&st) != FileType::RegularFile {
+            return Err(TransferError::invalid_input(format!(
+                "{shown} is not a regular file"
+            )));
+        }
+        return Ok((fd, st.st_size as u64));
     }
+    let parts: Vec<String> = path.as_str().split('/').map(str::to_owned).collect();
+    let r = beneath::resolve(root, &parts, path.as_str())?;
+    if kind(&r.stat) != FileType::RegularFile {
+        return Err(TransferError::invalid_input(format!(
+            "{path} is not a regular file"
+        )));
+    }
+    Ok((r.fd, r.stat.st_size as u64))
 }
 
 impl OpenFile for LocalSource {
@@ -111,116 +152,105 @@ pub(crate) fn read_error(what: &str, e: &std::io::Error) -> TransferError {
     TransferError::new(Reason::SourceUnavailable, msg)
 }
 
-fn walk_root(path: &Path) -> Result<Vec<ModelFile>, TransferError> {
-    let shown = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|e| read_error(&shown, &e))?;
-    if meta.is_file() {
-        let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
-            TransferError::invalid_input(format!("{shown}: the file name is not UTF-8"))
-        })?;
-        return Ok(vec![model_file(ModelPath::new(name)?, &meta)]);
+fn walk_root(root: &Root) -> Result<Vec<ModelFile>, TransferError> {
+    if let Some(name) = &root.single {
+        let shown = root.path.display().to_string();
+        let st = rustix::fs::statat(&root.dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| read_error(&shown, &std::io::Error::from(e)))?;
+        return Ok(vec![model_file(ModelPath::new(name)?, &st)]);
     }
-    if !meta.is_dir() {
-        return Err(TransferError::invalid_input(format!(
-            "{shown} is neither a file nor a directory"
-        )));
-    }
-    let root = std::fs::canonicalize(path).map_err(|e| read_error(&shown, &e))?;
+    let st = rustix::fs::fstat(&root.dir)
+        .map_err(|e| read_error(&root.path.display().to_string(), &std::io::Error::from(e)))?;
     let mut out = Vec::new();
-    let mut ancestors = vec![root.clone()];
-    walk_dir(&root, &root, "", &mut ancestors, &mut out)?;
+    let mut ancestors = vec![(st.st_dev, st.st_ino)];
+    walk_dir(root, &root.dir, &[], &mut ancestors, &mut out)?;
     Ok(out)
 }
 
-/// Lists `dir` (whose model-relative path is `rel`) into `out`. `ancestors` are the canonical
-/// directories being walked, to catch symlink loops.
+/// Lists `dir` (whose root-relative components are `rel`) into `out`. `ancestors` are the
+/// (device, inode) pairs of the directories being walked, to catch symlink loops.
 fn walk_dir(
-    root: &Path,
-    dir: &Path,
-    rel: &str,
-    ancestors: &mut Vec<PathBuf>,
+    root: &Root,
+    dir: &OwnedFd,
+    rel: &[String],
+    ancestors: &mut Vec<(u64, u64)>,
     out: &mut Vec<ModelFile>,
 ) -> Result<(), TransferError> {
-    let shown = || dir.display().to_string();
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| read_error(&shown(), &e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| read_error(&shown(), &e))?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let name = entry.file_name();
-        let name = name.to_str().ok_or_else(|| {
+    let shown = || {
+        let mut p = root.path.clone();
+        p.extend(rel);
+        p.display().to_string()
+    };
+    let io = |e: rustix::io::Errno| read_error(&shown(), &std::io::Error::from(e));
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let raw = entry.file_name().to_bytes();
+        if raw == b"." || raw == b".." {
+            continue;
+        }
+        let name = std::str::from_utf8(raw).map_err(|_| {
             TransferError::invalid_input(format!(
                 "{}: file name {:?} is not UTF-8",
                 shown(),
-                entry.file_name()
+                String::from_utf8_lossy(raw)
             ))
         })?;
-        let child_rel = if rel.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{rel}/{name}")
+        names.push(name.to_owned());
+    }
+    names.sort();
+    for name in names {
+        let mut child: Vec<String> = rel.to_vec();
+        child.push(name.clone());
+        let child_rel = child.join("/");
+        let st = rustix::fs::statat(dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW).map_err(io)?;
+        let (st, fd) = match kind(&st) {
+            FileType::Symlink => {
+                let r = beneath::resolve(root, &child, &child_rel)?;
+                (r.stat, Some(r.fd))
+            }
+            FileType::Directory => {
+                let fd = rustix::fs::openat(
+                    dir,
+                    name.as_str(),
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(io)?;
+                (st, Some(fd))
+            }
+            _ => (st, None),
         };
-        let full = entry.path();
-        let ft = entry
-            .file_type()
-            .map_err(|e| read_error(&full.display().to_string(), &e))?;
-        let (target, meta) = if ft.is_symlink() {
-            let target = std::fs::canonicalize(&full).map_err(|e| {
-                TransferError::invalid_input(format!(
-                    "symlink {child_rel} cannot be resolved (dangling?): {e}"
-                ))
-            })?;
-            if !target.starts_with(root) {
+        match (kind(&st), fd) {
+            (FileType::Directory, Some(fd)) => {
+                let key = (st.st_dev, st.st_ino);
+                if ancestors.contains(&key) {
+                    return Err(TransferError::invalid_input(format!(
+                        "symlink loop at {child_rel}"
+                    )));
+                }
+                ancestors.push(key);
+                walk_dir(root, &fd, &child, ancestors, out)?;
+                ancestors.pop();
+            }
+            (FileType::RegularFile, _) => out.push(model_file(ModelPath::new(&child_rel)?, &st)),
+            _ => {
                 return Err(TransferError::invalid_input(format!(
-                    "symlink {child_rel} points outside the source directory (to {})",
-                    target.display()
+                    "{child_rel} is not a regular file or directory (socket, FIFO or device)"
                 )));
             }
-            let meta = std::fs::metadata(&target)
-                .map_err(|e| read_error(&target.display().to_string(), &e))?;
-            (target, meta)
-        } else {
-            let meta = entry
-                .metadata()
-                .map_err(|e| read_error(&full.display().to_string(), &e))?;
-            (full.clone(), meta)
-        };
-        if meta.is_dir() {
-            let canonical = if ft.is_symlink() {
-                target
-            } else {
-                std::fs::canonicalize(&full).unwrap_or(full)
-            };
-            if ancestors.contains(&canonical) {
-                return Err(TransferError::invalid_input(format!(
-                    "symlink loop at {child_rel}"
-                )));
-            }
-            ancestors.push(canonical.clone());
-            walk_dir(root, &canonical, &child_rel, ancestors, out)?;
-            ancestors.pop();
-        } else if meta.is_file() {
-            out.push(model_file(ModelPath::new(&child_rel)?, &meta));
-        } else {
-            return Err(TransferError::invalid_input(format!(
-                "{child_rel} is not a regular file or directory (socket, FIFO or device)"
-            )));
         }
     }
     Ok(())
 }
 
-fn model_file(path: ModelPath, meta: &std::fs::Metadata) -> ModelFile {
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
+fn model_file(path: ModelPath, st: &Stat) -> ModelFile {
+    let mtime = (st.st_mtime as i128) * 1_000_000_000 + st.st_mtime_nsec as i128;
+    let size = st.st_size as u64;
     ModelFile {
         path,
-        size: meta.len(),
-        fingerprint: Some(format!("{}:{mtime}", meta.len())),
+        size,
+        fingerprint: Some(format!("{size}:{}", mtime.max(0))),
         sha256: None,
     }
 }
@@ -305,6 +335,62 @@ mod tests {
         std::os::unix::fs::symlink("..", dir.path().join("d/up")).unwrap();
         let err = LocalSource::new(dir.path()).list().await.unwrap_err();
         assert!(err.message.contains("loop"), "{err}");
+    }
+
+    /// A source root that is itself a symlink (or has one in its path) would list whatever it
+    /// points at, e.g. the pod's own Secrets: refused, whatever the target.
+    #[tokio::test]
+    async fn a_symlinked_root_or_path_component_is_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        write(outside.path(), "token", b"the pod's secret");
+        let pvc = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), pvc.path().join("models")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("token"), pvc.path().join("one.bin"))
+            .unwrap();
+        for path in [
+            pvc.path().join("models"),
+            pvc.path().join("models/token"),
+            pvc.path().join("one.bin"),
+        ] {
+            let err = LocalSource::new(&path).list().await.unwrap_err();
+            assert_eq!(err.reason, Reason::InvalidInput, "{path:?}: {err}");
+            assert!(err.message.contains("symbolic link"), "{err}");
+        }
+    }
+
+    /// The root is held: swapping a listed file (or a directory on its path) for a symlink to
+    /// somewhere else after listing opens nothing outside.
+    #[tokio::test]
+    async fn a_file_swapped_for_a_symlink_after_listing_is_not_followed_out() {
+        let outside = tempfile::tempdir().unwrap();
+        write(outside.path(), "secret", b"outside data");
+        write(outside.path(), "d/w.bin", b"outside data");
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "w.bin", b"model data");
+        write(dir.path(), "d/w.bin", b"model data");
+        let src = LocalSource::new(dir.path());
+        let files = src.list().await.unwrap();
+        std::fs::remove_file(dir.path().join("w.bin")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("w.bin"))
+            .unwrap();
+        let f = files.iter().find(|f| f.path.as_str() == "w.bin").unwrap();
+        let err = src.open(f, 0).await.err().expect("must not open");
+        assert!(err.message.contains("outside"), "{err}");
+        std::fs::remove_dir_all(dir.path().join("d")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("d"), dir.path().join("d")).unwrap();
+        let f = files.iter().find(|f| f.path.as_str() == "d/w.bin").unwrap();
+        let err = src.open(f, 0).await.err().expect("must not open");
+        assert!(err.message.contains("outside"), "{err}");
+        // The root itself replaced by a link: the held descriptor still reads the old tree.
+        let moved = dir.path().with_extension("moved");
+        std::fs::rename(dir.path(), &moved).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path()).unwrap();
+        std::fs::remove_file(moved.join("d")).unwrap();
+        write(&moved, "d/w.bin", b"model data");
+        let got: Vec<_> = src.open(f, 0).await.unwrap().try_collect().await.unwrap();
+        assert_eq!(got.concat(), b"model data");
+        std::fs::remove_file(dir.path()).unwrap();
+        std::fs::rename(&moved, dir.path()).unwrap();
     }
 
     #[tokio::test]

@@ -40,6 +40,8 @@ mod tar;
 mod upload;
 
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod tests;
 
 pub use extra::ImageFiles;

@@ -248,6 +248,14 @@ impl Registry {
         Ok(format!("{}{url}", self.base().await?))
     }
 
+    /// Whether `url` is on the registry itself (scheme, host and port). Credentials and tokens
+    /// go only there: a `Location` the registry answers with may point anywhere (storage
+    /// back-ends, or a hostile server), and reqwest drops them on cross-origin redirects too.
+    async fn same_origin(&self, url: &str) -> Result<bool, TransferError> {
+        let base = self.base().await?;
+        Ok(same_origin(base, url))
+    }
+
     /// Sends a request with authentication; answers a 401 once by (re-)authenticating.
     /// Returns the response whatever its status (callers map statuses to errors).
     pub(crate) async fn send(&self, req: Req<'_>) -> Result<Response, TransferError> {
@@ -266,7 +274,9 @@ impl Registry {
                 .http
                 .request(req.method.clone(), &url)
                 .headers(req.headers.clone());
-            if let Some(auth) = self.auth_header(req.scopes) {
+            if let Some(auth) = self.auth_header(req.scopes)
+                && self.same_origin(&url).await?
+            {
                 rb = rb.header(AUTHORIZATION, auth);
             }
             if let Some(body) = &req.body {
@@ -323,7 +333,9 @@ impl Registry {
             .http
             .request(req.method.clone(), &url)
             .headers(req.headers.clone());
-        if let Some(auth) = self.auth_header(req.scopes) {
+        if let Some(auth) = self.auth_header(req.scopes)
+            && self.same_origin(&url).await?
+        {
             rb = rb.header(AUTHORIZATION, auth);
         }
         let what = format!("{} {}", req.method, redact_query(&url));
@@ -366,6 +378,7 @@ impl Registry {
         key_scopes: &[String],
         scopes: &[String],
     ) -> Result<(), TransferError> {
+        self.check_realm(realm).await?;
         let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", s.as_str())).collect();
         if let Some(s) = service {
             query.push(("service", s));
@@ -392,10 +405,15 @@ impl Registry {
             token: Option<String>,
             access_token: Option<String>,
         }
-        let body: TokenResponse = resp.json().await.map_err(|e| {
+        let bytes = crate::net::read_body(resp, crate::net::TOKEN_BODY_BYTES)
+            .await
+            .map_err(|e| {
+                TransferError::new(self.side, format!("token response from {realm}: {e}"))
+            })?;
+        let body: TokenResponse = serde_json::from_slice(&bytes).map_err(|e| {
             TransferError::new(
                 self.side,
-                format!("token response from {realm}: {}", chain(&e)),
+                format!("token response from {realm}: not a token document ({e})"),
             )
         })?;
         let token = body
@@ -413,6 +431,38 @@ impl Registry {
             .unwrap_or_else(|e| e.into_inner())
             .insert(scope_key(key_scopes), token);
         Ok(())
+    }
+
+    /// A token realm must be HTTPS, or plain HTTP on the registry's own host when the registry
+    /// itself is reached over plain HTTP (`tls_verify=false`): the credentials are sent there.
+    async fn check_realm(&self, realm: &str) -> Result<(), TransferError> {
+        let refuse = |why: &str| {
+            TransferError::new(
+                self.side,
+                format!(
+                    "registry {}: token realm {realm:?} refused: {why}",
+                    self.host
+                ),
+            )
+        };
+        let url = url::Url::parse(realm).map_err(|_| refuse("not an absolute URL"))?;
+        match url.scheme() {
+            "https" => Ok(()),
+            "http" => {
+                let base = url::Url::parse(self.base().await?)
+                    .map_err(|_| refuse("the registry URL does not parse"))?;
+                if base.scheme() == "http" && base.host_str() == url.host_str() {
+                    Ok(())
+                } else {
+                    Err(refuse(
+                        "plain http to another host (or from an https registry) would send the credentials in clear",
+                    ))
+                }
+            }
+            _ => Err(refuse(
+                "only https (or http to the registry's own host) is allowed",
+            )),
+        }
     }
 
     /// A transport failure: transient, except certificate problems (retrying cannot fix them).
@@ -433,7 +483,7 @@ impl Registry {
     /// Maps a non-success response to an error with the registry's own error text.
     pub(crate) async fn status_error(&self, what: &str, resp: Response) -> TransferError {
         let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
+        let text = crate::net::error_text(resp).await;
         let detail = registry_error_text(&text);
         let msg = format!(
             "{what}: registry {} answered HTTP {}{detail}",
@@ -515,6 +565,18 @@ fn scope_key(scopes: &[String]) -> String {
     s.sort();
     s.dedup();
     s.join(" ")
+}
+
+/// Whether `url` has the scheme, host and port of `base` (`scheme://host[:port]`).
+fn same_origin(base: &str, url: &str) -> bool {
+    match (url::Url::parse(base), url::Url::parse(url)) {
+        (Ok(b), Ok(u)) => {
+            b.scheme() == u.scheme()
+                && b.host_str() == u.host_str()
+                && b.port_or_known_default() == u.port_or_known_default()
+        }
+        _ => false,
+    }
 }
 
 /// Upload URLs carry an opaque `_state` query; keep messages short and free of it.

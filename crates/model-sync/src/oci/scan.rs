@@ -50,11 +50,6 @@ impl LayerStream {
         }
     }
 
-    /// Raw (compressed) bytes received so far.
-    pub(crate) fn raw_read(&self) -> u64 {
-        self.hasher.len()
-    }
-
     async fn next_raw(&mut self) -> Result<Option<Bytes>, TransferError> {
         match self.body.next().await {
             Some(Ok(b)) => {
@@ -166,10 +161,18 @@ impl Forward<'_> {
                 .get_blob(repo, digest, pos, Some(end - 1), scopes)
                 .await?;
             if resp.status() == StatusCode::PARTIAL_CONTENT {
-                *window = resp
-                    .bytes()
+                // At most the range asked for: a server answering more is not buffered.
+                *window = crate::net::read_body(resp, (end - pos) as usize)
                     .await
-                    .map_err(|e| reg.transport_error("reading layer headers", e))?;
+                    .map_err(|e| match e {
+                        crate::net::BodyError::Read(e) => {
+                            reg.transport_error("reading layer headers", e)
+                        }
+                        e => TransferError::new(
+                            Reason::IntegrityError,
+                            format!("ranged read of layer {digest} headers: {e}"),
+                        ),
+                    })?;
                 *start = pos;
                 let avail = (window.len() as u64).min(len);
                 return Ok(window.slice(..avail as usize));

@@ -9,13 +9,17 @@
 //!   (`io.deis.oras.content.unpack`) contribute their tar members.
 //! - An index resolves to linux/amd64, else its first image.
 //!
-//! Sizes come from the manifest (artifacts) or tar headers (images). Reads stream: artifacts
-//! and uncompressed layers use `Range` for offsets; gzip layers are decoded on the fly.
-//! Integrity: a read that covers a whole blob checks its sha256 and size (a mismatch is the
-//! stream's last item, an error). File-per-layer modelcar layers are read whole for offset 0
-//! (their overhead is a few KiB) and so are verified. Ranged reads (offsets > 0, files in large
-//! multi-file uncompressed layers) cannot be verified against the layer digest; their length is
-//! checked. gzip layers are verified when the rest after the file is small.
+//! Sizes come from the manifest (artifacts) or tar headers (images). Reads stream; gzip layers
+//! are decoded on the fly.
+//!
+//! Integrity: every read goes through the whole blob from its first byte, hashing it, and ends
+//! by reading the rest of the blob and checking its sha256 and size against the manifest (a
+//! mismatch is the stream's last item, an error, so a destination never commits it). For a
+//! file inside a tar layer, the tar header in front of its data (in those verified bytes) must
+//! also give the listed size, so a listing taken from unverified ranged reads cannot place a
+//! file elsewhere in the layer. The price: a file in a multi-file layer costs a read of the
+//! whole layer, and a resumed read starts again at the blob's start (modelcar images, one file
+//! per layer, pay nothing extra).
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -37,8 +41,6 @@ use super::tar::{self, Kind};
 
 /// Uncompressed layers up to this size are listed with one GET (and verified) rather than hops.
 const SEQUENTIAL_LIST_MAX: u64 = 1 << 20;
-/// A file is read through its whole layer (and verified) when the rest of the layer is this small.
-const VERIFY_SLACK: u64 = 1 << 20;
 
 /// Reads models from an OCI registry.
 pub struct OciSource {
@@ -285,18 +287,19 @@ impl OciSource {
         }
         let data_offset = loc.tar_offset.unwrap_or(0);
         let layer = &loc.layer;
-        let whole = offset == 0 && layer.size.saturating_sub(size) <= VERIFY_SLACK;
-        if !loc.gzip && !whole {
-            // A byte range of the blob: streamed as is (length-checked, not digest-verifiable).
-            let start = data_offset + offset;
-            return blob_stream(&self.registry, &listing.repo, layer, start, start + len).await;
-        }
-        // The whole blob: skip to the file, and verify the blob when the rest is small.
+        // The whole blob, always: skip to the file, yield it, then verify the blob.
         let body = blob_stream(&self.registry, &listing.repo, layer, 0, layer.size).await?;
+        let header = loc
+            .tar_offset
+            .filter(|o| *o >= tar::BLOCK)
+            .map(|o| (o - tar::BLOCK, size));
         let reader = Reader {
             stream: LayerStream::new(body, loc.gzip),
+            pos: 0,
             skip: data_offset + offset,
             remaining: len,
+            header,
+            header_buf: Vec::new(),
             verify: Some((layer.digest.clone(), layer.size)),
         };
         Ok(futures::stream::unfold(Some(reader), |state| async move {
@@ -312,16 +315,51 @@ impl OciSource {
     }
 }
 
-/// Skips to the file's data, yields its bytes, then verifies the blob when it read it from the
-/// start and the rest is small.
+/// Skips to the file's data (checking the tar header in front of it), yields its bytes, then
+/// reads the rest of the blob and verifies it.
 struct Reader {
     stream: LayerStream,
+    /// Uncompressed bytes consumed so far.
+    pos: u64,
     skip: u64,
     remaining: u64,
+    /// Where the file's tar header starts, and the size it must give.
+    header: Option<(u64, u64)>,
+    header_buf: Vec<u8>,
     verify: Option<(String, u64)>,
 }
 
 impl Reader {
+    /// Keeps the bytes of `piece` (which starts at `self.pos`) that belong to the header block.
+    fn collect_header(&mut self, piece: &[u8]) {
+        let Some((start, _)) = self.header else {
+            return;
+        };
+        let end = start + tar::BLOCK;
+        let from = self.pos.max(start);
+        let to = (self.pos + piece.len() as u64).min(end);
+        if from < to {
+            self.header_buf
+                .extend_from_slice(&piece[(from - self.pos) as usize..(to - self.pos) as usize]);
+        }
+    }
+
+    fn check_header(&mut self) -> Result<(), TransferError> {
+        let Some((start, size)) = self.header.take() else {
+            return Ok(());
+        };
+        let parsed = tar::parse_header(&self.header_buf).ok().flatten();
+        match parsed {
+            Some(h) if h.size == size => Ok(()),
+            _ => Err(TransferError::new(
+                Reason::IntegrityError,
+                format!(
+                    "no tar header of a {size}-byte file at offset {start} of the layer (the listing does not match the layer)"
+                ),
+            )),
+        }
+    }
+
     async fn next(&mut self) -> Result<Option<Bytes>, TransferError> {
         while self.remaining > 0 {
             let Some(mut piece) = self.stream.next().await? else {
@@ -330,23 +368,27 @@ impl Reader {
                     "the layer ended before the file's end",
                 ));
             };
+            if self.skip > 0 {
+                self.collect_header(&piece);
+            }
             if self.skip >= piece.len() as u64 {
                 self.skip -= piece.len() as u64;
+                self.pos += piece.len() as u64;
                 continue;
             }
+            if self.header.is_some() {
+                self.check_header()?;
+            }
             let _ = piece.split_to(self.skip as usize);
+            self.pos += self.skip;
             self.skip = 0;
             let take = (piece.len() as u64).min(self.remaining) as usize;
             self.remaining -= take as u64;
+            self.pos += take as u64;
             return Ok(Some(piece.split_to(take)));
         }
-        // Verify the layer when the rest of it is small enough to read for that purpose.
         if let Some((digest, size)) = self.verify.take() {
-            if size.saturating_sub(self.stream.raw_read()) <= VERIFY_SLACK {
-                self.stream.verify(&digest, size).await?;
-            } else {
-                tracing::debug!(%digest, "file read without verifying its (large) layer");
-            }
+            self.stream.verify(&digest, size).await?;
         }
         Ok(None)
     }

@@ -18,16 +18,17 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use crate::config::{
-    Config, Destination, LoadContext, OciLocation, S3Credentials, S3Location, Source, StorageUri,
-    UriSource,
+    Config, Destination, HubSettings, LoadContext, OciLocation, S3Credentials, S3Location, Source,
+    StorageUri, UriSource,
 };
+use crate::hf::{HubOptions, HubSource};
 use crate::local::{LocalDestination, LocalSource};
 use crate::oci::{OciSink, OciSource};
 use crate::s3::{MultipartOptions, S3Destination, S3Source};
 use crate::sign::Signer;
 use crate::sign::modelcar::ModelSignature;
 use crate::transfer::{
-    ByteStream, ModelFile, OpenFile, Progress, Published, Reason, TransferError, normalize_listing,
+    ByteStream, ModelFile, OpenFile, Progress, Published, TransferError, normalize_listing,
 };
 use crate::uri::{HttpSource, UriOptions};
 
@@ -50,11 +51,22 @@ pub trait Engine: Send {
 /// Builds the [`Engine`] for a configuration.
 pub trait EngineFactory: Sync {
     type Engine: Engine;
+
+    /// Checks the source before the registry is touched (nothing is marked `PENDING` for a
+    /// source that cannot work). Default: nothing to check.
+    fn preflight(&self, _cfg: &Config) -> impl Future<Output = Result<(), TransferError>> {
+        std::future::ready(Ok(()))
+    }
+
     fn build(&self, cfg: &Config) -> impl Future<Output = Result<Self::Engine, TransferError>>;
 }
 
-/// The real back-ends.
-pub struct Backends;
+/// The real back-ends. An `hf://` source is prepared (revision resolved, files listed, access
+/// probed) in [`EngineFactory::preflight`] and kept for [`EngineFactory::build`].
+#[derive(Default)]
+pub struct Backends {
+    prepared: std::sync::Mutex<Option<AnySource>>,
+}
 
 /// A configured source.
 pub enum AnySource {
@@ -62,6 +74,7 @@ pub enum AnySource {
     Local(LocalSource),
     Oci(OciSource),
     Http(HttpSource),
+    Hub(HubSource),
 }
 
 impl AnySource {
@@ -71,6 +84,7 @@ impl AnySource {
             Self::Local(s) => s.list().await,
             Self::Oci(s) => s.list().await,
             Self::Http(s) => s.list().await,
+            Self::Hub(s) => s.list().await,
         }
     }
 }
@@ -86,6 +100,7 @@ impl OpenFile for AnySource {
             Self::Local(s) => OpenFile::open(s, file, offset),
             Self::Oci(s) => OpenFile::open(s, file, offset),
             Self::Http(s) => OpenFile::open(s, file, offset),
+            Self::Hub(s) => OpenFile::open(s, file, offset),
         }
     }
 }
@@ -178,17 +193,37 @@ async fn http_source(uri: &UriSource, scratch: &Path) -> Result<HttpSource, Tran
     HttpSource::prepare(uri, scratch, UriOptions::default()).await
 }
 
+/// An `hf://` source with the Hub settings (`HF_ENDPOINT`, `HF_TOKEN`, ...) of `ctx`.
+pub async fn hub_source(
+    repo: &str,
+    revision: Option<&str>,
+    ctx: &LoadContext,
+    ca: Option<&[u8]>,
+) -> Result<HubSource, TransferError> {
+    let settings =
+        HubSettings::from_context(ctx).map_err(|e| TransferError::invalid_input(e.to_string()))?;
+    let options = HubOptions {
+        ca_pem: ca.map(<[u8]>::to_vec),
+        ..HubOptions::default()
+    };
+    HubSource::prepare(repo, revision, settings, options).await
+}
+
 /// Builds the configured source. `scratch` is `--storage-path` (only archives and downloads of
-/// unknown size are staged there).
+/// unknown size are staged there); `ctx` holds the Hub settings of `hf://` sources.
 pub async fn build_source(
     source: &Source,
     scratch: &Path,
     ca: Option<&[u8]>,
+    ctx: &LoadContext,
 ) -> Result<AnySource, TransferError> {
     Ok(match source {
         Source::S3(l) => AnySource::S3(S3Source::new(l).await),
         Source::Pvc { path } => AnySource::Local(LocalSource::new(path.clone())),
         Source::Oci(l) => AnySource::Oci(oci_source(l, ca)?),
+        Source::Uri(UriSource::HuggingFace { repo, revision }) => {
+            AnySource::Hub(hub_source(repo, revision.as_deref(), ctx, ca).await?)
+        }
         Source::Uri(u) => AnySource::Http(http_source(u, scratch).await?),
     })
 }
@@ -229,13 +264,33 @@ pub async fn build_destination(
     })
 }
 
-/// The real back-ends, reading `SSL_CERT_FILE` from the process environment.
+/// The real back-ends, reading `SSL_CERT_FILE` and the Hub settings from the process
+/// environment.
 impl EngineFactory for Backends {
     type Engine = RealEngine;
 
+    async fn preflight(&self, cfg: &Config) -> Result<(), TransferError> {
+        if let Source::Uri(UriSource::HuggingFace { .. }) = &cfg.source {
+            let ctx = LoadContext::from_process();
+            let ca = extra_ca(&ctx)?;
+            let source = build_source(&cfg.source, &cfg.storage_path, ca.as_deref(), &ctx).await?;
+            *self.prepared.lock().unwrap_or_else(|p| p.into_inner()) = Some(source);
+        }
+        Ok(())
+    }
+
     async fn build(&self, cfg: &Config) -> Result<RealEngine, TransferError> {
-        let ca = extra_ca(&LoadContext::from_process())?;
-        let source = build_source(&cfg.source, &cfg.storage_path, ca.as_deref()).await?;
+        let ctx = LoadContext::from_process();
+        let ca = extra_ca(&ctx)?;
+        let prepared = self
+            .prepared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let source = match prepared {
+            Some(s) => s,
+            None => build_source(&cfg.source, &cfg.storage_path, ca.as_deref(), &ctx).await?,
+        };
         let destination =
             build_destination(&cfg.destination, cfg.concurrency, ca.as_deref()).await?;
         Ok(RealEngine {
@@ -324,11 +379,8 @@ pub async fn download(
         StorageUri::Http(u) => {
             AnySource::Http(http_source(&UriSource::Http(u.clone()), &scratch).await?)
         }
-        StorageUri::HuggingFace { .. } => {
-            return Err(TransferError::new(
-                Reason::NotImplemented,
-                "hf:// URIs are not supported by the storage initializer",
-            ));
+        StorageUri::HuggingFace { repo, revision } => {
+            AnySource::Hub(hub_source(repo, revision.as_deref(), ctx, ca.as_deref()).await?)
         }
         StorageUri::ModelRegistry { .. } => {
             return Err(TransferError::invalid_input(

@@ -3,12 +3,14 @@
 //! Sync mode ([`sync`]):
 //! 1. load and validate the configuration (exit 2 on any problem, nothing contacted);
 //! 2. build the registry client (API prefix `v1` or `v1alpha3` is negotiated on first use);
-//! 3. intent pre-checks ([`intents`]): fail fast before any byte moves;
-//! 4. `update_artifact`: PATCH the artifact to `PENDING`;
-//! 5. build the source, list it, build the destination, publish with progress ([`engine`]);
-//! 6. register ([`register`]): create intents create model/version/artifact (artifact `LIVE`
+//! 3. source pre-check ([`engine::EngineFactory::preflight`]): an `hf://` source is resolved,
+//!    listed and probed, so an unknown or gated repository fails before the registry is touched;
+//! 4. intent pre-checks ([`intents`]): fail fast before any byte moves;
+//! 5. `update_artifact`: PATCH the artifact to `PENDING`;
+//! 6. build the source, list it, build the destination, publish with progress ([`engine`]);
+//! 7. register ([`register`]): create intents create model/version/artifact (artifact `LIVE`
 //!    directly) only now; `update_artifact` PATCHes `{uri, state: LIVE}`;
-//! 7. write the termination message ([`termination`]) and exit 0.
+//! 8. write the termination message ([`termination`]) and exit 0.
 //!
 //! Failures: a transfer failure of `update_artifact` is recorded on the artifact (see
 //! [`register::failed_state`]); create intents leave the registry untouched when the transfer
@@ -224,7 +226,12 @@ pub fn context_scrubber(argv: &[OsString], ctx: &LoadContext) -> Scrubber {
         .filter(|k| k.kind() == Kind::Secret)
         .filter_map(|k| ctx.var(k.env()).map(str::to_owned))
         .collect();
-    for name in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "HF_TOKEN"] {
+    for name in [
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+    ] {
         if let Some(v) = ctx.var(name) {
             secrets.push(v.to_owned());
         }
@@ -252,7 +259,7 @@ pub fn context_scrubber(argv: &[OsString], ctx: &LoadContext) -> Scrubber {
 pub async fn sync(cfg: &Config, scrubber: &Scrubber) -> Result<SyncSuccess, RunError> {
     sync_with(
         cfg,
-        &Backends,
+        &Backends::default(),
         scrubber,
         &RegistrationRetry::default(),
         shutdown_signal(),
@@ -279,6 +286,10 @@ pub async fn sync_with<F: EngineFactory>(
     // Read the signing key / identity token and fetch the trusted root now: a bad one fails
     // before any byte moves.
     let signer = crate::sign::Signer::for_config(cfg).await?.map(Arc::new);
+
+    // A source that cannot work (an unknown hf:// repository or revision, a gated one) fails
+    // here, before the registry is read or written.
+    factory.preflight(cfg).await.map_err(RunError::from)?;
 
     tracing::info!(intent = cfg.intent.as_str(), "checking the Model Registry");
     let plan = intents::precheck(&client, cfg).await?;

@@ -11,8 +11,8 @@
 //! the next pass instead of being duplicated). If registration still fails, what was created is
 //! archived (best effort) with a `model_sync_error` property, and a rerun reuses and revives it.
 //!
-//! `update_artifact`: the artifact is PATCHed to `PENDING` before the transfer and to
-//! `{uri, state: LIVE}` after it. On failure it is PATCHed to [`failed_state`] of its previous
+//! `update_artifact`: the artifact is PATCHed to `PENDING` before the transfer (unless it is
+//! `LIVE`: that one stays `LIVE` with its old URI) and to `{uri, state: LIVE}` after it. On failure it is PATCHed to [`failed_state`] of its previous
 //! state, with `model_sync_error` = `"<Reason>: <message>"`; its URI is left unchanged.
 
 use std::time::Duration;
@@ -68,9 +68,18 @@ fn retryable(e: &registry_client::Error) -> bool {
         || matches!(e, E::Server { status, .. } if *status >= 500 || *status == 429)
 }
 
-/// `update_artifact`: marks the artifact `PENDING` before the transfer.
+/// `update_artifact`: marks the artifact `PENDING` before the transfer, unless it is `LIVE`.
+///
+/// A `LIVE` artifact points at data that is still intact, so it stays `LIVE` with its old URI
+/// until the new one is published: a run killed mid-transfer (nothing can be recorded then)
+/// must not leave it `PENDING`, nor make the retry read `PENDING` as its previous state and
+/// turn it `ABANDONED`.
 pub async fn mark_pending(client: &Client, plan: &ArtifactPlan) -> Result<(), RunError> {
     let id = &plan.artifact.id;
+    if plan.artifact.fields.state == Some(ArtifactState::Live) {
+        tracing::info!(artifact = %id, "model artifact is LIVE; it keeps its URI until the new one is published");
+        return Ok(());
+    }
     client
         .update_model_artifact(id, &ModelArtifactUpdate::state(ArtifactState::Pending))
         .await

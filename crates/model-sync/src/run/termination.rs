@@ -91,6 +91,8 @@ impl Scrubber {
         self.secrets.is_empty()
     }
 
+    /// Known values first, then credential-shaped text ([`crate::redact`]: pre-signed URL
+    /// signatures and tokens, `user:password@`, `Bearer …`) that no configuration value names.
     pub fn scrub(&self, text: &str) -> String {
         let mut out = text.to_owned();
         for s in self.secrets.iter() {
@@ -98,7 +100,7 @@ impl Scrubber {
                 out = out.replace(s.as_str(), "***");
             }
         }
-        out
+        crate::redact::text(&out)
     }
 }
 

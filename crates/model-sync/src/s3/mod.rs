@@ -16,6 +16,7 @@ use crate::config::{S3Credentials, S3Location};
 use crate::transfer::{ModelPath, Reason, TransferError};
 
 mod destination;
+mod limit;
 mod source;
 #[cfg(test)]
 mod tests;
@@ -58,6 +59,9 @@ pub async fn client(location: &S3Location) -> aws_sdk_s3::Client {
         .force_path_style(true)
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .interceptor(limit::BodyLimit {
+            limit: crate::net::S3_BODY_BYTES,
+        })
         .build();
     aws_sdk_s3::Client::from_conf(config)
 }

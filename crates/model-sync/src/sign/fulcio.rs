@@ -78,7 +78,14 @@ pub async fn signing_cert(
         .await
         .map_err(|e| http_error("Fulcio", &url, &e))?;
     let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
+    let text = if status.is_success() {
+        let body = crate::net::read_body(resp, crate::net::SERVICE_BODY_BYTES)
+            .await
+            .map_err(|e| SignError::Service(format!("Fulcio {url}: {e}")))?;
+        String::from_utf8_lossy(&body).into_owned()
+    } else {
+        crate::net::error_text(resp).await
+    };
     if !status.is_success() {
         return Err(SignError::Service(format!(
             "Fulcio {url} refused the certificate request: HTTP {status}: {}",

@@ -79,7 +79,14 @@ async fn upload(
         .await
         .map_err(|e| http_error("Rekor", &url, &e))?;
     let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
+    let text = if status.is_success() {
+        let body = crate::net::read_body(resp, crate::net::SERVICE_BODY_BYTES)
+            .await
+            .map_err(|e| SignError::Service(format!("Rekor {url}: {e}")))?;
+        String::from_utf8_lossy(&body).into_owned()
+    } else {
+        crate::net::error_text(resp).await
+    };
     if !status.is_success() {
         return Err(SignError::Service(format!(
             "Rekor {url} refused the {kind} entry: HTTP {status}: {}",

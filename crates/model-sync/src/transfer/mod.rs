@@ -7,6 +7,7 @@
 //! - `crate::oci`: OCI source (image or artifact) and the KServe modelcar destination.
 //! - `crate::uri`: http(s) source (archives unpacked safely into scratch space).
 //! - `crate::local`: PVC/local path source and destination (atomic, verified writes).
+//! - `crate::hf`: Hugging Face Hub source (`hf://`), streamed from the Hub or its CDN.
 use std::fmt;
 
 use bytes::Bytes;

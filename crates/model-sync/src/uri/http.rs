@@ -12,6 +12,9 @@ use url::Url;
 use crate::config::Secret;
 use crate::transfer::{ByteStream, Reason, TransferError};
 
+/// Longest `Content-Disposition` file name used (the usual file-system limit).
+const MAX_FILE_NAME_BYTES: usize = 255;
+
 /// One remote file.
 pub(crate) struct Remote {
     client: reqwest::Client,
@@ -223,7 +226,9 @@ pub(crate) fn disposition_file_name(value: &str) -> Option<String> {
         .find_map(|p| p.strip_prefix("filename="))?;
     let v = v.trim_matches('"');
     let base = v.rsplit(['/', '\\']).next()?.trim();
-    (!base.is_empty() && base != "." && base != "..").then(|| base.to_owned())
+    // A file name longer than any file system allows is the server's noise, not a name.
+    (!base.is_empty() && base != "." && base != ".." && base.len() <= MAX_FILE_NAME_BYTES)
+        .then(|| base.to_owned())
 }
 
 fn percent_decode(s: &str) -> String {
@@ -249,6 +254,52 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A download URL with `user:password@` that redirects to another host: the credentials
+    /// (sent as basic auth to the first host) do not follow the redirect.
+    #[tokio::test]
+    async fn credentials_do_not_follow_a_redirect_to_another_host() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        async fn head(sock: &mut tokio::net::TcpStream) -> String {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                match sock.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            String::from_utf8_lossy(&buf).to_ascii_lowercase()
+        }
+        let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let other_port = other.local_addr().unwrap().port();
+        let seen = tokio::spawn(async move {
+            let (mut sock, _) = other.accept().await.unwrap();
+            let h = head(&mut sock).await;
+            let _ = sock
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                .await;
+            h
+        });
+        let first = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let first_port = first.local_addr().unwrap().port();
+        let first_seen = tokio::spawn(async move {
+            let (mut sock, _) = first.accept().await.unwrap();
+            let h = head(&mut sock).await;
+            let reply = format!(
+                "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{other_port}/elsewhere.bin\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            let _ = sock.write_all(reply.as_bytes()).await;
+            h
+        });
+        let url = Url::parse(&format!("http://alice:s3cret@127.0.0.1:{first_port}/m.bin")).unwrap();
+        let remote = Remote::new(&url, None, None).unwrap();
+        let (resp, _) = remote.get(None, None).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert!(first_seen.await.unwrap().contains("authorization: basic"));
+        let h = seen.await.unwrap();
+        assert!(!h.contains("authorization"), "{h}");
+    }
 
     #[test]
     fn urls_are_redacted_and_named() {

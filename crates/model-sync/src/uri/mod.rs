@@ -11,7 +11,7 @@
 //!   scratch directory and unpacked safely ([`archive`]), then read like a local directory.
 //!   Staging lives in a temporary directory under the scratch path, removed when the source is
 //!   dropped.
-//! - `hf://` is not supported yet: [`Reason::NotImplemented`].
+//! - `hf://` is not this module: see [`crate::hf`].
 //!
 //! Credentials: `user:password@` in the URL (sent as basic auth) or an `Authorization` header value
 //! in [`UriOptions::authorization`] (the configuration has no separate URI credential today).
@@ -97,10 +97,8 @@ impl HttpSource {
             UriSource::Http(u) => u,
             UriSource::HuggingFace { repo, .. } => {
                 return Err(TransferError::new(
-                    Reason::NotImplemented,
-                    format!(
-                        "hf:// sources are not supported yet (hf://{repo}); download the model to S3, OCI or a PVC first"
-                    ),
+                    Reason::Internal,
+                    format!("hf://{repo} is read by the Hub source (crate::hf), not as a URL"),
                 ));
             }
         };

@@ -9,7 +9,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
-use mro_api::condition::model_registry::types;
+use mro_api::condition::model_registry::{reasons, types};
 use mro_api::{ModelRegistry, ModelRegistryStatus};
 
 use super::build::{self, BuildInput, labels};
@@ -140,6 +140,9 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
         for problem in new_problems(&mr.status, &st) {
             warn(&ctx, &mr, &problem.0, &problem.1).await;
         }
+        if let Some(note) = grpc_newly_ignored(&mr.status, &st) {
+            publish(&ctx, &mr, EventType::Normal, reasons::GRPC_IGNORED, &note).await;
+        }
         write_status(&api, &mr, &st, &ctx).await?;
     }
     // Watches on the Deployment, pods and endpoints wake us on change; the requeue is a safety net.
@@ -234,9 +237,28 @@ fn new_problems(
         .collect()
 }
 
+/// The `ServerLayout` message when `spec.grpc` became ignored with this status.
+fn grpc_newly_ignored(
+    old: &Option<ModelRegistryStatus>,
+    new: &ModelRegistryStatus,
+) -> Option<String> {
+    let find = |s: &ModelRegistryStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == types::SERVER_LAYOUT && c.reason == reasons::GRPC_IGNORED)
+            .map(|c| c.message.clone())
+    };
+    let now = find(new)?;
+    (old.as_ref().and_then(find).as_ref() != Some(&now)).then_some(now)
+}
+
 async fn warn(ctx: &Context, mr: &ModelRegistry, reason: &str, note: &str) {
+    publish(ctx, mr, EventType::Warning, reason, note).await;
+}
+
+async fn publish(ctx: &Context, mr: &ModelRegistry, type_: EventType, reason: &str, note: &str) {
     let ev = Event {
-        type_: EventType::Warning,
+        type_,
         reason: reason.into(),
         note: Some(note.chars().take(1000).collect()),
         action: "Reconcile".into(),

@@ -437,6 +437,24 @@ pub fn compute(input: &StatusInput) -> ModelRegistryStatus {
         );
     }
 
+    match &input.desired.layout {
+        Some(l) => {
+            set_condition(
+                c,
+                cond(
+                    types::SERVER_LAYOUT,
+                    ConditionStatus::True,
+                    l.reason,
+                    l.message.clone(),
+                    generation,
+                ),
+            );
+        }
+        None => {
+            remove_condition(c, types::SERVER_LAYOUT);
+        }
+    }
+
     st.hosts = input.desired.hosts.clone();
     st.hosts_str = (!st.hosts.is_empty()).then(|| st.hosts.join(","));
     st.spec_defaults = input.spec_defaults.clone();

@@ -320,10 +320,49 @@ pub fn compute(input: &StatusInput) -> ModelTransferStatus {
 /// The parts every status shares: source/destination URIs and the observed generation.
 fn base(mt: &ModelTransfer) -> ModelTransferStatus {
     let mut st = mt.status.clone().unwrap_or_default();
-    st.source_uri = mt.spec.source.display_uri();
+    st.source_uri = mt.spec.source.display_uri().map(|u| redact_uri(&u));
     st.destination_uri = mt.spec.destination.display_uri();
     st.observed_generation = mt.metadata.generation;
     st
+}
+
+/// A URI as shown in the status: user info (`user:password@`) becomes `***@`, and query values
+/// become `***` (a pre-signed URL carries its signature and session token there); the names
+/// are kept so the URL stays recognisable.
+pub fn redact_uri(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_owned();
+    };
+    let (rest, fragment) = match rest.split_once('#') {
+        Some((r, _)) => (r, "#***"),
+        None => (rest, ""),
+    };
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let (authority, path) = match before_query.find('/') {
+        Some(i) => before_query.split_at(i),
+        None => (before_query, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_owned(),
+    };
+    let mut out = format!("{scheme}://{authority}{path}");
+    if let Some(q) = query {
+        let pairs: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((name, _)) => format!("{name}=***"),
+                None => p.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    out.push_str(fragment);
+    out
 }
 
 /// A transfer that cannot start: invalid spec or missing references. No Job exists.

@@ -322,3 +322,36 @@ fn events_follow_transitions() {
     assert_eq!(ev[0].1, reasons::INVALID_CONFIGURATION);
     assert!(transitions(Some(&invalid), &invalid).is_empty());
 }
+
+#[test]
+fn source_uri_in_status_carries_no_credentials() {
+    use super::status::redact_uri;
+    let presigned = "https://b.s3.amazonaws.com/m/w.bin?X-Amz-Credential=AKIAX%2F1&X-Amz-Security-Token=sess-tok&X-Amz-Signature=abcdef";
+    assert_eq!(
+        redact_uri(presigned),
+        "https://b.s3.amazonaws.com/m/w.bin?X-Amz-Credential=***&X-Amz-Security-Token=***&X-Amz-Signature=***"
+    );
+    assert_eq!(
+        redact_uri("https://alice:s3cret@host:8443/x.bin#frag"),
+        "https://***@host:8443/x.bin#***"
+    );
+    assert_eq!(redact_uri("s3://b/k"), "s3://b/k");
+    assert_eq!(redact_uri("oci://quay.io/o/m:1"), "oci://quay.io/o/m:1");
+    assert_eq!(redact_uri("pvc://claim/dir"), "pvc://claim/dir");
+
+    // Through the status builder: the spec's URL with user info and a signature.
+    let mut mt = mt();
+    mt.spec.source.s3 = None;
+    mt.spec.source.uri = Some(
+        serde_json::from_value(json!({
+            "url": "https://alice:s3cret@dl.example/m.bin?sig=SIGVALUE"
+        }))
+        .unwrap(),
+    );
+    let st = super::status::invalid(&mt, "x");
+    let shown = st.source_uri.unwrap();
+    assert!(
+        !shown.contains("s3cret") && !shown.contains("SIGVALUE"),
+        "{shown}"
+    );
+}

@@ -13,6 +13,7 @@
 //! was moved, registered and verified; 1 otherwise; 130 when interrupted.
 #![forbid(unsafe_code)]
 
+mod registry;
 mod report;
 mod scenario;
 mod stack;
@@ -173,8 +174,8 @@ async fn run() -> anyhow::Result<(Stack, Summary)> {
         servers.oci.base_url()
     );
     println!(
-        "    Model Registry: {} (stand-in, bearer token required)",
-        servers.registry.base_url()
+        "    PostgreSQL:     127.0.0.1:{} (the sample database, for the registry)",
+        servers.database.port
     );
 
     steps.start(
@@ -243,6 +244,23 @@ async fn scenario(stack: &Stack, steps: &mut Steps, version: &str) -> anyhow::Re
     let applied = scenario::apply_sample(&admin, ns, scenario::REGISTRY_SAMPLE).await?;
     println!("    applied: {}", applied.join(", "));
     let mr = scenario::wait_registry_status(&admin, ns, "modelregistry-sample").await?;
+    // No kubelet runs the registry's pod: the stand-in starts from its rendered command line.
+    let (registry, argv) = registry::start_from_deployment(
+        &admin,
+        ns,
+        "modelregistry-sample",
+        &stack.servers.database,
+        &stack.servers.registry_token,
+    )
+    .await?;
+    println!("    started the Model Registry stand-in from Deployment modelregistry-sample:");
+    println!("      /model-registry {}", argv.join(" "));
+    println!(
+        "      at {} (bearer token required), database 127.0.0.1:{}",
+        registry.base_url(),
+        stack.servers.database.port
+    );
+    let _ = stack.servers.registry.set(registry);
     let mr_conditions = report::rows(&mr.status.clone().unwrap_or_default().conditions);
     println!(
         "    status.conditions of ModelRegistry {}:",
@@ -373,7 +391,7 @@ async fn scenario(stack: &Stack, steps: &mut Steps, version: &str) -> anyhow::Re
             etcd: format!("http://127.0.0.1:{}", port("ETCD_PORT")),
             s3: servers.s3.endpoint(),
             oci_registry: servers.oci.base_url(),
-            model_registry: servers.registry.base_url(),
+            model_registry: servers.registry().base_url(),
             operator_metrics: format!("http://{}/metrics", op.metrics),
             operator_health: format!("http://{}/healthz", op.health),
             operator_pid: op.pid,
@@ -445,7 +463,7 @@ async fn print_how_to_reach(stack: &Stack, summary: &Summary) {
     println!(
         "  Model Registry: curl -H 'Authorization: Bearer {}' {}/api/model_registry/v1alpha3/registered_models",
         s.registry_token,
-        s.registry.base_url()
+        s.registry().base_url()
     );
     println!(
         "  Operator:       curl {}   (log: {})",

@@ -158,7 +158,7 @@ pub async fn create_transfer(stack: &Stack) -> anyhow::Result<ModelTransfer> {
     // registry pods) without a kubelet, so the stand-in is addressed by URL.
     spec.registry = RegistryTarget {
         model_registry_ref: None,
-        url: Some(s.registry.base_url()),
+        url: Some(s.registry().base_url()),
         token_secret_ref: Some(SecretKeyValue {
             name: "model-registry-token".into(),
             key: "token".into(),
@@ -286,7 +286,7 @@ pub async fn verify(stack: &Stack, mt: &ModelTransfer, model: &Model) -> anyhow:
         );
     }
     let registry = registry_client::Client::new(
-        ClientConfig::new(&stack.servers.registry.base_url())?
+        ClientConfig::new(&stack.servers.registry().base_url())?
             .with_token(BearerToken::new(stack.servers.registry_token.clone())),
     )?;
     let id = |v: &Option<String>, what: &str| {

@@ -8,11 +8,12 @@ use anyhow::{Context as _, bail};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams};
 use mro_tests::cluster::{self, Cluster, Flavour};
-use mro_tests::model_registry::{ModelRegistryStandIn, StandInOptions};
+use mro_tests::model_registry::ModelRegistryStandIn;
 use mro_tests::model_sync::{self, Profile};
 use mro_tests::node_agent::NodeAgent;
 use mro_tests::oci_registry::OciRegistry;
 use mro_tests::ports::free_port;
+use mro_tests::postgres::Postgres;
 use mro_tests::s3::S3Server;
 use tokio::process::Child;
 
@@ -77,7 +78,10 @@ pub async fn check_mount_namespaces() -> anyhow::Result<()> {
 pub struct Servers {
     pub s3: S3Server,
     pub oci: OciRegistry,
-    pub registry: ModelRegistryStandIn,
+    /// Started from the operator's Deployment once the sample ModelRegistry exists.
+    pub registry: std::sync::OnceLock<ModelRegistryStandIn>,
+    /// The sample database the registry's DSN names.
+    pub database: Postgres,
     /// The bearer token the stand-in requires (random per run).
     pub registry_token: String,
     /// A tiny base image in `oci`, in place of the busybox a real cluster would pull.
@@ -91,20 +95,27 @@ impl Servers {
             .await
             .context("start the OCI registry (Debian's docker-registry)")?;
         let registry_token = format!("demo-{:016x}", rand_u64());
-        let registry =
-            ModelRegistryStandIn::start(StandInOptions::default().with_token(&registry_token))
-                .await
-                .context("start the Model Registry stand-in")?;
+        let database = crate::registry::start_database().await?;
         let base_image = model_sync::push_base_image(&oci)
             .await
             .context("push the base image")?;
         Ok(Servers {
             s3,
             oci,
-            registry,
+            registry: std::sync::OnceLock::new(),
+            database,
             registry_token,
             base_image,
         })
+    }
+}
+
+impl Servers {
+    /// The registry stand-in (started by the "model registry" step).
+    pub fn registry(&self) -> &ModelRegistryStandIn {
+        self.registry
+            .get()
+            .expect("the registry is started from its Deployment first")
     }
 }
 

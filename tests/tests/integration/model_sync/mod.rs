@@ -6,9 +6,11 @@ mod e2e;
 
 // S3, URI and local back-ends as a library, against the real test servers.
 mod faults;
+mod hf;
 mod local;
 mod oci;
 mod s3;
 mod s3_copy;
+mod security;
 mod storage_initializer;
 mod uri;

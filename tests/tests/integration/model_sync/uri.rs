@@ -339,10 +339,8 @@ async fn errors_are_clear_and_keep_secrets_out() -> anyhow::Result<()> {
     let err = HttpSource::prepare(&hf, scratch.path(), UriOptions::default())
         .await
         .unwrap_err();
-    assert_eq!(err.reason, Reason::NotImplemented);
-    assert!(
-        err.message.contains("hf:// sources are not supported yet"),
-        "{err}"
-    );
+    // hf:// is the Hub source's (tests in model_sync/hf.rs), never fetched as a URL.
+    assert_eq!(err.reason, Reason::Internal);
+    assert!(err.message.contains("read by the Hub source"), "{err}");
     Ok(())
 }

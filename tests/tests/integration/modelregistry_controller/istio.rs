@@ -17,9 +17,11 @@ use super::{ALL_KINDS, Env, children, shipped_sample};
 const DOMAIN: &str = "apps.example.com";
 const PROVIDER: &str = "opendatahub-auth-provider";
 
-/// A shipped Istio sample with the values its `istio.env` would feed in.
+/// A shipped Istio sample with the values its `istio.env` would feed in, on a server of the Istio
+/// era that still runs the ML Metadata gRPC layout (the Go operator dropped Istio in v0.3).
 fn istio_sample(dir: &str, name: &str, ingress: &str) -> Value {
     let mut mr = shipped_sample(dir, name);
+    mr["spec"]["rest"]["image"] = "quay.io/opendatahub/model-registry:v0.2.19".into();
     let istio = &mut mr["spec"]["istio"];
     istio["authProvider"] = PROVIDER.into();
     istio["gateway"]["domain"] = DOMAIN.into();
@@ -199,7 +201,8 @@ async fn istio_postgres_samples_with_and_without_tls_gateway_build_exactly_the_e
             "--postgres_config_host=model-registry-db",
             "--postgres_config_port=5432",
             "--postgres_config_sslmode=disable",
-            "--postgres_config_password=$(POSTGRES_PASSWORD)",
+            "--metadata_source_config_type=postgresql",
+            "--fromenv=postgres_config_password",
         ] {
             assert!(
                 grpc_args.contains(&expected.to_string()),

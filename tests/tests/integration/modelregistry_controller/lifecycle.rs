@@ -169,7 +169,7 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
     // The shipped RBAC allows Leases only in the operator's namespace; the name is unique per test.
     let lease_name = format!("lock-{}", env.ns);
     // Each replica deploys its own REST image, so the Deployment shows which one wrote it.
-    let image = |id: &str| format!("example.com/{id}/model-registry:1");
+    let image = |id: &str| format!("example.com/{id}/model-registry:v0.3.14");
     let settings = |id: &str| {
         let mut s = operator::test_settings(&env.ns);
         s.leader_elect = true;

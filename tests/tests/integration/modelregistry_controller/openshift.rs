@@ -184,6 +184,8 @@ async fn istio_samples_build_mesh_and_gateway_objects_and_clean_up_across_namesp
         .unwrap();
 
     let mut mr = mysql_sample("istio-registry");
+    // The Istio era's server, which still serves gRPC through ML Metadata.
+    mr["spec"]["rest"]["image"] = json!("quay.io/opendatahub/model-registry:v0.2.19");
     mr["spec"]["istio"] = json!({
         "authProvider": "opendatahub-auth-provider",
         "gateway": {"istioIngress": format!("ingressgateway-{}", env.ns),

@@ -10,7 +10,8 @@ use serde_json::json;
 use super::{ALL_KINDS, Env, children, mysql_sample, postgres_sample};
 
 #[tokio::test(flavor = "multi_thread")]
-async fn mysql_sample_builds_grpc_layout_and_becomes_available() {
+async fn mysql_sample_with_grpc_on_the_default_server_runs_one_rest_container_and_becomes_available()
+ {
     let env = Env::new(Flavour::Vanilla, "mr-mysql").await;
     let name = env
         .create_registry(mysql_sample("modelregistry-sample"))
@@ -54,29 +55,39 @@ async fn mysql_sample_builds_grpc_layout_and_becomes_available() {
         assert_eq!(owner.controller, Some(true));
     }
 
-    // gRPC layout: the MLMD server owns the database; the password comes from the Secret.
+    // The sample's spec.grpc on today's server (the default image, v0.3.14): one REST container
+    // with embedded database access; the DSN (with the password expanded by Kubernetes from the
+    // Secret) is an environment variable the server reads, never an argument.
     let pod = dep.spec.unwrap().template.spec.unwrap();
     let names: Vec<_> = pod.containers.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, vec!["grpc-container", "rest-container"]);
-    let grpc = &pod.containers[0];
-    let args = grpc.args.clone().unwrap();
+    assert_eq!(names, vec!["rest-container"]);
+    let rest = &pod.containers[0];
+    let args = rest.args.clone().unwrap();
     assert!(
-        args.contains(&"--mysql_config_host=model-registry-db".to_string()),
+        args.contains(&"--embedmd-database-type=mysql".to_string())
+            && !args
+                .iter()
+                .any(|a| a.contains("mlmd-") || a.contains("database-dsn")),
         "{args:?}"
     );
-    assert!(
-        args.contains(&"--mysql_config_password=$(MYSQL_PASSWORD)".to_string()),
-        "{args:?}"
-    );
-    let env_var = &grpc.env.clone().unwrap()[0];
-    let secret_ref = env_var.value_from.clone().unwrap().secret_key_ref.unwrap();
+    let envs = rest.env.clone().unwrap();
+    let secret_ref = envs[0].value_from.clone().unwrap().secret_key_ref.unwrap();
     assert_eq!(
         (
-            env_var.name.as_str(),
+            envs[0].name.as_str(),
             secret_ref.name.as_str(),
             secret_ref.key.as_str()
         ),
         ("MYSQL_PASSWORD", "model-registry-db", "database-password")
+    );
+    assert_eq!(
+        (envs[1].name.as_str(), envs[1].value.as_deref()),
+        (
+            "MR_EMBEDMD_DATABASE_DSN",
+            Some(
+                "mlmduser:$(MYSQL_PASSWORD)@tcp(model-registry-db:3306)/model_registry?charset=utf8mb4"
+            )
+        )
     );
     let dep_json =
         serde_json::to_string(&env.api::<Deployment>().get(&name).await.unwrap()).unwrap();
@@ -107,13 +118,37 @@ async fn mysql_sample_builds_grpc_layout_and_becomes_available() {
         .iter()
         .map(|p| (p.name.clone().unwrap(), p.port))
         .collect();
-    assert_eq!(
-        ports,
-        vec![
-            ("http-api".to_string(), 8080),
-            ("grpc-api".to_string(), 9090)
-        ]
+    // Nothing listens on a gRPC port.
+    assert_eq!(ports, vec![("http-api".to_string(), 8080)]);
+    // The status says which server runs, and that spec.grpc is ignored; so does an event.
+    let mr = env
+        .wait_condition(&name, "ServerLayout", "True", Some("GrpcIgnored"))
+        .await;
+    let layout = mr
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "ServerLayout")
+        .unwrap();
+    assert!(
+        layout.message.contains("Model Registry v0.3.14")
+            && layout.message.contains("spec.grpc is ignored"),
+        "{}",
+        layout.message
     );
+    let events = kube::api::Api::<k8s_openapi::api::events::v1::Event>::namespaced(
+        env.client.clone(),
+        &env.ns,
+    );
+    mro_tests::wait::eventually("a GrpcIgnored event", || async {
+        events.list(&Default::default()).await.is_ok_and(|l| {
+            l.items.iter().any(|e| {
+                e.reason.as_deref() == Some("GrpcIgnored") && e.type_.as_deref() == Some("Normal")
+            })
+        })
+    })
+    .await;
 
     // Progressing while nothing is ready; Available once pods are ready and endpoints exist.
     env.wait_condition(&name, "Progressing", "True", Some("CreatingDeployment"))
@@ -210,7 +245,6 @@ async fn secure_db_mysql_tls_options_are_mounted_from_secrets_and_config_maps() 
         "sslCertificateSecret": {"name": "model-registry-db-credential", "key": "tls.crt"},
         "sslKeySecret": {"name": "model-registry-db-credential", "key": "tls.key"},
         "sslRootCertificateConfigMap": {"name": "model-registry-db-ca", "key": "ca.crt"},
-        "sslRootCertificatesSecretName": "extra-cas",
         "sslCipher": "TLS_AES_128_GCM_SHA256",
         "verifyServerCert": true
     });
@@ -224,7 +258,6 @@ async fn secure_db_mysql_tls_options_are_mounted_from_secrets_and_config_maps() 
         "--embedmd-database-ssl-cert=/etc/model-registry/db/mysql-ssl-cert/tls.crt",
         "--embedmd-database-ssl-key=/etc/model-registry/db/mysql-ssl-key/tls.key",
         "--embedmd-database-ssl-root-cert=/etc/model-registry/db/mysql-ssl-root-cert/ca.crt",
-        "--embedmd-database-ssl-ca=/etc/model-registry/db/mysql-ssl-ca",
         "--embedmd-database-ssl-cipher=TLS_AES_128_GCM_SHA256",
         "--embedmd-database-ssl-verify-server-cert=true",
     ] {
@@ -247,10 +280,6 @@ async fn secure_db_mysql_tls_options_are_mounted_from_secrets_and_config_maps() 
     assert_eq!(
         by_name("mysql-ssl-root-cert")["configMap"]["name"],
         "model-registry-db-ca"
-    );
-    assert_eq!(
-        by_name("mysql-ssl-ca")["projected"]["sources"][0]["secret"]["name"],
-        "extra-cas"
     );
     let mounts: Vec<_> = rest
         .volume_mounts
@@ -371,12 +400,14 @@ async fn secure_db_postgres_tls_options_are_mounted_from_secrets_and_config_maps
     let mut grpc = mysql_sample("secure-pg-grpc");
     grpc["spec"].as_object_mut().unwrap().remove("mysql");
     grpc["spec"]["postgres"] = tls;
+    // The gRPC layout is that of servers up to v0.2.20.
+    grpc["spec"]["rest"]["image"] = json!("quay.io/opendatahub/model-registry:v0.2.19");
     let names = [
         env.create_registry(embedded).await,
         env.create_registry(grpc).await,
     ];
     let dir = "/etc/model-registry/db";
-    for (name, container, expected) in [
+    for (name, container, expected, password_envs) in [
         (
             &names[0],
             0,
@@ -386,10 +417,10 @@ async fn secure_db_postgres_tls_options_are_mounted_from_secrets_and_config_maps
                     "--embedmd-database-dsn=host=model-registry-db port=5432 user=mlmduser \
                      dbname=model_registry sslmode=verify-full \
                      sslcert={dir}/pg-ssl-cert/tls.crt sslkey={dir}/pg-ssl-key/tls.key \
-                     sslpassword=$(POSTGRES_SSL_PASSWORD) \
                      sslrootcert={dir}/pg-ssl-root-cert/ca.crt"
                 ),
             ],
+            ["PGPASSWORD", "PGSSLPASSWORD"],
         ),
         (
             &names[1],
@@ -398,8 +429,12 @@ async fn secure_db_postgres_tls_options_are_mounted_from_secrets_and_config_maps
                 "--postgres_config_sslmode=verify-full".to_string(),
                 format!("--postgres_config_sslcert={dir}/pg-ssl-cert/tls.crt"),
                 format!("--postgres_config_sslkey={dir}/pg-ssl-key/tls.key"),
-                "--postgres_config_sslpassword=$(POSTGRES_SSL_PASSWORD)".to_string(),
                 format!("--postgres_config_sslrootcert={dir}/pg-ssl-root-cert/ca.crt"),
+                "--fromenv=postgres_config_password,postgres_config_sslpassword".to_string(),
+            ],
+            [
+                "FLAGS_postgres_config_password",
+                "FLAGS_postgres_config_sslpassword",
             ],
         ),
     ] {
@@ -431,13 +466,9 @@ async fn secure_db_postgres_tls_options_are_mounted_from_secrets_and_config_maps
             })
             .collect();
         for expected in [
+            (password_envs[0], "model-registry-db", "database-password"),
             (
-                "POSTGRES_PASSWORD",
-                "model-registry-db",
-                "database-password",
-            ),
-            (
-                "POSTGRES_SSL_PASSWORD",
+                password_envs[1],
                 "model-registry-db-key-password",
                 "password",
             ),
@@ -507,6 +538,86 @@ async fn secure_db_postgres_tls_options_are_mounted_from_secrets_and_config_maps
         assert!(!dep_json.contains("TheBlurstOfTimes"));
     }
     for name in &names {
+        env.make_pods_ready(name).await;
+        env.wait_condition(name, "Available", "True", Some("DeploymentAvailable"))
+            .await;
+    }
+}
+
+/// CRs as the Go operator leaves them: a v0.2.x one (v1alpha1, `spec.grpc`, the image of that
+/// era pinned) and a v0.3.x one (v1beta1 with the webhook's `grpc: {}`, port defaulted by the
+/// CRD). Each reconciles to the layout of the server it names, and the Deployment the API server
+/// stored passes the command-line contract of that server version.
+#[tokio::test(flavor = "multi_thread")]
+async fn go_operator_crs_reconcile_to_the_layout_of_their_server() {
+    use mro_tests::model_registry::contract::check_deployment;
+    use mro_tests::model_registry::server_cli::Version;
+    let env = Env::new(Flavour::Vanilla, "mr-go-crs").await;
+    let mut old = mysql_sample("go-v02");
+    old["spec"]["rest"]["image"] = json!("quay.io/opendatahub/model-registry:v0.2.19");
+    let mut new = postgres_sample("go-v03");
+    new["spec"]["grpc"] = json!({});
+    let old = env.create_registry(old).await;
+    let new = env.create_registry(new).await;
+
+    let dep = env.wait_deployment(&old).await;
+    check_deployment(&dep, Version::new(0, 2, 19)).unwrap();
+    let pod = dep.spec.unwrap().template.spec.unwrap();
+    let names: Vec<_> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, vec!["grpc-container", "rest-container"]);
+    let grpc = &pod.containers[0];
+    let args = grpc.args.clone().unwrap();
+    for expected in [
+        "--grpc_port=9090",
+        "--metadata_source_config_type=mysql",
+        "--mysql_config_host=model-registry-db",
+        "--fromenv=mysql_config_password",
+    ] {
+        assert!(args.contains(&expected.to_string()), "{expected}: {args:?}");
+    }
+    assert_eq!(
+        grpc.env.clone().unwrap()[0].name,
+        "FLAGS_mysql_config_password"
+    );
+    assert!(
+        pod.containers[1]
+            .args
+            .clone()
+            .unwrap()
+            .contains(&"--mlmd-port=9090".to_string())
+    );
+    let svc = env.api::<Service>().get(&old).await.unwrap();
+    let ports: Vec<_> = svc
+        .spec
+        .unwrap()
+        .ports
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.name.unwrap(), p.port))
+        .collect();
+    assert_eq!(
+        ports,
+        vec![
+            ("http-api".to_string(), 8080),
+            ("grpc-api".to_string(), 9090)
+        ]
+    );
+    env.wait_condition(&old, "ServerLayout", "True", Some("MlmdGrpc"))
+        .await;
+
+    let dep = env.wait_deployment(&new).await;
+    check_deployment(&dep, Version::new(0, 3, 14)).unwrap();
+    let pod = dep.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.containers.len(), 1);
+    let mr = env
+        .wait_condition(&new, "ServerLayout", "True", Some("GrpcIgnored"))
+        .await;
+    assert_eq!(
+        mr.spec.grpc.map(|g| g.port),
+        Some(9090),
+        "the CRD defaults grpc.port"
+    );
+    for name in [&old, &new] {
         env.make_pods_ready(name).await;
         env.wait_condition(name, "Available", "True", Some("DeploymentAvailable"))
             .await;

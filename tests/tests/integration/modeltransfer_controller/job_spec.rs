@@ -182,3 +182,26 @@ async fn job_is_created_with_the_expected_spec() {
     let jobs = env.api::<Job>().list(&Default::default()).await.unwrap();
     assert_eq!(jobs.items.len(), 1);
 }
+
+/// A URL source written with `user:password@` and a pre-signed query: `status.sourceUri`
+/// (readable by whoever may list transfers) shows neither.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_source_uri_hides_url_credentials() {
+    let env = Env::new("mt-source-uri").await;
+    env.storage_secrets().await;
+    let mut spec = s3_to_oci("http://registry.example:8080");
+    spec["source"] = serde_json::json!({ "uri": {
+        "url": "https://alice:PLANTED-URL-PASS@dl.example/m.bin?X-Amz-Security-Token=PLANTED-SESSION&X-Amz-Signature=PLANTEDSIG"
+    }});
+    env.create("url", spec).await;
+    let t = env
+        .wait_status("url", "a status with the source URI", |s| {
+            s.source_uri.is_some()
+        })
+        .await;
+    let shown = t.status.unwrap().source_uri.unwrap();
+    assert_eq!(
+        shown,
+        "https://***@dl.example/m.bin?X-Amz-Security-Token=***&X-Amz-Signature=***"
+    );
+}

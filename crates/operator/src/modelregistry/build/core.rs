@@ -67,8 +67,8 @@ pub fn service(input: &BuildInput) -> Service {
     } else {
         ports.push(port_spec(HTTP_PORT_NAME, spec.rest.port));
         // gRPC is not proxied, so it is only exposed when nothing authenticates REST either.
-        if let Some(grpc) = super::deployment::grpc_layout(spec) {
-            ports.push(port_spec(GRPC_PORT_NAME, grpc.port));
+        if let Some(grpc) = super::deployment::grpc_port(input) {
+            ports.push(port_spec(GRPC_PORT_NAME, grpc));
         }
     }
     let mut metadata = labels::owned_meta(mr, mr.name_any());

@@ -1,7 +1,11 @@
-//! The registry Deployment. Two layouts:
-//! - with `spec.grpc`: the ML Metadata gRPC server (`grpc-container`, owns the database) plus the
-//!   REST container talking to it on localhost (the layout of the seed samples);
-//! - otherwise: a single REST container with embedded database access (current registry images).
+//! The registry Deployment, laid out for the server version the image runs
+//! ([`server::Layout`]):
+//! - up to v0.2.20: the ML Metadata gRPC server (`grpc-container`, owns the database) plus the
+//!   REST container proxying to it on localhost, TCP probes (the Go operator's v0.2.19 layout);
+//! - from v0.2.21: one REST container with embedded database access and HTTP probes on the
+//!   paths that version serves, timed as the Go operator v0.3.14 does
+//!   (internal/controller/config/templates/deployment.yaml.tmpl@v0.3.14:176-199). `spec.grpc` is
+//!   ignored there (reported by the `ServerLayout` condition), as the Go operator v0.3.x does.
 //!
 //! Pods meet the "restricted" Pod Security Standard.
 use std::collections::BTreeMap;
@@ -16,24 +20,73 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
-use mro_api::model_registry::{GrpcSpec, ModelRegistrySpec};
+use mro_api::model_registry::DEFAULT_GRPC_PORT;
 
 use super::core::{GRPC_PORT_NAME, HTTP_PORT_NAME};
 use super::database::{self, DbWiring};
+use super::server::{Layout, Server};
 use super::{BuildError, BuildInput, Desired, labels, proxy};
 use crate::apply::Child;
 
 pub const REST_CONTAINER: &str = "rest-container";
 pub const GRPC_CONTAINER: &str = "grpc-container";
 
-/// The gRPC layout is chosen by setting `spec.grpc`.
-pub fn grpc_layout(spec: &ModelRegistrySpec) -> Option<&GrpcSpec> {
-    spec.grpc.as_ref()
+/// The gRPC port of the ML Metadata layout, when the server runs it (`spec.grpc.port`, else the
+/// CRD default); `None` for servers with embedded database access, whatever `spec.grpc` says.
+pub fn grpc_port(input: &BuildInput) -> Option<i32> {
+    let server = super::server_of(input).ok()?;
+    (server.layout() == Layout::Mlmd).then(|| {
+        input
+            .mr
+            .spec
+            .grpc
+            .as_ref()
+            .map_or(DEFAULT_GRPC_PORT, |g| g.port)
+    })
 }
 
 pub fn build(input: &BuildInput, out: &mut Desired) -> Result<(), BuildError> {
+    let server = super::server_of(input)?;
+    out.layout = Some(layout_note(input, &server));
     out.children.push(Child::typed(&deployment(input)?));
     Ok(())
+}
+
+/// What the `ServerLayout` condition says: the version, the layout, and whether `spec.grpc`
+/// is ignored.
+fn layout_note(input: &BuildInput, server: &Server) -> LayoutNote {
+    let grpc_ignored = server.layout() == Layout::Embedded && input.mr.spec.grpc.is_some();
+    let mut message = match server.layout() {
+        Layout::Mlmd => format!(
+            "{}: ML Metadata gRPC server ({GRPC_CONTAINER}) plus the REST proxy",
+            server.describe()
+        ),
+        Layout::Embedded => format!(
+            "{}: one REST container with embedded database access",
+            server.describe()
+        ),
+    };
+    if grpc_ignored {
+        message.push_str(
+            "; spec.grpc is ignored: servers since v0.2.21 run without the ML Metadata gRPC \
+             server (and since v0.3.0 have no gRPC API)",
+        );
+    }
+    LayoutNote {
+        reason: match (server.layout(), grpc_ignored) {
+            (Layout::Mlmd, _) => "MlmdGrpc",
+            (Layout::Embedded, false) => "Embedded",
+            (Layout::Embedded, true) => "GrpcIgnored",
+        },
+        message,
+    }
+}
+
+/// The server and layout a registry runs, for its `ServerLayout` condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayoutNote {
+    pub reason: &'static str,
+    pub message: String,
 }
 
 /// A container hardened for the restricted Pod Security Standard.
@@ -69,7 +122,16 @@ fn default_resources() -> ResourceRequirements {
     }
 }
 
-fn http_probe(path: &str, port: &str, period: i32) -> Probe {
+/// A probe timed as `initialDelaySeconds/periodSeconds/timeoutSeconds/failureThreshold`.
+fn timed(mut p: Probe, delay: i32, period: i32, timeout: i32, failures: i32) -> Probe {
+    p.initial_delay_seconds = Some(delay);
+    p.period_seconds = Some(period);
+    p.timeout_seconds = Some(timeout);
+    p.failure_threshold = Some(failures);
+    p
+}
+
+fn http_probe(path: &str, port: &str) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
@@ -77,10 +139,6 @@ fn http_probe(path: &str, port: &str, period: i32) -> Probe {
             scheme: Some("HTTP".into()),
             ..Default::default()
         }),
-        initial_delay_seconds: Some(3),
-        period_seconds: Some(period),
-        timeout_seconds: Some(2),
-        failure_threshold: Some(3),
         ..Default::default()
     }
 }
@@ -91,12 +149,17 @@ fn tcp_probe(port: &str) -> Probe {
             port: IntOrString::String(port.into()),
             host: None,
         }),
-        initial_delay_seconds: Some(3),
-        period_seconds: Some(10),
-        timeout_seconds: Some(2),
-        failure_threshold: Some(3),
         ..Default::default()
     }
+}
+
+/// TCP probes of the ML Metadata layout, as the Go operator v0.2.19 (liveness 30/5/2,
+/// readiness 15/5/2; deployment.yaml.tmpl@v0.2.19).
+fn tcp_probes(port: &str) -> (Probe, Probe) {
+    (
+        timed(tcp_probe(port), 30, 5, 2, 3),
+        timed(tcp_probe(port), 15, 5, 2, 3),
+    )
 }
 
 fn port(name: &str, port: i32) -> ContainerPort {
@@ -105,24 +168,6 @@ fn port(name: &str, port: i32) -> ContainerPort {
         container_port: port,
         protocol: Some("TCP".into()),
         ..Default::default()
-    }
-}
-
-/// Database wiring for the container that talks to the database.
-fn db_wiring(spec: &ModelRegistrySpec, mlmd: bool) -> Result<DbWiring, BuildError> {
-    match (&spec.postgres, &spec.mysql) {
-        (Some(pg), None) if mlmd => database::postgres_mlmd(pg),
-        (Some(pg), None) => database::postgres_embedded(pg),
-        (None, Some(my)) if mlmd => database::mysql_mlmd(my),
-        (None, Some(my)) => database::mysql_embedded(my),
-        (Some(_), Some(_)) => Err(BuildError::new(
-            "spec",
-            "exactly one of postgres or mysql must be set, not both",
-        )),
-        (None, None) => Err(BuildError::new(
-            "spec",
-            "exactly one of postgres or mysql must be set",
-        )),
     }
 }
 
@@ -141,106 +186,160 @@ fn tmp_volume() -> (Volume, VolumeMount) {
     )
 }
 
-pub fn deployment(input: &BuildInput) -> Result<Deployment, BuildError> {
-    let mr = input.mr;
-    let spec = &mr.spec;
-    let name = mr.name_any();
-    let rest_image = spec
-        .rest
-        .image
-        .clone()
-        .unwrap_or_else(|| input.settings.images.rest.clone());
-    let (tmp, tmp_mount) = tmp_volume();
-    let mut volumes = vec![tmp];
-    let mut containers = Vec::new();
+/// Database wiring for the container that talks to the database.
+fn db_wiring(input: &BuildInput, server: &Server) -> Result<DbWiring, BuildError> {
+    let spec = &input.mr.spec;
+    if spec
+        .postgres
+        .as_ref()
+        .is_some_and(|p| p.generate_deployment == Some(true))
+    {
+        return Err(BuildError::new(
+            "spec.postgres.generateDeployment",
+            "this operator does not deploy a PostgreSQL instance (not implemented); run the \
+             database yourself and set spec.postgres.host",
+        ));
+    }
+    match (&spec.postgres, &spec.mysql, server.layout()) {
+        (Some(pg), None, Layout::Mlmd) => database::postgres_mlmd(pg),
+        (Some(pg), None, Layout::Embedded) => database::postgres_embedded(pg),
+        (None, Some(my), Layout::Mlmd) => database::mysql_mlmd(my),
+        (None, Some(my), Layout::Embedded) => database::mysql_embedded(my, server),
+        (Some(_), Some(_), _) => Err(BuildError::new(
+            "spec",
+            "exactly one of postgres or mysql must be set, not both",
+        )),
+        (None, None, _) => Err(BuildError::new(
+            "spec",
+            "exactly one of postgres or mysql must be set",
+        )),
+    }
+}
 
-    if let Some(grpc) = grpc_layout(spec) {
-        let db = db_wiring(spec, true)?;
-        let mut args = vec![
-            format!("--grpc_port={}", grpc.port),
-            "--enable_database_upgrade=true".into(),
-        ];
-        args.extend(db.args);
-        volumes.extend(db.volumes);
-        let mut mounts = db.mounts;
-        mounts.push(tmp_mount.clone());
-        containers.push(Container {
+fn rest_resources(input: &BuildInput) -> ResourceRequirements {
+    input
+        .mr
+        .spec
+        .rest
+        .resources
+        .clone()
+        .unwrap_or_else(default_resources)
+}
+
+/// The ML Metadata layout: `grpc-container` owns the database, the REST server proxies to it.
+fn mlmd_containers(
+    input: &BuildInput,
+    server: &Server,
+    db: DbWiring,
+    tmp_mount: &VolumeMount,
+) -> Vec<Container> {
+    let spec = &input.mr.spec;
+    let grpc_port = grpc_port(input).unwrap_or(DEFAULT_GRPC_PORT);
+    let grpc = spec.grpc.as_ref();
+    let mut args = vec![format!("--grpc_port={grpc_port}")];
+    args.extend(db.args);
+    args.push("--enable_database_upgrade=true".into());
+    let mut mounts = db.mounts;
+    mounts.push(tmp_mount.clone());
+    let (grpc_live, grpc_ready) = tcp_probes(GRPC_PORT_NAME);
+    let (rest_live, rest_ready) = tcp_probes(HTTP_PORT_NAME);
+    vec![
+        Container {
             name: GRPC_CONTAINER.into(),
             image: Some(
-                grpc.image
-                    .clone()
+                grpc.and_then(|g| g.image.clone())
                     .unwrap_or_else(|| input.settings.images.grpc.clone()),
             ),
             command: Some(vec!["/bin/metadata_store_server".into()]),
             args: Some(args),
             env: Some(db.env),
-            ports: Some(vec![port(GRPC_PORT_NAME, grpc.port)]),
-            liveness_probe: Some(tcp_probe(GRPC_PORT_NAME)),
-            readiness_probe: Some(tcp_probe(GRPC_PORT_NAME)),
-            resources: Some(grpc.resources.clone().unwrap_or_else(default_resources)),
+            ports: Some(vec![port(GRPC_PORT_NAME, grpc_port)]),
+            liveness_probe: Some(grpc_live),
+            readiness_probe: Some(grpc_ready),
+            resources: Some(
+                grpc.and_then(|g| g.resources.clone())
+                    .unwrap_or_else(default_resources),
+            ),
             security_context: Some(restricted_security_context()),
             volume_mounts: Some(mounts),
             ..Default::default()
-        });
-        containers.push(Container {
+        },
+        Container {
             name: REST_CONTAINER.into(),
-            image: Some(rest_image),
+            image: Some(server.image.clone()),
             command: Some(vec!["/model-registry".into(), "proxy".into()]),
             args: Some(vec![
                 "--hostname=0.0.0.0".into(),
                 format!("--port={}", spec.rest.port),
-                "--mlmd-hostname=localhost".into(),
-                format!("--mlmd-port={}", grpc.port),
                 "--datastore-type=mlmd".into(),
+                "--mlmd-hostname=localhost".into(),
+                format!("--mlmd-port={grpc_port}"),
             ]),
             ports: Some(vec![port(HTTP_PORT_NAME, spec.rest.port)]),
-            liveness_probe: Some(tcp_probe(HTTP_PORT_NAME)),
-            readiness_probe: Some(tcp_probe(HTTP_PORT_NAME)),
-            resources: Some(
-                spec.rest
-                    .resources
-                    .clone()
-                    .unwrap_or_else(default_resources),
-            ),
+            liveness_probe: Some(rest_live),
+            readiness_probe: Some(rest_ready),
+            resources: Some(rest_resources(input)),
             security_context: Some(restricted_security_context()),
-            volume_mounts: Some(vec![tmp_mount]),
+            volume_mounts: Some(vec![tmp_mount.clone()]),
             ..Default::default()
-        });
+        },
+    ]
+}
+
+/// The embedded layout: one REST container with database access.
+fn embedded_container(
+    input: &BuildInput,
+    server: &Server,
+    db: DbWiring,
+    tmp_mount: &VolumeMount,
+) -> Container {
+    let spec = &input.mr.spec;
+    let mut args = vec![
+        "--hostname=0.0.0.0".into(),
+        format!("--port={}", spec.rest.port),
+        "--datastore-type=embedmd".into(),
+    ];
+    args.extend(db.args);
+    let mut mounts = db.mounts;
+    mounts.push(tmp_mount.clone());
+    let is_dirty = || http_probe("/readyz/isDirty", HTTP_PORT_NAME);
+    // `/readyz/health` runs list queries over every entity kind: it needs the 5 s the Go
+    // operator gives it. Servers before v0.2.22 do not serve it.
+    let readiness = if server.serves_health() {
+        http_probe("/readyz/health", HTTP_PORT_NAME)
     } else {
-        let db = db_wiring(spec, false)?;
-        let mut args = vec![
-            "--hostname=0.0.0.0".into(),
-            format!("--port={}", spec.rest.port),
-        ];
-        args.push("--datastore-type=embedmd".into());
-        args.extend(db.args);
-        volumes.extend(db.volumes);
-        let mut mounts = db.mounts;
-        mounts.push(tmp_mount);
-        containers.push(Container {
-            name: REST_CONTAINER.into(),
-            image: Some(rest_image),
-            command: Some(vec!["/model-registry".into(), "proxy".into()]),
-            args: Some(args),
-            env: Some(db.env),
-            ports: Some(vec![port(HTTP_PORT_NAME, spec.rest.port)]),
-            startup_probe: Some(Probe {
-                failure_threshold: Some(30),
-                ..http_probe("/readyz/isDirty", HTTP_PORT_NAME, 5)
-            }),
-            liveness_probe: Some(http_probe("/readyz/isDirty", HTTP_PORT_NAME, 10)),
-            readiness_probe: Some(http_probe("/readyz/health", HTTP_PORT_NAME, 10)),
-            resources: Some(
-                spec.rest
-                    .resources
-                    .clone()
-                    .unwrap_or_else(default_resources),
-            ),
-            security_context: Some(restricted_security_context()),
-            volume_mounts: Some(mounts),
-            ..Default::default()
-        });
+        is_dirty()
+    };
+    Container {
+        name: REST_CONTAINER.into(),
+        image: Some(server.image.clone()),
+        command: Some(vec!["/model-registry".into(), "proxy".into()]),
+        args: Some(args),
+        env: Some(db.env),
+        ports: Some(vec![port(HTTP_PORT_NAME, spec.rest.port)]),
+        startup_probe: Some(timed(is_dirty(), 10, 5, 5, 6)),
+        liveness_probe: Some(timed(is_dirty(), 30, 10, 5, 3)),
+        readiness_probe: Some(timed(readiness, 5, 10, 5, 3)),
+        resources: Some(rest_resources(input)),
+        security_context: Some(restricted_security_context()),
+        volume_mounts: Some(mounts),
+        ..Default::default()
     }
+}
+
+pub fn deployment(input: &BuildInput) -> Result<Deployment, BuildError> {
+    let mr = input.mr;
+    let spec = &mr.spec;
+    let name = mr.name_any();
+    let server = super::server_of(input)?;
+    let db = db_wiring(input, &server)?;
+    let (tmp, tmp_mount) = tmp_volume();
+    let mut volumes = vec![tmp];
+    volumes.extend(db.volumes.clone());
+    let mut containers = match server.layout() {
+        Layout::Mlmd => mlmd_containers(input, &server, db, &tmp_mount),
+        Layout::Embedded => vec![embedded_container(input, &server, db, &tmp_mount)],
+    };
 
     let sidecar = proxy::sidecar(input);
     let needs_token = sidecar.is_some();
@@ -273,6 +372,9 @@ pub fn deployment(input: &BuildInput) -> Result<Deployment, BuildError> {
                 }),
                 spec: Some(PodSpec {
                     service_account_name: Some(name),
+                    // No `<SERVICE>_PORT=tcp://…` variables: the server reads `MR_<FLAG>`
+                    // variables as flags, and a Service named `mr` would set `MR_PORT`.
+                    enable_service_links: Some(false),
                     // Only the proxies call the Kubernetes API (TokenReview, SubjectAccessReview).
                     automount_service_account_token: Some(needs_token),
                     security_context: Some(PodSecurityContext {

@@ -3,6 +3,7 @@
 //!
 //! - [`labels`]: names, labels and owner references shared by every child.
 //! - [`core`]: ServiceAccount, Service, the `registry-user-<name>` Role.
+//! - [`server`]: the server version the image runs, which decides the Deployment's layout.
 //! - [`deployment`] and [`database`]: the registry Deployment and its database wiring.
 //! - [`proxy`]: OAuth proxy / kube-rbac-proxy sidecars and their Secrets, Routes, NetworkPolicy,
 //!   auth-delegator ClusterRoleBinding.
@@ -24,6 +25,7 @@ pub mod istio;
 pub mod labels;
 pub mod openshift;
 pub mod proxy;
+pub mod server;
 #[cfg(test)]
 mod tests;
 
@@ -53,6 +55,8 @@ pub struct Desired {
     /// Why the Deployment runs no pods, when the authentication the spec asks for is missing and
     /// the registry would otherwise be served without it.
     pub withheld: Option<String>,
+    /// The server version and layout the Deployment runs (the `ServerLayout` condition).
+    pub layout: Option<deployment::LayoutNote>,
 }
 
 /// A requested feature the cluster lacks, e.g. an OpenShift Route on plain Kubernetes.
@@ -83,6 +87,8 @@ impl BuildError {
 
 /// Builds every desired child of the registry.
 pub fn desired(input: &BuildInput) -> Result<Desired, BuildError> {
+    // First: every other child depends on the layout the server version implies.
+    server_of(input)?;
     let mut out = Desired::default();
     core::build(input, &mut out)?;
     deployment::build(input, &mut out)?;
@@ -92,6 +98,18 @@ pub fn desired(input: &BuildInput) -> Result<Desired, BuildError> {
     out.hosts.sort();
     out.hosts.dedup();
     Ok(out)
+}
+
+/// The server the registry runs: `spec.rest.image`, else the operator's `REST_IMAGE`.
+pub fn server_of(input: &BuildInput) -> Result<server::Server, BuildError> {
+    let (image, field) = match &input.mr.spec.rest.image {
+        Some(i) if !i.is_empty() => (i.as_str(), "spec.rest.image"),
+        _ => (
+            input.settings.images.rest.as_str(),
+            "spec.rest.image (unset, so the operator's REST_IMAGE)",
+        ),
+    };
+    server::Server::resolve(image, field, input.settings.images.rest_version.as_deref())
 }
 
 /// Merges `extra` into `base` (later keys win); small helper for label and annotation maps.

@@ -20,8 +20,9 @@ fn registry(spec: Value) -> ModelRegistry {
     .unwrap()
 }
 
+/// Istio with `spec.grpc` on a server of that era (the ML Metadata layout, up to v0.2.20).
 fn istio_spec() -> Value {
-    json!({ "rest": {}, "grpc": {}, "istio": {
+    json!({ "rest": { "image": "quay.io/opendatahub/model-registry:v0.2.19" }, "grpc": {}, "istio": {
         "authProvider": "provider", "gateway": { "domain": "example.com" },
     } })
 }

@@ -78,8 +78,8 @@ impl Resolved {
             &name,
             &domain,
         )?];
-        if let Some(grpc) = crate::modelregistry::build::deployment::grpc_layout(&mr.spec) {
-            servers.push(server(input, "grpc", &g.grpc, grpc.port, &name, &domain)?);
+        if let Some(grpc) = crate::modelregistry::build::deployment::grpc_port(input) {
+            servers.push(server(input, "grpc", &g.grpc, grpc, &name, &domain)?);
         }
         Ok(Resolved {
             name,

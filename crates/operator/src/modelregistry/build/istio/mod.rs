@@ -213,7 +213,7 @@ fn virtual_service(
     gw: Option<&gateway::Resolved>,
 ) -> Child {
     let mr = input.mr;
-    let grpc_port = super::deployment::grpc_layout(&mr.spec).map(|g| g.port);
+    let grpc_port = super::deployment::grpc_port(input);
     let mut hosts = vec![service_fqdn(mr)];
     let mut gateways = vec!["mesh".to_string()];
     let mut http = Vec::new();

@@ -42,8 +42,10 @@ fn istio_tls_sample() -> Value {
     } })
 }
 
+/// The gRPC layout: `spec.grpc` on a server that still runs ML Metadata (up to v0.2.20).
 fn with_grpc(mut spec: Value) -> Value {
     spec["grpc"] = json!({ "port": 9090 });
+    spec["rest"]["image"] = json!("quay.io/opendatahub/model-registry:v0.2.19");
     spec
 }
 

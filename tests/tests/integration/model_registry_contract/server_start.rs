@@ -1,0 +1,177 @@
+//! The stand-in starts from the argv and environment of the Deployment the operator renders,
+//! against a real PostgreSQL (Debian's), as the real server of that version would; and refuses
+//! what the real one refuses.
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use model_registry_operator::capabilities::Capabilities;
+use model_registry_operator::modelregistry::build::{BuildInput, deployment};
+use model_registry_operator::settings::Settings;
+use mro_api::ModelRegistry;
+use mro_tests::model_registry::server::{
+    CommandLineStart, container_command_line, start_from_command_line,
+};
+use mro_tests::model_registry::server_cli::Version;
+use mro_tests::postgres::Postgres;
+use serde_json::json;
+
+const USER: &str = "mlmduser";
+const PASSWORD: &str = "The Blurst: of/Times?";
+const DB: &str = "model_registry";
+
+fn rendered(version: Version, password: bool) -> Deployment {
+    let mut pg = json!({ "host": "model-registry-db", "port": 5432, "username": USER,
+                         "database": DB, "sslMode": "disable" });
+    if password {
+        pg["passwordSecret"] = json!({ "name": "model-registry-db", "key": "database-password" });
+    }
+    let mr: ModelRegistry = serde_json::from_value(json!({
+        "apiVersion": "modelregistry.opendatahub.io/v1beta1", "kind": "ModelRegistry",
+        "metadata": { "name": "reg", "namespace": "ns", "uid": "u-1" },
+        "spec": { "rest": { "image": format!("quay.io/opendatahub/model-registry:{version}") },
+                  "grpc": {}, "postgres": pg },
+    }))
+    .unwrap();
+    let (settings, caps) = (Settings::for_tests(), Capabilities::vanilla());
+    deployment::deployment(&BuildInput {
+        mr: &mr,
+        settings: &settings,
+        caps: &caps,
+        cluster_domain: None,
+        ingress_gateway: None,
+        oauth_cookie_secret: None,
+    })
+    .unwrap()
+}
+
+fn rest_command_line(d: &Deployment) -> (Vec<String>, BTreeMap<String, String>) {
+    let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let rest = pod
+        .containers
+        .iter()
+        .find(|c| c.name == "rest-container")
+        .unwrap();
+    let secrets = BTreeMap::from([(
+        (
+            "model-registry-db".to_string(),
+            "database-password".to_string(),
+        ),
+        PASSWORD.to_string(),
+    )]);
+    container_command_line(rest, &secrets).unwrap()
+}
+
+fn hosts(pg: &Postgres) -> CommandLineStart {
+    CommandLineStart {
+        hosts: BTreeMap::from([(
+            "model-registry-db".to_string(),
+            SocketAddr::from((Ipv4Addr::LOCALHOST, pg.port)),
+        )]),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rendered_deployment_starts_the_stand_in_against_postgres_for_each_version() {
+    let mut pg = Postgres::start(USER, PASSWORD, DB).await.unwrap();
+    let http = reqwest::Client::new();
+    for (version, health) in [
+        (Version::new(0, 2, 21), 404),
+        (Version::new(0, 2, 22), 200),
+        (Version::new(0, 3, 0), 200),
+        (Version::new(0, 3, 14), 200),
+    ] {
+        let (args, env) = rest_command_line(&rendered(version, true));
+        assert!(!args.iter().any(|a| a.contains(PASSWORD)), "{args:?}");
+        let mut s = start_from_command_line(version, &args, &env, hosts(&pg))
+            .await
+            .unwrap_or_else(|e| panic!("{version}: {e:#}"));
+        assert_eq!(
+            (s.database.user.as_str(), s.database.database.as_str()),
+            (USER, DB)
+        );
+        let base = s.standin.base_url();
+        let get = |p: &str| http.get(format!("{base}{p}")).send();
+        assert_eq!(
+            get("/readyz/isDirty").await.unwrap().status(),
+            200,
+            "{version}"
+        );
+        assert_eq!(
+            get("/readyz/health").await.unwrap().status(),
+            health,
+            "{version}"
+        );
+        let models = get("/api/model_registry/v1alpha3/registered_models")
+            .await
+            .unwrap();
+        assert_eq!(models.status(), 200);
+        // The database going away turns the probes red.
+        if version == Version::new(0, 3, 14) {
+            pg.stop().await;
+            let r = get("/readyz/isDirty").await.unwrap();
+            assert_eq!(r.status(), 503);
+            assert!(r.text().await.unwrap().contains("PostgreSQL"));
+        }
+        s.standin.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_the_real_server_refuses_the_stand_in_refuses() {
+    let pg = Postgres::start(USER, PASSWORD, DB).await.unwrap();
+    let v = Version::new(0, 3, 14);
+    let (args, env) = rest_command_line(&rendered(v, true));
+    // A flag of another version.
+    let mut bad = args.clone();
+    bad.push("--mlmd-port=9090".into());
+    let e = start_from_command_line(v, &bad, &env, hosts(&pg))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        format!("{e:#}").contains("unknown flag: --mlmd-port"),
+        "{e:#}"
+    );
+    // No Secret means no password: the database refuses the connection.
+    let (args_np, env_np) = rest_command_line(&rendered(v, false));
+    assert!(!env_np.contains_key("PGPASSWORD"));
+    let e = start_from_command_line(v, &args_np, &env_np, hosts(&pg))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        format!("{e:#}").contains("error connecting to datastore"),
+        "{e:#}"
+    );
+    // A wrong password likewise.
+    let mut wrong = env.clone();
+    wrong.insert("PGPASSWORD".into(), "nope".into());
+    assert!(
+        start_from_command_line(v, &args, &wrong, hosts(&pg))
+            .await
+            .is_err()
+    );
+    // PostgreSQL through embedmd does not exist before v0.2.21.
+    let old = Version::new(0, 2, 20);
+    let e = start_from_command_line(old, &args, &env, hosts(&pg))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        format!("{e:#}").contains("unsupported database type"),
+        "{e:#}"
+    );
+    // A TLS file flag naming a directory.
+    let mut dir = args.clone();
+    dir.push("--embedmd-database-ssl-root-cert=/tmp".into());
+    let e = start_from_command_line(v, &dir, &env, hosts(&pg))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        format!("{e:#}").contains("failed to read SSL root-cert"),
+        "{e:#}"
+    );
+}
