@@ -78,15 +78,49 @@ async fn serve(listener: tokio::net::TcpListener, service: S3Service) {
     }
 }
 
+/// Refuses server-side copies (`CopyObject`, `UploadPartCopy`) as a store that does not
+/// implement them does (`NotImplemented`); everything else needs a signature, as by default.
+struct NoServerSideCopies;
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for NoServerSideCopies {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
+        if matches!(cx.s3_op().name(), "CopyObject" | "UploadPartCopy") {
+            return Err(s3s::s3_error!(
+                NotImplemented,
+                "server-side copies are not supported"
+            ));
+        }
+        match cx.credentials() {
+            Some(_) => Ok(()),
+            None => Err(s3s::s3_error!(AccessDenied, "Signature is required")),
+        }
+    }
+}
+
 impl S3Server {
     /// Starts a server on `127.0.0.1:<free port>` with fresh credentials and an empty root.
     pub async fn start() -> anyhow::Result<Self> {
         let (access_key, secret_key) = generate_keys();
-        Self::start_with_keys(&access_key, &secret_key).await
+        Self::start_with(&access_key, &secret_key, false).await
     }
 
     /// Like [`S3Server::start`], accepting only the given key pair (a manifest's own Secret).
     pub async fn start_with_keys(access_key: &str, secret_key: &str) -> anyhow::Result<Self> {
+        Self::start_with(access_key, secret_key, false).await
+    }
+
+    /// Like [`S3Server::start`], for a server that refuses server-side copies.
+    pub async fn start_without_copies() -> anyhow::Result<Self> {
+        let (access_key, secret_key) = generate_keys();
+        Self::start_with(&access_key, &secret_key, true).await
+    }
+
+    async fn start_with(
+        access_key: &str,
+        secret_key: &str,
+        refuse_copies: bool,
+    ) -> anyhow::Result<Self> {
         let root = tempfile::Builder::new().prefix("mro-s3-").tempdir()?;
         let fs = s3s_fs::FileSystem::new(root.path())
             .map_err(|e| anyhow::anyhow!("s3s-fs root: {e:?}"))?;
@@ -96,6 +130,9 @@ impl S3Server {
             access_key.clone(),
             secret_key.clone(),
         ));
+        if refuse_copies {
+            builder.set_access(NoServerSideCopies);
+        }
         let service = builder.build();
         let server = ServerThread::spawn("s3", move |listener| serve(listener, service))?;
         let endpoint = format!("http://{}", server.addr());

@@ -5,6 +5,7 @@
 #   openssl          (handy for inspecting the per-run certificates; used by scripts)
 #   postgresql       (a throwaway database the Model Registry stand-in connects to: tests/src/postgres.rs)
 #   psql             (postgresql-client: how the stand-in reaches it, with libpq)
+#   skopeo           (pulls modelcars as a container tool does: the many-files OCI test)
 # Idempotent: does nothing (and needs no privileges) when everything is present. Uses the system's
 # configured apt sources; runs apt as root directly or through sudo.
 set -euo pipefail
@@ -16,6 +17,7 @@ required=(
   "openssl openssl"
   "pg_ctlcluster postgresql"
   "psql postgresql-client"
+  "skopeo skopeo"
 )
 
 missing=()

@@ -17,6 +17,11 @@
 //! servers need to deliver and accept the bytes with no work in between; model-sync streams
 //! S3 into the registry, so its ideal is to match it.
 //!
+//! More workloads (`workloads.rs`, `BENCH_WORKLOADS`): 10,000 files × 16 KiB and 1,000 files of
+//! mixed sizes S3 → OCI (target wall ≤ 1.5 × the same floor), and the zero-copy paths: S3 → S3
+//! on one endpoint and OCI → OCI on one registry, against the floor of streaming the same bytes
+//! (target: the floor takes ≥ 10 × model-sync's time).
+//!
 //! Targets: wall ≤ 1.25 × floor; ≤ 3 CPU s/GiB; peak RSS ≤ 64 MiB; no scratch disk. Each row
 //! says which targets it misses, and the benchmark exits with status 1 when any is missed.
 //! `BENCH_RUNS` (default 3) sets the runs per size; `BENCH_SIZES_MIB` (default `1024,2048`) the
@@ -29,19 +34,24 @@
 //! -o /tmp/model-sync.strace"`; the profiler's own cost is then part of the numbers.
 #![forbid(unsafe_code)]
 
+#[path = "bench_sync/workloads.rs"]
+mod workloads;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use futures::{StreamExt as _, TryStreamExt as _};
 use mro_tests::model_registry::ModelRegistryStandIn;
-use mro_tests::model_sync::{Profile, SyncJob, binary, push_base_image};
+use mro_tests::model_sync::{Profile, SyncJob, binary};
 use mro_tests::oci_registry::OciRegistry;
 use mro_tests::s3::S3Server;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
+use workloads::{Ctx, Kind};
 
 const MIB: f64 = 1024.0 * 1024.0;
 const GIB: f64 = 1024.0 * MIB;
@@ -124,17 +134,10 @@ async fn write_random(path: &Path, seed: u64, len: u64) -> anyhow::Result<String
 }
 
 async fn make_model(size_mib: u64, s3: &S3Server) -> anyhow::Result<Synthetic> {
-    let name = format!("model-{size_mib}m");
-    let dir = tempfile::Builder::new()
-        .prefix("mro-bench-model-")
-        .tempdir()?;
     let big = size_mib * (1 << 20) / 4;
-    let mut files = Vec::new();
-    for i in 0..4u64 {
-        let rel = format!("model-{:05}-of-00004.safetensors", i + 1);
-        let digest = write_random(&dir.path().join(&rel), size_mib * 10 + i, big).await?;
-        files.push((rel, big, digest));
-    }
+    let spec = (0..4u64)
+        .map(|i| (format!("model-{:05}-of-00004.safetensors", i + 1), big))
+        .collect();
     let small: [(&str, String); 4] = [
         (
             "config.json",
@@ -153,32 +156,76 @@ async fn make_model(size_mib: u64, s3: &S3Server) -> anyhow::Result<Synthetic> {
             "{\"eos\":\"</s>\"}\n".into(),
         ),
     ];
-    for (rel, text) in small {
+    store_model(
+        &format!("model-{size_mib}m"),
+        size_mib * 10,
+        spec,
+        &small,
+        s3,
+    )
+    .await
+}
+
+/// Writes random files of the given sizes (and the given text files) to a local directory and
+/// puts them in the `bench` bucket under `name/`.
+async fn store_model(
+    name: &str,
+    seed: u64,
+    spec: Vec<(String, u64)>,
+    texts: &[(&str, String)],
+    s3: &S3Server,
+) -> anyhow::Result<Synthetic> {
+    let dir = tempfile::Builder::new()
+        .prefix("mro-bench-model-")
+        .tempdir()?;
+    let mut files = Vec::new();
+    for (i, (rel, size)) in spec.into_iter().enumerate() {
+        let p = dir.path().join(&rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let digest = write_random(&p, seed + i as u64, size).await?;
+        files.push((rel, size, digest));
+    }
+    for (rel, text) in texts {
         let p = dir.path().join(rel);
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(&p, &text)?;
+        std::fs::write(&p, text)?;
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())));
-        files.push((rel.to_owned(), text.len() as u64, digest));
+        files.push(((*rel).to_owned(), text.len() as u64, digest));
     }
     let client = s3.new_client();
     let _ = client.create_bucket().bucket("bench").send().await;
-    for (rel, _, _) in &files {
-        let body = aws_sdk_s3::primitives::ByteStream::from_path(dir.path().join(rel)).await?;
-        client
-            .put_object()
-            .bucket("bench")
-            .key(format!("{name}/{rel}"))
-            .body(body)
-            .send()
-            .await
-            .with_context(|| format!("put {rel}"))?;
-    }
-    Ok(Synthetic { name, dir, files })
+    futures::stream::iter(&files)
+        .map(|(rel, _, _)| {
+            let (client, dir) = (client.clone(), dir.path());
+            async move {
+                let body = aws_sdk_s3::primitives::ByteStream::from_path(dir.join(rel)).await?;
+                client
+                    .put_object()
+                    .bucket("bench")
+                    .key(format!("{name}/{rel}"))
+                    .body(body)
+                    .send()
+                    .await
+                    .with_context(|| format!("put {rel}"))?;
+                Ok::<(), anyhow::Error>(())
+            }
+        })
+        .buffer_unordered(workloads::FLOOR_PARALLEL)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(Synthetic {
+        name: name.to_owned(),
+        dir,
+        files,
+    })
 }
 
-/// The floor: GET every object and upload the same bytes as blobs, all concurrently.
+/// The floor: GET every object and upload the same bytes as blobs (monolithic PUTs), at most
+/// `FLOOR_PARALLEL` requests in flight each way.
 async fn floor(
     s3: &S3Server,
     reg: &OciRegistry,
@@ -188,7 +235,7 @@ async fn floor(
     let s3c = s3.new_client();
     let http = reqwest::Client::new();
     let started = Instant::now();
-    let gets = model.files.iter().map(|(rel, size, _)| {
+    let gets = futures::stream::iter(&model.files).map(|(rel, size, _)| {
         let s3c = s3c.clone();
         let key = format!("{}/{rel}", model.name);
         async move {
@@ -202,7 +249,7 @@ async fn floor(
             Ok::<(), anyhow::Error>(())
         }
     });
-    let puts = model.files.iter().map(|(rel, size, digest)| {
+    let puts = futures::stream::iter(&model.files).map(|(rel, size, digest)| {
         let http = http.clone();
         let path = model.dir.path().join(rel);
         let base = reg.base_url();
@@ -237,8 +284,10 @@ async fn floor(
         }
     });
     let (g, p) = tokio::join!(
-        futures::future::try_join_all(gets),
-        futures::future::try_join_all(puts)
+        gets.buffer_unordered(workloads::FLOOR_PARALLEL)
+            .try_collect::<Vec<()>>(),
+        puts.buffer_unordered(workloads::FLOOR_PARALLEL)
+            .try_collect::<Vec<()>>()
     );
     g?;
     p?;
@@ -288,6 +337,17 @@ struct SyncRun {
     scratch_bytes: u64,
 }
 
+/// Where a measured model-sync run moves the model.
+enum Route<'a> {
+    /// The model's S3 prefix to the OCI repository (tag `v1`).
+    S3ToOci,
+    /// The model's S3 prefix to another prefix of the same bucket (server-side copies).
+    S3ToS3 { key: &'a str },
+    /// An image (reference without the host) to the OCI repository on the same registry.
+    OciToOci { from: &'a str },
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn sync_run(
     s3: &S3Server,
     mr: &ModelRegistryStandIn,
@@ -296,6 +356,7 @@ async fn sync_run(
     model: &Synthetic,
     repo: &str,
     self_exe: &Path,
+    route: Route<'_>,
 ) -> anyhow::Result<SyncRun> {
     let artifact_id = seed_artifact(mr, repo).await?;
     let mut job = SyncJob::new()?;
@@ -304,12 +365,24 @@ async fn sync_run(
     std::fs::create_dir_all(&tmp)?;
     job.profile(Profile::Release)
         .timeout(Duration::from_secs(1800))
-        .registry(&mr.base_url(), None)
+        .registry(&mr.base_url(), None);
+    match route {
         // A trailing slash names the "directory" outright: s3s-fs answers a HEAD of a
         // directory with a 500 (a harness quirk real S3 does not have), which the S3 source
         // would retry before listing.
-        .s3_source(s3, "bench", &format!("{}/", model.name))
-        .oci_destination(reg, repo, "v1")?;
+        Route::S3ToOci => {
+            job.s3_source(s3, "bench", &format!("{}/", model.name))
+                .oci_destination(reg, repo, "v1")?;
+        }
+        Route::S3ToS3 { key } => {
+            job.s3_source(s3, "bench", &format!("{}/", model.name))
+                .s3_destination(s3, "bench", key);
+        }
+        Route::OciToOci { from } => {
+            job.oci_source(reg, &reg.reference(from, "v1"))?
+                .oci_destination(reg, repo, "v1")?;
+        }
+    }
     job.env("MODEL_SYNC_DESTINATION_OCI_BASE_IMAGE", base_image)
         .env("MODEL_SYNC_MODEL_ARTIFACT_ID", artifact_id)
         .env("TMPDIR", tmp.display().to_string());
@@ -434,8 +507,9 @@ fn misses(row: &Value) -> Vec<String> {
     // A failed measurement (NaN) counts as a miss.
     let over = |v: f64, max: f64| v.is_nan() || v > max;
     let mut out = Vec::new();
-    if over(g("ratio"), 1.25) {
-        out.push(format!("wall {:.2}x floor > 1.25x", g("ratio")));
+    let max_ratio = g("max_ratio");
+    if over(g("ratio"), max_ratio) {
+        out.push(format!("wall {:.3}x floor > {max_ratio}x", g("ratio")));
     }
     if over(g("cpu_s_per_gib"), 3.0) {
         out.push(format!("{:.2} CPU s/GiB > 3", g("cpu_s_per_gib")));
@@ -449,7 +523,7 @@ fn misses(row: &Value) -> Vec<String> {
     out
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     match v.len() {
         0 => f64::NAN,
@@ -477,89 +551,60 @@ async fn bench() -> anyhow::Result<()> {
     let s3 = S3Server::start().await?;
     let mr = ModelRegistryStandIn::start_default().await?;
 
+    let ctx = Ctx {
+        s3: &s3,
+        mr: &mr,
+        self_exe: &self_exe,
+        runs,
+    };
     let mut rows = Vec::new();
-    for size in sizes {
-        eprintln!("preparing a {size} MiB model in S3…");
-        let model = make_model(size, &s3).await?;
-        // A fresh registry per size keeps its disk use bounded.
-        let reg = OciRegistry::start_plain().await?;
-        let base_image = push_base_image(&reg).await?;
-        let mut floors = Vec::new();
-        let mut syncs = Vec::new();
-        let mut loads = Vec::new();
-        for run in 0..runs {
-            loads.push(load_average());
-            let cpu0 = server_cpu(&reg);
-            let f = floor(&s3, &reg, &model, &format!("floor/{}-{run}", model.name)).await?;
-            let cpu1 = server_cpu(&reg);
-            eprintln!(
-                "  run {run}: floor {f:.2} s; CPU s: S3 server + floor client {:.2}, registry {:.2} \
-                 (load average {:.2})",
-                cpu1.0 - cpu0.0,
-                cpu1.1 - cpu0.1,
-                load_average()
+    if workloads::enabled("big") {
+        for size in sizes {
+            eprintln!("preparing a {size} MiB model in S3…");
+            let model = make_model(size, &s3).await?;
+            rows.push(
+                ctx.measure(&model, Kind::S3ToOci { max_ratio: 1.25 })
+                    .await?,
             );
-            let cpu0 = server_cpu(&reg);
-            let s = sync_run(
-                &s3,
-                &mr,
-                &reg,
-                &base_image,
-                &model,
-                &format!("bench/{}-{run}", model.name),
-                &self_exe,
-            )
-            .await?;
-            let cpu1 = server_cpu(&reg);
-            eprintln!(
-                "  run {run}: servers' CPU s during model-sync: S3 server {:.2}, registry {:.2}",
-                cpu1.0 - cpu0.0,
-                cpu1.1 - cpu0.1
-            );
-            eprintln!(
-                "  run {run}: model-sync {:.2} s (setup {:.2} s, registration and exit {:.2} s), \
-                 {:.2} CPU s, {:.1} MiB RSS, {} B scratch (load average {:.2})",
-                s.wall,
-                s.setup,
-                s.teardown,
-                s.cpu,
-                s.maxrss_mib,
-                s.scratch_bytes,
-                load_average()
-            );
-            loads.push(load_average());
-            floors.push(f);
-            syncs.push(s);
         }
-        let bytes = model.bytes() as f64;
-        let wall = median(syncs.iter().map(|s| s.wall).collect());
-        let fl = median(floors.clone());
-        rows.push(json!({
-            "model": format!("{:.2} GiB ({} files)", bytes / GIB, model.files.len()),
-            "floor_s": fl,
-            "floor_mib_s": bytes / MIB / fl,
-            "wall_s": wall,
-            "mib_s": bytes / MIB / wall,
-            "ratio": wall / fl,
-            "cpu_s_per_gib": median(syncs.iter().map(|s| s.cpu / (bytes / GIB)).collect()),
-            "rss_mib": syncs.iter().map(|s| s.maxrss_mib).fold(0.0, f64::max),
-            "scratch_mib": syncs.iter().map(|s| s.scratch_bytes as f64 / MIB).fold(0.0, f64::max),
-            "load": loads.iter().copied().fold(0.0, f64::max),
-        }));
+    }
+    for (enabled, (name, spec)) in [
+        (workloads::enabled("many"), workloads::many_files()),
+        (workloads::enabled("mixed"), workloads::mixed_files()),
+    ] {
+        if enabled {
+            eprintln!("preparing the {name} model in S3 ({} files)…", spec.len());
+            let model = store_model(&name, 7, spec, &[], &s3).await?;
+            rows.push(
+                ctx.measure(&model, Kind::S3ToOci { max_ratio: 1.5 })
+                    .await?,
+            );
+        }
+    }
+    if workloads::enabled("zero-copy") {
+        let size = std::env::var("BENCH_ZERO_COPY_MIB")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1024);
+        eprintln!("preparing a {size} MiB model in S3 for the zero-copy runs…");
+        let model = make_model(size, &s3).await?;
+        rows.push(ctx.measure(&model, Kind::S3ToS3).await?);
+        rows.push(ctx.measure(&model, Kind::OciToOci).await?);
     }
 
     println!();
-    println!("model-sync S3 → OCI (release, {runs} run(s) each, medians; RSS and scratch: maxima)");
+    println!("model-sync (release, {runs} run(s) each, medians; RSS and scratch: maxima)");
     println!(
-        "| model | floor s | floor MiB/s | model-sync s | MiB/s | wall/floor | CPU s/GiB | peak RSS MiB | scratch MiB | max load | targets |"
+        "| workload | model | floor s | floor MiB/s | model-sync s | MiB/s | wall/floor | CPU s/GiB | peak RSS MiB | scratch MiB | max load | targets |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut missed = Vec::new();
     for r in &rows {
         let g = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
         let m = misses(r);
         println!(
-            "| {} | {:.2} | {:.0} | {:.2} | {:.0} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {} |",
+            "| {} | {} | {:.2} | {:.0} | {:.2} | {:.0} | {:.3} | {:.2} | {:.1} | {:.1} | {:.1} | {} |",
+            r["workload"].as_str().unwrap_or_default(),
             r["model"].as_str().unwrap_or_default(),
             g("floor_s"),
             g("floor_mib_s"),
@@ -580,7 +625,8 @@ async fn bench() -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "targets: wall ≤ 1.25 × floor, ≤ 3 CPU s/GiB, peak RSS ≤ 64 MiB, no scratch disk: {}",
+        "targets: wall ≤ 1.25 × floor (big files), ≤ 1.5 × floor (many files), ≤ 0.1 × the \
+         streaming floor (zero copy); ≤ 3 CPU s/GiB, peak RSS ≤ 64 MiB, no scratch disk: {}",
         if missed.is_empty() { "met" } else { "NOT met" }
     );
     if !missed.is_empty() && rows.iter().any(|r| r["load"].as_f64() > Some(3.0)) {

@@ -8,8 +8,9 @@ use futures::future::BoxFuture;
 use futures::{StreamExt as _, stream};
 use sha2::Digest as _;
 
-use super::image::{self, ModelLayer};
-use super::layer::Target;
+use super::group::PlannedLayer;
+use super::image::ModelLayer;
+use super::layer::{Previous, Target};
 use crate::transfer::{
     ByteStream, ModelFile, ModelPath, OpenFile, Progress, Reason, TransferError,
 };
@@ -35,21 +36,22 @@ pub(crate) async fn extra_layers(
     layers: &[ModelLayer],
 ) -> Result<Vec<ModelLayer>, TransferError> {
     let mut digests = Vec::with_capacity(layers.len());
-    for l in layers {
-        let sha = l
-            .descriptor
-            .annotation(image::ANNOTATION_SHA256)
+    for (path, sha) in layers.iter().flat_map(|l| &l.contents) {
+        let sha = sha
+            .as_deref()
             .and_then(|d| d.strip_prefix("sha256:"))
             .and_then(|h| hex::decode(h).ok())
             .and_then(|b| <[u8; 32]>::try_from(b).ok())
             .ok_or_else(|| {
                 TransferError::new(
                     Reason::Internal,
-                    format!("no content digest for the layer of {}", l.path),
+                    format!("no content digest for the model file {path}"),
                 )
             })?;
-        digests.push((l.path.clone(), sha));
+        digests.push((path.clone(), sha));
     }
+    // Shared layers and file layers interleave by first path: the signature lists path order.
+    digests.sort_by(|a, b| a.0.cmp(&b.0));
     let mut out = Vec::new();
     for (path, data) in extra.files(&digests).await? {
         let file = ModelFile {
@@ -60,7 +62,15 @@ pub(crate) async fn extra_layers(
         };
         let source = InMemory(data);
         let progress = Progress::new(file.size);
-        out.push(target.model_layer(&source, &file, None, &progress).await?);
+        let planned = PlannedLayer {
+            files: vec![0],
+            shared: false,
+        };
+        let files = std::slice::from_ref(&file);
+        let layer = target
+            .model_layer(&source, files, &planned, &Previous::default(), &progress)
+            .await?;
+        out.push(layer);
     }
     Ok(out)
 }

@@ -31,6 +31,10 @@ pub(crate) const ANNOTATION_TITLE: &str = "org.opencontainers.image.title";
 pub(crate) const ANNOTATION_FINGERPRINT: &str = "io.opendatahub.model-sync.fingerprint";
 /// The content sha256 of the file in a modelcar layer, when the source knew it.
 pub(crate) const ANNOTATION_SHA256: &str = "io.opendatahub.model-sync.content-sha256";
+/// On a layer shared by several model files (`group.rs`): a fingerprint of its members (reuse
+/// on retry) and how many files it holds.
+pub(crate) const ANNOTATION_MEMBERS: &str = "io.opendatahub.model-sync.members-fingerprint";
+pub(crate) const ANNOTATION_FILE_COUNT: &str = "io.opendatahub.model-sync.files";
 const ANNOTATION_BASE_NAME: &str = "org.opencontainers.image.base.name";
 const ANNOTATION_BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
 /// ORAS marks directory layers (tarballs) with this annotation.
@@ -175,11 +179,14 @@ fn oci_layer(d: &Descriptor) -> Descriptor {
     }
 }
 
-/// One model file's layer, as recorded in the manifest.
+/// One model layer (of one file, or shared by several), as recorded in the manifest.
 #[derive(Clone, Debug)]
 pub(crate) struct ModelLayer {
-    pub(crate) path: String,
+    /// The config history's `created_by` for this layer.
+    pub(crate) history: String,
     pub(crate) descriptor: Descriptor,
+    /// `(path, content sha256 when known)` of the layer's files, path order.
+    pub(crate) contents: Vec<(String, Option<String>)>,
 }
 
 /// The base image config plus our layers: `rootfs.diff_ids` extended (uncompressed layers, so
@@ -221,7 +228,7 @@ pub(crate) fn build_config(base: &[u8], layers: &[ModelLayer]) -> Result<Vec<u8>
 fn history_entry(l: &ModelLayer) -> Value {
     serde_json::json!({
         "created": FIXED_CREATED,
-        "created_by": format!("model-sync: add /{}/{}", super::tar::MODELS_DIR, l.path),
+        "created_by": l.history,
         "comment": "model file layer",
     })
 }
@@ -278,6 +285,27 @@ pub(crate) fn model_layer_descriptor(
     }
     if let Some(s) = content_sha256 {
         a.insert(ANNOTATION_SHA256.to_owned(), s.to_owned());
+    }
+    Descriptor {
+        media_type: OCI_LAYER_TAR.to_owned(),
+        digest,
+        size,
+        platform: None,
+        annotations: Some(a),
+        extra: BTreeMap::new(),
+    }
+}
+
+/// The descriptor of a layer shared by `files` model files (no title: it is not one file).
+pub(crate) fn shared_layer_descriptor(
+    digest: String,
+    size: u64,
+    files: usize,
+    members_fingerprint: Option<&str>,
+) -> Descriptor {
+    let mut a = BTreeMap::from([(ANNOTATION_FILE_COUNT.to_owned(), files.to_string())]);
+    if let Some(f) = members_fingerprint {
+        a.insert(ANNOTATION_MEMBERS.to_owned(), f.to_owned());
     }
     Descriptor {
         media_type: OCI_LAYER_TAR.to_owned(),

@@ -1,12 +1,23 @@
-//! One model file → one layer: reuse from a previous push, or stream it from the source
-//! through the tar framing into a chunked upload.
+//! One planned layer (the layer of one model file, or a layer shared by several small files,
+//! see `group.rs`): reuse from a previous push, or stream the files from the source through the
+//! tar framing into one upload.
+//!
+//! Files of a shared layer are read ahead, [`PREFETCH`] at a time, when they are at most
+//! [`PREFETCH_MAX`] bytes (so a layer of thousands of small files is not a sequence of
+//! round trips; at most `PREFETCH × PREFETCH_MAX` bytes wait per layer in flight), and written
+//! in path order; larger members stream through as a file of its own layer does.
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use futures::StreamExt as _;
 
 use super::digest::{Hasher, normalize_content_sha256};
-use super::image::{self, ANNOTATION_FINGERPRINT, ANNOTATION_SHA256, Descriptor, ModelLayer};
+use super::group::{self, Dirs, PlannedLayer};
+use super::image::{
+    self, ANNOTATION_FINGERPRINT, ANNOTATION_MEMBERS, ANNOTATION_SHA256, Descriptor, ModelLayer,
+};
 use super::registry::{Counters, Registry};
 use super::tar;
 use super::upload::{BlobWriter, upload_blob};
@@ -17,6 +28,10 @@ use crate::transfer::{ModelFile, OpenFile, Progress, Reason, TransferError};
 /// Re-opens of a source stream that failed mid-file (sources already resume internally; this
 /// covers those that do not), before the file upload fails.
 const MAX_REOPENS: u32 = 3;
+/// Members of a shared layer read ahead at once.
+const PREFETCH: usize = 16;
+/// Largest member of a shared layer that is read ahead (into memory).
+const PREFETCH_MAX: u64 = 256 << 10;
 
 /// Where model layers go.
 pub(crate) struct Target<'a> {
@@ -25,116 +40,252 @@ pub(crate) struct Target<'a> {
     pub(crate) scopes: &'a [String],
     /// Largest PATCH request.
     pub(crate) segment: u64,
-    /// Every layer gets its content's sha256 annotation (the model signature needs them); a
-    /// previous layer is reused only when its content digest is known.
+    /// Every file's content sha256 is computed (the model signature needs them); a previous
+    /// layer is reused only when its files' content digests are known.
     pub(crate) hash_content: bool,
 }
 
+/// Model layers of the image already at the destination tag (reused on a retry when
+/// unchanged): file layers by title, shared layers by their members' fingerprint.
+#[derive(Debug, Default)]
+pub(crate) struct Previous {
+    pub(crate) by_path: BTreeMap<String, Descriptor>,
+    pub(crate) by_members: BTreeMap<String, Descriptor>,
+}
+
+impl Previous {
+    pub(crate) fn add(&mut self, l: &Descriptor) {
+        if l.media_type != image::OCI_LAYER_TAR {
+            return;
+        }
+        if let Some(title) = l.annotation(image::ANNOTATION_TITLE) {
+            self.by_path.insert(title.to_owned(), l.clone());
+        } else if let Some(fp) = l.annotation(ANNOTATION_MEMBERS) {
+            self.by_members.insert(fp.to_owned(), l.clone());
+        }
+    }
+}
+
 impl Target<'_> {
-    /// Reuses (when `previous` matches) or uploads the layer of one model file.
+    /// Reuses (when `previous` has it unchanged) or uploads one planned layer.
     pub(crate) async fn model_layer<S: OpenFile + ?Sized>(
         &self,
         source: &S,
-        f: &ModelFile,
-        previous: Option<&Descriptor>,
+        files: &[ModelFile],
+        planned: &PlannedLayer,
+        previous: &Previous,
         progress: &Progress,
     ) -> Result<ModelLayer, TransferError> {
         let (repo, scopes) = (self.repo, self.scopes);
-        let path = f.path.as_str();
-        let layer_len = tar::layer_len(&f.path, f.size);
-        let fingerprint = f.fingerprint.as_deref();
-        let content_sha = f.sha256.as_deref().and_then(normalize_content_sha256);
-        if let Some(prev) = previous.filter(|p| {
-            p.size == layer_len
-                && ((fingerprint.is_some() && p.annotation(ANNOTATION_FINGERPRINT) == fingerprint)
-                    || (content_sha.is_some()
-                        && p.annotation(ANNOTATION_SHA256) == content_sha.as_deref()))
-                && (!self.hash_content
-                    || content_sha.is_some()
-                    || p.annotation(ANNOTATION_SHA256).is_some())
-        }) && self.reg.blob_size(repo, &prev.digest, scopes).await? == Some(layer_len)
+        let members: Vec<&ModelFile> = planned.files.iter().map(|&i| &files[i]).collect();
+        let first = members
+            .first()
+            .ok_or_else(|| TransferError::new(Reason::Internal, "an empty layer was planned"))?;
+        let layer_len = group::layer_len(&members);
+        let (what, history, prev, descriptor): (String, String, Option<&Descriptor>, _) =
+            if planned.shared {
+                let fp = group::members_fingerprint(&members);
+                let last = members
+                    .last()
+                    .map_or(first.path.as_str(), |f| f.path.as_str());
+                let what = format!("{} files ({} … {last})", members.len(), first.path);
+                let history = format!(
+                    "model-sync: add {} files to /{} ({} … {last})",
+                    members.len(),
+                    tar::MODELS_DIR,
+                    first.path
+                );
+                // A shared layer records no per-file content digests, so it is not reused when
+                // they are needed.
+                let prev = fp
+                    .as_deref()
+                    .filter(|_| !self.hash_content)
+                    .and_then(|fp| previous.by_members.get(fp));
+                let count = members.len();
+                let descriptor: Box<Describe> = Box::new(move |digest, _| {
+                    image::shared_layer_descriptor(digest, layer_len, count, fp.as_deref())
+                });
+                (what, history, prev, descriptor)
+            } else {
+                let path = first.path.as_str().to_owned();
+                let fingerprint = first.fingerprint.clone();
+                let content_sha = first.sha256.as_deref().and_then(normalize_content_sha256);
+                let prev = previous.by_path.get(&path).filter(|p| {
+                    ((fingerprint.is_some()
+                        && p.annotation(ANNOTATION_FINGERPRINT) == fingerprint.as_deref())
+                        || (content_sha.is_some()
+                            && p.annotation(ANNOTATION_SHA256) == content_sha.as_deref()))
+                        && (!self.hash_content
+                            || content_sha.is_some()
+                            || p.annotation(ANNOTATION_SHA256).is_some())
+                });
+                let history = format!("model-sync: add /{}/{path}", tar::MODELS_DIR);
+                let p = path.clone();
+                let descriptor: Box<Describe> = Box::new(move |digest, content_sha| {
+                    image::model_layer_descriptor(
+                        &p,
+                        digest,
+                        layer_len,
+                        fingerprint.as_deref(),
+                        content_sha,
+                    )
+                });
+                (path, history, prev, descriptor)
+            };
+        let what = what.as_str();
+        if let Some(prev) = prev.filter(|p| p.size == layer_len)
+            && self.reg.blob_size(repo, &prev.digest, scopes).await? == Some(layer_len)
         {
-            let content_sha = content_sha
-                .clone()
-                .or_else(|| prev.annotation(ANNOTATION_SHA256).map(str::to_owned));
-            tracing::info!(path, digest = %prev.digest, "file unchanged since the previous push; layer reused");
+            tracing::info!(layer = what, digest = %prev.digest, "unchanged since the previous push; layer reused");
             Counters::add(&self.reg.counters.blobs_existing, 1);
-            progress.add(f.size);
+            progress.add(members.iter().map(|f| f.size).sum());
+            // Only file layers are reused when digests are needed: the source's, else the
+            // previous layer's annotation.
+            let contents: Vec<(String, Option<String>)> = members
+                .iter()
+                .map(|f| {
+                    let known = f.sha256.as_deref().and_then(normalize_content_sha256);
+                    let recorded = prev.annotation(ANNOTATION_SHA256).map(str::to_owned);
+                    (f.path.as_str().to_owned(), known.or(recorded))
+                })
+                .collect();
+            let single = contents.first().and_then(|c| c.1.clone());
             return Ok(ModelLayer {
-                path: path.to_owned(),
-                descriptor: image::model_layer_descriptor(
-                    path,
-                    prev.digest.clone(),
-                    layer_len,
-                    fingerprint,
-                    content_sha.as_deref(),
-                ),
+                history,
+                descriptor: descriptor(prev.digest.clone(), single.as_deref()),
+                contents,
             });
         }
         let counted = AtomicU64::new(0);
-        let hashed = Mutex::new(None);
-        let hash = content_sha.is_some() || self.hash_content;
+        let hashed = Mutex::new(Vec::new());
         let policy = RetryPolicy {
             attempts: 3,
             ..RetryPolicy::default()
         };
-        let (digest, len) = retry(policy, &format!("upload of {path}"), |_| {
+        let hash = self.hash_content;
+        let (digest, len) = retry(policy, &format!("upload of {what}"), |_| {
             upload_blob(self.reg, repo, scopes, self.segment, None, layer_len, |w| {
-                let content = Content {
-                    expected: content_sha.as_deref(),
-                    hash,
-                    hashed: &hashed,
-                };
-                produce_layer(source, f, content, w, progress, &counted)
+                produce_layer(source, &members, hash, &hashed, w, progress, &counted)
             })
         })
         .await
-        .map_err(|e| e.context(format!("model file {path}")))?;
+        .map_err(|e| e.context(format!("model layer of {what}")))?;
         if len != layer_len {
             return Err(TransferError::new(
                 Reason::Internal,
-                format!("layer of {path} is {len} bytes, expected {layer_len}"),
+                format!("layer of {what} is {len} bytes, expected {layer_len}"),
             ));
         }
-        tracing::debug!(path, %digest, "model layer uploaded");
-        let hashed = hashed.into_inner().unwrap_or_else(|p| p.into_inner());
+        tracing::debug!(layer = what, %digest, "model layer uploaded");
+        let digests = hashed.into_inner().unwrap_or_else(|p| p.into_inner());
+        let contents: Vec<(String, Option<String>)> = members
+            .iter()
+            .zip(digests.into_iter().chain(std::iter::repeat(None)))
+            .map(|(f, d)| (f.path.as_str().to_owned(), d))
+            .collect();
+        let single = contents.first().and_then(|c| c.1.clone());
         Ok(ModelLayer {
-            path: path.to_owned(),
-            descriptor: image::model_layer_descriptor(
-                path,
-                digest,
-                layer_len,
-                fingerprint,
-                hashed.as_deref(),
-            ),
+            history,
+            descriptor: descriptor(digest, single.as_deref()),
+            contents,
         })
     }
 }
 
-/// What `produce_layer` does with the file's content digest.
-struct Content<'a> {
-    /// The source's digest (`sha256:<hex>`), checked.
-    expected: Option<&'a str>,
-    /// Whether to hash the content at all.
-    hash: bool,
-    /// Where the content digest is left (`sha256:<hex>`).
-    hashed: &'a Mutex<Option<String>>,
+/// Builds a layer's descriptor from its digest (and, for a file layer, its content digest).
+type Describe = dyn Fn(String, Option<&str>) -> Descriptor + Send + Sync;
+
+/// Where file content goes: the blob, or memory for a member read ahead.
+trait Out {
+    fn put(&mut self, data: Bytes) -> impl Future<Output = Result<(), TransferError>> + Send;
 }
 
-/// Writes one model file's layer: tar headers, the content streamed from the source (re-opened
-/// at the current offset when the stream breaks), padding and the end-of-archive blocks.
+impl Out for BlobWriter {
+    async fn put(&mut self, data: Bytes) -> Result<(), TransferError> {
+        self.write(data).await
+    }
+}
+
+impl Out for Vec<Bytes> {
+    async fn put(&mut self, data: Bytes) -> Result<(), TransferError> {
+        self.push(data);
+        Ok(())
+    }
+}
+
+/// Writes one layer: for each member, the directory entries it still needs, its file entry,
+/// its content (read ahead or streamed) and padding; then the end-of-archive marker.
 async fn produce_layer<S: OpenFile + ?Sized>(
     source: &S,
-    f: &ModelFile,
-    content_digest: Content<'_>,
+    members: &[&ModelFile],
+    hash: bool,
+    hashed: &Mutex<Vec<Option<String>>>,
     mut w: BlobWriter,
     progress: &Progress,
     counted: &AtomicU64,
 ) -> Result<BlobWriter, TransferError> {
+    let report = |pos: u64| {
+        let before = counted.fetch_max(pos, Ordering::Relaxed);
+        if pos > before {
+            progress.add(pos - before);
+        }
+    };
+    let read_ahead = members.len() > 1;
+    let mut early = futures::stream::iter(members.iter().copied())
+        .map(|f| async move {
+            if read_ahead && f.size <= PREFETCH_MAX {
+                let mut pieces = Vec::new();
+                let digest = write_content(source, f, hash, &mut pieces, &|_| {}).await?;
+                Ok::<_, TransferError>(Some((pieces, digest)))
+            } else {
+                Ok(None)
+            }
+        })
+        .buffered(PREFETCH);
+    let mut dirs = Dirs::default();
+    let mut done = 0u64;
+    let mut digests = Vec::with_capacity(members.len());
+    for f in members {
+        let ahead = early.next().await.ok_or_else(|| {
+            TransferError::new(Reason::Internal, "read-ahead ended before the members")
+        })??;
+        w.write(dirs.headers(&f.path, f.size).into()).await?;
+        let digest = match ahead {
+            Some((pieces, digest)) => {
+                for p in pieces {
+                    w.write(p).await?;
+                }
+                digest
+            }
+            None => write_content(source, f, hash, &mut w, &|pos| report(done + pos)).await?,
+        };
+        digests.push(digest);
+        done += f.size;
+        report(done);
+        let pad = tar::padding(f.size);
+        if pad > 0 {
+            w.write(vec![0; pad as usize].into()).await?;
+        }
+    }
+    w.write(vec![0; tar::END_OF_ARCHIVE as usize].into())
+        .await?;
+    *hashed.lock().unwrap_or_else(|p| p.into_inner()) = digests;
+    Ok(w)
+}
+
+/// Streams one file's content from the source into `out` (re-opened at the current offset when
+/// the stream breaks), checking its length and, when the source knows it, its sha256. Returns
+/// the content's sha256 when it was computed (`hash`, or a digest to check).
+async fn write_content<S: OpenFile + ?Sized, O: Out + Send>(
+    source: &S,
+    f: &ModelFile,
+    hash: bool,
+    out: &mut O,
+    report: &(dyn Fn(u64) + Sync),
+) -> Result<Option<String>, TransferError> {
     let path = f.path.as_str();
-    w.write(tar::layer_prefix(&f.path, f.size).into()).await?;
-    let start = w.written();
-    let mut content = content_digest.hash.then(Hasher::default);
+    let content_sha = f.sha256.as_deref().and_then(normalize_content_sha256);
+    let mut content = (hash || content_sha.is_some()).then(Hasher::default);
     let mut pos = 0u64;
     let mut reopens = 0;
     let open = |offset: u64| {
@@ -178,12 +329,9 @@ async fn produce_layer<S: OpenFile + ?Sized>(
                     h.update(&bytes);
                 }
                 let n = bytes.len() as u64;
-                w.write(bytes).await?;
+                out.put(bytes).await?;
                 pos += n;
-                let before = counted.fetch_max(pos, Ordering::Relaxed);
-                if pos > before {
-                    progress.add(pos - before);
-                }
+                report(pos);
             }
             failure => {
                 reopens += 1;
@@ -206,22 +354,17 @@ async fn produce_layer<S: OpenFile + ?Sized>(
             }
         }
     }
-    debug_assert_eq!(w.written() - start, pos);
-    if let Some(h) = content {
-        let actual = h.finish();
-        if let Some(expected) = content_digest.expected
-            && actual != expected
-        {
-            return Err(TransferError::new(
-                Reason::IntegrityError,
-                format!("{path}: content hashes to {actual}, the source listed {expected}"),
-            ));
-        }
-        *content_digest
-            .hashed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(actual);
+    let Some(h) = content else {
+        return Ok(None);
+    };
+    let actual = h.finish();
+    if let Some(expected) = content_sha
+        && actual != expected
+    {
+        return Err(TransferError::new(
+            Reason::IntegrityError,
+            format!("{path}: content hashes to {actual}, the source listed {expected}"),
+        ));
     }
-    w.write(tar::layer_suffix(f.size).into()).await?;
-    Ok(w)
+    Ok(Some(actual))
 }

@@ -2,7 +2,10 @@
 //! modelcar images ([`OciSink`]).
 //!
 //! A modelcar is the base image (default `public.ecr.aws/docker/library/busybox:latest`) plus
-//! one uncompressed tar layer per model file holding `/models/<relative path>` (with its parent directories). Layers are
+//! uncompressed tar layers holding
+//! `/models/<relative path>` (with parent directories): one layer per model file, except that a
+//! model with more files than the layer budget has its small files grouped into shared layers
+//! (`group.rs`: at most [`LAYER_BUDGET`] layers in all). Layers are
 //! ordered by path and built deterministically (see `tar.rs`), so publishing the same model on
 //! the same base always yields the same layer, config and manifest digests; the published URI is
 //! pinned by digest (`oci://host/repo@sha256:…`).
@@ -23,8 +26,10 @@ use crate::transfer::{ByteStream, ModelFile, OpenFile, TransferError};
 
 mod auth;
 mod blobs;
+mod copy;
 mod digest;
 mod extra;
+mod group;
 mod image;
 mod layer;
 pub mod referrers;
@@ -41,6 +46,7 @@ mod hostile_tests;
 mod tests;
 
 pub use extra::ImageFiles;
+pub use group::{GROUP_TARGET, GROUP_THRESHOLD, Grouping, LAYER_BUDGET};
 pub use sink::{OciSink, UploadStats};
 pub use source::OciSource;
 

@@ -1,8 +1,10 @@
-//! The modelcar destination: base image + one uncompressed tar layer per model file.
+//! The modelcar destination: base image + uncompressed tar layers of the model files (one per
+//! file, small files grouped when there are more files than the layer budget: `group.rs`).
 //!
-//! Order of work: resolve the base image (an index gives one image per platform), read the
-//! manifest already at the destination tag (layers whose title, size and fingerprint or content
-//! sha256 match are reused on a retry), make the base layers present in the destination
+//! Order of work: resolve the base image (an index gives one image per platform), plan the
+//! layers, read the manifest already at the destination tag (file layers whose title, size and
+//! fingerprint or content sha256 match, and shared layers whose members' fingerprint and size
+//! match, are reused on a retry), make the base layers present in the destination
 //! repository (HEAD, else cross-repository mount on the same registry, else a streamed copy),
 //! stream the model layers (`concurrency` at a time, in path order), then push the configs, the
 //! per-platform manifests and the tag. No manifest is pushed before every blob it references was
@@ -15,10 +17,12 @@ use bytes::Bytes;
 use futures::{StreamExt as _, TryStreamExt as _, stream};
 use oci_client::Reference;
 
+use super::copy::{BlobOrigin, copy_blob};
 use super::digest;
 use super::extra::{ImageFiles, extra_layers};
+use super::group::{self, Grouping};
 use super::image::{self, Descriptor, Manifest, ModelLayer, Parsed};
-use super::layer::Target;
+use super::layer::{Previous, Target};
 use super::registry::{Registry, Settings, scope};
 use super::upload::{DEFAULT_SEGMENT, upload_blob};
 use crate::config::OciDestination;
@@ -44,11 +48,11 @@ pub struct UploadStats {
 
 /// Publishes models as KServe modelcar images.
 pub struct OciSink {
-    dest: OciDestination,
-    concurrency: usize,
-    segment: u64,
-    registry: Arc<Registry>,
-    extra: Option<Arc<dyn ImageFiles>>,
+    pub(super) dest: OciDestination,
+    pub(super) concurrency: usize,
+    pub(super) segment: u64,
+    pub(super) registry: Arc<Registry>,
+    pub(super) extra: Option<Arc<dyn ImageFiles>>,
 }
 
 /// One platform image of the base.
@@ -154,6 +158,31 @@ impl OciSink {
         let scopes = vec![scope(&repo, "pull,push")];
 
         let base = self.resolve_base().await?;
+        let base_layers = base
+            .platforms
+            .iter()
+            .map(|p| p.manifest.layers.len())
+            .max()
+            .unwrap_or(0);
+        // Files the image gets after the model (the signature) have a layer each.
+        let extra_layers_count = self.extra.as_ref().map_or(0, |e| e.replaces().len());
+        let grouping = Grouping::for_base(base_layers + extra_layers_count).ok_or_else(|| {
+            TransferError::invalid_input(format!(
+                "base image {} has {base_layers} layers: a modelcar has at most {} layers in all \
+                 (container runtimes refuse about 125), so no room is left for the model",
+                base.name,
+                group::LAYER_BUDGET
+            ))
+        })?;
+        let plan = group::plan(&files, grouping);
+        if plan.len() < files.len() {
+            tracing::info!(
+                files = files.len(),
+                layers = plan.len(),
+                base_layers,
+                "small files grouped into shared layers to stay within the layer budget"
+            );
+        }
         let previous = self.previous_layers(&repo, tag, &scopes).await?;
         self.ensure_base_layers(&base, &repo, &scopes).await?;
 
@@ -164,19 +193,21 @@ impl OciSink {
             segment: self.segment,
             hash_content: self.extra.is_some(),
         };
-        // Largest files first, a new one whenever any finishes: small files fill the tail
-        // instead of waiting behind a large one. The manifest lists layers in path order.
-        let mut order: Vec<usize> = (0..files.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(files[i].size));
-        let target = &target;
+        // Largest layers first, a new one whenever any finishes: small layers fill the tail
+        // instead of waiting behind a large one. The manifest lists layers in plan order.
+        let size = |i: usize| -> u64 { plan[i].files.iter().map(|&f| files[f].size).sum() };
+        let mut order: Vec<usize> = (0..plan.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(size(i)));
+        let (target, files, previous) = (&target, &files, &previous);
         let mut layers: Vec<(usize, ModelLayer)> = stream::iter(order)
             .map(|i| {
-                let f = &files[i];
-                let previous = previous.get(f.path.as_str());
+                let planned = &plan[i];
                 async move {
                     Ok::<_, TransferError>((
                         i,
-                        target.model_layer(source, f, previous, progress).await?,
+                        target
+                            .model_layer(source, files, planned, previous, progress)
+                            .await?,
                     ))
                 }
             })
@@ -299,14 +330,14 @@ impl OciSink {
         })
     }
 
-    /// Model layers of the image already at the tag, by path (for reuse on a retry).
+    /// Model layers of the image already at the tag (for reuse on a retry).
     async fn previous_layers(
         &self,
         repo: &str,
         tag: &str,
         scopes: &[String],
-    ) -> Result<BTreeMap<String, Descriptor>, TransferError> {
-        let mut out = BTreeMap::new();
+    ) -> Result<Previous, TransferError> {
+        let mut out = Previous::default();
         let Some(raw) = self.registry.get_manifest(repo, tag, scopes).await? else {
             return Ok(out);
         };
@@ -329,12 +360,8 @@ impl OciSink {
                 return Ok(out);
             }
         };
-        for l in manifest.layers {
-            if l.media_type == image::OCI_LAYER_TAR
-                && let Some(title) = l.annotation(image::ANNOTATION_TITLE)
-            {
-                out.insert(title.to_owned(), l.clone());
-            }
+        for l in &manifest.layers {
+            out.add(l);
         }
         Ok(out)
     }
@@ -372,53 +399,12 @@ impl OciSink {
         repo: &str,
         scopes: &[String],
     ) -> Result<(), TransferError> {
-        let d = digest::parse(&l.digest)?;
-        let reg = &self.registry;
-        if reg.blob_size(repo, &d, scopes).await?.is_some() {
-            super::registry::Counters::add(&reg.counters.blobs_existing, 1);
-            return Ok(());
-        }
-        let base_scopes = [scope(&base.repo, "pull")];
-        if base.same_registry {
-            let both = [scope(repo, "pull,push"), scope(&base.repo, "pull")];
-            if reg.mount(repo, &d, &base.repo, &both).await? {
-                return Ok(());
-            }
-        }
-        retry(
-            RetryPolicy {
-                attempts: 3,
-                ..RetryPolicy::default()
-            },
-            &format!("copy base layer {d}"),
-            |_| async {
-                let resp = base
-                    .registry
-                    .get_blob(&base.repo, &d, 0, None, &base_scopes)
-                    .await?;
-                upload_blob(
-                    reg,
-                    repo,
-                    scopes,
-                    self.segment,
-                    Some(&d),
-                    l.size,
-                    |mut w| async move {
-                        let mut body = resp.bytes_stream();
-                        while let Some(chunk) = body.next().await {
-                            let chunk = chunk.map_err(|e| {
-                                base.registry.transport_error("reading base layer", e)
-                            })?;
-                            w.write(chunk).await?;
-                        }
-                        Ok(w)
-                    },
-                )
-                .await
-            },
-        )
-        .await?;
-        Ok(())
+        let from = BlobOrigin {
+            registry: &base.registry,
+            repo: &base.repo,
+            same_registry: base.same_registry,
+        };
+        copy_blob(&self.registry, repo, scopes, self.segment, &from, l).await
     }
 
     async fn push_manifests(

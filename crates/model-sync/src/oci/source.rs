@@ -79,6 +79,11 @@ impl OciSource {
         Ok(self)
     }
 
+    /// The registry client and the location read (for copies of the image as it is: `copy.rs`).
+    pub(super) fn origin(&self) -> (&Arc<Registry>, &OciLocation) {
+        (&self.registry, &self.location)
+    }
+
     /// The model files, sorted by path, with their sizes.
     pub async fn list(&self) -> Result<Vec<ModelFile>, TransferError> {
         Ok(self.listing().await?.files.clone())

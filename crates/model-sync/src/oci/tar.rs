@@ -4,8 +4,10 @@
 //! `models/a/`, the file entry `models/a/b.bin`, the content, zero padding to 512 bytes and the
 //! two zero blocks that end an archive. Every header field is fixed (mtime 0, uid/gid 0, empty
 //! uname/gname, mode 0755 for directories and 0644 for files), so the layer bytes are a function
-//! of the path and the content only. Plain ustar is used; a PAX extended header is added only
-//! when ustar cannot express the entry (non-ASCII or over-long path, size of 8 GiB or more).
+//! of the path and the content only. A layer of several files (`group.rs`) has the same framing:
+//! each file's parent directories not yet in the layer before it, one end-of-archive marker.
+//! Plain ustar is used; a PAX extended header is added only when ustar cannot express the entry
+//! (non-ASCII or over-long path, size of 8 GiB or more).
 use crate::transfer::{ModelPath, TransferError};
 
 /// Tar block size.
@@ -24,13 +26,33 @@ pub(crate) fn padding(size: u64) -> u64 {
 }
 
 /// Everything in a model file's layer before its content: directory entries and the headers
-/// of the file itself.
+/// of the file itself (the layer of one file, built whole: for tests).
+#[cfg(test)]
 pub(crate) fn layer_prefix(path: &ModelPath, size: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 * BLOCK as usize);
-    write_entry(&mut out, &format!("{MODELS_DIR}/"), b'5', DIR_MODE, 0);
+    out.extend(dir_entry(""));
     for dir in path.parents() {
-        write_entry(&mut out, &format!("{MODELS_DIR}/{dir}/"), b'5', DIR_MODE, 0);
+        out.extend(dir_entry(dir));
     }
+    out.extend(file_entry(path, size));
+    out
+}
+
+/// The header block(s) of the directory entry `models/<dir>/` (`models/` when `dir` is empty).
+pub(crate) fn dir_entry(dir: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(BLOCK as usize);
+    let name = if dir.is_empty() {
+        format!("{MODELS_DIR}/")
+    } else {
+        format!("{MODELS_DIR}/{dir}/")
+    };
+    write_entry(&mut out, &name, b'5', DIR_MODE, 0);
+    out
+}
+
+/// The header block(s) of the file entry `models/<path>` (its content follows).
+pub(crate) fn file_entry(path: &ModelPath, size: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(BLOCK as usize);
     write_entry(
         &mut out,
         &format!("{MODELS_DIR}/{path}"),
@@ -41,12 +63,17 @@ pub(crate) fn layer_prefix(path: &ModelPath, size: u64) -> Vec<u8> {
     out
 }
 
+/// The two zero blocks that end an archive.
+pub(crate) const END_OF_ARCHIVE: u64 = 2 * BLOCK;
+
 /// Everything after the content: padding and the end-of-archive marker.
+#[cfg(test)]
 pub(crate) fn layer_suffix(size: u64) -> Vec<u8> {
     vec![0; (padding(size) + 2 * BLOCK) as usize]
 }
 
 /// Total layer length for a file of `size` bytes at `path`.
+#[cfg(test)]
 pub(crate) fn layer_len(path: &ModelPath, size: u64) -> u64 {
     layer_prefix(path, size).len() as u64 + size + padding(size) + 2 * BLOCK
 }

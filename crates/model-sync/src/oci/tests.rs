@@ -247,7 +247,8 @@ fn config_extends_diff_ids_and_history() {
         .iter()
         .enumerate()
         .map(|(i, p)| ModelLayer {
-            path: (*p).to_owned(),
+            history: format!("model-sync: add /models/{p}"),
+            contents: vec![((*p).to_owned(), None)],
             descriptor: image::model_layer_descriptor(
                 p,
                 format!("sha256:l{i}"),

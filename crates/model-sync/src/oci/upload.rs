@@ -88,10 +88,6 @@ impl BlobWriter {
         })
     }
 
-    pub(crate) fn written(&self) -> u64 {
-        self.hasher.len()
-    }
-
     /// Sends what is gathered, checks the length; returns the digest of everything written.
     async fn finish(mut self) -> Result<String, TransferError> {
         if self.hasher.len() != self.len {

@@ -119,10 +119,14 @@ impl AnyDestination {
         files: &[ModelFile],
         progress: &Progress,
     ) -> Result<Published, TransferError> {
-        match self {
-            Self::S3(d) => d.publish(source, files, progress).await,
-            Self::Local(d) => d.publish(source, files, progress).await,
-            Self::Oci(d) => d.publish(source, files, progress).await,
+        // Same-kind pairs take the zero-copy paths (server-side copies, blob mounts and
+        // as-is blob copies), which fall back to streaming themselves.
+        match (self, source) {
+            (Self::S3(d), AnySource::S3(s)) => d.publish_from_s3(s, files, progress).await,
+            (Self::Oci(d), AnySource::Oci(s)) => d.publish_from_oci(s, files, progress).await,
+            (Self::S3(d), _) => d.publish(source, files, progress).await,
+            (Self::Local(d), _) => d.publish(source, files, progress).await,
+            (Self::Oci(d), _) => d.publish(source, files, progress).await,
         }
     }
 }

@@ -16,6 +16,9 @@ use crate::transfer::{
     ByteStream, ModelFile, OpenFile, Progress, Published, Reason, TransferError,
 };
 
+#[path = "copy.rs"]
+mod copy;
+
 const MIB: u64 = 1024 * 1024;
 /// S3 limits: parts per upload, smallest non-final part, largest part.
 pub const MAX_PARTS: u64 = 10_000;
@@ -37,6 +40,11 @@ pub struct MultipartOptions {
     pub max_buffered: u64,
     /// Files uploading at once (default 2).
     pub files_in_flight: usize,
+    /// Server-side copies (same endpoint): objects larger than this are copied in parts with
+    /// `UploadPartCopy` (default 5 GiB, the largest `CopyObject`), others with one `CopyObject`.
+    pub copy_threshold: u64,
+    /// Smallest part of a copy in parts (default 1 GiB; grows for 10,000 parts at most).
+    pub copy_part_size: u64,
 }
 
 impl Default for MultipartOptions {
@@ -47,6 +55,8 @@ impl Default for MultipartOptions {
             parts_in_flight: 4,
             max_buffered: 256 * MIB,
             files_in_flight: 2,
+            copy_threshold: MAX_PART_SIZE,
+            copy_part_size: 1024 * MIB,
         }
     }
 }
@@ -79,6 +89,8 @@ pub struct S3Destination {
     key: String,
     options: MultipartOptions,
     retry: RetryPolicy,
+    /// The endpoint (see [`super::endpoint_id`]); `None` when unknown (a caller's client).
+    endpoint: Option<String>,
 }
 
 impl std::fmt::Debug for S3Destination {
@@ -95,11 +107,13 @@ const CANCELLED: &str = "upload cancelled after another file failed";
 
 impl S3Destination {
     pub async fn new(location: &S3Location) -> S3Destination {
-        S3Destination::with_client(
+        let mut d = S3Destination::with_client(
             super::client(location).await,
             &location.bucket,
             &location.key,
-        )
+        );
+        d.endpoint = Some(super::endpoint_id(location));
+        d
     }
 
     pub fn with_client(client: aws_sdk_s3::Client, bucket: &str, key: &str) -> S3Destination {
@@ -109,7 +123,15 @@ impl S3Destination {
             key: key.to_owned(),
             options: MultipartOptions::default(),
             retry: RetryPolicy::default(),
+            endpoint: None,
         }
+    }
+
+    /// The endpoint URL the client was built for (with [`S3Destination::with_client`]; `new`
+    /// knows it): a source on the same endpoint is then copied server-side.
+    pub fn with_endpoint(mut self, endpoint: &str) -> Self {
+        self.endpoint = Some(endpoint.trim_end_matches('/').to_owned());
+        self
     }
 
     pub fn with_options(mut self, options: MultipartOptions) -> Self {

@@ -191,6 +191,16 @@ fn hint(code: &str) -> Option<&'static str> {
     })
 }
 
+/// What identifies an endpoint for server-side copies: its URL without a trailing slash, empty
+/// for the SDK's default (AWS, where copies across regions work too).
+pub(crate) fn endpoint_id(location: &S3Location) -> String {
+    location
+        .endpoint
+        .as_ref()
+        .map(|e| e.as_str().trim_end_matches('/').to_owned())
+        .unwrap_or_default()
+}
+
 /// `s3://bucket/key`.
 pub(crate) fn s3_uri(bucket: &str, key: &str) -> String {
     format!("s3://{bucket}/{key}")

@@ -39,6 +39,8 @@ pub struct S3Source {
     resume: ResumeOptions,
     /// Model path → object key and listed ETag, filled by `list`.
     keys: Mutex<HashMap<ModelPath, Listed>>,
+    /// The endpoint (see [`super::endpoint_id`]); `None` when unknown (a caller's client).
+    endpoint: Option<String>,
 }
 
 impl std::fmt::Debug for S3Source {
@@ -52,11 +54,13 @@ impl std::fmt::Debug for S3Source {
 
 impl S3Source {
     pub async fn new(location: &S3Location) -> S3Source {
-        S3Source::with_client(
+        let mut s = S3Source::with_client(
             super::client(location).await,
             &location.bucket,
             &location.key,
-        )
+        );
+        s.endpoint = Some(super::endpoint_id(location));
+        s
     }
 
     pub fn with_client(client: aws_sdk_s3::Client, bucket: &str, key: &str) -> S3Source {
@@ -67,7 +71,25 @@ impl S3Source {
             retry: RetryPolicy::default(),
             resume: ResumeOptions::default(),
             keys: Mutex::new(HashMap::new()),
+            endpoint: None,
         }
+    }
+
+    /// The endpoint URL the client was built for, so that an S3 destination on the same
+    /// endpoint can copy server-side (with [`S3Source::with_client`]; `new` knows it).
+    pub fn with_endpoint(mut self, endpoint: &str) -> Self {
+        self.endpoint = Some(endpoint.trim_end_matches('/').to_owned());
+        self
+    }
+
+    pub(crate) fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
+    }
+
+    /// Bucket, object key and listed ETag of a file, for server-side copies.
+    pub(crate) fn object_of(&self, path: &ModelPath) -> (&str, String, Option<String>) {
+        let (key, etag) = self.key_of(path);
+        (&self.bucket, key, etag)
     }
 
     /// How interrupted reads are resumed (tests shorten the delays).

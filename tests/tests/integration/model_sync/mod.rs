@@ -11,6 +11,7 @@ mod hf;
 mod local;
 mod oci;
 mod s3;
+mod s3_copy;
 mod security;
 mod storage_initializer;
 mod uri;

@@ -20,6 +20,8 @@ use mro_tests::oci_registry::OciRegistry;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
+mod copy;
+mod many_files;
 mod multi_arch;
 mod perf;
 mod source;

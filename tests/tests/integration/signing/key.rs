@@ -142,6 +142,9 @@ async fn key_signed_s3_model_has_model_sig_under_the_prefix() -> anyhow::Result<
     let mr = ModelRegistryStandIn::start(StandInOptions::default()).await?;
     let model = Model::small(72);
     model.put_s3(&s3, "models", "bert").await?;
+    // S3 refuses writes into a missing bucket (s3s-fs's PutObject does not check; its CopyObject,
+    // which an S3 → S3 copy on one endpoint uses, does).
+    s3.create_bucket("signed").await?;
     let mut job = SyncJob::new()?;
     job.registry(&mr.base_url(), mr.token());
     let (private, public) = key_files(&job)?;
