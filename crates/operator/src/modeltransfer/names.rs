@@ -69,10 +69,13 @@ pub fn metadata_config_map_name(mt: &ModelTransfer) -> String {
     bounded_name(&mt.name_any(), "metadata", MAX_NAME)
 }
 
-/// `<transfer-namespace>-<transfer-name>-registry-user`: the RoleBinding in the registry's
-/// namespace (unique per transfer even when transfers of several namespaces use one registry).
+/// `<transfer-namespace>.<transfer-name>-registry-user`: the RoleBinding in the registry's
+/// namespace, unique per transfer even when transfers of several namespaces use one registry.
+/// The dot separates: a namespace name never contains one, so `a-b`/`c` and `a`/`b-c` get
+/// different names (with a dash both were `a-b-c-registry-user`, and one transfer's grant was
+/// the other's).
 pub fn role_binding_name(mt: &ModelTransfer) -> String {
-    let base = format!("{}-{}", mt.namespace().unwrap_or_default(), mt.name_any());
+    let base = format!("{}.{}", mt.namespace().unwrap_or_default(), mt.name_any());
     bounded_name(&base, "registry-user", MAX_NAME)
 }
 
@@ -182,5 +185,30 @@ mod tests {
         let n = bounded_name(&dashy, "sync", 63);
         assert!(!n.contains("--"), "{n}");
         assert!(label_value(&a).len() <= 63);
+    }
+
+    fn transfer(ns: &str, name: &str) -> ModelTransfer {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "modelregistry.opendatahub.io/v1alpha1",
+            "kind": "ModelTransfer",
+            "metadata": { "name": name, "namespace": ns },
+            "spec": {
+                "source": { "uri": { "url": "https://example.com/m" } },
+                "destination": { "oci": { "uri": "quay.io/a/b:c" } },
+                "registry": { "url": "https://r.example" },
+                "intent": "create_model",
+                "model": { "registeredModel": { "name": "m" }, "modelVersion": { "name": "v" } }
+            }
+        }))
+        .expect("valid ModelTransfer")
+    }
+
+    #[test]
+    fn role_binding_names_do_not_collide_across_namespaces() {
+        let a = role_binding_name(&transfer("a-b", "c"));
+        let b = role_binding_name(&transfer("a", "b-c"));
+        assert_eq!(a, "a-b.c-registry-user");
+        assert_eq!(b, "a.b-c-registry-user");
+        assert_ne!(a, b);
     }
 }

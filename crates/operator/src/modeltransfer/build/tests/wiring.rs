@@ -117,7 +117,7 @@ fn model_registry_ref_plain_proxied_and_openshift() {
     assert_eq!(rb.metadata.namespace.as_deref(), Some("registries"));
     assert_eq!(
         rb.metadata.name.as_deref(),
-        Some("team-a-iris-transfer-registry-user")
+        Some("team-a.iris-transfer-registry-user")
     );
     assert!(rb.metadata.owner_references.is_none(), "cross-namespace");
     assert_eq!(
