@@ -144,7 +144,7 @@ pub enum ApplyError {
     #[error(transparent)]
     Kube(#[from] kube::Error),
     #[error(transparent)]
-    Conflict(#[from] Conflict),
+    Conflict(#[from] Box<Conflict>),
 }
 
 /// The parent a child's labels name (every child we build carries them).
@@ -153,15 +153,15 @@ pub fn parent_of(child: &Child) -> Option<Parent> {
 }
 
 /// Whether an existing object labelled for `existing` may be applied over by `child`.
-pub fn claim(child: &Child, existing: Option<Parent>) -> Result<(), Conflict> {
+pub fn claim(child: &Child, existing: Option<Parent>) -> Result<(), Box<Conflict>> {
     let ours = parent_of(child);
     if ours.is_some() && existing == ours {
         Ok(())
     } else {
-        Err(Conflict {
+        Err(Box::new(Conflict {
             key: child.key(),
             claimed_by: existing,
-        })
+        }))
     }
 }
 

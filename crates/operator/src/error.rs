@@ -20,7 +20,7 @@ pub enum Error {
 
     /// A child's name is taken by an object the operator did not create for this parent.
     #[error("{0}")]
-    Conflict(#[from] crate::apply::Conflict),
+    Conflict(#[from] Box<crate::apply::Conflict>),
 }
 
 impl From<crate::apply::ApplyError> for Error {

@@ -22,6 +22,19 @@ pub const SPEC_HASH_ANNOTATION: &str = "modelregistry.opendatahub.io/spec-hash";
 /// pod watch needs to find its transfer without a lookup).
 pub const PARENT_NAME_ANNOTATION: &str = PARENT_NAME_LABEL;
 pub const PARENT_NAMESPACE_ANNOTATION: &str = PARENT_NAMESPACE_LABEL;
+/// On a ServiceAccount, `"true"`: ModelTransfers of its namespace may run their Job as it
+/// (`spec.job.serviceAccountName`), so its tokens go to the registries they name. Set by whoever
+/// manages the account; without it only the per-transfer `<name>-sync` account is used.
+pub const ALLOW_TRANSFERS_ANNOTATION: &str = "modelregistry.opendatahub.io/allow-model-transfers";
+/// On a `spec.registry.tokenSecretRef` Secret, `"true"`: its token may be sent to a plain-HTTP
+/// registry (in clear). Without it the token is only sent over HTTPS.
+pub const ALLOW_PLAIN_HTTP_ANNOTATION: &str = "modelregistry.opendatahub.io/allow-plain-http";
+
+/// Whether `annotations` hold `key: "true"` (an explicit opt-in).
+pub fn opted_in(annotations: &BTreeMap<String, String>, key: &str) -> bool {
+    annotations.get(key).is_some_and(|v| v == "true")
+}
+
 /// Label the Job controller puts on a Job's pods (all Kubernetes versions).
 pub const JOB_NAME_LABEL: &str = "job-name";
 

@@ -71,6 +71,21 @@ impl Env {
             .expect("create Secret");
     }
 
+    /// A registry token Secret whose owner allows sending it to a plain-HTTP registry (the
+    /// registry stand-ins serve HTTP; without the opt-in the controller refuses).
+    pub async fn plain_http_token_secret(&self, name: &str, token: &str) {
+        let s: Secret = serde_json::from_value(json!({
+            "metadata": { "name": name, "annotations": {
+                "modelregistry.opendatahub.io/allow-plain-http": "true" } },
+            "stringData": { "token": token },
+        }))
+        .unwrap();
+        self.api::<Secret>()
+            .create(&PostParams::default(), &s)
+            .await
+            .expect("create Secret");
+    }
+
     /// The S3 data-connection Secret and the docker config Secret [`s3_to_oci`] refers to.
     pub async fn storage_secrets(&self) {
         self.secret(
