@@ -346,7 +346,9 @@ fn spec_defaults(input: &BuildInput) -> Option<String> {
     (!d.is_empty()).then(|| serde_json::Value::Object(d).to_string())
 }
 
-pub fn error_policy(mr: Arc<ModelRegistry>, err: &Error, ctx: Arc<Context>) -> Action {
+/// Reports a failed reconcile (the retry follows the object's backoff, see
+/// [`crate::backoff`]).
+pub fn report_error(mr: Arc<ModelRegistry>, err: &Error, ctx: Arc<Context>) {
     ctx.metrics
         .reconcile_failed(CONTROLLER, &err.metric_label());
     tracing::warn!(registry = %mr.name_any(), namespace = ?mr.namespace(), error = %err, "reconcile failed");
@@ -358,7 +360,6 @@ pub fn error_policy(mr: Arc<ModelRegistry>, err: &Error, ctx: Arc<Context>) -> A
         let note = err.to_string();
         runtime.spawn(async move { warn(&ctx, &mr, "ReconcileFailed", &note).await });
     }
-    Action::requeue(Duration::from_secs(10))
 }
 
 /// Failures that persist until someone changes something: the API server rejected a request as

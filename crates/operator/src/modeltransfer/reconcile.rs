@@ -480,9 +480,10 @@ async fn note(ctx: &Context, mt: &ModelTransfer, type_: EventType, reason: &str,
     }
 }
 
-pub fn error_policy(mt: Arc<ModelTransfer>, err: &Error, ctx: Arc<Context>) -> Action {
+/// Reports a failed reconcile (the retry follows the object's backoff, see
+/// [`crate::backoff`]).
+pub fn report_error(mt: Arc<ModelTransfer>, err: &Error, ctx: Arc<Context>) {
     ctx.metrics
         .reconcile_failed(CONTROLLER, &err.metric_label());
     tracing::warn!(transfer = %mt.name_any(), namespace = ?mt.namespace(), error = %err, "reconcile failed");
-    Action::requeue(Duration::from_secs(10))
 }
