@@ -12,6 +12,7 @@
 //! - [`operator`]: the operator run in-process under the shipped RBAC.
 //! - [`rbac_proxy`]: a kube-rbac-proxy stand-in (TokenReview + SubjectAccessReview, TLS).
 //! - [`node_agent`]: plays the kubelet for Job pods (e2e), with Service host aliases.
+//! - [`token_catcher`]: an HTTPS endpoint keeping the bearer tokens sent to it (security tests).
 #![forbid(unsafe_code)]
 
 pub mod cluster;
@@ -29,6 +30,7 @@ pub mod rbac_proxy;
 pub mod s3;
 pub mod sigstore;
 pub mod tls;
+pub mod token_catcher;
 pub mod tools;
 pub mod wait;
 

@@ -320,6 +320,16 @@ async fn list_children<'k>(
             Ok(list) => list.items,
             // A kind whose API disappeared has nothing left to prune.
             Err(kube::Error::Api(s)) if s.code == 404 => continue,
+            // A platform API that does not answer (an aggregated API whose server is down)
+            // must not hold up the built-in children's pruning, nor a deletion: its objects
+            // cannot be deleted now anyway. Said in the log; found again by the next prune.
+            Err(kube::Error::Api(s)) if s.code == 503 && optional(&kind.resource.group) => {
+                tracing::warn!(
+                    kind = %kind.resource.kind, group = %kind.resource.group, error = %s.message,
+                    "optional API unavailable: its children were not pruned"
+                );
+                continue;
+            }
             Err(e) => return Err(e),
         };
         for obj in existing {
@@ -336,6 +346,15 @@ async fn list_children<'k>(
         }
     }
     Ok(found)
+}
+
+/// Whether `group` is an optional platform API (OpenShift, Istio, Authorino) rather than one
+/// every Kubernetes cluster serves.
+pub fn optional(group: &str) -> bool {
+    !matches!(
+        group,
+        "" | "apps" | "batch" | "rbac.authorization.k8s.io" | "networking.k8s.io"
+    )
 }
 
 async fn delete_unwanted(
@@ -355,8 +374,39 @@ async fn delete_unwanted(
         match api.delete(&key.name, &DeleteParams::background()).await {
             Ok(_) => deleted.push(key),
             Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(kube::Error::Api(s)) if s.code == 503 && optional(&key.group) => {
+                tracing::warn!(kind = %key.kind, name = %key.name, error = %s.message,
+                    "optional API unavailable: child not deleted");
+            }
             Err(e) => return Err(e),
         }
     }
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_platform_groups_are_optional() {
+        for g in [
+            "",
+            "apps",
+            "batch",
+            "rbac.authorization.k8s.io",
+            "networking.k8s.io",
+        ] {
+            assert!(!optional(g), "{g}");
+        }
+        for g in [
+            "route.openshift.io",
+            "user.openshift.io",
+            "networking.istio.io",
+            "security.istio.io",
+            "authorino.kuadrant.io",
+        ] {
+            assert!(optional(g), "{g}");
+        }
+    }
 }

@@ -10,6 +10,7 @@ mod model_sync;
 mod modelregistry_controller;
 mod modeltransfer_controller;
 mod modeltransfer_e2e;
+mod security;
 mod signing;
 mod smoke_http;
 mod smoke_kube;

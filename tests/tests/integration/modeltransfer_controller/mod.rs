@@ -38,6 +38,17 @@ impl Env {
         env
     }
 
+    /// Another (existing) namespace `ns` on the same control plane, with an operator of its own
+    /// watching only it.
+    pub async fn in_namespace(&self, ns: &str) -> Env {
+        Env {
+            cluster: self.cluster,
+            ns: ns.to_string(),
+            client: self.client.clone(),
+            _operator: Some(operator::start(self.cluster, operator::test_settings(ns)).await),
+        }
+    }
+
     /// A test namespace without an operator (the test runs one itself, e.g. as a process).
     pub async fn without_operator(prefix: &str) -> Env {
         let cluster = cluster::shared(Flavour::Vanilla).await;
