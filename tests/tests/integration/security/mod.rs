@@ -9,6 +9,7 @@
 //!   rewrites nor deletes it; it reports the conflict.
 //! - [`grants`]: registry access granted for a transfer goes when its Job is refused, and one
 //!   transfer's grant is never another's (names of different namespaces do not collide).
+//! - [`robustness`]: a `kubectl scale` of a registry is not undone.
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::Client;
@@ -16,6 +17,7 @@ use kube::api::{Api, PostParams};
 use serde_json::json;
 
 mod grants;
+mod robustness;
 mod takeover;
 mod tokens;
 

@@ -359,7 +359,11 @@ pub fn deployment(input: &BuildInput) -> Result<Deployment, BuildError> {
     Ok(Deployment {
         metadata: labels::owned_meta(mr, &name),
         spec: Some(DeploymentSpec {
-            replicas: Some(if withheld { 0 } else { 1 }),
+            // Zero while withheld; otherwise not ours: the API server defaults a new
+            // Deployment to 1 and `kubectl scale` or an HorizontalPodAutoscaler own it after
+            // that (server-side apply drops the field once we stop setting it, so a withheld
+            // registry comes back at the default).
+            replicas: withheld.then_some(0),
             revision_history_limit: Some(0),
             selector: LabelSelector {
                 match_labels: Some(labels::selector(mr)),

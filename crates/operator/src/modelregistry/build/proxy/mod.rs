@@ -259,6 +259,8 @@ pub fn sidecar(input: &BuildInput) -> Option<ProxySidecar> {
             "allowPrivilegeEscalation": false,
             "capabilities": { "drop": ["ALL"] },
             "seccompProfile": { "type": "RuntimeDefault" },
+            // Both proxies only read their mounted certificates and configuration.
+            "readOnlyRootFilesystem": true,
         },
         "volumeMounts": mounts,
     });
