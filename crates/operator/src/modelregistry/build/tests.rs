@@ -182,3 +182,51 @@ fn registry_pods_meet_the_restricted_pod_security_standard() {
         }
     }
 }
+
+#[test]
+fn only_the_proxy_container_gets_the_service_account_token() {
+    let openshift = Capabilities::from_groups([(crate::capabilities::ROUTE_GROUP, vec!["v1"])]);
+    for (spec, caps) in [
+        (json!({ "rest": {} }), Capabilities::vanilla()),
+        (
+            json!({ "rest": {}, "grpc": {}, "kubeRBACProxy": {} }),
+            Capabilities::vanilla(),
+        ),
+        (
+            json!({ "rest": {}, "kubeRBACProxy": {} }),
+            openshift.clone(),
+        ),
+        (json!({ "rest": {}, "oauthProxy": {} }), openshift.clone()),
+    ] {
+        let out = build(&registry(spec.clone()), &caps);
+        let d: Deployment = typed(&out, "Deployment");
+        let pod = d.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.automount_service_account_token, Some(false), "{spec}");
+        for c in &pod.containers {
+            let has_token = c
+                .volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.mount_path == proxy::TOKEN_DIR && m.name == proxy::TOKEN_VOLUME);
+            let is_proxy = [
+                proxy::KUBE_RBAC_PROXY_CONTAINER,
+                proxy::OAUTH_PROXY_CONTAINER,
+            ]
+            .contains(&c.name.as_str());
+            assert_eq!(has_token, is_proxy, "{spec}: {}", c.name);
+        }
+        let token = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == proxy::TOKEN_VOLUME);
+        let proxied = spec.get("kubeRBACProxy").is_some() || spec.get("oauthProxy").is_some();
+        assert_eq!(token.is_some(), proxied, "{spec}");
+        if let Some(t) = token {
+            let sources = t.projected.as_ref().unwrap().sources.as_ref().unwrap();
+            let sa = sources[0].service_account_token.as_ref().unwrap();
+            assert_eq!(sa.audience, None, "the proxy talks to the API server");
+            assert!(sa.expiration_seconds.unwrap() <= 3607);
+        }
+    }
+}
