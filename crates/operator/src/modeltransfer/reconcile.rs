@@ -13,7 +13,7 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ApiResource, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -141,6 +141,7 @@ pub async fn reconcile(mt: Arc<ModelTransfer>, ctx: Arc<Context>) -> Result<Acti
                 // `<name>-sync` made for something else would hand the Job its rights): no
                 // Job; looked at again on a timer.
                 Err(apply::ApplyError::Conflict(c)) => {
+                    revoke(&ctx, desired.role_binding.as_ref()).await?;
                     set_grant(&mt, &api, &ctx, None).await?;
                     let st = status::not_started(&mt, reasons::RESOURCE_CONFLICT, &c.to_string());
                     publish_status(&mt, &api, &ctx, &st).await?;
@@ -158,6 +159,7 @@ pub async fn reconcile(mt: Arc<ModelTransfer>, ctx: Arc<Context>) -> Result<Acti
                         s.message
                     );
                     // No Job will run: the registry grant applied for it must not outlive it.
+                    revoke(&ctx, desired.role_binding.as_ref()).await?;
                     set_grant(&mt, &api, &ctx, None).await?;
                     publish_status(&mt, &api, &ctx, &status::invalid(&mt, &message)).await?;
                     return Ok(Action::await_change());
@@ -350,6 +352,22 @@ async fn set_grant(
     }
     if !foreign && has_finalizer(mt) {
         remove_finalizer(api, mt).await?;
+    }
+    Ok(())
+}
+
+/// Deletes the grant applied moments ago for a Job that will not run, by its name: the prune
+/// of [`set_grant`] finds children through caches that may not show it yet.
+async fn revoke(ctx: &Context, binding: Option<&RoleBinding>) -> Result<()> {
+    let Some(b) = binding else { return Ok(()) };
+    let (ns, name) = (b.namespace().unwrap_or_default(), b.name_any());
+    let api = Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns);
+    match api.delete(&name, &DeleteParams::background()).await {
+        Ok(_) => ctx
+            .transfer_writes
+            .deleted(&ChildKey::of::<RoleBinding>(&ns, &name)),
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => return Err(e.into()),
     }
     Ok(())
 }
