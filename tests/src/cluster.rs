@@ -245,6 +245,14 @@ impl Cluster {
         Client::try_from(self.operator.clone()).expect("operator client")
     }
 
+    /// A client acting as `user` (the admin impersonates it: exactly that user's RBAC applies,
+    /// as `kubectl --as`).
+    pub fn impersonating_client(&self, user: &str) -> Client {
+        let mut config = self.admin.clone();
+        config.auth_info.impersonate = Some(user.to_string());
+        Client::try_from(config).expect("impersonating client")
+    }
+
     /// A client for a user with no role bindings, when the cluster has one.
     pub fn unprivileged_client(&self) -> Option<Client> {
         self.unprivileged

@@ -15,6 +15,7 @@
 //!   namespace of its own, with our images built offline and loaded.
 //! - [`node_agent`]: plays the kubelet for Job pods (e2e), with Service host aliases, where no real
 //!   node is used.
+//! - [`token_catcher`]: an HTTPS endpoint keeping the bearer tokens sent to it (security tests).
 #![forbid(unsafe_code)]
 
 pub mod cluster;
@@ -33,6 +34,7 @@ pub mod rbac_proxy;
 pub mod s3;
 pub mod sigstore;
 pub mod tls;
+pub mod token_catcher;
 pub mod tools;
 pub mod wait;
 

@@ -76,9 +76,9 @@ impl Drop for RbacProxy {
 }
 
 /// A TCP listener whose connections complete a TLS handshake before they are served.
-struct TlsListener {
-    tcp: TcpListener,
-    tls: TlsAcceptor,
+pub(crate) struct TlsListener {
+    pub(crate) tcp: TcpListener,
+    pub(crate) tls: TlsAcceptor,
 }
 
 impl axum::serve::Listener for TlsListener {

@@ -234,6 +234,9 @@ pub mod model_registry {
         pub const FINALIZING: &str = "Finalizing";
         /// `spec.grpc` is set, but the server version has no ML Metadata gRPC layer.
         pub const GRPC_IGNORED: &str = "GrpcIgnored";
+        /// A child's name is taken by an object the operator did not create for this registry
+        /// (it is left untouched).
+        pub const RESOURCE_CONFLICT: &str = "ResourceConflict";
     }
 }
 
@@ -256,6 +259,10 @@ pub mod model_transfer {
         /// The referenced ModelRegistry is in another namespace and does not allow transfers
         /// from this one (`spec.modelTransfers.allowedNamespaces`).
         pub const REGISTRY_ACCESS_DENIED: &str = "RegistryAccessDenied";
+        /// A child's name (the `<name>-sync` ServiceAccount, the metadata ConfigMap, the
+        /// registry RoleBinding) is taken by an object the operator did not create for this
+        /// transfer (it is left untouched).
+        pub const RESOURCE_CONFLICT: &str = "ResourceConflict";
         /// The source could not be read.
         pub const SOURCE_UNAVAILABLE: &str = "SourceUnavailable";
         /// The destination refused the upload.

@@ -4,6 +4,14 @@
 //! platform objects (Routes, Istio, Authorino) go through one path. Children carry labels naming
 //! their parent, which is how pruning and cleanup find them, including cluster-scoped and
 //! cross-namespace children that cannot have owner references.
+//!
+//! Those labels are also the creation marker: an object that already exists under a child's
+//! name is applied over only when its labels name the same parent ([`ensure_ours`]). Anything
+//! else (a ClusterRoleBinding `<name>-auth-delegator` or a Group `<name>-users` someone made
+//! for another purpose, a ServiceAccount `<transfer>-sync` that predates the transfer) is a
+//! [`Conflict`]: reported, never rewritten, and never found by the label-selected prune and
+//! cleanup, so never deleted. Whoever could put our labels on an object could change it
+//! directly, so honouring them lends nobody the operator's rights.
 use std::collections::{BTreeMap, BTreeSet};
 
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
@@ -111,8 +119,74 @@ impl ChildKey {
     }
 }
 
+/// An object exists under a child's name that was not created for the child's parent.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{} {} already exists{} and was not created by the operator for this resource ({}); it is \
+     left untouched: delete or rename it, or rename this resource",
+    key.kind,
+    key.name,
+    key.namespace.as_ref().map(|n| format!(" in namespace {n}")).unwrap_or_default(),
+    claimed_by.as_ref().map_or_else(
+        || "it has no parent labels".to_string(),
+        |p| format!("its labels name {} {}/{}", p.kind, p.namespace, p.name)
+    )
+)]
+pub struct Conflict {
+    pub key: ChildKey,
+    /// The parent the existing object's labels name, if any.
+    pub claimed_by: Option<Parent>,
+}
+
+/// Why a child was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Conflict(#[from] Box<Conflict>),
+}
+
+/// The parent a child's labels name (every child we build carries them).
+pub fn parent_of(child: &Child) -> Option<Parent> {
+    Parent::from_labels(child.object.labels())
+}
+
+/// Whether an existing object labelled for `existing` may be applied over by `child`.
+pub fn claim(child: &Child, existing: Option<Parent>) -> Result<(), Box<Conflict>> {
+    let ours = parent_of(child);
+    if ours.is_some() && existing == ours {
+        Ok(())
+    } else {
+        Err(Box::new(Conflict {
+            key: child.key(),
+            claimed_by: existing,
+        }))
+    }
+}
+
+/// Reads the object under `child`'s name (metadata only): absent, or labelled for the child's
+/// parent, is ours to apply; anything else is a [`Conflict`].
+pub async fn ensure_ours(client: &Client, child: &Child) -> Result<(), ApplyError> {
+    match child.api(client).get_metadata_opt(&child.name()).await? {
+        None => Ok(()),
+        Some(existing) => Ok(claim(child, Parent::from_labels(existing.labels()))?),
+    }
+}
+
+/// [`ensure_ours`], then [`apply`]: for children applied without [`OwnWrites`]' record.
+pub async fn apply_new(
+    client: &Client,
+    manager: &str,
+    child: &Child,
+) -> Result<DynamicObject, ApplyError> {
+    ensure_ours(client, child).await?;
+    Ok(apply(client, manager, child).await?)
+}
+
 /// Applies one child with server-side apply, taking ownership of the fields we set (force), so
-/// hand edits of those fields are reverted.
+/// hand edits of those fields are reverted. Callers make sure the object is ours first
+/// ([`ensure_ours`], or [`OwnWrites::apply`], which does).
 pub async fn apply(client: &Client, manager: &str, child: &Child) -> kube::Result<DynamicObject> {
     let pp = PatchParams::apply(manager).force();
     child
@@ -246,6 +320,16 @@ async fn list_children<'k>(
             Ok(list) => list.items,
             // A kind whose API disappeared has nothing left to prune.
             Err(kube::Error::Api(s)) if s.code == 404 => continue,
+            // A platform API that does not answer (an aggregated API whose server is down)
+            // must not hold up the built-in children's pruning, nor a deletion: its objects
+            // cannot be deleted now anyway. Said in the log; found again by the next prune.
+            Err(kube::Error::Api(s)) if s.code == 503 && optional(&kind.resource.group) => {
+                tracing::warn!(
+                    kind = %kind.resource.kind, group = %kind.resource.group, error = %s.message,
+                    "optional API unavailable: its children were not pruned"
+                );
+                continue;
+            }
             Err(e) => return Err(e),
         };
         for obj in existing {
@@ -262,6 +346,15 @@ async fn list_children<'k>(
         }
     }
     Ok(found)
+}
+
+/// Whether `group` is an optional platform API (OpenShift, Istio, Authorino) rather than one
+/// every Kubernetes cluster serves.
+pub fn optional(group: &str) -> bool {
+    !matches!(
+        group,
+        "" | "apps" | "batch" | "rbac.authorization.k8s.io" | "networking.k8s.io"
+    )
 }
 
 async fn delete_unwanted(
@@ -281,8 +374,39 @@ async fn delete_unwanted(
         match api.delete(&key.name, &DeleteParams::background()).await {
             Ok(_) => deleted.push(key),
             Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(kube::Error::Api(s)) if s.code == 503 && optional(&key.group) => {
+                tracing::warn!(kind = %key.kind, name = %key.name, error = %s.message,
+                    "optional API unavailable: child not deleted");
+            }
             Err(e) => return Err(e),
         }
     }
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_platform_groups_are_optional() {
+        for g in [
+            "",
+            "apps",
+            "batch",
+            "rbac.authorization.k8s.io",
+            "networking.k8s.io",
+        ] {
+            assert!(!optional(g), "{g}");
+        }
+        for g in [
+            "route.openshift.io",
+            "user.openshift.io",
+            "networking.istio.io",
+            "security.istio.io",
+            "authorino.kuadrant.io",
+        ] {
+            assert!(optional(g), "{g}");
+        }
+    }
 }

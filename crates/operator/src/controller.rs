@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::stream::{BoxStream, SelectAll};
-use futures::{Stream, StreamExt, TryFuture, TryFutureExt, TryStreamExt};
+use futures::{FutureExt, Stream, StreamExt, TryFuture, TryFutureExt, TryStreamExt};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{
@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 use tokio::runtime::Handle;
 use tracing::Instrument;
 
+use crate::backoff::Backoff;
 use crate::metrics::WorkQueue;
 use crate::metrics::queue::QueueKey;
 use crate::own_writes::OwnWrites;
@@ -212,10 +213,36 @@ where
 
     /// Runs `reconcile` (each call in a task of its own) until `shutdown` resolves; then running
     /// reconciles may finish. `queue` sees every object enter and leave the work queue.
+    /// `report` is told of every failed reconcile (logs, metrics, events); the retry comes after
+    /// the object's own exponential [`Backoff`], which its next success resets.
     pub fn run<Fut, Ctx>(
         self,
+        reconcile: impl FnMut(Arc<K>, Arc<Ctx>) -> Fut,
+        report: impl Fn(Arc<K>, &Fut::Error, Arc<Ctx>),
+        ctx: Arc<Ctx>,
+        queue: WorkQueue,
+        shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    ) -> impl Stream<Item = RunResult<K, Fut::Error>>
+    where
+        Fut: TryFuture<Ok = Action> + Send + 'static,
+        Fut::Error: std::error::Error + Send + 'static,
+    {
+        self.run_with_backoff(
+            Arc::new(Backoff::default()),
+            reconcile,
+            report,
+            ctx,
+            queue,
+            shutdown,
+        )
+    }
+
+    /// [`run`](Self::run) with the given backoff record (tests read it).
+    pub fn run_with_backoff<Fut, Ctx>(
+        self,
+        backoff: Arc<Backoff>,
         mut reconcile: impl FnMut(Arc<K>, Arc<Ctx>) -> Fut,
-        error_policy: impl Fn(Arc<K>, &Fut::Error, Arc<Ctx>) -> Action,
+        report: impl Fn(Arc<K>, &Fut::Error, Arc<Ctx>),
         ctx: Arc<Ctx>,
         queue: WorkQueue,
         shutdown: impl Future<Output = ()> + Send + Sync + 'static,
@@ -230,16 +257,26 @@ where
         let requests = StreamBackoff::new(self.triggers, DefaultBackoff::default())
             .take_until(shutdown)
             .inspect_ok(move |req| entering.requested(key(&req.obj_ref)));
+        let (succeeded, failed, forget) = (backoff.clone(), backoff.clone(), backoff);
         applier(
             move |obj: Arc<K>, ctx| {
                 // Called as the scheduler hands the object over, before the reconcile runs.
-                starting.left(&(obj.namespace(), obj.name_any()));
-                CancelableJoinHandle::spawn(
-                    TryFutureExt::into_future(reconcile(obj, ctx)).in_current_span(),
-                    &Handle::current(),
-                )
+                let id = (obj.namespace(), obj.name_any());
+                starting.left(&id);
+                let backoff = succeeded.clone();
+                let run = TryFutureExt::into_future(reconcile(obj, ctx)).map(move |res| {
+                    if res.is_ok() {
+                        backoff.reset(&id);
+                    }
+                    res
+                });
+                CancelableJoinHandle::spawn(run.in_current_span(), &Handle::current())
             },
-            error_policy,
+            move |obj: Arc<K>, err: &Fut::Error, ctx| {
+                let id = (obj.namespace(), obj.name_any());
+                report(obj, err, ctx);
+                Action::requeue(failed.failed(id))
+            },
             ctx,
             self.store,
             requests,
@@ -248,7 +285,9 @@ where
         .inspect(move |res| {
             // A request for an object gone from the store is dropped by the applier, unreconciled.
             if let Err(controller::Error::ObjectNotFound(gone)) = res {
-                queue.left(&(gone.namespace.clone(), gone.name.clone()));
+                let id = (gone.namespace.clone(), gone.name.clone());
+                queue.left(&id);
+                forget.reset(&id);
             }
         })
     }

@@ -17,6 +17,19 @@ pub enum Error {
 
     #[error("registry request failed: {0}")]
     Registry(String),
+
+    /// A child's name is taken by an object the operator did not create for this parent.
+    #[error("{0}")]
+    Conflict(#[from] Box<crate::apply::Conflict>),
+}
+
+impl From<crate::apply::ApplyError> for Error {
+    fn from(e: crate::apply::ApplyError) -> Error {
+        match e {
+            crate::apply::ApplyError::Kube(e) => Error::Kube(e),
+            crate::apply::ApplyError::Conflict(c) => Error::Conflict(c),
+        }
+    }
 }
 
 impl Error {
@@ -29,6 +42,7 @@ impl Error {
             Error::Build(_) => "build".into(),
             Error::MissingField(_) => "missing_field".into(),
             Error::Registry(_) => "registry".into(),
+            Error::Conflict(_) => "conflict".into(),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! - [`modeltransfer`]: copies models in model-sync Jobs and registers them.
 //! - [`controller`]: the controllers' plumbing (watches, work queue, reconcile runner).
 //! - [`apply`]: server-side apply and pruning of children.
+//! - [`backoff`]: per-object exponential backoff of failed reconciles.
 //! - [`watch_cache`]: reads from the API server's watch cache.
 //! - [`own_writes`]: the controllers' own writes: no wake-ups for them, no repeated no-op applies.
 //! - [`watched`]: the objects the controllers' watches keep for their reads.
@@ -14,6 +15,7 @@
 
 pub mod apidoc;
 pub mod apply;
+pub mod backoff;
 pub mod capabilities;
 pub mod context;
 pub mod controller;

@@ -264,14 +264,19 @@ impl OwnWrites {
 
     /// Applies `child` (server-side, as [`apply::apply`]) unless our last apply of the same
     /// content is still its latest version. Returns the applied object, `None` when skipped.
+    ///
+    /// Only over what is ours: an object the watches show labelled for another parent (or for
+    /// none) is a [`apply::Conflict`]; one they do not show (they select by our labels, so a
+    /// foreign object is never among them) and we did not apply is read first
+    /// ([`apply::ensure_ours`]): one request when a child is created, none afterwards.
     pub async fn apply(
         &self,
         client: &Client,
         child: &Child,
-    ) -> kube::Result<Option<DynamicObject>> {
+    ) -> Result<Option<DynamicObject>, apply::ApplyError> {
         let key = child.key();
         let hash = content_hash(&child.object);
-        {
+        let known = {
             let s = self.lock();
             if let (Some(a), Some(live)) = (s.applied.get(&key), s.live.get(&key))
                 && a.still_holds(hash, live)
@@ -279,6 +284,14 @@ impl OwnWrites {
                 self.skipped.inc();
                 return Ok(None);
             }
+            match s.live.get(&key) {
+                Some(live) => Some(live.parent.clone()),
+                None => s.applied.get(&key).map(|a| a.parent.clone()),
+            }
+        };
+        match known {
+            Some(parent) => apply::claim(child, parent)?,
+            None => apply::ensure_ours(client, child).await?,
         }
         let obj = apply::apply(client, self.manager, child).await?;
         self.applied.inc();

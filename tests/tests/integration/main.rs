@@ -11,6 +11,7 @@ mod modelregistry_controller;
 mod modeltransfer_controller;
 mod modeltransfer_e2e;
 mod node;
+mod security;
 mod signing;
 mod smoke_http;
 mod smoke_kube;

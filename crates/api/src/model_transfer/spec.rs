@@ -340,13 +340,19 @@ pub struct RegistryTarget {
     pub model_registry_ref: Option<ModelRegistryRef>,
     /// Base URL of the registry's REST API: `http(s)://host[:port][/path-prefix]`. With
     /// `https` the Job sends a bearer token (see `tokenSecretRef`); with `http` only when
-    /// `tokenSecretRef` is set.
+    /// `tokenSecretRef` is set and its Secret is annotated
+    /// `modelregistry.opendatahub.io/allow-plain-http: "true"`. A ServiceAccount token sent to
+    /// this URL is bound to the URL's origin (`https://host[:port]`) as its audience, so the
+    /// API server refuses it; a kube-rbac-proxy there needs
+    /// `--auth-token-audiences=<origin>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// Secret key (in the ModelTransfer's namespace) holding a bearer token for the registry,
-    /// mounted into the Job as a file. When unset, an HTTPS registry (an `https` url, or a
-    /// ModelRegistry behind a proxy) gets a token of the Job's ServiceAccount; a plain HTTP one
-    /// gets no token.
+    /// mounted into the Job as a file. Sent only over HTTPS, unless the Secret is annotated
+    /// `modelregistry.opendatahub.io/allow-plain-http: "true"` (otherwise the transfer fails
+    /// with reason InvalidConfiguration, looked at again every 10 s). When unset, an HTTPS
+    /// registry (an `https` url, or a ModelRegistry behind a proxy) gets a token of the Job's
+    /// ServiceAccount; a plain HTTP one gets no token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_secret_ref: Option<SecretKeyValue>,
     /// ConfigMap key (in the ModelTransfer's namespace) holding the PEM CA bundle that signed
@@ -395,8 +401,11 @@ pub struct TransferJobSpec {
     /// 256Mi memory, limits 1 CPU and 1Gi memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// Existing ServiceAccount (in the ModelTransfer's namespace) the Job runs as. When unset,
-    /// the controller creates a dedicated ServiceAccount `<name>-sync`, owned by the
+    /// Existing ServiceAccount (in the ModelTransfer's namespace) the Job runs as. It must be
+    /// annotated `modelregistry.opendatahub.io/allow-model-transfers: "true"` (by whoever
+    /// manages it: the Job acts with its rights and sends its token to the registry); otherwise
+    /// the transfer fails with reason InvalidConfiguration, looked at again every 10 s. When
+    /// unset, the controller creates a dedicated ServiceAccount `<name>-sync`, owned by the
     /// ModelTransfer, so registry access granted to the Job reaches no other pod. Pods get its
     /// token only when the registry needs one (a projected token volume); automounting is off.
     #[serde(default, skip_serializing_if = "Option::is_none")]

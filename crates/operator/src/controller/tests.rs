@@ -90,7 +90,7 @@ async fn queue_depth_follows_requests_waiting_in_the_scheduler() {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let results = QueuedController::from_parts(store, rx).run(
         reconcile,
-        |_, _: &Never, _| Action::await_change(),
+        |_, _: &Never, _| {},
         probe.clone(),
         queue.clone(),
         async move {
@@ -231,4 +231,82 @@ async fn kept_watches_store_every_object_trimmed_and_pass_on_only_others_changes
     };
     assert_eq!(own.exists(&key("ours")), Some(true));
     assert_eq!(own.exists(&key("theirs")), Some(true));
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("failing on purpose")]
+struct Failing;
+
+/// Fails the first `fail` reconciles of every object; records when each one started.
+#[derive(Default)]
+struct Flaky {
+    fail: usize,
+    starts: Mutex<Vec<(String, tokio::time::Instant)>>,
+}
+
+async fn flaky(obj: Arc<ConfigMap>, f: Arc<Flaky>) -> Result<Action, Failing> {
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    let mut starts = f.starts.lock().unwrap();
+    let runs = starts.iter().filter(|(n, _)| *n == name).count();
+    starts.push((name, tokio::time::Instant::now()));
+    if runs < f.fail {
+        Err(Failing)
+    } else {
+        Ok(Action::await_change())
+    }
+}
+
+#[tokio::test]
+async fn failed_reconciles_back_off_per_object_and_success_resets() {
+    let metrics = Metrics::default();
+    let (store, mut writer) = reflector::store::<ConfigMap>();
+    let (tx, rx) = mpsc::unbounded();
+    let probe = Arc::new(Flaky {
+        fail: 4,
+        ..Default::default()
+    });
+    let backoff = Arc::new(crate::backoff::Backoff::new(
+        Duration::from_millis(100),
+        Duration::from_secs(1),
+    ));
+    let reported = Arc::new(Mutex::new(0usize));
+    let seen = reported.clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let results = QueuedController::from_parts(store, rx).run_with_backoff(
+        backoff.clone(),
+        flaky,
+        move |_, _: &Failing, _| *seen.lock().unwrap() += 1,
+        probe.clone(),
+        metrics.work_queue("test"),
+        async move {
+            let _ = stop_rx.await;
+        },
+    );
+    let outputs = tokio::spawn(results.collect::<Vec<_>>());
+    writer.apply_watcher_event(&watcher::Event::Init);
+    writer.apply_watcher_event(&watcher::Event::InitApply(cm("a")));
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    tx.unbounded_send(request("a")).unwrap();
+    until("four failures and a success", || {
+        probe.starts.lock().unwrap().len() == 5
+    })
+    .await;
+    let starts = probe.starts.lock().unwrap().clone();
+    let gaps: Vec<u64> = starts
+        .windows(2)
+        .map(|w| (w[1].1 - w[0].1).as_millis() as u64)
+        .collect();
+    // 100, 200, 400, 800 ms after each failure: never sooner (a loaded machine may be later).
+    for (gap, want) in gaps.iter().zip([100u64, 200, 400, 800]) {
+        assert!(
+            (want..want + 500).contains(gap),
+            "gaps {gaps:?}, expected about 100, 200, 400, 800 ms"
+        );
+    }
+    assert_eq!(*reported.lock().unwrap(), 4, "every failure is reported");
+    let key = (Some("ns".to_string()), "a".to_string());
+    assert_eq!(backoff.failures(&key), 0, "the success reset the count");
+    drop(tx);
+    let _ = stop_tx.send(());
+    let _ = outputs.await;
 }

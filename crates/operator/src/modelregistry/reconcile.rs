@@ -21,6 +21,8 @@ use crate::error::{Error, Result};
 pub const CONTROLLER: &str = "modelregistry";
 /// Finalizer guarding children garbage collection cannot reach (cluster-scoped, other namespaces).
 pub const FINALIZER: &str = "modelregistry.opendatahub.io/finalizer";
+/// How often a registry whose child name is taken by someone else's object looks again.
+pub const CONFLICT_RETRY: Duration = Duration::from_secs(30);
 
 pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Action> {
     let _measure = ctx.metrics.reconcile_started(CONTROLLER);
@@ -110,8 +112,25 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
                 .map(|child| ctx.registry_writes.apply(&ctx.client, child)),
         )
         .await;
+        let mut conflicts = Vec::new();
         for result in results {
-            result?;
+            match result {
+                Ok(_) => {}
+                Err(apply::ApplyError::Conflict(c)) => conflicts.push(c.to_string()),
+                Err(apply::ApplyError::Kube(e)) => return Err(e.into()),
+            }
+        }
+        // Names taken by objects that are not ours: reported, nothing after this wave applied
+        // (the Deployment is last), looked at again on a timer (a foreign object's deletion
+        // wakes no watch of ours).
+        if !conflicts.is_empty() {
+            let message = conflicts.join("; ");
+            let st = status::conflict(&mr, &message);
+            if status::differs(&mr.status, &st) {
+                warn(&ctx, &mr, reasons::RESOURCE_CONFLICT, &message).await;
+                write_status(&api, &mr, &st, &ctx).await?;
+            }
+            return Ok(Action::requeue(CONFLICT_RETRY));
         }
     }
     let keep: BTreeSet<_> = desired.children.iter().map(Child::key).collect();
@@ -327,7 +346,9 @@ fn spec_defaults(input: &BuildInput) -> Option<String> {
     (!d.is_empty()).then(|| serde_json::Value::Object(d).to_string())
 }
 
-pub fn error_policy(mr: Arc<ModelRegistry>, err: &Error, ctx: Arc<Context>) -> Action {
+/// Reports a failed reconcile (the retry follows the object's backoff, see
+/// [`crate::backoff`]).
+pub fn report_error(mr: Arc<ModelRegistry>, err: &Error, ctx: Arc<Context>) {
     ctx.metrics
         .reconcile_failed(CONTROLLER, &err.metric_label());
     tracing::warn!(registry = %mr.name_any(), namespace = ?mr.namespace(), error = %err, "reconcile failed");
@@ -339,7 +360,6 @@ pub fn error_policy(mr: Arc<ModelRegistry>, err: &Error, ctx: Arc<Context>) -> A
         let note = err.to_string();
         runtime.spawn(async move { warn(&ctx, &mr, "ReconcileFailed", &note).await });
     }
-    Action::requeue(Duration::from_secs(10))
 }
 
 /// Failures that persist until someone changes something: the API server rejected a request as
@@ -349,7 +369,7 @@ fn user_must_act(err: &Error) -> bool {
     match err {
         Error::Kube(kube::Error::Api(s)) => matches!(s.code, 400 | 403 | 422),
         Error::Kube(_) | Error::Registry(_) => false,
-        Error::Invalid(_) | Error::Build(_) | Error::MissingField(_) => true,
+        Error::Invalid(_) | Error::Build(_) | Error::MissingField(_) | Error::Conflict(_) => true,
     }
 }
 

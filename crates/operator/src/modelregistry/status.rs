@@ -464,6 +464,16 @@ pub fn compute(input: &StatusInput) -> ModelRegistryStatus {
 
 /// Status for a spec that failed validation: nothing is built; the message names the fields.
 pub fn configuration_error(mr: &ModelRegistry, message: &str) -> ModelRegistryStatus {
+    not_progressing(mr, reasons::CONFIGURATION_ERROR, message)
+}
+
+/// Status when a child's name is taken by an object that is not ours (see
+/// [`crate::apply::Conflict`]): nothing more is applied until it is gone.
+pub fn conflict(mr: &ModelRegistry, message: &str) -> ModelRegistryStatus {
+    not_progressing(mr, reasons::RESOURCE_CONFLICT, message)
+}
+
+fn not_progressing(mr: &ModelRegistry, reason: &str, message: &str) -> ModelRegistryStatus {
     let generation = mr.metadata.generation;
     let mut st = mr.status.clone().unwrap_or_default();
     set_condition(
@@ -471,7 +481,7 @@ pub fn configuration_error(mr: &ModelRegistry, message: &str) -> ModelRegistrySt
         cond(
             types::AVAILABLE,
             ConditionStatus::False,
-            reasons::CONFIGURATION_ERROR,
+            reason,
             message,
             generation,
         ),
@@ -481,7 +491,7 @@ pub fn configuration_error(mr: &ModelRegistry, message: &str) -> ModelRegistrySt
         cond(
             types::PROGRESSING,
             ConditionStatus::False,
-            reasons::CONFIGURATION_ERROR,
+            reason,
             message,
             generation,
         ),

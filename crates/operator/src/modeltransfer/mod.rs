@@ -95,7 +95,7 @@ pub async fn run(
         .with_config(controller_config(&ctx))
         .run(
             reconcile::reconcile,
-            reconcile::error_policy,
+            reconcile::report_error,
             ctx,
             queue,
             shutdown,

@@ -22,6 +22,19 @@ pub const SPEC_HASH_ANNOTATION: &str = "modelregistry.opendatahub.io/spec-hash";
 /// pod watch needs to find its transfer without a lookup).
 pub const PARENT_NAME_ANNOTATION: &str = PARENT_NAME_LABEL;
 pub const PARENT_NAMESPACE_ANNOTATION: &str = PARENT_NAMESPACE_LABEL;
+/// On a ServiceAccount, `"true"`: ModelTransfers of its namespace may run their Job as it
+/// (`spec.job.serviceAccountName`), so its tokens go to the registries they name. Set by whoever
+/// manages the account; without it only the per-transfer `<name>-sync` account is used.
+pub const ALLOW_TRANSFERS_ANNOTATION: &str = "modelregistry.opendatahub.io/allow-model-transfers";
+/// On a `spec.registry.tokenSecretRef` Secret, `"true"`: its token may be sent to a plain-HTTP
+/// registry (in clear). Without it the token is only sent over HTTPS.
+pub const ALLOW_PLAIN_HTTP_ANNOTATION: &str = "modelregistry.opendatahub.io/allow-plain-http";
+
+/// Whether `annotations` hold `key: "true"` (an explicit opt-in).
+pub fn opted_in(annotations: &BTreeMap<String, String>, key: &str) -> bool {
+    annotations.get(key).is_some_and(|v| v == "true")
+}
+
 /// Label the Job controller puts on a Job's pods (all Kubernetes versions).
 pub const JOB_NAME_LABEL: &str = "job-name";
 
@@ -69,10 +82,13 @@ pub fn metadata_config_map_name(mt: &ModelTransfer) -> String {
     bounded_name(&mt.name_any(), "metadata", MAX_NAME)
 }
 
-/// `<transfer-namespace>-<transfer-name>-registry-user`: the RoleBinding in the registry's
-/// namespace (unique per transfer even when transfers of several namespaces use one registry).
+/// `<transfer-namespace>.<transfer-name>-registry-user`: the RoleBinding in the registry's
+/// namespace, unique per transfer even when transfers of several namespaces use one registry.
+/// The dot separates: a namespace name never contains one, so `a-b`/`c` and `a`/`b-c` get
+/// different names (with a dash both were `a-b-c-registry-user`, and one transfer's grant was
+/// the other's).
 pub fn role_binding_name(mt: &ModelTransfer) -> String {
-    let base = format!("{}-{}", mt.namespace().unwrap_or_default(), mt.name_any());
+    let base = format!("{}.{}", mt.namespace().unwrap_or_default(), mt.name_any());
     bounded_name(&base, "registry-user", MAX_NAME)
 }
 
@@ -182,5 +198,30 @@ mod tests {
         let n = bounded_name(&dashy, "sync", 63);
         assert!(!n.contains("--"), "{n}");
         assert!(label_value(&a).len() <= 63);
+    }
+
+    fn transfer(ns: &str, name: &str) -> ModelTransfer {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "modelregistry.opendatahub.io/v1alpha1",
+            "kind": "ModelTransfer",
+            "metadata": { "name": name, "namespace": ns },
+            "spec": {
+                "source": { "uri": { "url": "https://example.com/m" } },
+                "destination": { "oci": { "uri": "quay.io/a/b:c" } },
+                "registry": { "url": "https://r.example" },
+                "intent": "create_model",
+                "model": { "registeredModel": { "name": "m" }, "modelVersion": { "name": "v" } }
+            }
+        }))
+        .expect("valid ModelTransfer")
+    }
+
+    #[test]
+    fn role_binding_names_do_not_collide_across_namespaces() {
+        let a = role_binding_name(&transfer("a-b", "c"));
+        let b = role_binding_name(&transfer("a", "b-c"));
+        assert_eq!(a, "a-b.c-registry-user");
+        assert_eq!(b, "a.b-c-registry-user");
+        assert_ne!(a, b);
     }
 }

@@ -308,18 +308,27 @@ pub async fn resolve(
         .job
         .as_ref()
         .and_then(|j| j.service_account_name.as_deref());
-    if let Some(sa) = user_sa.filter(|s| !s.is_empty())
-        && referenced(
-            &Api::<ServiceAccount>::namespaced(client.clone(), &ns),
-            sa,
-            |_| true,
-        )
-        .await?
-        .is_none()
-    {
-        p.missing.push(format!(
-            "spec.job.serviceAccountName: ServiceAccount {sa:?} not found in namespace {ns:?}"
-        ));
+    // Another account than the transfer's own only with that account's explicit opt-in: the
+    // Job acts with its rights and sends its token to the registry, and being allowed to
+    // create a ModelTransfer is no permission to borrow every account of the namespace.
+    if let Some(sa) = user_sa.filter(|s| !s.is_empty()) {
+        let allowed = |a: &ServiceAccount| {
+            names::opted_in(a.annotations(), names::ALLOW_TRANSFERS_ANNOTATION)
+        };
+        let sas = Api::<ServiceAccount>::namespaced(client.clone(), &ns);
+        match referenced(&sas, sa, allowed).await? {
+            None => p.missing.push(format!(
+                "spec.job.serviceAccountName: ServiceAccount {sa:?} not found in namespace {ns:?}"
+            )),
+            Some(a) if !allowed(&a) => p.missing.push(format!(
+                "spec.job.serviceAccountName: ServiceAccount {sa:?} has not opted in to running \
+                 ModelTransfer Jobs; whoever manages it can annotate it {}: \"true\" (its \
+                 tokens then go to the registries transfers name), or leave the field unset for \
+                 a ServiceAccount of the transfer's own",
+                names::ALLOW_TRANSFERS_ANNOTATION
+            )),
+            Some(_) => {}
+        }
     }
 
     if let Some(ca) = spec
@@ -359,6 +368,25 @@ pub async fn resolve(
             "spec.registry (the OpenShift service CA bundle)"
         };
         config_map_key(client, &ns, field, ca, &mut p).await?;
+    }
+    // A token Secret's value goes in clear only with the Secret's own opt-in.
+    if let registry::TokenSource::Secret(r) = &wiring.token
+        && !wiring.address.starts_with("https://")
+    {
+        let allowed =
+            |x: &Secret| names::opted_in(x.annotations(), names::ALLOW_PLAIN_HTTP_ANNOTATION);
+        if !referenced(&secrets, &r.name, allowed)
+            .await?
+            .is_some_and(|x| allowed(&x))
+        {
+            p.missing.push(format!(
+                "spec.registry.tokenSecretRef: the registry {} is plain HTTP; the token of Secret \
+                 {:?} is only sent over HTTPS, unless the Secret is annotated {}: \"true\"",
+                wiring.base_url(),
+                r.name,
+                names::ALLOW_PLAIN_HTTP_ANNOTATION
+            ));
+        }
     }
     if let Some(g) = &wiring.grant {
         // Binding a Role that does not exist is refused; the registry's controller creates it

@@ -13,11 +13,11 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ApiResource, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
-use mro_api::condition::model_transfer::types;
+use mro_api::condition::model_transfer::{reasons, types};
 use mro_api::condition::{find_condition, is_condition_true};
 use mro_api::model_transfer::TransferPhase;
 use mro_api::{ModelTransfer, ModelTransferStatus};
@@ -89,6 +89,8 @@ pub async fn reconcile(mt: Arc<ModelTransfer>, ctx: Arc<Context>) -> Result<Acti
             message,
             retry,
         } => {
+            // A grant left by an earlier attempt whose Job was never created goes.
+            set_grant(&mt, &api, &ctx, None).await?;
             let st = status::not_started(&mt, reason, &message);
             publish_status(&mt, &api, &ctx, &st).await?;
             return Ok(if retry {
@@ -111,7 +113,16 @@ pub async fn reconcile(mt: Arc<ModelTransfer>, ctx: Arc<Context>) -> Result<Acti
             return Ok(Action::await_change());
         }
     };
-    set_grant(&mt, &api, &ctx, desired.role_binding.as_ref()).await?;
+    match set_grant(&mt, &api, &ctx, desired.role_binding.as_ref()).await {
+        Ok(()) => {}
+        // The binding's name in the registry's namespace is taken by someone else's object.
+        Err(Error::Conflict(c)) => {
+            let st = status::not_started(&mt, reasons::RESOURCE_CONFLICT, &c.to_string());
+            publish_status(&mt, &api, &ctx, &st).await?;
+            return Ok(Action::requeue(MISSING_REFERENCE_RETRY));
+        }
+        Err(e) => return Err(e),
+    }
     // The Job's inputs at once, then the Job.
     let job_child = Child::typed(&desired.job);
     let inputs = desired.inputs();
@@ -120,25 +131,40 @@ pub async fn reconcile(mt: Arc<ModelTransfer>, ctx: Arc<Context>) -> Result<Acti
         let results = futures::future::join_all(
             batch
                 .iter()
-                .map(|c| apply::apply(&ctx.client, MODEL_TRANSFER_MANAGER, c)),
+                .map(|c| apply::apply_new(&ctx.client, MODEL_TRANSFER_MANAGER, c)),
         )
         .await;
         for (child, result) in batch.into_iter().zip(results) {
             match result {
                 Ok(obj) => applied = Some(obj),
+                // A name taken by an object that is not this transfer's (a ServiceAccount
+                // `<name>-sync` made for something else would hand the Job its rights): no
+                // Job; looked at again on a timer.
+                Err(apply::ApplyError::Conflict(c)) => {
+                    revoke(&ctx, desired.role_binding.as_ref()).await?;
+                    set_grant(&mt, &api, &ctx, None).await?;
+                    let st = status::not_started(&mt, reasons::RESOURCE_CONFLICT, &c.to_string());
+                    publish_status(&mt, &api, &ctx, &st).await?;
+                    return Ok(Action::requeue(MISSING_REFERENCE_RETRY));
+                }
                 // The API server refuses what the CRD schema let through (e.g. a malformed
                 // toleration or node selector): a spec problem for the user, not a retry loop.
-                Err(kube::Error::Api(s)) if s.code == 400 || s.code == 422 => {
+                Err(apply::ApplyError::Kube(kube::Error::Api(s)))
+                    if s.code == 400 || s.code == 422 =>
+                {
                     let message = format!(
                         "spec: the {} {} built from this spec is invalid: {}",
                         child.resource.kind,
                         child.name(),
                         s.message
                     );
+                    // No Job will run: the registry grant applied for it must not outlive it.
+                    revoke(&ctx, desired.role_binding.as_ref()).await?;
+                    set_grant(&mt, &api, &ctx, None).await?;
                     publish_status(&mt, &api, &ctx, &status::invalid(&mt, &message)).await?;
                     return Ok(Action::await_change());
                 }
-                Err(e) => return Err(e.into()),
+                Err(apply::ApplyError::Kube(e)) => return Err(e.into()),
             }
         }
     }
@@ -303,20 +329,45 @@ async fn set_grant(
     // Unchanged since our last apply: not applied again (see `OwnWrites`).
     let grant = async {
         match &child {
-            Some(c) => ctx.transfer_writes.apply(&ctx.client, c).await.map(drop),
+            Some(c) => ctx
+                .transfer_writes
+                .apply(&ctx.client, c)
+                .await
+                .map(drop)
+                .map_err(Error::from),
             None => Ok(()),
         }
     };
     // The prune keeps the binding whether or not its list shows it yet: both at once.
     let local = !foreign && !has_finalizer(mt);
     let (kinds, parent) = ([role_binding_kind(local)], names::parent(mt));
-    let prune = apply::prune(&ctx.client, &ctx.transfer_writes, &kinds, &parent, &keep);
+    let prune = async {
+        apply::prune(&ctx.client, &ctx.transfer_writes, &kinds, &parent, &keep)
+            .await
+            .map_err(Error::from)
+    };
     let ((), pruned) = futures::try_join!(grant, prune)?;
     if !pruned.is_empty() {
         tracing::info!(transfer = %mt.name_any(), namespace = %ns, ?pruned, "revoked registry access");
     }
     if !foreign && has_finalizer(mt) {
         remove_finalizer(api, mt).await?;
+    }
+    Ok(())
+}
+
+/// Deletes the grant applied moments ago for a Job that will not run, by its name: the prune
+/// of [`set_grant`] finds children through caches that may not show it yet.
+async fn revoke(ctx: &Context, binding: Option<&RoleBinding>) -> Result<()> {
+    let Some(b) = binding else { return Ok(()) };
+    let (ns, name) = (b.namespace().unwrap_or_default(), b.name_any());
+    let api = Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns);
+    match api.delete(&name, &DeleteParams::background()).await {
+        Ok(_) => ctx
+            .transfer_writes
+            .deleted(&ChildKey::of::<RoleBinding>(&ns, &name)),
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => return Err(e.into()),
     }
     Ok(())
 }
@@ -447,9 +498,10 @@ async fn note(ctx: &Context, mt: &ModelTransfer, type_: EventType, reason: &str,
     }
 }
 
-pub fn error_policy(mt: Arc<ModelTransfer>, err: &Error, ctx: Arc<Context>) -> Action {
+/// Reports a failed reconcile (the retry follows the object's backoff, see
+/// [`crate::backoff`]).
+pub fn report_error(mt: Arc<ModelTransfer>, err: &Error, ctx: Arc<Context>) {
     ctx.metrics
         .reconcile_failed(CONTROLLER, &err.metric_label());
     tracing::warn!(transfer = %mt.name_any(), namespace = ?mt.namespace(), error = %err, "reconcile failed");
-    Action::requeue(Duration::from_secs(10))
 }

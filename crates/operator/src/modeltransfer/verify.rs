@@ -3,9 +3,10 @@
 //! model-sync's word; this is the registry's.
 //!
 //! The operator authenticates like the Job: with the token Secret's value (read, used for the
-//! request, never stored), or with a short-lived token for the Job's ServiceAccount from the
-//! TokenRequest API (so it sees exactly what the Job was allowed to see, and needs no registry
-//! access of its own). It trusts what the Job trusts: the registry CA on top of the platform
+//! request, never stored), or with a short-lived (10 minutes) token for the Job's
+//! ServiceAccount from the TokenRequest API, bound to the same audience as the Job's (so it sees
+//! exactly what the Job was allowed to see, needs no registry access of its own, and never sends
+//! its own credentials or a token the API server would accept to a URL the author chose). It trusts what the Job trusts: the registry CA on top of the platform
 //! roots, or, with `spec.job.caBundleConfigMapRef` (the Job's `SSL_CERT_FILE`), that bundle
 //! instead of the platform roots, plus the registry CA.
 use std::time::Duration;
@@ -113,7 +114,9 @@ async fn connect(
         TokenSource::ServiceAccount => {
             let req = TokenRequest {
                 spec: TokenRequestSpec {
-                    audiences: vec![],
+                    // The registry's audience, as the Job's token: a token good for the
+                    // author's URL only, never one the API server would accept from it.
+                    audiences: wiring.audience.iter().cloned().collect(),
                     expiration_seconds: Some(TOKEN_SECONDS),
                     ..Default::default()
                 },

@@ -210,8 +210,8 @@ async fn operator_binary_serves_probes_and_metrics_and_stops_on_sigterm() {
     })
     .await;
 
-    // A failure the user must act on (an unrelated Deployment holds the registry's name with a
-    // selector that cannot change) is counted by kind and reported as a Warning event.
+    // A problem the user must act on (an unrelated Deployment holds the registry's name) is
+    // reported as a ResourceConflict condition and Warning event; the Deployment is left alone.
     let squatter: Deployment = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "process-blocked"},
         "spec": {"selector": {"matchLabels": {"app": "someone-else"}},
@@ -226,30 +226,36 @@ async fn operator_binary_serves_probes_and_metrics_and_stops_on_sigterm() {
     let blocked = env
         .create_registry(postgres_sample("process-blocked"))
         .await;
-    eventually("a failure counted as kube_api_422", || async {
-        metric(
-            &get(&url).await.unwrap().1,
-            "model_registry_operator_reconcile_failures_total{controller=\"modelregistry\",error=\"kube_api_422\"}",
-        ) >= 1.0
-    })
-    .await;
+    env.wait_condition(&blocked, "Available", "False", Some("ResourceConflict"))
+        .await;
     let events = env.api::<Event>();
     eventually(
-        "a ReconcileFailed warning naming the Deployment",
+        "a ResourceConflict warning naming the Deployment",
         || async {
             events.list(&Default::default()).await.is_ok_and(|l| {
                 l.items.iter().any(|e| {
-                    e.reason.as_deref() == Some("ReconcileFailed")
+                    e.reason.as_deref() == Some("ResourceConflict")
                         && e.type_.as_deref() == Some("Warning")
                         && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(&blocked)
                         && e.note
                             .as_deref()
-                            .is_some_and(|n| n.contains("process-blocked"))
+                            .is_some_and(|n| n.contains("Deployment process-blocked"))
                 })
             })
         },
     )
     .await;
+    let left = env
+        .api::<Deployment>()
+        .get("process-blocked")
+        .await
+        .unwrap();
+    assert!(
+        serde_json::to_string(&left.spec)
+            .unwrap()
+            .contains("example/app:1"),
+        "the unrelated Deployment was changed"
+    );
 
     // SIGTERM: the process exits cleanly.
     let pid = child.id().unwrap().to_string();

@@ -79,7 +79,7 @@ async fn cross_namespace_grant_is_revoked_and_deletion_leaves_nothing() {
     assert_eq!(spec.automount_service_account_token, Some(false));
 
     // Exactly the Job's ServiceAccount gets the registry's user Role, in the registry namespace.
-    let rb_name = format!("{}-granted-registry-user", env.ns);
+    let rb_name = format!("{}.granted-registry-user", env.ns);
     let rb = binding(&env, &reg_ns, &rb_name).await.expect("RoleBinding");
     assert_eq!(rb.role_ref.name, "registry-user-central");
     let subjects = rb.subjects.unwrap();
@@ -157,7 +157,7 @@ async fn cross_namespace_grant_is_revoked_and_deletion_leaves_nothing() {
 
     // A failed transfer keeps nothing: its grant is revoked and the finalizer released.
     env.create("revoked", via_ref(&reg_ns, "central")).await;
-    let rb2 = format!("{}-revoked-registry-user", env.ns);
+    let rb2 = format!("{}.revoked-registry-user", env.ns);
     let pod = env.wait_pod("revoked-sync").await;
     assert!(binding(&env, &reg_ns, &rb2).await.is_some());
     env.finish_pod(
@@ -260,7 +260,7 @@ async fn cross_namespace_registry_must_opt_in_before_anything_is_granted() {
         .await
         .unwrap();
     env.wait_job("denied-sync").await;
-    let rb_name = format!("{}-denied-registry-user", env.ns);
+    let rb_name = format!("{}.denied-registry-user", env.ns);
     eventually_within("the grant", WAIT, || async {
         binding(&env, &reg_ns, &rb_name).await.is_some()
     })

@@ -38,6 +38,17 @@ impl Env {
         env
     }
 
+    /// Another (existing) namespace `ns` on the same control plane, with an operator of its own
+    /// watching only it.
+    pub async fn in_namespace(&self, ns: &str) -> Env {
+        Env {
+            cluster: self.cluster,
+            ns: ns.to_string(),
+            client: self.client.clone(),
+            _operator: Some(operator::start(self.cluster, operator::test_settings(ns)).await),
+        }
+    }
+
     /// A test namespace without an operator (the test runs one itself, e.g. as a process).
     pub async fn without_operator(prefix: &str) -> Env {
         let cluster = cluster::shared(Flavour::Vanilla).await;
@@ -65,6 +76,21 @@ impl Env {
             s["type"] = t.into();
         }
         let s: Secret = serde_json::from_value(s).unwrap();
+        self.api::<Secret>()
+            .create(&PostParams::default(), &s)
+            .await
+            .expect("create Secret");
+    }
+
+    /// A registry token Secret whose owner allows sending it to a plain-HTTP registry (the
+    /// registry stand-ins serve HTTP; without the opt-in the controller refuses).
+    pub async fn plain_http_token_secret(&self, name: &str, token: &str) {
+        let s: Secret = serde_json::from_value(json!({
+            "metadata": { "name": name, "annotations": {
+                "modelregistry.opendatahub.io/allow-plain-http": "true" } },
+            "stringData": { "token": token },
+        }))
+        .unwrap();
         self.api::<Secret>()
             .create(&PostParams::default(), &s)
             .await

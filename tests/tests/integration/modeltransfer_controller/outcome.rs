@@ -64,7 +64,7 @@ fn with_token_secret(mut spec: Value, url: &str) -> Value {
 async fn success_copies_results_and_checks_the_registration() {
     let env = Env::new("mt-success").await;
     env.storage_secrets().await;
-    env.secret("mr-token", None, json!({ "token": REGISTRY_TOKEN_VALUE }))
+    env.plain_http_token_secret("mr-token", REGISTRY_TOKEN_VALUE)
         .await;
     let registry =
         ModelRegistryStandIn::start(StandInOptions::default().with_token(REGISTRY_TOKEN_VALUE))
@@ -156,7 +156,7 @@ async fn success_copies_results_and_checks_the_registration() {
 async fn registered_is_false_when_the_registry_disagrees() {
     let env = Env::new("mt-notlive").await;
     env.storage_secrets().await;
-    env.secret("mr-token", None, json!({ "token": REGISTRY_TOKEN_VALUE }))
+    env.plain_http_token_secret("mr-token", REGISTRY_TOKEN_VALUE)
         .await;
     let registry =
         ModelRegistryStandIn::start(StandInOptions::default().with_token(REGISTRY_TOKEN_VALUE))

@@ -61,8 +61,7 @@ impl E2e {
                     "AWS_DEFAULT_REGION": s3.region(), "AWS_S3_ENDPOINT": s3.endpoint() }),
         )
         .await;
-        env.secret("mr-token", None, json!({ "token": TOKEN }))
-            .await;
+        env.plain_http_token_secret("mr-token", TOKEN).await;
         E2e {
             env,
             agent,

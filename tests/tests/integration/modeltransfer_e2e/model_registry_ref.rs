@@ -287,7 +287,7 @@ async fn s3_to_oci_create_model_into_a_referenced_model_registry() {
     assert_eq!(e["MODEL_SYNC_REGISTRY_IS_SECURE"], "true");
     assert!(e.contains_key("MODEL_SYNC_REGISTRY_CUSTOM_CA"), "{e:?}");
     assert!(e.contains_key("SSL_CERT_FILE"), "{e:?}");
-    let rb_name = format!("{ns}-{TRANSFER}-registry-user");
+    let rb_name = format!("{ns}.{TRANSFER}-registry-user");
     let bindings = env.api::<RoleBinding>();
     let rb = bindings.get(&rb_name).await.expect("the registry grant");
     assert_eq!(rb.role_ref.name, format!("registry-user-{REGISTRY}"));

@@ -342,7 +342,6 @@ pub fn deployment(input: &BuildInput) -> Result<Deployment, BuildError> {
     };
 
     let sidecar = proxy::sidecar(input);
-    let needs_token = sidecar.is_some();
     if let Some(s) = sidecar {
         containers.push(s.container);
         volumes.extend(s.volumes);
@@ -359,7 +358,11 @@ pub fn deployment(input: &BuildInput) -> Result<Deployment, BuildError> {
     Ok(Deployment {
         metadata: labels::owned_meta(mr, &name),
         spec: Some(DeploymentSpec {
-            replicas: Some(if withheld { 0 } else { 1 }),
+            // Zero while withheld; otherwise not ours: the API server defaults a new
+            // Deployment to 1 and `kubectl scale` or an HorizontalPodAutoscaler own it after
+            // that (server-side apply drops the field once we stop setting it, so a withheld
+            // registry comes back at the default).
+            replicas: withheld.then_some(0),
             revision_history_limit: Some(0),
             selector: LabelSelector {
                 match_labels: Some(labels::selector(mr)),
@@ -375,8 +378,9 @@ pub fn deployment(input: &BuildInput) -> Result<Deployment, BuildError> {
                     // No `<SERVICE>_PORT=tcp://…` variables: the server reads `MR_<FLAG>`
                     // variables as flags, and a Service named `mr` would set `MR_PORT`.
                     enable_service_links: Some(false),
-                    // Only the proxies call the Kubernetes API (TokenReview, SubjectAccessReview).
-                    automount_service_account_token: Some(needs_token),
+                    // Only the proxies call the Kubernetes API (TokenReview, SubjectAccessReview):
+                    // they get the token through a volume of their own, the REST container none.
+                    automount_service_account_token: Some(false),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
                         seccomp_profile: Some(SeccompProfile {

@@ -121,10 +121,7 @@ fn istio_in_the_mesh_runs_the_registry_with_the_sidecar() {
     let mr = registry(istio_spec());
     let out = build(&mr, &mesh());
     assert_eq!(out.withheld, None);
-    assert_eq!(
-        replicas_and_inject(&out),
-        (Some(1), Some("true".to_string()))
-    );
+    assert_eq!(replicas_and_inject(&out), (None, Some("true".to_string())));
     assert!(
         out.children
             .iter()
@@ -141,6 +138,95 @@ fn registries_without_istio_are_never_withheld() {
     ] {
         let out = build(&registry(spec.clone()), &Capabilities::vanilla());
         assert_eq!(out.withheld, None, "{spec}");
-        assert_eq!(replicas_and_inject(&out), (Some(1), None), "{spec}");
+        // Replicas are left to the API server's default, `kubectl scale` and autoscalers.
+        assert_eq!(replicas_and_inject(&out), (None, None), "{spec}");
+    }
+}
+
+#[test]
+fn registry_pods_meet_the_restricted_pod_security_standard() {
+    use crate::modeltransfer::build::pss;
+    let openshift = Capabilities::from_groups([
+        (crate::capabilities::ROUTE_GROUP, vec!["v1"]),
+        (crate::capabilities::USER_GROUP, vec!["v1"]),
+        (crate::capabilities::CONFIG_GROUP, vec!["v1"]),
+    ]);
+    for (spec, caps) in [
+        (json!({ "rest": {} }), Capabilities::vanilla()),
+        (json!({ "rest": {}, "grpc": {} }), Capabilities::vanilla()),
+        (
+            json!({ "rest": {}, "kubeRBACProxy": {} }),
+            Capabilities::vanilla(),
+        ),
+        (
+            json!({ "rest": {}, "kubeRBACProxy": {} }),
+            openshift.clone(),
+        ),
+        (json!({ "rest": {}, "oauthProxy": {} }), openshift.clone()),
+        (istio_spec(), mesh()),
+    ] {
+        let out = build(&registry(spec.clone()), &caps);
+        let d: Deployment = typed(&out, "Deployment");
+        let pod = d.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pss::violations(&pod), Vec::<String>::new(), "{spec}");
+        // Beyond the profile, as for transfer pods: nothing writes to an image's filesystem.
+        for c in &pod.containers {
+            let sc = c.security_context.clone().unwrap_or_default();
+            assert_eq!(
+                sc.read_only_root_filesystem,
+                Some(true),
+                "{spec}: {}",
+                c.name
+            );
+            assert_eq!(sc.run_as_non_root, Some(true), "{spec}: {}", c.name);
+        }
+    }
+}
+
+#[test]
+fn only_the_proxy_container_gets_the_service_account_token() {
+    let openshift = Capabilities::from_groups([(crate::capabilities::ROUTE_GROUP, vec!["v1"])]);
+    for (spec, caps) in [
+        (json!({ "rest": {} }), Capabilities::vanilla()),
+        (
+            json!({ "rest": {}, "grpc": {}, "kubeRBACProxy": {} }),
+            Capabilities::vanilla(),
+        ),
+        (
+            json!({ "rest": {}, "kubeRBACProxy": {} }),
+            openshift.clone(),
+        ),
+        (json!({ "rest": {}, "oauthProxy": {} }), openshift.clone()),
+    ] {
+        let out = build(&registry(spec.clone()), &caps);
+        let d: Deployment = typed(&out, "Deployment");
+        let pod = d.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.automount_service_account_token, Some(false), "{spec}");
+        for c in &pod.containers {
+            let has_token = c
+                .volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.mount_path == proxy::TOKEN_DIR && m.name == proxy::TOKEN_VOLUME);
+            let is_proxy = [
+                proxy::KUBE_RBAC_PROXY_CONTAINER,
+                proxy::OAUTH_PROXY_CONTAINER,
+            ]
+            .contains(&c.name.as_str());
+            assert_eq!(has_token, is_proxy, "{spec}: {}", c.name);
+        }
+        let token = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == proxy::TOKEN_VOLUME);
+        let proxied = spec.get("kubeRBACProxy").is_some() || spec.get("oauthProxy").is_some();
+        assert_eq!(token.is_some(), proxied, "{spec}");
+        if let Some(t) = token {
+            let sources = t.projected.as_ref().unwrap().sources.as_ref().unwrap();
+            let sa = sources[0].service_account_token.as_ref().unwrap();
+            assert_eq!(sa.audience, None, "the proxy talks to the API server");
+            assert!(sa.expiration_seconds.unwrap() <= 3607);
+        }
     }
 }

@@ -294,7 +294,7 @@ fn registry(p: &mut Pod, input: &BuildInput) {
             );
         }
         TokenSource::ServiceAccount => {
-            let v = token_volume("registry-token", None, token_lifetime(input));
+            let v = token_volume("registry-token", w.audience.clone(), token_lifetime(input));
             p.mount(v, REGISTRY_TOKEN_DIR, true);
         }
     }

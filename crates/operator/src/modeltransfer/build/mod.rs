@@ -26,7 +26,7 @@ pub mod registry;
 pub mod signing;
 
 #[cfg(test)]
-mod pss;
+pub(crate) mod pss;
 #[cfg(test)]
 mod tests;
 

@@ -1,7 +1,10 @@
 //! How the Job (and the operator's own `Registered` check) reach the Model Registry.
 //!
 //! - `spec.registry.url`: that URL; TLS when it is `https`. Token: `tokenSecretRef`, else (https
-//!   only) the Job's ServiceAccount token. CA: `caConfigMapRef`.
+//!   only) the Job's ServiceAccount token, bound to the audience [`url_audience`] (the URL's
+//!   origin): the URL is the author's choice, so the token it receives must be good for that
+//!   registry only, never for the API server (a kube-rbac-proxy there accepts it when started
+//!   with `--auth-token-audiences=<origin>`). CA: `caConfigMapRef`.
 //! - `spec.registry.modelRegistryRef` without an authenticating proxy: plain HTTP on `rest.port`
 //!   of the registry Service (`<name>.<namespace>.svc`), no token.
 //! - `modelRegistryRef` behind kube-rbac-proxy (or the OAuth proxy on OpenShift): HTTPS on the
@@ -55,6 +58,11 @@ pub struct RegistryWiring {
     /// CA bundle in the transfer's namespace (`MODEL_SYNC_REGISTRY_CUSTOM_CA`).
     pub ca: Option<ConfigMapKeyValue>,
     pub grant: Option<RegistryGrant>,
+    /// Audience of the ServiceAccount tokens sent to the registry ([`TokenSource::ServiceAccount`],
+    /// the Job's and the operator's `Registered` check). `None`: the API server's own audience,
+    /// only for the proxies of this operator's ModelRegistries, which check tokens with a
+    /// TokenReview without audiences.
+    pub audience: Option<String>,
 }
 
 impl RegistryWiring {
@@ -132,6 +140,7 @@ pub fn wiring(
                 namespace: ns.clone(),
                 role: format!("registry-user-{name}"),
             }),
+            audience: None,
         }),
         None => Ok(RegistryWiring {
             address: format!("http://{host}"),
@@ -143,8 +152,17 @@ pub fn wiring(
                 .map_or(TokenSource::None, TokenSource::Secret),
             ca: None,
             grant: None,
+            audience: None,
         }),
     }
+}
+
+/// The audience of tokens for a `spec.registry.url` registry: the URL's origin
+/// (`https://host[:port]`, the port only when not 443), e.g. `https://mr.example.com:8443`.
+pub fn url_audience(raw: &str) -> Result<String, BuildError> {
+    registry_client::parse_base_url(raw)
+        .map(|u| u.origin().ascii_serialization())
+        .map_err(|e| BuildError::new("spec.registry.url", e.to_string()))
 }
 
 fn url_wiring(target: &RegistryTarget, raw: &str) -> Result<RegistryWiring, BuildError> {
@@ -163,6 +181,10 @@ fn url_wiring(target: &RegistryTarget, raw: &str) -> Result<RegistryWiring, Buil
         (None, true) => TokenSource::ServiceAccount,
         (None, false) => TokenSource::None,
     };
+    let audience = match token {
+        TokenSource::ServiceAccount => Some(url_audience(raw)?),
+        _ => None,
+    };
     Ok(RegistryWiring {
         address,
         port,
@@ -170,5 +192,6 @@ fn url_wiring(target: &RegistryTarget, raw: &str) -> Result<RegistryWiring, Buil
         token,
         ca: target.ca_config_map_ref.clone(),
         grant: None,
+        audience,
     })
 }

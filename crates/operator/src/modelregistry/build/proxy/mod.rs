@@ -59,6 +59,11 @@ const COOKIE_VOLUME: &str = "oauth-cookie-secret";
 const COOKIE_DIR: &str = "/etc/oauth/cookie";
 const COOKIE_KEY: &str = "cookie_secret";
 const KRP_CONFIG_VOLUME: &str = "kube-rbac-proxy-config";
+/// The proxy's ServiceAccount credentials (see [`token_volume`]).
+pub const TOKEN_VOLUME: &str = "proxy-service-account";
+pub const TOKEN_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// Lifetime of the proxy's token (the kubelet's own default for automounted tokens).
+const TOKEN_SECONDS: i64 = 3607;
 const KRP_CONFIG_DIR: &str = "/etc/kube-rbac-proxy";
 const KRP_CONFIG_KEY: &str = "config-file.yaml";
 
@@ -179,8 +184,11 @@ pub fn sidecar(input: &BuildInput) -> Option<ProxySidecar> {
     });
     let tls_cert = format!("{TLS_DIR}/tls.crt");
     let tls_key = format!("{TLS_DIR}/tls.key");
-    let mut volumes = vec![tls_volume(mr, proxy)];
-    let mut mounts = vec![read_only_mount(TLS_VOLUME, TLS_DIR)];
+    let mut volumes = vec![tls_volume(mr, proxy), token_volume(input)];
+    let mut mounts = vec![
+        read_only_mount(TLS_VOLUME, TLS_DIR),
+        read_only_mount(TOKEN_VOLUME, TOKEN_DIR),
+    ];
 
     let (args, liveness, readiness) = match proxy.kind {
         ProxyKind::OAuth => {
@@ -259,6 +267,8 @@ pub fn sidecar(input: &BuildInput) -> Option<ProxySidecar> {
             "allowPrivilegeEscalation": false,
             "capabilities": { "drop": ["ALL"] },
             "seccompProfile": { "type": "RuntimeDefault" },
+            // Both proxies only read their mounted certificates and configuration.
+            "readOnlyRootFilesystem": true,
         },
         "volumeMounts": mounts,
     });
@@ -384,6 +394,33 @@ pub fn build(input: &BuildInput, out: &mut Desired) -> Result<(), BuildError> {
 
 fn has_tls_secrets(config: &ProxyConfig) -> bool {
     config.tls_certificate_secret.is_some() && config.tls_key_secret.is_some()
+}
+
+/// The registry ServiceAccount's API credentials (token, cluster CA, namespace) where client
+/// libraries look for them, as the kubelet's automount would provide, but in the proxy container
+/// only. The pod has `automountServiceAccountToken: false`, so the REST container, whose image
+/// the registry's author chooses, gets no token: the account's `system:auth-delegator` right
+/// (TokenReviews, SubjectAccessReviews) is only ever used by the proxy. The token is refreshed
+/// by the kubelet (client libraries re-read the file).
+fn token_volume(input: &BuildInput) -> Volume {
+    let mut sources = vec![
+        json!({ "serviceAccountToken": { "path": "token", "expirationSeconds": TOKEN_SECONDS } }),
+        json!({ "configMap": { "name": "kube-root-ca.crt",
+                               "items": [{ "key": "ca.crt", "path": "ca.crt" }] } }),
+        json!({ "downwardAPI": { "items": [{ "path": "namespace",
+            "fieldRef": { "apiVersion": "v1", "fieldPath": "metadata.namespace" } }] } }),
+    ];
+    if input.caps.openshift() {
+        // What OpenShift adds to the automounted volume.
+        sources.push(
+            json!({ "configMap": { "name": "openshift-service-ca.crt", "optional": true,
+            "items": [{ "key": "service-ca.crt", "path": "service-ca.crt" }] } }),
+        );
+    }
+    volume(json!({
+        "name": TOKEN_VOLUME,
+        "projected": { "defaultMode": 0o644, "sources": sources },
+    }))
 }
 
 fn volume(value: serde_json::Value) -> Volume {

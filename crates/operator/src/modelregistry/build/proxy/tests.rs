@@ -208,7 +208,7 @@ fn oauth_sidecar_ports_probes_and_security() {
 fn oauth_sidecar_mounts_default_tls_and_cookie() {
     let case = Case::new(json!({ "oauthProxy": {} }), openshift());
     let s = case.sidecar();
-    let vols = serde_json::to_value(&s.volumes).unwrap();
+    let vols = serde_json::to_value(without_token(&s.volumes)).unwrap();
     assert_eq!(
         vols,
         json!([
@@ -221,6 +221,7 @@ fn oauth_sidecar_mounts_default_tls_and_cookie() {
         mounts,
         json!([
             { "name": "proxy-tls", "mountPath": "/etc/tls/private", "readOnly": true },
+            { "name": "proxy-service-account", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true },
             { "name": "oauth-cookie-secret", "mountPath": "/etc/oauth/cookie", "readOnly": true },
         ])
     );
@@ -551,7 +552,7 @@ fn kube_rbac_proxy_sidecar() {
     }
     assert_restricted(c);
     assert_eq!(
-        serde_json::to_value(&s.volumes).unwrap(),
+        serde_json::to_value(without_token(&s.volumes)).unwrap(),
         json!([
             { "name": "proxy-tls", "secret": { "secretName": "modelregistry-sample-kube-rbac-proxy" } },
             { "name": "kube-rbac-proxy-config", "configMap": { "name": "modelregistry-sample-kube-rbac-proxy-config" } },
@@ -568,6 +569,10 @@ fn kube_rbac_proxy_sidecar() {
         mounts,
         vec![
             ("proxy-tls", "/etc/tls/private"),
+            (
+                "proxy-service-account",
+                "/var/run/secrets/kubernetes.io/serviceaccount"
+            ),
             ("kube-rbac-proxy-config", "/etc/kube-rbac-proxy")
         ]
     );
@@ -686,4 +691,16 @@ fn kube_rbac_proxy_on_vanilla_with_tls_is_clean() {
     let out = Case::new(spec, Capabilities::vanilla()).build();
     assert!(out.unsupported.is_empty());
     assert_eq!(out.children.len(), 2);
+}
+
+/// The volumes other than the proxy's ServiceAccount credentials (checked by
+/// `only_the_proxy_container_gets_the_service_account_token`).
+fn without_token(
+    volumes: &[k8s_openapi::api::core::v1::Volume],
+) -> Vec<k8s_openapi::api::core::v1::Volume> {
+    volumes
+        .iter()
+        .filter(|v| v.name != TOKEN_VOLUME)
+        .cloned()
+        .collect()
 }

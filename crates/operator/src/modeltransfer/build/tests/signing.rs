@@ -214,9 +214,12 @@ fn keyless_and_registry_tokens_are_separate_projections() {
     );
     let d = build(spec);
     common_checks(&d.job);
-    // The registry's token is for the API server (no audience), Fulcio's for sigstore: a token
-    // sent to one service cannot be replayed at the other.
-    assert_eq!(token(&d.job, "registry-token").audience, None);
+    // The registry's token is for that registry only, Fulcio's for sigstore: a token sent to one
+    // service cannot be replayed at the other, nor at the API server.
+    assert_eq!(
+        token(&d.job, "registry-token").audience.as_deref(),
+        Some("https://mr.example.com")
+    );
     assert_eq!(
         token(&d.job, "signing-token").audience.as_deref(),
         Some("sigstore")

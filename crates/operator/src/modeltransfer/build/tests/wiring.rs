@@ -67,7 +67,22 @@ fn https_url_without_token_uses_a_projected_service_account_token() {
         .as_ref()
         .unwrap();
     assert_eq!(tok.expiration_seconds, Some(4200));
+    // Bound to the author's registry: the API server refuses it, so the URL learns nothing it
+    // could use elsewhere.
+    assert_eq!(tok.audience.as_deref(), Some("https://mr.example.com:8443"));
     assert_eq!(pod(&d.job).automount_service_account_token, Some(false));
+}
+
+#[test]
+fn url_audience_is_the_origin() {
+    assert_eq!(
+        registry::url_audience("https://mr.example.com/api").unwrap(),
+        "https://mr.example.com"
+    );
+    assert_eq!(
+        registry::url_audience("https://MR.example.com:8443").unwrap(),
+        "https://mr.example.com:8443"
+    );
 }
 
 #[test]
@@ -117,7 +132,7 @@ fn model_registry_ref_plain_proxied_and_openshift() {
     assert_eq!(rb.metadata.namespace.as_deref(), Some("registries"));
     assert_eq!(
         rb.metadata.name.as_deref(),
-        Some("team-a-iris-transfer-registry-user")
+        Some("team-a.iris-transfer-registry-user")
     );
     assert!(rb.metadata.owner_references.is_none(), "cross-namespace");
     assert_eq!(
