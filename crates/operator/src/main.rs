@@ -17,7 +17,7 @@ struct Cli {
 enum Command {
     /// Run the controllers against the cluster of the current kubeconfig or service account.
     /// Settings may follow `run` (as the manager Deployments write them) or precede it.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as multi-document YAML, write them to a directory
     /// (--out-dir), or check committed files (--check --out-dir).
     Crdgen(crdgen::CrdgenArgs),
@@ -50,11 +50,11 @@ fn main() -> anyhow::Result<()> {
                 let client = kube::Client::try_default().await?;
                 model_registry_operator::install::install_crds(&client).await
             }),
-        Some(Command::Run(RunArgs {
-            print_settings: true,
-            settings,
-        })) => {
-            println!("{}", serde_json::to_string_pretty(&settings.normalized())?);
+        Some(Command::Run(run)) if run.print_settings => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&run.settings.normalized())?
+            );
             Ok(())
         }
         command => {
