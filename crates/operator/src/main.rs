@@ -16,12 +16,23 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the controllers against the cluster of the current kubeconfig or service account.
-    Run,
+    /// Settings may follow `run` (as the manager Deployments write them) or precede it.
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as multi-document YAML, write them to a directory
     /// (--out-dir), or check committed files (--check --out-dir).
     Crdgen(crdgen::CrdgenArgs),
     /// Install (server-side apply) the CRDs on the current cluster, adapted to its version.
     Install,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Print the effective settings (flags, then environment, then defaults) as JSON and exit,
+    /// to check what a Deployment's args and env amount to. Settings hold no secrets.
+    #[arg(long = "print-settings")]
+    print_settings: bool,
+    #[command(flatten)]
+    settings: Settings,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,8 +50,20 @@ fn main() -> anyhow::Result<()> {
                 let client = kube::Client::try_default().await?;
                 model_registry_operator::install::install_crds(&client).await
             }),
-        None | Some(Command::Run) => {
-            telemetry::init(cli.settings.log_format);
+        Some(Command::Run(run)) if run.print_settings => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&run.settings.normalized())?
+            );
+            Ok(())
+        }
+        command => {
+            let settings = match command {
+                Some(Command::Run(run)) => run.settings,
+                _ => cli.settings,
+            }
+            .normalized();
+            telemetry::init(settings.log_format);
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
@@ -48,7 +71,7 @@ fn main() -> anyhow::Result<()> {
                     let client = kube::Client::try_default().await?;
                     let stopped = run::run(
                         client,
-                        cli.settings,
+                        settings,
                         run::RunOptions::default(),
                         shutdown_signal(),
                     )

