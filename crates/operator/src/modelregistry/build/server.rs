@@ -4,9 +4,10 @@
 //! layer was replaced by the embedded datastore, then removed), so one set of flags cannot start
 //! every image. The version is read from the image tag (`…/model-registry:v0.3.14`, also with a
 //! digest after it); images without a version tag (digest only, `latest`, custom builds) take it
-//! from the operator setting `--rest-image-version` / `REST_IMAGE_VERSION`. Without either the
-//! registry is refused with a condition naming the image: guessing would start a server with
-//! flags it may not know, which crash-loops.
+//! from the operator setting `--rest-image-version` / `REST_IMAGE_VERSION`. Without either, the
+//! newest checked release ([`NEWEST`]) is assumed and the `ServerLayout` condition says so: that
+//! is the only layout the Go operator renders since v0.3, and OpenDataHub pins the server image
+//! by digest (its `RELATED_IMAGE_*` values), so refusing would break every such install.
 //!
 //! Facts (kubeflow/model-registry unless noted, `path@tag`):
 //! - `--datastore-type=embedmd` serves nothing before v0.2.20 (embedmd/service.go@v0.2.19
@@ -83,6 +84,8 @@ pub enum Layout {
 pub enum VersionSource {
     Tag,
     Setting,
+    /// Neither tag nor setting: [`NEWEST`] is assumed.
+    Assumed,
 }
 
 /// The server the registry Deployment runs.
@@ -121,18 +124,7 @@ impl Server {
                     })?,
                     VersionSource::Setting,
                 ),
-                None => {
-                    return Err(BuildError::new(
-                        field,
-                        format!(
-                            "image {image:?}: cannot tell which Model Registry server version it \
-                             runs (its tag is not a version such as v0.3.14), and the command \
-                             line differs between versions; use an image tagged with its \
-                             version, or set the operator's REST_IMAGE_VERSION \
-                             (--rest-image-version) to the version of the images without one"
-                        ),
-                    ));
-                }
+                None => (NEWEST, VersionSource::Assumed),
             },
         };
         if version < OLDEST || version >= BEYOND {
@@ -142,7 +134,7 @@ impl Server {
                     "image {image:?} runs Model Registry {version}{}; this operator starts \
                      servers {OLDEST} up to the v{}.{} releases (checked up to {NEWEST})",
                     match source {
-                        VersionSource::Tag => "",
+                        VersionSource::Tag | VersionSource::Assumed => "",
                         VersionSource::Setting => " (REST_IMAGE_VERSION)",
                     },
                     BEYOND.major,
@@ -180,6 +172,9 @@ impl Server {
         let from = match self.source {
             VersionSource::Tag => "from its tag",
             VersionSource::Setting => "from REST_IMAGE_VERSION",
+            VersionSource::Assumed => {
+                "assumed: the tag names no version; set REST_IMAGE_VERSION if it is older"
+            }
         };
         format!(
             "Model Registry {} (image {}, version {from})",
@@ -233,9 +228,17 @@ mod tests {
 
     #[test]
     fn unknown_or_unsupported_versions_are_refused_naming_the_image_and_field() {
-        let e = Server::resolve("x/mr@sha256:ab", "spec.rest.image", None).unwrap_err();
-        assert_eq!(e.field, "spec.rest.image");
-        assert!(e.message.contains("x/mr@sha256:ab") && e.message.contains("REST_IMAGE_VERSION"));
+        // No version in the tag and no setting: the newest layout, and the messages say so.
+        for image in ["x/mr@sha256:ab", "x/mr:latest"] {
+            let s = Server::resolve(image, "spec.rest.image", None).unwrap();
+            assert_eq!(
+                (s.version, s.source.clone()),
+                (NEWEST, VersionSource::Assumed)
+            );
+            assert!(
+                s.describe().contains("assumed") && s.describe().contains("REST_IMAGE_VERSION")
+            );
+        }
         let s = Server::resolve("x/mr@sha256:ab", "spec.rest.image", Some("v0.3.8")).unwrap();
         assert_eq!(
             (s.version, s.source),
