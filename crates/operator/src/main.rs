@@ -4,6 +4,9 @@ use clap::{Parser, Subcommand};
 use model_registry_operator::{crdgen, run, settings::Settings, telemetry};
 
 /// Kubernetes operator for Model Registry instances and model transfers.
+///
+/// Every setting is a global flag: it may precede `run` or follow it (as the manager
+/// Deployments write them), with the same effect.
 #[derive(Debug, Parser)]
 #[command(name = "model-registry-operator", version, about)]
 struct Cli {
@@ -31,8 +34,6 @@ struct RunArgs {
     /// to check what a Deployment's args and env amount to. Settings hold no secrets.
     #[arg(long = "print-settings")]
     print_settings: bool,
-    #[command(flatten)]
-    settings: Settings,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,16 +54,12 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Run(run)) if run.print_settings => {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&run.settings.normalized())?
+                serde_json::to_string_pretty(&cli.settings.normalized())?
             );
             Ok(())
         }
-        command => {
-            let settings = match command {
-                Some(Command::Run(run)) => run.settings,
-                _ => cli.settings,
-            }
-            .normalized();
+        _ => {
+            let settings = cli.settings.normalized();
             telemetry::init(settings.log_format);
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -34,6 +34,7 @@ fn or_default(value: Option<String>, default: &str) -> String {
 pub struct Images {
     /// Model Registry REST server image (legacy variable: REST_IMAGE).
     #[arg(
+        global = true,
         long = "rest-image",
         env = "RELATED_IMAGE_ODH_MODEL_REGISTRY_IMAGE",
         default_value_t = legacy_env("REST_IMAGE", "quay.io/opendatahub/model-registry:v0.3.14")
@@ -42,10 +43,11 @@ pub struct Images {
     /// Server version of REST images whose tag is not a version (digest-only references,
     /// `latest`, custom builds), e.g. `v0.3.14`: it decides the Deployment's layout and flags.
     /// Images tagged with a version use their tag.
-    #[arg(long = "rest-image-version", env = "REST_IMAGE_VERSION")]
+    #[arg(global = true, long = "rest-image-version", env = "REST_IMAGE_VERSION")]
     pub rest_version: Option<String>,
     /// ML Metadata gRPC server image (the layout of REST servers up to v0.2.20).
     #[arg(
+        global = true,
         long = "grpc-image",
         env = "GRPC_IMAGE",
         default_value = "quay.io/opendatahub/mlmd-grpc-server:latest"
@@ -53,6 +55,7 @@ pub struct Images {
     pub grpc: String,
     /// OpenShift OAuth proxy image.
     #[arg(
+        global = true,
         long = "oauth-proxy-image",
         env = "OAUTH_PROXY_IMAGE",
         default_value = "quay.io/openshift/origin-oauth-proxy:4.14.0"
@@ -60,6 +63,7 @@ pub struct Images {
     pub oauth_proxy: String,
     /// kube-rbac-proxy image (legacy variable: KUBE_RBAC_PROXY_IMAGE).
     #[arg(
+        global = true,
         long = "kube-rbac-proxy-image",
         env = "RELATED_IMAGE_ODH_KUBE_RBAC_PROXY_IMAGE",
         default_value_t = legacy_env("KUBE_RBAC_PROXY_IMAGE", "quay.io/brancz/kube-rbac-proxy:v0.18.1")
@@ -68,6 +72,7 @@ pub struct Images {
     /// model-sync image run by ModelTransfer Jobs. Read from the variable the ODH operator fills
     /// with its async-upload Job image (legacy variable: MODEL_SYNC_IMAGE).
     #[arg(
+        global = true,
         long = "model-sync-image",
         env = "RELATED_IMAGE_ODH_MODEL_REGISTRY_JOB_ASYNC_UPLOAD_IMAGE",
         default_value_t = legacy_env("MODEL_SYNC_IMAGE", "quay.io/opendatahub/model-sync:latest")
@@ -76,6 +81,7 @@ pub struct Images {
     /// PostgreSQL image for generated databases (legacy variable: POSTGRES_IMAGE). Read but not
     /// yet used: `spec.postgres.generateDeployment` provisions nothing yet.
     #[arg(
+        global = true,
         long = "postgres-image",
         env = "RELATED_IMAGE_POSTGRESQL_16_IMAGE",
         default_value_t = legacy_env("POSTGRES_IMAGE", "quay.io/sclorg/postgresql-16-c10s:latest")
@@ -84,6 +90,7 @@ pub struct Images {
     /// Model catalog data image (legacy variable: CATALOG_DATA_IMAGE). Read but not yet used:
     /// the operator deploys no model catalog.
     #[arg(
+        global = true,
         long = "catalog-data-image",
         env = "RELATED_IMAGE_ODH_MODEL_METADATA_COLLECTION_IMAGE",
         default_value_t = legacy_env("CATALOG_DATA_IMAGE", "quay.io/opendatahub/odh-model-metadata-collection:latest")
@@ -92,6 +99,7 @@ pub struct Images {
     /// Model catalog benchmark data image (legacy variable: BENCHMARK_DATA_IMAGE). Read but not
     /// yet used: the operator deploys no model catalog.
     #[arg(
+        global = true,
         long = "benchmark-data-image",
         env = "RELATED_IMAGE_ODH_MODEL_PERFORMANCE_DATA_IMAGE",
         default_value_t = legacy_env("BENCHMARK_DATA_IMAGE", "quay.io/opendatahub/odh-model-metadata-collection:latest")
@@ -105,20 +113,35 @@ pub struct Images {
 #[derive(Clone, Debug, Default, Args, Serialize)]
 pub struct Gateway {
     /// Gateway API mode's base domain (not yet acted upon).
-    #[arg(long = "gateway-domain", env = "GATEWAY_DOMAIN", id = "gateway_domain")]
+    #[arg(
+        global = true,
+        long = "gateway-domain",
+        env = "GATEWAY_DOMAIN",
+        id = "gateway_domain"
+    )]
     pub domain: Option<String>,
     /// Name of the Gateway routes would attach to (not yet acted upon).
-    #[arg(long = "gateway-name", env = "GATEWAY_NAME", id = "gateway_name")]
+    #[arg(
+        global = true,
+        long = "gateway-name",
+        env = "GATEWAY_NAME",
+        id = "gateway_name"
+    )]
     pub name: Option<String>,
     /// Namespace of that Gateway (not yet acted upon).
     #[arg(
+        global = true,
         long = "gateway-namespace",
         env = "GATEWAY_NAMESPACE",
         id = "gateway_namespace"
     )]
     pub namespace: Option<String>,
     /// Namespace HTTPRoutes would be created in (not yet acted upon).
-    #[arg(long = "httproute-namespace", env = "HTTPROUTE_NAMESPACE")]
+    #[arg(
+        global = true,
+        long = "httproute-namespace",
+        env = "HTTPROUTE_NAMESPACE"
+    )]
     pub httproute_namespace: Option<String>,
 }
 
@@ -126,22 +149,34 @@ pub struct Gateway {
 #[derive(Clone, Debug, Default, Args, Serialize)]
 pub struct RegistryDefaults {
     /// Default domain for Routes and Istio gateway hosts (else the cluster ingress config on OpenShift).
-    #[arg(long = "default-domain", env = "DEFAULT_DOMAIN")]
+    #[arg(global = true, long = "default-domain", env = "DEFAULT_DOMAIN")]
     pub domain: Option<String>,
     /// Default Authorino auth provider name for Istio AuthorizationPolicies.
-    #[arg(long = "default-auth-provider", env = "DEFAULT_AUTH_PROVIDER")]
+    #[arg(
+        global = true,
+        long = "default-auth-provider",
+        env = "DEFAULT_AUTH_PROVIDER"
+    )]
     pub auth_provider: Option<String>,
     /// Default labels for AuthConfigs, as `k=v,k2=v2`.
-    #[arg(long = "default-auth-config-labels", env = "DEFAULT_AUTH_CONFIG_LABELS", value_parser = parse_labels)]
+    #[arg(global = true, long = "default-auth-config-labels", env = "DEFAULT_AUTH_CONFIG_LABELS", value_parser = parse_labels)]
     pub auth_config_labels: Option<BTreeMap<String, String>>,
     /// Default Istio ingress gateway name.
-    #[arg(long = "default-istio-ingress", env = "DEFAULT_ISTIO_INGRESS")]
+    #[arg(
+        global = true,
+        long = "default-istio-ingress",
+        env = "DEFAULT_ISTIO_INGRESS"
+    )]
     pub istio_ingress: Option<String>,
     /// Default Istio control plane name.
-    #[arg(long = "default-control-plane", env = "DEFAULT_CONTROL_PLANE")]
+    #[arg(
+        global = true,
+        long = "default-control-plane",
+        env = "DEFAULT_CONTROL_PLANE"
+    )]
     pub control_plane: Option<String>,
     /// Default TLS credential name for gateway servers.
-    #[arg(long = "default-cert", env = "DEFAULT_CERT")]
+    #[arg(global = true, long = "default-cert", env = "DEFAULT_CERT")]
     pub cert: Option<String>,
 }
 
@@ -155,16 +190,21 @@ pub struct Settings {
     #[command(flatten)]
     pub gateway: Gateway,
     /// Watch only this namespace (default: all namespaces).
-    #[arg(long = "watch-namespace", env = "WATCH_NAMESPACE")]
+    #[arg(global = true, long = "watch-namespace", env = "WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
     /// When set, ModelRegistry resources are only accepted in this namespace.
-    #[arg(long = "registries-namespace", env = "REGISTRIES_NAMESPACE")]
+    #[arg(
+        global = true,
+        long = "registries-namespace",
+        env = "REGISTRIES_NAMESPACE"
+    )]
     pub registries_namespace: Option<String>,
     /// Create Authorino/Istio auth resources for Istio-enabled registries.
-    #[arg(long = "create-auth-resources", env = "CREATE_AUTH_RESOURCES", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(global = true, long = "create-auth-resources", env = "CREATE_AUTH_RESOURCES", default_value_t = true, action = clap::ArgAction::Set)]
     pub create_auth_resources: bool,
     /// Address of the Prometheus `/metrics` endpoint.
     #[arg(
+        global = true,
         long = "metrics-bind-address",
         env = "METRICS_BIND_ADDRESS",
         default_value = "0.0.0.0:8080",
@@ -173,6 +213,7 @@ pub struct Settings {
     pub metrics_addr: SocketAddr,
     /// Address of the `/healthz` and `/readyz` probes.
     #[arg(
+        global = true,
         long = "health-probe-bind-address",
         env = "HEALTH_PROBE_BIND_ADDRESS",
         default_value = "0.0.0.0:8081",
@@ -180,25 +221,31 @@ pub struct Settings {
     )]
     pub health_addr: SocketAddr,
     /// Run controllers only while holding the leader Lease (safe with several replicas).
-    #[arg(long = "leader-elect", env = "LEADER_ELECT", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(global = true, long = "leader-elect", env = "LEADER_ELECT", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub leader_elect: bool,
     /// Namespace of the leader Lease (default: the pod's namespace).
-    #[arg(long = "leader-election-namespace", env = "POD_NAMESPACE")]
+    #[arg(
+        global = true,
+        long = "leader-election-namespace",
+        env = "POD_NAMESPACE"
+    )]
     pub leader_election_namespace: Option<String>,
     /// Name of the leader Lease.
     #[arg(
+        global = true,
         long = "leader-election-id",
         env = "LEADER_ELECTION_ID",
         default_value = "model-registry-operator-lock"
     )]
     pub leader_election_id: String,
     /// Identity in the Lease (default: the hostname).
-    #[arg(long = "leader-election-identity", env = "POD_NAME")]
+    #[arg(global = true, long = "leader-election-identity", env = "POD_NAME")]
     pub leader_election_identity: Option<String>,
     /// Reconciles each controller runs at once (0: unbounded). Bounded, so that the changes
     /// piling up for a resource while it waits are handled by one reconcile, resources are
     /// handled in the order they changed, and memory stays flat with thousands of resources.
     #[arg(
+        global = true,
         long = "max-concurrent-reconciles",
         env = "MAX_CONCURRENT_RECONCILES",
         default_value_t = 8
@@ -206,6 +253,7 @@ pub struct Settings {
     pub max_concurrent_reconciles: u16,
     /// Log format.
     #[arg(
+        global = true,
         long = "log-format",
         env = "LOG_FORMAT",
         value_enum,

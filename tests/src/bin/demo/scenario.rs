@@ -108,16 +108,25 @@ pub async fn create_transfer(stack: &Stack) -> anyhow::Result<ModelTransfer> {
     let ns = &stack.namespace;
     let s = &stack.servers;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    for (name, data) in [
+    // The stand-in listens on plain HTTP: a token Secret goes there only with its owner's
+    // opt-in annotation (README, security model).
+    let plain_http = json!({ "modelregistry.opendatahub.io/allow-plain-http": "true" });
+    for (name, data, annotations) in [
         (
             "s3-credentials",
             json!({ "AWS_ACCESS_KEY_ID": s.s3.access_key(), "AWS_SECRET_ACCESS_KEY": s.s3.secret_key(),
                     "AWS_DEFAULT_REGION": s.s3.region(), "AWS_S3_ENDPOINT": s.s3.endpoint() }),
+            json!({}),
         ),
-        ("model-registry-token", json!({ "token": s.registry_token })),
+        (
+            "model-registry-token",
+            json!({ "token": s.registry_token }),
+            plain_http,
+        ),
     ] {
         let secret = json!({ "apiVersion": "v1", "kind": "Secret",
-                             "metadata": { "name": name }, "stringData": data });
+                             "metadata": { "name": name, "annotations": annotations },
+                             "stringData": data });
         secrets
             .patch(
                 name,

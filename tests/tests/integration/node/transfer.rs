@@ -53,7 +53,7 @@ impl World {
         };
         w.secret("s3-creds", w.s3.access_key(), w.s3.secret_key())
             .await;
-        w.plain_secret("mr-token", json!({ "token": TOKEN })).await;
+        w.token_secret("mr-token", TOKEN).await;
         w
     }
 
@@ -65,6 +65,20 @@ impl World {
                     "AWS_DEFAULT_REGION": self.s3.region(), "AWS_S3_ENDPOINT": env.for_pods(&self.s3.endpoint()) }),
         )
         .await;
+    }
+
+    /// The registry token: the test registry listens on plain HTTP, which a token Secret may
+    /// reach only with its owner's opt-in annotation.
+    async fn token_secret(&self, name: &str, token: &str) {
+        let s: Secret = serde_json::from_value(json!({
+            "metadata": { "name": name, "annotations": {
+                "modelregistry.opendatahub.io/allow-plain-http": "true" } },
+            "stringData": { "token": token } }))
+        .unwrap();
+        Api::<Secret>::namespaced(self.t.client.clone(), &self.t.ns)
+            .create(&PostParams::default(), &s)
+            .await
+            .unwrap();
     }
 
     async fn plain_secret(&self, name: &str, data: Value) {
