@@ -10,8 +10,9 @@
 //! - [`grants`]: registry access granted for a transfer goes when its Job is refused, and one
 //!   transfer's grant is never another's (names of different namespaces do not collide).
 //! - [`robustness`]: a `kubectl scale` of a registry is not undone.
+use k8s_openapi::api::authorization::v1::LocalSubjectAccessReview;
 use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
 use kube::Client;
 use kube::api::{Api, PostParams};
 use serde_json::json;
@@ -21,8 +22,49 @@ mod robustness;
 mod takeover;
 mod tokens;
 
-/// The shipped ModelTransfer editor ClusterRole, as `config/default` names it.
-pub const TRANSFER_EDITOR_ROLE: &str = "model-registry-operator-modeltransfer-editor-role";
+/// Binds `user` in `ns` to the rules of the shipped ModelTransfer editor ClusterRole
+/// (`config/rbac/modeltransfer_editor_role.yaml`), created under a name of this namespace's own:
+/// other tests on the shared control plane install and remove the shipped role's rendered copy
+/// (chart, kustomize), so binding that one raced with them. Waits until the API server's
+/// authorizer lets `user` create ModelTransfers there (RBAC reaches it through informers).
+pub async fn bind_user_to_transfer_editor(client: &Client, ns: &str, user: &str) {
+    let path = mro_tests::tools::repo_root().join("config/rbac/modeltransfer_editor_role.yaml");
+    let text = std::fs::read_to_string(&path).expect("read the shipped editor role");
+    let mut role: ClusterRole = serde_saphyr::from_str(&text).expect("parse the editor role");
+    let name = format!("{ns}-modeltransfer-editor-role");
+    role.metadata = kube::api::ObjectMeta {
+        name: Some(name.clone()),
+        ..Default::default()
+    };
+    Api::<ClusterRole>::all(client.clone())
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("create the editor ClusterRole");
+    bind_user(client, ns, user, &name).await;
+    let review: LocalSubjectAccessReview = serde_json::from_value(json!({
+        "metadata": { "namespace": ns },
+        "spec": { "user": user, "resourceAttributes": {
+            "namespace": ns, "verb": "create", "group": "modelregistry.opendatahub.io",
+            "resource": "modeltransfers" } }
+    }))
+    .unwrap();
+    let reviews = Api::<LocalSubjectAccessReview>::namespaced(client.clone(), ns);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let answer = reviews
+            .create(&PostParams::default(), &review)
+            .await
+            .expect("LocalSubjectAccessReview");
+        if answer.status.is_some_and(|s| s.allowed) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{user} still may not create ModelTransfers in {ns} after 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
 
 /// Binds `user` to the ClusterRole `role` in `ns`.
 pub async fn bind_user(client: &Client, ns: &str, user: &str, role: &str) {

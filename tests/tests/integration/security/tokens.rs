@@ -8,7 +8,7 @@ use mro_tests::token_catcher::TokenCatcher;
 use mro_tests::wait::eventually_within;
 use serde_json::{Value, json};
 
-use super::{TRANSFER_EDITOR_ROLE, bind_user, powerful_service_account};
+use super::{bind_user_to_transfer_editor, powerful_service_account};
 use crate::modeltransfer_controller::{Env, WAIT, s3_to_oci};
 
 const ALLOW_TRANSFERS: &str = "modelregistry.opendatahub.io/allow-model-transfers";
@@ -40,7 +40,7 @@ async fn a_transfer_editor_cannot_borrow_a_service_account() {
     let env = Env::new("sec-borrow").await;
     env.storage_secrets().await;
     powerful_service_account(&env.client, &env.ns, "deployer", "admin").await;
-    bind_user(&env.client, &env.ns, "alice", TRANSFER_EDITOR_ROLE).await;
+    bind_user_to_transfer_editor(&env.client, &env.ns, "alice").await;
     let alice = env.cluster.impersonating_client("alice");
 
     let mut spec = s3_to_oci("https://registry.example");
