@@ -9,6 +9,28 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Runs the venv installer `tests/tools/<script>` (idempotent, cached) and returns the path it
+/// prints last: the venv's `bin` directory.
+pub fn run_venv_installer(script: &str) -> Result<PathBuf, String> {
+    let script = repo_root().join("tests/tools").join(script);
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("running {}: {e}", script.display()))?;
+    if !out.status.success() {
+        return Err(format!("{} failed with {}", script.display(), out.status));
+    }
+    match String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .map(str::trim)
+    {
+        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+        _ => Err(format!("{} printed no path", script.display())),
+    }
+}
+
 /// The cache directory shared with the shell scripts (binaries, npm packages).
 pub fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("MRO_CACHE_DIR") {

@@ -6,8 +6,6 @@ use std::sync::OnceLock;
 
 use anyhow::anyhow;
 
-use crate::tools::repo_root;
-
 /// The venv's `bin` directory with huggingface_hub installed (installs on first use;
 /// `$MRO_HF_VENV_BIN` overrides).
 pub async fn venv_bin() -> anyhow::Result<PathBuf> {
@@ -20,23 +18,7 @@ pub async fn venv_bin() -> anyhow::Result<PathBuf> {
 }
 
 fn install() -> Result<PathBuf, String> {
-    let script = repo_root().join("tests/tools/install-hf-hub.sh");
-    let out = std::process::Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("running {}: {e}", script.display()))?;
-    if !out.status.success() {
-        return Err(format!("{} failed with {}", script.display(), out.status));
-    }
-    match String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .map(str::trim)
-    {
-        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
-        _ => Err(format!("{} printed no path", script.display())),
-    }
+    crate::tools::run_venv_installer("install-hf-hub.sh")
 }
 
 /// `snapshot_download` into `local_dir`; prints `OK <path>` or `ERROR <exception class>`.

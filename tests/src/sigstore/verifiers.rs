@@ -19,20 +19,7 @@ pub async fn venv_bin() -> anyhow::Result<PathBuf> {
 }
 
 fn install() -> Result<PathBuf, String> {
-    let script = repo_root().join("tests/tools/install-sigstore-verifiers.sh");
-    let out = std::process::Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("running {}: {e}", script.display()))?;
-    if !out.status.success() {
-        return Err(format!("{} failed with {}", script.display(), out.status));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    match stdout.lines().last().map(str::trim) {
-        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
-        _ => Err(format!("{} printed no path", script.display())),
-    }
+    crate::tools::run_venv_installer("install-sigstore-verifiers.sh")
 }
 
 /// What a verifier said.
