@@ -189,17 +189,6 @@ fn tmp_volume() -> (Volume, VolumeMount) {
 /// Database wiring for the container that talks to the database.
 fn db_wiring(input: &BuildInput, server: &Server) -> Result<DbWiring, BuildError> {
     let spec = &input.mr.spec;
-    if spec
-        .postgres
-        .as_ref()
-        .is_some_and(|p| p.generate_deployment == Some(true))
-    {
-        return Err(BuildError::new(
-            "spec.postgres.generateDeployment",
-            "this operator does not deploy a PostgreSQL instance (not implemented); run the \
-             database yourself and set spec.postgres.host",
-        ));
-    }
     match (&spec.postgres, &spec.mysql, server.layout()) {
         (Some(pg), None, Layout::Mlmd) => database::postgres_mlmd(pg),
         (Some(pg), None, Layout::Embedded) => database::postgres_embedded(pg),
