@@ -47,8 +47,10 @@ pub fn http_route_resource(caps: &Capabilities) -> Option<ApiResource> {
     ))
 }
 
+/// ReferenceGrant at v1beta1, as the Go operator uses it: every Gateway API release since it
+/// appeared serves it there (the group's versions say nothing about which kinds each serves).
 pub fn reference_grant_resource(caps: &Capabilities) -> Option<ApiResource> {
-    let v = caps.version(GATEWAY_API_GROUP, &["v1", "v1beta1"])?;
+    let v = caps.version(GATEWAY_API_GROUP, &["v1beta1"])?;
     Some(kinds::platform(
         GATEWAY_API_GROUP,
         v,
@@ -365,6 +367,12 @@ mod tests {
                 "gateway.networking.k8s.io/v1beta1"
             );
         }
+        // With v1 served, the route is v1; the grant stays v1beta1.
+        let out = build_with(&mr, &gateway_settings(Some("apps")), &gateway_caps());
+        assert_eq!(
+            child(&out, "ReferenceGrant").unwrap().resource.api_version,
+            "gateway.networking.k8s.io/v1beta1"
+        );
     }
 
     #[test]
