@@ -78,8 +78,8 @@ pub struct Images {
         default_value_t = legacy_env("MODEL_SYNC_IMAGE", "quay.io/opendatahub/model-sync:latest")
     )]
     pub model_sync: String,
-    /// PostgreSQL image for generated databases (legacy variable: POSTGRES_IMAGE). Read but not
-    /// yet used: `spec.postgres.generateDeployment` provisions nothing yet.
+    /// PostgreSQL image of the databases `spec.postgres.generateDeployment` provisions, unless
+    /// `spec.postgres.image` names one (legacy variable: POSTGRES_IMAGE).
     #[arg(
         global = true,
         long = "postgres-image",
