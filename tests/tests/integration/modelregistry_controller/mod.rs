@@ -25,6 +25,7 @@ mod names;
 mod openshift;
 mod process;
 mod samples;
+mod user_edits;
 
 /// A test namespace on a control plane (the flavour's shared one, or a test's private one) with
 /// an operator watching only it.

@@ -435,8 +435,10 @@ mod tests {
     #[test]
     fn openshift_routes_are_kept_alongside_the_http_route() {
         let mr = registry(json!({ "rest": {}, "kubeRBACProxy": {} }));
-        let caps =
-            Capabilities::from_groups([(GATEWAY_API_GROUP, vec!["v1"]), (ROUTE_GROUP, vec!["v1"])]);
+        let caps = Capabilities::from_groups([
+            (GATEWAY_API_GROUP, vec!["v1", "v1beta1"]),
+            (ROUTE_GROUP, vec!["v1"]),
+        ]);
         let out = build_with(&mr, &gateway_settings(Some("apps")), &caps);
         assert!(child(&out, "HTTPRoute").is_some());
         assert!(

@@ -316,3 +316,22 @@ fn the_service_names_the_registry_address_for_every_exposure_mode() {
     // Istio without the mesh exposes nothing.
     assert!(external_addresses(&build(&registry(istio_spec()), &only_istio())).is_empty());
 }
+
+#[test]
+fn istio_pods_bypass_the_sidecar_for_the_database_as_upstream() {
+    let d: Deployment = typed(&build(&registry(istio_spec()), &mesh()), "Deployment");
+    let meta = d.spec.unwrap().template.metadata.unwrap();
+    assert_eq!(meta.labels.unwrap()["sidecar.istio.io/inject"], "true");
+    assert_eq!(
+        meta.annotations.unwrap()["traffic.sidecar.istio.io/excludeOutboundPorts"],
+        "5432"
+    );
+    // Without Istio the pods carry neither (as the Go operator's HEAD).
+    let d: Deployment = typed(
+        &build(&registry(json!({ "rest": {} })), &mesh()),
+        "Deployment",
+    );
+    let meta = d.spec.unwrap().template.metadata.unwrap();
+    assert!(!meta.labels.unwrap().contains_key("sidecar.istio.io/inject"));
+    assert!(meta.annotations.is_none());
+}
