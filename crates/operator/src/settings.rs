@@ -78,8 +78,8 @@ pub struct Images {
         default_value_t = legacy_env("MODEL_SYNC_IMAGE", "quay.io/opendatahub/model-sync:latest")
     )]
     pub model_sync: String,
-    /// PostgreSQL image for generated databases (legacy variable: POSTGRES_IMAGE). Read but not
-    /// yet used: `spec.postgres.generateDeployment` provisions nothing yet.
+    /// PostgreSQL image of the databases `spec.postgres.generateDeployment` provisions, unless
+    /// `spec.postgres.image` names one (legacy variable: POSTGRES_IMAGE).
     #[arg(
         global = true,
         long = "postgres-image",
@@ -107,12 +107,14 @@ pub struct Images {
     pub benchmark_data: String,
 }
 
-/// The Data Science Gateway the ODH operator points registries at. Read (so a rendered ODH
-/// Deployment's values are visible in `run --print-settings`) but **not yet acted upon**: the
-/// operator creates no HTTPRoute or ReferenceGrant and sets no gateway address yet.
+/// The Data Science Gateway the ODH operator points registries at. With `GATEWAY_DOMAIN` set, every
+/// registry gets an HTTPRoute `model-registry-<name>` in `HTTPROUTE_NAMESPACE` attached to Gateway
+/// `GATEWAY_NAMESPACE/GATEWAY_NAME` (when the cluster serves `gateway.networking.k8s.io`), and its
+/// Service the address `<GATEWAY_DOMAIN>/model-registry/<name>`, as the Go operator does.
 #[derive(Clone, Debug, Default, Args, Serialize)]
 pub struct Gateway {
-    /// Gateway API mode's base domain (not yet acted upon).
+    /// Gateway API mode's base domain: unset, no HTTPRoutes are made (the other GATEWAY_*
+    /// settings are then unused).
     #[arg(
         global = true,
         long = "gateway-domain",
@@ -120,7 +122,7 @@ pub struct Gateway {
         id = "gateway_domain"
     )]
     pub domain: Option<String>,
-    /// Name of the Gateway routes would attach to (not yet acted upon).
+    /// Name of the Gateway the HTTPRoutes attach to (default: data-science-gateway).
     #[arg(
         global = true,
         long = "gateway-name",
@@ -128,7 +130,7 @@ pub struct Gateway {
         id = "gateway_name"
     )]
     pub name: Option<String>,
-    /// Namespace of that Gateway (not yet acted upon).
+    /// Namespace of that Gateway (default: openshift-ingress).
     #[arg(
         global = true,
         long = "gateway-namespace",
@@ -136,13 +138,39 @@ pub struct Gateway {
         id = "gateway_namespace"
     )]
     pub namespace: Option<String>,
-    /// Namespace HTTPRoutes would be created in (not yet acted upon).
+    /// Namespace the HTTPRoutes are created in (default: redhat-ods-applications, as the Go
+    /// operator; the ODH operator always sets it to its applications namespace).
     #[arg(
         global = true,
         long = "httproute-namespace",
         env = "HTTPROUTE_NAMESPACE"
     )]
     pub httproute_namespace: Option<String>,
+}
+
+/// The Go operator's defaults for the gateway settings.
+pub const DEFAULT_GATEWAY_NAME: &str = "data-science-gateway";
+pub const DEFAULT_GATEWAY_NAMESPACE: &str = "openshift-ingress";
+pub const DEFAULT_HTTPROUTE_NAMESPACE: &str = "redhat-ods-applications";
+
+impl Gateway {
+    /// The base domain when Gateway API mode is on.
+    pub fn active_domain(&self) -> Option<&str> {
+        self.domain.as_deref().filter(|d| !d.trim().is_empty())
+    }
+    pub fn gateway_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(DEFAULT_GATEWAY_NAME)
+    }
+    pub fn gateway_namespace(&self) -> &str {
+        self.namespace
+            .as_deref()
+            .unwrap_or(DEFAULT_GATEWAY_NAMESPACE)
+    }
+    pub fn route_namespace(&self) -> &str {
+        self.httproute_namespace
+            .as_deref()
+            .unwrap_or(DEFAULT_HTTPROUTE_NAMESPACE)
+    }
 }
 
 /// Defaults applied to ModelRegistry resources that leave them unset.

@@ -26,6 +26,7 @@ use crate::controller::QueuedController;
 
 pub mod build;
 pub mod kinds;
+pub mod provision;
 pub mod read;
 pub mod reconcile;
 pub mod status;

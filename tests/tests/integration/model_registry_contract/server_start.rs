@@ -175,3 +175,131 @@ async fn what_the_real_server_refuses_the_stand_in_refuses() {
         "{e:#}"
     );
 }
+
+/// `spec.postgres.generateDeployment`: a PostgreSQL initialised as the generated Deployment
+/// initialises the image (user and password from the generated Secret, the database it names),
+/// and the stand-in started with the registry's rendered command line reaches it by the
+/// generated Service's name.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_registry_runs_on_its_generated_database() {
+    use k8s_openapi::api::core::v1::Secret;
+    use model_registry_operator::modelregistry::build::{self, postgres_provision};
+
+    let mr: ModelRegistry = serde_json::from_value(json!({
+        "apiVersion": "modelregistry.opendatahub.io/v1beta1", "kind": "ModelRegistry",
+        "metadata": { "name": "gen", "namespace": "ns", "uid": "u-1" },
+        "spec": { "rest": {}, "postgres": { "generateDeployment": true } },
+    }))
+    .unwrap();
+    let (settings, caps) = (Settings::for_tests(), Capabilities::vanilla());
+    let desired = build::desired(&BuildInput {
+        mr: &mr,
+        settings: &settings,
+        caps: &caps,
+        cluster_domain: None,
+        ingress_gateway: None,
+        oauth_cookie_secret: None,
+    })
+    .unwrap();
+    let find = |kind: &str, name: &str| -> Deployment {
+        desired
+            .children
+            .iter()
+            .find(|c| c.resource.kind == kind && c.name() == name)
+            .unwrap_or_else(|| panic!("{kind} {name}"))
+            .to_typed()
+    };
+    let registry = find("Deployment", "gen");
+    let database = find("Deployment", "gen-postgres");
+
+    // The Secret as the reconciler creates it, with a password of the same kind.
+    let password = format!("{:032x}", rand_u128());
+    let secret: Secret = postgres_provision::secret(&mr, &password);
+    let data = secret.data.clone().unwrap();
+    let value = |k: &str| String::from_utf8(data[k].0.clone()).unwrap();
+    // What the image initialises: POSTGRESQL_USER/PASSWORD from the Secret, POSTGRESQL_DATABASE.
+    let db_env = database
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .env
+        .clone()
+        .unwrap();
+    let env_of = |n: &str| db_env.iter().find(|e| e.name == n).unwrap().clone();
+    let from_secret = |n: &str| {
+        let r = env_of(n).value_from.unwrap().secret_key_ref.unwrap();
+        assert_eq!(r.name, "gen-postgres-credentials");
+        value(&r.key)
+    };
+    let (user, pw) = (
+        from_secret("POSTGRESQL_USER"),
+        from_secret("POSTGRESQL_PASSWORD"),
+    );
+    let dbname = env_of("POSTGRESQL_DATABASE").value.unwrap();
+    let pg = Postgres::start(&user, &pw, &dbname).await.unwrap();
+
+    let pod = registry
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
+    let rest = pod
+        .containers
+        .iter()
+        .find(|c| c.name == "rest-container")
+        .unwrap();
+    let secrets = data
+        .iter()
+        .map(|(k, v)| {
+            (
+                ("gen-postgres-credentials".to_string(), k.clone()),
+                String::from_utf8(v.0.clone()).unwrap(),
+            )
+        })
+        .collect();
+    let (args, env) = container_command_line(rest, &secrets).unwrap();
+    assert!(!args.iter().any(|a| a.contains(&password)), "{args:?}");
+    let start = CommandLineStart {
+        hosts: BTreeMap::from([(
+            postgres_provision::name(&mr),
+            SocketAddr::from((Ipv4Addr::LOCALHOST, pg.port)),
+        )]),
+        ..Default::default()
+    };
+    let mut s = start_from_command_line(Version::new(0, 3, 14), &args, &env, start)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        (s.database.user.as_str(), s.database.database.as_str()),
+        ("modelregistry", "model_registry")
+    );
+    let base = s.standin.base_url();
+    let http = reqwest::Client::new();
+    let get = |p: &str| http.get(format!("{base}{p}")).send();
+    assert_eq!(get("/readyz/isDirty").await.unwrap().status(), 200);
+    assert_eq!(
+        get("/api/model_registry/v1alpha3/registered_models")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    s.standin.stop().await;
+}
+
+/// A random value from the OS (the test's password is not a constant).
+fn rand_u128() -> u128 {
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .unwrap();
+    u128::from_le_bytes(b)
+}
