@@ -195,6 +195,21 @@ pub async fn apply(client: &Client, manager: &str, child: &Child) -> kube::Resul
         .await
 }
 
+/// [`apply`] with `dryRun=All`: the API server validates and admits the object as it would be
+/// written, and writes nothing.
+pub async fn apply_dry_run(
+    client: &Client,
+    manager: &str,
+    child: &Child,
+) -> kube::Result<DynamicObject> {
+    let mut pp = PatchParams::apply(manager).force();
+    pp.dry_run = true;
+    child
+        .api(client)
+        .patch(&child.name(), &pp, &Patch::Apply(&child.object))
+        .await
+}
+
 /// Labels selecting every child of one parent.
 pub fn parent_selector(kind: &str, namespace: &str, name: &str) -> String {
     format!(

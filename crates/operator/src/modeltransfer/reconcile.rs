@@ -113,6 +113,20 @@ pub async fn reconcile(mt: Arc<ModelTransfer>, ctx: Arc<Context>) -> Result<Acti
             return Ok(Action::await_change());
         }
     };
+    let job_child = Child::typed(&desired.job);
+    // A Job the API server would refuse (what the CRD schema let through, e.g. a malformed
+    // toleration) is found out before anything is granted for it: a grant applied first and
+    // revoked after the refusal would exist for a moment on every reconcile of the transfer.
+    if desired.role_binding.is_some()
+        && let Err(kube::Error::Api(s)) =
+            apply::apply_dry_run(&ctx.client, MODEL_TRANSFER_MANAGER, &job_child).await
+        && (s.code == 400 || s.code == 422)
+    {
+        set_grant(&mt, &api, &ctx, None).await?;
+        let message = refused_message(&job_child, &s.message);
+        publish_status(&mt, &api, &ctx, &status::invalid(&mt, &message)).await?;
+        return Ok(Action::await_change());
+    }
     match set_grant(&mt, &api, &ctx, desired.role_binding.as_ref()).await {
         Ok(()) => {}
         // The binding's name in the registry's namespace is taken by someone else's object.
@@ -124,7 +138,6 @@ pub async fn reconcile(mt: Arc<ModelTransfer>, ctx: Arc<Context>) -> Result<Acti
         Err(e) => return Err(e),
     }
     // The Job's inputs at once, then the Job.
-    let job_child = Child::typed(&desired.job);
     let inputs = desired.inputs();
     let mut applied = None;
     for batch in [inputs.iter().collect::<Vec<_>>(), vec![&job_child]] {
@@ -152,12 +165,7 @@ pub async fn reconcile(mt: Arc<ModelTransfer>, ctx: Arc<Context>) -> Result<Acti
                 Err(apply::ApplyError::Kube(kube::Error::Api(s)))
                     if s.code == 400 || s.code == 422 =>
                 {
-                    let message = format!(
-                        "spec: the {} {} built from this spec is invalid: {}",
-                        child.resource.kind,
-                        child.name(),
-                        s.message
-                    );
+                    let message = refused_message(child, &s.message);
                     // No Job will run: the registry grant applied for it must not outlive it.
                     revoke(&ctx, desired.role_binding.as_ref()).await?;
                     set_grant(&mt, &api, &ctx, None).await?;
@@ -190,6 +198,15 @@ pub async fn reconcile(mt: Arc<ModelTransfer>, ctx: Arc<Context>) -> Result<Acti
     );
     published?;
     Ok(Action::requeue(ACTIVE_RESYNC))
+}
+
+/// The status message for a child the API server refused.
+fn refused_message(child: &Child, why: &str) -> String {
+    format!(
+        "spec: the {} {} built from this spec is invalid: {why}",
+        child.resource.kind,
+        child.name(),
+    )
 }
 
 /// Status of an existing Job; registry check after success; registry access while needed.
