@@ -22,6 +22,7 @@ use mro_api::condition::{find_condition, is_condition_true};
 use mro_api::model_transfer::TransferPhase;
 use mro_api::{ModelTransfer, ModelTransferStatus};
 
+use super::build::registry::TokenSource;
 use super::build::{self, BuildInput};
 use super::read::{self, Resolution};
 use super::status::{self, Registration, StatusInput};
@@ -277,21 +278,22 @@ async fn track(
             message: problem.to_string(),
         },
         (true, Ok(w)) => {
-            let sa = build::service_account_name(mt);
             let result = outcome.result.clone().unwrap_or_default();
             let bundle = mt
                 .spec
                 .job
                 .as_ref()
                 .and_then(|j| j.ca_bundle_config_map_ref.as_ref());
-            verify::check(&ctx.client, &ns, &sa, w, bundle, &result).await
+            verify::check(&ctx.client, &ns, w, bundle, &result).await
         }
     };
-    let keep_grant = match outcome.phase {
-        TransferPhase::Pending | TransferPhase::Running => true,
-        TransferPhase::Succeeded => check && registration != Registration::Live,
-        TransferPhase::Failed => false,
-    };
+    // Only the Job uses the grant: the operator's check borrows no token of its account.
+    let keep_grant = matches!(
+        outcome.phase,
+        TransferPhase::Pending | TransferPhase::Running
+    );
+    // A verdict from the Job's read-back does not change by asking again.
+    let from_read_back = matches!(&wiring, Ok(w) if w.token == TokenSource::ServiceAccount);
     let grant = match (&wiring, keep_grant) {
         (Ok(w), true) => w
             .grant
@@ -309,7 +311,9 @@ async fn track(
     publish_status(mt, api, ctx, &st).await?;
     Ok(match outcome.phase {
         TransferPhase::Pending | TransferPhase::Running => Action::requeue(ACTIVE_RESYNC),
-        TransferPhase::Succeeded if check && registration != Registration::Live => {
+        TransferPhase::Succeeded
+            if check && registration != Registration::Live && !from_read_back =>
+        {
             Action::requeue(REGISTERED_RETRY)
         }
         _ => Action::await_change(),

@@ -292,7 +292,7 @@ async fn s3_to_oci_create_model_into_a_referenced_model_registry() {
     let rb = bindings.get(&rb_name).await.expect("the registry grant");
     assert_eq!(rb.role_ref.name, format!("registry-user-{REGISTRY}"));
 
-    // Transferred, registered through the proxy, and confirmed by the operator's own read-back.
+    // Transferred, registered through the proxy, and confirmed by the Job's read-back.
     let api = env.api::<ModelTransfer>();
     let mut last = None;
     let finished = tokio::time::timeout(DONE, async {
