@@ -209,6 +209,7 @@ async fn finalize(
     apply::prune_consistent(
         &ctx.client,
         &kinds::managed(caps),
+        &ns,
         &selector,
         &BTreeSet::new(),
     )

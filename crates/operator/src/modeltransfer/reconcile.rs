@@ -403,6 +403,7 @@ async fn finalize(mt: &ModelTransfer, api: &Api<ModelTransfer>, ctx: &Context) -
     apply::prune_consistent(
         &ctx.client,
         &[role_binding_kind(false)],
+        &mt.namespace().unwrap_or_default(),
         &names::selector(mt),
         &BTreeSet::new(),
     )
