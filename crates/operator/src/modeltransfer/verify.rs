@@ -108,7 +108,9 @@ pub fn from_read_back(id: &str, expected: &str, rb: Option<&ReadBack>) -> Regist
     } else if state != "LIVE" {
         Registration::NotLive {
             reason: ARTIFACT_NOT_LIVE,
-            message: format!("model artifact {id} is in state {state}, not LIVE (read back by the Job)"),
+            message: format!(
+                "model artifact {id} is in state {state}, not LIVE (read back by the Job)"
+            ),
         }
     } else if rb.uri.as_deref() != Some(expected) {
         Registration::NotLive {
@@ -151,7 +153,9 @@ async fn connect(
         }
         // Never reached: [`check`] uses the read-back for these.
         TokenSource::ServiceAccount => {
-            return Err("the registry takes the Job's own token, which the operator does not borrow".into());
+            return Err(
+                "the registry takes the Job's own token, which the operator does not borrow".into(),
+            );
         }
     }
     let mut pem = Vec::new();

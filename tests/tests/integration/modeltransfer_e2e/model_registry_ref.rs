@@ -416,7 +416,9 @@ async fn s3_to_oci_create_model_into_a_referenced_model_registry() {
     let job_pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     let projected = serde_json::to_value(&job_pod.volumes).unwrap();
     assert!(
-        projected.to_string().contains(&format!("\"audience\":\"{audience}\"")),
+        projected
+            .to_string()
+            .contains(&format!("\"audience\":\"{audience}\"")),
         "the Job's registry token is not bound to {audience}: {projected}"
     );
     // A token for the API server's audience is refused outright (it could be replayed there);

@@ -42,7 +42,12 @@ fn readme_table() -> BTreeSet<(Scope, Perm)> {
     let end = readme.find("<!-- /rbac-table -->").expect("table end");
     let mut out = BTreeSet::new();
     for line in readme[start..end].lines().skip(3) {
-        let cells: Vec<&str> = line.trim().trim_matches('|').split('|').map(str::trim).collect();
+        let cells: Vec<&str> = line
+            .trim()
+            .trim_matches('|')
+            .split('|')
+            .map(str::trim)
+            .collect();
         assert!(cells.len() >= 5, "malformed RBAC table row: {line}");
         let scope = match cells[0] {
             "cluster" => Scope::Cluster,
@@ -114,7 +119,10 @@ fn shipped() -> BTreeSet<(Scope, Perm)> {
         doc["rules"].clone()
     };
     let mut all = expand_rules(Scope::Cluster, &rules("role.yaml"));
-    all.extend(expand_rules(Scope::Namespace, &rules("namespace_role.yaml")));
+    all.extend(expand_rules(
+        Scope::Namespace,
+        &rules("namespace_role.yaml"),
+    ));
     all.extend(expand_rules(
         Scope::OperatorNamespace,
         &rules("leader_election_role.yaml"),
@@ -308,13 +316,28 @@ async fn the_operator_holds_the_readme_rules_and_nothing_more() {
         perm("", "nodes/proxy", "get", ""),
         perm("rbac.authorization.k8s.io", "clusterroles", "escalate", ""),
         perm("rbac.authorization.k8s.io", "roles", "escalate", ""),
-        perm("rbac.authorization.k8s.io", "clusterroles", "bind", "cluster-admin"),
+        perm(
+            "rbac.authorization.k8s.io",
+            "clusterroles",
+            "bind",
+            "cluster-admin",
+        ),
         perm("rbac.authorization.k8s.io", "clusterroles", "bind", "admin"),
         perm("rbac.authorization.k8s.io", "clusterroles", "create", ""),
         perm("", "users", "impersonate", ""),
         perm("", "serviceaccounts", "impersonate", ""),
-        perm("certificates.k8s.io", "certificatesigningrequests", "create", ""),
-        perm("modelregistry.opendatahub.io", "modelregistries", "update", ""),
+        perm(
+            "certificates.k8s.io",
+            "certificatesigningrequests",
+            "create",
+            "",
+        ),
+        perm(
+            "modelregistry.opendatahub.io",
+            "modelregistries",
+            "update",
+            "",
+        ),
     ];
     for ns in ["kube-system", unbound.as_str(), ""] {
         none_allowed(&admin, ns, &attacks).await;
