@@ -2,7 +2,8 @@
 //! `kubeRBACProxy` gets, in front of an upstream (the Model Registry stand-in), for tests.
 //!
 //! It enforces what the ModelRegistry controller configures for the real proxy: every request
-//! must carry a bearer token the API server accepts (TokenReview), and its user must pass a
+//! must carry a bearer token the API server accepts (TokenReview) for the audiences of the
+//! proxy container's `--auth-token-audiences` flag in the registry Deployment, and its user must pass a
 //! SubjectAccessReview with the `resourceAttributes` of the controller's
 //! `<name>-kube-rbac-proxy-config` ConfigMap (read per request, as the real proxy reads its
 //! mounted file), the verb being the configured one or, as kube-rbac-proxy does, the one derived
@@ -243,11 +244,41 @@ struct User {
     groups: Option<Vec<String>>,
 }
 
+/// The `--auth-token-audiences` the controller starts the real proxy with (the registry
+/// Deployment's `kube-rbac-proxy` container), read per request as the real proxy has its flags;
+/// none when the Deployment or the flag is absent (the real proxy then reviews tokens for the
+/// API server's audience).
+async fn audiences(s: &Shared) -> anyhow::Result<Option<Vec<String>>> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let Some(dep) = Api::<Deployment>::namespaced(s.kube.clone(), &s.namespace)
+        .get_opt(&s.name)
+        .await
+        .context("read the registry Deployment")?
+    else {
+        return Ok(None);
+    };
+    let flag = dep
+        .spec
+        .and_then(|d| d.template.spec)
+        .into_iter()
+        .flat_map(|p| p.containers)
+        .filter(|c| c.name == "kube-rbac-proxy")
+        .flat_map(|c| c.args.unwrap_or_default())
+        .find_map(|a| a.strip_prefix("--auth-token-audiences=").map(str::to_owned));
+    Ok(flag.map(|f| {
+        f.split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }))
+}
+
 async fn authenticate(s: &Shared, token: &str) -> anyhow::Result<Option<User>> {
     let review = TokenReview {
         spec: TokenReviewSpec {
             token: Some(token.to_owned()),
-            audiences: None,
+            audiences: audiences(s).await?,
         },
         ..Default::default()
     };

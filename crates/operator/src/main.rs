@@ -59,7 +59,12 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         _ => {
-            let settings = cli.settings.normalized();
+            let settings =
+                cli.settings
+                    .normalized()
+                    .with_api_audiences_resolved(std::path::Path::new(
+                        model_registry_operator::settings::SERVICE_ACCOUNT_TOKEN_PATH,
+                    ));
             telemetry::init(settings.log_format);
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

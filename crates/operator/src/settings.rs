@@ -206,6 +206,67 @@ pub struct RegistryDefaults {
     /// Default TLS credential name for gateway servers.
     #[arg(global = true, long = "default-cert", env = "DEFAULT_CERT")]
     pub cert: Option<String>,
+    /// Audiences of the API server's tokens, as `a,b`: what an Authorino AuthConfig accepts when
+    /// a registry's `spec.istio.audiences` is unset. Default: the `aud` of the operator's own
+    /// ServiceAccount token (the cluster's API audiences), else `https://kubernetes.default.svc`.
+    #[arg(
+        global = true,
+        long = "api-audiences",
+        env = "API_AUDIENCES",
+        value_delimiter = ','
+    )]
+    pub api_audiences: Vec<String>,
+}
+
+/// Unpadded base64url (a JWT segment).
+fn base64url(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// Where the operator's own ServiceAccount token is mounted.
+pub const SERVICE_ACCOUNT_TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+/// The `aud` claim of a JWT (a string or a list), without verifying it: the token is the
+/// operator's own, read from its mount, and only tells which audiences the API server issues.
+pub fn token_audiences(jwt: &str) -> Vec<String> {
+    let Some(payload) = jwt.trim().split('.').nth(1) else {
+        return Vec::new();
+    };
+    let Some(bytes) = base64url(payload.trim_end_matches('=')) else {
+        return Vec::new();
+    };
+    let Ok(claims) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Vec::new();
+    };
+    match &claims["aud"] {
+        serde_json::Value::String(a) if !a.is_empty() => vec![a.clone()],
+        serde_json::Value::Array(a) => a
+            .iter()
+            .filter_map(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Everything the operator process is configured with.
@@ -346,6 +407,23 @@ impl Settings {
         ] {
             unset_if_empty(v);
         }
+        d.api_audiences.retain(|a| !a.trim().is_empty());
+        self
+    }
+
+    /// Fills `api_audiences` when unset: from the operator's own ServiceAccount token, else
+    /// the API server's conventional audience. Called once at start.
+    pub fn with_api_audiences_resolved(mut self, token_path: &std::path::Path) -> Settings {
+        if self.defaults.api_audiences.is_empty() {
+            let from_token = std::fs::read_to_string(token_path)
+                .map(|t| token_audiences(&t))
+                .unwrap_or_default();
+            self.defaults.api_audiences = if from_token.is_empty() {
+                vec![crate::modelregistry::build::istio::DEFAULT_AUDIENCE.to_owned()]
+            } else {
+                from_token
+            };
+        }
         self
     }
 
@@ -442,5 +520,39 @@ mod tests {
             ("pg:16", "cat:1", "bench:1", "sync:1")
         );
         assert_eq!(s.metrics_addr.port(), 18080);
+    }
+}
+
+#[cfg(test)]
+mod audience_tests {
+    use super::*;
+
+    #[test]
+    fn token_audiences_are_read_from_the_jwt() {
+        // {"aud":["https://kubernetes.default.svc","k3s"],"sub":"x"}
+        let payload =
+            "eyJhdWQiOlsiaHR0cHM6Ly9rdWJlcm5ldGVzLmRlZmF1bHQuc3ZjIiwiazNzIl0sInN1YiI6IngifQ";
+        assert_eq!(
+            token_audiences(&format!("h.{payload}.s")),
+            vec!["https://kubernetes.default.svc".to_string(), "k3s".into()]
+        );
+        // {"aud":"api"}
+        assert_eq!(
+            token_audiences("h.eyJhdWQiOiJhcGkifQ.s"),
+            vec!["api".to_string()]
+        );
+        assert!(token_audiences("garbage").is_empty());
+        let dir = std::env::temp_dir().join(format!("mro-aud-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        std::fs::write(&path, "h.eyJhdWQiOiJhcGkifQ.s").unwrap();
+        let s = Settings::for_tests().with_api_audiences_resolved(&path);
+        assert_eq!(s.defaults.api_audiences, vec!["api".to_string()]);
+        let s = Settings::for_tests().with_api_audiences_resolved(&dir.join("missing"));
+        assert_eq!(
+            s.defaults.api_audiences,
+            vec![crate::modelregistry::build::istio::DEFAULT_AUDIENCE.to_string()]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -253,7 +253,7 @@ async fn finalize(
     if build::postgres_provision::keep_data(mr) {
         keep.insert(generated_db_secret(mr));
     }
-    apply::prune_consistent(&ctx.client, &kinds::managed(caps), &selector, &keep).await?;
+    apply::prune_consistent(&ctx.client, &kinds::managed(caps), &ns, &selector, &keep).await?;
     remove_finalizer(api, mr).await?;
     Ok(Action::await_change())
 }

@@ -279,5 +279,7 @@ pub async fn namespace(client: &kube::Client, name: &str) -> anyhow::Result<()> 
         .patch(name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(ns))
         .await
         .with_context(|| format!("create namespace {name}"))?;
+    // The operator's Secrets and service-proxy rights there (README, RBAC).
+    mro_tests::cluster::grant_namespace_role(client, name).await?;
     Ok(())
 }

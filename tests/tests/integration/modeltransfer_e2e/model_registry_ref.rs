@@ -292,7 +292,7 @@ async fn s3_to_oci_create_model_into_a_referenced_model_registry() {
     let rb = bindings.get(&rb_name).await.expect("the registry grant");
     assert_eq!(rb.role_ref.name, format!("registry-user-{REGISTRY}"));
 
-    // Transferred, registered through the proxy, and confirmed by the operator's own read-back.
+    // Transferred, registered through the proxy, and confirmed by the Job's read-back.
     let api = env.api::<ModelTransfer>();
     let mut last = None;
     let finished = tokio::time::timeout(DONE, async {
@@ -358,7 +358,8 @@ async fn s3_to_oci_create_model_into_a_referenced_model_registry() {
     assert_eq!(pull_image(&oci, pinned).await.unwrap().models, model);
 
     // Every registry call went through the proxy as the Job's ServiceAccount (the Job's writes
-    // and the operator's read-back), and none was refused.
+    // and its read-back: the operator borrows no token for its check), and none was refused:
+    // the Job's token, bound to the registry's audience, is what the proxy accepts.
     let sa_user = format!("system:serviceaccount:{ns}:{TRANSFER}-sync");
     let decisions = proxy.decisions();
     assert!(
@@ -378,28 +379,57 @@ async fn s3_to_oci_create_model_into_a_referenced_model_registry() {
         bindings.get_opt(&rb_name).await.unwrap().is_none()
     })
     .await;
-    let token = env
-        .api::<ServiceAccount>()
-        .create_token_request(
-            &format!("{TRANSFER}-sync"),
-            &PostParams::default(),
-            &serde_json::from_value(json!({ "spec": { "audiences": [] } })).unwrap(),
-        )
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token;
-    let resp = proxy_client(&proxy, &ns)
-        .get(format!(
+    let token = |audiences: Vec<String>| {
+        let sas = env.api::<ServiceAccount>();
+        async move {
+            sas.create_token_request(
+                &format!("{TRANSFER}-sync"),
+                &PostParams::default(),
+                &serde_json::from_value(json!({ "spec": { "audiences": audiences } })).unwrap(),
+            )
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .token
+        }
+    };
+    let call = |token: String| {
+        let client = proxy_client(&proxy, &ns);
+        let url = format!(
             "https://{REGISTRY}.{ns}.svc:{}/api/model_registry/v1alpha3/registered_models",
             proxy.port()
-        ))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 403, "{}", diagnostics());
+        );
+        async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // The proxy is started with the registry's audience, as the Job's token is projected.
+    let audience = format!("https://{REGISTRY}.{ns}.svc:{}", proxy.port());
+    let job_pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let projected = serde_json::to_value(&job_pod.volumes).unwrap();
+    assert!(
+        projected
+            .to_string()
+            .contains(&format!("\"audience\":\"{audience}\"")),
+        "the Job's registry token is not bound to {audience}: {projected}"
+    );
+    // A token for the API server's audience is refused outright (it could be replayed there);
+    // a bound one authenticates, and is now denied: the access came from the RoleBinding.
+    assert_eq!(call(token(vec![]).await).await, 401, "{}", diagnostics());
+    assert_eq!(
+        call(token(vec![audience.clone()]).await).await,
+        403,
+        "{}",
+        diagnostics()
+    );
     let left = bindings
         .list(
             &ListParams::default().labels("modelregistry.opendatahub.io/parent-kind=ModelTransfer"),

@@ -68,6 +68,14 @@ const KRP_CONFIG_DIR: &str = "/etc/kube-rbac-proxy";
 const KRP_CONFIG_KEY: &str = "config-file.yaml";
 
 /// The subresource of the registry Service that kube-rbac-proxy authorizes callers against.
+/// The token audience kube-rbac-proxy accepts (`--auth-token-audiences`): the registry's own
+/// HTTPS origin inside the cluster, `https://<name>.<namespace>.svc:<port>`. The ModelTransfer
+/// controller projects the Job's token with this audience, so a token sent to the proxy is good
+/// for that registry only: neither the API server nor another registry accepts it.
+pub fn kube_rbac_proxy_audience(name: &str, namespace: &str, port: i32) -> String {
+    format!("https://{name}.{namespace}.svc:{port}")
+}
+
 pub const KUBE_RBAC_PROXY_SUBRESOURCE: &str = "proxy";
 /// Every verb kube-rbac-proxy derives from an HTTP method the REST API uses (other methods, such
 /// as HEAD, map to no verb and are refused by any RBAC rule that does not grant `*`).
@@ -234,6 +242,14 @@ pub fn sidecar(input: &BuildInput) -> Option<ProxySidecar> {
                 format!("--secure-listen-address=0.0.0.0:{}", config.port),
                 format!("--upstream=http://127.0.0.1:{rest_port}/"),
                 format!("--config-file={KRP_CONFIG_DIR}/{KRP_CONFIG_KEY}"),
+                format!(
+                    "--auth-token-audiences={}",
+                    kube_rbac_proxy_audience(
+                        &mr.name_any(),
+                        &mr.namespace().unwrap_or_default(),
+                        config.port
+                    )
+                ),
                 format!("--tls-cert-file={tls_cert}"),
                 format!("--tls-private-key-file={tls_key}"),
             ];

@@ -556,6 +556,9 @@ fn kube_rbac_proxy_sidecar() {
             "--secure-listen-address=0.0.0.0:8443".to_string(),
             "--upstream=http://127.0.0.1:8080/".into(),
             "--config-file=/etc/kube-rbac-proxy/config-file.yaml".into(),
+            // Only tokens bound to this registry (as the ModelTransfer Jobs' are projected).
+            "--auth-token-audiences=https://modelregistry-sample.odh-model-registries.svc:8443"
+                .into(),
             "--tls-cert-file=/etc/tls/private/tls.crt".into(),
             "--tls-private-key-file=/etc/tls/private/tls.key".into(),
         ]
