@@ -32,7 +32,7 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
     found.pop().context("no /usr/lib/postgresql/*/bin/initdb")
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -44,7 +44,7 @@ fn is_root() -> bool {
 }
 
 /// `program args…`, as `nobody` when we are root.
-fn as_server_user(program: PathBuf) -> Command {
+pub(crate) fn as_server_user(program: PathBuf) -> Command {
     if is_root() {
         let mut c = Command::new("setpriv");
         c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
