@@ -27,6 +27,8 @@ use crate::postgres::{as_server_user, is_root};
 pub struct MariaDbOptions {
     /// Serve TLS with these files (CA, server certificate, key), and refuse plain connections.
     pub tls: Option<crate::tls::TlsFiles>,
+    /// With `tls`: the database user must present a client certificate (`REQUIRE X509`).
+    pub client_cert: bool,
 }
 
 /// A running MariaDB with one database and a user owning it.
@@ -89,6 +91,10 @@ impl MariaDb {
         let dir = tempfile::Builder::new().prefix("mro-mariadb-").tempdir()?;
         let data = dir.path().join("data");
         std::fs::create_dir(&data)?;
+        // A temporary directory of its own: in a shared /tmp, concurrent bootstraps' internal
+        // temporary tables collide ("Unknown table 'mysql.tmp_user_sys'").
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp)?;
         // The server reads its TLS files as its own user: copy them in.
         let tls = match &opts.tls {
             Some(files) => {
@@ -119,6 +125,7 @@ impl MariaDb {
         install
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args([
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
@@ -172,9 +179,14 @@ impl MariaDb {
         db.admin(&[
             format!("CREATE DATABASE {}", sql_ident(database)),
             format!(
-                "CREATE USER {}@'%' IDENTIFIED BY {}",
+                "CREATE USER {}@'%' IDENTIFIED BY {}{}",
                 sql_str(user),
-                sql_str(password)
+                sql_str(password),
+                if opts.tls.is_some() && opts.client_cert {
+                    " REQUIRE X509"
+                } else {
+                    ""
+                }
             ),
             format!(
                 "GRANT ALL ON {}.* TO {}@'%'",
@@ -183,10 +195,21 @@ impl MariaDb {
             ),
         ])
         .await?;
-        // The user logs in over TCP, as the stand-in will (with TLS when the server requires it).
+        // The user logs in over TCP, as the stand-in will (with TLS when the server requires
+        // it); a user that must present a certificate is checked as root over the socket.
+        let probe = if opts.client_cert {
+            "SELECT user FROM mysql.user LIMIT 1"
+        } else {
+            "SELECT 1"
+        };
         let mut last = None;
         while tokio::time::Instant::now() < deadline {
-            match db.query_as_user("SELECT 1").await {
+            let r = if opts.client_cert {
+                db.admin(&[probe.to_string()]).await.map(|_| None)
+            } else {
+                db.query_as_user(probe).await
+            };
+            match r {
                 Ok(_) => return Ok(db),
                 Err(e) => last = Some(e),
             }
@@ -264,6 +287,7 @@ fn spawn_server(
     let mut c = as_server_user(server.to_path_buf());
     c.arg("--no-defaults")
         .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--tmpdir={}", dir.join("tmp").display()))
         .arg(format!("--socket={}", socket.display()))
         .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
         .arg(format!("--log-error={}", dir.join("error.log").display()))
