@@ -55,15 +55,55 @@ pub(crate) fn as_server_user(program: PathBuf) -> Command {
     }
 }
 
+/// What the server is started with.
+#[derive(Debug, Clone, Default)]
+pub struct PostgresOptions {
+    /// Serve TLS with these files (CA, server certificate, key) and accept TCP clients only
+    /// over TLS (`hostssl` in pg_hba.conf).
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// With `tls`: clients must also present a certificate of that CA (`clientcert=verify-ca`).
+    pub client_cert: bool,
+}
+
 impl Postgres {
     /// Starts a server with `user`/`password` owning `database`.
     pub async fn start(user: &str, password: &str, database: &str) -> anyhow::Result<Postgres> {
+        Self::start_with(user, password, database, PostgresOptions::default()).await
+    }
+
+    /// [`Postgres::start`] with options (TLS).
+    pub async fn start_with(
+        user: &str,
+        password: &str,
+        database: &str,
+        opts: PostgresOptions,
+    ) -> anyhow::Result<Postgres> {
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new().prefix("mro-pg-").tempdir()?;
         let data = dir.path().join("data");
         std::fs::create_dir(&data)?;
         let pwfile = dir.path().join("pw");
         std::fs::write(&pwfile, format!("{password}\n"))?;
+        let tls_dir = dir.path().join("tls");
+        if let Some(files) = &opts.tls {
+            std::fs::create_dir(&tls_dir)?;
+            for (from, name) in [
+                (&files.ca_cert, "ca.crt"),
+                (&files.cert, "server.crt"),
+                (&files.key, "server.key"),
+            ] {
+                std::fs::copy(from, tls_dir.join(name))
+                    .with_context(|| format!("copy {}", from.display()))?;
+            }
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(
+                    tls_dir.join("server.key"),
+                    std::fs::Permissions::from_mode(0o600),
+                )?;
+            }
+        }
         if is_root() {
             let st = std::process::Command::new("chown")
                 .args(["-R", "nobody:nogroup"])
@@ -90,13 +130,37 @@ impl Postgres {
         if !out.status.success() {
             bail!("initdb: {}", String::from_utf8_lossy(&out.stderr));
         }
-        let port = crate::ports::free_port();
-        let child = as_server_user(bin.join("postgres"))
+        let mut server = as_server_user(bin.join("postgres"));
+        server
             .arg("-D")
             .arg(&data)
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
             .arg("-c")
-            .arg(format!("unix_socket_directories={}", dir.path().display()))
+            .arg(format!("unix_socket_directories={}", dir.path().display()));
+        if opts.tls.is_some() {
+            let hba = format!(
+                "local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256{}\n",
+                if opts.client_cert {
+                    " clientcert=verify-ca"
+                } else {
+                    ""
+                }
+            );
+            std::fs::write(data.join("pg_hba.conf"), hba)?;
+            let f = |n: &str| tls_dir.join(n).display().to_string();
+            server.args([
+                "-c".to_string(),
+                "ssl=on".to_string(),
+                "-c".to_string(),
+                format!("ssl_cert_file={}", f("server.crt")),
+                "-c".to_string(),
+                format!("ssl_key_file={}", f("server.key")),
+                "-c".to_string(),
+                format!("ssl_ca_file={}", f("ca.crt")),
+            ]);
+        }
+        let port = crate::ports::free_port();
+        let child = server
             .args(["-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -129,12 +193,13 @@ impl Postgres {
         Ok(pg)
     }
 
-    /// Runs `sql` in `db` as the owner, over TCP with the password.
+    /// Runs `sql` in `db` as the owner, over the server's private socket with the password
+    /// (so it works whatever TLS the TCP side requires).
     pub async fn query(&self, db: &str, sql: &str) -> anyhow::Result<String> {
         let out = Command::new("psql")
             .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .env_clear()
-            .env("PGHOST", "127.0.0.1")
+            .env("PGHOST", self.dir.path())
             .env("PGPORT", self.port.to_string())
             .env("PGUSER", &self.user)
             .env("PGPASSWORD", &self.password)

@@ -401,6 +401,25 @@ async fn connect_mysql(
     Ok(())
 }
 
+/// Whether a connection error may go away by itself (a server still starting, a loaded
+/// machine), as opposed to a refusal.
+fn is_transient(e: &str) -> bool {
+    let e = e.to_ascii_lowercase();
+    [
+        "connection refused",
+        "connection reset",
+        "timed out",
+        "timeout expired",
+        "starting up",
+        "shutting down",
+        "too many connections",
+        "broken pipe",
+        "unexpected eof",
+    ]
+    .iter()
+    .any(|t| e.contains(t))
+}
+
 /// Options of a command-line start.
 #[derive(Debug, Clone, Default)]
 pub struct CommandLineStart {
@@ -442,16 +461,24 @@ pub async fn start_from_command_line(
     }
     let database = database(&config, env)?;
     // The server retries with a growing back-off; a test's database is up or about to be.
+    // Refusals that no retry changes (credentials, TLS, grants) end it at once, so tests of
+    // what must not start answer quickly; the rest is retried up to ~25 s.
     let mut last = None;
-    for attempt in 0..10 {
+    for attempt in 0..12 {
         match connect(&database, &opts.hosts, opts.files_root.as_deref()).await {
             Ok(()) => {
                 last = None;
                 break;
             }
-            Err(e) => last = Some(e),
+            Err(e) => {
+                let transient = is_transient(&format!("{e:#}"));
+                last = Some(e);
+                if !transient && attempt >= 1 {
+                    break;
+                }
+            }
         }
-        tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+        tokio::time::sleep(Duration::from_millis(300 * (attempt + 1))).await;
     }
     if let Some(e) = last {
         return Err(e.context("{{ALERT}} error connecting to datastore"));
