@@ -130,13 +130,16 @@ impl Postgres {
         if !out.status.success() {
             bail!("initdb: {}", String::from_utf8_lossy(&out.stderr));
         }
-        let mut server = as_server_user(bin.join("postgres"));
-        server
-            .arg("-D")
-            .arg(&data)
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-            .arg("-c")
-            .arg(format!("unix_socket_directories={}", dir.path().display()));
+        let mut args: Vec<String> = vec![
+            "-D".into(),
+            data.display().to_string(),
+            "-c".into(),
+            "listen_addresses=127.0.0.1".into(),
+            "-c".into(),
+            "fsync=off".into(),
+            "-c".into(),
+            format!("unix_socket_directories={}", dir.path().display()),
+        ];
         if opts.tls.is_some() {
             let hba = format!(
                 "local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256{}\n",
@@ -148,7 +151,7 @@ impl Postgres {
             );
             std::fs::write(data.join("pg_hba.conf"), hba)?;
             let f = |n: &str| tls_dir.join(n).display().to_string();
-            server.args([
+            args.extend([
                 "-c".to_string(),
                 "ssl=on".to_string(),
                 "-c".to_string(),
@@ -159,31 +162,50 @@ impl Postgres {
                 format!("ssl_ca_file={}", f("ca.crt")),
             ]);
         }
-        let port = crate::ports::free_port();
-        let child = server
-            .args(["-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting postgres")?;
-        let pg = Postgres {
-            port,
+        let mut pg = Postgres {
+            port: 0,
             user: user.into(),
             password: password.into(),
             database: database.into(),
             dir,
-            child: Some(child),
+            child: None,
         };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if pg.query("postgres", "SELECT 1").await.is_ok() {
-                break;
+        // Generous on a loaded machine; a server that exits at once most likely lost its port
+        // (taken between choosing and binding it) and is started again on another.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        let mut attempt = 0;
+        'start: loop {
+            attempt += 1;
+            pg.port = crate::ports::free_port();
+            let mut child = as_server_user(bin.join("postgres"))
+                .args(&args)
+                .args(["-p", &pg.port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .context("starting postgres")?;
+            loop {
+                if pg.query("postgres", "SELECT 1").await.is_ok() {
+                    pg.child = Some(child);
+                    break 'start;
+                }
+                if !matches!(child.try_wait(), Ok(None)) {
+                    if attempt < 3 {
+                        tracing::warn!("PostgreSQL exited on port {}; again", pg.port);
+                        continue 'start;
+                    }
+                    bail!("PostgreSQL exited (port {})", pg.port);
+                }
+                if tokio::time::Instant::now() > deadline {
+                    let _ = child.start_kill();
+                    bail!(
+                        "PostgreSQL did not accept connections on 127.0.0.1:{}",
+                        pg.port
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            if tokio::time::Instant::now() > deadline {
-                bail!("PostgreSQL did not accept connections on 127.0.0.1:{port}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         pg.query(
             "postgres",
