@@ -55,7 +55,8 @@ pub struct Decision {
 
 struct Shared {
     kube: kube::Client,
-    upstream: String,
+    /// Where allowed calls go; settable after the start ([`RbacProxy::set_upstream`]).
+    upstream: Mutex<String>,
     namespace: String,
     name: String,
     http: reqwest::Client,
@@ -105,7 +106,27 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
+impl Shared {
+    fn upstream(&self) -> String {
+        self.upstream
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
 impl RbacProxy {
+    /// Points the proxy at another upstream (`http://host:port`): a registry that can start
+    /// only once the proxy's port is known (it is in the ModelRegistry's spec).
+    pub fn set_upstream(&self, upstream: &str) {
+        *self
+            .shared
+            .upstream
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            upstream.trim_end_matches('/').to_owned();
+    }
+
     /// Starts a proxy for the ModelRegistry `name` in `namespace` (its Service's DNS names are
     /// the certificate's names), forwarding to `upstream` (`http://host:port`). `kube` makes the
     /// TokenReviews and SubjectAccessReviews (the real proxy uses its ServiceAccount, which the
@@ -142,7 +163,7 @@ impl RbacProxy {
         };
         let shared = Arc::new(Shared {
             kube,
-            upstream: upstream.trim_end_matches('/').to_owned(),
+            upstream: Mutex::new(upstream.trim_end_matches('/').to_owned()),
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             http: reqwest::Client::new(),
@@ -372,7 +393,7 @@ async fn forward(s: &Shared, req: Request, path: &str) -> anyhow::Result<Respons
     let body = axum::body::to_bytes(req.into_body(), MAX_BODY).await?;
     let mut up = s
         .http
-        .request(method, format!("{}{path}", s.upstream))
+        .request(method, format!("{}{path}", s.upstream()))
         .body(body);
     if let Some(ct) = content_type {
         up = up.header(http::header::CONTENT_TYPE, ct);

@@ -151,7 +151,8 @@ impl<'c> Env<'c> {
         let api = self.api::<Deployment>();
         eventually_within(
             &format!("Deployment {name}"),
-            Duration::from_secs(60),
+            // Generous: the shared control plane and the operator are slow on a loaded machine.
+            Duration::from_secs(180),
             || async { api.get_opt(name).await.ok().flatten().is_some() },
         )
         .await;
