@@ -164,6 +164,7 @@ fn every_kustomization_builds() {
         "config/default",
         "config/overlays/odh",
         "config/overlays/odh/extras",
+        "config/overlays/aihub",
     ]
     .into_iter()
     .map(String::from)
@@ -194,6 +195,7 @@ fn kubectl_kustomize_renders_the_same() {
         "config/default",
         "config/overlays/odh",
         "config/overlays/odh/extras",
+        "config/overlays/aihub",
     ]
     .into_iter()
     .map(String::from)
