@@ -51,6 +51,7 @@ fn build(mr: &ModelRegistry, caps: &Capabilities) -> Desired {
         cluster_domain: None,
         ingress_gateway: None,
         oauth_cookie_secret: None,
+        legacy_selector: false,
     })
     .expect("builds")
 }
@@ -255,6 +256,7 @@ fn the_service_names_the_registry_address_for_every_exposure_mode() {
             cluster_domain: Some("apps.example.com".into()),
             ingress_gateway: None,
             oauth_cookie_secret: None,
+            legacy_selector: false,
         })
         .unwrap()
     };
