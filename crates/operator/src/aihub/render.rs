@@ -462,7 +462,11 @@ mod tests {
         for r in &out {
             let (g, p) = (r.resource.group.as_str(), r.resource.plural.as_str());
             for verb in ["get", "create", "patch"] {
-                assert!(allows(g, p, verb, None), "{verb} {p}.{g} for {}", r.describe());
+                assert!(
+                    allows(g, p, verb, None),
+                    "{verb} {p}.{g} for {}",
+                    r.describe()
+                );
             }
             match r.resource.kind.as_str() {
                 "ClusterRole" | "Role" => assert!(
@@ -490,8 +494,16 @@ mod tests {
         for (g, p, verb) in [
             ("components.platform.opendatahub.io", "aihubs", "watch"),
             ("components.platform.opendatahub.io", "aihubs", "patch"),
-            ("components.platform.opendatahub.io", "aihubs/status", "patch"),
-            ("components.platform.opendatahub.io", "aihubs/finalizers", "update"),
+            (
+                "components.platform.opendatahub.io",
+                "aihubs/status",
+                "patch",
+            ),
+            (
+                "components.platform.opendatahub.io",
+                "aihubs/finalizers",
+                "update",
+            ),
             ("", "namespaces", "create"),
             ("", "configmaps", "watch"),
             ("apps", "deployments", "watch"),
@@ -501,8 +513,14 @@ mod tests {
         // Least privilege: no delete, no wildcard.
         for r in &rules {
             assert!(!has(&r["verbs"], "delete"), "{r}");
-            assert!(r["verbs"].as_array().unwrap().iter().all(|v| v != "*"), "{r}");
-            assert!(r["resources"].as_array().unwrap().iter().all(|v| v != "*"), "{r}");
+            assert!(
+                r["verbs"].as_array().unwrap().iter().all(|v| v != "*"),
+                "{r}"
+            );
+            assert!(
+                r["resources"].as_array().unwrap().iter().all(|v| v != "*"),
+                "{r}"
+            );
         }
     }
 }
