@@ -292,6 +292,25 @@ async fn wait_crd_established(crds: &Api<CustomResourceDefinition>) {
     .await;
 }
 
+/// Calls `f` until it gives a value (at most `WAIT`, with a pause between calls).
+async fn until_some<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 fn template_of(d: &Deployment) -> Value {
     serde_json::to_value(&d.spec.as_ref().unwrap().template).unwrap()
 }
@@ -370,7 +389,15 @@ async fn a_registry_the_go_operator_deployed_is_taken_over_in_place() {
         }
     }))
     .unwrap();
-    let stored = mrs.create(&PostParams::default(), &stored).await.unwrap();
+    // Retried: a CRD just established may still be answered 404 by a slow API server.
+    let stored = until_some("the registry to be stored", || async {
+        match mrs.create(&PostParams::default(), &stored).await {
+            Ok(o) => Some(o),
+            Err(kube::Error::Api(s)) if s.code == 409 => mrs.get(NAME).await.ok(),
+            Err(_) => None,
+        }
+    })
+    .await;
     assert_eq!(stored.data["spec"]["grpc"]["port"], 9090, "CRD default");
     let uid = stored.uid().unwrap();
     let owner = json!({"apiVersion": "modelregistry.opendatahub.io/v1beta1", "kind": "ModelRegistry",
@@ -408,10 +435,11 @@ async fn a_registry_the_go_operator_deployed_is_taken_over_in_place() {
     assert_eq!(conversion.strategy, "None");
     assert!(conversion.webhook.is_none(), "{conversion:?}");
     wait_crd_established(&crds).await;
-    let kept = Api::<ModelRegistry>::namespaced(client.clone(), &ns)
-        .get(NAME)
-        .await
-        .expect("the stored registry is kept");
+    let typed = Api::<ModelRegistry>::namespaced(client.clone(), &ns);
+    let kept = until_some("the stored registry to be read with our CRD", || async {
+        typed.get(NAME).await.ok()
+    })
+    .await;
     assert_eq!(kept.uid().as_deref(), Some(uid.as_str()));
     assert!(kept.spec.kube_rbac_proxy.is_some());
     assert!(kept.spec.oauth_proxy.is_none());
@@ -429,6 +457,14 @@ async fn a_registry_the_go_operator_deployed_is_taken_over_in_place() {
             .get(NAME)
             .await
             .is_ok_and(|d| d.labels().get(PARENT_NAME).map(String::as_str) == Some(NAME))
+    })
+    .await;
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), &ns);
+    let ours = format!("{PARENT_NAME}={NAME},app.kubernetes.io/name={NAME}");
+    eventually_within("pods of our pod template", WAIT, || async {
+        pods.list(&kube::api::ListParams::default().labels(&ours))
+            .await
+            .is_ok_and(|l| !l.items.is_empty())
     })
     .await;
     let mr = wait_available(&env).await;
