@@ -14,8 +14,11 @@
 //! directly, so honouring them lends nobody the operator's rights.
 //!
 //! Taking over from the Go operator: its namespaced children of a registry have no parent
-//! labels but a controller owner reference to that registry's uid, which only a controller of
-//! the very same resource sets; those are applied over in place (and labelled from then on).
+//! labels but a controller owner reference to that registry's uid (the very same resource, not
+//! one made again under its name); those are applied over in place (and labelled from then on).
+//! Such an object lives in the registry's namespace and goes with the registry anyway (garbage
+//! collection follows the reference): whoever could make one could also change it directly, so
+//! applying over it lends nobody the operator's rights, as with the labels.
 //! Its cluster-scoped ones can carry no owner reference: they are left exactly as they are when
 //! equivalent ([`Claim::LeftAsIs`]), never written nor deleted.
 use std::collections::{BTreeMap, BTreeSet};
