@@ -104,7 +104,7 @@ pub async fn start_from_deployment(
             SocketAddr::from((Ipv4Addr::LOCALHOST, db.port)),
         )]),
         token: Some(token.to_string()),
-        files_root: None,
+        ..CommandLineStart::default()
     };
     let started = start_from_command_line(version, &args, &env, opts)
         .await
