@@ -428,11 +428,19 @@ async fn sync_run(
     })
 }
 
+static SEEDED: AtomicU64 = AtomicU64::new(0);
+
 async fn seed_artifact(mr: &ModelRegistryStandIn, name: &str) -> anyhow::Result<String> {
     let c = registry_client::Client::new(registry_client::ClientConfig::new(&mr.base_url())?)?;
     let m = c
         .create_registered_model(&registry_client::RegisteredModelCreate {
-            name: name.replace('/', "-"),
+            // Every measured run registers a model of its own: runs and routes reuse repositories,
+            // and the registry refuses a second model of the same name.
+            name: format!(
+                "{}-{}",
+                name.replace('/', "-"),
+                SEEDED.fetch_add(1, Ordering::Relaxed)
+            ),
             ..Default::default()
         })
         .await?;
