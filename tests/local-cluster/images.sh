@@ -191,7 +191,7 @@ if [ -n "$databases" ]; then
   pgmajor=$(basename "$(ls -d /usr/lib/postgresql/*/ | sort -V | tail -n1)")
   mapfile -t files < <(package_files "postgresql-$pgmajor" "postgresql-client-$pgmajor" tzdata)
   copy_with_libs "$root" "${files[@]}"
-  add_busybox "$root" sh cat chmod mkdir mktemp printf rm echo test id ls sleep env
+  add_busybox "$root" sh cat chmod mkdir mktemp printf rm echo test id ls sleep env find
   users "$root" postgres 999
   chown 999:999 "$root/var/lib/postgresql" "$root/var/run/postgresql"
   mkdir -p "$root/usr/local/bin"
@@ -209,7 +209,10 @@ if [ -n "$databases" ]; then
     find hostname sed awk uname tr grep cut
   ln -s /bin/bash "$root/bin/bash" 2>/dev/null || true
   users "$root" mysql 999
-  printf '[client-server]\nsocket = /run/mysqld/mysqld.sock\n\n[mariadbd]\ndatadir = /var/lib/mysql\npid-file = /run/mysqld/mysqld.pid\ncharacter-set-server = utf8mb4\n' >"$root/etc/mysql/my.cnf"
+  # Server settings for a test machine shared by many servers: a small buffer pool, no
+  # performance schema or binary log, and InnoDB's simulated I/O instead of Linux native AIO (the
+  # host's AIO contexts are shared with every other MariaDB the tests run at the same time).
+  printf '[client-server]\nsocket = /run/mysqld/mysqld.sock\n\n[mariadbd]\ndatadir = /var/lib/mysql\npid-file = /run/mysqld/mysqld.pid\ncharacter-set-server = utf8mb4\ninnodb_buffer_pool_size = 64M\ninnodb_use_native_aio = 0\nperformance_schema = OFF\nskip-log-bin\n' >"$root/etc/mysql/my.cnf"
   chown 999:999 "$root/var/lib/mysql" "$root/run/mysqld"
   mkdir -p "$root/usr/local/bin"
   install -m 0755 "$here_files/mariadb-entrypoint.sh" "$root/usr/local/bin/docker-entrypoint.sh"

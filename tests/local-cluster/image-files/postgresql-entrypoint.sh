@@ -4,12 +4,20 @@
 # on the first start into an empty data directory (an emptyDir), then the server in the foreground.
 # Runs as the image's non-root user; the password goes to initdb through a file that is removed
 # before the server starts (never in argv or the log).
+#
+# The initialisation is marked done only at its end (.mro-initialised): a container killed in the
+# middle of it (a liveness probe on a slow machine) starts over from an empty directory on its
+# next start instead of serving a half-made cluster.
 set -eu
 : "${PGDATA:=/var/lib/postgresql/data}"
 user="${POSTGRES_USER:-postgres}"
 db="${POSTGRES_DB:-$user}"
-if [ ! -s "$PGDATA/PG_VERSION" ]; then
+if [ ! -f "$PGDATA/.mro-initialised" ]; then
   [ -n "${POSTGRES_PASSWORD:-}" ] || { echo "postgresql-entrypoint: POSTGRES_PASSWORD is not set" >&2; exit 1; }
+  if [ -d "$PGDATA" ]; then
+    # A partial initialisation (or an empty mount): start from nothing.
+    find "$PGDATA" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
+  fi
   mkdir -p "$PGDATA"
   chmod 700 "$PGDATA"
   pw=$(mktemp)
@@ -21,6 +29,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   if [ "$db" != postgres ]; then
     echo "CREATE DATABASE \"$db\" OWNER \"$user\";" | postgres --single -D "$PGDATA" -j postgres >/dev/null
   fi
+  : >"$PGDATA/.mro-initialised"
   echo "postgresql-entrypoint: initialised $PGDATA (user $user, database $db)" >&2
 fi
 exec postgres -D "$PGDATA" -c listen_addresses='*' -c unix_socket_directories=/var/run/postgresql

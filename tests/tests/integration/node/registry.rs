@@ -23,23 +23,29 @@ use mro_tests::operator::{self, OperatorHandle};
 
 use super::NodeNs;
 
-const REGISTRY: &str = "modelregistry-sample";
 const DB: &str = "model-registry-db";
 /// Anything on the node on a loaded machine: image unpacking, database initialisation, probes.
 const NODE_DEADLINE: Duration = Duration::from_secs(300);
 
 struct Sample {
     t: NodeNs,
+    /// The sample ModelRegistry's name in this test: registry names are unique across the
+    /// cluster (the operator refuses a second one), and the tests share the node's control plane.
+    registry: String,
     _operator: OperatorHandle,
 }
 
 impl Sample {
-    async fn start(prefix: &str) -> Sample {
+    async fn start(prefix: &str, registry: &str) -> Sample {
         let t = NodeNs::new(prefix).await;
         let mut settings = operator::test_settings(&t.ns);
         settings.images.rest = t.node.images.model_registry.clone();
         let op = operator::start(&t.node.cluster, settings).await;
-        Sample { t, _operator: op }
+        Sample {
+            t,
+            registry: registry.to_string(),
+            _operator: op,
+        }
     }
 
     /// The sample database with our image, applied and Ready (its readiness probe passed).
@@ -51,15 +57,19 @@ impl Sample {
             .unwrap_or_else(|e| panic!("{e:#}\n{}", self.t.node.describe()));
     }
 
-    /// The sample ModelRegistry, applied, until Available=True.
+    /// The sample ModelRegistry (under this test's name), applied, until Available=True.
     async fn registry(&self, sample: &str) -> mro_api::ModelRegistry {
-        apply(&self.t.client, &self.t.ns, &sample_docs(sample).unwrap())
-            .await
-            .unwrap();
+        let mut docs = sample_docs(sample).unwrap();
+        for d in &mut docs {
+            if d["kind"] == "ModelRegistry" {
+                d["metadata"]["name"] = serde_json::json!(self.registry);
+            }
+        }
+        apply(&self.t.client, &self.t.ns, &docs).await.unwrap();
         wait_registry_condition(
             &self.t.client,
             &self.t.ns,
-            REGISTRY,
+            &self.registry,
             "Available",
             "True",
             NODE_DEADLINE,
@@ -72,8 +82,8 @@ impl Sample {
     /// answers, bounded), creates one, lists again. Returns the pod's output.
     async fn call_api_from_a_pod(&self, model: &str) -> String {
         let url = format!(
-            "http://{REGISTRY}.{}.svc.cluster.local:8080/api/model_registry/v1alpha3/registered_models",
-            self.t.ns
+            "http://{}.{}.svc.cluster.local:8080/api/model_registry/v1alpha3/registered_models",
+            self.registry, self.t.ns
         );
         let script = format!(
             r#"end=$(( $(date +%s) + 120 ))
@@ -112,7 +122,7 @@ echo "list: $(cat /tmp/list)""#
     /// The registry's pod runs our stand-in image from the rendered Deployment and is ready.
     async fn assert_registry_pod(&self) {
         let dep = Api::<Deployment>::namespaced(self.t.client.clone(), &self.t.ns)
-            .get(REGISTRY)
+            .get(&self.registry)
             .await
             .unwrap();
         let spec = dep.spec.unwrap().template.spec.unwrap();
@@ -134,23 +144,27 @@ echo "list: $(cat /tmp/list)""#
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_postgres_sample_registry_runs_on_the_node_and_answers_through_its_service() {
-    let s = Sample::start("node-registry-pg").await;
-    s.database(
-        "config/samples/databases/postgres/db.yaml",
-        &s.t.node.images.postgres,
-    )
-    .await;
-    let mr = s
-        .registry("config/samples/postgres/modelregistry.yaml")
-        .await;
+/// The sample database `db_sample` with `image`, then the sample ModelRegistry `mr_sample` on it:
+/// Available=True, the REST container from the rendered Deployment, and the REST API answering
+/// through the Service from a pod (a model created and listed back, so the answer is the
+/// registry's, not a canned one).
+async fn sample_runs_on_the_node(
+    prefix: &str,
+    registry: &str,
+    db_sample: &str,
+    image: impl Fn(&Sample) -> String,
+    mr_sample: &str,
+    model: &str,
+) {
+    let s = Sample::start(prefix, registry).await;
+    s.database(db_sample, &image(&s)).await;
+    let mr = s.registry(mr_sample).await;
     s.assert_registry_pod().await;
-    let log = s.call_api_from_a_pod("node-pg-model").await;
+    let log = s.call_api_from_a_pod(model).await;
     assert!(log.contains("first: {"), "{log}");
-    assert!(log.contains(r#""name":"node-pg-model""#), "{log}");
+    assert!(log.contains(&format!(r#""name":"{model}""#)), "{log}");
     let list = log.lines().find(|l| l.starts_with("list: ")).unwrap_or("");
-    assert!(list.contains("node-pg-model"), "{log}");
+    assert!(list.contains(model), "{log}");
     let conditions = &mr.status.unwrap().conditions;
     assert!(
         conditions
@@ -158,4 +172,32 @@ async fn the_postgres_sample_registry_runs_on_the_node_and_answers_through_its_s
             .any(|c| c.type_ == "Available" && c.is_true()),
         "{conditions:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_postgres_sample_registry_runs_on_the_node_and_answers_through_its_service() {
+    sample_runs_on_the_node(
+        "node-registry-pg",
+        "modelregistry-sample-pg",
+        "config/samples/databases/postgres/db.yaml",
+        |s| s.t.node.images.postgres.clone(),
+        "config/samples/postgres/modelregistry.yaml",
+        "node-pg-model",
+    )
+    .await;
+}
+
+/// The MySQL sample on our MariaDB image: the sample's readiness probe (`mysql` as the sample's
+/// user on the sample's database) is what the test waits on before the registry is applied.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_mysql_sample_registry_runs_on_the_node_and_answers_through_its_service() {
+    sample_runs_on_the_node(
+        "node-registry-my",
+        "modelregistry-sample-my",
+        "config/samples/databases/mysql/db.yaml",
+        |s| s.t.node.images.mariadb.clone(),
+        "config/samples/mysql/modelregistry.yaml",
+        "node-my-model",
+    )
+    .await;
 }
