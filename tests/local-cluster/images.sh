@@ -3,7 +3,7 @@
 # model-sync / operator on it), and optionally loads them into a node's containerd.
 #
 #   images.sh --out DIR [--model-sync BIN] [--operator BIN] [--busybox] [--standin BIN]
-#             [--rbac-proxy BIN] [--databases] [--import CONTAINERD_SOCKET]
+#             [--databases] [--import CONTAINERD_SOCKET]
 #
 # The base is what the Dockerfile takes from distroless cc-debian12:nonroot, made from this machine's
 # Debian packages instead (no image registry outside this machine is reachable): the dynamic loader
@@ -18,8 +18,6 @@
 #   mro.local/model-registry:v0.3.14  the Model Registry stand-in (tests' model_registry_standin) at
 #                                   /model-registry, taking the real server's command line; psql
 #                                   (postgresql-client-15) and the mariadb client for its database checks
-#   mro.local/kube-rbac-proxy:dev   the kube-rbac-proxy stand-in (tests' rbac_proxy_standin) at
-#                                   /usr/local/bin/kube-rbac-proxy, taking the real proxy's flags
 #   mro.local/postgresql:15         PostgreSQL 15 from Debian's postgresql-15 and postgresql-client-15,
 #                                   user postgres (999); POSTGRES_USER/PASSWORD/DB and PGDATA as the
 #                                   sample Deployment sets them, initialised on start
@@ -32,7 +30,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-out="" sync_bin="" op_bin="" busybox="" sock="" standin_bin="" rbac_bin="" databases=""
+out="" sync_bin="" op_bin="" busybox="" sock="" standin_bin="" databases=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out="$2"; shift 2 ;;
@@ -40,7 +38,6 @@ while [ $# -gt 0 ]; do
     --operator) op_bin="$2"; shift 2 ;;
     --busybox) busybox=1; shift ;;
     --standin) standin_bin="$2"; shift 2 ;;
-    --rbac-proxy) rbac_bin="$2"; shift 2 ;;
     --databases) databases=1; shift ;;
     --import) sock="$2"; shift 2 ;;
     *) echo "images.sh: unknown argument $1" >&2; exit 2 ;;
@@ -176,12 +173,6 @@ if [ -n "$standin_bin" ]; then
   package_list "$root"
   build mro.local/model-registry:v0.3.14 "$root" --user 65532:65532 --entrypoint '["/model-registry"]' \
     --env '["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","MRO_STANDIN_VERSION=v0.3.14"]'
-fi
-if [ -n "$rbac_bin" ]; then
-  root="$out/rootfs-kube-rbac-proxy"
-  base_rootfs "$root" "$rbac_bin"
-  mkdir -p "$root/usr/local/bin"; mv "$root/$(basename "$rbac_bin")" "$root/usr/local/bin/kube-rbac-proxy"
-  build mro.local/kube-rbac-proxy:dev "$root" --user 65532:65532 --entrypoint '["/usr/local/bin/kube-rbac-proxy"]'
 fi
 if [ -n "$databases" ]; then
   here_files="$here/image-files"
