@@ -253,6 +253,20 @@ impl Cluster {
         Client::try_from(self.operator.clone()).expect("operator client")
     }
 
+    /// The operator identity's configuration (for a client built as the operator builds its own,
+    /// [`model_registry_operator::run::client`]).
+    pub fn operator_config(&self) -> Config {
+        self.operator.clone()
+    }
+
+    /// An admin client without the client library's retry of 503 answers (which retries a
+    /// request to an unavailable aggregated API for minutes).
+    pub fn admin_client_without_retry(&self) -> Client {
+        let mut config = self.admin.clone();
+        config.default_retry = false;
+        Client::try_from(config).expect("admin client")
+    }
+
     /// A client acting as `user` (the admin impersonates it: exactly that user's RBAC applies,
     /// as `kubectl --as`).
     pub fn impersonating_client(&self, user: &str) -> Client {

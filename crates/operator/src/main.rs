@@ -89,7 +89,7 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?
                 .block_on(async move {
-                    let client = kube::Client::try_default().await?;
+                    let client = run::client(kube::Config::infer().await?)?;
                     let stopped = run::run(
                         client,
                         settings,

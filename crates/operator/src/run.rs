@@ -22,6 +22,17 @@ pub const DISCOVERY_INTERVAL: Duration = Duration::from_secs(20);
 /// How long in-flight reconciles may run after a stop was requested.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// The operator's API client for `config`, without the client library's built-in retry of
+/// 429/503/504 answers. That retry (kube-client 5: up to 15 attempts, delays doubling from 5 ms,
+/// minutes in all) made one request to an aggregated platform API whose server is down (every
+/// answer a 503) take minutes, so each reconcile that listed or deleted that API's children
+/// hung with it; registry deletions too. The controllers retry instead: a failed reconcile is
+/// requeued with the object's own backoff, a failed watch backs off on its own.
+pub fn client(mut config: kube::Config) -> kube::Result<Client> {
+    config.default_retry = false;
+    Client::try_from(config)
+}
+
 /// Options for embedding the operator (tests run it in-process).
 #[derive(Clone)]
 pub struct RunOptions {
