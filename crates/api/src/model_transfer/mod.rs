@@ -16,7 +16,7 @@ pub use signing::{
     TransferSigning,
 };
 pub use spec::{
-    ModelRegistryRef, ModelTransfer, ModelTransferSpec, OciDestination, OciSource, PvcLocation,
+    HuggingFaceSource, ModelRegistryRef, ModelTransfer, ModelTransferSpec, OciDestination, OciSource, PvcLocation,
     RegistryTarget, S3Location, TransferDestination, TransferIntent, TransferJobSpec,
     TransferSource, UriSource,
 };
