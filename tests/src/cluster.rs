@@ -290,6 +290,21 @@ impl Cluster {
         Api::<Namespace>::all(self.admin_client())
             .create(&PostParams::default(), &ns)
             .await?;
+        grant_namespace_role(&self.admin_client(), &name).await?;
+        Ok(name)
+    }
+
+    /// A fresh namespace where the operator holds nothing beyond its cluster-wide role (no
+    /// [`grant_namespace_role`]).
+    pub async fn namespace_without_operator_rights(&self, prefix: &str) -> anyhow::Result<String> {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "{}-{}-u{}",
+            prefix.chars().take(40).collect::<String>(),
+            std::process::id() % 10000,
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        ensure_namespace(&self.admin_client(), &name).await?;
         Ok(name)
     }
 }
@@ -305,6 +320,36 @@ impl Drop for Cluster {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// The operator's per-namespace ClusterRole (`config/rbac/namespace_role.yaml`, as installed by
+/// [`crate::operator::install_rbac`]).
+pub const OPERATOR_NAMESPACE_ROLE: &str = "model-registry-operator-namespace-role";
+/// The RoleBinding [`grant_namespace_role`] creates.
+pub const OPERATOR_NAMESPACE_ROLE_BINDING: &str = "model-registry-operator-namespace-rolebinding";
+
+/// Binds the operator's namespace role (Secrets, the service proxy) to its ServiceAccount in
+/// `namespace`, as an installation does in every namespace holding ModelRegistries or
+/// ModelTransfers (README, RBAC). Idempotent. Every namespace of [`Cluster::namespace`] has it.
+pub async fn grant_namespace_role(client: &Client, namespace: &str) -> anyhow::Result<()> {
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    let rb = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": { "name": OPERATOR_NAMESPACE_ROLE_BINDING, "namespace": namespace },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                     "name": OPERATOR_NAMESPACE_ROLE },
+        "subjects": [{ "kind": "ServiceAccount", "name": OPERATOR_SERVICE_ACCOUNT,
+                       "namespace": OPERATOR_NAMESPACE }]
+    });
+    Api::<RoleBinding>::namespaced(client.clone(), namespace)
+        .patch(
+            OPERATOR_NAMESPACE_ROLE_BINDING,
+            &PatchParams::apply(HARNESS_MANAGER),
+            &Patch::Apply(rb),
+        )
+        .await
+        .with_context(|| format!("bind the operator's namespace role in {namespace}"))?;
+    Ok(())
 }
 
 /// Registers [`TEST_NODE`] as a Ready node (Endpoints and EndpointSlices need pods on a real Node).

@@ -21,6 +21,7 @@
 pub mod cluster;
 pub mod hf_hub;
 pub mod http_files;
+pub mod mariadb;
 pub mod model_registry;
 pub mod model_sync;
 pub mod node;

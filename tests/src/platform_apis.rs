@@ -19,7 +19,7 @@ pub enum PlatformApi {
     Istio,
     /// `authorino.kuadrant.io` AuthConfig.
     Authorino,
-    /// `gateway.networking.k8s.io` HTTPRoute.
+    /// `gateway.networking.k8s.io` HTTPRoute and ReferenceGrant.
     GatewayApi,
 }
 
@@ -95,13 +95,22 @@ fn kinds(api: PlatformApi) -> Vec<Kind> {
             namespaced: true,
             versions: &["v1beta2", "v1beta3"],
         }],
-        PlatformApi::GatewayApi => vec![Kind {
-            group: "gateway.networking.k8s.io",
-            kind: "HTTPRoute",
-            plural: "httproutes",
-            namespaced: true,
-            versions: &["v1beta1", "v1"],
-        }],
+        PlatformApi::GatewayApi => vec![
+            Kind {
+                group: "gateway.networking.k8s.io",
+                kind: "HTTPRoute",
+                plural: "httproutes",
+                namespaced: true,
+                versions: &["v1beta1", "v1"],
+            },
+            Kind {
+                group: "gateway.networking.k8s.io",
+                kind: "ReferenceGrant",
+                plural: "referencegrants",
+                namespaced: true,
+                versions: &["v1beta1"],
+            },
+        ],
     }
 }
 

@@ -32,7 +32,7 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
     found.pop().context("no /usr/lib/postgresql/*/bin/initdb")
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -44,7 +44,7 @@ fn is_root() -> bool {
 }
 
 /// `program args…`, as `nobody` when we are root.
-fn as_server_user(program: PathBuf) -> Command {
+pub(crate) fn as_server_user(program: PathBuf) -> Command {
     if is_root() {
         let mut c = Command::new("setpriv");
         c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
@@ -55,15 +55,55 @@ fn as_server_user(program: PathBuf) -> Command {
     }
 }
 
+/// What the server is started with.
+#[derive(Debug, Clone, Default)]
+pub struct PostgresOptions {
+    /// Serve TLS with these files (CA, server certificate, key) and accept TCP clients only
+    /// over TLS (`hostssl` in pg_hba.conf).
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// With `tls`: clients must also present a certificate of that CA (`clientcert=verify-ca`).
+    pub client_cert: bool,
+}
+
 impl Postgres {
     /// Starts a server with `user`/`password` owning `database`.
     pub async fn start(user: &str, password: &str, database: &str) -> anyhow::Result<Postgres> {
+        Self::start_with(user, password, database, PostgresOptions::default()).await
+    }
+
+    /// [`Postgres::start`] with options (TLS).
+    pub async fn start_with(
+        user: &str,
+        password: &str,
+        database: &str,
+        opts: PostgresOptions,
+    ) -> anyhow::Result<Postgres> {
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new().prefix("mro-pg-").tempdir()?;
         let data = dir.path().join("data");
         std::fs::create_dir(&data)?;
         let pwfile = dir.path().join("pw");
         std::fs::write(&pwfile, format!("{password}\n"))?;
+        let tls_dir = dir.path().join("tls");
+        if let Some(files) = &opts.tls {
+            std::fs::create_dir(&tls_dir)?;
+            for (from, name) in [
+                (&files.ca_cert, "ca.crt"),
+                (&files.cert, "server.crt"),
+                (&files.key, "server.key"),
+            ] {
+                std::fs::copy(from, tls_dir.join(name))
+                    .with_context(|| format!("copy {}", from.display()))?;
+            }
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(
+                    tls_dir.join("server.key"),
+                    std::fs::Permissions::from_mode(0o600),
+                )?;
+            }
+        }
         if is_root() {
             let st = std::process::Command::new("chown")
                 .args(["-R", "nobody:nogroup"])
@@ -90,36 +130,82 @@ impl Postgres {
         if !out.status.success() {
             bail!("initdb: {}", String::from_utf8_lossy(&out.stderr));
         }
-        let port = crate::ports::free_port();
-        let child = as_server_user(bin.join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-            .arg("-c")
-            .arg(format!("unix_socket_directories={}", dir.path().display()))
-            .args(["-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting postgres")?;
-        let pg = Postgres {
-            port,
+        let mut args: Vec<String> = vec![
+            "-D".into(),
+            data.display().to_string(),
+            "-c".into(),
+            "listen_addresses=127.0.0.1".into(),
+            "-c".into(),
+            "fsync=off".into(),
+            "-c".into(),
+            format!("unix_socket_directories={}", dir.path().display()),
+        ];
+        if opts.tls.is_some() {
+            let hba = format!(
+                "local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256{}\n",
+                if opts.client_cert {
+                    " clientcert=verify-ca"
+                } else {
+                    ""
+                }
+            );
+            std::fs::write(data.join("pg_hba.conf"), hba)?;
+            let f = |n: &str| tls_dir.join(n).display().to_string();
+            args.extend([
+                "-c".to_string(),
+                "ssl=on".to_string(),
+                "-c".to_string(),
+                format!("ssl_cert_file={}", f("server.crt")),
+                "-c".to_string(),
+                format!("ssl_key_file={}", f("server.key")),
+                "-c".to_string(),
+                format!("ssl_ca_file={}", f("ca.crt")),
+            ]);
+        }
+        let mut pg = Postgres {
+            port: 0,
             user: user.into(),
             password: password.into(),
             database: database.into(),
             dir,
-            child: Some(child),
+            child: None,
         };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if pg.query("postgres", "SELECT 1").await.is_ok() {
-                break;
+        // Generous on a loaded machine; a server that exits at once most likely lost its port
+        // (taken between choosing and binding it) and is started again on another.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        let mut attempt = 0;
+        'start: loop {
+            attempt += 1;
+            pg.port = crate::ports::free_port();
+            let mut child = as_server_user(bin.join("postgres"))
+                .args(&args)
+                .args(["-p", &pg.port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .context("starting postgres")?;
+            loop {
+                if pg.query("postgres", "SELECT 1").await.is_ok() {
+                    pg.child = Some(child);
+                    break 'start;
+                }
+                if !matches!(child.try_wait(), Ok(None)) {
+                    if attempt < 3 {
+                        tracing::warn!("PostgreSQL exited on port {}; again", pg.port);
+                        continue 'start;
+                    }
+                    bail!("PostgreSQL exited (port {})", pg.port);
+                }
+                if tokio::time::Instant::now() > deadline {
+                    let _ = child.start_kill();
+                    bail!(
+                        "PostgreSQL did not accept connections on 127.0.0.1:{}",
+                        pg.port
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            if tokio::time::Instant::now() > deadline {
-                bail!("PostgreSQL did not accept connections on 127.0.0.1:{port}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         pg.query(
             "postgres",
@@ -129,12 +215,13 @@ impl Postgres {
         Ok(pg)
     }
 
-    /// Runs `sql` in `db` as the owner, over TCP with the password.
+    /// Runs `sql` in `db` as the owner, over the server's private socket with the password
+    /// (so it works whatever TLS the TCP side requires).
     pub async fn query(&self, db: &str, sql: &str) -> anyhow::Result<String> {
         let out = Command::new("psql")
             .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .env_clear()
-            .env("PGHOST", "127.0.0.1")
+            .env("PGHOST", self.dir.path())
             .env("PGPORT", self.port.to_string())
             .env("PGUSER", &self.user)
             .env("PGPASSWORD", &self.password)

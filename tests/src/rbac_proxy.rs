@@ -2,7 +2,8 @@
 //! `kubeRBACProxy` gets, in front of an upstream (the Model Registry stand-in), for tests.
 //!
 //! It enforces what the ModelRegistry controller configures for the real proxy: every request
-//! must carry a bearer token the API server accepts (TokenReview), and its user must pass a
+//! must carry a bearer token the API server accepts (TokenReview) for the audiences of the
+//! proxy container's `--auth-token-audiences` flag in the registry Deployment, and its user must pass a
 //! SubjectAccessReview with the `resourceAttributes` of the controller's
 //! `<name>-kube-rbac-proxy-config` ConfigMap (read per request, as the real proxy reads its
 //! mounted file), the verb being the configured one or, as kube-rbac-proxy does, the one derived
@@ -54,7 +55,8 @@ pub struct Decision {
 
 struct Shared {
     kube: kube::Client,
-    upstream: String,
+    /// Where allowed calls go; settable after the start ([`RbacProxy::set_upstream`]).
+    upstream: Mutex<String>,
     namespace: String,
     name: String,
     http: reqwest::Client,
@@ -104,7 +106,27 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
+impl Shared {
+    fn upstream(&self) -> String {
+        self.upstream
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
 impl RbacProxy {
+    /// Points the proxy at another upstream (`http://host:port`): a registry that can start
+    /// only once the proxy's port is known (it is in the ModelRegistry's spec).
+    pub fn set_upstream(&self, upstream: &str) {
+        *self
+            .shared
+            .upstream
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            upstream.trim_end_matches('/').to_owned();
+    }
+
     /// Starts a proxy for the ModelRegistry `name` in `namespace` (its Service's DNS names are
     /// the certificate's names), forwarding to `upstream` (`http://host:port`). `kube` makes the
     /// TokenReviews and SubjectAccessReviews (the real proxy uses its ServiceAccount, which the
@@ -141,7 +163,7 @@ impl RbacProxy {
         };
         let shared = Arc::new(Shared {
             kube,
-            upstream: upstream.trim_end_matches('/').to_owned(),
+            upstream: Mutex::new(upstream.trim_end_matches('/').to_owned()),
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             http: reqwest::Client::new(),
@@ -243,11 +265,41 @@ struct User {
     groups: Option<Vec<String>>,
 }
 
+/// The `--auth-token-audiences` the controller starts the real proxy with (the registry
+/// Deployment's `kube-rbac-proxy` container), read per request as the real proxy has its flags;
+/// none when the Deployment or the flag is absent (the real proxy then reviews tokens for the
+/// API server's audience).
+async fn audiences(s: &Shared) -> anyhow::Result<Option<Vec<String>>> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let Some(dep) = Api::<Deployment>::namespaced(s.kube.clone(), &s.namespace)
+        .get_opt(&s.name)
+        .await
+        .context("read the registry Deployment")?
+    else {
+        return Ok(None);
+    };
+    let flag = dep
+        .spec
+        .and_then(|d| d.template.spec)
+        .into_iter()
+        .flat_map(|p| p.containers)
+        .filter(|c| c.name == "kube-rbac-proxy")
+        .flat_map(|c| c.args.unwrap_or_default())
+        .find_map(|a| a.strip_prefix("--auth-token-audiences=").map(str::to_owned));
+    Ok(flag.map(|f| {
+        f.split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }))
+}
+
 async fn authenticate(s: &Shared, token: &str) -> anyhow::Result<Option<User>> {
     let review = TokenReview {
         spec: TokenReviewSpec {
             token: Some(token.to_owned()),
-            audiences: None,
+            audiences: audiences(s).await?,
         },
         ..Default::default()
     };
@@ -341,7 +393,7 @@ async fn forward(s: &Shared, req: Request, path: &str) -> anyhow::Result<Respons
     let body = axum::body::to_bytes(req.into_body(), MAX_BODY).await?;
     let mut up = s
         .http
-        .request(method, format!("{}{path}", s.upstream))
+        .request(method, format!("{}{path}", s.upstream()))
         .body(body);
     if let Some(ct) = content_type {
         up = up.header(http::header::CONTENT_TYPE, ct);

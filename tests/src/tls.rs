@@ -117,6 +117,26 @@ impl TestCa {
         Ok((cert.pem(), key.serialize_pem()))
     }
 
+    /// Issues a client certificate (`clientAuth`) with common name `cn`. Returns
+    /// `(cert_pem, key_pem)`.
+    pub fn try_issue_client_cert(&self, cn: &str) -> anyhow::Result<(String, String)> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        apply_validity(&mut params);
+        let key = KeyPair::generate().context("generate client key")?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .context("sign client certificate")?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
     /// Writes `ca.crt`, `server.crt` (leaf) and `server.key` into `dir` (created if missing), for servers
     /// that take certificate paths (the registry) or for clients that take a CA file.
     pub fn write_server_files(&self, dir: &Path, sans: &[&str]) -> anyhow::Result<TlsFiles> {

@@ -2,6 +2,8 @@
 # Installs the system programs the test harness starts or calls, when they are missing:
 #   docker-registry  (Debian's distribution registry: tests/src/oci_registry.rs)
 #   htpasswd         (apache2-utils: bcrypt htpasswd file for the auth registry)
+#   mariadb-server   (a throwaway MariaDB the stand-in reaches with the MySQL DSN: tests/src/mariadb.rs;
+#                    each test starts its own server on a data directory of its own, unprivileged)
 #   openssl          (handy for inspecting the per-run certificates; used by scripts)
 #   postgresql       (a throwaway database the Model Registry stand-in connects to: tests/src/postgres.rs)
 #   psql             (postgresql-client: how the stand-in reaches it, with libpq)
@@ -14,6 +16,8 @@ set -euo pipefail
 required=(
   "/usr/bin/docker-registry docker-registry"
   "htpasswd apache2-utils"
+  "/usr/sbin/mariadbd mariadb-server"
+  "mariadb-install-db mariadb-server"
   "openssl openssl"
   "pg_ctlcluster postgresql"
   "psql postgresql-client"

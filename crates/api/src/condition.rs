@@ -205,6 +205,12 @@ pub mod model_registry {
         pub const ISTIO_AVAILABLE: &str = "IstioAvailable";
         /// The Istio gateway and its routes are ready.
         pub const GATEWAY_AVAILABLE: &str = "GatewayAvailable";
+        /// The Gateway API HTTPRoute `model-registry-<name>` (Data Science Gateway mode, with the
+        /// operator's `GATEWAY_DOMAIN`) is accepted by its Gateway, from the route's own
+        /// `status.parents`.
+        pub const HTTP_ROUTE_AVAILABLE: &str = "HTTPRouteAvailable";
+        /// The PostgreSQL database `spec.postgres.generateDeployment` provisions is ready.
+        pub const DATABASE_AVAILABLE: &str = "DatabaseAvailable";
         /// Which Model Registry server version the Deployment runs and how it is laid out
         /// (reasons `MlmdGrpc`, `Embedded`, `GrpcIgnored`); always `True` once built.
         pub const SERVER_LAYOUT: &str = "ServerLayout";

@@ -6,9 +6,13 @@
 //! - [`ModelTransfer`] (`modelregistry.opendatahub.io/v1alpha1`): copy a model between storage
 //!   systems and register it.
 //!
+//! - [`aihub::AIHub`] (`components.platform.opendatahub.io/v1alpha1`, cluster-scoped): the
+//!   OpenDataHub module CR the `aihub` controller reconciles.
+//!
 //! Each spec has a `validate()` that mirrors the CEL rules of its CRD, for API servers that do
 //! not evaluate CEL. [`all_crds`] returns the CRDs to install.
 
+pub mod aihub;
 pub mod common;
 pub mod compat;
 pub mod condition;
@@ -27,7 +31,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 /// API group of both custom resources.
 pub const GROUP: &str = "modelregistry.opendatahub.io";
 
-/// Every CRD of the operator: `ModelRegistry` (both versions), then `ModelTransfer`.
+/// Every CRD of the operator: `ModelRegistry` (both versions), `ModelTransfer`, then `AIHub`.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![model_registry::crd(), model_transfer::crd()]
+    vec![model_registry::crd(), model_transfer::crd(), aihub::crd()]
 }

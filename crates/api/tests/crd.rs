@@ -228,7 +228,12 @@ fn model_registry_cel_rules() {
 
 #[test]
 fn status_conditions_are_a_map_list_keyed_by_type() {
-    for crd in all_crds() {
+    // AIHub's conditions are the platform's module conditions, an atomic list as the Go
+    // operator's CRD declares them (the ODH operator reads every module the same way).
+    for crd in all_crds()
+        .into_iter()
+        .filter(|c| c.spec.names.kind != "AIHub")
+    {
         for v in &crd.spec.versions {
             let root = schema(v);
             let conditions = prop(&root, "status.conditions");
@@ -388,7 +393,7 @@ fn model_transfer_crd() {
 #[test]
 fn all_schemas_are_structural_and_described() {
     let crds = all_crds();
-    assert_eq!(crds.len(), 2);
+    assert_eq!(crds.len(), 3);
     for crd in &crds {
         for v in &crd.spec.versions {
             let root = schema(v);

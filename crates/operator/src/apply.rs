@@ -195,6 +195,21 @@ pub async fn apply(client: &Client, manager: &str, child: &Child) -> kube::Resul
         .await
 }
 
+/// [`apply`] with `dryRun=All`: the API server validates and admits the object as it would be
+/// written, and writes nothing.
+pub async fn apply_dry_run(
+    client: &Client,
+    manager: &str,
+    child: &Child,
+) -> kube::Result<DynamicObject> {
+    let mut pp = PatchParams::apply(manager).force();
+    pp.dry_run = true;
+    child
+        .api(client)
+        .patch(&child.name(), &pp, &Patch::Apply(&child.object))
+        .await
+}
+
 /// Labels selecting every child of one parent.
 pub fn parent_selector(kind: &str, namespace: &str, name: &str) -> String {
     format!(
@@ -281,7 +296,7 @@ pub async fn prune(
         }
     }
     let lp = ListParams::default().match_any().labels(&parent.selector());
-    found.extend(list_children(client, &unknown, &lp).await?);
+    found.extend(list_children(client, &unknown, &parent.namespace, &lp).await?);
     let deleted = delete_unwanted(client, found, keep).await?;
     for key in &deleted {
         own.deleted(key);
@@ -294,23 +309,32 @@ pub async fn prune(
 pub async fn prune_consistent(
     client: &Client,
     kinds: &[ManagedKind],
+    parent_namespace: &str,
     selector: &str,
     keep: &BTreeSet<ChildKey>,
 ) -> kube::Result<Vec<ChildKey>> {
     let kinds: Vec<&ManagedKind> = kinds.iter().collect();
-    let found = list_children(client, &kinds, &ListParams::default().labels(selector)).await?;
+    let lp = ListParams::default().labels(selector);
+    let found = list_children(client, &kinds, parent_namespace, &lp).await?;
     delete_unwanted(client, found, keep).await
 }
 
 /// The children of every kind matching `lp`'s selector, one list per kind, all at once (a
 /// reconcile waits for one round trip, not one per kind). Being deleted already: left out.
+/// Kinds whose children live only in their parent's namespace are listed there: the operator
+/// may hold some kinds (Secrets) only in the namespaces where it has work, not cluster-wide.
 async fn list_children<'k>(
     client: &Client,
     kinds: &[&'k ManagedKind],
+    parent_namespace: &str,
     lp: &ListParams,
 ) -> kube::Result<Vec<(&'k ManagedKind, ChildKey)>> {
     let lists = futures::future::join_all(kinds.iter().map(|kind| {
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.resource);
+        let api: Api<DynamicObject> = if kind.in_parent_namespace {
+            Api::namespaced_with(client.clone(), parent_namespace, &kind.resource)
+        } else {
+            Api::all_with(client.clone(), &kind.resource)
+        };
         async move { (*kind, api.list_metadata(lp).await) }
     }))
     .await;

@@ -69,7 +69,7 @@ where
         triggers: impl Stream<Item = Result<ReconcileRequest<K>, watcher::Error>> + Send + 'static,
     ) -> Self {
         let mut all = SelectAll::new();
-        all.push(triggers.boxed());
+        all.push(paced(triggers));
         QueuedController {
             store,
             triggers: all,
@@ -95,6 +95,15 @@ where
         self
     }
 
+    /// One more trigger stream (tests drive it by hand), paced like the watches.
+    pub fn triggered_by(
+        mut self,
+        triggers: impl Stream<Item = Result<ReconcileRequest<K>, watcher::Error>> + Send + 'static,
+    ) -> Self {
+        self.triggers.push(paced(triggers));
+        self
+    }
+
     /// The store of `K`s the reconciles are handed (fed by the controller's main watch).
     pub fn store(&self) -> Store<K> {
         self.store.clone()
@@ -112,7 +121,7 @@ where
         }
         let events = not_written_by(watcher(api, wc), self.own.clone(), group, kind, |_| {});
         let owners = trigger_owners(events.touched_objects(), (), ());
-        self.triggers.push(owners.boxed());
+        self.triggers.push(paced(owners));
         self
     }
 
@@ -125,7 +134,7 @@ where
     {
         let events = self.kept_events(api, wc, slot);
         let owners = trigger_owners(events.touched_objects(), (), ());
-        self.triggers.push(owners.boxed());
+        self.triggers.push(paced(owners));
         self
     }
 
@@ -145,7 +154,7 @@ where
         I::IntoIter: Send,
     {
         let events = self.kept_events(api, wc, slot);
-        self.triggers.push(related(events, (), mapper).boxed());
+        self.triggers.push(paced(related(events, (), mapper)));
         self
     }
 
@@ -181,7 +190,7 @@ where
         let events = not_written_by(watcher(api, wc), None, group, kind, keep);
         // Only the watch's errors come through, so that they back off like the others.
         let nothing = events.try_filter_map(|_| futures::future::ready(Ok(None)));
-        self.triggers.push(nothing.boxed());
+        self.triggers.push(paced(nothing));
         self
     }
 
@@ -207,7 +216,7 @@ where
             own.watching(&group, &kind, api.namespace());
         }
         let events = not_written_by(watcher(api, wc), self.own.clone(), group, kind, |_| {});
-        self.triggers.push(related(events, dyntype, mapper).boxed());
+        self.triggers.push(paced(related(events, dyntype, mapper)));
         self
     }
 
@@ -253,8 +262,10 @@ where
     {
         let entering = queue.clone();
         let starting = queue.clone();
-        // Watch errors pause the triggers with a backoff instead of spinning, as in `Controller`.
-        let requests = StreamBackoff::new(self.triggers, DefaultBackoff::default())
+        // Each watch backs off on its own errors (see `paced`): one that fails (a platform API
+        // answering 503) pauses neither the others nor the reconciles they trigger.
+        let requests = self
+            .triggers
             .take_until(shutdown)
             .inspect_ok(move |req| entering.requested(key(&req.obj_ref)));
         let (succeeded, failed, forget) = (backoff.clone(), backoff.clone(), backoff);
@@ -291,6 +302,17 @@ where
             }
         })
     }
+}
+
+/// One trigger stream that pauses itself with a backoff after an error instead of spinning (as
+/// `Controller` does for all its watches at once): the streams are merged after this, so an
+/// unavailable API holds up only its own watch.
+fn paced<K, S>(s: S) -> Triggers<K>
+where
+    K: Resource + 'static,
+    S: Stream<Item = Result<ReconcileRequest<K>, watcher::Error>> + Send + 'static,
+{
+    StreamBackoff::new(s, DefaultBackoff::default()).boxed()
 }
 
 /// A hash of what a change to the main resource can mean for its reconcile: everything but the

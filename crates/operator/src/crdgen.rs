@@ -173,7 +173,8 @@ mod tests {
             names,
             [
                 "modelregistry.opendatahub.io_modelregistries.yaml",
-                "modelregistry.opendatahub.io_modeltransfers.yaml"
+                "modelregistry.opendatahub.io_modeltransfers.yaml",
+                "components.platform.opendatahub.io_aihubs.yaml"
             ]
         );
     }

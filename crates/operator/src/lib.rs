@@ -1,5 +1,6 @@
 //! model-registry-operator: controllers for `ModelRegistry` and `ModelTransfer`.
 //!
+//! - [`aihub`]: the OpenDataHub module controller (`aihub` subcommand) that deploys the operator.
 //! - [`run`]: the operator process (leader election, probes, metrics, controllers).
 //! - [`modelregistry`]: deploys and secures Model Registry instances.
 //! - [`modeltransfer`]: copies models in model-sync Jobs and registers them.
@@ -13,6 +14,7 @@
 //! - [`crdgen`]: the CRD manifests; [`apidoc`]: the API reference generated from them.
 #![forbid(unsafe_code)]
 
+pub mod aihub;
 pub mod apidoc;
 pub mod apply;
 pub mod backoff;

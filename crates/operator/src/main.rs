@@ -1,5 +1,5 @@
 #![forbid(unsafe_code)]
-//! The model-registry-operator binary: `run` (default) or `crdgen`.
+//! The model-registry-operator binary: `run` (default), `aihub`, `crdgen` or `install`.
 use clap::{Parser, Subcommand};
 use model_registry_operator::{crdgen, run, settings::Settings, telemetry};
 
@@ -26,6 +26,12 @@ enum Command {
     Crdgen(crdgen::CrdgenArgs),
     /// Install (server-side apply) the CRDs on the current cluster, adapted to its version.
     Install,
+    /// Run the OpenDataHub AIHub module controller: for the cluster-scoped AIHub `default-aihub`,
+    /// deploy this operator (its ODH manifests, built into the binary) into the AIHub's
+    /// applications namespace with the images from the RELATED_IMAGE_* variables, and report
+    /// the module's status. Uses --leader-elect (Lease `aihub-controller-manager` in
+    /// POD_NAMESPACE), the probe and metrics addresses and --log-format.
+    Aihub,
 }
 
 #[derive(Debug, clap::Args)]
@@ -51,6 +57,19 @@ fn main() -> anyhow::Result<()> {
                 let client = kube::Client::try_default().await?;
                 model_registry_operator::install::install_crds(&client).await
             }),
+        Some(Command::Aihub) => {
+            let settings = cli.settings.normalized();
+            telemetry::init(settings.log_format);
+            let images = model_registry_operator::aihub::images_from_process_env();
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(async move {
+                    let client = kube::Client::try_default().await?;
+                    model_registry_operator::aihub::run(client, settings, images, shutdown_signal())
+                        .await
+                })
+        }
         Some(Command::Run(run)) if run.print_settings => {
             println!(
                 "{}",
@@ -59,7 +78,12 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         _ => {
-            let settings = cli.settings.normalized();
+            let settings =
+                cli.settings
+                    .normalized()
+                    .with_api_audiences_resolved(std::path::Path::new(
+                        model_registry_operator::settings::SERVICE_ACCOUNT_TOKEN_PATH,
+                    ));
             telemetry::init(settings.log_format);
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -78,8 +78,8 @@ pub struct Images {
         default_value_t = legacy_env("MODEL_SYNC_IMAGE", "quay.io/opendatahub/model-sync:latest")
     )]
     pub model_sync: String,
-    /// PostgreSQL image for generated databases (legacy variable: POSTGRES_IMAGE). Read but not
-    /// yet used: `spec.postgres.generateDeployment` provisions nothing yet.
+    /// PostgreSQL image of the databases `spec.postgres.generateDeployment` provisions, unless
+    /// `spec.postgres.image` names one (legacy variable: POSTGRES_IMAGE).
     #[arg(
         global = true,
         long = "postgres-image",
@@ -107,12 +107,14 @@ pub struct Images {
     pub benchmark_data: String,
 }
 
-/// The Data Science Gateway the ODH operator points registries at. Read (so a rendered ODH
-/// Deployment's values are visible in `run --print-settings`) but **not yet acted upon**: the
-/// operator creates no HTTPRoute or ReferenceGrant and sets no gateway address yet.
+/// The Data Science Gateway the ODH operator points registries at. With `GATEWAY_DOMAIN` set, every
+/// registry gets an HTTPRoute `model-registry-<name>` in `HTTPROUTE_NAMESPACE` attached to Gateway
+/// `GATEWAY_NAMESPACE/GATEWAY_NAME` (when the cluster serves `gateway.networking.k8s.io`), and its
+/// Service the address `<GATEWAY_DOMAIN>/model-registry/<name>`, as the Go operator does.
 #[derive(Clone, Debug, Default, Args, Serialize)]
 pub struct Gateway {
-    /// Gateway API mode's base domain (not yet acted upon).
+    /// Gateway API mode's base domain: unset, no HTTPRoutes are made (the other GATEWAY_*
+    /// settings are then unused).
     #[arg(
         global = true,
         long = "gateway-domain",
@@ -120,7 +122,7 @@ pub struct Gateway {
         id = "gateway_domain"
     )]
     pub domain: Option<String>,
-    /// Name of the Gateway routes would attach to (not yet acted upon).
+    /// Name of the Gateway the HTTPRoutes attach to (default: data-science-gateway).
     #[arg(
         global = true,
         long = "gateway-name",
@@ -128,7 +130,7 @@ pub struct Gateway {
         id = "gateway_name"
     )]
     pub name: Option<String>,
-    /// Namespace of that Gateway (not yet acted upon).
+    /// Namespace of that Gateway (default: openshift-ingress).
     #[arg(
         global = true,
         long = "gateway-namespace",
@@ -136,13 +138,39 @@ pub struct Gateway {
         id = "gateway_namespace"
     )]
     pub namespace: Option<String>,
-    /// Namespace HTTPRoutes would be created in (not yet acted upon).
+    /// Namespace the HTTPRoutes are created in (default: redhat-ods-applications, as the Go
+    /// operator; the ODH operator always sets it to its applications namespace).
     #[arg(
         global = true,
         long = "httproute-namespace",
         env = "HTTPROUTE_NAMESPACE"
     )]
     pub httproute_namespace: Option<String>,
+}
+
+/// The Go operator's defaults for the gateway settings.
+pub const DEFAULT_GATEWAY_NAME: &str = "data-science-gateway";
+pub const DEFAULT_GATEWAY_NAMESPACE: &str = "openshift-ingress";
+pub const DEFAULT_HTTPROUTE_NAMESPACE: &str = "redhat-ods-applications";
+
+impl Gateway {
+    /// The base domain when Gateway API mode is on.
+    pub fn active_domain(&self) -> Option<&str> {
+        self.domain.as_deref().filter(|d| !d.trim().is_empty())
+    }
+    pub fn gateway_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(DEFAULT_GATEWAY_NAME)
+    }
+    pub fn gateway_namespace(&self) -> &str {
+        self.namespace
+            .as_deref()
+            .unwrap_or(DEFAULT_GATEWAY_NAMESPACE)
+    }
+    pub fn route_namespace(&self) -> &str {
+        self.httproute_namespace
+            .as_deref()
+            .unwrap_or(DEFAULT_HTTPROUTE_NAMESPACE)
+    }
 }
 
 /// Defaults applied to ModelRegistry resources that leave them unset.
@@ -178,6 +206,67 @@ pub struct RegistryDefaults {
     /// Default TLS credential name for gateway servers.
     #[arg(global = true, long = "default-cert", env = "DEFAULT_CERT")]
     pub cert: Option<String>,
+    /// Audiences of the API server's tokens, as `a,b`: what an Authorino AuthConfig accepts when
+    /// a registry's `spec.istio.audiences` is unset. Default: the `aud` of the operator's own
+    /// ServiceAccount token (the cluster's API audiences), else `https://kubernetes.default.svc`.
+    #[arg(
+        global = true,
+        long = "api-audiences",
+        env = "API_AUDIENCES",
+        value_delimiter = ','
+    )]
+    pub api_audiences: Vec<String>,
+}
+
+/// Unpadded base64url (a JWT segment).
+fn base64url(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// Where the operator's own ServiceAccount token is mounted.
+pub const SERVICE_ACCOUNT_TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+/// The `aud` claim of a JWT (a string or a list), without verifying it: the token is the
+/// operator's own, read from its mount, and only tells which audiences the API server issues.
+pub fn token_audiences(jwt: &str) -> Vec<String> {
+    let Some(payload) = jwt.trim().split('.').nth(1) else {
+        return Vec::new();
+    };
+    let Some(bytes) = base64url(payload.trim_end_matches('=')) else {
+        return Vec::new();
+    };
+    let Ok(claims) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Vec::new();
+    };
+    match &claims["aud"] {
+        serde_json::Value::String(a) if !a.is_empty() => vec![a.clone()],
+        serde_json::Value::Array(a) => a
+            .iter()
+            .filter_map(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Everything the operator process is configured with.
@@ -318,6 +407,23 @@ impl Settings {
         ] {
             unset_if_empty(v);
         }
+        d.api_audiences.retain(|a| !a.trim().is_empty());
+        self
+    }
+
+    /// Fills `api_audiences` when unset: from the operator's own ServiceAccount token, else
+    /// the API server's conventional audience. Called once at start.
+    pub fn with_api_audiences_resolved(mut self, token_path: &std::path::Path) -> Settings {
+        if self.defaults.api_audiences.is_empty() {
+            let from_token = std::fs::read_to_string(token_path)
+                .map(|t| token_audiences(&t))
+                .unwrap_or_default();
+            self.defaults.api_audiences = if from_token.is_empty() {
+                vec![crate::modelregistry::build::istio::DEFAULT_AUDIENCE.to_owned()]
+            } else {
+                from_token
+            };
+        }
         self
     }
 
@@ -414,5 +520,39 @@ mod tests {
             ("pg:16", "cat:1", "bench:1", "sync:1")
         );
         assert_eq!(s.metrics_addr.port(), 18080);
+    }
+}
+
+#[cfg(test)]
+mod audience_tests {
+    use super::*;
+
+    #[test]
+    fn token_audiences_are_read_from_the_jwt() {
+        // {"aud":["https://kubernetes.default.svc","k3s"],"sub":"x"}
+        let payload =
+            "eyJhdWQiOlsiaHR0cHM6Ly9rdWJlcm5ldGVzLmRlZmF1bHQuc3ZjIiwiazNzIl0sInN1YiI6IngifQ";
+        assert_eq!(
+            token_audiences(&format!("h.{payload}.s")),
+            vec!["https://kubernetes.default.svc".to_string(), "k3s".into()]
+        );
+        // {"aud":"api"}
+        assert_eq!(
+            token_audiences("h.eyJhdWQiOiJhcGkifQ.s"),
+            vec!["api".to_string()]
+        );
+        assert!(token_audiences("garbage").is_empty());
+        let dir = std::env::temp_dir().join(format!("mro-aud-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        std::fs::write(&path, "h.eyJhdWQiOiJhcGkifQ.s").unwrap();
+        let s = Settings::for_tests().with_api_audiences_resolved(&path);
+        assert_eq!(s.defaults.api_audiences, vec!["api".to_string()]);
+        let s = Settings::for_tests().with_api_audiences_resolved(&dir.join("missing"));
+        assert_eq!(
+            s.defaults.api_audiences,
+            vec![crate::modelregistry::build::istio::DEFAULT_AUDIENCE.to_string()]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -17,6 +17,7 @@ mod store;
 mod validate;
 
 pub mod contract;
+pub mod deployment;
 pub mod dsn;
 pub mod prism;
 pub mod server;

@@ -164,6 +164,7 @@ fn every_kustomization_builds() {
         "config/default",
         "config/overlays/odh",
         "config/overlays/odh/extras",
+        "config/overlays/aihub",
     ]
     .into_iter()
     .map(String::from)
@@ -194,6 +195,7 @@ fn kubectl_kustomize_renders_the_same() {
         "config/default",
         "config/overlays/odh",
         "config/overlays/odh/extras",
+        "config/overlays/aihub",
     ]
     .into_iter()
     .map(String::from)
@@ -569,17 +571,53 @@ fn helm_template(extra: &[&str]) -> String {
 #[test]
 fn chart_rbac_and_crds_match_config() {
     let rendered = docs(&helm_template(&[]));
-    let role = rendered
-        .iter()
-        .find(|d| d["kind"] == "ClusterRole")
-        .expect("ClusterRole");
-    let shipped: Value = serde_saphyr::from_str(
-        &std::fs::read_to_string(repo_root().join("config/rbac/role.yaml")).unwrap(),
-    )
-    .unwrap();
+    for (suffix, file) in [
+        ("-manager-role", "config/rbac/role.yaml"),
+        ("-namespace-role", "config/rbac/namespace_role.yaml"),
+    ] {
+        let role = rendered
+            .iter()
+            .find(|d| {
+                d["kind"] == "ClusterRole"
+                    && d["metadata"]["name"]
+                        .as_str()
+                        .is_some_and(|n| n.ends_with(suffix))
+            })
+            .unwrap_or_else(|| panic!("ClusterRole *{suffix}"));
+        let shipped: Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(repo_root().join(file)).unwrap())
+                .unwrap();
+        assert_eq!(
+            role["rules"], shipped["rules"],
+            "chart ClusterRole *{suffix} rules differ from {file}"
+        );
+    }
+    // The namespace role is bound only where asked: per namespace, or cluster-wide.
+    let bindings = |extra: &[&str]| {
+        docs(&helm_template(extra))
+            .into_iter()
+            .filter(|d| {
+                d["roleRef"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with("-namespace-role"))
+            })
+            .map(|d| {
+                format!(
+                    "{}/{}",
+                    d["kind"].as_str().unwrap_or_default(),
+                    d["metadata"]["namespace"].as_str().unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(bindings(&[]).is_empty(), "{:?}", bindings(&[]));
     assert_eq!(
-        role["rules"], shipped["rules"],
-        "chart ClusterRole rules differ from config/rbac/role.yaml"
+        bindings(&["--set", "namespaceRole.namespaces={team-a,team-b}"]),
+        ["RoleBinding/team-a", "RoleBinding/team-b"]
+    );
+    assert_eq!(
+        bindings(&["--set", "namespaceRole.clusterWide=true"]),
+        ["ClusterRoleBinding/"]
     );
     let lease = rendered
         .iter()

@@ -242,6 +242,26 @@ async fn odh_in_tree_component_renders_applies_and_configures_the_operator() {
             "extras/ {role} drifted from config/rbac"
         );
     }
+    // The namespace role (Secrets, service proxy) is bound cluster-wide under ODH, to the
+    // operator's own ServiceAccount in the applications namespace.
+    let binding = objs
+        .iter()
+        .find(|o| {
+            o["kind"] == "ClusterRoleBinding"
+                && o["roleRef"]["name"] == "model-registry-operator-namespace-role"
+        })
+        .unwrap_or_else(|| panic!("no cluster-wide namespace-role binding: {names:?}"));
+    assert_eq!(
+        binding["subjects"],
+        serde_json::json!([{ "kind": "ServiceAccount",
+            "name": "model-registry-operator-controller-manager", "namespace": apps }]),
+        "{binding}"
+    );
+    assert!(
+        objs.iter().any(|o| o["kind"] == "ClusterRole"
+            && o["metadata"]["name"] == "model-registry-operator-namespace-role"),
+        "{names:?}"
+    );
     assert!(
         objs.iter().any(|o| o["kind"] == "ConfigMap"
             && o["metadata"]["name"] == "model-registry-operator-parameters"),

@@ -3,6 +3,7 @@
 
 mod crds;
 mod delivery;
+mod delivery_aihub;
 mod delivery_odh;
 mod demo;
 mod docs;

@@ -6,6 +6,7 @@
 //! and `standin_rules`.
 mod server_args;
 mod server_start;
+mod server_start_samples;
 mod standin;
 mod standin_rules;
 

@@ -87,9 +87,12 @@ pub struct PostgresConfig {
     #[serde(rename = "skipDBCreation", default)]
     pub skip_db_creation: bool,
 
-    /// Let the operator deploy a PostgreSQL instance for this registry (development use);
-    /// `host` and `hostAddress` must then be left empty. Not implemented by this operator: a
-    /// registry asking for it gets a `ConfigurationError`.
+    /// Let the operator deploy a PostgreSQL instance for this registry (Deployment, Service,
+    /// NetworkPolicy and PVC `<name>-postgres[-storage]`, Secret `<name>-postgres-credentials`
+    /// with a generated password); `host` and `hostAddress` must then be left empty, and the
+    /// registry connects to that database whatever else is set here. The annotation
+    /// `modelregistry.opendatahub.io/keep-generated-database: "true"` keeps its data and password
+    /// when the registry is deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generate_deployment: Option<bool>,
 

@@ -64,8 +64,9 @@ pub struct ModelTransferStatus {
     /// Current conditions. `Complete`: the Job succeeded. `Failed`: the transfer failed (reasons
     /// InvalidConfiguration, RegistryAccessDenied, SourceUnavailable, DestinationRejected,
     /// RegistryRejected, DeadlineExceeded, BackoffLimitExceeded, SpecChanged, JobDeleted, ...).
-    /// `Registered`: True once the controller read the model artifact back from the registry and
-    /// found it LIVE with the reported URI.
+    /// `Registered`: True once the model artifact, read back from the registry, is LIVE with
+    /// the reported URI (read by the controller, or, where the registry takes the Job's own
+    /// ServiceAccount token, by the Job: its termination message's `readBack`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

@@ -351,6 +351,7 @@ pub async fn sync_with<F: EngineFactory>(
         }
     };
     let reused = matches!(&plan, Plan::Create(p) if p.reuses());
+    let read_back = register::read_back(&client, &registered.model_artifact_id, scrubber).await;
     Ok(SyncSuccess {
         intent: cfg.intent.as_str().to_owned(),
         registered_model_id: registered
@@ -366,6 +367,7 @@ pub async fn sync_with<F: EngineFactory>(
         files: published.files,
         duration_seconds: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
         reused,
+        read_back,
     })
 }
 

@@ -157,6 +157,36 @@ impl<T> StepExt<T> for registry_client::Result<T> {
     }
 }
 
+/// The registered artifact as a fresh GET returns it, for the termination message (the
+/// operator's `Registered` check reads it where it cannot read the registry itself). A failed
+/// read is logged and reported as no read-back: the registration itself succeeded.
+pub async fn read_back(
+    client: &Client,
+    id: &str,
+    scrubber: &Scrubber,
+) -> Option<super::termination::ReadBack> {
+    match client.get_model_artifact(id).await {
+        Ok(a) => Some(super::termination::ReadBack {
+            model_artifact_id: a.id,
+            state: a
+                .fields
+                .state
+                .and_then(|s| serde_json::to_value(s).ok())
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "UNKNOWN".into()),
+            uri: a.fields.uri.unwrap_or_default(),
+        }),
+        Err(e) => {
+            tracing::warn!(
+                artifact = %id,
+                "could not read the registered model artifact back: {}",
+                scrubber.scrub(&registry_client_chain(&e))
+            );
+            None
+        }
+    }
+}
+
 /// `update_artifact` success: new URI, `LIVE`, and the error of an earlier failure removed.
 async fn finish_artifact(
     client: &Client,

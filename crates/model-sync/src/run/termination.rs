@@ -11,10 +11,14 @@
 //! {"intent":"create_model","registeredModelId":"1","modelVersionId":"2","modelArtifactId":"1",
 //!  "uri":"oci://host/repo@sha256:…","digest":"sha256:…","bytes":123,"files":3,
 //!  "durationSeconds":1.234,
+//!  "readBack":{"modelArtifactId":"1","state":"LIVE","uri":"oci://host/repo@sha256:…"},
 //!  "RegisteredModel":{"id":"1"},"ModelVersion":{"id":"2"},"ModelArtifact":{"id":"1"}}
 //! ```
 //! The capitalised objects are what the Python job wrote; they are kept so existing readers
-//! (the Model Registry UI back-end) keep working.
+//! (the Model Registry UI back-end) keep working. `readBack` is the model artifact as a fresh
+//! GET returned it after the registration (absent when that read failed): the operator's
+//! `Registered` check relies on it where it would need the Job's own credentials to read the
+//! registry itself (it mints no tokens for other accounts).
 //!
 //! Failure: a human-readable first line (`SourceUnavailable: …`, at most
 //! [`MAX_FIRST_LINE_BYTES`]), then on the second line the JSON document
@@ -169,6 +173,19 @@ pub struct SyncSuccess {
     /// Set when a rerun found and reused entities created by an earlier attempt.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub reused: bool,
+    /// The registered artifact as read back from the registry after the registration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_back: Option<ReadBack>,
+}
+
+/// The model artifact as the registry returned it to a GET after the registration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadBack {
+    pub model_artifact_id: String,
+    /// The registry's state name (`LIVE`, `PENDING`, ...).
+    pub state: String,
+    pub uri: String,
 }
 
 impl SyncSuccess {
@@ -263,10 +280,16 @@ pub fn success_json(value: &Value, scrubber: &Scrubber) -> String {
         return text;
     }
     let uri = value.get("uri").and_then(Value::as_str).unwrap_or_default();
+    // The read-back URI, when it is the same, is shortened the same way, so the two still match.
+    let same = value.pointer("/readBack/uri").and_then(Value::as_str) == Some(uri);
     fit(uri, |u| {
         let mut v = value.clone();
         if let Value::Object(map) = &mut v {
             map.insert("uri".into(), json!(u));
+            if let Some(Value::Object(rb)) = map.get_mut("readBack") {
+                let rb_uri = if same { json!(u) } else { json!("…") };
+                rb.insert("uri".into(), rb_uri);
+            }
         }
         scrubber.scrub(&v.to_string())
     })
@@ -400,6 +423,11 @@ mod tests {
             files: 2,
             duration_seconds: 1.5,
             reused: false,
+            read_back: Some(ReadBack {
+                model_artifact_id: "3".into(),
+                state: "LIVE".into(),
+                uri: "oci://r/x@sha256:00".into(),
+            }),
         };
         let v = s.to_json();
         assert_eq!(v["RegisteredModel"]["id"], "1");
@@ -408,7 +436,16 @@ mod tests {
         assert_eq!(v["registeredModelId"], "1");
         assert_eq!(v["durationSeconds"], 1.5);
         assert!(v.get("reused").is_none());
+        assert_eq!(v["readBack"]["state"], "LIVE");
         let text = success_json(&v, &Scrubber::default());
         assert!(text.len() < MAX_TERMINATION_MESSAGE_BYTES);
+        // A URI too long for the message is cut the same way in readBack.
+        let mut long = s.clone();
+        long.uri = format!("s3://b/{}", "k".repeat(5000));
+        long.read_back.as_mut().unwrap().uri = long.uri.clone();
+        let text = success_json(&long.to_json(), &Scrubber::default());
+        assert!(text.len() <= MAX_TERMINATION_MESSAGE_BYTES);
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["uri"], v["readBack"]["uri"]);
     }
 }

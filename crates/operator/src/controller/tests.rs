@@ -310,3 +310,54 @@ async fn failed_reconciles_back_off_per_object_and_success_resets() {
     let _ = stop_tx.send(());
     let _ = outputs.await;
 }
+
+/// A watch that fails (a platform API answering 503) backs off alone: a request from another
+/// watch right after its error is reconciled at once, not after the failing watch's pause
+/// (before, one backoff of at least 800 ms paused the merged triggers; the bound below leaves
+/// a loaded machine most of that margin).
+#[tokio::test]
+async fn a_failing_watch_does_not_hold_up_the_others() {
+    let metrics = Metrics::default();
+    let (store, mut writer) = reflector::store::<ConfigMap>();
+    let (tx, rx) = mpsc::unbounded();
+    let probe = Arc::new(Flaky::default());
+    let backoff = Arc::new(crate::backoff::Backoff::new(
+        Duration::from_millis(100),
+        Duration::from_secs(1),
+    ));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let failing = futures::stream::once(async { Err(watcher::Error::NoResourceVersion) })
+        .chain(futures::stream::pending());
+    let results = QueuedController::from_parts(store, rx)
+        .triggered_by(failing)
+        .run_with_backoff(
+            backoff,
+            flaky,
+            |_, _: &Failing, _| {},
+            probe.clone(),
+            metrics.work_queue("test"),
+            async move {
+                let _ = stop_rx.await;
+            },
+        );
+    let outputs = tokio::spawn(results.collect::<Vec<_>>());
+    writer.apply_watcher_event(&watcher::Event::Init);
+    writer.apply_watcher_event(&watcher::Event::InitApply(cm("a")));
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    // The failing watch's error is taken first.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let sent = tokio::time::Instant::now();
+    tx.unbounded_send(request("a")).unwrap();
+    until("the reconcile of a", || {
+        probe.starts.lock().unwrap().len() == 1
+    })
+    .await;
+    let waited = probe.starts.lock().unwrap()[0].1 - sent;
+    assert!(
+        waited < Duration::from_millis(600),
+        "the request waited {waited:?} behind the failing watch's backoff"
+    );
+    drop(tx);
+    let _ = stop_tx.send(());
+    let _ = outputs.await;
+}

@@ -87,6 +87,22 @@ pub fn managed(caps: &Capabilities) -> Vec<ManagedKind> {
                 in_parent_namespace: false,
             }),
     );
+    // The HTTPRoute lives in HTTPROUTE_NAMESPACE; the ReferenceGrant next to the Service.
+    for (resource, in_parent_namespace) in [
+        (super::build::gateway_api::http_route_resource(caps), false),
+        (
+            super::build::gateway_api::reference_grant_resource(caps),
+            true,
+        ),
+    ] {
+        if let Some(resource) = resource {
+            kinds.push(ManagedKind {
+                resource,
+                namespaced: true,
+                in_parent_namespace,
+            });
+        }
+    }
     if let Some(resource) = group(caps) {
         kinds.push(ManagedKind {
             resource,

@@ -26,6 +26,7 @@ use crate::controller::QueuedController;
 
 pub mod build;
 pub mod kinds;
+pub mod provision;
 pub mod read;
 pub mod reconcile;
 pub mod status;
@@ -102,7 +103,6 @@ pub async fn run(
         .owns(scoped::<PartialObjectMeta<Role>>(&client, ns), cfg())
         .owns(scoped::<PartialObjectMeta<RoleBinding>>(&client, ns), cfg())
         .owns(scoped::<PartialObjectMeta<ConfigMap>>(&client, ns), cfg())
-        .owns(scoped::<PartialObjectMeta<Secret>>(&client, ns), cfg())
         .owns(
             scoped::<PartialObjectMeta<NetworkPolicy>>(&client, ns),
             cfg(),
@@ -124,6 +124,18 @@ pub async fn run(
             &w.registry_endpoints,
             |o| parent_of(&o),
         );
+    // Secrets (the OAuth proxy's cookie Secret) are the operator's only in the namespaces where
+    // the namespace role is bound (see the README's RBAC table): watched when that covers the
+    // whole watch scope; otherwise a changed or deleted cookie Secret is put right by the
+    // registry's next reconcile, and the prune lists Secrets in the registry's namespace.
+    if ns.is_some() || may_watch_secrets_everywhere(&client).await {
+        controller = controller.owns(scoped::<PartialObjectMeta<Secret>>(&client, ns), cfg());
+    } else {
+        tracing::info!(
+            "Secrets are not watched: the operator may not list them in every namespace \
+             (the namespace role is bound per namespace)"
+        );
+    }
     // Platform children (Routes, Istio, Authorino, Groups) may live in other namespaces: watch all.
     for kind in kinds::managed(&caps)
         .into_iter()
@@ -153,6 +165,37 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// Whether the operator may list and watch Secrets in all namespaces (the namespace role bound
+/// cluster-wide, as the ODH overlay does). Asked once per controller start.
+async fn may_watch_secrets_everywhere(client: &kube::Client) -> bool {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    for verb in ["list", "watch"] {
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    verb: Some(verb.into()),
+                    resource: Some("secrets".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match reviews.create(&Default::default(), &review).await {
+            Ok(r) if r.status.as_ref().is_some_and(|s| s.allowed) => {}
+            Ok(_) => return false,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot ask whether Secrets may be watched everywhere");
+                return false;
+            }
+        }
+    }
+    true
 }
 
 fn is_core_typed(group: &str) -> bool {

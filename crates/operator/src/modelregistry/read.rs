@@ -7,6 +7,7 @@ use kube::api::{Api, DynamicObject, ListParams};
 use kube::{Client, ResourceExt};
 use mro_api::ModelRegistry;
 
+use super::build::gateway_api::{self, ObservedRoute, RouteState};
 use super::build::istio::gateway::IngressGateway;
 use super::build::labels;
 use super::kinds;
@@ -107,6 +108,10 @@ pub struct Runtime {
     pub pods: Vec<Pod>,
     /// Route name → admitted.
     pub routes_admitted: BTreeMap<String, bool>,
+    /// The Gateway API HTTPRoute, when one is desired.
+    pub http_route: Option<ObservedRoute>,
+    /// The generated database's Deployment (`spec.postgres.generateDeployment`), once it exists.
+    pub database: Option<Deployment>,
 }
 
 /// Reads the Deployment, the Service's endpoints, the registry's pods and Route admission: from
@@ -116,6 +121,7 @@ pub async fn runtime(
     watched: &Watched,
     mr: &ModelRegistry,
     caps: &Capabilities,
+    http_route: Option<HttpRouteRead<'_>>,
 ) -> Result<Runtime> {
     let ns = mr.namespace().unwrap_or_default();
     let name = mr.name_any();
@@ -181,10 +187,59 @@ pub async fn runtime(
             routes_admitted.insert(r.name_any(), admitted);
         }
     }
+    let http_route = match http_route {
+        None => None,
+        Some(read) => Some(observe_route(client, read).await?),
+    };
+    let database = if super::build::postgres_provision::enabled(mr) {
+        let db = super::build::postgres_provision::name(mr);
+        match watched.registry_deployments.get(&ns, &db).known() {
+            Some(d) => d.map(|d| (*d).clone()),
+            None => watch_cache::get_opt(&deployments, &db).await?,
+        }
+    } else {
+        None
+    };
     Ok(Runtime {
         deployment,
         endpoints_ready,
         pods,
         routes_admitted,
+        http_route,
+        database,
+    })
+}
+
+/// Which HTTPRoute to observe, and what applying it gave.
+pub struct HttpRouteRead<'a> {
+    pub route: &'a crate::apply::Child,
+    pub gateway_name: &'a str,
+    pub gateway_namespace: &'a str,
+    /// The API server's refusal of the route, if it refused it.
+    pub apply_error: Option<String>,
+}
+
+async fn observe_route(client: &Client, read: HttpRouteRead<'_>) -> Result<ObservedRoute> {
+    let ns = read.route.namespace().unwrap_or_default();
+    let name = read.route.name();
+    let state = match read.apply_error {
+        Some(e) => RouteState::NotApplied(e),
+        None => {
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), &ns, &read.route.resource);
+            match api.get_opt(&name).await? {
+                None => RouteState::Pending,
+                Some(r) => gateway_api::route_state(
+                    &serde_json::to_value(&r).unwrap_or_default(),
+                    read.gateway_name,
+                    read.gateway_namespace,
+                ),
+            }
+        }
+    };
+    Ok(ObservedRoute {
+        route: format!("{ns}/{name}"),
+        gateway: format!("{}/{}", read.gateway_namespace, read.gateway_name),
+        state,
     })
 }

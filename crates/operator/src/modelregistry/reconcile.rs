@@ -13,7 +13,7 @@ use mro_api::condition::model_registry::{reasons, types};
 use mro_api::{ModelRegistry, ModelRegistryStatus};
 
 use super::build::{self, BuildInput, labels};
-use super::{kinds, read, status, validate};
+use super::{kinds, provision, read, status, validate};
 use crate::apply::{self, Child};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -80,6 +80,17 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
         }
     };
 
+    // The generated database's credentials and data volume: created once, before anything
+    // refers to them.
+    if let Some(message) = provision::ensure(&ctx.client, &mr).await? {
+        let st = status::conflict(&mr, &message);
+        if status::differs(&mr.status, &st) {
+            warn(&ctx, &mr, reasons::RESOURCE_CONFLICT, &message).await;
+            write_status(&api, &mr, &st, &ctx).await?;
+        }
+        return Ok(Action::requeue(CONFLICT_RETRY));
+    }
+
     // Children without owner references need the finalizer before they exist.
     let needs_finalizer = desired.children.iter().any(|c| !is_owned_child(c, &ns));
     if needs_finalizer && !has_finalizer(&mr) {
@@ -94,12 +105,16 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
     // is refused), and an existing Deployment means its siblings exist. Within a wave nothing
     // depends on another child. Every apply of a wave completes before an error is returned, so
     // a failing child never cancels another one's request midway.
+    // The gateway's HTTPRoute after the registry itself: it lives in another namespace, which
+    // may be missing; that is reported on HTTPRouteAvailable and holds nothing else back.
     let wave_of = |c: &Child| match c.resource.kind.as_str() {
+        "HTTPRoute" => 3,
         "Deployment" => 2,
         k if k.ends_with("RoleBinding") => 1,
         _ => 0,
     };
-    let waves: [Vec<&Child>; 3] = std::array::from_fn(|w| {
+    let mut route_error = None;
+    let waves: [Vec<&Child>; 4] = std::array::from_fn(|w| {
         desired
             .children
             .iter()
@@ -113,10 +128,16 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
         )
         .await;
         let mut conflicts = Vec::new();
-        for result in results {
+        for (child, result) in wave.iter().zip(results) {
             match result {
                 Ok(_) => {}
                 Err(apply::ApplyError::Conflict(c)) => conflicts.push(c.to_string()),
+                Err(apply::ApplyError::Kube(kube::Error::Api(s)))
+                    if child.resource.kind == "HTTPRoute"
+                        && matches!(s.code, 400 | 403 | 404 | 422) =>
+                {
+                    route_error = Some(s.message.clone());
+                }
                 Err(apply::ApplyError::Kube(e)) => return Err(e.into()),
             }
         }
@@ -133,7 +154,10 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
             return Ok(Action::requeue(CONFLICT_RETRY));
         }
     }
-    let keep: BTreeSet<_> = desired.children.iter().map(Child::key).collect();
+    let mut keep: BTreeSet<_> = desired.children.iter().map(Child::key).collect();
+    // The generated database's password is never pruned (upstream deletes nothing when
+    // generateDeployment is turned off): the data it opens may still be there.
+    keep.insert(generated_db_secret(&mr));
     let parent = apply::Parent::new(labels::KIND, &ns, &name);
     let kinds = kinds::managed(&caps);
     let pruned = apply::prune(&ctx.client, &ctx.registry_writes, &kinds, &parent, &keep).await?;
@@ -145,7 +169,18 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
     }
 
     // Status from what was applied and what the cluster reports.
-    let runtime = read::runtime(&ctx.client, &ctx.watched, &mr, &caps).await?;
+    let gw = &ctx.settings.gateway;
+    let http_route = desired
+        .children
+        .iter()
+        .find(|c| c.resource.kind == "HTTPRoute")
+        .map(|route| read::HttpRouteRead {
+            route,
+            gateway_name: gw.gateway_name(),
+            gateway_namespace: gw.gateway_namespace(),
+            apply_error: route_error.clone(),
+        });
+    let runtime = read::runtime(&ctx.client, &ctx.watched, &mr, &caps, http_route).await?;
     let spec_defaults = spec_defaults(&input);
     let st = status::compute(&status::StatusInput {
         mr: &mr,
@@ -170,6 +205,13 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
     } else {
         Duration::from_secs(30)
     }))
+}
+
+fn generated_db_secret(mr: &ModelRegistry) -> apply::ChildKey {
+    apply::ChildKey::of::<k8s_openapi::api::core::v1::Secret>(
+        &mr.namespace().unwrap_or_default(),
+        &build::postgres_provision::secret_name(mr),
+    )
 }
 
 fn is_owned_child(child: &Child, ns: &str) -> bool {
@@ -206,13 +248,12 @@ async fn finalize(
     }
     let ns = mr.namespace().unwrap_or_default();
     let selector = apply::parent_selector(labels::KIND, &ns, &mr.name_any());
-    apply::prune_consistent(
-        &ctx.client,
-        &kinds::managed(caps),
-        &selector,
-        &BTreeSet::new(),
-    )
-    .await?;
+    // Kept data keeps its password.
+    let mut keep = BTreeSet::new();
+    if build::postgres_provision::keep_data(mr) {
+        keep.insert(generated_db_secret(mr));
+    }
+    apply::prune_consistent(&ctx.client, &kinds::managed(caps), &ns, &selector, &keep).await?;
     remove_finalizer(api, mr).await?;
     Ok(Action::await_change())
 }

@@ -345,6 +345,104 @@ pub fn compute(input: &StatusInput) -> ModelRegistryStatus {
         remove_condition(c, types::GATEWAY_AVAILABLE);
     }
 
+    // The generated database: its Deployment's availability. The registry cannot serve without it.
+    if super::build::postgres_provision::enabled(mr) {
+        let db = super::build::postgres_provision::name(mr);
+        let ready = rt.database.as_ref().is_some_and(|d| {
+            d.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.type_ == "Available" && c.status == "True")
+                })
+        });
+        if ready {
+            set_condition(
+                c,
+                cond(
+                    types::DATABASE_AVAILABLE,
+                    ConditionStatus::True,
+                    reasons::RESOURCES_AVAILABLE,
+                    format!("PostgreSQL Deployment {db} is available"),
+                    generation,
+                ),
+            );
+        } else {
+            let msg = format!("PostgreSQL Deployment {db} is not available");
+            set_condition(
+                c,
+                cond(
+                    types::DATABASE_AVAILABLE,
+                    ConditionStatus::False,
+                    reasons::RESOURCES_UNAVAILABLE,
+                    msg.clone(),
+                    generation,
+                ),
+            );
+            unavailable_parts.push(msg);
+        }
+    } else {
+        remove_condition(c, types::DATABASE_AVAILABLE);
+    }
+
+    // The Data Science Gateway's HTTPRoute: from the route's own status. Not part of Available
+    // (the registry serves in the cluster whatever a gateway controller says about the route).
+    if let Some(msg) = unsupported(types::HTTP_ROUTE_AVAILABLE) {
+        set_condition(
+            c,
+            cond(
+                types::HTTP_ROUTE_AVAILABLE,
+                ConditionStatus::False,
+                reasons::RESOURCES_UNAVAILABLE,
+                msg,
+                generation,
+            ),
+        );
+    } else if let Some(r) = &rt.http_route {
+        use super::build::gateway_api::RouteState;
+        let (status, reason, message) = match &r.state {
+            RouteState::Accepted => (
+                ConditionStatus::True,
+                reasons::RESOURCES_AVAILABLE,
+                format!("HTTPRoute {} is accepted by Gateway {}", r.route, r.gateway),
+            ),
+            RouteState::Pending => (
+                ConditionStatus::False,
+                reasons::RESOURCES_UNAVAILABLE,
+                format!(
+                    "HTTPRoute {} is not yet accepted by Gateway {} (no status from its controller)",
+                    r.route, r.gateway
+                ),
+            ),
+            RouteState::Rejected(why) => (
+                ConditionStatus::False,
+                reasons::RESOURCES_UNAVAILABLE,
+                format!(
+                    "HTTPRoute {} is not accepted by Gateway {}: {why}",
+                    r.route, r.gateway
+                ),
+            ),
+            RouteState::NotApplied(why) => (
+                ConditionStatus::False,
+                reasons::CONFIGURATION_ERROR,
+                format!("HTTPRoute {} cannot be created: {why}", r.route),
+            ),
+        };
+        set_condition(
+            c,
+            cond(
+                types::HTTP_ROUTE_AVAILABLE,
+                status,
+                reason,
+                message,
+                generation,
+            ),
+        );
+    } else {
+        remove_condition(c, types::HTTP_ROUTE_AVAILABLE);
+    }
+
     // Available: the Deployment is available, the Service has ready endpoints, and the front ends are up.
     let available = match &problem {
         Some(PodProblem::Configuration(msg)) => cond(

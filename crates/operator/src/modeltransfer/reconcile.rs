@@ -22,6 +22,7 @@ use mro_api::condition::{find_condition, is_condition_true};
 use mro_api::model_transfer::TransferPhase;
 use mro_api::{ModelTransfer, ModelTransferStatus};
 
+use super::build::registry::TokenSource;
 use super::build::{self, BuildInput};
 use super::read::{self, Resolution};
 use super::status::{self, Registration, StatusInput};
@@ -113,6 +114,20 @@ pub async fn reconcile(mt: Arc<ModelTransfer>, ctx: Arc<Context>) -> Result<Acti
             return Ok(Action::await_change());
         }
     };
+    let job_child = Child::typed(&desired.job);
+    // A Job the API server would refuse (what the CRD schema let through, e.g. a malformed
+    // toleration) is found out before anything is granted for it: a grant applied first and
+    // revoked after the refusal would exist for a moment on every reconcile of the transfer.
+    if desired.role_binding.is_some()
+        && let Err(kube::Error::Api(s)) =
+            apply::apply_dry_run(&ctx.client, MODEL_TRANSFER_MANAGER, &job_child).await
+        && (s.code == 400 || s.code == 422)
+    {
+        set_grant(&mt, &api, &ctx, None).await?;
+        let message = refused_message(&job_child, &s.message);
+        publish_status(&mt, &api, &ctx, &status::invalid(&mt, &message)).await?;
+        return Ok(Action::await_change());
+    }
     match set_grant(&mt, &api, &ctx, desired.role_binding.as_ref()).await {
         Ok(()) => {}
         // The binding's name in the registry's namespace is taken by someone else's object.
@@ -124,7 +139,6 @@ pub async fn reconcile(mt: Arc<ModelTransfer>, ctx: Arc<Context>) -> Result<Acti
         Err(e) => return Err(e),
     }
     // The Job's inputs at once, then the Job.
-    let job_child = Child::typed(&desired.job);
     let inputs = desired.inputs();
     let mut applied = None;
     for batch in [inputs.iter().collect::<Vec<_>>(), vec![&job_child]] {
@@ -152,12 +166,7 @@ pub async fn reconcile(mt: Arc<ModelTransfer>, ctx: Arc<Context>) -> Result<Acti
                 Err(apply::ApplyError::Kube(kube::Error::Api(s)))
                     if s.code == 400 || s.code == 422 =>
                 {
-                    let message = format!(
-                        "spec: the {} {} built from this spec is invalid: {}",
-                        child.resource.kind,
-                        child.name(),
-                        s.message
-                    );
+                    let message = refused_message(child, &s.message);
                     // No Job will run: the registry grant applied for it must not outlive it.
                     revoke(&ctx, desired.role_binding.as_ref()).await?;
                     set_grant(&mt, &api, &ctx, None).await?;
@@ -190,6 +199,15 @@ pub async fn reconcile(mt: Arc<ModelTransfer>, ctx: Arc<Context>) -> Result<Acti
     );
     published?;
     Ok(Action::requeue(ACTIVE_RESYNC))
+}
+
+/// The status message for a child the API server refused.
+fn refused_message(child: &Child, why: &str) -> String {
+    format!(
+        "spec: the {} {} built from this spec is invalid: {why}",
+        child.resource.kind,
+        child.name(),
+    )
 }
 
 /// Status of an existing Job; registry check after success; registry access while needed.
@@ -260,21 +278,22 @@ async fn track(
             message: problem.to_string(),
         },
         (true, Ok(w)) => {
-            let sa = build::service_account_name(mt);
             let result = outcome.result.clone().unwrap_or_default();
             let bundle = mt
                 .spec
                 .job
                 .as_ref()
                 .and_then(|j| j.ca_bundle_config_map_ref.as_ref());
-            verify::check(&ctx.client, &ns, &sa, w, bundle, &result).await
+            verify::check(&ctx.client, &ns, w, bundle, &result).await
         }
     };
-    let keep_grant = match outcome.phase {
-        TransferPhase::Pending | TransferPhase::Running => true,
-        TransferPhase::Succeeded => check && registration != Registration::Live,
-        TransferPhase::Failed => false,
-    };
+    // Only the Job uses the grant: the operator's check borrows no token of its account.
+    let keep_grant = matches!(
+        outcome.phase,
+        TransferPhase::Pending | TransferPhase::Running
+    );
+    // A verdict from the Job's read-back does not change by asking again.
+    let from_read_back = matches!(&wiring, Ok(w) if w.token == TokenSource::ServiceAccount);
     let grant = match (&wiring, keep_grant) {
         (Ok(w), true) => w
             .grant
@@ -292,7 +311,9 @@ async fn track(
     publish_status(mt, api, ctx, &st).await?;
     Ok(match outcome.phase {
         TransferPhase::Pending | TransferPhase::Running => Action::requeue(ACTIVE_RESYNC),
-        TransferPhase::Succeeded if check && registration != Registration::Live => {
+        TransferPhase::Succeeded
+            if check && registration != Registration::Live && !from_read_back =>
+        {
             Action::requeue(REGISTERED_RETRY)
         }
         _ => Action::await_change(),
@@ -382,6 +403,7 @@ async fn finalize(mt: &ModelTransfer, api: &Api<ModelTransfer>, ctx: &Context) -
     apply::prune_consistent(
         &ctx.client,
         &[role_binding_kind(false)],
+        &mt.namespace().unwrap_or_default(),
         &names::selector(mt),
         &BTreeSet::new(),
     )

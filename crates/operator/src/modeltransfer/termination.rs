@@ -6,7 +6,8 @@
 //! `registeredModelId`, `modelVersionId`, `modelArtifactId` (also the Python job's nested form
 //! `{"RegisteredModel": {"id": ..}, "ModelVersion": {..}, "ModelArtifact": {..}}`), `uri` (the
 //! registered, digest-pinned URI; alias `artifactUri`), `digest`, `bytes` (alias
-//! `bytesTransferred`). Unknown fields are ignored.
+//! `bytesTransferred`), `readBack` (`{"modelArtifactId", "state", "uri"}`: the artifact as
+//! model-sync read it back from the registry after registering it). Unknown fields are ignored.
 //!
 //! Failure (non-zero exit code): `{"reason": "SourceUnavailable", "message": "..."}` with
 //! model-sync's reason codes, either the whole message or its last line (model-sync writes a
@@ -35,6 +36,15 @@ pub struct TransferResult {
     pub uri: Option<String>,
     pub digest: Option<String>,
     pub bytes: Option<i64>,
+    pub read_back: Option<ReadBack>,
+}
+
+/// The artifact as model-sync read it back after registering it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadBack {
+    pub model_artifact_id: Option<String>,
+    pub state: Option<String>,
+    pub uri: Option<String>,
 }
 
 /// How one run of the container ended.
@@ -121,6 +131,15 @@ fn parse_success(text: &str) -> TransferResult {
             .iter()
             .find_map(|k| v.get(*k))
             .and_then(|b| b.as_i64().or_else(|| b.as_str()?.parse().ok())),
+        read_back: ["readBack", "read_back"]
+            .iter()
+            .find_map(|k| v.get(*k))
+            .filter(|r| r.is_object())
+            .map(|r| ReadBack {
+                model_artifact_id: str_field(r, &["modelArtifactId", "model_artifact_id", "id"]),
+                state: str_field(r, &["state"]),
+                uri: str_field(r, &["uri"]),
+            }),
     }
 }
 
@@ -230,6 +249,7 @@ mod tests {
                 uri: Some("oci://q/m@sha256:ab".into()),
                 digest: Some("sha256:ab".into()),
                 bytes: Some(42),
+                read_back: None,
             })
         );
         let nested = parse(&term(
@@ -242,6 +262,20 @@ mod tests {
         assert_eq!(r.registered_model_id.as_deref(), Some("1"));
         assert_eq!(r.model_artifact_id.as_deref(), Some("3"));
         assert_eq!(r.uri.as_deref(), Some("s3://b/k"));
+        let Termination::Succeeded(r) = parse(&term(
+            0,
+            r#"{"modelArtifactId":"3","uri":"s3://b/k","readBack":{"modelArtifactId":"3","state":"LIVE","uri":"s3://b/k"}}"#,
+        )) else {
+            panic!("success")
+        };
+        assert_eq!(
+            r.read_back,
+            Some(ReadBack {
+                model_artifact_id: Some("3".into()),
+                state: Some("LIVE".into()),
+                uri: Some("s3://b/k".into()),
+            })
+        );
         assert_eq!(
             parse(&term(0, "done")),
             Termination::Succeeded(TransferResult::default())

@@ -1,34 +1,31 @@
-//! The `Registered` check: after the Job succeeded, read the artifact back from the registry and
-//! require it to be LIVE with the URI model-sync reported. The termination message alone is
-//! model-sync's word; this is the registry's.
+//! The `Registered` check: after the Job succeeded, require the artifact model-sync reported to
+//! be LIVE with the URI it reported.
 //!
-//! The operator authenticates like the Job: with the token Secret's value (read, used for the
-//! request, never stored), or with a short-lived (10 minutes) token for the Job's
-//! ServiceAccount from the TokenRequest API, bound to the same audience as the Job's (so it sees
-//! exactly what the Job was allowed to see, needs no registry access of its own, and never sends
-//! its own credentials or a token the API server would accept to a URL the author chose). It trusts what the Job trusts: the registry CA on top of the platform
+//! The operator mints no tokens and sends none of its own. Where the registry needs no token,
+//! or the author named a token Secret for it (`tokenSecretRef`, read for the request and never
+//! stored, under the same plain-HTTP opt-in as the Job's), the operator reads the artifact back
+//! itself. Where the Job authenticates with its own ServiceAccount token (a `modelRegistryRef`
+//! behind kube-rbac-proxy, an https `url` without a token Secret), reading the registry would
+//! take a token for an account that is not the operator's: the check uses the `readBack` of
+//! the termination message instead, the artifact as model-sync read it from the registry after
+//! registering it. It trusts what the Job trusts: the registry CA on top of the platform
 //! roots, or, with `spec.job.caBundleConfigMapRef` (the Job's `SSL_CERT_FILE`), that bundle
 //! instead of the platform roots, plus the registry CA.
 use std::time::Duration;
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::Api;
 use mro_api::common::ConfigMapKeyValue;
 use registry_client::{ArtifactState, BearerToken, Client, ClientConfig, RetryPolicy};
 
 use super::build::registry::{RegistryWiring, TokenSource};
 use super::status::{ARTIFACT_NOT_LIVE, MISSING_RESULT, REGISTRY_UNREACHABLE, Registration};
-use super::termination::TransferResult;
-
-/// Lifetime of the token the operator requests for its check (the API's minimum).
-const TOKEN_SECONDS: i64 = 600;
+use super::termination::{ReadBack, TransferResult};
 
 /// Reads the artifact model-sync reported and compares it with the report.
 pub async fn check(
     client: &kube::Client,
     namespace: &str,
-    service_account: &str,
     wiring: &RegistryWiring,
     ca_bundle: Option<&ConfigMapKeyValue>,
     result: &TransferResult,
@@ -41,7 +38,10 @@ pub async fn check(
                 .into(),
         };
     };
-    let registry = match connect(client, namespace, service_account, wiring, ca_bundle).await {
+    if wiring.token == TokenSource::ServiceAccount {
+        return from_read_back(id, expected, result.read_back.as_ref());
+    }
+    let registry = match connect(client, namespace, wiring, ca_bundle).await {
         Ok(r) => r,
         Err(message) => {
             return Registration::NotLive {
@@ -84,10 +84,50 @@ pub async fn check(
     }
 }
 
+/// The verdict from model-sync's read-back of the artifact it registered.
+pub fn from_read_back(id: &str, expected: &str, rb: Option<&ReadBack>) -> Registration {
+    let Some(rb) = rb else {
+        return Registration::NotLive {
+            reason: MISSING_RESULT,
+            message: format!(
+                "the transfer's termination message carries no readBack of model artifact {id}; \
+                 the registration cannot be verified (the registry takes the Job's own token, \
+                 which the operator does not borrow)"
+            ),
+        };
+    };
+    let state = rb.state.as_deref().unwrap_or("UNKNOWN");
+    if rb.model_artifact_id.as_deref() != Some(id) {
+        Registration::NotLive {
+            reason: MISSING_RESULT,
+            message: format!(
+                "the readBack names model artifact {:?}, the result {id:?}",
+                rb.model_artifact_id.as_deref().unwrap_or("")
+            ),
+        }
+    } else if state != "LIVE" {
+        Registration::NotLive {
+            reason: ARTIFACT_NOT_LIVE,
+            message: format!(
+                "model artifact {id} is in state {state}, not LIVE (read back by the Job)"
+            ),
+        }
+    } else if rb.uri.as_deref() != Some(expected) {
+        Registration::NotLive {
+            reason: ARTIFACT_NOT_LIVE,
+            message: format!(
+                "model artifact {id} has URI {:?}, expected {expected:?} (read back by the Job)",
+                rb.uri.as_deref().unwrap_or("")
+            ),
+        }
+    } else {
+        Registration::Live
+    }
+}
+
 async fn connect(
     client: &kube::Client,
     namespace: &str,
-    service_account: &str,
     wiring: &RegistryWiring,
     ca_bundle: Option<&ConfigMapKeyValue>,
 ) -> Result<Client, String> {
@@ -111,27 +151,11 @@ async fn connect(
                 .ok_or_else(|| format!("Secret {} has no key {}", s.name, s.key))?;
             cfg = cfg.with_token(BearerToken::new(value));
         }
+        // Never reached: [`check`] uses the read-back for these.
         TokenSource::ServiceAccount => {
-            let req = TokenRequest {
-                spec: TokenRequestSpec {
-                    // The registry's audience, as the Job's token: a token good for the
-                    // author's URL only, never one the API server would accept from it.
-                    audiences: wiring.audience.iter().cloned().collect(),
-                    expiration_seconds: Some(TOKEN_SECONDS),
-                    ..Default::default()
-                },
-                ..Default::default()
-            };
-            let token = Api::<ServiceAccount>::namespaced(client.clone(), namespace)
-                .create_token_request(service_account, &PostParams::default(), &req)
-                .await
-                .map_err(|e| {
-                    format!("cannot get a token for ServiceAccount {service_account}: {e}")
-                })?
-                .status
-                .map(|s| s.token)
-                .ok_or("the TokenRequest returned no token")?;
-            cfg = cfg.with_token(BearerToken::new(token));
+            return Err(
+                "the registry takes the Job's own token, which the operator does not borrow".into(),
+            );
         }
     }
     let mut pem = Vec::new();

@@ -257,7 +257,7 @@ async fn scenario(stack: &Stack, steps: &mut Steps, version: &str) -> anyhow::Re
     println!("      /model-registry {}", argv.join(" "));
     println!(
         "      at {} (bearer token required), database 127.0.0.1:{}",
-        registry.base_url(),
+        registry.server.standin.base_url(),
         stack.servers.database.port
     );
     let _ = stack.servers.registry.set(registry);

@@ -6,14 +6,8 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use anyhow::{Context as _, bail};
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, Client};
-use model_registry_operator::modelregistry::build::server::{Version, image_tag};
-use mro_tests::model_registry::ModelRegistryStandIn;
-use mro_tests::model_registry::server::{
-    CommandLineStart, container_command_line, start_from_command_line,
-};
+use kube::Client;
+use mro_tests::model_registry::deployment::{StartedContainer, start_from_cluster};
 use mro_tests::postgres::Postgres;
 
 /// The sample database Service the sample's DSN names (`config/samples/databases/postgres`).
@@ -49,73 +43,29 @@ pub async fn start_database() -> anyhow::Result<Postgres> {
         .context("start PostgreSQL (Debian's) for the sample database")
 }
 
-/// Starts the stand-in from Deployment `name`'s `rest-container`; returns it and the argv used.
+/// Starts the stand-in from Deployment `name`'s `rest-container` as the operator rendered it on
+/// the control plane ([`mro_tests::model_registry::deployment::start_from_cluster`]: argv, env
+/// and mounted files with the Secrets and ConfigMaps read from the API); returns it and the argv.
 pub async fn start_from_deployment(
     client: &Client,
     namespace: &str,
     name: &str,
     db: &Postgres,
     token: &str,
-) -> anyhow::Result<(ModelRegistryStandIn, Vec<String>)> {
-    let dep = Api::<Deployment>::namespaced(client.clone(), namespace)
-        .get(name)
+) -> anyhow::Result<(StartedContainer, Vec<String>)> {
+    let hosts = BTreeMap::from([(
+        DB_HOST.to_string(),
+        SocketAddr::from((Ipv4Addr::LOCALHOST, db.port)),
+    )]);
+    let started = start_from_cluster(client, namespace, name, hosts, Some(token.to_string()))
         .await
-        .with_context(|| format!("read Deployment {name}"))?;
-    let pod = dep
-        .spec
-        .and_then(|s| s.template.spec)
-        .context("Deployment without a pod template")?;
-    let rest = pod
-        .containers
-        .iter()
-        .find(|c| c.name == "rest-container")
-        .context("no rest-container")?;
-    let image = rest.image.clone().unwrap_or_default();
-    let version = image_tag(&image)
-        .and_then(Version::parse)
-        .with_context(|| format!("image {image} names no server version"))?;
-    let secrets_api = Api::<Secret>::namespaced(client.clone(), namespace);
-    let mut secrets = BTreeMap::new();
-    for e in rest.env.iter().flatten() {
-        let Some(r) = e
-            .value_from
-            .as_ref()
-            .and_then(|f| f.secret_key_ref.as_ref())
-        else {
-            continue;
-        };
-        let s = secrets_api
-            .get(&r.name)
-            .await
-            .with_context(|| format!("read Secret {}", r.name))?;
-        let v = s
-            .data
-            .and_then(|d| d.get(&r.key).cloned())
-            .with_context(|| format!("Secret {} has no key {}", r.name, r.key))?;
-        secrets.insert(
-            (r.name.clone(), r.key.clone()),
-            String::from_utf8(v.0).context("a non-UTF-8 Secret value")?,
-        );
-    }
-    let (args, env) = container_command_line(rest, &secrets)?;
-    let opts = CommandLineStart {
-        hosts: BTreeMap::from([(
-            DB_HOST.to_string(),
-            SocketAddr::from((Ipv4Addr::LOCALHOST, db.port)),
-        )]),
-        token: Some(token.to_string()),
-        files_root: None,
-    };
-    let started = start_from_command_line(version, &args, &env, opts)
-        .await
-        .with_context(|| {
-            format!("model-registry {version} would not start with the rendered Deployment {name}")
-        })?;
-    if started.database.host != DB_HOST {
+        .with_context(|| format!("start the Model Registry from Deployment {name}"))?;
+    if started.server.database.host != DB_HOST {
         bail!(
             "the DSN names {}, not the sample database",
-            started.database.host
+            started.server.database.host
         );
     }
-    Ok((started.standin, args))
+    let args = started.args.clone();
+    Ok((started, args))
 }

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams};
 use mro_tests::cluster::{self, Cluster, Flavour};
 use mro_tests::model_registry::ModelRegistryStandIn;
+use mro_tests::model_registry::deployment::StartedContainer;
 use mro_tests::model_sync::{self, Profile};
 use mro_tests::node_agent::NodeAgent;
 use mro_tests::oci_registry::OciRegistry;
@@ -79,7 +80,7 @@ pub struct Servers {
     pub s3: S3Server,
     pub oci: OciRegistry,
     /// Started from the operator's Deployment once the sample ModelRegistry exists.
-    pub registry: std::sync::OnceLock<ModelRegistryStandIn>,
+    pub registry: std::sync::OnceLock<StartedContainer>,
     /// The sample database the registry's DSN names.
     pub database: Postgres,
     /// The bearer token the stand-in requires (random per run).
@@ -113,9 +114,12 @@ impl Servers {
 impl Servers {
     /// The registry stand-in (started by the "model registry" step).
     pub fn registry(&self) -> &ModelRegistryStandIn {
-        self.registry
+        &self
+            .registry
             .get()
             .expect("the registry is started from its Deployment first")
+            .server
+            .standin
     }
 }
 
@@ -279,5 +283,7 @@ pub async fn namespace(client: &kube::Client, name: &str) -> anyhow::Result<()> 
         .patch(name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(ns))
         .await
         .with_context(|| format!("create namespace {name}"))?;
+    // The operator's Secrets and service-proxy rights there (README, RBAC).
+    mro_tests::cluster::grant_namespace_role(client, name).await?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! that the checks fail on what the real server refuses, so a green run means something.
 use k8s_openapi::api::apps::v1::Deployment;
 use model_registry_operator::capabilities::Capabilities;
-use model_registry_operator::modelregistry::build::{self, BuildInput, deployment};
+use model_registry_operator::modelregistry::build::{self, BuildInput};
 use model_registry_operator::settings::Settings;
 use mro_api::ModelRegistry;
 use mro_tests::model_registry::contract::check_deployment;
@@ -56,8 +56,18 @@ fn render(mr: &Value) -> Result<Deployment, build::BuildError> {
         ingress_gateway: None,
         oauth_cookie_secret: None,
     };
-    build::desired(&input)?;
-    deployment::deployment(&input)
+    // The registry's Deployment as the build made it (with a generated database, it connects
+    // to that one).
+    let desired = build::desired(&input)?;
+    Ok(desired
+        .children
+        .iter()
+        .find(|c| {
+            c.resource.kind == "Deployment"
+                && c.name() == mr.metadata.name.as_deref().unwrap_or_default()
+        })
+        .expect("the registry Deployment")
+        .to_typed())
 }
 
 fn registry(spec: Value) -> Value {
@@ -104,6 +114,11 @@ fn databases() -> Vec<(&'static str, Value)> {
             pg(json!({ "username": "o'neil $(X)", "database": "my db" })),
         ),
         ("pg-skip-creation", pg(json!({ "skipDBCreation": true }))),
+        // The operator's own database (spec.postgres.generateDeployment).
+        (
+            "pg-generated",
+            json!({ "postgres": { "generateDeployment": true } }),
+        ),
         (
             "pg-tls",
             pg(json!({ "sslMode": "verify-full",
@@ -250,11 +265,6 @@ fn combinations_no_server_of_that_version_can_run_are_refused_naming_image_and_f
             json!({ "rest": {}, "postgres": { "host": "db", "database": "d" } }),
             Version::new(0, 2, 20),
             "spec.postgres.username",
-        ),
-        (
-            json!({ "rest": {}, "postgres": { "generateDeployment": true } }),
-            Version::new(0, 3, 14),
-            "spec.postgres.generateDeployment",
         ),
     ];
     for (spec, version, field) in cases {

@@ -19,7 +19,7 @@ const PROVIDER: &str = "opendatahub-auth-provider";
 
 /// A shipped Istio sample with the values its `istio.env` would feed in, on a server of the Istio
 /// era that still runs the ML Metadata gRPC layout (the Go operator dropped Istio in v0.3).
-fn istio_sample(dir: &str, name: &str, ingress: &str) -> Value {
+pub(super) fn istio_sample(dir: &str, name: &str, ingress: &str) -> Value {
     let mut mr = shipped_sample(dir, name);
     mr["spec"]["rest"]["image"] = "quay.io/opendatahub/model-registry:v0.2.19".into();
     let istio = &mut mr["spec"]["istio"];

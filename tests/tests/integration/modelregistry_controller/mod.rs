@@ -16,12 +16,16 @@ use mro_tests::wait::eventually_within;
 use serde_json::{Value, json};
 
 mod access;
+mod discovery;
+mod gateway_api;
+mod generated_db;
 mod istio;
 mod lifecycle;
 mod names;
 mod openshift;
 mod process;
 mod samples;
+mod user_edits;
 
 /// A test namespace on a control plane (the flavour's shared one, or a test's private one) with
 /// an operator watching only it.
@@ -42,10 +46,21 @@ impl Env<'static> {
 impl<'c> Env<'c> {
     /// On a given control plane, e.g. a private one a test installs platform APIs on.
     pub async fn on(cluster: &'c Cluster, prefix: &str) -> Env<'c> {
+        Env::with_settings(cluster, prefix, |_| {}).await
+    }
+
+    /// [`Env::on`], with the operator's settings changed by `change` (e.g. gateway mode).
+    pub async fn with_settings(
+        cluster: &'c Cluster,
+        prefix: &str,
+        change: impl FnOnce(&mut model_registry_operator::settings::Settings),
+    ) -> Env<'c> {
         let ns = cluster.namespace(prefix).await.expect("namespace");
         let client = cluster.admin_client();
         create_db_secret(&client, &ns).await;
-        let operator = Some(operator::start(cluster, operator::test_settings(&ns)).await);
+        let mut settings = operator::test_settings(&ns);
+        change(&mut settings);
+        let operator = Some(operator::start(cluster, settings).await);
         Env {
             cluster,
             ns,
@@ -136,7 +151,8 @@ impl<'c> Env<'c> {
         let api = self.api::<Deployment>();
         eventually_within(
             &format!("Deployment {name}"),
-            Duration::from_secs(60),
+            // Generous: the shared control plane and the operator are slow on a loaded machine.
+            Duration::from_secs(180),
             || async { api.get_opt(name).await.ok().flatten().is_some() },
         )
         .await;
@@ -145,8 +161,15 @@ impl<'c> Env<'c> {
 
     /// Plays the kubelet: every pod of the registry gets an IP and Ready containers.
     pub async fn make_pods_ready(&self, name: &str) {
+        self.make_selected_pods_ready(&format!("app={name},component=model-registry"))
+            .await
+    }
+
+    /// [`Env::make_pods_ready`] for the pods `selector` selects.
+    pub async fn make_selected_pods_ready(&self, selector: &str) {
         let pods = self.api::<Pod>();
-        let selector = format!("app={name},component=model-registry");
+        let selector = selector.to_string();
+        let name = &selector;
         eventually_within(
             &format!("pods of {name}"),
             Duration::from_secs(60),
@@ -324,6 +347,20 @@ pub const ALL_KINDS: &[(&str, &str, &str, &str, bool)] = &[
         "v1beta3",
         "AuthConfig",
         "authconfigs",
+        true,
+    ),
+    (
+        "gateway.networking.k8s.io",
+        "v1",
+        "HTTPRoute",
+        "httproutes",
+        true,
+    ),
+    (
+        "gateway.networking.k8s.io",
+        "v1beta1",
+        "ReferenceGrant",
+        "referencegrants",
         true,
     ),
 ];

@@ -557,8 +557,12 @@ async fn go_operator_crs_reconcile_to_the_layout_of_their_server() {
     old["spec"]["rest"]["image"] = json!("quay.io/opendatahub/model-registry:v0.2.19");
     let mut new = postgres_sample("go-v03");
     new["spec"]["grpc"] = json!({});
+    // The last v0.2.x servers already embed the database access: spec.grpc is ignored there too.
+    let mut mid = mysql_sample("go-v022");
+    mid["spec"]["rest"]["image"] = json!("quay.io/opendatahub/model-registry:v0.2.22");
     let old = env.create_registry(old).await;
     let new = env.create_registry(new).await;
+    let mid = env.create_registry(mid).await;
 
     let dep = env.wait_deployment(&old).await;
     check_deployment(&dep, Version::new(0, 2, 19)).unwrap();
@@ -617,7 +621,68 @@ async fn go_operator_crs_reconcile_to_the_layout_of_their_server() {
         Some(9090),
         "the CRD defaults grpc.port"
     );
-    for name in [&old, &new] {
+
+    let dep = env.wait_deployment(&mid).await;
+    check_deployment(&dep, Version::new(0, 2, 22)).unwrap();
+    let pod = dep.spec.unwrap().template.spec.unwrap();
+    let names: Vec<_> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, vec!["rest-container"]);
+    let mr = env
+        .wait_condition(&mid, "ServerLayout", "True", Some("GrpcIgnored"))
+        .await;
+    let layout = mr
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "ServerLayout")
+        .unwrap();
+    assert!(
+        layout.message.contains("v0.2.22") && layout.message.contains("spec.grpc is ignored"),
+        "{}",
+        layout.message
+    );
+
+    // The embedded-layout Deployments the API server stored start the stand-in against the
+    // database kind they name, with the password Secret as the API server has it.
+    // The password of the Secret every test namespace has (`create_db_secret`).
+    let password = "TheBlurstOfTimes";
+    let mariadb = mro_tests::mariadb::MariaDb::start("mlmduser", password, "model_registry")
+        .await
+        .unwrap();
+    let pg = mro_tests::postgres::Postgres::start("mlmduser", password, "model_registry")
+        .await
+        .unwrap();
+    for (name, port) in [(&mid, mariadb.port), (&new, pg.port)] {
+        let hosts = std::collections::BTreeMap::from([(
+            "model-registry-db".to_string(),
+            std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)),
+        )]);
+        let mut started = mro_tests::model_registry::deployment::start_from_cluster(
+            &env.client,
+            &env.ns,
+            name,
+            hosts,
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let url = format!("{}/readyz/health", started.server.standin.base_url());
+        let within = std::time::Duration::from_secs(120);
+        mro_tests::wait::eventually_within(
+            &format!("{name} /readyz/health 200"),
+            within,
+            || async {
+                reqwest::get(&url)
+                    .await
+                    .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
+            },
+        )
+        .await;
+        started.server.standin.stop().await;
+    }
+
+    for name in [&old, &new, &mid] {
         env.make_pods_ready(name).await;
         env.wait_condition(name, "Available", "True", Some("DeploymentAvailable"))
             .await;

@@ -10,6 +10,7 @@
 //! only through the RoleBinding the ModelTransfer controller grants. The push goes to an
 //! htpasswd + TLS registry with its own private CA (`spec.job.caBundleConfigMapRef`) and push
 //! credentials (a dockerconfigjson Secret).
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Stdio;
 use std::time::Duration;
@@ -20,11 +21,12 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{ListParams, PostParams};
 use mro_api::ModelTransfer;
 use mro_api::model_transfer::TransferPhase;
-use mro_tests::model_registry::{ModelRegistryStandIn, StandInOptions};
+use mro_tests::model_registry::deployment::start_from_cluster;
 use mro_tests::model_sync::{self, Model, Profile, pull_image, push_base_image};
 use mro_tests::node_agent::{HostAliases, NodeAgent};
 use mro_tests::oci_registry::OciRegistry;
 use mro_tests::ports::free_port;
+use mro_tests::postgres::Postgres;
 use mro_tests::rbac_proxy::RbacProxy;
 use mro_tests::s3::S3Server;
 use mro_tests::wait::eventually_within;
@@ -36,6 +38,9 @@ use crate::modeltransfer_controller::{Env, condition};
 /// Unique on the shared control plane (registry names are unique cluster-wide).
 const REGISTRY: &str = "e2e-referenced";
 const TRANSFER: &str = "granite";
+/// The registry database's user and password (the password's Secret is the ModelRegistry's).
+const DB_USER: &str = "registry";
+const DB_PASSWORD: &str = "e2e pass:word";
 
 /// The operator binary, run like in a pod: its own process, under the shipped RBAC, with cluster
 /// DNS for the registry's Service. Killed on drop.
@@ -155,10 +160,12 @@ async fn s3_to_oci_create_model_into_a_referenced_model_registry() {
     let s3 = S3Server::start().await.unwrap();
     let oci = OciRegistry::start_auth_tls().await.unwrap();
     let base_image = push_base_image(&oci).await.unwrap();
-    let mr = ModelRegistryStandIn::start(StandInOptions::default())
+    // The registry's database; the registry itself starts from the Deployment the operator
+    // renders (below), so until then the proxy forwards to nothing.
+    let pg = Postgres::start(DB_USER, DB_PASSWORD, "model_registry")
         .await
         .unwrap();
-    let proxy = RbacProxy::start(env.client.clone(), &ns, REGISTRY, &mr.base_url())
+    let proxy = RbacProxy::start(env.client.clone(), &ns, REGISTRY, "http://127.0.0.1:9")
         .await
         .unwrap();
     let model = Model::small(21);
@@ -194,7 +201,7 @@ async fn s3_to_oci_create_model_into_a_referenced_model_registry() {
         json!({ "tls.crt": crt, "tls.key": key }),
     )
     .await;
-    env.secret("db", None, json!({ "password": "unused" }))
+    env.secret("db", None, json!({ "password": DB_PASSWORD }))
         .await;
     config_map(&env, "registry-ca", "ca.crt", proxy.ca_pem()).await;
     config_map(
@@ -211,7 +218,7 @@ async fn s3_to_oci_create_model_into_a_referenced_model_registry() {
         "spec": {
             "rest": {},
             "kubeRBACProxy": { "port": proxy.port() },
-            "postgres": { "host": "db", "database": "model_registry", "username": "u",
+            "postgres": { "host": "db", "database": "model_registry", "username": DB_USER,
                           "passwordSecret": { "name": "db", "key": "password" } }
         }
     }))
@@ -252,6 +259,20 @@ async fn s3_to_oci_create_model_into_a_referenced_model_registry() {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // The Model Registry stand-in runs exactly the REST container the operator rendered (argv,
+    // env, Secrets as the API server has them), against the PostgreSQL its DSN names: a
+    // Deployment the real server would not start with fails here.
+    let started = start_from_cluster(
+        &env.client,
+        &ns,
+        REGISTRY,
+        BTreeMap::from([("db".to_string(), (Ipv4Addr::LOCALHOST, pg.port).into())]),
+        None,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log()));
+    let mr = &started.server.standin;
+    proxy.set_upstream(&mr.base_url());
 
     env.create(
         TRANSFER,
@@ -292,7 +313,7 @@ async fn s3_to_oci_create_model_into_a_referenced_model_registry() {
     let rb = bindings.get(&rb_name).await.expect("the registry grant");
     assert_eq!(rb.role_ref.name, format!("registry-user-{REGISTRY}"));
 
-    // Transferred, registered through the proxy, and confirmed by the operator's own read-back.
+    // Transferred, registered through the proxy, and confirmed by the Job's read-back.
     let api = env.api::<ModelTransfer>();
     let mut last = None;
     let finished = tokio::time::timeout(DONE, async {
@@ -358,7 +379,8 @@ async fn s3_to_oci_create_model_into_a_referenced_model_registry() {
     assert_eq!(pull_image(&oci, pinned).await.unwrap().models, model);
 
     // Every registry call went through the proxy as the Job's ServiceAccount (the Job's writes
-    // and the operator's read-back), and none was refused.
+    // and its read-back: the operator borrows no token for its check), and none was refused:
+    // the Job's token, bound to the registry's audience, is what the proxy accepts.
     let sa_user = format!("system:serviceaccount:{ns}:{TRANSFER}-sync");
     let decisions = proxy.decisions();
     assert!(
@@ -378,28 +400,57 @@ async fn s3_to_oci_create_model_into_a_referenced_model_registry() {
         bindings.get_opt(&rb_name).await.unwrap().is_none()
     })
     .await;
-    let token = env
-        .api::<ServiceAccount>()
-        .create_token_request(
-            &format!("{TRANSFER}-sync"),
-            &PostParams::default(),
-            &serde_json::from_value(json!({ "spec": { "audiences": [] } })).unwrap(),
-        )
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token;
-    let resp = proxy_client(&proxy, &ns)
-        .get(format!(
+    let token = |audiences: Vec<String>| {
+        let sas = env.api::<ServiceAccount>();
+        async move {
+            sas.create_token_request(
+                &format!("{TRANSFER}-sync"),
+                &PostParams::default(),
+                &serde_json::from_value(json!({ "spec": { "audiences": audiences } })).unwrap(),
+            )
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .token
+        }
+    };
+    let call = |token: String| {
+        let client = proxy_client(&proxy, &ns);
+        let url = format!(
             "https://{REGISTRY}.{ns}.svc:{}/api/model_registry/v1alpha3/registered_models",
             proxy.port()
-        ))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 403, "{}", diagnostics());
+        );
+        async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // The proxy is started with the registry's audience, as the Job's token is projected.
+    let audience = format!("https://{REGISTRY}.{ns}.svc:{}", proxy.port());
+    let job_pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let projected = serde_json::to_value(&job_pod.volumes).unwrap();
+    assert!(
+        projected
+            .to_string()
+            .contains(&format!("\"audience\":\"{audience}\"")),
+        "the Job's registry token is not bound to {audience}: {projected}"
+    );
+    // A token for the API server's audience is refused outright (it could be replayed there);
+    // a bound one authenticates, and is now denied: the access came from the RoleBinding.
+    assert_eq!(call(token(vec![]).await).await, 401, "{}", diagnostics());
+    assert_eq!(
+        call(token(vec![audience.clone()]).await).await,
+        403,
+        "{}",
+        diagnostics()
+    );
     let left = bindings
         .list(
             &ListParams::default().labels("modelregistry.opendatahub.io/parent-kind=ModelTransfer"),

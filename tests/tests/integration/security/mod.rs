@@ -10,6 +10,8 @@
 //! - [`grants`]: registry access granted for a transfer goes when its Job is refused, and one
 //!   transfer's grant is never another's (names of different namespaces do not collide).
 //! - [`robustness`]: a `kubectl scale` of a registry is not undone.
+//! - [`rbac`]: the operator holds the rules of the README's RBAC table, each only in its scope,
+//!   and nothing more (no tokens for other accounts, no kube-system Secrets, no escalation).
 use k8s_openapi::api::authorization::v1::LocalSubjectAccessReview;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
@@ -18,6 +20,7 @@ use kube::api::{Api, PostParams};
 use serde_json::json;
 
 mod grants;
+mod rbac;
 mod robustness;
 mod takeover;
 mod tokens;

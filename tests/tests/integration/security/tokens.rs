@@ -5,11 +5,10 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use mro_api::ModelTransfer;
 use mro_api::model_transfer::TransferPhase;
 use mro_tests::token_catcher::TokenCatcher;
-use mro_tests::wait::eventually_within;
 use serde_json::{Value, json};
 
 use super::{bind_user_to_transfer_editor, powerful_service_account};
-use crate::modeltransfer_controller::{Env, WAIT, s3_to_oci};
+use crate::modeltransfer_controller::{Env, s3_to_oci};
 
 const ALLOW_TRANSFERS: &str = "modelregistry.opendatahub.io/allow-model-transfers";
 const ALLOW_PLAIN_HTTP: &str = "modelregistry.opendatahub.io/allow-plain-http";
@@ -67,9 +66,11 @@ async fn a_transfer_editor_cannot_borrow_a_service_account() {
     assert_eq!(pod.service_account_name.as_deref(), Some("deployer"));
 }
 
-/// The token a Job (and the operator's `Registered` check) sends to an https registry URL of the
-/// author's choice. Before the fix both were audience-less, so the URL's owner could replay them
-/// at the API server as the transfer's ServiceAccount.
+/// The token a Job sends to an https registry URL of the author's choice, and what the operator
+/// sends there itself. Before the fix both were audience-less tokens of the transfer's
+/// ServiceAccount (the operator minted one for its `Registered` check), so the URL's owner could
+/// replay them at the API server. Now the Job's is bound to the URL's origin, and the operator
+/// mints none: it verifies the registration from the Job's read-back and sends nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_sent_to_the_authors_url_are_no_good_at_the_api_server() {
     let env = Env::new("sec-audience").await;
@@ -103,20 +104,41 @@ async fn tokens_sent_to_the_authors_url_are_no_good_at_the_api_server() {
         "{token}"
     );
 
-    // The Job succeeds; the operator checks the registration at the author's URL.
+    // The Job succeeds and reports what it read back; the operator decides from that.
     let pod = env.wait_pod("exfil-sync").await;
+    let uri = "oci://quay.io/example/iris@sha256:abc";
     let result = json!({
         "intent": "create_model", "registeredModelId": "1", "modelVersionId": "2",
-        "modelArtifactId": "3", "uri": "oci://quay.io/example/iris@sha256:abc",
+        "modelArtifactId": "3", "uri": uri,
+        "readBack": { "modelArtifactId": "3", "state": "LIVE", "uri": uri },
         "RegisteredModel": { "id": "1" }, "ModelVersion": { "id": "2" }, "ModelArtifact": { "id": "3" }
     });
     env.finish_pod(&pod, 0, &result.to_string()).await;
-    eventually_within("the operator's check to reach the URL", WAIT, || async {
-        !catcher.tokens().is_empty()
+    env.wait_status("exfil", "Registered from the read-back", |st| {
+        st.conditions
+            .iter()
+            .any(|c| c.type_ == "Registered" && c.status == mro_api::ConditionStatus::True)
     })
     .await;
+    assert!(
+        catcher.tokens().is_empty(),
+        "the operator sent a token to the author's URL"
+    );
 
-    // What the URL's owner caught: refused by the API server; good only for that registry.
+    // A token as the pod projects it: refused by the API server, good only for that registry.
+    let minted = Api::<ServiceAccount>::namespaced(env.client.clone(), &env.ns)
+        .create_token_request(
+            "exfil-sync",
+            &PostParams::default(),
+            &serde_json::from_value(json!({ "spec": {
+                "audiences": [catcher.base_url()], "expirationSeconds": 600 } }))
+            .unwrap(),
+        )
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
     let reviews = Api::<TokenReview>::all(env.client.clone());
     let review = |token: String, audiences: Option<Vec<String>>| {
         let reviews = reviews.clone();
@@ -137,18 +159,54 @@ async fn tokens_sent_to_the_authors_url_are_no_good_at_the_api_server() {
         }
     };
     let sa = format!("system:serviceaccount:{}:exfil-sync", env.ns);
-    for caught in catcher.tokens() {
-        let at_api_server = review(caught.clone(), None).await;
-        assert_ne!(
-            at_api_server.authenticated,
-            Some(true),
-            "a token the URL received is accepted by the API server as {:?}",
-            at_api_server.user.and_then(|u| u.username)
-        );
-        let at_registry = review(caught, Some(vec![catcher.base_url()])).await;
-        assert_eq!(at_registry.authenticated, Some(true), "{at_registry:?}");
-        assert_eq!(at_registry.user.and_then(|u| u.username), Some(sa.clone()));
-    }
+    let at_api_server = review(minted.clone(), None).await;
+    assert_ne!(
+        at_api_server.authenticated,
+        Some(true),
+        "the Job's token is accepted by the API server as {:?}",
+        at_api_server.user.and_then(|u| u.username)
+    );
+    let at_registry = review(minted, Some(vec![catcher.base_url()])).await;
+    assert_eq!(at_registry.authenticated, Some(true), "{at_registry:?}");
+    assert_eq!(at_registry.user.and_then(|u| u.username), Some(sa));
+}
+
+/// Without a read-back, a registry that takes the Job's own token is not read by the operator
+/// with a borrowed one: `Registered` says it cannot be verified, and nothing reaches the URL.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_read_back_means_unverified_not_a_borrowed_token() {
+    let env = Env::new("sec-noreadback").await;
+    env.storage_secrets().await;
+    let catcher = TokenCatcher::start().await.unwrap();
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": { "name": "catcher-ca" }, "data": { "ca.crt": catcher.ca_pem() }
+    }))
+    .unwrap();
+    env.api::<ConfigMap>()
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap();
+    let mut spec = s3_to_oci(&catcher.base_url());
+    spec["registry"]["caConfigMapRef"] = json!({ "name": "catcher-ca", "key": "ca.crt" });
+    env.create("unverified", spec).await;
+    let pod = env.wait_pod("unverified-sync").await;
+    let result = json!({
+        "intent": "create_model", "modelArtifactId": "3",
+        "uri": "oci://quay.io/example/iris@sha256:abc"
+    });
+    env.finish_pod(&pod, 0, &result.to_string()).await;
+    env.wait_status("unverified", "Registered False, MissingResult", |st| {
+        st.conditions.iter().any(|c| {
+            c.type_ == "Registered"
+                && c.status == mro_api::ConditionStatus::False
+                && c.reason == "MissingResult"
+        })
+    })
+    .await;
+    assert!(
+        catcher.tokens().is_empty(),
+        "the operator sent a token to the author's URL"
+    );
 }
 
 /// A token Secret named by `tokenSecretRef` went to a plain-HTTP registry, in clear. Now only

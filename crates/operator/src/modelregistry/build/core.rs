@@ -1,4 +1,6 @@
 //! ServiceAccount, Service and the `registry-user-<name>` Role: what every registry has.
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{Service, ServiceAccount, ServicePort, ServiceSpec};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -72,7 +74,8 @@ pub fn service(input: &BuildInput) -> Service {
         }
     }
     let mut metadata = labels::owned_meta(mr, mr.name_any());
-    let annotations = proxy::service_annotations(input);
+    let mut annotations = proxy::service_annotations(input);
+    annotations.extend(external_addresses(input));
     if !annotations.is_empty() {
         metadata.annotations = Some(annotations);
     }
@@ -86,6 +89,52 @@ pub fn service(input: &BuildInput) -> Service {
         }),
         ..Default::default()
     }
+}
+
+/// The annotation the ODH dashboard reads a registry's address from (federated BFF mode and the
+/// legacy backend proxy).
+pub const EXTERNAL_ADDRESS_REST: &str = "routing.opendatahub.io/external-address-rest";
+/// Its gRPC counterpart (the gRPC layout behind an Istio gateway, as the Go operator's v0.2).
+pub const EXTERNAL_ADDRESS_GRPC: &str = "routing.opendatahub.io/external-address-grpc";
+
+/// The registry's addresses outside the cluster, for the Service's annotations, as the Go
+/// operator writes them: `<GATEWAY_DOMAIN>/model-registry/<name>` in Data Science Gateway mode,
+/// else `<name>-rest.<domain>:<routePort>` for the proxy's Route, else
+/// `<name>-rest.<domain>:<port>` (and `-grpc`) for an Istio gateway. None when the registry is
+/// not exposed (or the cluster cannot expose it as asked).
+pub fn external_addresses(input: &BuildInput) -> BTreeMap<String, String> {
+    let mr = input.mr;
+    let name = mr.name_any();
+    let mut out = BTreeMap::new();
+    if let Some(addr) = super::gateway_api::external_address(input) {
+        out.insert(EXTERNAL_ADDRESS_REST.into(), addr);
+        return out;
+    }
+    if let Some(p) = proxy::active(input)
+        && input.caps.openshift()
+        && p.config.service_route.is_enabled()
+    {
+        if let Some(domain) = super::openshift::domain(input, p.config.domain.as_deref()) {
+            out.insert(
+                EXTERNAL_ADDRESS_REST.into(),
+                format!("{name}-rest.{domain}:{}", p.config.route_port),
+            );
+        }
+        return out;
+    }
+    if let Some(gw) = mr.spec.istio.as_ref().and_then(|i| i.gateway.as_ref())
+        && super::istio::IstioResources::resolve(input.caps).is_ok()
+        && let Ok(resolved) = super::istio::gateway::Resolved::new(input, gw)
+    {
+        for server in &resolved.servers {
+            let key = match server.api {
+                "grpc" => EXTERNAL_ADDRESS_GRPC,
+                _ => EXTERNAL_ADDRESS_REST,
+            };
+            out.insert(key.into(), format!("{}:{}", server.host, server.port));
+        }
+    }
+    out
 }
 
 fn port_spec(name: &str, port: i32) -> ServicePort {

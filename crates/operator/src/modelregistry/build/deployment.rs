@@ -186,20 +186,18 @@ fn tmp_volume() -> (Volume, VolumeMount) {
     )
 }
 
+/// The port the registry connects to its database on.
+fn database_port(input: &BuildInput) -> Option<i32> {
+    let spec = &input.mr.spec;
+    spec.postgres
+        .as_ref()
+        .map(|p| p.port)
+        .or(spec.mysql.as_ref().map(|m| m.port))
+}
+
 /// Database wiring for the container that talks to the database.
 fn db_wiring(input: &BuildInput, server: &Server) -> Result<DbWiring, BuildError> {
     let spec = &input.mr.spec;
-    if spec
-        .postgres
-        .as_ref()
-        .is_some_and(|p| p.generate_deployment == Some(true))
-    {
-        return Err(BuildError::new(
-            "spec.postgres.generateDeployment",
-            "this operator does not deploy a PostgreSQL instance (not implemented); run the \
-             database yourself and set spec.postgres.host",
-        ));
-    }
     match (&spec.postgres, &spec.mysql, server.layout()) {
         (Some(pg), None, Layout::Mlmd) => database::postgres_mlmd(pg),
         (Some(pg), None, Layout::Embedded) => database::postgres_embedded(pg),
@@ -351,8 +349,17 @@ pub fn deployment(input: &BuildInput) -> Result<Deployment, BuildError> {
     pod_labels.extend(labels::selector(mr));
     // Without the mesh nothing would authenticate callers: run no pods rather than serve openly.
     let withheld = super::istio::withheld(input).is_some();
+    let mut pod_annotations = BTreeMap::new();
     if spec.istio.is_some() && !withheld {
         pod_labels.insert("sidecar.istio.io/inject".into(), "true".into());
+        // As the Go operator's Istio releases: the database connection bypasses the sidecar
+        // (the database is outside the mesh, and its protocol is not HTTP).
+        if let Some(port) = database_port(input) {
+            pod_annotations.insert(
+                "traffic.sidecar.istio.io/excludeOutboundPorts".to_string(),
+                port.to_string(),
+            );
+        }
     }
 
     Ok(Deployment {
@@ -371,6 +378,7 @@ pub fn deployment(input: &BuildInput) -> Result<Deployment, BuildError> {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
+                    annotations: (!pod_annotations.is_empty()).then_some(pod_annotations),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {

@@ -8,6 +8,8 @@
 //! - [`proxy`]: OAuth proxy / kube-rbac-proxy sidecars and their Secrets, Routes, NetworkPolicy,
 //!   auth-delegator ClusterRoleBinding.
 //! - [`openshift`]: the `<name>-users` Group and its RoleBinding, the plain REST Route.
+//! - [`gateway_api`]: the Data Science Gateway's HTTPRoute and its ReferenceGrant.
+//! - [`postgres_provision`]: the PostgreSQL instance `spec.postgres.generateDeployment` asks for.
 //! - [`istio`]: VirtualService, DestinationRule, AuthorizationPolicy, AuthConfig, Gateway and the
 //!   gateway Routes.
 use std::collections::BTreeMap;
@@ -21,9 +23,11 @@ use crate::settings::Settings;
 pub mod core;
 pub mod database;
 pub mod deployment;
+pub mod gateway_api;
 pub mod istio;
 pub mod labels;
 pub mod openshift;
+pub mod postgres_provision;
 pub mod proxy;
 pub mod server;
 #[cfg(test)]
@@ -87,6 +91,20 @@ impl BuildError {
 
 /// Builds every desired child of the registry.
 pub fn desired(input: &BuildInput) -> Result<Desired, BuildError> {
+    if postgres_provision::enabled(input.mr) {
+        // The registry is built as connecting to its generated database.
+        let connected = postgres_provision::connected(input.mr);
+        let mut out = desired_children(&BuildInput {
+            mr: &connected,
+            ..input.clone()
+        })?;
+        postgres_provision::build(input, &mut out);
+        return Ok(out);
+    }
+    desired_children(input)
+}
+
+fn desired_children(input: &BuildInput) -> Result<Desired, BuildError> {
     // First: every other child depends on the layout the server version implies.
     server_of(input)?;
     let mut out = Desired::default();
@@ -95,6 +113,7 @@ pub fn desired(input: &BuildInput) -> Result<Desired, BuildError> {
     proxy::build(input, &mut out)?;
     openshift::build(input, &mut out)?;
     istio::build(input, &mut out)?;
+    gateway_api::build(input, &mut out);
     out.hosts.sort();
     out.hosts.dedup();
     Ok(out)

@@ -230,3 +230,108 @@ fn only_the_proxy_container_gets_the_service_account_token() {
         }
     }
 }
+
+/// `routing.opendatahub.io/external-address-*` on the Service, per exposure mode.
+fn external_addresses(out: &Desired) -> std::collections::BTreeMap<String, String> {
+    let svc: Service = typed(out, "Service");
+    svc.metadata
+        .annotations
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("routing.opendatahub.io/"))
+        .collect()
+}
+
+#[test]
+fn the_service_names_the_registry_address_for_every_exposure_mode() {
+    use crate::capabilities::{GATEWAY_API_GROUP, ROUTE_GROUP};
+    let openshift = Capabilities::from_groups([(ROUTE_GROUP, vec!["v1"])]);
+    let settings = Settings::for_tests();
+    let build_in = |mr: &ModelRegistry, caps: &Capabilities, settings: &Settings| {
+        desired(&BuildInput {
+            mr,
+            settings,
+            caps,
+            cluster_domain: Some("apps.example.com".into()),
+            ingress_gateway: None,
+            oauth_cookie_secret: None,
+        })
+        .unwrap()
+    };
+    let proxied = registry(json!({ "rest": {}, "kubeRBACProxy": {} }));
+
+    // The proxy's Route: `<name>-rest.<domain>:<routePort>`.
+    let out = build_in(&proxied, &openshift, &settings);
+    assert_eq!(
+        external_addresses(&out),
+        [(
+            "routing.opendatahub.io/external-address-rest".to_string(),
+            "reg-rest.apps.example.com:443".to_string()
+        )]
+        .into()
+    );
+    // Route disabled, or no Routes on this cluster: no address.
+    let no_route = registry(json!({ "rest": {}, "kubeRBACProxy": {"serviceRoute": "disabled"} }));
+    assert!(external_addresses(&build_in(&no_route, &openshift, &settings)).is_empty());
+    assert!(external_addresses(&build(&proxied, &Capabilities::vanilla())).is_empty());
+
+    // The Data Science Gateway wins over the Route, as upstream.
+    let mut gw = Settings::for_tests();
+    gw.gateway.domain = Some("gw.example.com".into());
+    gw.gateway.httproute_namespace = Some("apps".into());
+    let with_gateway =
+        Capabilities::from_groups([(ROUTE_GROUP, vec!["v1"]), (GATEWAY_API_GROUP, vec!["v1"])]);
+    let out = build_in(&proxied, &with_gateway, &gw);
+    assert_eq!(
+        external_addresses(&out),
+        [(
+            "routing.opendatahub.io/external-address-rest".to_string(),
+            "gw.example.com/model-registry/reg".to_string()
+        )]
+        .into()
+    );
+    // Gateway mode without the API: nothing claims the gateway address.
+    let out = build_in(&proxied, &openshift, &gw);
+    assert_eq!(
+        external_addresses(&out)["routing.opendatahub.io/external-address-rest"],
+        "reg-rest.apps.example.com:443"
+    );
+
+    // An Istio gateway: one address per API on its hosts and ports.
+    let out = build(&registry(istio_spec()), &mesh());
+    assert_eq!(
+        external_addresses(&out),
+        [
+            (
+                "routing.opendatahub.io/external-address-grpc".to_string(),
+                "reg-grpc.example.com:80".to_string()
+            ),
+            (
+                "routing.opendatahub.io/external-address-rest".to_string(),
+                "reg-rest.example.com:80".to_string()
+            ),
+        ]
+        .into()
+    );
+    // Istio without the mesh exposes nothing.
+    assert!(external_addresses(&build(&registry(istio_spec()), &only_istio())).is_empty());
+}
+
+#[test]
+fn istio_pods_bypass_the_sidecar_for_the_database_as_upstream() {
+    let d: Deployment = typed(&build(&registry(istio_spec()), &mesh()), "Deployment");
+    let meta = d.spec.unwrap().template.metadata.unwrap();
+    assert_eq!(meta.labels.unwrap()["sidecar.istio.io/inject"], "true");
+    assert_eq!(
+        meta.annotations.unwrap()["traffic.sidecar.istio.io/excludeOutboundPorts"],
+        "5432"
+    );
+    // Without Istio the pods carry neither (as the Go operator's HEAD).
+    let d: Deployment = typed(
+        &build(&registry(json!({ "rest": {} })), &mesh()),
+        "Deployment",
+    );
+    let meta = d.spec.unwrap().template.metadata.unwrap();
+    assert!(!meta.labels.unwrap().contains_key("sidecar.istio.io/inject"));
+    assert!(meta.annotations.is_none());
+}

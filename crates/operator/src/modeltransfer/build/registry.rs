@@ -8,8 +8,9 @@
 //! - `spec.registry.modelRegistryRef` without an authenticating proxy: plain HTTP on `rest.port`
 //!   of the registry Service (`<name>.<namespace>.svc`), no token.
 //! - `modelRegistryRef` behind kube-rbac-proxy (or the OAuth proxy on OpenShift): HTTPS on the
-//!   proxy port, authenticated with the Job's ServiceAccount token, which the proxy authorizes
-//!   with a SubjectAccessReview; the controller grants that ServiceAccount the registry's
+//!   proxy port, authenticated with the Job's ServiceAccount token (bound, with kube-rbac-proxy,
+//!   to the audience `https://<name>.<namespace>.svc:<port>` the proxy is started with, so the
+//!   API server refuses it), which the proxy authorizes with a SubjectAccessReview; the controller grants that ServiceAccount the registry's
 //!   `registry-user-<name>` Role. CA: `caConfigMapRef`; else, on OpenShift, the service CA bundle
 //!   OpenShift publishes in every namespace (`openshift-service-ca.crt`, which signs the proxy's
 //!   serving certificate); elsewhere the platform trust store (set `caConfigMapRef` when the
@@ -58,10 +59,10 @@ pub struct RegistryWiring {
     /// CA bundle in the transfer's namespace (`MODEL_SYNC_REGISTRY_CUSTOM_CA`).
     pub ca: Option<ConfigMapKeyValue>,
     pub grant: Option<RegistryGrant>,
-    /// Audience of the ServiceAccount tokens sent to the registry ([`TokenSource::ServiceAccount`],
-    /// the Job's and the operator's `Registered` check). `None`: the API server's own audience,
-    /// only for the proxies of this operator's ModelRegistries, which check tokens with a
-    /// TokenReview without audiences.
+    /// Audience of the Job's ServiceAccount token sent to the registry
+    /// ([`TokenSource::ServiceAccount`]). `None`: the API server's own audience, only for the
+    /// OpenShift OAuth proxy of this operator's ModelRegistries, which reviews tokens without
+    /// audiences.
     pub audience: Option<String>,
 }
 
@@ -140,7 +141,11 @@ pub fn wiring(
                 namespace: ns.clone(),
                 role: format!("registry-user-{name}"),
             }),
-            audience: None,
+            // kube-rbac-proxy accepts only tokens bound to the registry; the OAuth proxy
+            // reviews tokens for the API server's audience.
+            audience: (mr.spec.oauth_proxy.is_none()).then(|| {
+                crate::modelregistry::build::proxy::kube_rbac_proxy_audience(&name, &ns, p)
+            }),
         }),
         None => Ok(RegistryWiring {
             address: format!("http://{host}"),

@@ -62,7 +62,7 @@ pub fn postgres_embedded(pg: &PostgresConfig) -> Result<DbWiring, BuildError> {
     let host = pg_host(pg).ok_or_else(|| {
         BuildError::new(
             "spec.postgres.host",
-            "host or hostAddress must be set (generateDeployment is not supported)",
+            "host or hostAddress must be set (or generateDeployment true)",
         )
     })?;
     let mut kv = vec![("host", host.to_string()), ("port", pg.port.to_string())];

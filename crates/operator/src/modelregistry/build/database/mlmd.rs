@@ -47,7 +47,7 @@ pub fn postgres_mlmd(pg: &PostgresConfig) -> Result<DbWiring, BuildError> {
     let host = pg_host(pg).map(escape_expansion).ok_or_else(|| {
         BuildError::new(
             "spec.postgres.host",
-            "host or hostAddress must be set (generateDeployment is not supported)",
+            "host or hostAddress must be set (or generateDeployment true)",
         )
     })?;
     w.args

@@ -36,7 +36,8 @@ pub mod gateway;
 #[cfg(test)]
 mod tests;
 
-/// Audience of tokens the AuthConfig accepts when the spec names none: the API server's own,
+/// Audience of tokens the AuthConfig accepts when neither the spec nor the operator's
+/// `API_AUDIENCES` (by default its own token's `aud`) names one: the API server's usual own,
 /// which is what ordinary user and service account tokens carry.
 pub const DEFAULT_AUDIENCE: &str = "https://kubernetes.default.svc";
 
@@ -324,6 +325,10 @@ fn auth_config(
         .audiences
         .clone()
         .filter(|a| !a.is_empty())
+        .or_else(|| {
+            let api = &input.settings.defaults.api_audiences;
+            (!api.is_empty()).then(|| api.clone())
+        })
         .unwrap_or_else(|| vec![DEFAULT_AUDIENCE.into()]);
     Child::dynamic(
         r.auth_config.clone(),

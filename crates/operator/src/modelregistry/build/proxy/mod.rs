@@ -68,6 +68,14 @@ const KRP_CONFIG_DIR: &str = "/etc/kube-rbac-proxy";
 const KRP_CONFIG_KEY: &str = "config-file.yaml";
 
 /// The subresource of the registry Service that kube-rbac-proxy authorizes callers against.
+/// The token audience kube-rbac-proxy accepts (`--auth-token-audiences`): the registry's own
+/// HTTPS origin inside the cluster, `https://<name>.<namespace>.svc:<port>`. The ModelTransfer
+/// controller projects the Job's token with this audience, so a token sent to the proxy is good
+/// for that registry only: neither the API server nor another registry accepts it.
+pub fn kube_rbac_proxy_audience(name: &str, namespace: &str, port: i32) -> String {
+    format!("https://{name}.{namespace}.svc:{port}")
+}
+
 pub const KUBE_RBAC_PROXY_SUBRESOURCE: &str = "proxy";
 /// Every verb kube-rbac-proxy derives from an HTTP method the REST API uses (other methods, such
 /// as HEAD, map to no verb and are refused by any RBAC rule that does not grant `*`).
@@ -234,6 +242,14 @@ pub fn sidecar(input: &BuildInput) -> Option<ProxySidecar> {
                 format!("--secure-listen-address=0.0.0.0:{}", config.port),
                 format!("--upstream=http://127.0.0.1:{rest_port}/"),
                 format!("--config-file={KRP_CONFIG_DIR}/{KRP_CONFIG_KEY}"),
+                format!(
+                    "--auth-token-audiences={}",
+                    kube_rbac_proxy_audience(
+                        &mr.name_any(),
+                        &mr.namespace().unwrap_or_default(),
+                        config.port
+                    )
+                ),
                 format!("--tls-cert-file={tls_cert}"),
                 format!("--tls-private-key-file={tls_key}"),
             ];
@@ -483,6 +499,11 @@ fn cookie_secret(mr: &ModelRegistry, value: &str) -> Secret {
     }
 }
 
+/// Label ODH puts on the namespaces it creates (its applications namespace among them).
+const ODH_GENERATED_NAMESPACE_LABEL: &str = "opendatahub.io/generated-namespace";
+/// The label every namespace carries with its own name.
+const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
 /// ConfigMap `<name>-kube-rbac-proxy-config`: authorize callers on the registry Service's `proxy`
 /// subresource, with the verb of their HTTP method. Values are written as JSON strings (valid
 /// YAML) so a namespace like `1234` stays a string. No `verb` is set: releases that accept one
@@ -533,32 +554,48 @@ fn auth_delegator(mr: &ModelRegistry) -> ClusterRoleBinding {
 /// namespaces whose default policies deny ingress. Because a policy selecting the pods isolates
 /// them, the plain REST port becomes unreachable from other pods: nothing bypasses the proxy.
 fn route_network_policy(mr: &ModelRegistry, proxy_port: i32) -> NetworkPolicy {
+    let namespace_peer = |key: &str, value: &str| NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(key.to_string(), value.to_string())])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    // As the Go operator: the OpenShift router's namespaces and ODH's own (the dashboard, the
+    // Data Science Gateway). Also the registry's namespace and those whose ModelTransfers may
+    // register in it, which reach the proxy in-cluster.
+    let ns = mr.namespace().unwrap_or_default();
+    let mut from = vec![
+        namespace_peer(INGRESS_POLICY_GROUP_LABEL, "ingress"),
+        namespace_peer(ODH_GENERATED_NAMESPACE_LABEL, "true"),
+        namespace_peer(NAMESPACE_NAME_LABEL, &ns),
+    ];
+    let mut transfers: Vec<&String> = mr
+        .spec
+        .model_transfers
+        .iter()
+        .flat_map(|a| a.allowed_namespaces.iter())
+        .filter(|n| **n != ns)
+        .collect();
+    transfers.sort();
+    transfers.dedup();
+    from.extend(
+        transfers
+            .into_iter()
+            .map(|n| namespace_peer(NAMESPACE_NAME_LABEL, n)),
+    );
+    let mut pods = labels::selector(mr);
+    pods.insert("app.kubernetes.io/name".into(), mr.name_any());
     NetworkPolicy {
         metadata: labels::owned_meta(mr, network_policy_name(mr)),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(LabelSelector {
-                match_labels: Some(labels::selector(mr)),
+                match_labels: Some(pods),
                 ..Default::default()
             }),
             policy_types: Some(vec!["Ingress".into()]),
             ingress: Some(vec![NetworkPolicyIngressRule {
-                from: Some(vec![
-                    NetworkPolicyPeer {
-                        namespace_selector: Some(LabelSelector {
-                            match_labels: Some(BTreeMap::from([(
-                                INGRESS_POLICY_GROUP_LABEL.to_string(),
-                                "ingress".to_string(),
-                            )])),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    },
-                    NetworkPolicyPeer {
-                        // Any namespace: the proxy authenticates every request itself.
-                        namespace_selector: Some(LabelSelector::default()),
-                        ..Default::default()
-                    },
-                ]),
+                from: Some(from),
                 ports: Some(vec![NetworkPolicyPort {
                     port: Some(IntOrString::Int(proxy_port)),
                     protocol: Some("TCP".into()),

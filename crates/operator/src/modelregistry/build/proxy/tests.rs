@@ -407,17 +407,41 @@ fn network_policy_admits_callers_only_on_the_proxy_port() {
     assert_eq!(
         serde_json::to_value(np.spec.unwrap()).unwrap(),
         json!({
-            "podSelector": { "matchLabels": { "app": NAME, "component": "model-registry" } },
+            "podSelector": { "matchLabels": { "app": NAME, "component": "model-registry",
+                                              "app.kubernetes.io/name": NAME } },
             "policyTypes": ["Ingress"],
             "ingress": [{
                 "from": [
                     { "namespaceSelector": { "matchLabels": { "network.openshift.io/policy-group": "ingress" } } },
-                    { "namespaceSelector": {} },
+                    { "namespaceSelector": { "matchLabels": { "opendatahub.io/generated-namespace": "true" } } },
+                    { "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": NS } } },
                 ],
                 "ports": [{ "port": 9443, "protocol": "TCP" }],
             }],
         })
     );
+}
+
+#[test]
+fn network_policy_also_admits_the_namespaces_allowed_to_transfer_into_the_registry() {
+    let case = Case::new(
+        json!({ "kubeRBACProxy": {},
+                "modelTransfers": { "allowedNamespaces": ["team-b", "team-a", "team-b", NS] } }),
+        openshift(),
+    );
+    let out = case.build();
+    let np: NetworkPolicy =
+        find(&out, "NetworkPolicy", "modelregistry-sample-https-route").to_typed();
+    let from = serde_json::to_value(&np.spec.unwrap().ingress.unwrap()[0].from).unwrap();
+    let names: Vec<&str> = from
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| {
+            p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"].as_str()
+        })
+        .collect();
+    assert_eq!(names, [NS, "team-a", "team-b"]);
 }
 
 #[test]
@@ -532,6 +556,9 @@ fn kube_rbac_proxy_sidecar() {
             "--secure-listen-address=0.0.0.0:8443".to_string(),
             "--upstream=http://127.0.0.1:8080/".into(),
             "--config-file=/etc/kube-rbac-proxy/config-file.yaml".into(),
+            // Only tokens bound to this registry (as the ModelTransfer Jobs' are projected).
+            "--auth-token-audiences=https://modelregistry-sample.odh-model-registries.svc:8443"
+                .into(),
             "--tls-cert-file=/etc/tls/private/tls.crt".into(),
             "--tls-private-key-file=/etc/tls/private/tls.key".into(),
         ]
