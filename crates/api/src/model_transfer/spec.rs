@@ -285,7 +285,8 @@ pub struct UriSource {
 
 // CEL checks of `huggingFace` (mirrored in Rust by `HuggingFaceSource::validate`).
 pub(crate) const HF_REPO_RULE: &str = "self.matches('^([A-Za-z0-9._-]+/)?[A-Za-z0-9._-]+$')";
-pub(crate) const HF_REPO_MESSAGE: &str = "must be a Hugging Face repository id, org/model (letters, digits, '-', '_' and '.')";
+pub(crate) const HF_REPO_MESSAGE: &str =
+    "must be a Hugging Face repository id, org/model (letters, digits, '-', '_' and '.')";
 pub(crate) const HF_REVISION_RULE: &str = "self.matches('^[^:\\\\s]+$')";
 pub(crate) const HF_REVISION_MESSAGE: &str =
     "must be a branch, tag or commit id, without ':' or white space";

@@ -253,8 +253,5 @@ fn valid_endpoint(url: &str) -> bool {
         return false;
     };
     let host = rest.split('/').next().unwrap_or_default();
-    url.len() <= 2048
-        && !host.is_empty()
-        && !rest.contains(['?', '#'])
-        && !host.contains('@')
+    url.len() <= 2048 && !host.is_empty() && !rest.contains(['?', '#']) && !host.contains('@')
 }

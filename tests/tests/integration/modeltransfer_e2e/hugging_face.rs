@@ -66,20 +66,15 @@ async fn gated_repository_at_a_tag_is_transferred_and_registered() {
     )
     .await;
     let env = &w.env;
-    eventually_within(
-        "the plain-HTTP Hub token to be refused",
-        SETTLE,
-        || async {
-            env.transfer("tiny").await.status.is_some_and(|s| {
-                s.phase == Some(TransferPhase::Failed)
-                    && condition(&s, "Failed").is_some_and(|c| c.1 == "InvalidConfiguration")
-                    && s.message.as_deref().is_some_and(|m| {
-                        m.contains("spec.source.huggingFace.tokenSecretRef")
-                            && m.contains("plain HTTP")
-                    })
-            })
-        },
-    )
+    eventually_within("the plain-HTTP Hub token to be refused", SETTLE, || async {
+        env.transfer("tiny").await.status.is_some_and(|s| {
+            s.phase == Some(TransferPhase::Failed)
+                && condition(&s, "Failed").is_some_and(|c| c.1 == "InvalidConfiguration")
+                && s.message.as_deref().is_some_and(|m| {
+                    m.contains("spec.source.huggingFace.tokenSecretRef") && m.contains("plain HTTP")
+                })
+        })
+    })
     .await;
     env.assert_no_job("tiny-sync").await;
     assert!(hub.requests().is_empty(), "nothing reached the Hub yet");
@@ -109,8 +104,7 @@ async fn gated_repository_at_a_tag_is_transferred_and_registered() {
     assert_eq!(a["state"], "LIVE", "{a}");
     assert_eq!(a["uri"], uri.as_str());
     assert!(
-        w.mr
-            .registered_models()
+        w.mr.registered_models()
             .iter()
             .any(|m| m["name"] == "tiny-hf"),
         "{:?}",
@@ -129,11 +123,62 @@ async fn gated_repository_at_a_tag_is_transferred_and_registered() {
         "{reqs:?}"
     );
     let cdn: Vec<_> = reqs.iter().filter(|r| r.host == "cdn").collect();
-    assert!(!cdn.is_empty(), "the LFS file came through the CDN: {reqs:?}");
+    assert!(
+        !cdn.is_empty(),
+        "the LFS file came through the CDN: {reqs:?}"
+    );
     assert!(cdn.iter().all(|r| r.authorization.is_none()), "{cdn:?}");
     // ... and not into the pod's environment or command line.
     let runs = w.agent.runs();
     assert_eq!(runs.len(), 1, "{}", w.agent.describe());
     let job = serde_json::to_string(&env.wait_job("tiny-sync").await).unwrap();
     assert!(!job.contains(HF_TOKEN), "the Job carries no token value");
+}
+
+/// A gated repository without a token and an unknown revision fail the transfer with reason
+/// SourceUnavailable and a message that says which, before anything is registered.
+#[tokio::test(flavor = "multi_thread")]
+async fn gated_without_token_and_unknown_revision_fail_clearly() {
+    let w = E2e::new("e2e-hf-fail").await;
+    let hub = HubStandIn::start().expect("Hub stand-in");
+    hub.commit("org/gated", "main", &files(41));
+    hub.set_access("org/gated", Access::Gated, &[HF_TOKEN])
+        .unwrap();
+    hub.commit("org/open", "main", &files(42));
+    let spec = |repo: &str, revision: &str, name: &str| {
+        json!({
+            "source": { "huggingFace": {
+                "repo": repo, "revision": revision, "endpoint": hub.endpoint() } },
+            "destination": w.oci_destination(&format!("models/{name}"), "v1"),
+            "registry": w.registry(),
+            "intent": "create_model",
+            "model": {
+                "registeredModel": { "name": name },
+                "modelVersion": { "name": "v1" }
+            },
+            "job": { "backoffLimit": 0 }
+        })
+    };
+    w.create("gated", spec("org/gated", "main", "gated-hf"))
+        .await;
+    w.create("badrev", spec("org/open", "no-such-tag", "badrev-hf"))
+        .await;
+    for (name, says) in [("gated", "gated"), ("badrev", "revision not found")] {
+        let st = w.finish(name, TransferPhase::Failed).await.status.unwrap();
+        assert_eq!(
+            condition(&st, "Failed").map(|c| c.1),
+            Some("SourceUnavailable".into()),
+            "{name}: {st:#?}\n{}",
+            w.agent.describe()
+        );
+        let msg = st.message.clone().unwrap_or_default();
+        assert!(msg.contains(says), "{name}: {msg}\n{st:#?}");
+    }
+    let models = w.mr.registered_models();
+    assert!(
+        !models
+            .iter()
+            .any(|m| m["name"] == "gated-hf" || m["name"] == "badrev-hf"),
+        "nothing registered: {models:?}"
+    );
 }

@@ -339,9 +339,15 @@ fn hugging_face_source_is_an_hf_uri_with_hub_variables_and_a_token_file() {
         .unwrap();
     assert_eq!(v.secret_name.as_deref(), Some("hf"));
     let items = v.items.as_ref().unwrap();
-    assert_eq!((items[0].key.as_str(), items[0].path.as_str()), ("token", file));
+    assert_eq!(
+        (items[0].key.as_str(), items[0].path.as_str()),
+        ("token", file)
+    );
     let args = serde_json::to_string(&container(&full.job).args).unwrap();
-    assert!(!args.contains("hf"), "nothing of the source in argv: {args}");
+    assert!(
+        !args.contains("hf"),
+        "nothing of the source in argv: {args}"
+    );
 }
 
 #[test]
