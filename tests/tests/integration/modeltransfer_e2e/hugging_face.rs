@@ -89,6 +89,17 @@ async fn gated_repository_at_a_tag_is_transferred_and_registered() {
         )
         .await
         .unwrap();
+    eventually_within(
+        "the refusal to be lifted once the Secret opts in",
+        SETTLE,
+        || async {
+            env.transfer("tiny")
+                .await
+                .status
+                .is_some_and(|s| s.phase != Some(TransferPhase::Failed))
+        },
+    )
+    .await;
     let t = w.finish("tiny", TransferPhase::Succeeded).await;
     let st = t.status.unwrap();
     assert_eq!(
