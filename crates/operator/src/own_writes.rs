@@ -268,7 +268,10 @@ impl OwnWrites {
     /// Only over what is ours: an object the watches show labelled for another parent (or for
     /// none) is a [`apply::Conflict`]; one they do not show (they select by our labels, so a
     /// foreign object is never among them) and we did not apply is read first
-    /// ([`apply::ensure_ours`]): one request when a child is created, none afterwards.
+    /// ([`apply::ensure_ours`]): one request when a child is created, none afterwards. One the
+    /// Go operator made for the same resource is applied over when it names the parent as its
+    /// controller, and left as it is when it is [`apply::Claim::LeftAsIs`] (`None`, asked again
+    /// on each apply).
     pub async fn apply(
         &self,
         client: &Client,
@@ -291,7 +294,16 @@ impl OwnWrites {
         };
         match known {
             Some(parent) => apply::claim(child, parent)?,
-            None => apply::ensure_ours(client, child).await?,
+            None => match apply::ensure_ours(client, child).await? {
+                apply::Claim::Ours => {}
+                apply::Claim::TakeOver(existing) => {
+                    apply::take_over_fields(client, self.manager, child, &existing).await?;
+                }
+                apply::Claim::LeftAsIs => {
+                    self.skipped.inc();
+                    return Ok(None);
+                }
+            },
         }
         let obj = apply::apply(client, self.manager, child).await?;
         self.applied.inc();

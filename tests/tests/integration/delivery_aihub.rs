@@ -26,7 +26,7 @@ use mro_tests::tools::repo_root;
 use mro_tests::wait::eventually_within;
 use serde_json::{Value, json};
 
-use crate::delivery::{admin_kubeconfig, docs, kubectl, npm_tool, run};
+use crate::delivery::{admin_kubeconfig, docs, kubectl, kustomize, npm_tool, run};
 
 const APPS: &str = "odh-apps-b";
 const INSTANCES: &str = "odh-model-registries-b";
@@ -190,6 +190,114 @@ impl Drop for Proc {
     }
 }
 
+/// Prints the processes' logs when the test fails (they live in a temporary directory).
+struct LogsOnPanic(Vec<std::path::PathBuf>);
+impl Drop for LogsOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for p in &self.0 {
+                let text = std::fs::read_to_string(p).unwrap_or_default();
+                eprintln!("===== {}:\n{text}", p.display());
+            }
+        }
+    }
+}
+
+/// A kubeconfig for `admin_kc`'s server with the ServiceAccount's token instead of the admin's:
+/// the process runs with exactly the rights the rendered RBAC gives that ServiceAccount.
+async fn service_account_kubeconfig(
+    client: &Client,
+    admin_kc: &str,
+    namespace: &str,
+    sa: &str,
+    path: &Path,
+) {
+    let token = cluster::service_account_token(client, namespace, sa)
+        .await
+        .unwrap();
+    let text: String = std::fs::read_to_string(admin_kc)
+        .unwrap()
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("token:") {
+            Some(_) => format!("    token: {token}"),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        text.contains(&token),
+        "the admin kubeconfig authenticates by token"
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+/// Starts the operator binary as the kubelet would start the rendered container (its args with
+/// the probe and metrics addresses moved to free loopback ports, its env only), and waits until
+/// its health endpoint answers. A start that loses its port to another process (it exits at
+/// once) is retried on other ports.
+async fn start_container(
+    what: &str,
+    args: &[String],
+    env: &[(String, String)],
+    log: &Path,
+) -> Proc {
+    let exe = operator_exe().await;
+    for attempt in 1..=3 {
+        let (health, metrics) = (mro_tests::ports::free_port(), mro_tests::ports::free_port());
+        let run_args: Vec<String> = args
+            .iter()
+            .map(|a| {
+                if a.starts_with("--metrics-bind-address=") {
+                    format!("--metrics-bind-address=127.0.0.1:{metrics}")
+                } else if a.starts_with("--health-probe-bind-address=") {
+                    format!("--health-probe-bind-address=127.0.0.1:{health}")
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let mut proc = Proc(
+            std::process::Command::new(&exe)
+                .args(&run_args)
+                .env_clear()
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .stdout(out.try_clone().unwrap())
+                .stderr(out)
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {what}: {e}")),
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(status) = proc.0.try_wait().unwrap() {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                if attempt < 3 && text.contains("ddress already in use") {
+                    break;
+                }
+                panic!("{what} exited ({status}):\n{text}");
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", health))
+                .await
+                .is_ok()
+            {
+                return proc;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!(
+                    "{what} does not serve its probes after 120 s:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    unreachable!()
+}
+
 fn container_env(c: &Value, pod_ns: &str, pod_name: &str) -> Vec<(String, String)> {
     c["env"]
         .as_array()
@@ -285,7 +393,7 @@ fn cond<'a>(hub: &'a AIHub, t: &str) -> Option<&'a mro_api::aihub::AIHubConditio
 
 #[tokio::test(flavor = "multi_thread")]
 async fn odh_aihub_module_renders_applies_and_deploys_the_operator() {
-    let cluster = cluster::private(Flavour::Vanilla).await;
+    let cluster = cluster::private(Flavour::OpenShiftIstio).await;
     let client = cluster.admin_client();
     let objs = odh_render(APPS);
 
@@ -364,50 +472,17 @@ async fn odh_aihub_module_renders_applies_and_deploys_the_operator() {
     let svcs: Api<Service> = Api::namespaced(client.clone(), APPS);
     svcs.create(&PostParams::default(), &foreign).await.unwrap();
 
-    // The controller process, as the kubelet would start the rendered container: its args and
-    // env, the ServiceAccount's token, free ports for probes and metrics.
-    let token = cluster::service_account_token(&client, APPS, "aihub-controller-manager")
-        .await
-        .unwrap();
-    let admin_kc = std::fs::read_to_string(&kc).unwrap();
-    let sa_kc: String = admin_kc
-        .lines()
-        .map(|l| match l.trim_start().strip_prefix("token:") {
-            Some(_) => format!("    token: {token}"),
-            None => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    // The controller process, as the kubelet would start the rendered container, under the
+    // rendered ServiceAccount's rights.
     let tmp = tempfile::tempdir().unwrap();
     let sa_kc_path = tmp.path().join("aihub.kubeconfig");
-    std::fs::write(&sa_kc_path, sa_kc).unwrap();
-    let (health, metrics) = (mro_tests::ports::free_port(), mro_tests::ports::free_port());
-    let run_args: Vec<String> = args
-        .iter()
-        .map(|a| {
-            if a.starts_with("--metrics-bind-address=") {
-                format!("--metrics-bind-address=127.0.0.1:{metrics}")
-            } else if a.starts_with("--health-probe-bind-address=") {
-                format!("--health-probe-bind-address=127.0.0.1:{health}")
-            } else {
-                a.clone()
-            }
-        })
-        .collect();
+    service_account_kubeconfig(&client, &kc, APPS, "aihub-controller-manager", &sa_kc_path).await;
     let mut env = container_env(&c, APPS, "aihub-controller-manager-0");
     env.push(("KUBECONFIG".into(), sa_kc_path.display().to_string()));
-    let log = std::fs::File::create(tmp.path().join("aihub.log")).unwrap();
-    let _proc = Proc(
-        std::process::Command::new(operator_exe().await)
-            .args(&run_args)
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start the aihub controller"),
-    );
-    let log_text = || std::fs::read_to_string(tmp.path().join("aihub.log")).unwrap_or_default();
+    let aihub_log = tmp.path().join("aihub.log");
+    let _logs = LogsOnPanic(vec![aihub_log.clone(), tmp.path().join("child.log")]);
+    let _proc = start_container("the aihub controller", &args, &env, &aihub_log).await;
+    let log_text = || std::fs::read_to_string(&aihub_log).unwrap_or_default();
 
     // ODH creates the module CR.
     let hubs: Api<AIHub> = Api::all(client.clone());
@@ -599,6 +674,175 @@ async fn odh_aihub_module_renders_applies_and_deploys_the_operator() {
             .any(|r| r.name == "model-registry-operator")
     );
 
+    // The operator deployed that way: the stamped Deployment's args and env, under the rendered
+    // ServiceAccount's rights, serves a sample registry in the instances namespace the way the
+    // dashboard finds it (Service label and port, address annotation, Role), in gateway mode
+    // with the HTTPRoute in the applications namespace, with ODH's images.
+    let child_kc = tmp.path().join("child.kubeconfig");
+    service_account_kubeconfig(
+        &client,
+        &kc,
+        APPS,
+        "model-registry-operator-controller-manager",
+        &child_kc,
+    )
+    .await;
+    let mut run_env = child_env.clone();
+    run_env.push(("KUBECONFIG".into(), child_kc.display().to_string()));
+    let child_log = tmp.path().join("child.log");
+    let child_proc = start_container(
+        "the model registry operator",
+        &child_args,
+        &run_env,
+        &child_log,
+    )
+    .await;
+    let child_log_text = || std::fs::read_to_string(&child_log).unwrap_or_default();
+    run(
+        &kubectl(),
+        &[
+            "--kubeconfig",
+            &kc,
+            "-n",
+            INSTANCES,
+            "apply",
+            "--server-side",
+            "-f",
+            "-",
+        ],
+        Some(&kustomize("config/samples/postgres")),
+    )
+    .unwrap_or_else(|e| panic!("apply the postgres sample: {e:#}"));
+    let mr_name = "modelregistry-sample";
+    let inst_deps: Api<Deployment> = Api::namespaced(client.clone(), INSTANCES);
+    let inst_svcs: Api<Service> = Api::namespaced(client.clone(), INSTANCES);
+    eventually_within(
+        "the sample registry's Deployment and Service",
+        Duration::from_secs(180),
+        || async {
+            inst_deps.get_opt(mr_name).await.ok().flatten().is_some()
+                && inst_svcs
+                    .get_opt(mr_name)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|s| {
+                        s.annotations()
+                            .contains_key("routing.opendatahub.io/external-address-rest")
+                    })
+        },
+    )
+    .await;
+    let svc = inst_svcs.get(mr_name).await.unwrap();
+    assert_eq!(
+        svc.labels().get("component").map(String::as_str),
+        Some("model-registry"),
+        "{svc:?}"
+    );
+    let ports: Vec<String> = svc
+        .spec
+        .as_ref()
+        .unwrap()
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| p.name.clone())
+        .collect();
+    assert!(
+        ports.iter().any(|p| p == "http-api" || p == "https-api"),
+        "{ports:?}"
+    );
+    assert_eq!(
+        svc.annotations()["routing.opendatahub.io/external-address-rest"],
+        format!("gw.apps.example.test/model-registry/{mr_name}"),
+        "gateway mode: the address behind the Data Science Gateway"
+    );
+    Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(client.clone(), INSTANCES)
+        .get(&format!("registry-user-{mr_name}"))
+        .await
+        .expect("the Role the dashboard binds users to");
+    let routes = Api::<kube::api::DynamicObject>::namespaced_with(
+        client.clone(),
+        APPS,
+        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "gateway.networking.k8s.io",
+            "v1",
+            "HTTPRoute",
+        )),
+    );
+    let route = routes
+        .get(&format!("model-registry-{mr_name}"))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "the HTTPRoute in HTTPROUTE_NAMESPACE: {e}\n{}",
+                child_log_text()
+            )
+        });
+    assert_eq!(
+        route.data["spec"]["parentRefs"][0]["name"], "data-science-gateway",
+        "{:?}",
+        route.data
+    );
+    let reg = inst_deps.get(mr_name).await.unwrap();
+    let images: BTreeMap<String, String> = reg
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers
+        .into_iter()
+        .map(|c| (c.name, c.image.unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        images["rest-container"],
+        odh_image("RELATED_IMAGE_ODH_MODEL_REGISTRY_IMAGE"),
+        "{images:?}"
+    );
+    if let Some(proxy) = images.get("kube-rbac-proxy") {
+        assert_eq!(proxy, odh_image("RELATED_IMAGE_ODH_KUBE_RBAC_PROXY_IMAGE"));
+    }
+    // REGISTRIES_NAMESPACE is in effect: a registry outside the instances namespace is refused.
+    let mr_ar = kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+        "modelregistry.opendatahub.io",
+        "v1beta1",
+        "ModelRegistry",
+    ));
+    let elsewhere: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "modelregistry.opendatahub.io/v1beta1", "kind": "ModelRegistry",
+        "metadata": {"name": "elsewhere", "namespace": APPS},
+        "spec": {"rest": {}, "postgres": {"host": "db", "database": "db", "username": "u"}}}))
+    .unwrap();
+    let apps_mrs = Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), APPS, &mr_ar);
+    apps_mrs
+        .create(&PostParams::default(), &elsewhere)
+        .await
+        .unwrap();
+    eventually_within(
+        "the registry outside REGISTRIES_NAMESPACE refused in its status",
+        Duration::from_secs(180),
+        || async {
+            apps_mrs.get("elsewhere").await.is_ok_and(|mr| {
+                mr.data["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| {
+                        c["status"] == "False"
+                            && c["message"]
+                                .as_str()
+                                .is_some_and(|m| m.contains("REGISTRIES_NAMESPACE"))
+                    })
+            })
+        },
+    )
+    .await;
+    assert!(
+        deps.get_opt("elsewhere").await.unwrap().is_none(),
+        "no Deployment for the refused registry"
+    );
+
     // A spec change (the gateway domain goes away): a new generation, observed, stamped.
     hubs.patch(
         "default-aihub",
@@ -620,4 +864,44 @@ async fn odh_aihub_module_renders_applies_and_deploys_the_operator() {
         },
     )
     .await;
+
+    // ODH turns the module off: it deletes the AIHub first. The controller releases its
+    // finalizer; what it applied goes by garbage collection; the instances namespace, the
+    // registries in it and the CRDs stay.
+    drop(child_proc);
+    hubs.delete("default-aihub", &Default::default())
+        .await
+        .unwrap();
+    eventually_within("the AIHub gone", Duration::from_secs(180), || async {
+        hubs.get_opt("default-aihub")
+            .await
+            .is_ok_and(|h| h.is_none())
+    })
+    .await;
+    eventually_within(
+        "the child operator Deployment garbage-collected",
+        Duration::from_secs(240),
+        || async {
+            deps.get_opt("model-registry-operator-controller-manager")
+                .await
+                .is_ok_and(|d| d.is_none())
+        },
+    )
+    .await;
+    Api::<Namespace>::all(client.clone())
+        .get(INSTANCES)
+        .await
+        .expect("the instances namespace outlives the AIHub");
+    assert!(
+        Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), INSTANCES, &mr_ar)
+            .get_opt(mr_name)
+            .await
+            .unwrap()
+            .is_some(),
+        "the registry outlives the AIHub"
+    );
+    Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(client.clone())
+        .get("modelregistries.modelregistry.opendatahub.io")
+        .await
+        .expect("the CRD stays");
 }

@@ -426,4 +426,101 @@ mod tests {
             shipped["spec"]["template"]["spec"]["containers"][0]["image"]
         );
     }
+
+    /// The aihub controller's ClusterRole (config/overlays/aihub/rbac/role.yaml) lets it apply
+    /// every object it renders (get, create, patch), create every ClusterRole and Role it holds
+    /// (escalate, by name) and every binding to them (bind, by name): a kind or role added to
+    /// config/overlays/odh without a matching rule fails here, not on a cluster.
+    #[test]
+    fn the_aihub_role_covers_everything_it_applies() {
+        let role: Value = serde_saphyr::from_str(include_str!(
+            "../../../../config/overlays/aihub/rbac/role.yaml"
+        ))
+        .unwrap();
+        let rules = role["rules"].as_array().unwrap().clone();
+        let has = |list: &Value, item: &str| {
+            list.as_array()
+                .is_some_and(|l| l.iter().any(|v| v == item || v == "*"))
+        };
+        let allows = |group: &str, resource: &str, verb: &str, name: Option<&str>| {
+            rules.iter().any(|r| {
+                has(&r["apiGroups"], group)
+                    && has(&r["resources"], resource)
+                    && has(&r["verbs"], verb)
+                    && (r["resourceNames"].is_null()
+                        || name.is_some_and(|n| has(&r["resourceNames"], n)))
+            })
+        };
+        let images = ChildImages::default();
+        let out = render(&RenderInput {
+            application_namespace: "apps",
+            instances_namespace: "registries",
+            gateway_domain: None,
+            images: &images,
+        })
+        .unwrap();
+        for r in &out {
+            let (g, p) = (r.resource.group.as_str(), r.resource.plural.as_str());
+            for verb in ["get", "create", "patch"] {
+                assert!(
+                    allows(g, p, verb, None),
+                    "{verb} {p}.{g} for {}",
+                    r.describe()
+                );
+            }
+            match r.resource.kind.as_str() {
+                "ClusterRole" | "Role" => assert!(
+                    allows(g, p, "escalate", Some(r.name())),
+                    "escalate on {}",
+                    r.describe()
+                ),
+                "ClusterRoleBinding" | "RoleBinding" => {
+                    let role_ref = &r.object["roleRef"];
+                    let plural = match role_ref["kind"].as_str() {
+                        Some("ClusterRole") => "clusterroles",
+                        _ => "roles",
+                    };
+                    let name = role_ref["name"].as_str().unwrap();
+                    assert!(
+                        allows("rbac.authorization.k8s.io", plural, "bind", Some(name)),
+                        "bind on {plural} {name} for {}",
+                        r.describe()
+                    );
+                }
+                _ => {}
+            }
+        }
+        // What the controller itself reads and writes besides the rendered objects.
+        for (g, p, verb) in [
+            ("components.platform.opendatahub.io", "aihubs", "watch"),
+            ("components.platform.opendatahub.io", "aihubs", "patch"),
+            (
+                "components.platform.opendatahub.io",
+                "aihubs/status",
+                "patch",
+            ),
+            (
+                "components.platform.opendatahub.io",
+                "aihubs/finalizers",
+                "update",
+            ),
+            ("", "namespaces", "create"),
+            ("", "configmaps", "watch"),
+            ("apps", "deployments", "watch"),
+        ] {
+            assert!(allows(g, p, verb, None), "{verb} {p}.{g}");
+        }
+        // Least privilege: no delete, no wildcard.
+        for r in &rules {
+            assert!(!has(&r["verbs"], "delete"), "{r}");
+            assert!(
+                r["verbs"].as_array().unwrap().iter().all(|v| v != "*"),
+                "{r}"
+            );
+            assert!(
+                r["resources"].as_array().unwrap().iter().all(|v| v != "*"),
+                "{r}"
+            );
+        }
+    }
 }

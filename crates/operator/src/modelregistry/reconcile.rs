@@ -41,13 +41,29 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
     let name = mr.name_any();
     let deployment_key = apply::ChildKey::of::<Deployment>(&ns, &name);
     let deployments = Api::<Deployment>::namespaced(ctx.client.clone(), &ns);
+    // And whether it has this operator's former selector, which is kept (immutable): the kept
+    // Deployment tells, else one read; a Deployment the Go operator made (not labelled as
+    // ours, so not kept) has the current selector.
     let existing = async {
-        Ok(match ctx.registry_writes.exists(&deployment_key) {
-            Some(known) => known,
-            None => deployments.get_metadata_opt(&name).await?.is_some(),
+        let kept = ctx.watched.registry_deployments.get(&ns, &name).known();
+        let legacy = |d: &Deployment| {
+            d.spec
+                .as_ref()
+                .and_then(|s| s.selector.match_labels.as_ref())
+                == Some(&labels::legacy_selector(&mr))
+        };
+        Ok(match (ctx.registry_writes.exists(&deployment_key), kept) {
+            (Some(known), Some(kept)) if known == kept.is_some() => {
+                (known, kept.as_deref().is_some_and(legacy))
+            }
+            _ => {
+                let d = deployments.get_opt(&name).await?;
+                (d.is_some(), d.as_ref().is_some_and(legacy))
+            }
         })
     };
-    let (valid, existing) = futures::try_join!(validate::validate(&mr, &ctx), existing)?;
+    let (valid, (existing, legacy_selector)) =
+        futures::try_join!(validate::validate(&mr, &ctx), existing)?;
     if let Err(message) = valid {
         let st = status::configuration_error(&mr, &message);
         if status::differs(&mr.status, &st) {
@@ -66,6 +82,7 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
         cluster_domain: observed.cluster_domain.clone(),
         ingress_gateway: observed.ingress_gateway.clone(),
         oauth_cookie_secret: observed.oauth_cookie_secret.clone(),
+        legacy_selector,
     };
     let desired = match build::desired(&input) {
         Ok(d) => d,

@@ -197,6 +197,7 @@ pub fn registry_children(mr: &ModelRegistry) -> anyhow::Result<mr_build::Desired
         cluster_domain: None,
         ingress_gateway: None,
         oauth_cookie_secret: None,
+        legacy_selector: false,
     };
     mr_build::desired(&input).with_context(|| format!("build registry {}", mr.name_any()))
 }

@@ -55,6 +55,7 @@ fn render(mr: &Value) -> Result<Deployment, build::BuildError> {
         cluster_domain: None,
         ingress_gateway: None,
         oauth_cookie_secret: None,
+        legacy_selector: false,
     };
     // The registry's Deployment as the build made it (with a generated database, it connects
     // to that one).

@@ -59,6 +59,7 @@ fn rendered_with(version: Version, kind: &str, db: serde_json::Value) -> Deploym
         cluster_domain: None,
         ingress_gateway: None,
         oauth_cookie_secret: None,
+        legacy_selector: false,
     })
     .unwrap()
 }
@@ -230,6 +231,7 @@ async fn the_registry_runs_on_its_generated_database() {
         cluster_domain: None,
         ingress_gateway: None,
         oauth_cookie_secret: None,
+        legacy_selector: false,
     })
     .unwrap();
     let find = |kind: &str, name: &str| -> Deployment {

@@ -91,6 +91,7 @@ fn render(mr: &Value) -> Deployment {
         cluster_domain: None,
         ingress_gateway: None,
         oauth_cookie_secret: None,
+        legacy_selector: false,
     };
     build::desired(&input).unwrap_or_else(|e| panic!("{e}"));
     deployment::deployment(&input).unwrap_or_else(|e| panic!("{e}"))

@@ -152,8 +152,10 @@ async fn generated_database_is_provisioned_wired_and_kept_when_asked() {
 
     // DatabaseAvailable follows the database Deployment (the test plays the kubelet).
     wait_condition_long(&env, name, "DatabaseAvailable", "False").await;
-    env.make_selected_pods_ready(&format!("app={db},component=model-registry-postgres"))
-        .await;
+    env.make_selected_pods_ready(&format!(
+        "app={name},component=model-registry,app.kubernetes.io/name={db}"
+    ))
+    .await;
     wait_condition_long(&env, name, "DatabaseAvailable", "True").await;
 
     // Deleting the registry takes the data with it (owner references), unless asked to keep it.

@@ -19,6 +19,7 @@ mod access;
 mod discovery;
 mod gateway_api;
 mod generated_db;
+mod go_takeover;
 mod istio;
 mod lifecycle;
 mod names;
@@ -161,8 +162,10 @@ impl<'c> Env<'c> {
 
     /// Plays the kubelet: every pod of the registry gets an IP and Ready containers.
     pub async fn make_pods_ready(&self, name: &str) {
-        self.make_selected_pods_ready(&format!("app={name},component=model-registry"))
-            .await
+        self.make_selected_pods_ready(&format!(
+            "app={name},component=model-registry,app.kubernetes.io/name={name}"
+        ))
+        .await
     }
 
     /// [`Env::make_pods_ready`] for the pods `selector` selects.

@@ -175,6 +175,7 @@ mod tests {
             cluster_domain: None,
             ingress_gateway: None,
             oauth_cookie_secret: None,
+            legacy_selector: false,
         })
     }
 

@@ -372,7 +372,11 @@ pub fn deployment(input: &BuildInput) -> Result<Deployment, BuildError> {
             replicas: withheld.then_some(0),
             revision_history_limit: Some(0),
             selector: LabelSelector {
-                match_labels: Some(labels::selector(mr)),
+                match_labels: Some(if input.legacy_selector {
+                    labels::legacy_selector(mr)
+                } else {
+                    labels::selector(mr)
+                }),
                 ..Default::default()
             },
             template: PodTemplateSpec {

@@ -266,6 +266,7 @@ mod tests {
             cluster_domain: Some("apps.example.com".into()),
             ingress_gateway: None,
             oauth_cookie_secret: None,
+            legacy_selector: false,
         })
         .expect("builds")
     }

@@ -33,14 +33,27 @@ pub fn labels(mr: &ModelRegistry) -> BTreeMap<String, String> {
     .collect()
 }
 
-/// Labels selecting the registry's pods (stable: a Deployment selector cannot change).
+/// Labels selecting the registry's pods: the Go operator's selector (`app`, `component`,
+/// `app.kubernetes.io/name`; internal/controller/config/templates/deployment.yaml.tmpl@08f64eb),
+/// so a Deployment it created is taken over in place (a Deployment selector cannot change), and
+/// the generated database's pods (`app.kubernetes.io/name=<name>-postgres`) are not matched.
 pub fn selector(mr: &ModelRegistry) -> BTreeMap<String, String> {
     let name = mr.name_any();
     [
         ("app".to_string(), name.clone()),
         ("component".to_string(), "model-registry".to_string()),
+        ("app.kubernetes.io/name".to_string(), name),
     ]
     .into()
+}
+
+/// The Deployment selector this operator used before it took the Go operator's (`app`,
+/// `component`): kept on Deployments created with it, since a selector cannot change. The pods
+/// carry [`selector`]'s labels either way, which is what the Service and status select by.
+pub fn legacy_selector(mr: &ModelRegistry) -> BTreeMap<String, String> {
+    let mut s = selector(mr);
+    s.remove("app.kubernetes.io/name");
+    s
 }
 
 /// The controller owner reference to the registry.

@@ -46,6 +46,9 @@ pub struct BuildInput<'a> {
     pub ingress_gateway: Option<istio::gateway::IngressGateway>,
     /// The existing OAuth cookie secret value, reused so sessions survive reconciles.
     pub oauth_cookie_secret: Option<String>,
+    /// The registry Deployment exists with this operator's former selector
+    /// ([`labels::legacy_selector`]), which is kept (a selector cannot change).
+    pub legacy_selector: bool,
 }
 
 /// The desired children, plus facts the status step reports.

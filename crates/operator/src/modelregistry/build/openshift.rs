@@ -89,11 +89,16 @@ pub fn route(meta: ObjectMeta, spec: &RouteSpec) -> Child {
     Child::dynamic(route_resource(), json!({ "metadata": meta, "spec": body }))
 }
 
-/// The users Group and its RoleBinding (on OpenShift), and the plain REST Route when asked for.
+/// The users Group (with the user API) and its RoleBinding (on OpenShift, also without the
+/// user API: on a BYOIDC cluster the group `<name>-users` comes from the identity provider, as
+/// with the Go operator, modelregistry_controller.go@08f64eb), and the plain REST Route when
+/// asked for.
 pub fn build(input: &BuildInput, out: &mut Desired) -> Result<(), BuildError> {
     let mr = input.mr;
     if input.caps.openshift_users() {
         out.children.push(users_group(mr));
+    }
+    if input.caps.openshift_users() || input.caps.openshift() {
         out.children.push(Child::typed(&users_role_binding(mr)));
     }
     if mr.spec.rest.service_route.is_enabled() {
@@ -202,6 +207,7 @@ mod tests {
             cluster_domain: cluster_domain.map(str::to_string),
             ingress_gateway: None,
             oauth_cookie_secret: None,
+            legacy_selector: false,
         };
         let mut out = Desired::default();
         build(&input, &mut out).expect("builds");
@@ -288,10 +294,33 @@ mod tests {
 
     #[test]
     fn group_needs_the_user_api_not_just_routes() {
+        // A BYOIDC cluster: OpenShift without the user API. The RoleBinding names the identity
+        // provider's group; no Group object.
         let caps = Capabilities::from_groups([(ROUTE_GROUP, vec!["v1"])]);
         let out = run(
             &mr(json!({ "mysql": mysql() })),
             &caps,
+            &Settings::for_tests(),
+            None,
+        );
+        let kinds: Vec<_> = out
+            .children
+            .iter()
+            .map(|c| (c.resource.kind.clone(), c.name()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [(
+                "RoleBinding".to_string(),
+                "modelregistry-sample-users".to_string()
+            )]
+        );
+        let rb: RoleBinding = out.children[0].to_typed();
+        assert_eq!(rb.subjects.unwrap()[0].name, "modelregistry-sample-users");
+        // Plain Kubernetes: neither.
+        let out = run(
+            &mr(json!({ "mysql": mysql() })),
+            &Capabilities::default(),
             &Settings::for_tests(),
             None,
         );
@@ -414,6 +443,7 @@ mod tests {
                     cluster_domain: cluster.map(str::to_string),
                     ingress_gateway: None,
                     oauth_cookie_secret: None,
+                    legacy_selector: false,
                 },
                 explicit,
             )

@@ -51,6 +51,7 @@ fn build(mr: &ModelRegistry, caps: &Capabilities) -> Desired {
         cluster_domain: None,
         ingress_gateway: None,
         oauth_cookie_secret: None,
+        legacy_selector: false,
     })
     .expect("builds")
 }
@@ -255,6 +256,7 @@ fn the_service_names_the_registry_address_for_every_exposure_mode() {
             cluster_domain: Some("apps.example.com".into()),
             ingress_gateway: None,
             oauth_cookie_secret: None,
+            legacy_selector: false,
         })
         .unwrap()
     };
@@ -334,4 +336,48 @@ fn istio_pods_bypass_the_sidecar_for_the_database_as_upstream() {
     let meta = d.spec.unwrap().template.metadata.unwrap();
     assert!(!meta.labels.unwrap().contains_key("sidecar.istio.io/inject"));
     assert!(meta.annotations.is_none());
+}
+
+#[test]
+fn the_deployment_selects_as_the_go_operator_unless_it_exists_with_the_former_selector() {
+    let mr = registry(json!({}));
+    let settings = Settings::for_tests();
+    let caps = Capabilities::default();
+    let selector_and_pods = |legacy_selector: bool| {
+        let out = desired(&BuildInput {
+            mr: &mr,
+            settings: &settings,
+            caps: &caps,
+            cluster_domain: None,
+            ingress_gateway: None,
+            oauth_cookie_secret: None,
+            legacy_selector,
+        })
+        .expect("builds");
+        let d: Deployment = typed(&out, "Deployment");
+        let svc: Service = typed(&out, "Service");
+        let spec = d.spec.unwrap();
+        (
+            spec.selector.match_labels.unwrap(),
+            spec.template.metadata.unwrap().labels.unwrap(),
+            svc.spec.unwrap().selector.unwrap(),
+        )
+    };
+    let name = "reg";
+    let go = labels::selector(&mr);
+    assert_eq!(
+        serde_json::to_value(&go).unwrap(),
+        json!({ "app": name, "component": "model-registry", "app.kubernetes.io/name": name })
+    );
+    let (selector, pods, service) = selector_and_pods(false);
+    assert_eq!(selector, go);
+    assert_eq!(service, go);
+    assert!(go.iter().all(|(k, v)| pods.get(k) == Some(v)));
+    // An existing Deployment of this operator's former selector keeps it (immutable); the
+    // pods still carry every label the Service selects by.
+    let (selector, pods, service) = selector_and_pods(true);
+    assert_eq!(selector, labels::legacy_selector(&mr));
+    assert_eq!(selector.len(), 2);
+    assert_eq!(service, go);
+    assert!(go.iter().all(|(k, v)| pods.get(k) == Some(v)));
 }

@@ -41,6 +41,7 @@ fn desired(mr: &ModelRegistry, caps: &Capabilities) -> Desired {
         cluster_domain: None,
         ingress_gateway: None,
         oauth_cookie_secret: None,
+        legacy_selector: false,
     })
     .expect("builds")
 }

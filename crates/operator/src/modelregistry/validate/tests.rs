@@ -207,6 +207,7 @@ fn all_children_invalid_names(name: &str) -> BTreeSet<String> {
                     service: "istio-ingressgateway".into(),
                 }),
                 oauth_cookie_secret: Some("0".repeat(32)),
+                legacy_selector: false,
             })
             .expect("builds");
             assert!(!out.children.is_empty());

@@ -99,6 +99,7 @@ impl Case {
                 service: "ingress-gateway-svc".into(),
             }),
             oauth_cookie_secret: None,
+            legacy_selector: false,
         };
         let mut out = Desired::default();
         build(&input, &mut out)?;
@@ -387,7 +388,7 @@ fn authorization_policy_delegates_to_provider() {
             "modelregistry-sample-authorino"
         )),
         &json!({
-            "selector": { "matchLabels": { "app": NAME, "component": "model-registry" } },
+            "selector": { "matchLabels": { "app": NAME, "component": "model-registry", "app.kubernetes.io/name": NAME } },
             "action": "CUSTOM",
             "provider": { "name": "opendatahub-auth-provider" },
             "rules": [{ "to": [{ "operation": { "paths": ["*"] } }] }],
@@ -651,6 +652,7 @@ fn errors_leave_output_untouched() {
         cluster_domain: None,
         ingress_gateway: None,
         oauth_cookie_secret: None,
+        legacy_selector: false,
     };
     assert!(build(&input, &mut out).is_err());
     assert!(out.children.is_empty() && out.hosts.is_empty() && out.unsupported.is_empty());

@@ -18,10 +18,10 @@
 //! them: its garbage collection always takes the data). A registry created again under the same
 //! name finds them and runs on the same data.
 //!
-//! Difference from upstream: the Go operator labels the database pods `app=<name>,
-//! component=model-registry`, which the registry's own selector (`app`, `component`) would also
-//! match; here they are `app=<name>-postgres, component=model-registry-postgres` (upstream's
-//! object labels), so the registry Service never sends traffic to the database.
+//! Labels as upstream's: the objects carry `app=<name>-postgres,
+//! component=model-registry-postgres`, the pods (and the selector) `app=<name>,
+//! component=model-registry, app.kubernetes.io/name=<name>-postgres`, which the registry's
+//! selector (it also holds `app.kubernetes.io/name=<name>`) does not match.
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
@@ -108,12 +108,17 @@ pub fn object_labels(mr: &ModelRegistry) -> BTreeMap<String, String> {
     l
 }
 
-/// Labels selecting the database pods (and only them).
+/// Labels selecting the database pods (and only them): the Go operator's database selector
+/// (internal/controller/config/templates/postgres-deployment.yaml.tmpl@08f64eb), so a database
+/// Deployment it created is taken over in place. `app` and `component` are the registry's, but
+/// the registry's own selector also holds `app.kubernetes.io/name=<name>`, which these pods do
+/// not have.
 pub fn pod_selector(mr: &ModelRegistry) -> BTreeMap<String, String> {
+    let n = mr.name_any();
     let db = name(mr);
     [
-        ("app", db.as_str()),
-        ("component", "model-registry-postgres"),
+        ("app", n.as_str()),
+        ("component", "model-registry"),
         ("app.kubernetes.io/name", db.as_str()),
     ]
     .into_iter()

@@ -30,6 +30,7 @@ fn build_all(mr: &ModelRegistry, settings: &Settings) -> Desired {
         cluster_domain: None,
         ingress_gateway: None,
         oauth_cookie_secret: None,
+        legacy_selector: false,
     })
     .expect("builds")
 }

@@ -584,8 +584,7 @@ fn route_network_policy(mr: &ModelRegistry, proxy_port: i32) -> NetworkPolicy {
             .into_iter()
             .map(|n| namespace_peer(NAMESPACE_NAME_LABEL, n)),
     );
-    let mut pods = labels::selector(mr);
-    pods.insert("app.kubernetes.io/name".into(), mr.name_any());
+    let pods = labels::selector(mr);
     NetworkPolicy {
         metadata: labels::owned_meta(mr, network_policy_name(mr)),
         spec: Some(NetworkPolicySpec {

@@ -58,6 +58,7 @@ impl Case {
             cluster_domain: self.cluster_domain.clone(),
             ingress_gateway: None,
             oauth_cookie_secret: self.cookie.clone(),
+            legacy_selector: false,
         }
     }
 
