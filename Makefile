@@ -73,7 +73,7 @@ demo: ## The main job end to end: local control plane, S3, OCI registry, Model R
 	# The demo does not run on the real node yet: the control plane's binaries are enough.
 	MRO_NODE=0 bash tests/local-cluster/provision.sh >/dev/null
 	$(CARGO) build --workspace --bins --locked
-	MODEL_SYNC_BIN=$(TARGET_DIR)/debug/model-sync MRO_OPERATOR_BIN=$(TARGET_DIR)/debug/model-registry-operator \
+	MODEL_SYNC_BIN=$(TARGET_DIR)/debug/model-sync MRO_OPERATOR_BIN=$(TARGET_DIR)/debug/model-registry-operator MRO_STANDIN_BIN=$(TARGET_DIR)/debug/model_registry_standin \
 	  $(TARGET_DIR)/debug/demo
 
 ##@ Testing
@@ -96,13 +96,13 @@ unit: ## Unit tests only (no servers).
 .PHONY: integration
 integration: ## Integration tests only, against real local servers (control plane, S3, OCI registry, ...).
 	$(CARGO) build --workspace --bins --locked
-	MODEL_SYNC_BIN=$(TARGET_DIR)/debug/model-sync MRO_OPERATOR_BIN=$(TARGET_DIR)/debug/model-registry-operator \
+	MODEL_SYNC_BIN=$(TARGET_DIR)/debug/model-sync MRO_OPERATOR_BIN=$(TARGET_DIR)/debug/model-registry-operator MRO_STANDIN_BIN=$(TARGET_DIR)/debug/model_registry_standin \
 	  $(CARGO) test -p mro-tests --locked -- --test-threads $(TEST_THREADS)
 
 .PHONY: tests
 tests: ## Unit and integration tests in one cargo run (binaries built once, then used by the tests).
 	$(CARGO) build --workspace --bins --locked
-	MODEL_SYNC_BIN=$(TARGET_DIR)/debug/model-sync MRO_OPERATOR_BIN=$(TARGET_DIR)/debug/model-registry-operator \
+	MODEL_SYNC_BIN=$(TARGET_DIR)/debug/model-sync MRO_OPERATOR_BIN=$(TARGET_DIR)/debug/model-registry-operator MRO_STANDIN_BIN=$(TARGET_DIR)/debug/model_registry_standin \
 	  $(CARGO) test --workspace --locked --no-fail-fast -- --test-threads $(TEST_THREADS)
 
 .PHONY: test
@@ -119,11 +119,12 @@ local-cluster-stop: ## Stop the local control plane (and its node).
 	@bash tests/local-cluster/cluster.sh stop --dir $(CLUSTER_DIR)
 
 .PHONY: node-images
-node-images: ## Build the model-sync, operator and busybox images offline into $(CLUSTER_DIR)/images; imported into the local node when it runs.
+node-images: ## Build the model-sync, operator, busybox, Model Registry stand-in, PostgreSQL and MariaDB images offline into $(CLUSTER_DIR)/images; imported into the local node when it runs.
 	$(CARGO) build --workspace --bins --locked
 	@sock=""; if [ -f $(CLUSTER_DIR)/node.env ]; then sock=$$(. $(CLUSTER_DIR)/node.env && echo "$$RUN_DIR/containerd.sock"); fi; \
 	  bash tests/local-cluster/images.sh --out $(CLUSTER_DIR)/images --model-sync $(TARGET_DIR)/debug/model-sync \
-	    --operator $(TARGET_DIR)/debug/model-registry-operator --busybox $${sock:+--import "$$sock"}
+	    --operator $(TARGET_DIR)/debug/model-registry-operator --busybox \
+	    --standin $(TARGET_DIR)/debug/model_registry_standin --databases $${sock:+--import "$$sock"}
 
 ##@ Benchmarks
 # BENCH_RUNS (runs per size, default 3) and BENCH_SIZES_MIB (default 1024,2048) are passed through.

@@ -2,7 +2,8 @@
 # Builds our container images offline, the equivalent of the Dockerfile's stages (runtime-base, then
 # model-sync / operator on it), and optionally loads them into a node's containerd.
 #
-#   images.sh --out DIR [--model-sync BIN] [--operator BIN] [--busybox] [--import CONTAINERD_SOCKET]
+#   images.sh --out DIR [--model-sync BIN] [--operator BIN] [--busybox] [--standin BIN]
+#             [--databases] [--import CONTAINERD_SOCKET]
 #
 # The base is what the Dockerfile takes from distroless cc-debian12:nonroot, made from this machine's
 # Debian packages instead (no image registry outside this machine is reachable): the dynamic loader
@@ -14,16 +15,30 @@
 #   mro.local/model-sync-root:dev   the same with USER 0 (tests: runAsNonRoot must refuse it)
 #   mro.local/operator:dev          ENTRYPOINT ["/model-registry-operator"] CMD ["run"]
 #   mro.local/busybox:dev           the static busybox under /bin and libc6's NSS modules (tests: volumes, DNS, HTTP)
+#   mro.local/model-registry:v0.3.14  the Model Registry stand-in (tests' model_registry_standin) at
+#                                   /model-registry, taking the real server's command line; psql
+#                                   (postgresql-client-15) and the mariadb client for its database checks
+#   mro.local/postgresql:15         PostgreSQL 15 from Debian's postgresql-15 and postgresql-client-15,
+#                                   user postgres (999); POSTGRES_USER/PASSWORD/DB and PGDATA as the
+#                                   sample Deployment sets them, initialised on start
+#                                   (image-files/postgresql-entrypoint.sh)
+#   mro.local/mariadb:10.11         MariaDB 10.11 from Debian's mariadb-server-core and
+#                                   mariadb-client-core, user mysql (999); MYSQL_* as the sample
+#                                   Deployment sets them, initialised on start (image-files/mariadb-entrypoint.sh)
+# Shells and tools in the database images are the static busybox's applets (bash for the MySQL
+# sample's readiness probe); each image lists the Debian packages its files came from.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-out="" sync_bin="" op_bin="" busybox="" sock=""
+out="" sync_bin="" op_bin="" busybox="" sock="" standin_bin="" databases=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out="$2"; shift 2 ;;
     --model-sync) sync_bin="$2"; shift 2 ;;
     --operator) op_bin="$2"; shift 2 ;;
     --busybox) busybox=1; shift ;;
+    --standin) standin_bin="$2"; shift 2 ;;
+    --databases) databases=1; shift ;;
     --import) sock="$2"; shift 2 ;;
     *) echo "images.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -54,6 +69,62 @@ base_rootfs() { # rootfs binary
   } | sort -u >"$root/usr/share/mro-base/packages"
   cp -L "$bin" "$root/$(basename "$bin")"
   chmod 0755 "$root/$(basename "$bin")"
+}
+
+# Copies files (keeping their paths; symlinks among them stay symlinks) and every library the
+# executables and shared objects among them link (one ldd run) into a rootfs; records the copied
+# paths in $root/.files for package_list.
+copy_with_libs() { # rootfs files...
+  local root="$1"; shift
+  [ $# -gt 0 ] || return 0
+  printf '%s\n' "$@" | sed 's|^/||' | tar -C / --no-recursion -cf - -T - | tar -C "$root" -xf -
+  printf '%s\n' "$@" >>"$root/.files"
+  local libs l
+  libs=$(printf '%s\n' "$@" | while read -r l; do
+      if [ -f "$l" ] && [ ! -L "$l" ] && { [ -x "$l" ] || case "$l" in *.so|*.so.*) true ;; *) false ;; esac; }; then echo "$l"; fi
+    done | { xargs -r ldd 2>/dev/null || true; } | awk '/=> \// { print $3 } /^\t\/[^ ]+ \(/ { print $1 }' | sort -u)
+  for l in $libs; do
+    [ -e "$root$l" ] && continue
+    mkdir -p "$root$(dirname "$l")"; cp -L "$l" "$root$l"; echo "$l" >>"$root/.files"
+  done
+}
+
+# Every file a Debian package installed (symlinks included), except documentation and what the
+# images leave out (PostgreSQL's LLVM JIT, which drags in libLLVM).
+package_files() { # packages...
+  local p
+  for p in "$@"; do
+    dpkg -s "$p" >/dev/null 2>&1 || { echo "images.sh: Debian package $p is not installed (provision.sh installs it)" >&2; exit 1; }
+    dpkg -L "$p" | grep -vE '^/usr/share/(doc|man|lintian)/|/lib/bitcode/|/llvmjit' \
+      | while read -r f; do if [ -L "$f" ] || [ -f "$f" ]; then echo "$f"; fi; done
+  done
+}
+
+# The static busybox at /bin with these applets.
+add_busybox() { # rootfs applets...
+  local root="$1" a; shift
+  mkdir -p "$root/bin"; cp /bin/busybox "$root/bin/busybox"
+  for a in "$@"; do [ -e "$root/bin/$a" ] || ln -s busybox "$root/bin/$a"; done
+}
+
+# Writes the package list (/usr/share/mro-base/packages) from the files copied so far (one dpkg -S).
+package_list() { # rootfs
+  local root="$1"
+  mkdir -p "$root/usr/share/mro-base"
+  { [ -f "$root/usr/share/mro-base/packages" ] && cat "$root/usr/share/mro-base/packages"
+    if [ -f "$root/.files" ]; then
+      sort -u "$root/.files" | while read -r f; do echo "$f"; readlink -f "$f"; done | sort -u | { xargs -r dpkg -S 2>/dev/null || true; } | cut -d: -f1 | sort -u \
+        | sed 's/$/: (files of this package)/'
+    fi
+    echo "busybox-static: /bin/busybox"
+  } | sort -u >"$root/usr/share/mro-base/packages.tmp"
+  mv "$root/usr/share/mro-base/packages.tmp" "$root/usr/share/mro-base/packages"
+  rm -f "$root/.files"
+}
+
+users() { # rootfs name uid
+  printf 'root:x:0:0:root:/root:/sbin/nologin\n%s:x:%s:%s:%s:/tmp:/bin/sh\n' "$2" "$3" "$3" "$2" >"$1/etc/passwd"
+  printf 'root:x:0:\n%s:x:%s:\n' "$2" "$3" >"$1/etc/group"
 }
 
 build() { # name rootfs oci-image.sh args...
@@ -88,4 +159,54 @@ if [ -n "$busybox" ]; then
   printf 'root:x:0:0:root:/root:/bin/sh\nnonroot:x:65532:65532:nonroot:/tmp:/bin/sh\n' >"$root/etc/passwd"
   printf 'root:x:0:\nnonroot:x:65532:\n' >"$root/etc/group"
   build mro.local/busybox:dev "$root" --user 65532:65532 --entrypoint '["/bin/sh"]'
+fi
+
+if [ -n "$standin_bin" ]; then
+  root="$out/rootfs-model-registry"
+  base_rootfs "$root" "$standin_bin"
+  mv "$root/$(basename "$standin_bin")" "$root/model-registry"
+  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+  copy_with_libs "$root" "$pgbin/psql" /usr/bin/mariadb \
+    /lib/x86_64-linux-gnu/libnss_files.so.2 /lib/x86_64-linux-gnu/libnss_dns.so.2 /lib/x86_64-linux-gnu/libresolv.so.2
+  mkdir -p "$root/usr/bin"; ln -sf "$pgbin/psql" "$root/usr/bin/psql"; ln -sf mariadb "$root/usr/bin/mysql"
+  printf 'hosts: files dns\npasswd: files\ngroup: files\n' >"$root/etc/nsswitch.conf"
+  package_list "$root"
+  build mro.local/model-registry:v0.3.14 "$root" --user 65532:65532 --entrypoint '["/model-registry"]' \
+    --env '["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","MRO_STANDIN_VERSION=v0.3.14"]'
+fi
+if [ -n "$databases" ]; then
+  here_files="$here/image-files"
+  # PostgreSQL: the server and client programs of the newest installed major, its shared files, tzdata.
+  root="$out/rootfs-postgresql"; rm -rf "$root"; mkdir -p "$root"/{etc,tmp,var/lib/postgresql,var/run/postgresql}
+  chmod 1777 "$root/tmp"
+  pgmajor=$(basename "$(ls -d /usr/lib/postgresql/*/ | sort -V | tail -n1)")
+  mapfile -t files < <(package_files "postgresql-$pgmajor" "postgresql-client-$pgmajor" tzdata)
+  copy_with_libs "$root" "${files[@]}"
+  add_busybox "$root" sh cat chmod mkdir mktemp printf rm echo test id ls sleep env find
+  users "$root" postgres 999
+  chown 999:999 "$root/var/lib/postgresql" "$root/var/run/postgresql"
+  mkdir -p "$root/usr/local/bin"
+  install -m 0755 "$here_files/postgresql-entrypoint.sh" "$root/usr/local/bin/docker-entrypoint.sh"
+  package_list "$root"
+  build "mro.local/postgresql:$pgmajor" "$root" --user 999:999 --entrypoint '["/usr/local/bin/docker-entrypoint.sh"]' \
+    --env "[\"PATH=/usr/lib/postgresql/$pgmajor/bin:/usr/local/bin:/usr/bin:/bin\",\"PGDATA=/var/lib/postgresql/data\"]"
+
+  # MariaDB: the server and client cores, their shared files and the option files of mariadb-common.
+  root="$out/rootfs-mariadb"; rm -rf "$root"; mkdir -p "$root"/{etc/mysql,tmp,var/lib/mysql,run/mysqld}
+  chmod 1777 "$root/tmp"
+  mapfile -t files < <(package_files mariadb-server-core mariadb-client-core)
+  copy_with_libs "$root" "${files[@]}" /bin/bash
+  add_busybox "$root" sh cat chmod chown mkdir mktemp printf rm echo test id ls sleep env dirname basename \
+    find hostname sed awk uname tr grep cut
+  ln -s /bin/bash "$root/bin/bash" 2>/dev/null || true
+  users "$root" mysql 999
+  # Server settings for a test machine shared by many servers: a small buffer pool, no
+  # performance schema or binary log, and InnoDB's simulated I/O instead of Linux native AIO (the
+  # host's AIO contexts are shared with every other MariaDB the tests run at the same time).
+  printf '[client-server]\nsocket = /run/mysqld/mysqld.sock\n\n[mariadbd]\ndatadir = /var/lib/mysql\npid-file = /run/mysqld/mysqld.pid\ncharacter-set-server = utf8mb4\ninnodb_buffer_pool_size = 64M\ninnodb_use_native_aio = 0\nperformance_schema = OFF\nskip-log-bin\n' >"$root/etc/mysql/my.cnf"
+  chown 999:999 "$root/var/lib/mysql" "$root/run/mysqld"
+  mkdir -p "$root/usr/local/bin"
+  install -m 0755 "$here_files/mariadb-entrypoint.sh" "$root/usr/local/bin/docker-entrypoint.sh"
+  package_list "$root"
+  build mro.local/mariadb:10.11 "$root" --user 999:999 --entrypoint '["/usr/local/bin/docker-entrypoint.sh"]'
 fi

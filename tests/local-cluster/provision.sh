@@ -133,7 +133,9 @@ apt_install openssl
 node_bins=(kubelet kube-scheduler kube-proxy)
 if [ "$WANT_NODE" != 0 ]; then
   # runc, not crun: crun refuses cgroup v1 hybrid hosts. busybox-static: the sandbox and base images.
-  apt_install containerd runc containernetworking-plugins iptables iproute2 busybox-static dnsmasq-base
+  # postgresql-15 (the test harness installs it too), mariadb-*-core: the database images.
+  apt_install containerd runc containernetworking-plugins iptables iproute2 busybox-static dnsmasq-base \
+    postgresql-15 postgresql-client-15 mariadb-server-core mariadb-client-core
   need_build=()
   for b in "${node_bins[@]}"; do [ -x "$NODE_BIN_DIR/$b" ] || need_build+=("$b"); done
   [ ${#need_build[@]} -eq 0 ] || build_kubernetes "$NODE_BIN_DIR" "${node_bins[@]}"

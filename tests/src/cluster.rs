@@ -143,7 +143,15 @@ pub async fn private(flavour: Flavour) -> Cluster {
 /// a node that cannot start is an error to read, not a race to hide.
 pub(crate) async fn start_with_node() -> anyhow::Result<Cluster> {
     crate::init();
-    let cluster = Cluster::start(Flavour::Vanilla, false, true).await?;
+    // One retry with fresh ports and directory, as for the shared control planes: a start can
+    // lose a port race (etcd's port taken by another run) on a loaded machine.
+    let cluster = match Cluster::start(Flavour::Vanilla, false, true).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "control plane with a node failed to start; retrying once");
+            Cluster::start(Flavour::Vanilla, false, true).await?
+        }
+    };
     cluster.prepare(Flavour::Vanilla).await?;
     Ok(cluster)
 }

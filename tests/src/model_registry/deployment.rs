@@ -146,6 +146,7 @@ pub async fn start_rest_container(
         hosts,
         token,
         files_root: Some(files.path().to_path_buf()),
+        ..CommandLineStart::default()
     };
     let server = super::server::start_from_command_line(version, &args, &env, opts)
         .await

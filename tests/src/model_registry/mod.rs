@@ -56,6 +56,9 @@ pub struct StandInOptions {
     /// Probe paths to serve (GET, outside the bearer check, as a kubelet calls them) and the
     /// check they answer from: 200 `OK`, or 503 with the failure.
     pub readyz: Option<(Vec<&'static str>, ReadyCheck)>,
+    /// Where to listen; `None`: an ephemeral port on `127.0.0.1` (tests). A pod's stand-in
+    /// listens where the server's `--hostname`/`--port` say.
+    pub listen: Option<SocketAddr>,
 }
 
 type CheckFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
@@ -83,6 +86,7 @@ impl Default for StandInOptions {
             serve_v1: true,
             default_page_size: DEFAULT_PAGE_SIZE,
             readyz: None,
+            listen: None,
         }
     }
 }
@@ -262,7 +266,7 @@ impl Shared {
     }
 }
 
-/// A running stand-in on `127.0.0.1:<ephemeral port>`; the server shuts down when this is dropped
+/// A running stand-in on `127.0.0.1:<ephemeral port>` (or [`StandInOptions::listen`]); the server shuts down when this is dropped
 /// (or, deterministically, on [`ModelRegistryStandIn::stop`]).
 #[derive(Debug)]
 pub struct ModelRegistryStandIn {
@@ -276,7 +280,10 @@ pub struct ModelRegistryStandIn {
 impl ModelRegistryStandIn {
     /// Binds a loopback port and serves on the current tokio runtime.
     pub async fn start(options: StandInOptions) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        let bind = options
+            .listen
+            .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+        let listener = tokio::net::TcpListener::bind(bind)
             .await
             .context("binding the Model Registry stand-in")?;
         let addr = listener.local_addr()?;

@@ -429,6 +429,9 @@ pub struct CommandLineStart {
     pub token: Option<String>,
     /// Prefix for the absolute TLS file paths in the flags (where the test put the "mounts").
     pub files_root: Option<std::path::PathBuf>,
+    /// Listen where the flags say (`--hostname`, `--port`), as in a pod, instead of on an
+    /// ephemeral loopback port.
+    pub listen_as_configured: bool,
 }
 
 /// A stand-in started from a command line, with the configuration it read.
@@ -496,8 +499,18 @@ pub async fn start_from_command_line(
                 .map_err(|e| format!("{e:#}"))
         })
     });
+    let listen = if opts.listen_as_configured {
+        let ip: std::net::IpAddr = config
+            .hostname()
+            .parse()
+            .with_context(|| format!("--hostname {:?} is not an address", config.hostname()))?;
+        Some(SocketAddr::new(ip, config.port()))
+    } else {
+        None
+    };
     let mut options = StandInOptions {
         readyz: Some((server_cli::probe_paths(version).to_vec(), check)),
+        listen,
         ..StandInOptions::default()
     };
     if let Some(t) = opts.token {

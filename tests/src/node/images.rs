@@ -21,6 +21,13 @@ pub struct Images {
     pub operator: String,
     /// A static busybox, user 65532, for pods that inspect their volumes, DNS and network.
     pub busybox: String,
+    /// The Model Registry stand-in (`model_registry_standin`) at `/model-registry`, claiming
+    /// the version of its tag: the operator's REST image on the node.
+    pub model_registry: String,
+    /// PostgreSQL from Debian's packages, for the sample database Deployments.
+    pub postgres: String,
+    /// MariaDB from Debian's packages, for the MySQL sample database Deployments.
+    pub mariadb: String,
 }
 
 impl Images {
@@ -28,6 +35,9 @@ impl Images {
     pub const MODEL_SYNC_ROOT: &'static str = "mro.local/model-sync-root:dev";
     pub const OPERATOR: &'static str = "mro.local/operator:dev";
     pub const BUSYBOX: &'static str = "mro.local/busybox:dev";
+    pub const MODEL_REGISTRY: &'static str = "mro.local/model-registry:v0.3.14";
+    pub const POSTGRES: &'static str = "mro.local/postgresql:15";
+    pub const MARIADB: &'static str = "mro.local/mariadb:10.11";
 
     /// Builds the images from the binaries under test into `out` and imports them.
     pub async fn build_and_load(env: &NodeEnv, out: &Path) -> anyhow::Result<Images> {
@@ -38,6 +48,7 @@ impl Images {
             "MRO_OPERATOR_BIN",
         )
         .await?;
+        let standin = cargo_bin("mro-tests", "model_registry_standin", "MRO_STANDIN_BIN").await?;
         let script = repo_root().join("tests/local-cluster/images.sh");
         let output = tokio::process::Command::new("bash")
             .arg(&script)
@@ -48,6 +59,9 @@ impl Images {
             .arg("--operator")
             .arg(&operator)
             .arg("--busybox")
+            .arg("--standin")
+            .arg(&standin)
+            .arg("--databases")
             .arg("--import")
             .arg(env.containerd_socket())
             .stdin(std::process::Stdio::null())
@@ -67,6 +81,9 @@ impl Images {
             Self::MODEL_SYNC_ROOT,
             Self::OPERATOR,
             Self::BUSYBOX,
+            Self::MODEL_REGISTRY,
+            Self::POSTGRES,
+            Self::MARIADB,
         ] {
             if !listed.lines().any(|l| l.split(' ').next() == Some(name)) {
                 bail!("images.sh did not build {name}; it printed:\n{listed}");
@@ -77,6 +94,9 @@ impl Images {
             model_sync_root: Self::MODEL_SYNC_ROOT.into(),
             operator: Self::OPERATOR.into(),
             busybox: Self::BUSYBOX.into(),
+            model_registry: Self::MODEL_REGISTRY.into(),
+            postgres: Self::POSTGRES.into(),
+            mariadb: Self::MARIADB.into(),
         })
     }
 }

@@ -21,6 +21,7 @@ use crate::cluster::Cluster;
 
 pub mod images;
 pub mod pods;
+pub mod samples;
 
 pub use images::Images;
 

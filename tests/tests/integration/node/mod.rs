@@ -4,6 +4,7 @@ use kube::Client;
 use mro_tests::node::{self, Node};
 
 mod pods;
+mod registry;
 mod transfer;
 
 /// A fresh namespace on the node's control plane.
