@@ -16,7 +16,11 @@ use s3s::auth::SimpleAuth;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use sha2::{Digest as _, Sha256};
 
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
 use crate::http_files::ServerThread;
+use crate::tls::TestCa;
 
 /// The region the server claims; SigV4 scopes signatures to it.
 pub const REGION: &str = "us-east-1";
@@ -28,7 +32,60 @@ pub struct S3Server {
     access_key: String,
     secret_key: String,
     client: aws_sdk_s3::Client,
+    service: S3Service,
     root: tempfile::TempDir,
+}
+
+/// The same store served over TLS on a port of its own ([`S3Server::serve_tls`]), with a
+/// certificate for `127.0.0.1` issued by a fresh test CA.
+pub struct S3TlsListener {
+    server: ServerThread,
+    ca: TestCa,
+}
+
+impl S3TlsListener {
+    /// `https://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("https://{}", self.server.addr())
+    }
+
+    /// The PEM certificate of the CA that issued the server's certificate.
+    pub fn ca_pem(&self) -> &str {
+        self.ca.cert_pem()
+    }
+}
+
+/// Like [`serve`], with a TLS handshake first on every connection.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    service: S3Service,
+    tls: tokio_rustls::TlsAcceptor,
+) {
+    loop {
+        let socket = match listener.accept().await {
+            Ok((socket, _)) => socket,
+            Err(e) => {
+                tracing::warn!("s3 tls accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (service, tls) = (service.clone(), tls.clone());
+        tokio::spawn(async move {
+            let stream = match tls.accept(socket).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!("s3 tls handshake failed: {e}");
+                    return;
+                }
+            };
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                tracing::debug!("s3 tls connection ended: {e}");
+            }
+        });
+    }
 }
 
 impl std::fmt::Debug for S3Server {
@@ -134,7 +191,8 @@ impl S3Server {
             builder.set_access(NoServerSideCopies);
         }
         let service = builder.build();
-        let server = ServerThread::spawn("s3", move |listener| serve(listener, service))?;
+        let served = service.clone();
+        let server = ServerThread::spawn("s3", move |listener| serve(listener, served))?;
         let endpoint = format!("http://{}", server.addr());
         let client = build_client(&endpoint, &access_key, &secret_key);
         Ok(Self {
@@ -142,8 +200,29 @@ impl S3Server {
             access_key,
             secret_key,
             client,
+            service,
             root,
         })
+    }
+
+    /// Serves the same buckets over TLS too, on a new port, until the returned listener is
+    /// dropped (the plain endpoint keeps working, for fixtures and checks).
+    pub fn serve_tls(&self) -> anyhow::Result<S3TlsListener> {
+        let ca = TestCa::try_new()?;
+        let (cert_pem, key_pem) = ca.try_issue_server_cert(&["127.0.0.1"])?;
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from_pem_slice(cert_pem.as_bytes())?],
+                PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?,
+            )?;
+        let tls = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let service = self.service.clone();
+        let server =
+            ServerThread::spawn("s3-tls", move |listener| serve_tls(listener, service, tls))?;
+        Ok(S3TlsListener { server, ca })
     }
 
     /// `http://127.0.0.1:<port>`.

@@ -2,9 +2,10 @@
 
 use mro_api::model_registry::{IstioConfig, MySqlConfig, PostgresConfig, ProxyConfig, RestSpec};
 use mro_api::model_transfer::{
-    CustomPropertyValue, ModelArtifactMetadata, ModelRegistryRef, ModelVersionMetadata,
-    OciDestination, OciSource, PvcLocation, RegisteredModelMetadata, RegistryTarget, S3Location,
-    TransferDestination, TransferIntent, TransferModel, TransferSource, UriSource,
+    CustomPropertyValue, HuggingFaceSource, ModelArtifactMetadata, ModelRegistryRef,
+    ModelVersionMetadata, OciDestination, OciSource, PvcLocation, RegisteredModelMetadata,
+    RegistryTarget, S3Location, TransferDestination, TransferIntent, TransferModel, TransferSource,
+    UriSource,
 };
 use mro_api::{ModelRegistrySpec, ModelTransferSpec, SecretKeyValue, SecretRef, ValidationError};
 use std::collections::BTreeMap;
@@ -462,4 +463,50 @@ fn errors_display_field_and_expectation() {
         err.to_string(),
         "spec.source: exactly one of s3, oci, uri or pvc must be set"
     );
+}
+
+#[test]
+fn hugging_face_source_fields_are_checked_and_named() {
+    let hf = |repo: &str, revision: Option<&str>, endpoint: Option<&str>| {
+        let mut t = transfer();
+        t.source = TransferSource {
+            hugging_face: Some(HuggingFaceSource {
+                repo: repo.into(),
+                revision: revision.map(Into::into),
+                token_secret_ref: None,
+                endpoint: endpoint.map(Into::into),
+            }),
+            ..TransferSource::default()
+        };
+        t
+    };
+    hf("ibm-granite/granite-3.0-2b-instruct", None, None)
+        .validate()
+        .unwrap();
+    hf(
+        "gpt2",
+        Some("refs/pr/1"),
+        Some("http://127.0.0.1:8080/mirror"),
+    )
+    .validate()
+    .unwrap();
+    let bad = hf("org/model/extra", Some("main:x"), Some("ftp://hub"));
+    assert_eq!(
+        fields(bad.validate()),
+        [
+            "spec.source.huggingFace.repo",
+            "spec.source.huggingFace.revision",
+            "spec.source.huggingFace.endpoint"
+        ]
+    );
+    // User info in an endpoint is not repeated in the message (it may hold a password).
+    let msg = messages(hf("o/m", None, Some("https://u:secret@hub")).validate());
+    assert!(
+        msg.contains("spec.source.huggingFace.endpoint") && !msg.contains("secret"),
+        "{msg}"
+    );
+    // With another source kind: exactly one.
+    let mut two = hf("o/m", None, None);
+    two.source.s3 = Some(s3());
+    assert_eq!(fields(two.validate()), ["spec.source"]);
 }

@@ -403,7 +403,7 @@ mod tests {
         }
         assert!(checked > 100, "only {checked} fields found");
         // Facts that must reach the reader.
-        assert!(doc.contains("exactly one of s3, oci, uri or pvc must be set"));
+        assert!(doc.contains("exactly one of s3, oci, uri, huggingFace or pvc must be set"));
         assert!(doc.contains("One of `create_model`, `create_version`, `update_artifact`."));
         assert!(doc.contains("same schema as `v1beta1`"));
     }

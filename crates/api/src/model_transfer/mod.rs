@@ -16,9 +16,9 @@ pub use signing::{
     TransferSigning,
 };
 pub use spec::{
-    ModelRegistryRef, ModelTransfer, ModelTransferSpec, OciDestination, OciSource, PvcLocation,
-    RegistryTarget, S3Location, TransferDestination, TransferIntent, TransferJobSpec,
-    TransferSource, UriSource,
+    HuggingFaceSource, ModelRegistryRef, ModelTransfer, ModelTransferSpec, OciDestination,
+    OciSource, PvcLocation, RegistryTarget, S3Location, TransferDestination, TransferIntent,
+    TransferJobSpec, TransferSource, UriSource,
 };
 pub use status::{ModelTransferStatus, TransferPhase};
 

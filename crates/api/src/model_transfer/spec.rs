@@ -25,7 +25,7 @@ use std::fmt;
     namespaced,
     status = "ModelTransferStatus",
     derive = "PartialEq",
-    doc = "Copies a model from a source (S3, OCI image, URL or PVC) to a destination (OCI image, S3 or PVC) in a Job and registers it in a Model Registry.",
+    doc = "Copies a model from a source (S3, OCI image, URL, Hugging Face repository or PVC) to a destination (OCI image, S3 or PVC) in a Job and registers it in a Model Registry.",
     printcolumn(
         name = "Phase",
         type_ = "string",
@@ -99,8 +99,8 @@ use std::fmt;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ModelTransferSpec {
-    /// Where the model files are read from. Exactly one of `s3`, `oci`, `uri` or `pvc` must be
-    /// set.
+    /// Where the model files are read from. Exactly one of `s3`, `oci`, `uri`, `huggingFace` or
+    /// `pvc` must be set.
     pub source: TransferSource,
 
     /// Where the model files are written to. Exactly one of `oci`, `s3` or `pvc` must be set.
@@ -170,9 +170,9 @@ impl fmt::Display for TransferIntent {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[x_kube(
     validation = Rule::new(
-        "(has(self.s3) ? 1 : 0) + (has(self.oci) ? 1 : 0) + (has(self.uri) ? 1 : 0) + (has(self.pvc) ? 1 : 0) == 1"
+        "(has(self.s3) ? 1 : 0) + (has(self.oci) ? 1 : 0) + (has(self.uri) ? 1 : 0) + (has(self.huggingFace) ? 1 : 0) + (has(self.pvc) ? 1 : 0) == 1"
     )
-    .message("exactly one of s3, oci, uri or pvc must be set")
+    .message("exactly one of s3, oci, uri, huggingFace or pvc must be set")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TransferSource {
@@ -187,6 +187,10 @@ pub struct TransferSource {
     /// unpacked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri: Option<UriSource>,
+    /// Every file of one commit of a model repository on the Hugging Face Hub (or a mirror
+    /// that serves the Hub's API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hugging_face: Option<HuggingFaceSource>,
     /// A file or directory on a PersistentVolumeClaim, mounted read-only into the Job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pvc: Option<PvcLocation>,
@@ -266,8 +270,9 @@ pub struct OciSource {
 pub struct UriSource {
     /// `http://` or `https://` URL of a model file, or of a zip, tar or tar.gz archive (unpacked;
     /// its files are the model). Shown in `status.sourceUri`; the Job downloads the Secret's
-    /// URL instead when `credentialsSecretRef` is set. (`hf://` repositories are not supported
-    /// yet and are refused with reason InvalidConfiguration.)
+    /// URL instead when `credentialsSecretRef` is set. For an `hf://` repository use
+    /// `spec.source.huggingFace` (an `hf://` URL here is refused with reason
+    /// InvalidConfiguration).
     #[schemars(length(min = 1))]
     pub url: String,
     /// Secret whose key `URI` holds the URL to download, for URLs that carry credentials
@@ -276,6 +281,52 @@ pub struct UriSource {
     /// that URL instead of `url`, which then only labels the source in the status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretRef>,
+}
+
+// CEL checks of `huggingFace` (mirrored in Rust by `HuggingFaceSource::validate`).
+pub(crate) const HF_REPO_RULE: &str = "self.matches('^([A-Za-z0-9._-]+/)?[A-Za-z0-9._-]+$')";
+pub(crate) const HF_REPO_MESSAGE: &str =
+    "must be a Hugging Face repository id, org/model (letters, digits, '-', '_' and '.')";
+pub(crate) const HF_REVISION_RULE: &str = "self.matches('^[^:\\\\s]+$')";
+pub(crate) const HF_REVISION_MESSAGE: &str =
+    "must be a branch, tag or commit id, without ':' or white space";
+pub(crate) const HF_ENDPOINT_RULE: &str = "self.matches('^https?://[^/?#@]+(/[^?#]*)?$')";
+pub(crate) const HF_ENDPOINT_MESSAGE: &str =
+    "must be an http:// or https:// URL with a host and no user info, query or fragment";
+
+/// A model repository on the Hugging Face Hub, read over the Hub's HTTP API.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HuggingFaceSource {
+    /// Repository id, `org/model`, e.g. `ibm-granite/granite-3.0-2b-instruct`. Every file of
+    /// the repository at `revision` is transferred (LFS files included, directories kept).
+    #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = Rule::new(HF_REPO_RULE).message(HF_REPO_MESSAGE))]
+    pub repo: String,
+    /// Branch, tag or commit id (e.g. `v1.0`, `refs/pr/1`, a 40-character sha); `main` when
+    /// unset. The Job resolves it to one commit before anything is registered, and reads every
+    /// file from that commit; an unknown revision fails the transfer (reason
+    /// SourceUnavailable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = Rule::new(HF_REVISION_RULE).message(HF_REVISION_MESSAGE))]
+    pub revision: Option<String>,
+    /// Secret key (in the ModelTransfer's namespace) holding a Hugging Face access token, for
+    /// private and gated repositories. Mounted into the Job as a file and named by
+    /// `HF_TOKEN_PATH` (never in the environment or the command line); sent to `endpoint`
+    /// only, not to the storage its downloads are redirected to. With an `http://` endpoint
+    /// only when the Secret is annotated `modelregistry.opendatahub.io/allow-plain-http:
+    /// "true"` (otherwise the transfer fails with reason InvalidConfiguration, looked at again
+    /// every 10 s). Anonymous when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret_ref: Option<SecretKeyValue>,
+    /// Base URL of the Hub (`HF_ENDPOINT` of the Job): a mirror or a Hub-compatible server,
+    /// e.g. `https://hf-mirror.example.com`; `https://huggingface.co` when unset. Its
+    /// certificate is checked against the system CAs, or `spec.job.caBundleConfigMapRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new(HF_ENDPOINT_RULE).message(HF_ENDPOINT_MESSAGE))]
+    pub endpoint: Option<String>,
 }
 
 /// A path on a PersistentVolumeClaim in the namespace of the ModelTransfer.
@@ -453,8 +504,18 @@ impl S3Location {
     }
 }
 
+impl HuggingFaceSource {
+    /// `hf://org/model[:revision]`, the form model-sync reads.
+    pub fn display_uri(&self) -> String {
+        match self.revision.as_deref().filter(|r| !r.is_empty()) {
+            Some(rev) => format!("hf://{}:{rev}", self.repo),
+            None => format!("hf://{}", self.repo),
+        }
+    }
+}
+
 impl TransferSource {
-    /// The source as one URI (`s3://…`, `oci://…`, the URL, `pvc://claim/path`), for
+    /// The source as one URI (`s3://…`, `oci://…`, the URL, `hf://…`, `pvc://claim/path`), for
     /// `status.sourceUri`; `None` when no kind is set.
     pub fn display_uri(&self) -> Option<String> {
         if let Some(s3) = &self.s3 {
@@ -463,6 +524,8 @@ impl TransferSource {
             Some(with_oci_scheme(&oci.uri))
         } else if let Some(uri) = &self.uri {
             Some(uri.url.clone())
+        } else if let Some(hf) = &self.hugging_face {
+            Some(hf.display_uri())
         } else {
             self.pvc.as_ref().map(pvc_uri)
         }

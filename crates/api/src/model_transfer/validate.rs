@@ -1,7 +1,8 @@
 //! Rust implementation of the `ModelTransfer` CEL rules, for API servers that ignore CEL.
 
 use super::model::CustomProperties;
-use super::{ModelTransferSpec, TransferIntent};
+use super::spec::{HF_ENDPOINT_MESSAGE, HF_REPO_MESSAGE, HF_REVISION_MESSAGE};
+use super::{HuggingFaceSource, ModelTransferSpec, TransferIntent};
 use crate::common::is_set;
 use crate::validation::{ValidationError, into_result};
 
@@ -18,6 +19,7 @@ impl ModelTransferSpec {
                 ("s3", src.s3.is_some()),
                 ("oci", src.oci.is_some()),
                 ("uri", src.uri.is_some()),
+                ("huggingFace", src.hugging_face.is_some()),
                 ("pvc", src.pvc.is_some()),
             ],
             &mut errors,
@@ -42,6 +44,9 @@ impl ModelTransferSpec {
             &mut errors,
         );
 
+        if let Some(hf) = &src.hugging_face {
+            hf.validate("spec.source.huggingFace", &mut errors);
+        }
         self.validate_intent(&mut errors);
         if let Some(signing) = &self.signing {
             signing.validate("spec.signing", &mut errors);
@@ -174,4 +179,79 @@ fn validate_properties(
             ));
         }
     }
+}
+
+impl HuggingFaceSource {
+    /// Mirror of the CEL rules and schema limits of `spec.source.huggingFace`; `at` is this
+    /// object's path.
+    pub(crate) fn validate(&self, at: &str, errors: &mut Vec<ValidationError>) {
+        if !valid_repo(&self.repo) {
+            errors.push(ValidationError::new(
+                format!("{at}.repo"),
+                format!("{HF_REPO_MESSAGE}, got {:?}", self.repo),
+            ));
+        }
+        if let Some(rev) = &self.revision {
+            let ok = !rev.is_empty()
+                && rev.len() <= 256
+                && !rev.chars().any(|c| c == ':' || c.is_whitespace());
+            if !ok {
+                errors.push(ValidationError::new(
+                    format!("{at}.revision"),
+                    format!("{HF_REVISION_MESSAGE}, got {rev:?}"),
+                ));
+            }
+        }
+        if let Some(r) = &self.token_secret_ref {
+            for (field, value) in [("name", &r.name), ("key", &r.key)] {
+                if value.is_empty() {
+                    errors.push(ValidationError::new(
+                        format!("{at}.tokenSecretRef.{field}"),
+                        "must not be empty",
+                    ));
+                }
+            }
+        }
+        if let Some(e) = &self.endpoint
+            && !valid_endpoint(e)
+        {
+            // A URL with user info is not repeated: it may carry a password.
+            let shown = if e.contains('@') {
+                String::new()
+            } else {
+                format!(", got {e:?}")
+            };
+            errors.push(ValidationError::new(
+                format!("{at}.endpoint"),
+                format!("{HF_ENDPOINT_MESSAGE}{shown}"),
+            ));
+        }
+    }
+}
+
+/// `[org/]model`, each part of letters, digits, `-`, `_` and `.` (what model-sync's `hf://`
+/// parser takes), at most 256 characters.
+fn valid_repo(repo: &str) -> bool {
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    repo.len() <= 256
+        && match repo.split_once('/') {
+            Some((org, name)) => part(org) && part(name),
+            None => part(repo),
+        }
+}
+
+/// `http(s)://host[/path]`: no user info, query or fragment (model-sync's `HF_ENDPOINT` rule).
+fn valid_endpoint(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    url.len() <= 2048 && !host.is_empty() && !rest.contains(['?', '#']) && !host.contains('@')
 }

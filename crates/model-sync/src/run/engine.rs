@@ -24,11 +24,11 @@ use crate::config::{
 use crate::hf::{HubOptions, HubSource};
 use crate::local::{LocalDestination, LocalSource};
 use crate::oci::{OciSink, OciSource};
-use crate::s3::{MultipartOptions, S3Destination, S3Source};
+use crate::s3::{MultipartOptions, S3Destination, S3Source, S3Tls};
 use crate::sign::Signer;
 use crate::sign::modelcar::ModelSignature;
 use crate::transfer::{
-    ByteStream, ModelFile, OpenFile, Progress, Published, Reason, TransferError, normalize_listing,
+    ByteStream, ModelFile, OpenFile, Progress, Published, TransferError, normalize_listing,
 };
 use crate::uri::{HttpSource, UriOptions};
 
@@ -328,33 +328,12 @@ impl EngineFactory for Backends {
 /// The S3 location of a storage-initializer `s3://` URI, with what KServe injects for its own
 /// storage initializer: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (else the default chain),
 /// `AWS_DEFAULT_REGION`/`AWS_REGION`, `AWS_ENDPOINT_URL` or `S3_ENDPOINT` + `S3_USE_HTTPS`.
-///
-/// KServe's S3 TLS variables, `AWS_CA_BUNDLE` and `S3_VERIFY_SSL=0|false`, are not applied to
-/// the S3 client yet; rather than ignore them (and fail later on a certificate error, or trust
-/// what the user meant to pin) the download is refused with `NotImplemented`, before any byte
-/// moves.
+/// The certificate check is [`storage_init_s3_tls`].
 pub fn storage_init_s3(
     bucket: &str,
     key: &str,
     ctx: &LoadContext,
 ) -> Result<S3Location, TransferError> {
-    let skip_verify = ctx
-        .var("S3_VERIFY_SSL")
-        .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "false"));
-    for (set, what) in [
-        (ctx.var("AWS_CA_BUNDLE").is_some(), "AWS_CA_BUNDLE"),
-        (skip_verify, "S3_VERIFY_SSL=0 (no certificate verification)"),
-    ] {
-        if set {
-            return Err(TransferError::new(
-                Reason::NotImplemented,
-                format!(
-                    "s3://{bucket}/{key}: {what} is not supported for S3 yet; use an endpoint \
-                     whose certificate the system trust store accepts"
-                ),
-            ));
-        }
-    }
     let endpoint = match (ctx.var("AWS_ENDPOINT_URL"), ctx.var("S3_ENDPOINT")) {
         (Some(u), _) => Some(u.to_owned()),
         (None, Some(e)) if e.contains("://") => Some(e.to_owned()),
@@ -395,9 +374,41 @@ pub fn storage_init_s3(
     })
 }
 
+/// How a storage-initializer `s3://` download checks the S3 server's certificate, decided as
+/// KServe's storage initializer decides it: `S3_VERIFY_SSL` `0` or `false` (any case) turns
+/// verification off (with a warning); otherwise a non-empty `AWS_CA_BUNDLE` names a PEM file
+/// whose certificates are the only ones trusted, else KServe's cluster CA bundle
+/// (`kserve_bundle`, from `CA_BUNDLE_CONFIGMAP_NAME`) is, else the system roots are. A bundle
+/// that is named but cannot be read fails before any byte moves.
+pub fn storage_init_s3_tls(
+    ctx: &LoadContext,
+    kserve_bundle: Option<&[u8]>,
+) -> Result<S3Tls, TransferError> {
+    let skip_verify = ctx
+        .var("S3_VERIFY_SSL")
+        .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "false"));
+    if skip_verify {
+        tracing::warn!(
+            "S3_VERIFY_SSL is off: the S3 server's certificate is not verified (anyone on the \
+             network path can read and alter the model)"
+        );
+        return Ok(S3Tls::NoVerification);
+    }
+    if let Some(path) = ctx.var("AWS_CA_BUNDLE").filter(|p| !p.trim().is_empty()) {
+        let pem = std::fs::read(path).map_err(|e| {
+            TransferError::invalid_input(format!("AWS_CA_BUNDLE: cannot read {path}: {e}"))
+        })?;
+        return Ok(S3Tls::Bundle(pem));
+    }
+    Ok(match kserve_bundle {
+        Some(pem) => S3Tls::Bundle(pem.to_vec()),
+        None => S3Tls::SystemRoots,
+    })
+}
+
 /// Storage-initializer download of a storage URI into a local directory. `ca_bundle` (KServe's
-/// CA bundle) is trusted next to `SSL_CERT_FILE` for OCI and http(s); S3 keeps the system roots
-/// (KServe's own `AWS_CA_BUNDLE` / `S3_VERIFY_SSL` are refused, see [`storage_init_s3`]).
+/// CA bundle) is trusted next to `SSL_CERT_FILE` for OCI and http(s); S3 follows KServe's own
+/// S3 rules ([`storage_init_s3_tls`]).
 pub async fn download(
     uri: &StorageUri,
     dest: &Path,
@@ -416,7 +427,9 @@ pub async fn download(
     let scratch = dest.join(".model-sync-staging");
     let source = match uri {
         StorageUri::S3 { bucket, key } => {
-            AnySource::S3(S3Source::new(&storage_init_s3(bucket, key, ctx)?).await)
+            let location = storage_init_s3(bucket, key, ctx)?;
+            let tls = storage_init_s3_tls(ctx, ca_bundle)?;
+            AnySource::S3(S3Source::new_with_tls(&location, &tls).await?)
         }
         StorageUri::Oci(reference) => {
             let location = OciLocation {
@@ -476,19 +489,36 @@ fn storage_init_oci_credentials(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transfer::Reason;
 
     #[test]
-    fn kserve_s3_tls_variables_are_refused_not_ignored() {
-        let ok = LoadContext::with_env([("S3_VERIFY_SSL", "1")]);
-        assert!(storage_init_s3("b", "k", &ok).is_ok());
-        for env in [
-            ("AWS_CA_BUNDLE", "/ca.crt"),
-            ("S3_VERIFY_SSL", "0"),
-            ("S3_VERIFY_SSL", "False"),
-        ] {
-            let e = storage_init_s3("b", "k", &LoadContext::with_env([env])).unwrap_err();
-            assert_eq!(e.reason, Reason::NotImplemented, "{env:?}");
-            assert!(e.message.contains(env.0), "{e:?}");
+    fn kserve_s3_tls_variables_decide_the_certificate_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.crt");
+        std::fs::write(&ca, b"PEM").unwrap();
+        let ca = ca.display().to_string();
+        let tls = |env: &[(&str, &str)], kserve: Option<&[u8]>| {
+            storage_init_s3_tls(&LoadContext::with_env(env.iter().copied()), kserve)
+        };
+        assert_eq!(tls(&[], None).unwrap(), S3Tls::SystemRoots);
+        assert_eq!(
+            tls(&[("S3_VERIFY_SSL", "1")], None).unwrap(),
+            S3Tls::SystemRoots
+        );
+        for off in ["0", "false", "False"] {
+            let t = tls(&[("S3_VERIFY_SSL", off), ("AWS_CA_BUNDLE", &ca)], None).unwrap();
+            assert_eq!(t, S3Tls::NoVerification, "{off}");
         }
+        assert_eq!(
+            tls(&[("AWS_CA_BUNDLE", &ca)], Some(b"KSERVE")).unwrap(),
+            S3Tls::Bundle(b"PEM".to_vec())
+        );
+        assert_eq!(
+            tls(&[("AWS_CA_BUNDLE", "")], Some(b"KSERVE")).unwrap(),
+            S3Tls::Bundle(b"KSERVE".to_vec())
+        );
+        let e = tls(&[("AWS_CA_BUNDLE", "/nonexistent/ca.crt")], None).unwrap_err();
+        assert_eq!(e.reason, Reason::InvalidInput, "{e:?}");
+        assert!(e.message.contains("AWS_CA_BUNDLE"), "{e:?}");
     }
 }

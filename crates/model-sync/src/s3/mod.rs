@@ -20,15 +20,32 @@ mod limit;
 mod source;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 pub use destination::{MultipartOptions, S3Destination, part_size};
 pub use source::S3Source;
+pub use tls::S3Tls;
 
 /// The region used when neither the configuration nor the environment names one.
 pub const DEFAULT_REGION: &str = "us-east-1";
 
 /// An SDK client for `location`'s endpoint, region and credentials.
 pub async fn client(location: &S3Location) -> aws_sdk_s3::Client {
+    client_with(location, None).await
+}
+
+/// Like [`client`], checking the server's certificate as `tls` says.
+pub async fn client_with_tls(
+    location: &S3Location,
+    tls: &S3Tls,
+) -> Result<aws_sdk_s3::Client, TransferError> {
+    Ok(client_with(location, tls::http_client(tls)?).await)
+}
+
+async fn client_with(
+    location: &S3Location,
+    http: Option<aws_smithy_runtime_api::client::http::SharedHttpClient>,
+) -> aws_sdk_s3::Client {
     let region = location
         .region
         .clone()
@@ -53,6 +70,9 @@ pub async fn client(location: &S3Location) -> aws_sdk_s3::Client {
     }
     if let Some(endpoint) = &location.endpoint {
         loader = loader.endpoint_url(endpoint.as_str().trim_end_matches('/'));
+    }
+    if let Some(http) = http {
+        loader = loader.http_client(http);
     }
     let shared = loader.load().await;
     let config = aws_sdk_s3::config::Builder::from(&shared)

@@ -63,6 +63,20 @@ impl S3Source {
         s
     }
 
+    /// Like [`S3Source::new`], checking the server's certificate as `tls` says.
+    pub async fn new_with_tls(
+        location: &S3Location,
+        tls: &super::S3Tls,
+    ) -> Result<S3Source, TransferError> {
+        let mut s = S3Source::with_client(
+            super::client_with_tls(location, tls).await?,
+            &location.bucket,
+            &location.key,
+        );
+        s.endpoint = Some(super::endpoint_id(location));
+        Ok(s)
+    }
+
     pub fn with_client(client: aws_sdk_s3::Client, bucket: &str, key: &str) -> S3Source {
         S3Source {
             client,

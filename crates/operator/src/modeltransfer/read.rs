@@ -180,8 +180,8 @@ pub async fn resolve(
         match scheme.as_deref() {
             Some("http" | "https") => {}
             Some("hf") => p.spec.push(
-                "spec.source.uri.url: hf:// (Hugging Face) sources are not supported yet; \
-                 use an http(s) URL of a file or archive"
+                "spec.source.uri.url: an hf:// repository is a spec.source.huggingFace source \
+                 (repo, revision, tokenSecretRef, endpoint), not a URL to download"
                     .into(),
             ),
             _ => p.spec.push(format!(
@@ -226,6 +226,17 @@ pub async fn resolve(
             "spec.source.uri.credentialsSecretRef",
             &s.name,
             URI_REQUIRED_KEYS.to_vec(),
+        ));
+    }
+    let hf_token = src
+        .hugging_face
+        .as_ref()
+        .and_then(|h| h.token_secret_ref.as_ref().map(|t| (h, t)));
+    if let Some((_, t)) = hf_token {
+        wanted.push((
+            "spec.source.huggingFace.tokenSecretRef",
+            &t.name,
+            vec![t.key.as_str()],
         ));
     }
     if let Some(s) = &dst.s3 {
@@ -384,6 +395,28 @@ pub async fn resolve(
                  {:?} is only sent over HTTPS, unless the Secret is annotated {}: \"true\"",
                 wiring.base_url(),
                 r.name,
+                names::ALLOW_PLAIN_HTTP_ANNOTATION
+            ));
+        }
+    }
+    // Likewise the Hub token: not to a plain HTTP endpoint without the Secret's opt-in.
+    if let Some((h, t)) = hf_token
+        && h.endpoint
+            .as_deref()
+            .is_some_and(|e| e.to_ascii_lowercase().starts_with("http://"))
+    {
+        let allowed =
+            |x: &Secret| names::opted_in(x.annotations(), names::ALLOW_PLAIN_HTTP_ANNOTATION);
+        if !referenced(&secrets, &t.name, allowed)
+            .await?
+            .is_some_and(|x| allowed(&x))
+        {
+            p.missing.push(format!(
+                "spec.source.huggingFace.tokenSecretRef: the Hub endpoint {:?} is plain HTTP; \
+                 the token of Secret {:?} is only sent over HTTPS, unless the Secret is \
+                 annotated {}: \"true\"",
+                h.endpoint.as_deref().unwrap_or_default(),
+                t.name,
                 names::ALLOW_PLAIN_HTTP_ANNOTATION
             ));
         }

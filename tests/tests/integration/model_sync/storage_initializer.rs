@@ -386,3 +386,74 @@ async fn kserve_ca_bundle_is_trusted() -> anyhow::Result<()> {
     assert_eq!(out.exit_code, Some(1), "{}", out.all_output());
     Ok(())
 }
+
+/// KServe's S3 TLS variables for `s3://` URIs, against the S3 server over TLS with a test CA
+/// the system trust store does not know: without them the download fails on the certificate;
+/// `AWS_CA_BUNDLE` (a file) and KServe's cluster CA bundle (`CA_BUNDLE_CONFIGMAP_NAME`) are
+/// trusted; `S3_VERIFY_SSL=0` skips verification with a warning; a named bundle that is not
+/// there fails before any byte moves.
+#[tokio::test(flavor = "multi_thread")]
+async fn kserve_s3_ca_bundle_and_skip_verify_are_honoured() -> anyhow::Result<()> {
+    let w = World::start().await?;
+    let model = Model::small(43);
+    model.put_s3(&w.s3, "models", "tls").await?;
+    let tls = w.s3.serve_tls()?;
+    let tls_job = || -> anyhow::Result<(SyncJob, std::path::PathBuf)> {
+        let (mut job, dest) = init_job(&w, "s3://models/tls")?;
+        job.env("AWS_ENDPOINT_URL", tls.endpoint());
+        Ok((job, dest))
+    };
+
+    // The test CA is not trusted by default.
+    let (job, dest) = tls_job()?;
+    let out = job.run().await?;
+    assert_eq!(out.exit_code, Some(1), "{}", out.all_output());
+    assert!(Model::read_dir(&dest).map_or(true, |m| m.files.is_empty()));
+
+    // AWS_CA_BUNDLE names the CA's file.
+    let (mut job, dest) = tls_job()?;
+    let ca = job.file("certs/s3-ca.pem", tls.ca_pem())?;
+    job.env("AWS_CA_BUNDLE", ca.display().to_string());
+    job.run().await?.expect_exit(0);
+    assert_eq!(Model::read_dir(&dest)?, model);
+
+    // KServe's cluster CA bundle, mounted as cabundle.crt.
+    let (mut job, dest) = tls_job()?;
+    let mount = job.dir().join("etc/ssl/custom-certs");
+    job.file("etc/ssl/custom-certs/cabundle.crt", tls.ca_pem())?;
+    job.env("CA_BUNDLE_CONFIGMAP_NAME", "global-ca-bundle")
+        .env("CA_BUNDLE_VOLUME_MOUNT_POINT", mount.display().to_string());
+    job.run().await?.expect_exit(0);
+    assert_eq!(Model::read_dir(&dest)?, model);
+
+    // A bundle of another CA is not enough: AWS_CA_BUNDLE is what is trusted.
+    let (mut job, _) = tls_job()?;
+    let other = mro_tests::tls::TestCa::try_new()?;
+    let wrong = job.file("certs/other-ca.pem", other.cert_pem())?;
+    job.env("AWS_CA_BUNDLE", wrong.display().to_string());
+    let out = job.run().await?;
+    assert_eq!(out.exit_code, Some(1), "{}", out.all_output());
+
+    // S3_VERIFY_SSL=0: no verification, said loudly.
+    let (mut job, dest) = tls_job()?;
+    job.env("S3_VERIFY_SSL", "0");
+    let out = job.run().await?;
+    out.expect_exit(0);
+    assert!(out.stderr.contains("S3_VERIFY_SSL"), "{}", out.all_output());
+    assert_eq!(Model::read_dir(&dest)?, model);
+
+    // A named bundle that is missing.
+    let (mut job, _) = tls_job()?;
+    job.env("AWS_CA_BUNDLE", "/nonexistent/s3-ca.pem");
+    let out = job.run().await?;
+    assert_ne!(out.exit_code, Some(0), "{}", out.all_output());
+    assert!(
+        out.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("AWS_CA_BUNDLE"),
+        "{}",
+        out.all_output()
+    );
+    Ok(())
+}

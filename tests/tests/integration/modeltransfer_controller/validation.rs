@@ -57,17 +57,37 @@ async fn contradictory_spec_and_unknown_registry_fail_before_any_job() {
     );
     env.assert_no_job("toleration-sync").await;
 
-    // A source kind model-sync does not implement yet fails before a Job, not inside one.
+    // An hf:// repository given as a URL to download is pointed at spec.source.huggingFace.
     let mut hf = s3_to_oci("http://registry.example:8080");
     hf["source"] = json!({ "uri": { "url": "hf://ibm-granite/granite-3.0-2b-instruct" } });
     env.create("hf", hf).await;
     let t = env.wait_status("hf", "InvalidConfiguration", invalid).await;
     let msg = t.status.unwrap().message.unwrap();
     assert!(
-        msg.contains("spec.source.uri.url") && msg.contains("not supported yet"),
+        msg.contains("spec.source.uri.url") && msg.contains("spec.source.huggingFace"),
         "{msg}"
     );
     env.assert_no_job("hf-sync").await;
+
+    // A Hugging Face source with a malformed repository, revision and endpoint: each field is
+    // named (API servers without CEL store it; the controller refuses it).
+    let mut bad_hf = s3_to_oci("http://registry.example:8080");
+    bad_hf["source"] = json!({ "huggingFace": {
+        "repo": "org/model/extra", "revision": "main:x", "endpoint": "ftp://hub.example"
+    } });
+    env.create("bad-hf", bad_hf).await;
+    let t = env
+        .wait_status("bad-hf", "InvalidConfiguration", invalid)
+        .await;
+    let msg = t.status.unwrap().message.unwrap();
+    for field in [
+        "spec.source.huggingFace.repo",
+        "spec.source.huggingFace.revision",
+        "spec.source.huggingFace.endpoint",
+    ] {
+        assert!(msg.contains(field), "{field}: {msg}");
+    }
+    env.assert_no_job("bad-hf-sync").await;
 
     // An intent without what it needs.
     let mut no_artifact = s3_to_oci("http://registry.example:8080");

@@ -5,7 +5,8 @@
 //!
 //! Here the registry is addressed with `spec.registry.url`; [`model_registry_ref`] covers
 //! `modelRegistryRef` (a ModelRegistry behind kube-rbac-proxy, reached by its Service's DNS name),
-//! [`signing`] covers `spec.signing` (key Secret, and keyless with a projected token).
+//! [`signing`] covers `spec.signing` (key Secret, and keyless with a projected token),
+//! [`hugging_face`] `spec.source.huggingFace` (a gated repository on the Hub stand-in).
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
@@ -25,6 +26,7 @@ use serde_json::{Value, json};
 
 use crate::modeltransfer_controller::{Env, condition};
 
+mod hugging_face;
 mod model_registry_ref;
 mod signing;
 

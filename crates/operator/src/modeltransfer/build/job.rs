@@ -55,6 +55,8 @@ pub const STORAGE_PATH: &str = "/tmp/model-sync";
 /// `MODEL_SYNC_REGISTRY_USER_TOKEN_ENVVAR` (the token itself is never in the environment).
 pub const TOKEN_PATH_ENV: &str = "MODEL_TRANSFER_REGISTRY_TOKEN_PATH";
 const DOCKER_CONFIG_KEY: &str = ".dockerconfigjson";
+/// The Hugging Face token's file in [`SOURCE_CREDENTIALS_DIR`], named by `HF_TOKEN_PATH`.
+const HF_TOKEN_FILE: &str = "hf-token";
 /// Secret and ConfigMap files: readable by the pod's group (fsGroup) only.
 const FILE_MODE: i32 = 0o440;
 
@@ -232,6 +234,23 @@ fn source(p: &mut Pod, input: &BuildInput) -> Result<(), BuildError> {
             }
             None => p.env("MODEL_SYNC_SOURCE_URI", &u.url),
         }
+    } else if let Some(h) = &src.hugging_face {
+        // model-sync's hf:// source, configured by the variables huggingface_hub reads; the
+        // token as a mounted file (HF_TOKEN_PATH), never as a value in the environment.
+        p.env("MODEL_SYNC_SOURCE_TYPE", "uri");
+        p.env("MODEL_SYNC_SOURCE_URI", h.display_uri());
+        if let Some(e) = &h.endpoint {
+            p.env("HF_ENDPOINT", e);
+        }
+        if let Some(t) = &h.token_secret_ref {
+            p.secret(
+                "source-credentials",
+                &t.name,
+                item(&t.key, HF_TOKEN_FILE),
+                dir,
+            );
+            p.env("HF_TOKEN_PATH", format!("{dir}/{HF_TOKEN_FILE}"));
+        }
     } else if let Some(c) = &src.pvc {
         let path = pvc_path("spec.source.pvc", c, SOURCE_PVC_DIR)?;
         p.claim("source-pvc", &c.claim_name, SOURCE_PVC_DIR, true);
@@ -240,7 +259,7 @@ fn source(p: &mut Pod, input: &BuildInput) -> Result<(), BuildError> {
     } else {
         return Err(BuildError::new(
             "spec.source",
-            "exactly one of s3, oci, uri or pvc must be set",
+            "exactly one of s3, oci, uri, huggingFace or pvc must be set",
         ));
     }
     Ok(())

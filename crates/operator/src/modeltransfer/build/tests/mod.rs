@@ -298,6 +298,59 @@ fn uri_source_with_and_without_credentials() {
 }
 
 #[test]
+fn hugging_face_source_is_an_hf_uri_with_hub_variables_and_a_token_file() {
+    let anonymous = build(with(
+        base(),
+        &["source"],
+        json!({ "huggingFace": { "repo": "org/tiny" } }),
+    ));
+    common_checks(&anonymous.job);
+    let e = env(&anonymous.job);
+    assert_eq!(e["MODEL_SYNC_SOURCE_TYPE"], "uri");
+    assert_eq!(e["MODEL_SYNC_SOURCE_URI"], "hf://org/tiny");
+    for unset in ["HF_ENDPOINT", "HF_TOKEN", "HF_TOKEN_PATH"] {
+        assert!(!e.contains_key(unset), "{unset}");
+    }
+    assert!(!mounts(&anonymous.job).contains_key(job::SOURCE_CREDENTIALS_DIR));
+
+    let full = build(with(
+        base(),
+        &["source"],
+        json!({ "huggingFace": { "repo": "org/tiny", "revision": "refs/pr/1",
+                "endpoint": "https://hub.example.com/mirror",
+                "tokenSecretRef": { "name": "hf", "key": "token" } } }),
+    ));
+    common_checks(&full.job);
+    let e = env(&full.job);
+    assert_eq!(e["MODEL_SYNC_SOURCE_URI"], "hf://org/tiny:refs/pr/1");
+    assert_eq!(e["HF_ENDPOINT"], "https://hub.example.com/mirror");
+    // The token is a mounted file named by HF_TOKEN_PATH: not a value, not a secretKeyRef.
+    assert!(!e.contains_key("HF_TOKEN"));
+    let path = &e["HF_TOKEN_PATH"];
+    let (dir, file) = path.rsplit_once('/').unwrap();
+    assert_eq!(dir, job::SOURCE_CREDENTIALS_DIR);
+    assert_eq!(
+        mounts(&full.job)[job::SOURCE_CREDENTIALS_DIR],
+        ("source-credentials".into(), true)
+    );
+    let v = volume(&full.job, "source-credentials")
+        .secret
+        .as_ref()
+        .unwrap();
+    assert_eq!(v.secret_name.as_deref(), Some("hf"));
+    let items = v.items.as_ref().unwrap();
+    assert_eq!(
+        (items[0].key.as_str(), items[0].path.as_str()),
+        ("token", file)
+    );
+    let args = serde_json::to_string(&container(&full.job).args).unwrap();
+    assert!(
+        !args.contains("hf"),
+        "nothing of the source in argv: {args}"
+    );
+}
+
+#[test]
 fn pvc_to_pvc_on_one_claim_mounts_it_twice() {
     let spec = with(
         with(
@@ -475,6 +528,12 @@ fn every_variable_is_a_model_sync_setting() {
             base(),
             &["source"],
             json!({ "oci": { "uri": "q/m:1", "credentialsSecretRef": { "name": "p" }, "insecure": true } }),
+        ),
+        with(
+            base(),
+            &["source"],
+            json!({ "huggingFace": { "repo": "o/m", "revision": "v1", "endpoint": "https://h",
+                    "tokenSecretRef": { "name": "h", "key": "t" } } }),
         ),
         with(base(), &["source"], json!({ "pvc": { "claimName": "c" } })),
         with(
