@@ -257,7 +257,7 @@ impl Client {
 
     fn authorize(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.inner.token {
-            Some(t) => rb.bearer_auth(t.expose()),
+            Some(t) => rb.bearer_auth(t.current()),
             None => rb,
         }
     }
@@ -338,8 +338,11 @@ impl Client {
             msg.push_str("...");
         }
         match &self.inner.token {
-            Some(t) if !t.expose().is_empty() => msg.replace(t.expose(), "***"),
-            _ => msg,
+            Some(t) => [t.expose().to_owned(), t.current()]
+                .iter()
+                .filter(|v| !v.is_empty())
+                .fold(msg, |m, v| m.replace(v.as_str(), "***")),
+            None => msg,
         }
     }
 

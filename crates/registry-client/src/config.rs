@@ -1,6 +1,7 @@
 //! Client configuration.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use url::Url;
@@ -34,20 +35,62 @@ impl fmt::Display for ApiVersion {
 
 /// A bearer token. `Debug` and `Display` never show the value, so the token cannot leak through
 /// `{:?}` of a config or through an error message.
+///
+/// A token from a file ([`BearerToken::from_file`]) is read again before every request: the
+/// kubelet rewrites a projected ServiceAccount token before it expires, so a short-lived token
+/// stays good for a transfer that outlasts it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct BearerToken(String);
+pub struct BearerToken {
+    value: String,
+    file: Option<PathBuf>,
+}
+
+/// Upper bound of a token file read per request (a ServiceAccount token is about 1 KiB).
+const MAX_TOKEN_FILE_BYTES: u64 = 64 * 1024;
 
 impl BearerToken {
     /// Wraps a token; surrounding whitespace (a trailing newline from a mounted file) is dropped.
     pub fn new(token: impl Into<String>) -> Self {
         let token: String = token.into();
-        Self(token.trim().to_owned())
+        Self {
+            value: token.trim().to_owned(),
+            file: None,
+        }
     }
 
-    /// The raw token, for the `Authorization` header only.
-    pub fn expose(&self) -> &str {
-        &self.0
+    /// A token kept in `path`, whose content at start was `initial`. Each request sends what the
+    /// file holds then; while it cannot be read (or is empty), `initial` is sent.
+    pub fn from_file(path: impl Into<PathBuf>, initial: impl Into<String>) -> Self {
+        Self {
+            file: Some(path.into()),
+            ..Self::new(initial)
+        }
     }
+
+    /// The token as given or as first read, for scrubbing and tests.
+    pub fn expose(&self) -> &str {
+        &self.value
+    }
+
+    /// The token to send now: the file's current content for a file token, else the value.
+    pub fn current(&self) -> String {
+        self.file
+            .as_deref()
+            .and_then(read_token_file)
+            .unwrap_or_else(|| self.value.clone())
+    }
+}
+
+fn read_token_file(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut s = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(MAX_TOKEN_FILE_BYTES)
+        .read_to_string(&mut s)
+        .ok()?;
+    let t = s.trim();
+    (!t.is_empty()).then(|| t.to_owned())
 }
 
 impl fmt::Debug for BearerToken {

@@ -459,3 +459,51 @@ fn bad_custom_ca_is_a_tls_error() {
     .unwrap_err();
     assert!(matches!(err, Error::Tls { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_token_file_is_read_again_for_every_request() {
+    let (base, log) = serve(Arc::new(|s: &Seen| {
+        if s.authorization.as_deref() == Some("Bearer rotated-token") {
+            (200, r#"{"id":"1","name":"m"}"#.into())
+        } else {
+            (401, r#"{"code":"401","message":"token expired"}"#.into())
+        }
+    }))
+    .await;
+    let dir = std::env::temp_dir().join(format!("rc-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("token");
+    std::fs::write(&file, "first-token\n").unwrap();
+    let c = Client::new(
+        ClientConfig::new(&base)
+            .unwrap()
+            .with_api_version(ApiVersion::V1)
+            .with_token(BearerToken::from_file(&file, "first-token"))
+            .with_retry(fast_retry(1)),
+    )
+    .unwrap();
+    let err = c.get_registered_model("1").await.unwrap_err();
+    assert!(!format!("{err} {err:?}").contains("first-token"));
+    // The kubelet rotates the projected token: the next request sends the new one.
+    std::fs::write(&file, "rotated-token\n").unwrap();
+    c.get_registered_model("1").await.unwrap();
+    // A file that cannot be read (mid-rotation) leaves the last good token in use: still the
+    // value given at start, never an empty header.
+    std::fs::remove_file(&file).unwrap();
+    let _ = c.get_registered_model("1").await;
+    let seen: Vec<_> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.authorization.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "Bearer first-token",
+            "Bearer rotated-token",
+            "Bearer first-token"
+        ]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -105,7 +105,7 @@ pub struct KeylessSigning {
     /// lifetime or 24 hours), and model-sync reads the file again right before asking Fulcio
     /// for a certificate (after the copy), so the token needs to be valid when signing
     /// starts, not for the whole transfer. When unset: `spec.job.activeDeadlineSeconds` plus
-    /// 600, else 86400 (24 hours).
+    /// 600 (at least 600), at most 3600 (one hour, also without a deadline).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 600, max = 4_294_967_296_i64))]
     pub expiration_seconds: Option<i64>,

@@ -236,7 +236,18 @@ impl RegistrySettings {
     pub fn client_config(&self) -> registry_client::Result<registry_client::ClientConfig> {
         let mut cfg = registry_client::ClientConfig::new(self.base_url.as_str())?;
         if let Some(t) = &self.token {
-            cfg = cfg.with_token(registry_client::BearerToken::new(t.expose().clone()));
+            let value = t.expose().clone();
+            // A token from a file is read again per request (the kubelet rotates projected
+            // tokens, so the Job's can be short-lived).
+            let token = match &self.token_source {
+                TokenSource::FileFromEnvVar { path, .. } | TokenSource::ServiceAccount(path) => {
+                    registry_client::BearerToken::from_file(path, value)
+                }
+                TokenSource::Setting | TokenSource::None => {
+                    registry_client::BearerToken::new(value)
+                }
+            };
+            cfg = cfg.with_token(token);
         }
         if !self.tls_verify {
             cfg.insecure_skip_verify = true;

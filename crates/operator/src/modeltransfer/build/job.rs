@@ -34,9 +34,10 @@ pub const DEFAULT_BACKOFF_LIMIT: i32 = 2;
 /// Size limit of the scratch volume when `spec.job.scratchVolumeSize` is unset: model-sync
 /// streams between stores, and stages only what must be unpacked or assembled.
 pub const DEFAULT_SCRATCH_SIZE: &str = "20Gi";
-/// Lifetime of the projected ServiceAccount token when the Job has no deadline. model-sync reads
-/// the token once at start and uses it again when registering, after the transfer.
-pub const DEFAULT_TOKEN_SECONDS: i64 = 86_400;
+/// Longest lifetime of a projected ServiceAccount token the Job gets. The kubelet rewrites the
+/// token file once the token is older than 80% of it, and model-sync reads the file again for
+/// every registry request (and right before signing), so a transfer may outlast its token.
+pub const DEFAULT_TOKEN_SECONDS: i64 = 3_600;
 
 pub const SOURCE_CREDENTIALS_DIR: &str = "/var/run/secrets/model-sync/source";
 pub const DESTINATION_CREDENTIALS_DIR: &str = "/var/run/secrets/model-sync/destination";
@@ -331,8 +332,8 @@ fn registry(p: &mut Pod, input: &BuildInput) {
     }
 }
 
-/// Lifetime of a projected ServiceAccount token: the Job's deadline plus 10 minutes, else
-/// [`DEFAULT_TOKEN_SECONDS`] (model-sync reads tokens once, at start).
+/// Lifetime of a projected ServiceAccount token: the Job's deadline plus 10 minutes, at least
+/// the API's minimum of 600 s and at most [`DEFAULT_TOKEN_SECONDS`] (the kubelet rotates it).
 pub(super) fn token_lifetime(input: &BuildInput) -> i64 {
     input
         .mt
@@ -340,7 +341,9 @@ pub(super) fn token_lifetime(input: &BuildInput) -> i64 {
         .job
         .as_ref()
         .and_then(|j| j.active_deadline_seconds)
-        .map_or(DEFAULT_TOKEN_SECONDS, |d| d.saturating_add(600).max(600))
+        .map_or(DEFAULT_TOKEN_SECONDS, |d| {
+            d.saturating_add(600).clamp(600, DEFAULT_TOKEN_SECONDS)
+        })
 }
 
 /// A projected volume with one ServiceAccount token of the pod's account at `token`; works

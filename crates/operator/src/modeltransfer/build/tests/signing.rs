@@ -140,14 +140,17 @@ fn keyless_settings_audience_expiry_and_optional_urls() {
     assert_eq!(t.audience.as_deref(), Some("fulcio.internal"));
     assert_eq!(t.expiration_seconds, Some(1800));
 
-    // Without expirationSeconds the token outlives the Job's deadline.
-    let spec = with(
-        keyless(json!({})),
-        &["job"],
-        json!({ "activeDeadlineSeconds": 3600 }),
-    );
-    let t = token(&build(spec).job, "signing-token");
-    assert_eq!(t.expiration_seconds, Some(4200));
+    // Without expirationSeconds: the Job's deadline plus 10 minutes, at most an hour (the
+    // kubelet rotates the file, which model-sync reads again before signing).
+    for (deadline, seconds) in [(3600, job::DEFAULT_TOKEN_SECONDS), (300, 900), (1, 601)] {
+        let spec = with(
+            keyless(json!({})),
+            &["job"],
+            json!({ "activeDeadlineSeconds": deadline }),
+        );
+        let t = token(&build(spec).job, "signing-token");
+        assert_eq!(t.expiration_seconds, Some(seconds), "deadline {deadline}");
+    }
 }
 
 #[test]

@@ -66,7 +66,7 @@ fn https_url_without_token_uses_a_projected_service_account_token() {
         .service_account_token
         .as_ref()
         .unwrap();
-    assert_eq!(tok.expiration_seconds, Some(4200));
+    assert_eq!(tok.expiration_seconds, Some(job::DEFAULT_TOKEN_SECONDS));
     // Bound to the author's registry: the API server refuses it, so the URL learns nothing it
     // could use elsewhere.
     assert_eq!(tok.audience.as_deref(), Some("https://mr.example.com:8443"));
