@@ -77,6 +77,25 @@ pub struct Condition {
     pub observed_generation: Option<i64>,
 }
 
+/// Longest condition message the operator writes, in bytes: a message carries text from
+/// servers, pods and users, and status must stay small whatever they send (the API allows
+/// 32 768).
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// `message` cut to [`MAX_MESSAGE_BYTES`] on a character boundary, marked with `…` when cut.
+pub fn cap_message(message: String) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    let mut end = MAX_MESSAGE_BYTES - '…'.len_utf8();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut cut = message[..end].to_owned();
+    cut.push('…');
+    cut
+}
+
 /// The current time, in the timestamp type used by conditions and status fields.
 pub fn now() -> Time {
     Time(Timestamp::now())
@@ -95,7 +114,7 @@ impl Condition {
             status: status.into(),
             last_transition_time: now(),
             reason: reason.into(),
-            message: message.into(),
+            message: cap_message(message.into()),
             observed_generation: None,
         }
     }
@@ -122,7 +141,8 @@ impl Condition {
 ///
 /// The stored `lastTransitionTime` is kept when the status did not change, so only real
 /// transitions move it. Reason, message and observed generation are always taken from `cond`.
-pub fn set_condition(conditions: &mut Vec<Condition>, cond: Condition) -> bool {
+pub fn set_condition(conditions: &mut Vec<Condition>, mut cond: Condition) -> bool {
+    cond.message = cap_message(cond.message);
     match conditions.iter_mut().find(|c| c.type_ == cond.type_) {
         None => {
             conditions.push(cond);
@@ -294,6 +314,22 @@ mod tests {
 
     fn at(secs: i64) -> Time {
         Time(Timestamp::from_second(secs).unwrap())
+    }
+
+    #[test]
+    fn long_messages_are_capped_on_a_character_boundary() {
+        let long = "é".repeat(MAX_MESSAGE_BYTES);
+        let c = Condition::new("Ready", false, "Failed", long.clone());
+        assert!(c.message.len() <= MAX_MESSAGE_BYTES, "{}", c.message.len());
+        assert!(c.message.ends_with('…') && long.starts_with(c.message.trim_end_matches('…')));
+        // A condition built by hand is capped where it is stored.
+        let mut conditions = Vec::new();
+        let mut raw = Condition::new("Ready", false, "Failed", "");
+        raw.message = "x".repeat(40_000);
+        set_condition(&mut conditions, raw);
+        assert_eq!(conditions[0].message.len(), MAX_MESSAGE_BYTES);
+        // Short messages are left alone.
+        assert_eq!(Condition::new("Ready", true, "Ok", "fine").message, "fine");
     }
 
     #[test]
