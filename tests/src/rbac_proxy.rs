@@ -28,8 +28,6 @@ use k8s_openapi::api::authorization::v1::{
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::PostParams;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -144,15 +142,7 @@ impl RbacProxy {
             format!("{name}.{namespace}"),
         ];
         let sans: Vec<&str> = dns.iter().map(String::as_str).collect();
-        let (cert_pem, key_pem) = ca.try_issue_server_cert(&sans)?;
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![CertificateDer::from_pem_slice(cert_pem.as_bytes())?],
-                PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?,
-            )?;
+        let config = ca.try_server_config(&sans)?;
         let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .context("bind the rbac proxy")?;

@@ -16,9 +16,6 @@ use s3s::auth::SimpleAuth;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use sha2::{Digest as _, Sha256};
 
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
 use crate::http_files::ServerThread;
 use crate::tls::TestCa;
 
@@ -209,15 +206,7 @@ impl S3Server {
     /// dropped (the plain endpoint keeps working, for fixtures and checks).
     pub fn serve_tls(&self) -> anyhow::Result<S3TlsListener> {
         let ca = TestCa::try_new()?;
-        let (cert_pem, key_pem) = ca.try_issue_server_cert(&["127.0.0.1"])?;
-        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![CertificateDer::from_pem_slice(cert_pem.as_bytes())?],
-                PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?,
-            )?;
+        let config = ca.try_server_config(&["127.0.0.1"])?;
         let tls = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
         let service = self.service.clone();
         let server =

@@ -117,6 +117,22 @@ impl TestCa {
         Ok((cert.pem(), key.serialize_pem()))
     }
 
+    /// A rustls server configuration (aws-lc-rs, no client auth) presenting a fresh certificate
+    /// of this CA for `sans`: what every TLS test server here serves with.
+    pub fn try_server_config(&self, sans: &[&str]) -> anyhow::Result<rustls::ServerConfig> {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let (cert_pem, key_pem) = self.try_issue_server_cert(sans)?;
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        Ok(rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from_pem_slice(cert_pem.as_bytes())?],
+                PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?,
+            )?)
+    }
+
     /// Issues a client certificate (`clientAuth`) with common name `cn`. Returns
     /// `(cert_pem, key_pem)`.
     pub fn try_issue_client_cert(&self, cn: &str) -> anyhow::Result<(String, String)> {

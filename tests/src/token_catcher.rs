@@ -9,8 +9,6 @@ use anyhow::Context as _;
 use axum::extract::{Request, State};
 use axum::response::IntoResponse;
 use http::StatusCode;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -34,15 +32,7 @@ impl Drop for TokenCatcher {
 impl TokenCatcher {
     pub async fn start() -> anyhow::Result<TokenCatcher> {
         let ca = TestCa::try_new()?;
-        let (cert_pem, key_pem) = ca.try_issue_server_cert(&["127.0.0.1"])?;
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![CertificateDer::from_pem_slice(cert_pem.as_bytes())?],
-                PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?,
-            )?;
+        let config = ca.try_server_config(&["127.0.0.1"])?;
         let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .context("bind the token catcher")?;
