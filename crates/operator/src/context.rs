@@ -5,8 +5,8 @@ use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
 use crate::capabilities::CapabilityWatch;
+use crate::kube_ext::child_record::ChildRecord;
 use crate::metrics::Metrics;
-use crate::own_writes::OwnWrites;
 use crate::settings::Settings;
 use crate::watched::Watched;
 
@@ -22,10 +22,10 @@ pub struct Context {
     pub caps: CapabilityWatch,
     pub metrics: Metrics,
     pub recorder: Recorder,
-    /// What the ModelRegistry controller applied (see [`OwnWrites`]).
-    pub registry_writes: Arc<OwnWrites>,
+    /// What the ModelRegistry controller applied (see [`ChildRecord`]).
+    pub registry_writes: Arc<ChildRecord>,
     /// What the ModelTransfer controller applied.
-    pub transfer_writes: Arc<OwnWrites>,
+    pub transfer_writes: Arc<ChildRecord>,
     /// The objects the controllers' watches keep for their reads.
     pub watched: Arc<Watched>,
 }
@@ -51,10 +51,10 @@ impl Context {
             metrics,
             recorder,
             registry_writes: Arc::new(
-                OwnWrites::new(MODEL_REGISTRY_MANAGER).counting(registry_applies),
+                ChildRecord::new(MODEL_REGISTRY_MANAGER).counting(registry_applies),
             ),
             transfer_writes: Arc::new(
-                OwnWrites::new(MODEL_TRANSFER_MANAGER).counting(transfer_applies),
+                ChildRecord::new(MODEL_TRANSFER_MANAGER).counting(transfer_applies),
             ),
             watched: Arc::new(Watched::default()),
         }

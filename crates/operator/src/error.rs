@@ -20,14 +20,14 @@ pub enum Error {
 
     /// A child's name is taken by an object the operator did not create for this parent.
     #[error("{0}")]
-    Conflict(#[from] Box<crate::apply::Conflict>),
+    Conflict(#[from] Box<crate::kube_ext::child::Conflict>),
 }
 
-impl From<crate::apply::ApplyError> for Error {
-    fn from(e: crate::apply::ApplyError) -> Error {
+impl From<crate::kube_ext::apply::ApplyError> for Error {
+    fn from(e: crate::kube_ext::apply::ApplyError) -> Error {
         match e {
-            crate::apply::ApplyError::Kube(e) => Error::Kube(e),
-            crate::apply::ApplyError::Conflict(c) => Error::Conflict(c),
+            crate::kube_ext::apply::ApplyError::Kube(e) => Error::Kube(e),
+            crate::kube_ext::apply::ApplyError::Conflict(c) => Error::Conflict(c),
         }
     }
 }

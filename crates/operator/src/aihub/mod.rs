@@ -247,11 +247,11 @@ async fn reconcile(hub: Arc<AIHub>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     if hub.meta().deletion_timestamp.is_some() {
-        crate::finalizer::remove(&api, &hub, FINALIZER).await?;
+        crate::kube_ext::finalizer::remove(&api, &hub, FINALIZER).await?;
         return Ok(Action::await_change());
     }
-    if !crate::finalizer::has(hub.as_ref(), FINALIZER) {
-        crate::finalizer::add(&api, &hub, FINALIZER).await?;
+    if !crate::kube_ext::finalizer::has(hub.as_ref(), FINALIZER) {
+        crate::kube_ext::finalizer::add(&api, &hub, FINALIZER).await?;
     }
     let spec = &hub.spec;
     let app_ns = spec.application_namespace.as_str();

@@ -5,11 +5,11 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{ApiResource, GroupVersionKind};
 
-use crate::apply::ManagedKind;
 use crate::capabilities::{
     AUTHORINO_GROUP, Capabilities, ISTIO_NETWORKING_GROUP, ISTIO_SECURITY_GROUP, ROUTE_GROUP,
     USER_GROUP,
 };
+use crate::kube_ext::child::ManagedKind;
 
 fn typed<K: kube::Resource<DynamicType = ()>>(namespaced: bool) -> ManagedKind {
     ManagedKind {

@@ -20,9 +20,10 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use mro_api::ModelRegistry;
 
-use crate::apply::{PARENT_KIND_LABEL, PARENT_NAME_LABEL, PARENT_NAMESPACE_LABEL};
 use crate::context::{Context, controller_config};
-use crate::controller::QueuedController;
+use crate::kube_ext::child::{PARENT_KIND_LABEL, PARENT_NAME_LABEL, PARENT_NAMESPACE_LABEL};
+use crate::kube_ext::controller::QueuedController;
+use crate::kube_ext::watch::{children_config, scoped};
 
 pub mod build;
 pub mod kinds;
@@ -31,27 +32,6 @@ pub mod read;
 pub mod reconcile;
 pub mod status;
 pub mod validate;
-
-/// Only objects labelled as a registry's children are watched (less memory, fewer wake-ups); with a
-/// watch namespace, only children of registries in that namespace (wherever the children live).
-fn children_config(watch_namespace: Option<&str>) -> watcher::Config {
-    let mut selector = format!("{PARENT_KIND_LABEL}={}", build::labels::KIND);
-    if let Some(ns) = watch_namespace {
-        selector.push_str(&format!(",{PARENT_NAMESPACE_LABEL}={ns}"));
-    }
-    watcher::Config::default().labels(&selector)
-}
-
-/// An Api over all namespaces, or only the watched one.
-fn scoped<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
 
 /// Maps a labelled child (any namespace, or cluster-scoped) to its registry.
 fn parent_of<K: Resource>(obj: &K) -> Option<ObjectRef<ModelRegistry>> {
@@ -72,7 +52,7 @@ pub async fn run(
     let caps = ctx.caps.current();
     let ns = ctx.settings.watch_namespace.clone();
     let ns = ns.as_deref();
-    let cfg = || children_config(ns);
+    let cfg = || children_config(build::labels::KIND, ns);
     let registries: Api<ModelRegistry> = scoped(&client, ns);
     let w = &ctx.watched;
     let mut controller =

@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::build::postgres_provision;
-use crate::apply::Parent;
 use crate::error::{Error, Result};
+use crate::kube_ext::child::Parent;
 
 /// 16 random bytes, hex-encoded.
 fn new_password() -> Result<String> {

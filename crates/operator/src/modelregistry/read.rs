@@ -13,8 +13,8 @@ use super::build::labels;
 use super::kinds;
 use crate::capabilities::Capabilities;
 use crate::error::Result;
+use crate::kube_ext::server_cache;
 use crate::settings::Settings;
-use crate::watch_cache;
 use crate::watched::Watched;
 
 /// What the read step observed before building.
@@ -134,13 +134,13 @@ pub async fn runtime(
     let deployment = async {
         match watched.registry_deployments.get(&ns, &name).known() {
             Some(d) => Ok(d.map(|d| (*d).clone())),
-            None => watch_cache::get_opt(&deployments, &name).await,
+            None => server_cache::get_opt(&deployments, &name).await,
         }
     };
     let endpoints = async {
         match watched.registry_endpoints.get(&ns, &name).known() {
             Some(e) => Ok(e.map(|e| (*e).clone())),
-            None => watch_cache::get_opt(&endpoints, &name).await,
+            None => server_cache::get_opt(&endpoints, &name).await,
         }
     };
     let pods = async {
@@ -170,7 +170,7 @@ pub async fn runtime(
     let mut routes_admitted = BTreeMap::new();
     if let Some(ar) = kinds::route(caps) {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
-        let sel = crate::apply::parent_selector(labels::KIND, &ns, &name);
+        let sel = crate::kube_ext::child::parent_selector(labels::KIND, &ns, &name);
         for r in api
             .list(&ListParams::default().labels(&sel).match_any())
             .await?
@@ -195,7 +195,7 @@ pub async fn runtime(
         let db = super::build::postgres_provision::name(mr);
         match watched.registry_deployments.get(&ns, &db).known() {
             Some(d) => d.map(|d| (*d).clone()),
-            None => watch_cache::get_opt(&deployments, &db).await?,
+            None => server_cache::get_opt(&deployments, &db).await?,
         }
     } else {
         None
@@ -212,7 +212,7 @@ pub async fn runtime(
 
 /// Which HTTPRoute to observe, and what applying it gave.
 pub struct HttpRouteRead<'a> {
-    pub route: &'a crate::apply::Child,
+    pub route: &'a crate::kube_ext::child::Child,
     pub gateway_name: &'a str,
     pub gateway_namespace: &'a str,
     /// The API server's refusal of the route, if it refused it.

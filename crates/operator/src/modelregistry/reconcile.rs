@@ -14,9 +14,11 @@ use mro_api::{ModelRegistry, ModelRegistryStatus};
 
 use super::build::{self, BuildInput, labels};
 use super::{kinds, provision, read, status, validate};
-use crate::apply::{self, Child};
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::kube_ext::apply;
+use crate::kube_ext::child::{self, Child};
+use crate::kube_ext::prune;
 
 pub const CONTROLLER: &str = "modelregistry";
 /// Finalizer guarding children garbage collection cannot reach (cluster-scoped, other namespaces).
@@ -39,7 +41,7 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
     // Validate before anything is built or applied, so an invalid registry gets no children.
     // Whether the Deployment exists yet is read meanwhile: from the watches when they can tell.
     let name = mr.name_any();
-    let deployment_key = apply::ChildKey::of::<Deployment>(&ns, &name);
+    let deployment_key = child::ChildKey::of::<Deployment>(&ns, &name);
     let deployments = Api::<Deployment>::namespaced(ctx.client.clone(), &ns);
     // And whether it has this operator's former selector, which is kept (immutable): the kept
     // Deployment tells, else one read; a Deployment the Go operator made (not labelled as
@@ -175,9 +177,9 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
     // The generated database's password is never pruned (upstream deletes nothing when
     // generateDeployment is turned off): the data it opens may still be there.
     keep.insert(generated_db_secret(&mr));
-    let parent = apply::Parent::new(labels::KIND, &ns, &name);
+    let parent = child::Parent::new(labels::KIND, &ns, &name);
     let kinds = kinds::managed(&caps);
-    let pruned = apply::prune(&ctx.client, &ctx.registry_writes, &kinds, &parent, &keep).await?;
+    let pruned = prune::prune(&ctx.client, &ctx.registry_writes, &kinds, &parent, &keep).await?;
     if !pruned.is_empty() {
         tracing::info!(registry = %name, namespace = %ns, ?pruned, "removed children no longer desired");
     }
@@ -224,8 +226,8 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
     }))
 }
 
-fn generated_db_secret(mr: &ModelRegistry) -> apply::ChildKey {
-    apply::ChildKey::of::<k8s_openapi::api::core::v1::Secret>(
+fn generated_db_secret(mr: &ModelRegistry) -> child::ChildKey {
+    child::ChildKey::of::<k8s_openapi::api::core::v1::Secret>(
         &mr.namespace().unwrap_or_default(),
         &build::postgres_provision::secret_name(mr),
     )
@@ -236,15 +238,15 @@ fn is_owned_child(child: &Child, ns: &str) -> bool {
 }
 
 fn has_finalizer(mr: &ModelRegistry) -> bool {
-    crate::finalizer::has(mr, FINALIZER)
+    crate::kube_ext::finalizer::has(mr, FINALIZER)
 }
 
 async fn add_finalizer(api: &Api<ModelRegistry>, mr: &ModelRegistry) -> Result<()> {
-    Ok(crate::finalizer::add(api, mr, FINALIZER).await?)
+    Ok(crate::kube_ext::finalizer::add(api, mr, FINALIZER).await?)
 }
 
 async fn remove_finalizer(api: &Api<ModelRegistry>, mr: &ModelRegistry) -> Result<()> {
-    Ok(crate::finalizer::remove(api, mr, FINALIZER).await?)
+    Ok(crate::kube_ext::finalizer::remove(api, mr, FINALIZER).await?)
 }
 
 /// Deletion: remove every labelled child (cluster-scoped and cross-namespace ones included), then
@@ -264,13 +266,13 @@ async fn finalize(
         let _ = write_status(api, mr, &st, ctx).await;
     }
     let ns = mr.namespace().unwrap_or_default();
-    let selector = apply::parent_selector(labels::KIND, &ns, &mr.name_any());
+    let selector = child::parent_selector(labels::KIND, &ns, &mr.name_any());
     // Kept data keeps its password.
     let mut keep = BTreeSet::new();
     if build::postgres_provision::keep_data(mr) {
         keep.insert(generated_db_secret(mr));
     }
-    apply::prune_consistent(&ctx.client, &kinds::managed(caps), &ns, &selector, &keep).await?;
+    prune::prune_consistent(&ctx.client, &kinds::managed(caps), &ns, &selector, &keep).await?;
     remove_finalizer(api, mr).await?;
     Ok(Action::await_change())
 }
@@ -405,7 +407,7 @@ fn spec_defaults(input: &BuildInput) -> Option<String> {
 }
 
 /// Reports a failed reconcile (the retry follows the object's backoff, see
-/// [`crate::backoff`]).
+/// [`crate::kube_ext::backoff`]).
 pub fn report_error(mr: Arc<ModelRegistry>, err: &Error, ctx: Arc<Context>) {
     ctx.metrics
         .reconcile_failed(CONTROLLER, &err.metric_label());

@@ -566,7 +566,7 @@ pub fn configuration_error(mr: &ModelRegistry, message: &str) -> ModelRegistrySt
 }
 
 /// Status when a child's name is taken by an object that is not ours (see
-/// [`crate::apply::Conflict`]): nothing more is applied until it is gone.
+/// [`crate::kube_ext::child::Conflict`]): nothing more is applied until it is gone.
 pub fn conflict(mr: &ModelRegistry, message: &str) -> ModelRegistryStatus {
     not_progressing(mr, reasons::RESOURCE_CONFLICT, message)
 }

@@ -14,16 +14,15 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::Resource;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use mro_api::ModelTransfer;
 
-use crate::apply::{PARENT_KIND_LABEL, PARENT_NAMESPACE_LABEL};
 use crate::context::{Context, controller_config};
-use crate::controller::QueuedController;
+use crate::kube_ext::controller::QueuedController;
+use crate::kube_ext::watch::{children_config, scoped};
 
 pub mod build;
 pub mod names;
@@ -35,25 +34,6 @@ pub mod verify;
 
 #[cfg(test)]
 mod tests;
-
-/// Only objects labelled as a transfer's children are watched (less memory, fewer wake-ups).
-fn children_config(watch_namespace: Option<&str>) -> watcher::Config {
-    let mut selector = format!("{PARENT_KIND_LABEL}={}", names::KIND);
-    if let Some(ns) = watch_namespace {
-        selector.push_str(&format!(",{PARENT_NAMESPACE_LABEL}={ns}"));
-    }
-    watcher::Config::default().labels(&selector)
-}
-
-fn scoped<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
 
 /// Maps a transfer pod to its transfer by the annotations copied from the Job's template.
 fn transfer_of(pod: &Pod) -> Option<ObjectRef<ModelTransfer>> {
@@ -72,7 +52,7 @@ pub async fn run(
     let client = ctx.client.clone();
     let ns = ctx.settings.watch_namespace.clone();
     let ns = ns.as_deref();
-    let cfg = || children_config(ns);
+    let cfg = || children_config(names::KIND, ns);
     let transfers: Api<ModelTransfer> = scoped(&client, ns);
     let w = &ctx.watched;
     // The Job and its pods are kept: the status is computed from them.

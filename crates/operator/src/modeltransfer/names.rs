@@ -10,7 +10,7 @@ use kube::{Resource, ResourceExt};
 use mro_api::{ModelTransfer, ModelTransferSpec};
 use sha2::{Digest, Sha256};
 
-use crate::apply::{PARENT_KIND_LABEL, PARENT_NAME_LABEL, PARENT_NAMESPACE_LABEL};
+use crate::kube_ext::child::{PARENT_KIND_LABEL, PARENT_NAME_LABEL, PARENT_NAMESPACE_LABEL};
 
 pub const KIND: &str = "ModelTransfer";
 pub const MANAGED_BY: &str = "model-registry-operator";
@@ -119,8 +119,8 @@ pub fn labels(mt: &ModelTransfer) -> BTreeMap<String, String> {
 }
 
 /// The transfer as its children's labels name it.
-pub fn parent(mt: &ModelTransfer) -> crate::apply::Parent {
-    crate::apply::Parent::new(
+pub fn parent(mt: &ModelTransfer) -> crate::kube_ext::child::Parent {
+    crate::kube_ext::child::Parent::new(
         KIND,
         &mt.namespace().unwrap_or_default(),
         &label_value(&mt.name_any()),

@@ -18,10 +18,10 @@ use mro_api::{ModelRegistry, ModelTransfer};
 use super::build::registry::{self, RegistryWiring};
 use super::build::service_account_name;
 use super::names;
-use crate::apply::ChildKey;
 use crate::capabilities::Capabilities;
 use crate::context::Context;
-use crate::watched::Lookup;
+use crate::kube_ext::child::ChildKey;
+use crate::kube_ext::store::Lookup;
 
 /// Keys an S3 data-connection Secret must have (the rest are optional).
 pub const S3_REQUIRED_KEYS: &[&str] = &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"];
@@ -39,7 +39,7 @@ async fn referenced<K>(
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    match crate::watch_cache::get_opt(api, name).await? {
+    match crate::kube_ext::server_cache::get_opt(api, name).await? {
         Some(obj) if usable(&obj) => Ok(Some(obj)),
         _ => api.get_opt(name).await,
     }

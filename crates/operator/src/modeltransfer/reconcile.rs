@@ -27,10 +27,12 @@ use super::build::{self, BuildInput};
 use super::read::{self, Resolution};
 use super::status::{self, Registration, StatusInput};
 use super::{names, verify};
-use crate::apply::{self, Child, ChildKey, ManagedKind};
 use crate::context::{Context, MODEL_TRANSFER_MANAGER};
 use crate::error::{Error, Result};
-use crate::watched::Lookup;
+use crate::kube_ext::apply;
+use crate::kube_ext::child::{Child, ChildKey, ManagedKind};
+use crate::kube_ext::prune;
+use crate::kube_ext::store::Lookup;
 
 pub const CONTROLLER: &str = "modeltransfer";
 /// Guards the RoleBinding in another namespace (owner references cannot reach it).
@@ -347,7 +349,7 @@ async fn set_grant(
     }
     let child = binding.map(Child::typed);
     let keep: BTreeSet<_> = child.iter().map(Child::key).collect();
-    // Unchanged since our last apply: not applied again (see `OwnWrites`).
+    // Unchanged since our last apply: not applied again (see `ChildRecord`).
     let grant = async {
         match &child {
             Some(c) => ctx
@@ -363,7 +365,7 @@ async fn set_grant(
     let local = !foreign && !has_finalizer(mt);
     let (kinds, parent) = ([role_binding_kind(local)], names::parent(mt));
     let prune = async {
-        apply::prune(&ctx.client, &ctx.transfer_writes, &kinds, &parent, &keep)
+        prune::prune(&ctx.client, &ctx.transfer_writes, &kinds, &parent, &keep)
             .await
             .map_err(Error::from)
     };
@@ -400,7 +402,7 @@ async fn finalize(mt: &ModelTransfer, api: &Api<ModelTransfer>, ctx: &Context) -
     if !has_finalizer(mt) {
         return Ok(Action::await_change());
     }
-    apply::prune_consistent(
+    prune::prune_consistent(
         &ctx.client,
         &[role_binding_kind(false)],
         &mt.namespace().unwrap_or_default(),
@@ -413,15 +415,15 @@ async fn finalize(mt: &ModelTransfer, api: &Api<ModelTransfer>, ctx: &Context) -
 }
 
 fn has_finalizer(mt: &ModelTransfer) -> bool {
-    crate::finalizer::has(mt, FINALIZER)
+    crate::kube_ext::finalizer::has(mt, FINALIZER)
 }
 
 async fn add_finalizer(api: &Api<ModelTransfer>, mt: &ModelTransfer) -> Result<()> {
-    Ok(crate::finalizer::add(api, mt, FINALIZER).await?)
+    Ok(crate::kube_ext::finalizer::add(api, mt, FINALIZER).await?)
 }
 
 async fn remove_finalizer(api: &Api<ModelTransfer>, mt: &ModelTransfer) -> Result<()> {
-    Ok(crate::finalizer::remove(api, mt, FINALIZER).await?)
+    Ok(crate::kube_ext::finalizer::remove(api, mt, FINALIZER).await?)
 }
 
 /// Writes the status when it changed, with events for the transitions users care about.
@@ -521,7 +523,7 @@ async fn note(ctx: &Context, mt: &ModelTransfer, type_: EventType, reason: &str,
 }
 
 /// Reports a failed reconcile (the retry follows the object's backoff, see
-/// [`crate::backoff`]).
+/// [`crate::kube_ext::backoff`]).
 pub fn report_error(mt: Arc<ModelTransfer>, err: &Error, ctx: Arc<Context>) {
     ctx.metrics
         .reconcile_failed(CONTROLLER, &err.metric_label());

@@ -7,8 +7,8 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
-use model_registry_operator::apply::{Child, ChildKey, ManagedKind};
 use model_registry_operator::capabilities::Capabilities;
+use model_registry_operator::kube_ext::child::{Child, ChildKey, ManagedKind};
 use model_registry_operator::modelregistry::build as mr_build;
 use model_registry_operator::modeltransfer::build as mt_build;
 use model_registry_operator::modeltransfer::names;
@@ -161,7 +161,7 @@ pub async fn remove_namespace(client: &Client, ns: &str) -> anyhow::Result<()> {
     use kube::api::{DeleteParams, ListParams};
     let selector = format!(
         "{}={ns}",
-        model_registry_operator::apply::PARENT_NAMESPACE_LABEL
+        model_registry_operator::kube_ext::child::PARENT_NAMESPACE_LABEL
     );
     let crbs = Api::<ClusterRoleBinding>::all(client.clone());
     crbs.delete_collection(

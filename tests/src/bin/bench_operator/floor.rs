@@ -12,7 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use model_registry_operator::apply::Child;
+use model_registry_operator::kube_ext::child::Child;
 use model_registry_operator::modelregistry::{read::Runtime, status as mr_status};
 use model_registry_operator::modeltransfer::status as mt_status;
 use mro_api::{ModelRegistry, ModelTransfer};

@@ -10,7 +10,7 @@ use kube::api::{Api, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
-use model_registry_operator::apply::{ChildKey, PARENT_NAMESPACE_LABEL};
+use model_registry_operator::kube_ext::child::{ChildKey, PARENT_NAMESPACE_LABEL};
 use mro_api::{ModelRegistry, ModelTransfer};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

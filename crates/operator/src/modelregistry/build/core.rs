@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
 use super::{BuildError, BuildInput, Desired, labels, proxy};
-use crate::apply::Child;
+use crate::kube_ext::child::Child;
 
 /// Port names, as upstream (clients and Routes refer to them).
 pub const HTTP_PORT_NAME: &str = "http-api";

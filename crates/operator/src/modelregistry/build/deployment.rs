@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities as LinuxCapabilities, Container, ContainerPort, EmptyDirVolumeSource,
-    HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecurityContext, TCPSocketAction, Volume, VolumeMount,
+    Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, TCPSocketAction, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -26,7 +26,8 @@ use super::core::{GRPC_PORT_NAME, HTTP_PORT_NAME};
 use super::database::{self, DbWiring};
 use super::server::{Layout, Server};
 use super::{BuildError, BuildInput, Desired, labels, proxy};
-use crate::apply::Child;
+use crate::kube_ext::child::Child;
+use crate::kube_ext::pod_security::restricted_security_context;
 
 pub const REST_CONTAINER: &str = "rest-container";
 pub const GRPC_CONTAINER: &str = "grpc-container";
@@ -87,24 +88,6 @@ fn layout_note(input: &BuildInput, server: &Server) -> LayoutNote {
 pub struct LayoutNote {
     pub reason: &'static str,
     pub message: String,
-}
-
-/// A container hardened for the restricted Pod Security Standard.
-pub fn restricted_security_context() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        capabilities: Some(LinuxCapabilities {
-            drop: Some(vec!["ALL".into()]),
-            add: None,
-        }),
-        run_as_non_root: Some(true),
-        read_only_root_filesystem: Some(true),
-        seccomp_profile: Some(SeccompProfile {
-            type_: "RuntimeDefault".into(),
-            localhost_profile: None,
-        }),
-        ..Default::default()
-    }
 }
 
 fn default_resources() -> ResourceRequirements {

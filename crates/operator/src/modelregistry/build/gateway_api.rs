@@ -18,8 +18,8 @@ use mro_api::condition::model_registry::types;
 use serde_json::json;
 
 use super::{BuildInput, Desired, Unsupported, labels};
-use crate::apply::Child;
 use crate::capabilities::{Capabilities, GATEWAY_API_GROUP};
+use crate::kube_ext::child::Child;
 use crate::modelregistry::kinds;
 
 /// `model-registry-<name>`.

@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 
 use mro_api::ModelRegistry;
 
-use crate::apply::Child;
 use crate::capabilities::Capabilities;
+use crate::kube_ext::child::Child;
 use crate::settings::Settings;
 
 pub mod core;
@@ -75,22 +75,7 @@ pub struct Unsupported {
     pub message: String,
 }
 
-/// A spec that cannot be built (reported as `ConfigurationError`).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{field}: {message}")]
-pub struct BuildError {
-    pub field: String,
-    pub message: String,
-}
-
-impl BuildError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        BuildError {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
+pub use crate::kube_ext::build_error::BuildError;
 
 /// Builds every desired child of the registry.
 pub fn desired(input: &BuildInput) -> Result<Desired, BuildError> {

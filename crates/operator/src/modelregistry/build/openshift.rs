@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 
 use super::core::HTTP_PORT_NAME;
 use super::{BuildError, BuildInput, Desired, Unsupported, labels, proxy};
-use crate::apply::Child;
 use crate::capabilities::{ROUTE_GROUP, USER_GROUP};
+use crate::kube_ext::child::Child;
 use crate::modelregistry::kinds;
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
@@ -254,7 +254,7 @@ mod tests {
         assert!(group.object.metadata.owner_references.is_none());
         let labels = group.object.metadata.labels.as_ref().unwrap();
         assert_eq!(labels["app"], NAME);
-        assert_eq!(labels[crate::apply::PARENT_NAMESPACE_LABEL], NS);
+        assert_eq!(labels[crate::kube_ext::child::PARENT_NAMESPACE_LABEL], NS);
         assert!(
             group.object.data.get("users").is_none(),
             "users must stay admin-owned"

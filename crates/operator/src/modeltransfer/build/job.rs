@@ -23,7 +23,7 @@ use mro_api::model_transfer::{PvcLocation, S3Location, TransferIntent};
 
 use super::registry::TokenSource;
 use super::{BuildError, BuildInput};
-use crate::modelregistry::build::deployment::restricted_security_context;
+use crate::kube_ext::pod_security::restricted_security_context;
 use crate::modeltransfer::names;
 
 pub const CONTAINER: &str = "model-sync";

@@ -12,13 +12,13 @@ use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use kube::ResourceExt;
 use mro_api::ModelTransfer;
 
-use crate::apply::Child;
+use crate::kube_ext::child::Child;
 use crate::settings::Settings;
 
 use super::names;
 use registry::{RegistryGrant, RegistryWiring};
 
-pub use crate::modelregistry::build::BuildError;
+pub use crate::kube_ext::build_error::BuildError;
 
 pub mod job;
 pub mod metadata;

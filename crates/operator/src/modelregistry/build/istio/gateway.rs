@@ -10,7 +10,7 @@ use mro_api::model_registry::{
 use serde_json::{Value, json};
 
 use super::{IstioResources, meta_json};
-use crate::apply::Child;
+use crate::kube_ext::child::Child;
 use crate::modelregistry::build::openshift::{self, RouteSpec};
 use crate::modelregistry::build::{BuildError, BuildInput, Desired, Unsupported, labels};
 

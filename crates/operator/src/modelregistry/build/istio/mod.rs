@@ -26,10 +26,10 @@ use mro_api::model_registry::IstioConfig;
 use serde_json::{Value, json};
 
 use super::{BuildError, BuildInput, Desired, Unsupported, labels};
-use crate::apply::{Child, PARENT_KIND_LABEL, PARENT_NAME_LABEL, PARENT_NAMESPACE_LABEL};
 use crate::capabilities::{
     AUTHORINO_GROUP, Capabilities, ISTIO_NETWORKING_GROUP, ISTIO_SECURITY_GROUP,
 };
+use crate::kube_ext::child::{Child, PARENT_KIND_LABEL, PARENT_NAME_LABEL, PARENT_NAMESPACE_LABEL};
 use crate::modelregistry::kinds;
 
 pub mod gateway;

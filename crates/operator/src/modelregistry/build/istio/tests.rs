@@ -2,8 +2,8 @@ use serde_json::{Value, json};
 
 use super::gateway::IngressGateway;
 use super::*;
-use crate::apply::PARENT_NAME_LABEL;
 use crate::capabilities::{CONFIG_GROUP, ROUTE_GROUP, USER_GROUP};
+use crate::kube_ext::child::PARENT_NAME_LABEL;
 use crate::settings::Settings;
 
 const NS: &str = "odh-model-registries";

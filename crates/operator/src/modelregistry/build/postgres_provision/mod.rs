@@ -46,7 +46,7 @@ use mro_api::common::SecretKeyValue;
 use mro_api::model_registry::{PostgresConfig, PostgresSslMode};
 
 use super::{BuildInput, Desired, labels};
-use crate::apply::Child;
+use crate::kube_ext::child::Child;
 
 #[cfg(test)]
 mod tests;

@@ -38,8 +38,8 @@ use serde_json::json;
 use super::core::HTTPS_PORT_NAME;
 use super::openshift::{self, RouteSpec};
 use super::{BuildError, BuildInput, Desired, Unsupported, labels};
-use crate::apply::Child;
 use crate::capabilities::ROUTE_GROUP;
+use crate::kube_ext::child::Child;
 
 #[cfg(test)]
 mod tests;

@@ -4,8 +4,8 @@ use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::apply::PARENT_NAME_LABEL;
 use crate::capabilities::{CONFIG_GROUP, Capabilities, USER_GROUP};
+use crate::kube_ext::child::PARENT_NAME_LABEL;
 use crate::settings::Settings;
 
 const NS: &str = "odh-model-registries";

@@ -136,7 +136,7 @@ fn model_registry_ref_plain_proxied_and_openshift() {
     );
     assert!(rb.metadata.owner_references.is_none(), "cross-namespace");
     assert_eq!(
-        rb.metadata.labels.as_ref().unwrap()[crate::apply::PARENT_NAME_LABEL],
+        rb.metadata.labels.as_ref().unwrap()[crate::kube_ext::child::PARENT_NAME_LABEL],
         NAME
     );
     assert_eq!(rb.role_ref.kind, "Role");

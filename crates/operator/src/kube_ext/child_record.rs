@@ -2,7 +2,7 @@
 //! wakes up for its own writes, nor repeats writes that would change nothing, nor lists the API
 //! server to find children to prune.
 //!
-//! The controller's watches report every change of its children ([`OwnWrites::observe`]): the
+//! The controller's watches report every change of its children ([`ChildRecord::observe`]): the
 //! latest `resourceVersion` of each, its uid, our field manager's entry in its managed fields,
 //! and the parent its labels name. Its applies record the same of what they left, and a hash of
 //! what they applied. A child is not applied again with the same desired content while the
@@ -14,7 +14,7 @@
 //! change of one of our fields (a hand edit) changes the entry and is reverted by the next
 //! reconcile, which that very change triggers; a deleted child is created again.
 //!
-//! Pruning asks [`OwnWrites::known_children`] instead of listing: the children the watches saw
+//! Pruning asks [`ChildRecord::known_children`] instead of listing: the children the watches saw
 //! with the parent's labels, plus those we applied and the watches have not reported yet. A kind
 //! whose watch has not finished its first list, or does not cover the parent's namespace, has no
 //! answer; the caller lists it.
@@ -30,13 +30,14 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use prometheus_client::metrics::counter::Counter;
 
-use crate::apply::{self, Child, ChildKey, ManagedKind, Parent};
+use crate::kube_ext::apply;
+use crate::kube_ext::child::{Child, ChildKey, ManagedKind, Parent};
 
 /// The own writes of one controller (one field manager).
-pub struct OwnWrites {
+pub struct ChildRecord {
     manager: &'static str,
     state: Mutex<State>,
-    /// Applies made and skipped (exported as metrics when attached, see [`OwnWrites::counting`]).
+    /// Applies made and skipped (exported as metrics when attached, see [`ChildRecord::counting`]).
     applied: Counter<u64, AtomicU64>,
     skipped: Counter<u64, AtomicU64>,
 }
@@ -108,9 +109,9 @@ pub struct KnownChild {
     pub deleting: bool,
 }
 
-impl OwnWrites {
-    pub fn new(manager: &'static str) -> OwnWrites {
-        OwnWrites {
+impl ChildRecord {
+    pub fn new(manager: &'static str) -> ChildRecord {
+        ChildRecord {
             manager,
             state: Mutex::new(State::default()),
             applied: Counter::default(),
@@ -122,7 +123,7 @@ impl OwnWrites {
     pub fn counting(
         mut self,
         (applied, skipped): (Counter<u64, AtomicU64>, Counter<u64, AtomicU64>),
-    ) -> OwnWrites {
+    ) -> ChildRecord {
         self.applied = applied;
         self.skipped = skipped;
         self
@@ -266,7 +267,7 @@ impl OwnWrites {
     /// content is still its latest version. Returns the applied object, `None` when skipped.
     ///
     /// Only over what is ours: an object the watches show labelled for another parent (or for
-    /// none) is a [`apply::Conflict`]; one they do not show (they select by our labels, so a
+    /// none) is a [`child::Conflict`]; one they do not show (they select by our labels, so a
     /// foreign object is never among them) and we did not apply is read first
     /// ([`apply::ensure_ours`]): one request when a child is created, none afterwards. One the
     /// Go operator made for the same resource is applied over when it names the parent as its
@@ -368,7 +369,7 @@ mod tests {
         }
     }
 
-    fn applied(w: &OwnWrites, name: &str, hash: u64, rv: &str, owner: &str) {
+    fn applied(w: &ChildRecord, name: &str, hash: u64, rv: &str, owner: &str) {
         w.lock().applied.insert(
             key(name),
             Applied {
@@ -380,7 +381,7 @@ mod tests {
         );
     }
 
-    fn skips(w: &OwnWrites, name: &str, hash: u64) -> bool {
+    fn skips(w: &ChildRecord, name: &str, hash: u64) -> bool {
         let s = w.lock();
         matches!((s.applied.get(&key(name)), s.live.get(&key(name))),
             (Some(a), Some(live)) if a.still_holds(hash, live))
@@ -405,7 +406,7 @@ mod tests {
 
     #[test]
     fn others_changing_only_their_fields_do_not_cause_a_reapply() {
-        let w = OwnWrites::new("m");
+        let w = ChildRecord::new("m");
         let ours = entry("m", "Apply", serde_json::json!({"f:data": {"f:a": {}}}));
         let theirs = entry("kcm", "Update", serde_json::json!({"f:data": {"f:b": {}}}));
         let ours_now = with_entries(cm("a", "10", Some("r")), vec![ours.clone()]);
@@ -435,7 +436,7 @@ mod tests {
         assert!(!skips(&w, "a", 7));
     }
 
-    fn observe(w: &OwnWrites, ev: watcher::Event<ConfigMap>) {
+    fn observe(w: &ChildRecord, ev: watcher::Event<ConfigMap>) {
         w.observe("", "ConfigMap", &ev);
     }
 
@@ -453,7 +454,7 @@ mod tests {
 
     #[test]
     fn only_an_unchanged_child_with_the_same_content_is_skipped() {
-        let w = OwnWrites::new("m");
+        let w = ChildRecord::new("m");
         applied(&w, "a", 7, "10", "r");
         assert!(!skips(&w, "a", 7), "not seen on the watch yet");
         observe(&w, watcher::Event::Apply(cm("a", "10", Some("r"))));
@@ -465,7 +466,7 @@ mod tests {
 
     #[test]
     fn deleted_children_are_forgotten_also_when_the_watch_relists() {
-        let w = OwnWrites::new("m");
+        let w = ChildRecord::new("m");
         for (name, rv) in [("a", "1"), ("b", "2")] {
             applied(&w, name, 1, rv, "r");
             observe(&w, watcher::Event::Apply(cm(name, rv, Some("r"))));
@@ -482,7 +483,7 @@ mod tests {
 
     #[test]
     fn children_are_known_only_once_the_watch_listed_them_all() {
-        let w = OwnWrites::new("m");
+        let w = ChildRecord::new("m");
         assert_eq!(w.known_children(&parent("r"), &config_maps(true)), None);
         w.watching("", "ConfigMap", None);
         observe(&w, watcher::Event::Init);
@@ -517,7 +518,7 @@ mod tests {
 
     #[test]
     fn a_namespaced_watch_answers_for_its_namespace_only() {
-        let w = OwnWrites::new("m");
+        let w = ChildRecord::new("m");
         w.watching("", "ConfigMap", Some("ns"));
         observe(&w, watcher::Event::Init);
         observe(&w, watcher::Event::InitDone);
@@ -536,7 +537,7 @@ mod tests {
 
     #[test]
     fn children_being_deleted_are_marked() {
-        let w = OwnWrites::new("m");
+        let w = ChildRecord::new("m");
         w.watching("", "ConfigMap", None);
         observe(&w, watcher::Event::Init);
         let mut going = cm("a", "1", Some("r"));

@@ -189,9 +189,9 @@ fn pod_written_by(name: &str, manager: &str) -> k8s_openapi::api::core::v1::Pod 
 
 #[tokio::test]
 async fn kept_watches_store_every_object_trimmed_and_pass_on_only_others_changes() {
-    use crate::own_writes::OwnWrites;
-    use crate::watched::{Lookup, Slot};
-    let own = Arc::new(OwnWrites::new("us"));
+    use crate::kube_ext::child_record::ChildRecord;
+    use crate::kube_ext::store::{Lookup, Slot};
+    let own = Arc::new(ChildRecord::new("us"));
     own.watching("", "Pod", Some("ns"));
     let slot = Slot::default();
     let events = futures::stream::iter(
@@ -223,7 +223,7 @@ async fn kept_watches_store_every_object_trimmed_and_pass_on_only_others_changes
         assert!(kept.status.is_some());
     }
     assert!(matches!(slot.get("ns", "other"), Lookup::Absent));
-    let key = |name: &str| crate::apply::ChildKey {
+    let key = |name: &str| crate::kube_ext::child::ChildKey {
         group: String::new(),
         kind: "Pod".into(),
         namespace: Some("ns".into()),
@@ -265,7 +265,7 @@ async fn failed_reconciles_back_off_per_object_and_success_resets() {
         fail: 4,
         ..Default::default()
     });
-    let backoff = Arc::new(crate::backoff::Backoff::new(
+    let backoff = Arc::new(crate::kube_ext::backoff::Backoff::new(
         Duration::from_millis(100),
         Duration::from_secs(1),
     ));
@@ -321,7 +321,7 @@ async fn a_failing_watch_does_not_hold_up_the_others() {
     let (store, mut writer) = reflector::store::<ConfigMap>();
     let (tx, rx) = mpsc::unbounded();
     let probe = Arc::new(Flaky::default());
-    let backoff = Arc::new(crate::backoff::Backoff::new(
+    let backoff = Arc::new(crate::kube_ext::backoff::Backoff::new(
         Duration::from_millis(100),
         Duration::from_secs(1),
     ));

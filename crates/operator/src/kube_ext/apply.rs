@@ -1,4 +1,6 @@
-//! Server-side apply of desired children, and pruning of children that are no longer desired.
+//! Server-side apply of one child, after making sure the object under its name is the child's
+//! to write (the claim). Pruning is in `super::prune`; the skipper of no-op applies that
+//! controllers use in `super::child_record`.
 //!
 //! Every child is handled as a `DynamicObject` with its `ApiResource`, so typed core objects and
 //! platform objects (Routes, Istio, Authorino) go through one path. Children carry labels naming
@@ -20,133 +22,11 @@
 //! collection follows the reference): whoever could make one could also change it directly, so
 //! applying over it lends nobody the operator's rights, as with the labels.
 //! Its cluster-scoped ones can carry no owner reference: they are left exactly as they are when
-//! equivalent ([`Claim::LeftAsIs`]), never written nor deleted.
-use std::collections::{BTreeMap, BTreeSet};
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, ObjectMeta};
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
-use kube::{Client, Resource, ResourceExt};
-use serde::Serialize;
+use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::{Client, ResourceExt};
 
-use crate::own_writes::OwnWrites;
-
-/// Label naming the parent custom resource (on every child).
-pub const PARENT_NAME_LABEL: &str = "modelregistry.opendatahub.io/parent-name";
-/// Label naming the parent's namespace (on every child).
-pub const PARENT_NAMESPACE_LABEL: &str = "modelregistry.opendatahub.io/parent-namespace";
-/// Label naming the parent's kind (on every child).
-pub const PARENT_KIND_LABEL: &str = "modelregistry.opendatahub.io/parent-kind";
-
-/// One object the controller wants to exist.
-#[derive(Clone, Debug)]
-pub struct Child {
-    pub resource: ApiResource,
-    pub namespaced: bool,
-    pub object: DynamicObject,
-}
-
-impl Child {
-    /// A child from a typed Kubernetes object.
-    pub fn typed<K>(obj: &K) -> Child
-    where
-        K: Resource<DynamicType = ()> + Serialize,
-    {
-        let resource = ApiResource::erase::<K>(&());
-        let mut value = serde_json::to_value(obj).expect("Kubernetes objects serialize");
-        value["apiVersion"] = K::api_version(&()).into();
-        value["kind"] = K::kind(&()).into();
-        let object: DynamicObject = serde_json::from_value(value).expect("object has metadata");
-        Child {
-            resource,
-            namespaced: object.metadata.namespace.is_some(),
-            object,
-        }
-    }
-
-    /// A child of a kind we have no Rust type for (platform APIs), from JSON.
-    pub fn dynamic(resource: ApiResource, value: serde_json::Value) -> Child {
-        let mut value = value;
-        value["apiVersion"] = resource.api_version.clone().into();
-        value["kind"] = resource.kind.clone().into();
-        let object: DynamicObject = serde_json::from_value(value).expect("object has metadata");
-        Child {
-            resource,
-            namespaced: object.metadata.namespace.is_some(),
-            object,
-        }
-    }
-
-    pub fn name(&self) -> String {
-        self.object.name_any()
-    }
-
-    pub fn namespace(&self) -> Option<String> {
-        self.object.metadata.namespace.clone()
-    }
-
-    /// Identity used to compare desired and existing children.
-    pub fn key(&self) -> ChildKey {
-        ChildKey {
-            group: self.resource.group.clone(),
-            kind: self.resource.kind.clone(),
-            namespace: self.namespace(),
-            name: self.name(),
-        }
-    }
-
-    /// Decodes the object as a typed resource (for tests and status computation).
-    pub fn to_typed<K: serde::de::DeserializeOwned>(&self) -> K {
-        serde_json::from_value(serde_json::to_value(&self.object).expect("serialize"))
-            .expect("typed child")
-    }
-
-    fn api(&self, client: &Client) -> Api<DynamicObject> {
-        match (&self.namespaced, self.namespace()) {
-            (true, Some(ns)) => Api::namespaced_with(client.clone(), &ns, &self.resource),
-            _ => Api::all_with(client.clone(), &self.resource),
-        }
-    }
-}
-
-/// Identity of a child: group, kind, namespace and name.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ChildKey {
-    pub group: String,
-    pub kind: String,
-    pub namespace: Option<String>,
-    pub name: String,
-}
-
-impl ChildKey {
-    /// The key of the namespaced object `name` of typed kind `K` in `namespace`.
-    pub fn of<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> ChildKey {
-        ChildKey {
-            group: K::group(&()).into_owned(),
-            kind: K::kind(&()).into_owned(),
-            namespace: Some(namespace.to_string()),
-            name: name.to_string(),
-        }
-    }
-}
-
-/// An object exists under a child's name that was not created for the child's parent.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{} {} already exists{} and was not created by the operator for this resource ({}); it is \
-     left untouched: delete or rename it, or rename this resource",
-    key.kind,
-    key.name,
-    key.namespace.as_ref().map(|n| format!(" in namespace {n}")).unwrap_or_default(),
-    claimed_by.as_ref().map_or_else(
-        || "it has no parent labels".to_string(),
-        |p| format!("its labels name {} {}/{}", p.kind, p.namespace, p.name)
-    )
-)]
-pub struct Conflict {
-    pub key: ChildKey,
-    /// The parent the existing object's labels name, if any.
-    pub claimed_by: Option<Parent>,
-}
+use super::child::{Child, Conflict, Parent, parent_of};
 
 /// Why a child was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -155,11 +35,6 @@ pub enum ApplyError {
     Kube(#[from] kube::Error),
     #[error(transparent)]
     Conflict(#[from] Box<Conflict>),
-}
-
-/// The parent a child's labels name (every child we build carries them).
-pub fn parent_of(child: &Child) -> Option<Parent> {
-    Parent::from_labels(child.object.labels())
 }
 
 /// Whether an existing object labelled for `existing` may be applied over by `child`.
@@ -302,7 +177,7 @@ fn same_binding(a: &serde_json::Value, b: &serde_json::Value) -> bool {
     role(a).is_some() && role(a) == role(b) && subjects(a).is_some() && subjects(a) == subjects(b)
 }
 
-/// [`ensure_ours`], then [`apply`]: for children applied without [`OwnWrites`]' record. Only
+/// [`ensure_ours`], then [`apply`]: for children applied without a controller's `ChildRecord`. Only
 /// over what is [`Claim::Ours`].
 pub async fn apply_new(
     client: &Client,
@@ -407,7 +282,7 @@ fn merge_fields(
 
 /// Applies one child with server-side apply, taking ownership of the fields we set (force), so
 /// hand edits of those fields are reverted. Callers make sure the object is ours first
-/// ([`ensure_ours`], or [`OwnWrites::apply`], which does).
+/// ([`ensure_ours`], or `ChildRecord::apply`, which does).
 pub async fn apply(client: &Client, manager: &str, child: &Child) -> kube::Result<DynamicObject> {
     let pp = PatchParams::apply(manager).force();
     child
@@ -431,207 +306,10 @@ pub async fn apply_dry_run(
         .await
 }
 
-/// Labels selecting every child of one parent.
-pub fn parent_selector(kind: &str, namespace: &str, name: &str) -> String {
-    format!(
-        "{PARENT_KIND_LABEL}={kind},{PARENT_NAMESPACE_LABEL}={namespace},{PARENT_NAME_LABEL}={name}"
-    )
-}
-
-/// A kind the controller may create, and where to look for existing children of it.
-#[derive(Clone, Debug)]
-pub struct ManagedKind {
-    pub resource: ApiResource,
-    pub namespaced: bool,
-    /// Children of this kind are only ever in their parent's namespace.
-    pub in_parent_namespace: bool,
-}
-
-/// The custom resource a child belongs to, as the child's labels name it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Parent {
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-}
-
-impl Parent {
-    pub fn new(kind: &str, namespace: &str, name: &str) -> Parent {
-        Parent {
-            kind: kind.into(),
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-
-    /// The parent named by a child's labels, if they name one.
-    pub fn from_labels(labels: &BTreeMap<String, String>) -> Option<Parent> {
-        Some(Parent {
-            kind: labels.get(PARENT_KIND_LABEL)?.clone(),
-            namespace: labels.get(PARENT_NAMESPACE_LABEL)?.clone(),
-            name: labels.get(PARENT_NAME_LABEL)?.clone(),
-        })
-    }
-
-    /// The labels naming this parent.
-    pub fn labels(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            (PARENT_KIND_LABEL.to_string(), self.kind.clone()),
-            (PARENT_NAMESPACE_LABEL.to_string(), self.namespace.clone()),
-            (PARENT_NAME_LABEL.to_string(), self.name.clone()),
-        ])
-    }
-
-    /// A label selector for this parent's children.
-    pub fn selector(&self) -> String {
-        parent_selector(&self.kind, &self.namespace, &self.name)
-    }
-}
-
-/// Deletes children of `parent` that are not in `keep`. Returns what it deleted.
-///
-/// The children are looked up in what the controller's watches saw ([`OwnWrites`]): no request
-/// unless something is to be deleted. Kinds the watches cannot answer for are listed, from the
-/// API server's watch cache: a consistent list reads every object of the kind in the cluster
-/// from etcd to filter by label. A child created moments ago may be missing from either; the
-/// controller created it in an earlier reconcile ([`OwnWrites`] knows those), or someone else
-/// did, and that change triggers another reconcile.
-pub async fn prune(
-    client: &Client,
-    own: &OwnWrites,
-    kinds: &[ManagedKind],
-    parent: &Parent,
-    keep: &BTreeSet<ChildKey>,
-) -> kube::Result<Vec<ChildKey>> {
-    let mut found = Vec::new();
-    let mut unknown = Vec::new();
-    for kind in kinds {
-        match own.known_children(parent, kind) {
-            Some(children) => found.extend(
-                children
-                    .into_iter()
-                    .filter(|c| !c.deleting)
-                    .map(|c| (kind, c.key)),
-            ),
-            None => unknown.push(kind),
-        }
-    }
-    let lp = ListParams::default().match_any().labels(&parent.selector());
-    found.extend(list_children(client, &unknown, &parent.namespace, &lp).await?);
-    let deleted = delete_unwanted(client, found, keep).await?;
-    for key in &deleted {
-        own.deleted(key);
-    }
-    Ok(deleted)
-}
-
-/// [`prune`] with consistent lists and no cache, for finalizers: nothing may be left behind, and
-/// no later reconcile would catch a child the caches had not seen yet.
-pub async fn prune_consistent(
-    client: &Client,
-    kinds: &[ManagedKind],
-    parent_namespace: &str,
-    selector: &str,
-    keep: &BTreeSet<ChildKey>,
-) -> kube::Result<Vec<ChildKey>> {
-    let kinds: Vec<&ManagedKind> = kinds.iter().collect();
-    let lp = ListParams::default().labels(selector);
-    let found = list_children(client, &kinds, parent_namespace, &lp).await?;
-    delete_unwanted(client, found, keep).await
-}
-
-/// The children of every kind matching `lp`'s selector, one list per kind, all at once (a
-/// reconcile waits for one round trip, not one per kind). Being deleted already: left out.
-/// Kinds whose children live only in their parent's namespace are listed there: the operator
-/// may hold some kinds (Secrets) only in the namespaces where it has work, not cluster-wide.
-async fn list_children<'k>(
-    client: &Client,
-    kinds: &[&'k ManagedKind],
-    parent_namespace: &str,
-    lp: &ListParams,
-) -> kube::Result<Vec<(&'k ManagedKind, ChildKey)>> {
-    let lists = futures::future::join_all(kinds.iter().map(|kind| {
-        let api: Api<DynamicObject> = if kind.in_parent_namespace {
-            Api::namespaced_with(client.clone(), parent_namespace, &kind.resource)
-        } else {
-            Api::all_with(client.clone(), &kind.resource)
-        };
-        async move { (*kind, api.list_metadata(lp).await) }
-    }))
-    .await;
-    let mut found = Vec::new();
-    for (kind, list) in lists {
-        let existing = match list {
-            Ok(list) => list.items,
-            // A kind whose API disappeared has nothing left to prune.
-            Err(kube::Error::Api(s)) if s.code == 404 => continue,
-            // A platform API that does not answer (an aggregated API whose server is down)
-            // must not hold up the built-in children's pruning, nor a deletion: its objects
-            // cannot be deleted now anyway. Said in the log; found again by the next prune.
-            Err(kube::Error::Api(s)) if s.code == 503 && optional(&kind.resource.group) => {
-                tracing::warn!(
-                    kind = %kind.resource.kind, group = %kind.resource.group, error = %s.message,
-                    "optional API unavailable: its children were not pruned"
-                );
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        for obj in existing {
-            if obj.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            let key = ChildKey {
-                group: kind.resource.group.clone(),
-                kind: kind.resource.kind.clone(),
-                namespace: obj.metadata.namespace.clone(),
-                name: obj.name_any(),
-            };
-            found.push((kind, key));
-        }
-    }
-    Ok(found)
-}
-
-/// Whether `group` is an optional platform API (OpenShift, Istio, Authorino) rather than one
-/// every Kubernetes cluster serves.
-pub fn optional(group: &str) -> bool {
-    !matches!(
-        group,
-        "" | "apps" | "batch" | "rbac.authorization.k8s.io" | "networking.k8s.io"
-    )
-}
-
-async fn delete_unwanted(
-    client: &Client,
-    found: Vec<(&ManagedKind, ChildKey)>,
-    keep: &BTreeSet<ChildKey>,
-) -> kube::Result<Vec<ChildKey>> {
-    let mut deleted = Vec::new();
-    for (kind, key) in found {
-        if keep.contains(&key) {
-            continue;
-        }
-        let api: Api<DynamicObject> = match (kind.namespaced, &key.namespace) {
-            (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &kind.resource),
-            _ => Api::all_with(client.clone(), &kind.resource),
-        };
-        match api.delete(&key.name, &DeleteParams::background()).await {
-            Ok(_) => deleted.push(key),
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(kube::Error::Api(s)) if s.code == 503 && optional(&key.group) => {
-                tracing::warn!(kind = %key.kind, name = %key.name, error = %s.message,
-                    "optional API unavailable: child not deleted");
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(deleted)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::api::ApiResource;
 
     fn deployment_child(owner_uid: &str) -> Child {
         let resource = ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&());
@@ -715,27 +393,5 @@ mod tests {
             serde_json::json!({"f:metadata": {"f:labels": {"f:app": {}, "f:x": {}}},
                                "f:spec": {"f:replicas": {}}, "f:data": {}})
         );
-    }
-
-    #[test]
-    fn only_platform_groups_are_optional() {
-        for g in [
-            "",
-            "apps",
-            "batch",
-            "rbac.authorization.k8s.io",
-            "networking.k8s.io",
-        ] {
-            assert!(!optional(g), "{g}");
-        }
-        for g in [
-            "route.openshift.io",
-            "user.openshift.io",
-            "networking.istio.io",
-            "security.istio.io",
-            "authorino.kuadrant.io",
-        ] {
-            assert!(optional(g), "{g}");
-        }
     }
 }

@@ -23,11 +23,11 @@ use serde::de::DeserializeOwned;
 use tokio::runtime::Handle;
 use tracing::Instrument;
 
-use crate::backoff::Backoff;
+use crate::kube_ext::backoff::Backoff;
+use crate::kube_ext::child_record::ChildRecord;
+use crate::kube_ext::store::{Slot, Trim};
 use crate::metrics::WorkQueue;
 use crate::metrics::queue::QueueKey;
-use crate::own_writes::OwnWrites;
-use crate::watched::{Slot, Trim};
 
 type Triggers<K> = BoxStream<'static, Result<ReconcileRequest<K>, watcher::Error>>;
 
@@ -41,7 +41,7 @@ pub struct QueuedController<K: Resource<DynamicType = ()> + 'static> {
     config: controller::Config,
     /// The controller's own writes: they trigger nothing (see
     /// [`QueuedController::tracking_own_writes`]).
-    own: Option<Arc<OwnWrites>>,
+    own: Option<Arc<ChildRecord>>,
 }
 
 impl<K> QueuedController<K>
@@ -84,7 +84,7 @@ where
     /// Deletions, and changes by anyone else (users, built-in controllers), still trigger. The
     /// watches also tell `own` the children's latest versions. Applies to the `owns` and
     /// `watches` calls after it.
-    pub fn tracking_own_writes(mut self, own: Arc<OwnWrites>) -> Self {
+    pub fn tracking_own_writes(mut self, own: Arc<ChildRecord>) -> Self {
         self.own = Some(own);
         self
     }
@@ -337,7 +337,7 @@ fn beyond_status<K: Resource>(obj: &K) -> Option<u64> {
 /// `sink` sees every event after that (to keep the objects, see [`keeper`]).
 fn not_written_by<O, S>(
     events: S,
-    own: Option<Arc<OwnWrites>>,
+    own: Option<Arc<ChildRecord>>,
     group: String,
     kind: String,
     mut sink: impl FnMut(&mut watcher::Event<O>) + Send,
