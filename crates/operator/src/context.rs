@@ -1,19 +1,17 @@
-//! What every reconciliation shares: the client, settings, capabilities, metrics and events.
+//! What every reconciliation shares: the client, settings, capabilities, metrics, events, the
+//! watches' stores, and each controller's child record. It knows no controller: a controller
+//! asks for its own parts with its [`ControllerId`].
 use std::sync::Arc;
 
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
 use crate::capabilities::CapabilityWatch;
-use crate::kube_ext::child_record::ChildRecord;
+use crate::kube_ext::child_record::{ChildRecord, ChildRecords};
+use crate::kube_ext::identity::ControllerId;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::watched::Watched;
-
-/// Field manager for everything the ModelRegistry controller applies.
-pub const MODEL_REGISTRY_MANAGER: &str = "model-registry-operator";
-/// Field manager for everything the ModelTransfer controller applies.
-pub const MODEL_TRANSFER_MANAGER: &str = "model-registry-operator-transfers";
 
 #[derive(Clone)]
 pub struct Context {
@@ -22,10 +20,8 @@ pub struct Context {
     pub caps: CapabilityWatch,
     pub metrics: Metrics,
     pub recorder: Recorder,
-    /// What the ModelRegistry controller applied (see [`ChildRecord`]).
-    pub registry_writes: Arc<ChildRecord>,
-    /// What the ModelTransfer controller applied.
-    pub transfer_writes: Arc<ChildRecord>,
+    /// What each controller applied (see [`ChildRecord`]), by field manager.
+    records: Arc<ChildRecords>,
     /// The objects the controllers' watches keep for their reads.
     pub watched: Arc<Watched>,
 }
@@ -42,22 +38,20 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         let recorder = Recorder::new(client.clone(), reporter);
-        let registry_applies = metrics.child_applies(crate::modelregistry::reconcile::CONTROLLER);
-        let transfer_applies = metrics.child_applies(crate::modeltransfer::reconcile::CONTROLLER);
         Context {
             client,
             settings,
             caps,
             metrics,
             recorder,
-            registry_writes: Arc::new(
-                ChildRecord::new(MODEL_REGISTRY_MANAGER).counting(registry_applies),
-            ),
-            transfer_writes: Arc::new(
-                ChildRecord::new(MODEL_TRANSFER_MANAGER).counting(transfer_applies),
-            ),
+            records: Arc::default(),
             watched: Arc::new(Watched::default()),
         }
+    }
+
+    /// The child record of controller `id` (made on first use, counted in the metrics).
+    pub fn child_record(&self, id: &ControllerId) -> Arc<ChildRecord> {
+        self.records.of(id, || self.metrics.child_applies(id.name))
     }
 }
 

@@ -1,5 +1,6 @@
 //! Reconciliation errors. Each has a short metric label; none carries secret values.
-use crate::modelregistry::build::BuildError;
+use crate::kube_ext::build_error::BuildError;
+use crate::kube_ext::report::{Categorized, ErrorCategory};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -32,9 +33,8 @@ impl From<crate::kube_ext::apply::ApplyError> for Error {
     }
 }
 
-impl Error {
-    /// Label for the `reconcile_failures` metric.
-    pub fn metric_label(&self) -> String {
+impl Categorized for Error {
+    fn metric_label(&self) -> String {
         match self {
             Error::Kube(kube::Error::Api(s)) => format!("kube_api_{}", s.code),
             Error::Kube(_) => "kube_client".into(),
@@ -43,6 +43,24 @@ impl Error {
             Error::MissingField(_) => "missing_field".into(),
             Error::Registry(_) => "registry".into(),
             Error::Conflict(_) => "conflict".into(),
+        }
+    }
+
+    /// Failures that persist until someone changes something: the API server rejected a
+    /// request as invalid or forbidden, or the desired objects cannot be built. Conflicts,
+    /// throttling, server and transport errors are transient and only retried.
+    fn category(&self) -> ErrorCategory {
+        let user_must_act = match self {
+            Error::Kube(kube::Error::Api(s)) => matches!(s.code, 400 | 403 | 422),
+            Error::Kube(_) | Error::Registry(_) => false,
+            Error::Invalid(_) | Error::Build(_) | Error::MissingField(_) | Error::Conflict(_) => {
+                true
+            }
+        };
+        if user_must_act {
+            ErrorCategory::UserMustAct
+        } else {
+            ErrorCategory::Transient
         }
     }
 }

@@ -20,10 +20,10 @@
 //! answer; the caller lists it.
 //!
 //! Memory: one small entry per live child.
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
 use kube::api::DynamicObject;
 use kube::runtime::watcher;
@@ -32,6 +32,7 @@ use prometheus_client::metrics::counter::Counter;
 
 use crate::kube_ext::apply;
 use crate::kube_ext::child::{Child, ChildKey, ManagedKind, Parent};
+use crate::kube_ext::identity::ControllerId;
 
 /// The own writes of one controller (one field manager).
 pub struct ChildRecord {
@@ -330,6 +331,27 @@ fn content_hash(obj: &DynamicObject) -> u64 {
     // Serialization of the same object is deterministic (maps are ordered).
     serde_json::to_vec(obj).unwrap_or_default().hash(&mut h);
     h.finish()
+}
+
+/// The child records of every controller, one per field manager, made on first use and kept for
+/// the process: a controller restarted (capabilities changed) keeps what it knew it applied.
+#[derive(Default)]
+pub struct ChildRecords(Mutex<BTreeMap<&'static str, Arc<ChildRecord>>>);
+
+impl ChildRecords {
+    /// The record of controller `id`; `counters` (applies made and skipped) are attached when
+    /// the record is made.
+    pub fn of(
+        &self,
+        id: &ControllerId,
+        counters: impl FnOnce() -> (Counter<u64, AtomicU64>, Counter<u64, AtomicU64>),
+    ) -> Arc<ChildRecord> {
+        let mut records = self.0.lock().expect("child records lock");
+        records
+            .entry(id.manager)
+            .or_insert_with(|| Arc::new(ChildRecord::new(id.manager).counting(counters())))
+            .clone()
+    }
 }
 
 #[cfg(test)]

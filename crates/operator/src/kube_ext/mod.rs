@@ -7,6 +7,8 @@
 //!   labels, the kinds a controller manages.
 //! - [`apply`]: server-side apply of one child after the claim (is the object under its name
 //!   ours to write?), including taking over the Go operator's objects.
+//! - [`identity`]: a controller's name and field manager ([`identity::ControllerId`]), the value
+//!   shared code takes instead of importing the controller.
 //! - [`child_record`]: one controller's record of what it applied and what its watches saw of
 //!   its children: no wake-ups for its own writes, no repeated no-op applies, prune without
 //!   listing. Apply children through [`child_record::ChildRecord::apply`].
@@ -15,6 +17,9 @@
 //! - [`store`]: in-memory stores fed by the controller's watches, for reads that cost no request.
 //! - [`server_cache`]: reads served from the API server's watch cache when no store can answer.
 //! - [`controller`]: the control loop (watches → work queue → reconcile) and its [`backoff`].
+//! - [`events`]: Kubernetes events about a resource; [`report`]: the one reporter of failed
+//!   reconciles, by error category.
+//! - [`status`]: the one status writer (removed keys disappear).
 //! - [`watch`]: scoping watches to the watch namespace and to a controller's own children.
 //! - [`pod_security`]: the restricted security context every built container starts from.
 //! - [`build_error`]: the error of a pure builder (a spec that cannot be built).
@@ -27,9 +32,13 @@ pub mod build_error;
 pub mod child;
 pub mod child_record;
 pub mod controller;
+pub mod events;
 pub mod finalizer;
+pub mod identity;
 pub mod pod_security;
 pub mod prune;
+pub mod report;
 pub mod server_cache;
+pub mod status;
 pub mod store;
 pub mod watch;

@@ -69,7 +69,7 @@ pub async fn run(
     }
     // The Deployment, pods and endpoints are kept: status is computed from them.
     let mut controller = controller
-        .tracking_own_writes(ctx.registry_writes.clone())
+        .tracking_own_writes(ctx.child_record(&reconcile::ID))
         .owns_kept(
             scoped::<Deployment>(&client, ns),
             cfg(),

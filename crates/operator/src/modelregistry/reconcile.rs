@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, Patch, PatchParams};
+use kube::ResourceExt;
+use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
-use kube::{Resource, ResourceExt};
+use kube::runtime::events::EventType;
 use mro_api::condition::model_registry::{reasons, types};
 use mro_api::{ModelRegistry, ModelRegistryStatus};
 
@@ -18,9 +18,18 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::kube_ext::apply;
 use crate::kube_ext::child::{self, Child};
+use crate::kube_ext::identity::ControllerId;
 use crate::kube_ext::prune;
+use crate::kube_ext::report::Reporter;
+use crate::kube_ext::{self, events};
 
 pub const CONTROLLER: &str = "modelregistry";
+/// This controller's name and field manager (never renamed: SSA ownership of existing objects
+/// depends on the manager).
+pub const ID: ControllerId = ControllerId {
+    name: CONTROLLER,
+    manager: "model-registry-operator",
+};
 /// Finalizer guarding children garbage collection cannot reach (cluster-scoped, other namespaces).
 pub const FINALIZER: &str = "modelregistry.opendatahub.io/finalizer";
 /// How often a registry whose child name is taken by someone else's object looks again.
@@ -54,15 +63,17 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
                 .and_then(|s| s.selector.match_labels.as_ref())
                 == Some(&labels::legacy_selector(&mr))
         };
-        Ok(match (ctx.registry_writes.exists(&deployment_key), kept) {
-            (Some(known), Some(kept)) if known == kept.is_some() => {
-                (known, kept.as_deref().is_some_and(legacy))
-            }
-            _ => {
-                let d = deployments.get_opt(&name).await?;
-                (d.is_some(), d.as_ref().is_some_and(legacy))
-            }
-        })
+        Ok(
+            match (ctx.child_record(&ID).exists(&deployment_key), kept) {
+                (Some(known), Some(kept)) if known == kept.is_some() => {
+                    (known, kept.as_deref().is_some_and(legacy))
+                }
+                _ => {
+                    let d = deployments.get_opt(&name).await?;
+                    (d.is_some(), d.as_ref().is_some_and(legacy))
+                }
+            },
+        )
     };
     let (valid, (existing, legacy_selector)) =
         futures::try_join!(validate::validate(&mr, &ctx), existing)?;
@@ -140,12 +151,11 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
             .filter(|c| wave_of(c) == w)
             .collect()
     });
+    let record = ctx.child_record(&ID);
     for wave in waves {
-        let results = futures::future::join_all(
-            wave.iter()
-                .map(|child| ctx.registry_writes.apply(&ctx.client, child)),
-        )
-        .await;
+        let results =
+            futures::future::join_all(wave.iter().map(|child| record.apply(&ctx.client, child)))
+                .await;
         let mut conflicts = Vec::new();
         for (child, result) in wave.iter().zip(results) {
             match result {
@@ -179,7 +189,7 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
     keep.insert(generated_db_secret(&mr));
     let parent = child::Parent::new(labels::KIND, &ns, &name);
     let kinds = kinds::managed(&caps);
-    let pruned = prune::prune(&ctx.client, &ctx.registry_writes, &kinds, &parent, &keep).await?;
+    let pruned = prune::prune(&ctx.client, &record, &kinds, &parent, &keep).await?;
     if !pruned.is_empty() {
         tracing::info!(registry = %name, namespace = %ns, ?pruned, "removed children no longer desired");
     }
@@ -283,15 +293,8 @@ async fn write_status(
     st: &ModelRegistryStatus,
     ctx: &Context,
 ) -> Result<()> {
-    let patch = serde_json::json!({"status": st});
-    api.patch_status(
-        &mr.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    ctx.metrics.status_written(CONTROLLER);
-    Ok(())
+    let old = mr.status.as_ref();
+    Ok(kube_ext::status::write(&ID, &ctx.metrics, api, mr, old, st).await?)
 }
 
 /// Conditions that newly became False with a reason a user must act on.
@@ -335,21 +338,9 @@ async fn warn(ctx: &Context, mr: &ModelRegistry, reason: &str, note: &str) {
     publish(ctx, mr, EventType::Warning, reason, note).await;
 }
 
+/// In the background: the reconcile (and the status write) need not wait for the event.
 async fn publish(ctx: &Context, mr: &ModelRegistry, type_: EventType, reason: &str, note: &str) {
-    let ev = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note.chars().take(1000).collect()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    // In the background: the reconcile (and the status write) need not wait for the event.
-    let (recorder, regarding) = (ctx.recorder.clone(), mr.object_ref(&()));
-    tokio::spawn(async move {
-        if let Err(e) = recorder.publish(&ev, &regarding).await {
-            tracing::warn!(error = %e, "cannot publish event");
-        }
-    });
+    events::publish_in_background(&ctx.recorder, mr, "Reconcile", type_, reason, note);
 }
 
 /// The run-time defaults the operator applied without writing them into the spec, as a JSON merge
@@ -406,36 +397,25 @@ fn spec_defaults(input: &BuildInput) -> Option<String> {
     (!d.is_empty()).then(|| serde_json::Value::Object(d).to_string())
 }
 
-/// Reports a failed reconcile (the retry follows the object's backoff, see
-/// [`crate::kube_ext::backoff`]).
+/// Reports a failed reconcile (see [`crate::kube_ext::report`]); lasting rejections are shown
+/// on the registry as `ReconcileFailed` events.
 pub fn report_error(mr: Arc<ModelRegistry>, err: &Error, ctx: Arc<Context>) {
-    ctx.metrics
-        .reconcile_failed(CONTROLLER, &err.metric_label());
-    tracing::warn!(registry = %mr.name_any(), namespace = ?mr.namespace(), error = %err, "reconcile failed");
-    // A rejection the retry cannot cure (e.g. an object of the same name that cannot be taken
-    // over) is shown on the registry; the recorder folds repeats into one event series.
-    if user_must_act(err)
-        && let Ok(runtime) = tokio::runtime::Handle::try_current()
-    {
-        let note = err.to_string();
-        runtime.spawn(async move { warn(&ctx, &mr, "ReconcileFailed", &note).await });
-    }
-}
-
-/// Failures that persist until someone changes something: the API server rejected a request as
-/// invalid or forbidden, or the desired objects cannot be built. Conflicts, throttling, server
-/// and transport errors are transient and only retried.
-fn user_must_act(err: &Error) -> bool {
-    match err {
-        Error::Kube(kube::Error::Api(s)) => matches!(s.code, 400 | 403 | 422),
-        Error::Kube(_) | Error::Registry(_) => false,
-        Error::Invalid(_) | Error::Build(_) | Error::MissingField(_) | Error::Conflict(_) => true,
-    }
+    let reporter = Reporter {
+        id: &ID,
+        metrics: &ctx.metrics,
+        events: Some(&ctx.recorder),
+    };
+    reporter.failed(mr.as_ref(), err);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kube_ext::report::{Categorized, ErrorCategory};
+
+    fn user_must_act(err: &Error) -> bool {
+        err.category() == ErrorCategory::UserMustAct
+    }
 
     fn api(code: u16) -> Error {
         Error::Kube(kube::Error::Api(

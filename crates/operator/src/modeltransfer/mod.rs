@@ -57,7 +57,7 @@ pub async fn run(
     let w = &ctx.watched;
     // The Job and its pods are kept: the status is computed from them.
     let controller = QueuedController::new(transfers, watcher::Config::default().any_semantic())
-        .tracking_own_writes(ctx.transfer_writes.clone())
+        .tracking_own_writes(ctx.child_record(&reconcile::ID))
         .owns_kept(scoped::<Job>(&client, ns), cfg(), &w.transfer_jobs)
         .owns(scoped::<PartialObjectMeta<ConfigMap>>(&client, ns), cfg())
         .owns(

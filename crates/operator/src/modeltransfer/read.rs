@@ -426,7 +426,10 @@ pub async fn resolve(
         // (and knows when it has).
         let role = ChildKey::of::<Role>(&g.namespace, &g.role);
         let roles = Api::<Role>::namespaced(client.clone(), &g.namespace);
-        let known = ctx.registry_writes.exists(&role) == Some(true);
+        let known = ctx
+            .child_record(&crate::modelregistry::reconcile::ID)
+            .exists(&role)
+            == Some(true);
         if !known && referenced(&roles, &g.role, |_| true).await?.is_none() {
             p.missing.push(format!(
                 "spec.registry.modelRegistryRef: Role {:?} (access to the registry) not found in namespace {:?}; is the ModelRegistry reconciled?",

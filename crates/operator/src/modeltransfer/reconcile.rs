@@ -13,10 +13,10 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ApiResource, DeleteParams, Patch, PatchParams};
+use kube::ResourceExt;
+use kube::api::{Api, ApiResource, DeleteParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
-use kube::{Resource, ResourceExt};
+use kube::runtime::events::EventType;
 use mro_api::condition::model_transfer::{reasons, types};
 use mro_api::condition::{find_condition, is_condition_true};
 use mro_api::model_transfer::TransferPhase;
@@ -27,14 +27,23 @@ use super::build::{self, BuildInput};
 use super::read::{self, Resolution};
 use super::status::{self, Registration, StatusInput};
 use super::{names, verify};
-use crate::context::{Context, MODEL_TRANSFER_MANAGER};
+use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::kube_ext::apply;
 use crate::kube_ext::child::{Child, ChildKey, ManagedKind};
+use crate::kube_ext::identity::ControllerId;
 use crate::kube_ext::prune;
+use crate::kube_ext::report::Reporter;
 use crate::kube_ext::store::Lookup;
+use crate::kube_ext::{self, events};
 
 pub const CONTROLLER: &str = "modeltransfer";
+/// This controller's name and field manager (never renamed: SSA ownership of existing objects
+/// depends on the manager).
+pub const ID: ControllerId = ControllerId {
+    name: CONTROLLER,
+    manager: "model-registry-operator-transfers",
+};
 /// Guards the RoleBinding in another namespace (owner references cannot reach it).
 pub const FINALIZER: &str = "modelregistry.opendatahub.io/modeltransfer-cleanup";
 /// How often a transfer waiting for a missing reference (Secret, ModelRegistry, ...) looks again.
@@ -64,7 +73,7 @@ pub async fn reconcile(mt: Arc<ModelTransfer>, ctx: Arc<Context>) -> Result<Acti
     let job_key = ChildKey::of::<Job>(&ns, &job_name);
     let job = match ctx.watched.transfer_jobs.get(&ns, &job_name) {
         Lookup::Found(job) => Some((*job).clone()),
-        _ => match ctx.transfer_writes.exists(&job_key) {
+        _ => match ctx.child_record(&ID).exists(&job_key) {
             Some(false) => None,
             _ => read::job(&ctx.client, &ns, &job_name).await?,
         },
@@ -122,7 +131,7 @@ pub async fn reconcile(mt: Arc<ModelTransfer>, ctx: Arc<Context>) -> Result<Acti
     // revoked after the refusal would exist for a moment on every reconcile of the transfer.
     if desired.role_binding.is_some()
         && let Err(kube::Error::Api(s)) =
-            apply::apply_dry_run(&ctx.client, MODEL_TRANSFER_MANAGER, &job_child).await
+            apply::apply_dry_run(&ctx.client, ID.manager, &job_child).await
         && (s.code == 400 || s.code == 422)
     {
         set_grant(&mt, &api, &ctx, None).await?;
@@ -147,7 +156,7 @@ pub async fn reconcile(mt: Arc<ModelTransfer>, ctx: Arc<Context>) -> Result<Acti
         let results = futures::future::join_all(
             batch
                 .iter()
-                .map(|c| apply::apply_new(&ctx.client, MODEL_TRANSFER_MANAGER, c)),
+                .map(|c| apply::apply_new(&ctx.client, ID.manager, c)),
         )
         .await;
         for (child, result) in batch.into_iter().zip(results) {
@@ -353,7 +362,7 @@ async fn set_grant(
     let grant = async {
         match &child {
             Some(c) => ctx
-                .transfer_writes
+                .child_record(&ID)
                 .apply(&ctx.client, c)
                 .await
                 .map(drop)
@@ -365,7 +374,7 @@ async fn set_grant(
     let local = !foreign && !has_finalizer(mt);
     let (kinds, parent) = ([role_binding_kind(local)], names::parent(mt));
     let prune = async {
-        prune::prune(&ctx.client, &ctx.transfer_writes, &kinds, &parent, &keep)
+        prune::prune(&ctx.client, &ctx.child_record(&ID), &kinds, &parent, &keep)
             .await
             .map_err(Error::from)
     };
@@ -387,7 +396,7 @@ async fn revoke(ctx: &Context, binding: Option<&RoleBinding>) -> Result<()> {
     let api = Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns);
     match api.delete(&name, &DeleteParams::background()).await {
         Ok(_) => ctx
-            .transfer_writes
+            .child_record(&ID)
             .deleted(&ChildKey::of::<RoleBinding>(&ns, &name)),
         Err(kube::Error::Api(s)) if s.code == 404 => {}
         Err(e) => return Err(e.into()),
@@ -439,25 +448,7 @@ async fn publish_status(
     for (kind, reason, text) in transitions(mt.status.as_ref(), st) {
         note(ctx, mt, kind, &reason, &text).await;
     }
-    // A merge patch; fields the new status no longer has are removed explicitly.
-    let mut value = serde_json::to_value(st).expect("status serializes");
-    if let (Some(old), Some(obj)) = (
-        mt.status
-            .as_ref()
-            .and_then(|o| serde_json::to_value(o).ok()),
-        value.as_object_mut(),
-    ) {
-        for key in old.as_object().into_iter().flat_map(|o| o.keys()) {
-            obj.entry(key.clone()).or_insert(serde_json::Value::Null);
-        }
-    }
-    api.patch_status(
-        &mt.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&serde_json::json!({ "status": value })),
-    )
-    .await?;
-    ctx.metrics.status_written(CONTROLLER);
+    kube_ext::status::write(&ID, &ctx.metrics, api, mt, mt.status.as_ref(), st).await?;
     Ok(())
 }
 
@@ -510,22 +501,16 @@ pub fn transitions(
 }
 
 async fn note(ctx: &Context, mt: &ModelTransfer, type_: EventType, reason: &str, text: &str) {
-    let ev = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(text.chars().take(1000).collect()),
-        action: "Transfer".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &mt.object_ref(&())).await {
-        tracing::warn!(error = %e, "cannot publish event");
-    }
+    events::publish(&ctx.recorder, mt, "Transfer", type_, reason, text).await;
 }
 
-/// Reports a failed reconcile (the retry follows the object's backoff, see
-/// [`crate::kube_ext::backoff`]).
+/// Reports a failed reconcile (see [`crate::kube_ext::report`]); no events: the transfer's
+/// status and its own events tell the user.
 pub fn report_error(mt: Arc<ModelTransfer>, err: &Error, ctx: Arc<Context>) {
-    ctx.metrics
-        .reconcile_failed(CONTROLLER, &err.metric_label());
-    tracing::warn!(transfer = %mt.name_any(), namespace = ?mt.namespace(), error = %err, "reconcile failed");
+    let reporter = Reporter {
+        id: &ID,
+        metrics: &ctx.metrics,
+        events: None,
+    };
+    reporter.failed(mt.as_ref(), err);
 }
