@@ -9,6 +9,7 @@
 //!   ours to write?), including taking over the Go operator's objects.
 //! - [`identity`]: a controller's name and field manager ([`identity::ControllerId`]), the value
 //!   shared code takes instead of importing the controller.
+//! - [`applier`]: the order of applies ([`applier::Waves`]): what refers after what it refers to.
 //! - [`child_record`]: one controller's record of what it applied and what its watches saw of
 //!   its children: no wake-ups for its own writes, no repeated no-op applies, prune without
 //!   listing. Apply children through [`child_record::ChildRecord::apply`].
@@ -26,6 +27,7 @@
 //!
 //! Why a layer: each controller used to carry its own copy of these; one copy keeps their
 //! behaviour (field managers, label contract, request counts) identical across controllers.
+pub mod applier;
 pub mod apply;
 pub mod backoff;
 pub mod build_error;

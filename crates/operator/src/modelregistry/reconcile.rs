@@ -1,6 +1,7 @@
 //! One reconciliation of a `ModelRegistry`, as a pipeline:
 //! read → validate → build desired objects → apply (server-side) → prune → compute status.
 use std::collections::BTreeSet;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,10 +14,12 @@ use mro_api::condition::model_registry::{reasons, types};
 use mro_api::{ModelRegistry, ModelRegistryStatus};
 
 use super::build::{self, BuildInput, labels};
-use super::{kinds, provision, read, status, validate};
+use super::validate::{self, ValidateError};
+use super::{kinds, provision, read, status};
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::kube_ext::apply;
+use crate::kube_ext::applier::Waves;
+use crate::kube_ext::apply::ApplyError;
 use crate::kube_ext::child::{self, Child};
 use crate::kube_ext::identity::ControllerId;
 use crate::kube_ext::prune;
@@ -63,7 +66,7 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
                 .and_then(|s| s.selector.match_labels.as_ref())
                 == Some(&labels::legacy_selector(&mr))
         };
-        Ok(
+        Ok::<_, kube::Error>(
             match (ctx.child_record(&ID).exists(&deployment_key), kept) {
                 (Some(known), Some(kept)) if known == kept.is_some() => {
                     (known, kept.as_deref().is_some_and(legacy))
@@ -75,21 +78,25 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
             },
         )
     };
-    let (valid, (existing, legacy_selector)) =
-        futures::try_join!(validate::validate(&mr, &ctx), existing)?;
-    if let Err(message) = valid {
-        let st = status::configuration_error(&mr, &message);
-        if status::differs(&mr.status, &st) {
-            warn(&ctx, &mr, "ConfigurationError", &message).await;
-            write_status(&api, &mr, &st, &ctx).await?;
+    let (valid, existing) = futures::join!(validate::validate(&mr, &ctx), existing);
+    let validated = match valid {
+        Ok(v) => v,
+        Err(ValidateError::Invalid(message)) => {
+            let st = status::configuration_error(&mr, &message);
+            if status::differs(&mr.status, &st) {
+                warn(&ctx, &mr, "ConfigurationError", &message).await;
+                write_status(&api, &mr, &st, &ctx).await?;
+            }
+            return Ok(Action::await_change());
         }
-        return Ok(Action::await_change());
-    }
+        Err(ValidateError::Check(e)) => return Err(e.into()),
+    };
+    let (existing, legacy_selector) = existing?;
 
     // Read, then build.
     let observed = read::observe(&ctx.client, &mr, &caps, &ctx.settings).await?;
     let input = BuildInput {
-        mr: &mr,
+        mr: validated.mr,
         settings: &ctx.settings,
         caps: &caps,
         cluster_domain: observed.cluster_domain.clone(),
@@ -144,37 +151,41 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
         _ => 0,
     };
     let mut route_error = None;
-    let waves: [Vec<&Child>; 4] = std::array::from_fn(|w| {
-        desired
-            .children
-            .iter()
-            .filter(|c| wave_of(c) == w)
-            .collect()
-    });
     let record = ctx.child_record(&ID);
-    for wave in waves {
-        let results =
-            futures::future::join_all(wave.iter().map(|child| record.apply(&ctx.client, child)))
-                .await;
-        let mut conflicts = Vec::new();
-        for (child, result) in wave.iter().zip(results) {
-            match result {
-                Ok(_) => {}
-                Err(apply::ApplyError::Conflict(c)) => conflicts.push(c.to_string()),
-                Err(apply::ApplyError::Kube(kube::Error::Api(s)))
-                    if child.resource.kind == "HTTPRoute"
-                        && matches!(s.code, 400 | 403 | 404 | 422) =>
-                {
-                    route_error = Some(s.message.clone());
+    let waves = Waves::by(&desired.children, 4, wave_of);
+    let stop = waves
+        .apply(
+            |child| record.apply(&ctx.client, child),
+            |results| {
+                let mut conflicts = Vec::new();
+                for (child, result) in results {
+                    match result {
+                        Ok(_) => {}
+                        Err(ApplyError::Conflict(c)) => conflicts.push(c.to_string()),
+                        Err(ApplyError::Kube(kube::Error::Api(s)))
+                            if child.resource.kind == "HTTPRoute"
+                                && matches!(s.code, 400 | 403 | 404 | 422) =>
+                        {
+                            route_error = Some(s.message.clone());
+                        }
+                        Err(ApplyError::Kube(e)) => return ControlFlow::Break(Err(e)),
+                    }
                 }
-                Err(apply::ApplyError::Kube(e)) => return Err(e.into()),
-            }
-        }
+                if conflicts.is_empty() {
+                    ControlFlow::Continue(())
+                } else {
+                    ControlFlow::Break(Ok(conflicts.join("; ")))
+                }
+            },
+        )
+        .await;
+    match stop {
+        None => {}
+        Some(Err(e)) => return Err(e.into()),
         // Names taken by objects that are not ours: reported, nothing after this wave applied
         // (the Deployment is last), looked at again on a timer (a foreign object's deletion
         // wakes no watch of ours).
-        if !conflicts.is_empty() {
-            let message = conflicts.join("; ");
+        Some(Ok(message)) => {
             let st = status::conflict(&mr, &message);
             if status::differs(&mr.status, &st) {
                 warn(&ctx, &mr, reasons::RESOURCE_CONFLICT, &message).await;

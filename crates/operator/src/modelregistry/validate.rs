@@ -10,7 +10,6 @@ use mro_api::ModelRegistry;
 use mro_api::validation::{ValidationError, join_errors};
 
 use crate::context::Context;
-use crate::error::Result;
 
 #[cfg(test)]
 mod tests;
@@ -83,25 +82,41 @@ pub fn name(name: &str) -> std::result::Result<(), ValidationError> {
     ))
 }
 
-/// Every rule a registry must meet before it is built. `Ok(Err(msg))` is a configuration error
-/// (all violations, joined); `Err` a failure to check (retried).
-pub async fn validate(
-    mr: &ModelRegistry,
+/// A registry that meets every rule: what the build step may start from.
+#[derive(Clone, Copy, Debug)]
+pub struct Validated<'a> {
+    pub mr: &'a ModelRegistry,
+}
+
+/// Why a registry is not [`Validated`].
+#[derive(Debug, thiserror::Error)]
+pub enum ValidateError {
+    /// A configuration error (all violations, joined): shown on the registry, not retried.
+    #[error("{0}")]
+    Invalid(String),
+    /// The rules could not be checked (retried).
+    #[error(transparent)]
+    Check(#[from] kube::Error),
+}
+
+/// Every rule a registry must meet before it is built.
+pub async fn validate<'a>(
+    mr: &'a ModelRegistry,
     ctx: &Context,
-) -> Result<std::result::Result<(), String>> {
+) -> Result<Validated<'a>, ValidateError> {
     let mut errors = Vec::new();
     errors.extend(name(&mr.name_any()).err());
     if let Err(spec) = mr.spec.validate() {
         errors.extend(spec);
     }
     if !errors.is_empty() {
-        return Ok(Err(join_errors(&errors)));
+        return Err(ValidateError::Invalid(join_errors(&errors)));
     }
     let ns = mr.namespace().unwrap_or_default();
     if let Some(allowed) = &ctx.settings.registries_namespace
         && &ns != allowed
     {
-        return Ok(Err(format!(
+        return Err(ValidateError::Invalid(format!(
             "metadata.namespace: ModelRegistry resources are only accepted in namespace {allowed:?} (REGISTRIES_NAMESPACE), not {ns:?}"
         )));
     }
@@ -129,12 +144,12 @@ pub async fn validate(
             continue;
         }
         if (other.creation_timestamp.clone(), other_ns.clone()) < ours {
-            return Ok(Err(format!(
+            return Err(ValidateError::Invalid(format!(
                 "metadata.name: a ModelRegistry named {name:?} already exists in namespace {other_ns:?}; registry names must be unique across the cluster because some of their resources are cluster-scoped"
             )));
         }
     }
-    Ok(Ok(()))
+    Ok(Validated { mr })
 }
 
 /// The registries named `name` in every namespace, from what the watches keep: the controller's

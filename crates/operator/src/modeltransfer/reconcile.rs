@@ -7,6 +7,7 @@
 //! longer matches is reported (`SpecChanged`), not applied. A Job that is gone after it was
 //! created (TTL, or deleted by hand) is never re-created: the status keeps the outcome.
 use std::collections::BTreeSet;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +30,9 @@ use super::status::{self, Registration, StatusInput};
 use super::{names, verify};
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::kube_ext::applier::Waves;
 use crate::kube_ext::apply;
+use crate::kube_ext::apply::ApplyError;
 use crate::kube_ext::child::{Child, ChildKey, ManagedKind};
 use crate::kube_ext::identity::ControllerId;
 use crate::kube_ext::prune;
@@ -152,41 +155,52 @@ pub async fn reconcile(mt: Arc<ModelTransfer>, ctx: Arc<Context>) -> Result<Acti
     // The Job's inputs at once, then the Job.
     let inputs = desired.inputs();
     let mut applied = None;
-    for batch in [inputs.iter().collect::<Vec<_>>(), vec![&job_child]] {
-        let results = futures::future::join_all(
-            batch
-                .iter()
-                .map(|c| apply::apply_new(&ctx.client, ID.manager, c)),
+    let waves = Waves::new(vec![inputs.iter().collect(), vec![&job_child]]);
+    let stop = waves
+        .apply(
+            |c| apply::apply_new(&ctx.client, ID.manager, c),
+            |results| {
+                for (child, result) in results {
+                    match result {
+                        Ok(obj) => applied = Some(obj),
+                        Err(ApplyError::Conflict(c)) => {
+                            return ControlFlow::Break(Stopped::Conflict(c.to_string()));
+                        }
+                        Err(ApplyError::Kube(kube::Error::Api(s)))
+                            if s.code == 400 || s.code == 422 =>
+                        {
+                            let message = refused_message(child, &s.message);
+                            return ControlFlow::Break(Stopped::Refused(message));
+                        }
+                        Err(ApplyError::Kube(e)) => return ControlFlow::Break(Stopped::Failed(e)),
+                    }
+                }
+                ControlFlow::Continue(())
+            },
         )
         .await;
-        for (child, result) in batch.into_iter().zip(results) {
-            match result {
-                Ok(obj) => applied = Some(obj),
-                // A name taken by an object that is not this transfer's (a ServiceAccount
-                // `<name>-sync` made for something else would hand the Job its rights): no
-                // Job; looked at again on a timer.
-                Err(apply::ApplyError::Conflict(c)) => {
-                    revoke(&ctx, desired.role_binding.as_ref()).await?;
-                    set_grant(&mt, &api, &ctx, None).await?;
-                    let st = status::not_started(&mt, reasons::RESOURCE_CONFLICT, &c.to_string());
-                    publish_status(&mt, &api, &ctx, &st).await?;
-                    return Ok(Action::requeue(MISSING_REFERENCE_RETRY));
-                }
-                // The API server refuses what the CRD schema let through (e.g. a malformed
-                // toleration or node selector): a spec problem for the user, not a retry loop.
-                Err(apply::ApplyError::Kube(kube::Error::Api(s)))
-                    if s.code == 400 || s.code == 422 =>
-                {
-                    let message = refused_message(child, &s.message);
-                    // No Job will run: the registry grant applied for it must not outlive it.
-                    revoke(&ctx, desired.role_binding.as_ref()).await?;
-                    set_grant(&mt, &api, &ctx, None).await?;
-                    publish_status(&mt, &api, &ctx, &status::invalid(&mt, &message)).await?;
-                    return Ok(Action::await_change());
-                }
-                Err(apply::ApplyError::Kube(e)) => return Err(e.into()),
-            }
+    match stop {
+        None => {}
+        // A name taken by an object that is not this transfer's (a ServiceAccount
+        // `<name>-sync` made for something else would hand the Job its rights): no
+        // Job; looked at again on a timer.
+        Some(Stopped::Conflict(message)) => {
+            revoke(&ctx, desired.role_binding.as_ref()).await?;
+            set_grant(&mt, &api, &ctx, None).await?;
+            let st = status::not_started(&mt, reasons::RESOURCE_CONFLICT, &message);
+            publish_status(&mt, &api, &ctx, &st).await?;
+            return Ok(Action::requeue(MISSING_REFERENCE_RETRY));
         }
+        // The API server refuses what the CRD schema let through (e.g. a malformed
+        // toleration or node selector): a spec problem for the user, not a retry loop.
+        Some(Stopped::Refused(message)) => {
+            // No Job will run: the registry grant applied for it must not outlive it.
+            revoke(&ctx, desired.role_binding.as_ref()).await?;
+            set_grant(&mt, &api, &ctx, None).await?;
+            publish_status(&mt, &api, &ctx, &status::invalid(&mt, &message)).await?;
+            return Ok(Action::await_change());
+        }
+        Some(Stopped::Failed(e)) => return Err(e.into()),
     }
     let job: Job = applied
         .ok_or(Error::MissingField("applied Job"))?
@@ -502,6 +516,15 @@ pub fn transitions(
 
 async fn note(ctx: &Context, mt: &ModelTransfer, type_: EventType, reason: &str, text: &str) {
     events::publish(&ctx.recorder, mt, "Transfer", type_, reason, text).await;
+}
+
+/// Why the applies of a transfer's children stopped before the Job.
+enum Stopped {
+    /// A child's name is taken by someone else's object.
+    Conflict(String),
+    /// The API server refused a child (the message says which and why).
+    Refused(String),
+    Failed(kube::Error),
 }
 
 /// Reports a failed reconcile (see [`crate::kube_ext::report`]); no events: the transfer's

@@ -6,13 +6,9 @@ use k8s_openapi::api::rbac::v1::{PolicyRule, Role};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
+use super::ports::{GRPC_PORT_NAME, HTTP_PORT_NAME, HTTPS_PORT_NAME};
 use super::{BuildError, BuildInput, Desired, labels, proxy};
 use crate::kube_ext::child::Child;
-
-/// Port names, as upstream (clients and Routes refer to them).
-pub const HTTP_PORT_NAME: &str = "http-api";
-pub const GRPC_PORT_NAME: &str = "grpc-api";
-pub const HTTPS_PORT_NAME: &str = "https-api";
 
 pub fn build(input: &BuildInput, out: &mut Desired) -> Result<(), BuildError> {
     let mr = input.mr;
@@ -114,7 +110,7 @@ pub fn external_addresses(input: &BuildInput) -> BTreeMap<String, String> {
         && input.caps.openshift()
         && p.config.service_route.is_enabled()
     {
-        if let Some(domain) = super::openshift::domain(input, p.config.domain.as_deref()) {
+        if let Some(domain) = super::route::domain(input, p.config.domain.as_deref()) {
             out.insert(
                 EXTERNAL_ADDRESS_REST.into(),
                 format!("{name}-rest.{domain}:{}", p.config.route_port),

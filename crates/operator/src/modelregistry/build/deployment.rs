@@ -22,8 +22,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use mro_api::model_registry::DEFAULT_GRPC_PORT;
 
-use super::core::{GRPC_PORT_NAME, HTTP_PORT_NAME};
 use super::database::{self, DbWiring};
+use super::ports::{GRPC_PORT_NAME, HTTP_PORT_NAME};
 use super::server::{Layout, Server};
 use super::{BuildError, BuildInput, Desired, labels, proxy};
 use crate::kube_ext::child::Child;

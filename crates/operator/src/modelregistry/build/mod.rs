@@ -8,6 +8,8 @@
 //! - [`proxy`]: OAuth proxy / kube-rbac-proxy sidecars and their Secrets, Routes, NetworkPolicy,
 //!   auth-delegator ClusterRoleBinding.
 //! - [`openshift`]: the `<name>-users` Group and its RoleBinding, the plain REST Route.
+//! - [`route`]: the one shape of every OpenShift Route, and the host names' domain.
+//! - [`ports`]: the registry's port names, which Services, proxies and Routes refer to.
 //! - [`gateway_api`]: the Data Science Gateway's HTTPRoute and its ReferenceGrant.
 //! - [`postgres_provision`]: the PostgreSQL instance `spec.postgres.generateDeployment` asks for.
 //! - [`istio`]: VirtualService, DestinationRule, AuthorizationPolicy, AuthConfig, Gateway and the
@@ -27,8 +29,10 @@ pub mod gateway_api;
 pub mod istio;
 pub mod labels;
 pub mod openshift;
+pub mod ports;
 pub mod postgres_provision;
 pub mod proxy;
+pub mod route;
 pub mod server;
 #[cfg(test)]
 mod tests;

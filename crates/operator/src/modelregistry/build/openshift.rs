@@ -1,29 +1,23 @@
 //! OpenShift-only children: the `<name>-users` Group with its RoleBinding, and the plain REST
-//! Route `<name>-http`. Also the Route helpers shared with the proxy and Istio gateway builders,
-//! so every Route the operator creates has the same shape.
+//! Route `<name>-http` (built with [`super::route`], like every Route).
 //!
 //! Nothing here is an error on plain Kubernetes: the Group needs `user.openshift.io`, Routes need
 //! `route.openshift.io`, and a cluster without them simply does not get these children.
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::api::ApiResource;
 use mro_api::ModelRegistry;
 use mro_api::condition::model_registry::types;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::core::HTTP_PORT_NAME;
+use super::ports::HTTP_PORT_NAME;
+use super::route::{self, RouteSpec};
 use super::{BuildError, BuildInput, Desired, Unsupported, labels, proxy};
 use crate::capabilities::{ROUTE_GROUP, USER_GROUP};
 use crate::kube_ext::child::Child;
 use crate::modelregistry::kinds;
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
-
-/// `route.openshift.io/v1` `Route`.
-pub fn route_resource() -> ApiResource {
-    kinds::platform(ROUTE_GROUP, "v1", "Route", "routes")
-}
 
 /// `user.openshift.io/v1` `Group` (cluster-scoped).
 pub fn group_resource() -> ApiResource {
@@ -38,55 +32,6 @@ pub fn users_group_name(mr: &ModelRegistry) -> String {
 /// `<name>-http`: the Route exposing the plain REST port.
 pub fn http_route_name(mr: &ModelRegistry) -> String {
     format!("{}-http", mr.name_any())
-}
-
-/// The DNS domain for externally visible host names: the one the spec gives, else the operator's
-/// `DEFAULT_DOMAIN`, else the cluster's ingress domain. Empty strings count as unset, since a
-/// kustomize replacement that found nothing leaves `""` rather than dropping the field.
-pub fn domain(input: &BuildInput, explicit: Option<&str>) -> Option<String> {
-    [
-        explicit,
-        input.settings.defaults.domain.as_deref(),
-        input.cluster_domain.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|d| !d.is_empty())
-    .map(str::to_string)
-}
-
-/// What a Route points at and how it terminates TLS.
-#[derive(Clone, Debug)]
-pub struct RouteSpec<'a> {
-    /// Fixed host name; `None` lets the router generate one.
-    pub host: Option<&'a str>,
-    /// Service the Route sends traffic to (in the Route's namespace).
-    pub service: &'a str,
-    /// Service port: a port name, or a number.
-    pub target_port: Value,
-    /// `edge`, `reencrypt` or `passthrough`; `None` for plain HTTP.
-    pub termination: Option<&'static str>,
-}
-
-/// A Route child. TLS Routes redirect plain HTTP to HTTPS rather than serving it, since every
-/// TLS Route here fronts an authenticated endpoint and a token must not travel in clear text.
-pub fn route(meta: ObjectMeta, spec: &RouteSpec) -> Child {
-    let mut body = json!({
-        "to": { "kind": "Service", "name": spec.service, "weight": 100 },
-        "port": { "targetPort": spec.target_port },
-        "wildcardPolicy": "None",
-    });
-    if let Some(host) = spec.host {
-        body["host"] = host.into();
-    }
-    if let Some(termination) = spec.termination {
-        body["tls"] = json!({
-            "termination": termination,
-            "insecureEdgeTerminationPolicy": "Redirect",
-        });
-    }
-    let meta = serde_json::to_value(meta).expect("ObjectMeta serializes");
-    Child::dynamic(route_resource(), json!({ "metadata": meta, "spec": body }))
 }
 
 /// The users Group (with the user API) and its RoleBinding (on OpenShift, also without the
@@ -117,10 +62,10 @@ pub fn build(input: &BuildInput, out: &mut Desired) -> Result<(), BuildError> {
         } else if proxy::active(input).is_none() {
             // With a proxy in front, the Service has no plain port to route to, and exposing
             // the REST container directly would bypass the proxy's authorization.
-            let domain = domain(input, None);
+            let domain = route::domain(input, None);
             let host = domain.map(|d| format!("{}-http.{d}", mr.name_any()));
             let name = mr.name_any();
-            out.children.push(route(
+            out.children.push(route::route(
                 labels::owned_meta(mr, http_route_name(mr)),
                 &RouteSpec {
                     host: host.as_deref(),
@@ -168,6 +113,7 @@ mod tests {
     use super::*;
     use crate::capabilities::{CONFIG_GROUP, Capabilities};
     use crate::settings::Settings;
+    use serde_json::Value;
 
     const NS: &str = "odh-model-registries";
     const NAME: &str = "modelregistry-sample";
@@ -435,7 +381,7 @@ mod tests {
         let caps = Capabilities::vanilla();
         let mut settings = Settings::for_tests();
         let input = |settings: &Settings, cluster: Option<&str>, explicit: Option<&str>| {
-            domain(
+            route::domain(
                 &BuildInput {
                     mr: &m,
                     settings,
@@ -480,7 +426,7 @@ mod tests {
     #[test]
     fn tls_routes_redirect_plain_http() {
         let m = mr(json!({ "mysql": mysql() }));
-        let child = route(
+        let child = route::route(
             labels::owned_meta(&m, "r"),
             &RouteSpec {
                 host: None,

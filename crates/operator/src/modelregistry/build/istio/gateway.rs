@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::{IstioResources, meta_json};
 use crate::kube_ext::child::Child;
-use crate::modelregistry::build::openshift::{self, RouteSpec};
+use crate::modelregistry::build::route::{self, RouteSpec};
 use crate::modelregistry::build::{BuildError, BuildInput, Desired, Unsupported, labels};
 
 /// One gateway server (one API), with everything resolved from spec and operator defaults.
@@ -54,7 +54,7 @@ impl Resolved {
     pub fn new(input: &BuildInput, g: &GatewayConfig) -> Result<Resolved, BuildError> {
         let mr = input.mr;
         let name = mr.name_any();
-        let domain = openshift::domain(input, g.domain.as_deref()).ok_or_else(|| {
+        let domain = route::domain(input, g.domain.as_deref()).ok_or_else(|| {
             BuildError::new(
                 "spec.istio.gateway.domain",
                 "required: no DEFAULT_DOMAIN is configured and the cluster's ingress domain \
@@ -163,7 +163,7 @@ pub fn build(input: &BuildInput, gw: &Resolved, r: &IstioResources, out: &mut De
             443 => "https".into(),
             n => n.into(),
         };
-        out.children.push(openshift::route(
+        out.children.push(route::route(
             labels::foreign_meta(
                 mr,
                 &ingress.namespace,

@@ -35,8 +35,8 @@ use mro_api::condition::model_registry::types;
 use mro_api::model_registry::ProxyConfig;
 use serde_json::json;
 
-use super::core::HTTPS_PORT_NAME;
-use super::openshift::{self, RouteSpec};
+use super::ports::HTTPS_PORT_NAME;
+use super::route::{self, RouteSpec};
 use super::{BuildError, BuildInput, Desired, Unsupported, labels};
 use crate::capabilities::ROUTE_GROUP;
 use crate::kube_ext::child::Child;
@@ -389,10 +389,10 @@ pub fn build(input: &BuildInput, out: &mut Desired) -> Result<(), BuildError> {
     // Routes exist only on OpenShift. `serviceRoute` defaults to enabled, so elsewhere it is not
     // a request that could fail, and nothing is reported.
     if input.caps.openshift() && config.service_route.is_enabled() {
-        let host = openshift::domain(input, config.domain.as_deref())
+        let host = route::domain(input, config.domain.as_deref())
             .map(|d| format!("{}-rest.{d}", mr.name_any()));
         let name = mr.name_any();
-        out.children.push(openshift::route(
+        out.children.push(route::route(
             labels::owned_meta(mr, https_route_name(mr)),
             &RouteSpec {
                 host: host.as_deref(),
