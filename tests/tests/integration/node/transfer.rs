@@ -22,21 +22,30 @@ use super::NodeNs;
 const TOKEN: &str = "node-registry-token";
 const DONE: Duration = Duration::from_secs(180);
 
-struct World {
-    t: NodeNs,
-    s3: S3Server,
-    oci: OciRegistry,
-    mr: ModelRegistryStandIn,
+pub(super) struct World {
+    pub(super) t: NodeNs,
+    pub(super) s3: S3Server,
+    pub(super) oci: OciRegistry,
+    pub(super) mr: ModelRegistryStandIn,
     base_image: String,
-    _operator: OperatorHandle,
+    /// The in-process operator; `None` when the operator runs as a pod on the node
+    /// (`super::operator`).
+    _operator: Option<OperatorHandle>,
 }
 
 impl World {
+    /// A namespace on the node, the host's test servers, and the operator in-process.
     async fn new(prefix: &str) -> World {
         let t = NodeNs::new(prefix).await;
         let mut settings = operator::test_settings(&t.ns);
         settings.images.model_sync = t.node.images.model_sync.clone();
         let op = operator::start(&t.node.cluster, settings).await;
+        World::with(t, Some(op)).await
+    }
+
+    /// The test servers and Secrets in `t`'s namespace; the operator is the caller's (`op`, or a
+    /// pod on the node when `None`).
+    pub(super) async fn with(t: NodeNs, op: Option<OperatorHandle>) -> World {
         let s3 = S3Server::start().await.unwrap();
         let oci = OciRegistry::start_plain().await.unwrap();
         let mr = ModelRegistryStandIn::start(StandInOptions::default().with_token(TOKEN))
@@ -91,7 +100,7 @@ impl World {
             .unwrap();
     }
 
-    fn spec(&self, name: &str, secret: &str) -> Value {
+    pub(super) fn spec(&self, name: &str, secret: &str) -> Value {
         let env = &self.t.node.env;
         json!({
             "source": { "s3": { "bucket": "models", "key": format!("{name}/v1/"), "credentialsSecretRef": { "name": secret } } },
@@ -108,7 +117,7 @@ impl World {
         })
     }
 
-    async fn create(&self, name: &str, spec: Value) {
+    pub(super) async fn create(&self, name: &str, spec: Value) {
         let mt: ModelTransfer = serde_json::from_value(json!({
             "apiVersion": "modelregistry.opendatahub.io/v1alpha1", "kind": "ModelTransfer",
             "metadata": { "name": name }, "spec": spec }))
@@ -119,7 +128,7 @@ impl World {
             .unwrap();
     }
 
-    async fn finish(&self, name: &str) -> ModelTransfer {
+    pub(super) async fn finish(&self, name: &str) -> ModelTransfer {
         let api = Api::<ModelTransfer>::namespaced(self.t.client.clone(), &self.t.ns);
         let deadline = Instant::now() + DONE;
         loop {
@@ -140,18 +149,18 @@ impl World {
         }
     }
 
-    async fn pod(&self) -> Pod {
+    pub(super) async fn pod(&self) -> Pod {
         let pods = Api::<Pod>::namespaced(self.t.client.clone(), &self.t.ns)
-            .list(&ListParams::default())
+            .list(&ListParams::default().labels("job-name"))
             .await
             .unwrap()
             .items;
-        assert_eq!(pods.len(), 1, "backoffLimit 0: one pod: {pods:#?}");
+        assert_eq!(pods.len(), 1, "backoffLimit 0: one Job pod: {pods:#?}");
         pods.into_iter().next().unwrap()
     }
 }
 
-fn condition(t: &ModelTransfer, type_: &str) -> Option<(String, String)> {
+pub(super) fn condition(t: &ModelTransfer, type_: &str) -> Option<(String, String)> {
     let st = t.status.as_ref()?;
     let v = serde_json::to_value(st).ok()?;
     v["conditions"]
@@ -167,7 +176,7 @@ fn condition(t: &ModelTransfer, type_: &str) -> Option<(String, String)> {
 }
 
 /// The pod ran our image on the node under the restricted profile, as the kubelet reports it.
-fn assert_restricted_pod_of_our_image(w: &World, pod: &Pod) {
+pub(super) fn assert_restricted_pod_of_our_image(w: &World, pod: &Pod) {
     let spec = pod.spec.as_ref().unwrap();
     assert_eq!(
         spec.node_name.as_deref(),
