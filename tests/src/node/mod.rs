@@ -20,6 +20,7 @@ use tokio::sync::OnceCell;
 use crate::cluster::Cluster;
 
 pub mod images;
+pub mod operator;
 pub mod pods;
 pub mod samples;
 
@@ -146,16 +147,22 @@ impl Node {
 pub async fn shared() -> &'static Node {
     static NODE: OnceCell<Node> = OnceCell::const_new();
     NODE.get_or_init(|| async {
-        start().await.unwrap_or_else(|e| {
+        start(false).await.unwrap_or_else(|e| {
             panic!("cannot start the real node (tests/local-cluster/node.sh): {e:#}")
         })
     })
     .await
 }
 
-async fn start() -> anyhow::Result<Node> {
+/// A node of the caller's own (`make demo`): its control plane, kubelet, containerd and pods are
+/// stopped when it is dropped (and when this process exits, by the control plane's watchdog).
+pub async fn start_private() -> anyhow::Result<Node> {
+    start(true).await
+}
+
+async fn start(private: bool) -> anyhow::Result<Node> {
     use anyhow::Context as _;
-    let cluster = crate::cluster::start_with_node().await?;
+    let cluster = crate::cluster::start_with_node(private).await?;
     let dir = cluster.dir().context("node cluster directory")?;
     let env_path = dir.join("node.env");
     let text = std::fs::read_to_string(&env_path)
