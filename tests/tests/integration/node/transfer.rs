@@ -11,6 +11,7 @@ use mro_api::ModelTransfer;
 use mro_api::model_transfer::TransferPhase;
 use mro_tests::model_registry::{ModelRegistryStandIn, StandInOptions};
 use mro_tests::model_sync::{Model, pull_image, push_base_image};
+use mro_tests::node::Images;
 use mro_tests::node::pods::terminated;
 use mro_tests::oci_registry::OciRegistry;
 use mro_tests::operator::{self, OperatorHandle};
@@ -36,9 +37,14 @@ pub(super) struct World {
 impl World {
     /// A namespace on the node, the host's test servers, and the operator in-process.
     async fn new(prefix: &str) -> World {
+        World::with_sync_image(prefix, |images| images.model_sync.clone()).await
+    }
+
+    /// As [`World::new`], the operator's Jobs running the image `image` picks.
+    async fn with_sync_image(prefix: &str, image: impl Fn(&Images) -> String) -> World {
         let t = NodeNs::new(prefix).await;
         let mut settings = operator::test_settings(&t.ns);
-        settings.images.model_sync = t.node.images.model_sync.clone();
+        settings.images.model_sync = image(&t.node.images);
         let op = operator::start(&t.node.cluster, settings).await;
         World::with(t, Some(op)).await
     }
@@ -278,5 +284,55 @@ async fn a_failing_transfer_pod_reports_through_its_termination_message() {
         Some(("True".into(), "SourceUnavailable".into())),
         "{:#?}",
         t.status
+    );
+}
+
+/// The operator's Job under the restricted profile with an image whose user is root: the kubelet
+/// refuses to start the container (`runAsNonRoot`), and the operator reports the kubelet's reason
+/// while the transfer stays Pending; nothing reaches the destination.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_pod_whose_image_runs_as_root_is_refused_and_the_operator_says_why() {
+    let w = World::with_sync_image("node-transfer-root", |i| i.model_sync_root.clone()).await;
+    Model::small(33)
+        .put_s3(&w.s3, "models", "rooted/v1")
+        .await
+        .unwrap();
+    w.create("rooted", w.spec("rooted", "s3-creds")).await;
+    let api = Api::<ModelTransfer>::namespaced(w.t.client.clone(), &w.t.ns);
+    let deadline = Instant::now() + DONE;
+    let t = loop {
+        let t = api.get("rooted").await.unwrap();
+        let said = serde_json::to_string(&t.status).unwrap_or_default();
+        if said.contains("CreateContainerConfigError") {
+            break t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no refusal reported after {DONE:?}: {:#?}\n{}",
+            t.status,
+            w.t.node.describe()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let st = t.status.clone().unwrap();
+    assert_eq!(st.phase, Some(TransferPhase::Pending), "{st:#?}");
+    let message = st.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("CreateContainerConfigError")
+            && message.contains("runAsNonRoot and image will run as root"),
+        "the kubelet's reason in the status: {st:#?}"
+    );
+    let pod = w.pod().await;
+    let c = &pod.spec.as_ref().unwrap().containers[0];
+    assert_eq!(
+        c.image.as_deref(),
+        Some(w.t.node.images.model_sync_root.as_str())
+    );
+    assert!(terminated(&pod).is_none(), "never started: {:#?}", pod.status);
+    assert!(
+        pull_image(&w.oci, &w.oci.reference("models/rooted", "v1"))
+            .await
+            .is_err(),
+        "nothing was pushed"
     );
 }
