@@ -328,7 +328,11 @@ async fn a_job_pod_whose_image_runs_as_root_is_refused_and_the_operator_says_why
         c.image.as_deref(),
         Some(w.t.node.images.model_sync_root.as_str())
     );
-    assert!(terminated(&pod).is_none(), "never started: {:#?}", pod.status);
+    assert!(
+        terminated(&pod).is_none(),
+        "never started: {:#?}",
+        pod.status
+    );
     assert!(
         pull_image(&w.oci, &w.oci.reference("models/rooted", "v1"))
             .await
