@@ -153,10 +153,24 @@ async fn the_operator_runs_from_config_default_as_a_pod_and_reconciles_a_registr
     // The same pod did all of it: never replaced, and its log shows it led.
     let after = operator::running_pod(&t.client).await.unwrap();
     assert_eq!(after.uid(), pod.uid(), "the operator pod was replaced");
-    let log = logs(&t.client, OPERATOR_NAMESPACE, &pod.name_any())
-        .await
-        .unwrap_or_default();
-    assert!(log.contains("acquired leadership"), "{log}");
+    // Read through the kubelet, retried: a log request can fail or time out on a loaded machine,
+    // and a restarted container logs the line again once its old Lease has expired.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let log = logs(&t.client, OPERATOR_NAMESPACE, &pod.name_any()).await;
+        if log
+            .as_ref()
+            .is_ok_and(|l| l.contains("acquired leadership"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the operator's log never said it acquired leadership: {log:?}\n{}",
+            describe_pods(&t.client, OPERATOR_NAMESPACE).await
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 
     // The Deployment goes; what it reconciled stays (no owner reference to the operator).
     Api::<Deployment>::namespaced(t.client.clone(), OPERATOR_NAMESPACE)

@@ -287,56 +287,50 @@ async fn a_failing_transfer_pod_reports_through_its_termination_message() {
     );
 }
 
-/// The operator's Job under the restricted profile with an image whose user is root: the kubelet
-/// refuses to start the container (`runAsNonRoot`), and the operator reports the kubelet's reason
-/// while the transfer stays Pending; nothing reaches the destination.
+/// The operator's Job pins the user (`runAsUser` 65532 beside `runAsNonRoot`), so even an image
+/// whose user is root runs, as that user: the kubelet refuses `runAsNonRoot` for an effective uid
+/// 0 (`node::pods::an_image_running_as_root_is_refused_under_run_as_non_root` shows the refusal
+/// for a pod without `runAsUser`), so a transfer that succeeds from the root image proves the
+/// container did not run as root.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_job_pod_whose_image_runs_as_root_is_refused_and_the_operator_says_why() {
+async fn a_job_of_an_image_whose_user_is_root_runs_as_the_pinned_non_root_user() {
     let w = World::with_sync_image("node-transfer-root", |i| i.model_sync_root.clone()).await;
-    Model::small(33)
-        .put_s3(&w.s3, "models", "rooted/v1")
-        .await
-        .unwrap();
+    let model = Model::small(33);
+    model.put_s3(&w.s3, "models", "rooted/v1").await.unwrap();
     w.create("rooted", w.spec("rooted", "s3-creds")).await;
-    let api = Api::<ModelTransfer>::namespaced(w.t.client.clone(), &w.t.ns);
-    let deadline = Instant::now() + DONE;
-    let t = loop {
-        let t = api.get("rooted").await.unwrap();
-        let said = serde_json::to_string(&t.status).unwrap_or_default();
-        if said.contains("CreateContainerConfigError") {
-            break t;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no refusal reported after {DONE:?}: {:#?}\n{}",
-            t.status,
-            w.t.node.describe()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    let st = t.status.clone().unwrap();
-    assert_eq!(st.phase, Some(TransferPhase::Pending), "{st:#?}");
-    let message = st.message.clone().unwrap_or_default();
-    assert!(
-        message.contains("CreateContainerConfigError")
-            && message.contains("runAsNonRoot and image will run as root"),
-        "the kubelet's reason in the status: {st:#?}"
-    );
+    let t = w.finish("rooted").await;
     let pod = w.pod().await;
-    let c = &pod.spec.as_ref().unwrap().containers[0];
+    let st = t.status.clone().unwrap();
+    assert_eq!(
+        st.phase,
+        Some(TransferPhase::Succeeded),
+        "{st:#?}\npod: {:#?}\n{}",
+        pod.status,
+        w.t.node.describe()
+    );
+    let spec = pod.spec.as_ref().unwrap();
+    let c = &spec.containers[0];
     assert_eq!(
         c.image.as_deref(),
         Some(w.t.node.images.model_sync_root.as_str())
     );
-    assert!(
-        terminated(&pod).is_none(),
-        "never started: {:#?}",
-        pod.status
+    let (sc, psc) = (
+        c.security_context.clone().unwrap_or_default(),
+        spec.security_context.clone().unwrap_or_default(),
     );
     assert!(
-        pull_image(&w.oci, &w.oci.reference("models/rooted", "v1"))
-            .await
-            .is_err(),
-        "nothing was pushed"
+        sc.run_as_non_root == Some(true) || psc.run_as_non_root == Some(true),
+        "{sc:?} {psc:?}"
     );
+    let user = sc.run_as_user.or(psc.run_as_user);
+    assert!(
+        user.is_some_and(|u| u != 0),
+        "a pinned non-root user: {sc:?} {psc:?}"
+    );
+    assert_eq!(terminated(&pod).map(|s| s.exit_code), Some(0));
+    let uri = st.artifact_uri.clone().expect("artifactUri");
+    let pinned = uri
+        .trim_start_matches("oci://")
+        .replace(&w.t.node.env.host_ip.to_string(), "127.0.0.1");
+    assert_eq!(pull_image(&w.oci, &pinned).await.unwrap().models, model);
 }
