@@ -192,6 +192,31 @@ impl ImportGraph {
             .find_map(|n| self.modules.get(&target[..n]).cloned())
     }
 
+    /// The arrows from files under `from` into files under `to` (folders, as paths start).
+    pub fn arrows_between(&self, from: &Path, to: &Path) -> Vec<(PathBuf, PathBuf, Vec<String>)> {
+        let mut found = Vec::new();
+        for (file, targets) in &self.arrows {
+            if !file.starts_with(from) {
+                continue;
+            }
+            for (target, names) in targets {
+                if target.starts_with(to) {
+                    found.push((
+                        file.clone(),
+                        target.clone(),
+                        names.iter().cloned().collect(),
+                    ));
+                }
+            }
+        }
+        found
+    }
+
+    /// Whether any file of the crate lies under `folder`.
+    pub fn has_files_under(&self, folder: &Path) -> bool {
+        self.modules.values().any(|f| f.starts_with(folder))
+    }
+
     /// Every circle, largest first, then by file name.
     pub fn circles(&self) -> Vec<Circle> {
         let nodes: BTreeSet<&PathBuf> = self
@@ -636,6 +661,27 @@ mod tests {
             found,
             vec![vec!["s3/copy.rs".to_string(), "s3/destination.rs".into()]]
         );
+    }
+
+    #[test]
+    fn arrows_from_a_layer_into_a_folder_above_it_are_listed() {
+        let dir = tree(&[
+            ("lib.rs", "mod layer; mod app;"),
+            ("layer/mod.rs", "mod apply; pub fn f() { crate::app::g(); }"),
+            ("layer/apply.rs", "pub fn a() {}"),
+            (
+                "app/mod.rs",
+                "use crate::layer::apply::a; pub fn g() { a(); }",
+            ),
+        ]);
+        let graph = ImportGraph::of_crate(dir.path()).unwrap();
+        let up = graph.arrows_between(&dir.path().join("layer"), &dir.path().join("app"));
+        assert_eq!(up.len(), 1, "{up:?}");
+        assert_eq!(up[0].2, vec!["g".to_string()]);
+        let down = graph.arrows_between(&dir.path().join("app"), &dir.path().join("layer"));
+        assert_eq!(down.len(), 1, "{down:?}");
+        assert!(graph.has_files_under(&dir.path().join("layer")));
+        assert!(!graph.has_files_under(&dir.path().join("gone")));
     }
 
     #[test]
