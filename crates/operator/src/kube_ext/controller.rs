@@ -126,7 +126,7 @@ where
     }
 
     /// As [`owns`](Self::owns), for a kind whose objects the reconciles read: whole objects are
-    /// watched and kept, trimmed, in a store that `slot` then holds (see [`crate::watched`]).
+    /// watched and kept, trimmed, in a store that `slot` then holds (see [`super::store`]).
     pub fn owns_kept<C>(mut self, api: Api<C>, wc: watcher::Config, slot: &Slot<C>) -> Self
     where
         C: Clone + Resource<DynamicType = ()> + DeserializeOwned + Debug + Send + Sync + Trim,

@@ -1,4 +1,6 @@
 //! The ModelRegistry controller: deploys and secures Model Registry instances.
+//! Built on the shared controller layer ([`crate::kube_ext`]): this module declares what is
+//! particular to this controller (its identity in `reconcile::ID`, its watches, builders, status).
 //!
 //! - [`reconcile`]: the pipeline (read → validate → build → apply → status) and the finalizer.
 //! - [`read`]: facts gathered from the cluster.

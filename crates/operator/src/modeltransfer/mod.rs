@@ -1,4 +1,6 @@
 //! The ModelTransfer controller: copies a model in a Job running model-sync and registers it.
+//! Built on the shared controller layer ([`crate::kube_ext`]): this module declares what is
+//! particular to this controller (its identity in `reconcile::ID`, its watches, builders, status).
 //!
 //! - [`reconcile`]: the pipeline (read → validate → build → apply → status) and the finalizer.
 //! - [`read`]: the Job, its pods, and every reference of the spec.
