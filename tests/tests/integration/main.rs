@@ -1,6 +1,7 @@
 //! Integration tests: one test binary, so one control plane per run; each test gets its own namespace.
 #![forbid(unsafe_code)]
 
+mod catalog_contract;
 mod crds;
 mod delivery;
 mod delivery_aihub;
