@@ -5,6 +5,7 @@ mod catalog_contract;
 mod crds;
 mod delivery;
 mod delivery_aihub;
+mod delivery_catalog;
 mod delivery_odh;
 mod demo;
 mod docs;
