@@ -19,8 +19,8 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
 use kube::ResourceExt;
 use serde_json::json;
 
-use super::CatalogInput;
 use super::deployment::PROXY_PORT;
+use super::input::CatalogInput;
 use super::names::{self, Component};
 
 /// Annotation with the address the dashboard shows.

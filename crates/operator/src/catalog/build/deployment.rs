@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use mro_api::catalog::Catalog;
 use serde_json::{Value, json};
 
-use super::CatalogInput;
+use super::input::CatalogInput;
 use super::names::{self, Component};
 
 /// The server's HTTP port (`http-api`).

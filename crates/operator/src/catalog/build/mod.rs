@@ -3,6 +3,7 @@
 //! (internal/controller/catalog_controller.go@08f64eb:249-453) applies, grouped by how the
 //! applier must treat them. No I/O; unit-tested in `tests`.
 //!
+//! - [`input`]: what the build reads ([`CatalogInput`]).
 //! - [`names`]: fixed names, labels, selectors, owner references.
 //! - [`sources`]: default and user sources ConfigMaps, the `default_catalog` migration,
 //!   labeled sources.
@@ -17,13 +18,11 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
-use mro_api::catalog::Catalog;
 use serde_json::Value;
-
-use super::settings::CatalogSettings;
 
 pub mod access;
 pub mod deployment;
+pub mod input;
 pub mod names;
 pub mod openshift;
 pub mod postgres;
@@ -32,21 +31,7 @@ pub mod status;
 #[cfg(test)]
 mod tests;
 
-/// Everything the build step needs. `catalog` has passed [`mro_api::catalog::validate`].
-#[derive(Clone, Debug)]
-pub struct CatalogInput<'a> {
-    pub catalog: &'a Catalog,
-    pub settings: &'a CatalogSettings,
-    /// The cluster is OpenShift (serves `route.openshift.io`).
-    pub openshift: bool,
-    /// The domain Routes and addresses use: `DEFAULT_DOMAIN`, else the OpenShift ingress
-    /// domain (`appsDomain`, then `domain`).
-    pub domain: Option<String>,
-    /// The platform Auth's `spec.adminGroups` (empty without that API or object).
-    pub admin_groups: Vec<String>,
-    /// The selected extra sources ([`sources::labeled_sources`]), sorted.
-    pub labeled_sources: Vec<String>,
-}
+pub use input::CatalogInput;
 
 /// The PostgreSQL objects other than the Secret (which is created once, see
 /// [`postgres::secret`] and [`postgres::missing_keys`]).

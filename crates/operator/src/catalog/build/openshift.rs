@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 
-use super::CatalogInput;
 use super::deployment::PROXY_PORT;
+use super::input::CatalogInput;
 use super::names::{self, Component};
 
 /// The Gateway API group.

@@ -15,8 +15,8 @@ use k8s_openapi::api::core::v1::{ResourceRequirements, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde_json::json;
 
-use super::CatalogInput;
 use super::deployment::quantities;
+use super::input::CatalogInput;
 use super::names::{self, Component};
 
 /// PostgreSQL's port.
