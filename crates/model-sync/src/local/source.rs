@@ -322,7 +322,7 @@ mod tests {
         write(dir.path(), "a.bin", b"a");
         std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("leak")).unwrap();
         let err = LocalSource::new(dir.path()).list().await.unwrap_err();
-        assert_eq!(err.reason, Reason::InvalidInput);
+        assert_eq!(err.reason, Reason::InvalidConfiguration);
         assert!(err.message.contains("points outside"), "{err}");
 
         std::fs::remove_file(dir.path().join("leak")).unwrap();
@@ -353,7 +353,7 @@ mod tests {
             pvc.path().join("one.bin"),
         ] {
             let err = LocalSource::new(&path).list().await.unwrap_err();
-            assert_eq!(err.reason, Reason::InvalidInput, "{path:?}: {err}");
+            assert_eq!(err.reason, Reason::InvalidConfiguration, "{path:?}: {err}");
             assert!(err.message.contains("symbolic link"), "{err}");
         }
     }

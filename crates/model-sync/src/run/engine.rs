@@ -436,7 +436,7 @@ pub async fn download(
                 reference: reference.clone(),
                 credentials: storage_init_oci_credentials(reference, ctx)?,
                 tls_verify: ctx
-                    .var("MODEL_SYNC_SOURCE_OCI_ENABLE_TLS_VERIFY")
+                    .var(crate::config::Key::SourceOciEnableTlsVerify.env())
                     .is_none_or(|v| {
                         !matches!(
                             v.to_ascii_lowercase().as_str(),
@@ -471,7 +471,7 @@ fn storage_init_oci_credentials(
     reference: &oci_client::Reference,
     ctx: &LoadContext,
 ) -> Result<Option<crate::config::OciCredentials>, TransferError> {
-    let Some(path) = ctx.var("MODEL_SYNC_SOURCE_OCI_CREDENTIALS_PATH") else {
+    let Some(path) = ctx.var(crate::config::Key::SourceOciCredentialsPath.env()) else {
         return Ok(None);
     };
     let auth = crate::config::read_docker_config(
@@ -518,7 +518,7 @@ mod tests {
             S3Tls::Bundle(b"KSERVE".to_vec())
         );
         let e = tls(&[("AWS_CA_BUNDLE", "/nonexistent/ca.crt")], None).unwrap_err();
-        assert_eq!(e.reason, Reason::InvalidInput, "{e:?}");
+        assert_eq!(e.reason, Reason::InvalidConfiguration, "{e:?}");
         assert!(e.message.contains("AWS_CA_BUNDLE"), "{e:?}");
     }
 }

@@ -28,7 +28,6 @@ pub mod storage_init;
 pub mod termination;
 
 use std::ffi::OsString;
-use std::fmt;
 use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -37,78 +36,17 @@ use std::time::Instant;
 use crate::config::{
     self, Config, Key, Kind, LoadContext, Loaded, Mode, OciCredentials, S3Credentials,
 };
-use crate::error::{ConfigError, ConfigErrors, EXIT_FAILURE, EXIT_INVALID_CONFIG, EXIT_OK};
-use crate::transfer::{Reason, TransferError};
+use crate::error::{ConfigError, ConfigErrors, EXIT_INVALID_CONFIG, EXIT_OK};
+use crate::transfer::TransferError;
 
 use engine::{Backends, Engine as _, EngineFactory};
 use intents::Plan;
 use register::RegistrationRetry;
 use termination::{Scrubber, SyncSuccess};
 
-/// Stable failure codes of the termination message (and of the ModelTransfer status).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FailureReason {
-    /// Flags, variables, credential/metadata files, or input that cannot work as given.
-    InvalidConfiguration,
-    /// The source cannot be read.
-    SourceUnavailable,
-    /// The destination refused the data.
-    DestinationRejected,
-    /// Bytes did not match their digest or size.
-    IntegrityError,
-    /// The Model Registry refused a request or a pre-check failed.
-    RegistryRejected,
-    /// Requested but not implemented (signing, some sources).
-    NotImplemented,
-    /// The model was published but could not be signed (Fulcio, Rekor, writing `model.sig`).
-    SigningFailed,
-    /// Anything else, including an interrupted run.
-    Internal,
-}
-
-impl FailureReason {
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::InvalidConfiguration => "InvalidConfiguration",
-            Self::SourceUnavailable => "SourceUnavailable",
-            Self::DestinationRejected => "DestinationRejected",
-            Self::IntegrityError => "IntegrityError",
-            Self::RegistryRejected => "RegistryRejected",
-            Self::NotImplemented => "NotImplemented",
-            Self::SigningFailed => "SigningFailed",
-            Self::Internal => "Internal",
-        }
-    }
-
-    /// 2 for configuration problems ("fix the manifest"), 1 for everything else.
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Self::InvalidConfiguration => EXIT_INVALID_CONFIG,
-            _ => EXIT_FAILURE,
-        }
-    }
-
-    /// The transfer engine's reasons map one to one, except `InvalidInput`, which is a
-    /// configuration problem from the user's point of view (bad path, unusable archive).
-    pub fn from_transfer(r: Reason) -> Self {
-        match r {
-            Reason::InvalidInput => Self::InvalidConfiguration,
-            Reason::SourceUnavailable => Self::SourceUnavailable,
-            Reason::DestinationRejected => Self::DestinationRejected,
-            Reason::IntegrityError => Self::IntegrityError,
-            Reason::RegistryRejected => Self::RegistryRejected,
-            Reason::NotImplemented => Self::NotImplemented,
-            Reason::SigningFailed => Self::SigningFailed,
-            Reason::Internal => Self::Internal,
-        }
-    }
-}
-
-impl fmt::Display for FailureReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
-    }
-}
+/// The stable failure codes of the termination message (and of the ModelTransfer status): the
+/// Job contract's one vocabulary, also the transfer engine's.
+pub use mro_job_contract::FailureReason;
 
 /// A failed run: a stable reason and a message that keeps the root cause.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -133,7 +71,7 @@ impl RunError {
 
 impl From<TransferError> for RunError {
     fn from(e: TransferError) -> Self {
-        Self::new(FailureReason::from_transfer(e.reason), e.message)
+        Self::new(e.reason, e.message)
     }
 }
 
@@ -353,7 +291,7 @@ pub async fn sync_with<F: EngineFactory>(
     let reused = matches!(&plan, Plan::Create(p) if p.reuses());
     let read_back = register::read_back(&client, &registered.model_artifact_id, scrubber).await;
     Ok(SyncSuccess {
-        intent: cfg.intent.as_str().to_owned(),
+        intent: Some(cfg.intent.as_str().to_owned()),
         registered_model_id: registered
             .registered_model_id
             .or_else(|| cfg.ids.model_id.clone()),
@@ -361,11 +299,11 @@ pub async fn sync_with<F: EngineFactory>(
             .model_version_id
             .or_else(|| cfg.ids.model_version_id.clone()),
         model_artifact_id: Some(registered.model_artifact_id),
-        uri: published.uri,
+        uri: Some(published.uri),
         digest: published.digest,
-        bytes: published.bytes,
-        files: published.files,
-        duration_seconds: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        bytes: Some(published.bytes),
+        files: Some(published.files),
+        duration_seconds: Some((started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0),
         reused,
         read_back,
     })
@@ -560,10 +498,6 @@ mod tests {
         ] {
             assert_eq!(r.exit_code(), 1, "{r}");
         }
-        assert_eq!(
-            FailureReason::from_transfer(Reason::InvalidInput),
-            FailureReason::InvalidConfiguration
-        );
     }
 
     #[test]

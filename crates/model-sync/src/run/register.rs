@@ -167,14 +167,15 @@ pub async fn read_back(
 ) -> Option<super::termination::ReadBack> {
     match client.get_model_artifact(id).await {
         Ok(a) => Some(super::termination::ReadBack {
-            model_artifact_id: a.id,
-            state: a
-                .fields
-                .state
-                .and_then(|s| serde_json::to_value(s).ok())
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_else(|| "UNKNOWN".into()),
-            uri: a.fields.uri.unwrap_or_default(),
+            model_artifact_id: Some(a.id),
+            state: Some(
+                a.fields
+                    .state
+                    .and_then(|s| serde_json::to_value(s).ok())
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "UNKNOWN".into()),
+            ),
+            uri: Some(a.fields.uri.unwrap_or_default()),
         }),
         Err(e) => {
             tracing::warn!(

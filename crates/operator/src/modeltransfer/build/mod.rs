@@ -22,6 +22,7 @@ pub use crate::modelregistry::build::BuildError;
 
 pub mod job;
 pub mod metadata;
+mod pod;
 pub mod registry;
 pub mod signing;
 
