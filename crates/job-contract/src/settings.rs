@@ -14,6 +14,10 @@ pub const ENV_PREFIX: &str = "MODEL_SYNC_";
 /// `RELATED_IMAGE_*` variable replaces it).
 pub const LEGACY_IMAGE_ENV: &str = "MODEL_SYNC_IMAGE";
 
+/// Extra trusted CAs of the transfer (a PEM bundle), named the way OpenSSL-based tools name
+/// it: the operator mounts `spec.job.caBundleConfigMapRef` and points this variable at it.
+pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
+
 /// How a setting's value is interpreted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {

@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::config::Key;
+use mro_job_contract::Key;
 
 pub use mro_job_contract::exit::{EXIT_FAILURE, EXIT_INVALID_CONFIG, EXIT_OK};
 

@@ -12,7 +12,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 use tokio::io::AsyncSeekExt as _;
 use tokio_util::io::ReaderStream;
 
-use super::beneath::{self, Root, kind};
+use super::beneath::{self, Root, kind, read_error};
 use crate::transfer::{
     ByteStream, ModelFile, ModelPath, OpenFile, Reason, TransferError, normalize_listing,
 };
@@ -135,21 +135,6 @@ impl OpenFile for LocalSource {
     ) -> BoxFuture<'a, Result<ByteStream, TransferError>> {
         Box::pin(LocalSource::open(self, file, offset))
     }
-}
-
-/// An I/O error reading the source, as a transfer error naming the path.
-pub(crate) fn read_error(what: &str, e: &std::io::Error) -> TransferError {
-    let reason = match e.kind() {
-        std::io::ErrorKind::NotFound => "not found",
-        std::io::ErrorKind::PermissionDenied => "permission denied",
-        _ => "",
-    };
-    let msg = if reason.is_empty() {
-        format!("{what}: {e}")
-    } else {
-        format!("{what}: {reason} ({e})")
-    };
-    TransferError::new(Reason::SourceUnavailable, msg)
 }
 
 fn walk_root(root: &Root) -> Result<Vec<ModelFile>, TransferError> {

@@ -14,8 +14,8 @@
 use registry_client::{Client, ModelArtifact, ModelVersion, RegisteredModel};
 
 use super::marker::Marker;
-use super::{FailureReason, RunError, registry_error};
 use crate::config::{Config, Intent, ModelRef};
+use crate::failure::{FailureReason, RunError, registry_error};
 
 /// What the pre-checks found.
 #[derive(Clone, Debug)]

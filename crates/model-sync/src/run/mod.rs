@@ -36,91 +36,14 @@ use std::time::Instant;
 use crate::config::{
     self, Config, Key, Kind, LoadContext, Loaded, Mode, OciCredentials, S3Credentials,
 };
-use crate::error::{ConfigError, ConfigErrors, EXIT_INVALID_CONFIG, EXIT_OK};
-use crate::transfer::TransferError;
+use crate::error::{EXIT_INVALID_CONFIG, EXIT_OK};
 
 use engine::{Backends, Engine as _, EngineFactory};
 use intents::Plan;
 use register::RegistrationRetry;
 use termination::{Scrubber, SyncSuccess};
 
-/// The stable failure codes of the termination message (and of the ModelTransfer status): the
-/// Job contract's one vocabulary, also the transfer engine's.
-pub use mro_job_contract::FailureReason;
-
-/// A failed run: a stable reason and a message that keeps the root cause.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}: {message}")]
-pub struct RunError {
-    pub reason: FailureReason,
-    pub message: String,
-}
-
-impl RunError {
-    pub fn new(reason: FailureReason, message: impl Into<String>) -> Self {
-        Self {
-            reason,
-            message: message.into(),
-        }
-    }
-
-    pub fn exit_code(&self) -> u8 {
-        self.reason.exit_code()
-    }
-}
-
-impl From<TransferError> for RunError {
-    fn from(e: TransferError) -> Self {
-        Self::new(e.reason, e.message)
-    }
-}
-
-impl From<&ConfigErrors> for RunError {
-    fn from(e: &ConfigErrors) -> Self {
-        let all_not_implemented = !e.is_empty()
-            && e.iter().all(|c| {
-                matches!(
-                    c,
-                    ConfigError::SigningNotImplemented { .. }
-                        | ConfigError::SourceNotImplemented { .. }
-                )
-            });
-        let reason = if all_not_implemented {
-            FailureReason::NotImplemented
-        } else {
-            FailureReason::InvalidConfiguration
-        };
-        Self::new(reason, e.to_string())
-    }
-}
-
-/// Maps a registry client error, keeping its cause chain. Client configuration problems (a bad
-/// CA bundle) are configuration errors; everything else is the registry refusing or failing.
-pub fn registry_error(e: registry_client::Error, doing: &str) -> RunError {
-    let reason = match &e {
-        registry_client::Error::InvalidConfig { .. } => FailureReason::InvalidConfiguration,
-        _ => FailureReason::RegistryRejected,
-    };
-    let hint = match &e {
-        registry_client::Error::Unauthorized { .. } => {
-            " (check the bearer token: --registry-user-token / the service-account token)"
-        }
-        registry_client::Error::Forbidden { .. } => {
-            " (the token is valid but lacks permission on the Model Registry)"
-        }
-        registry_client::Error::Tls { .. } => {
-            " (check --registry-custom-ca and --registry-is-secure)"
-        }
-        _ => "",
-    };
-    RunError::new(
-        reason,
-        format!(
-            "Model Registry: {doing}: {}{hint}",
-            crate::transfer::error::chain(&e)
-        ),
-    )
-}
+pub use crate::failure::{FailureReason, RunError, registry_error};
 
 /// Secret values of a configuration, for the [`Scrubber`].
 pub fn config_scrubber(cfg: &Config) -> Scrubber {
@@ -198,11 +121,16 @@ pub fn context_scrubber(argv: &[OsString], ctx: &LoadContext) -> Scrubber {
     Scrubber::new(secrets)
 }
 
-/// Runs a sync with the real back-ends.
-pub async fn sync(cfg: &Config, scrubber: &Scrubber) -> Result<SyncSuccess, RunError> {
+/// Runs a sync with the real back-ends (`ctx`: the environment the configuration was loaded
+/// from, for the Hub settings of `hf://` sources).
+pub async fn sync(
+    cfg: &Config,
+    ctx: &LoadContext,
+    scrubber: &Scrubber,
+) -> Result<SyncSuccess, RunError> {
     sync_with(
         cfg,
-        &Backends::default(),
+        &Backends::new(ctx.clone()),
         scrubber,
         &RegistrationRetry::default(),
         shutdown_signal(),
@@ -366,7 +294,7 @@ pub fn main(argv: Vec<OsString>, ctx: &LoadContext) -> ExitCode {
             for w in &cfg.warnings {
                 tracing::warn!("{w}");
             }
-            let result = block_on(sync(&cfg, &scrubber));
+            let result = block_on(sync(&cfg, ctx, &scrubber));
             finish_sync(&cfg, result, &scrubber)
         }
         Loaded::Run(Mode::StorageInitializer(si)) => {
@@ -484,6 +412,7 @@ fn tracing_level(raw: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{ConfigError, ConfigErrors};
 
     #[test]
     fn exit_codes_follow_reasons() {

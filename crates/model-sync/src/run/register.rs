@@ -26,8 +26,8 @@ use registry_client::{
 use super::intents::{ArtifactPlan, CreatePlan, Plan};
 use super::marker::{ERROR_PROPERTY, Marker};
 use super::termination::Scrubber;
-use super::{FailureReason, RunError, registry_error};
 use crate::config::{Config, ModelMetadata};
+use crate::failure::{FailureReason, RunError, registry_error};
 use crate::transfer::Published;
 
 /// Longest `model_sync_error` value written to the registry.

@@ -20,11 +20,13 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use mro_api::model_transfer::{PvcLocation, S3Location, TransferIntent};
 use mro_job_contract::Key;
-use mro_job_contract::settings::Side;
+use mro_job_contract::settings::{SSL_CERT_FILE, Side};
 
+use super::error::BuildError;
+use super::input::BuildInput;
 use super::pod::{Pod, config_map_volume, item, token_lifetime, token_volume};
 use super::registry::TokenSource;
-use super::{BuildError, BuildInput};
+use super::signing;
 use crate::modelregistry::build::deployment::restricted_security_context;
 use crate::modeltransfer::names;
 
@@ -240,7 +242,7 @@ fn ca_bundle(p: &mut Pod, input: &BuildInput) {
     };
     let v = config_map_volume("ca-bundle", &ca.name, item(&ca.key, CA_BUNDLE_FILE));
     p.mount(v, CA_BUNDLE_DIR, true);
-    p.env("SSL_CERT_FILE", format!("{CA_BUNDLE_DIR}/{CA_BUNDLE_FILE}"));
+    p.env(SSL_CERT_FILE, format!("{CA_BUNDLE_DIR}/{CA_BUNDLE_FILE}"));
 }
 
 fn intent(p: &mut Pod, input: &BuildInput) {
@@ -297,7 +299,7 @@ pub fn job(input: &BuildInput, spec_hash: &str) -> Result<Job, BuildError> {
     destination(&mut p, input)?;
     registry(&mut p, input);
     ca_bundle(&mut p, input);
-    super::signing::signing(&mut p, input)?;
+    signing::signing(&mut p, input)?;
     intent(&mut p, input);
     let scratch = Volume {
         name: "scratch".into(),

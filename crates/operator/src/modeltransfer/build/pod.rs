@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{
 };
 use mro_job_contract::Key;
 
-use super::BuildInput;
+use super::input::BuildInput;
 
 /// Longest lifetime of a projected ServiceAccount token the Job gets. The kubelet rewrites the
 /// token file once the token is older than 80% of it, and model-sync reads the file again for

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::registry::{self, TokenSource};
 use super::*;
 use crate::capabilities::{CONFIG_GROUP, Capabilities, ROUTE_GROUP, USER_GROUP};
+pub(super) use crate::settings::Settings;
 
 mod signing;
 mod tls;
