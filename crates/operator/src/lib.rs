@@ -4,6 +4,8 @@
 //! - [`run`]: the operator process (leader election, probes, metrics, controllers).
 //! - [`modelregistry`]: deploys and secures Model Registry instances.
 //! - [`modeltransfer`]: copies models in model-sync Jobs and registers them.
+//! - [`catalog`]: the Model Catalog's settings and pure builders (its controller is not yet
+//!   wired).
 //! - [`controller`]: the controllers' plumbing (watches, work queue, reconcile runner).
 //! - [`apply`]: server-side apply and pruning of children.
 //! - [`backoff`]: per-object exponential backoff of failed reconciles.
@@ -19,6 +21,7 @@ pub mod apidoc;
 pub mod apply;
 pub mod backoff;
 pub mod capabilities;
+pub mod catalog;
 pub mod context;
 pub mod controller;
 pub mod crdgen;

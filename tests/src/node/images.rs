@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 
-use super::NodeEnv;
+use super::env::NodeEnv;
 use crate::model_sync::{self, Profile};
 use crate::tools::{cargo_bin, repo_root};
 

@@ -165,6 +165,8 @@ fn every_kustomization_builds() {
         "config/overlays/odh",
         "config/overlays/odh/extras",
         "config/overlays/aihub",
+        "config/overlays/catalog",
+        "config/samples/catalog",
     ]
     .into_iter()
     .map(String::from)
@@ -196,6 +198,8 @@ fn kubectl_kustomize_renders_the_same() {
         "config/overlays/odh",
         "config/overlays/odh/extras",
         "config/overlays/aihub",
+        "config/overlays/catalog",
+        "config/samples/catalog",
     ]
     .into_iter()
     .map(String::from)

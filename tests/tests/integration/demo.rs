@@ -1,7 +1,8 @@
 //! `make demo` (the `demo` binary of this crate) run as a user runs it: it must exit 0, print a
 //! summary whose facts hold (succeeded, registered, digest-pinned URI, ids, content verified) and
 //! leave nothing running; with `DEMO_KEEP=1` it must keep everything up until SIGTERM and then
-//! stop it all cleanly.
+//! stop it all cleanly. Both ways: on the real node (the default: operator, registry, database
+//! and the transfer's Job as pods of our images) and with `MRO_NODE=0` (the test node agent).
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Output, Stdio};
@@ -16,7 +17,9 @@ const DEMO_DEADLINE: Duration = Duration::from_secs(600);
 
 fn demo_command(summary: &Path) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_demo"));
+    // Without the real node (the test node agent); [`on_node`] runs the default.
     cmd.env("DEMO_SUMMARY_JSON", summary)
+        .env("MRO_NODE", "0")
         .env_remove("DEMO_KEEP")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -278,4 +281,118 @@ async fn demo_keep_runs_until_sigterm_then_stops_everything() {
     assert_summary(&s, &format!("{seen}{rest}"), true);
     assert_eq!(s["keptRunning"], true);
     assert_nothing_left(&s);
+}
+
+/// `make demo` as it runs by default, on the real node.
+mod on_node {
+    use std::path::Path;
+
+    use serde_json::Value;
+
+    use super::{DEMO_DEADLINE, demo_command, text};
+
+    const OPERATOR_IMAGE: &str = "mro.local/operator:dev";
+    const SYNC_IMAGE: &str = "mro.local/model-sync:dev";
+    const REST_IMAGE: &str = "mro.local/model-registry:v0.3.14";
+
+    fn condition(rows: &Value, ty: &str) -> Option<(String, String)> {
+        rows.as_array()?.iter().find(|c| c["type"] == ty).map(|c| {
+            (
+                c["status"].as_str().unwrap_or("").to_owned(),
+                c["reason"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+    }
+
+    /// The demo's facts on the node: the operator, the registry and the transfer's Job ran as pods
+    /// of our images there, the registry is Available=True, the transfer Succeeded and its
+    /// artifact is LIVE; afterwards the control plane, the node's namespace and its directory are
+    /// gone.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn demo_on_the_node_runs_everything_as_pods_and_leaves_nothing_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let summary = dir.path().join("summary.json");
+        let out = tokio::time::timeout(
+            DEMO_DEADLINE,
+            demo_command(&summary).env_remove("MRO_NODE").output(),
+        )
+        .await
+        .expect("the demo finishes")
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "demo exited with {}\n{}",
+            out.status,
+            text(&out)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let s: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+        assert_eq!(s["ok"], true, "{s:#}");
+        assert_eq!(s["mode"], "node", "{s:#}");
+        let node = s["nodeName"].as_str().unwrap();
+        let op = &s["operatorPod"];
+        assert_eq!(op["image"], OPERATOR_IMAGE, "{s:#}");
+        assert_eq!(op["nodeName"], node, "{s:#}");
+        assert_eq!(op["ready"], true, "{s:#}");
+        assert_eq!(
+            condition(&s["registryConditions"], "Available"),
+            Some(("True".into(), "DeploymentAvailable".into())),
+            "{s:#}"
+        );
+        let registry_pods = s["registryPods"].as_array().unwrap();
+        assert!(
+            registry_pods
+                .iter()
+                .any(|p| p["image"] == REST_IMAGE && p["ready"] == true && p["nodeName"] == node),
+            "{s:#}"
+        );
+        assert_eq!(s["transferPhase"], "Succeeded", "{s:#}");
+        assert_eq!(
+            condition(&s["transferConditions"], "Registered"),
+            Some(("True".into(), "ArtifactLive".into())),
+            "{s:#}"
+        );
+        assert_eq!(s["registryAddressedBy"], "spec.registry.modelRegistryRef");
+        let uri = s["artifactUri"].as_str().unwrap();
+        let digest = uri.rsplit_once("@sha256:").map(|(_, d)| d).unwrap_or("");
+        assert!(
+            digest.len() == 64 && digest.chars().all(|c| c.is_ascii_hexdigit()),
+            "{uri}"
+        );
+        let jobs = s["jobPods"].as_array().unwrap();
+        assert_eq!(jobs.len(), 1, "backoffLimit 0: {s:#}");
+        let job = &jobs[0];
+        assert_eq!(job["image"], SYNC_IMAGE, "{s:#}");
+        assert_eq!(job["nodeName"], node, "{s:#}");
+        assert_eq!(job["exitCode"], 0, "{s:#}");
+        assert!(
+            job["terminationMessage"].as_str().unwrap().contains(digest),
+            "the kubelet read model-sync's result: {s:#}"
+        );
+        assert_eq!(s["artifactState"], "LIVE");
+        assert!(s["imageFiles"].as_u64().unwrap() >= 1, "{s:#}");
+        for needle in [
+            "Summary",
+            &format!("Artifact URI    {uri}"),
+            "Available=True (DeploymentAvailable)",
+            "Left running    nothing",
+            "Stopped the pods, the node, the servers and the control plane",
+        ] {
+            assert!(
+                stdout.contains(needle),
+                "stdout lacks {needle:?}:\n{stdout}"
+            );
+        }
+        let cluster_dir = s["clusterDir"].as_str().unwrap();
+        assert!(
+            !Path::new(cluster_dir).exists(),
+            "{cluster_dir} was not removed"
+        );
+        let netns = s["netns"].as_str().unwrap();
+        assert!(!netns.is_empty());
+        assert!(
+            !Path::new("/run/netns").join(netns).exists(),
+            "the node's network namespace {netns} is still there"
+        );
+    }
 }

@@ -1,9 +1,11 @@
 //! Integration tests: one test binary, so one control plane per run; each test gets its own namespace.
 #![forbid(unsafe_code)]
 
+mod catalog_contract;
 mod crds;
 mod delivery;
 mod delivery_aihub;
+mod delivery_catalog;
 mod delivery_odh;
 mod demo;
 mod docs;

@@ -1,9 +1,9 @@
 //! Authentication front ends of a `ModelRegistry`: OAuth proxy, kube-rbac-proxy and Istio.
 
-use super::spec::ServiceRoute;
-use super::{
+use super::defaults::{
     DEFAULT_GATEWAY_PORT, DEFAULT_GATEWAY_TLS_PORT, DEFAULT_PROXY_PORT, DEFAULT_ROUTE_PORT,
 };
+use super::route::ServiceRoute;
 use crate::common::SecretKeyValue;
 use kube::KubeSchema;
 use schemars::JsonSchema;

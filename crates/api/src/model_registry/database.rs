@@ -1,6 +1,6 @@
 //! Database settings of a `ModelRegistry`.
 
-use super::{DEFAULT_MYSQL_PORT, DEFAULT_POSTGRES_PORT};
+use super::defaults::{DEFAULT_MYSQL_PORT, DEFAULT_POSTGRES_PORT};
 use crate::common::{ConfigMapKeyValue, SecretKeyValue};
 use kube::KubeSchema;
 use schemars::JsonSchema;

@@ -8,6 +8,8 @@
 
 mod auth;
 mod database;
+mod defaults;
+mod route;
 mod spec;
 pub mod v1alpha1;
 mod validate;
@@ -17,9 +19,10 @@ pub use auth::{
     IstioTlsMode, ProxyConfig,
 };
 pub use database::{MySqlConfig, PostgresConfig, PostgresSslMode};
+pub use defaults::*;
+pub use route::ServiceRoute;
 pub use spec::{
     GrpcSpec, ModelRegistry, ModelRegistrySpec, ModelRegistryStatus, ModelTransferAccess, RestSpec,
-    ServiceRoute,
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -28,30 +31,11 @@ use kube::core::crd::merge_crds;
 
 /// The storage (and preferred) API version.
 pub mod v1beta1 {
-    pub use super::{ModelRegistry, ModelRegistrySpec, ModelRegistryStatus};
+    pub use super::spec::{ModelRegistry, ModelRegistrySpec, ModelRegistryStatus};
 
     /// API version name.
     pub const VERSION: &str = "v1beta1";
 }
-
-/// Default REST port.
-pub const DEFAULT_REST_PORT: i32 = 8080;
-/// Default (deprecated) gRPC port.
-pub const DEFAULT_GRPC_PORT: i32 = 9090;
-/// Default PostgreSQL port.
-pub const DEFAULT_POSTGRES_PORT: i32 = 5432;
-/// Default MySQL port.
-pub const DEFAULT_MYSQL_PORT: i32 = 3306;
-/// Default port of the OAuth proxy and kube-rbac-proxy sidecars.
-pub const DEFAULT_PROXY_PORT: i32 = 8443;
-/// Default port of the OpenShift router serving proxy Routes.
-pub const DEFAULT_ROUTE_PORT: i32 = 443;
-/// Istio gateway server port without TLS.
-pub const DEFAULT_GATEWAY_PORT: i32 = 80;
-/// Istio gateway server port with TLS.
-pub const DEFAULT_GATEWAY_TLS_PORT: i32 = 443;
-/// Default value of the `istio` label selecting the ingress gateway.
-pub const DEFAULT_ISTIO_INGRESS: &str = "ingressgateway";
 
 /// Name of the CRD object.
 pub const CRD_NAME: &str = "modelregistries.modelregistry.opendatahub.io";

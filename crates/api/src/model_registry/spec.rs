@@ -2,7 +2,8 @@
 
 use super::auth::{IstioConfig, ProxyConfig};
 use super::database::{MySqlConfig, PostgresConfig};
-use super::{DEFAULT_GRPC_PORT, DEFAULT_REST_PORT};
+use super::defaults::{DEFAULT_GRPC_PORT, DEFAULT_REST_PORT};
+use super::route::ServiceRoute;
 use crate::condition::Condition;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::{CustomResource, KubeSchema};
@@ -174,33 +175,6 @@ impl ModelRegistrySpec {
                 .model_transfers
                 .as_ref()
                 .is_some_and(|a| a.allowed_namespaces.iter().any(|n| n == namespace))
-    }
-}
-
-/// Whether the operator creates an OpenShift Route for a Service.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ServiceRoute {
-    /// Create the Route.
-    Enabled,
-    /// Do not create a Route.
-    Disabled,
-}
-
-impl ServiceRoute {
-    /// `Enabled` (serde default helper).
-    pub fn enabled() -> Self {
-        Self::Enabled
-    }
-
-    /// `Disabled` (serde default helper).
-    pub fn disabled() -> Self {
-        Self::Disabled
-    }
-
-    /// True for `Enabled`.
-    pub fn is_enabled(self) -> bool {
-        self == Self::Enabled
     }
 }
 

@@ -3,7 +3,7 @@
 //! Same spec and status types as `v1beta1`; only `apiVersion` differs. The CRD version entry is
 //! derived from the `v1beta1` one so the two can never drift apart.
 
-use super::{ModelRegistrySpec, ModelRegistryStatus};
+use super::spec::{ModelRegistrySpec, ModelRegistryStatus};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::CustomResourceExt;
@@ -65,11 +65,11 @@ impl Resource for ModelRegistry {
     type Scope = NamespaceResourceScope;
 
     fn kind(_: &()) -> Cow<'_, str> {
-        super::ModelRegistry::kind(&())
+        super::spec::ModelRegistry::kind(&())
     }
 
     fn group(_: &()) -> Cow<'_, str> {
-        super::ModelRegistry::group(&())
+        super::spec::ModelRegistry::group(&())
     }
 
     fn version(_: &()) -> Cow<'_, str> {
@@ -77,7 +77,7 @@ impl Resource for ModelRegistry {
     }
 
     fn plural(_: &()) -> Cow<'_, str> {
-        super::ModelRegistry::plural(&())
+        super::spec::ModelRegistry::plural(&())
     }
 
     fn meta(&self) -> &ObjectMeta {
@@ -117,7 +117,7 @@ impl CustomResourceExt for ModelRegistry {
     /// The `v1beta1` CRD with its single version renamed to `v1alpha1`, served but not stored,
     /// and marked deprecated.
     fn crd() -> CustomResourceDefinition {
-        let mut crd = super::ModelRegistry::crd();
+        let mut crd = super::spec::ModelRegistry::crd();
         for version in &mut crd.spec.versions {
             version.name = VERSION.to_string();
             version.served = true;
@@ -129,7 +129,7 @@ impl CustomResourceExt for ModelRegistry {
     }
 
     fn crd_name() -> &'static str {
-        super::ModelRegistry::crd_name()
+        super::spec::ModelRegistry::crd_name()
     }
 
     fn api_resource() -> ApiResource {
@@ -137,12 +137,12 @@ impl CustomResourceExt for ModelRegistry {
     }
 
     fn shortnames() -> &'static [&'static str] {
-        super::ModelRegistry::shortnames()
+        super::spec::ModelRegistry::shortnames()
     }
 }
 
-impl From<super::ModelRegistry> for ModelRegistry {
-    fn from(mr: super::ModelRegistry) -> Self {
+impl From<super::spec::ModelRegistry> for ModelRegistry {
+    fn from(mr: super::spec::ModelRegistry) -> Self {
         Self {
             metadata: mr.metadata,
             spec: mr.spec,
@@ -151,7 +151,7 @@ impl From<super::ModelRegistry> for ModelRegistry {
     }
 }
 
-impl From<ModelRegistry> for super::ModelRegistry {
+impl From<ModelRegistry> for super::spec::ModelRegistry {
     fn from(mr: ModelRegistry) -> Self {
         Self {
             metadata: mr.metadata,

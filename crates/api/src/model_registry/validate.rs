@@ -1,6 +1,8 @@
 //! Rust implementation of the `ModelRegistry` CEL rules, for API servers that ignore CEL.
 
-use super::{ModelRegistrySpec, MySqlConfig, PostgresConfig, ProxyConfig};
+use super::auth::ProxyConfig;
+use super::database::{MySqlConfig, PostgresConfig};
+use super::spec::ModelRegistrySpec;
 use crate::common::is_set;
 use crate::validation::{ValidationError, into_result};
 

@@ -1,6 +1,10 @@
 //! `make demo`: the project's main job on an embedded default, end to end on one machine.
 //!
-//! Starts a local control plane (etcd, kube-apiserver, kube-controller-manager), an S3 server
+//! By default on the real node ([`on_node`]): the operator, the sample registry with its
+//! database, and the transfer's Job all run as pods of our images. With `MRO_NODE=0` (no root,
+//! no node binaries) it runs as described below, and says so.
+//!
+//! Without the node: starts a local control plane (etcd, kube-apiserver, kube-controller-manager), an S3 server
 //! (s3s-fs), an OCI registry (distribution) and the Model Registry stand-in; runs the operator
 //! binary under the shipped RBAC; applies the sample ModelRegistry and the sample S3 → OCI
 //! ModelTransfer (pointed at the local servers); the test node agent runs the transfer Job's pod
@@ -13,6 +17,8 @@
 //! was moved, registered and verified; 1 otherwise; 130 when interrupted.
 #![forbid(unsafe_code)]
 
+mod names;
+mod on_node;
 mod registry;
 mod report;
 mod scenario;
@@ -23,13 +29,10 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use mro_api::ModelTransfer;
 use mro_tests::node_agent::NodeAgent;
+use names::NAMESPACE;
 use report::{Endpoints, RegistrySummary, Steps, Summary, TransferSummary, VerifiedSummary};
 use stack::{Binaries, OperatorProcess, Servers, Stack};
 
-/// Field manager of everything the demo applies.
-pub const FIELD_MANAGER: &str = "mro-demo";
-/// Namespace of the sample ModelRegistry and ModelTransfer.
-const NAMESPACE: &str = "model-registry-demo";
 const STEPS: usize = 8;
 
 fn main() -> ExitCode {
@@ -47,8 +50,20 @@ fn main() -> ExitCode {
     runtime.block_on(demo())
 }
 
+/// `MRO_NODE=0`: run without the real node (the test node agent plays the kubelet).
+fn without_node() -> bool {
+    std::env::var("MRO_NODE").is_ok_and(|v| v == "0")
+}
+
 async fn demo() -> ExitCode {
     let keep = std::env::var("DEMO_KEEP").is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
+    if !without_node() {
+        return demo_on_node(keep).await;
+    }
+    println!(
+        "MRO_NODE=0: running WITHOUT the real node: the test node agent runs the transfer's pod with the \
+         model-sync binary, and no registry pod runs (the registry stays Available=False)"
+    );
     println!(
         "model-registry-operator demo: S3 -> modelcar image -> Model Registry, on a local control plane"
     );
@@ -90,6 +105,51 @@ async fn demo() -> ExitCode {
     if let Err(e) = write_json(&summary) {
         eprintln!("demo: {e:#}");
         return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// [`on_node::run`], its summary, `DEMO_KEEP`, and the stop of everything it started.
+async fn demo_on_node(keep: bool) -> ExitCode {
+    println!(
+        "model-registry-operator demo on a real node: S3 -> modelcar image (a Job pod of the model-sync image) -> Model Registry (a pod)"
+    );
+    let mut signals = Signals::new();
+    let outcome = tokio::select! {
+        r = on_node::run() => r,
+        s = signals.next() => {
+            eprintln!("\ndemo: {s} received; stopped everything it had started");
+            return ExitCode::from(130);
+        }
+    };
+    let (stack, mut summary) = match outcome {
+        Ok(done) => done,
+        Err(e) => {
+            eprintln!("\ndemo FAILED: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    summary.kept_running = keep;
+    summary.print();
+    if keep {
+        on_node::print_how_to_reach(&stack);
+        let s = signals.next().await;
+        println!("\n{s} received: stopping everything");
+    }
+    let stopping = std::time::Instant::now();
+    drop(stack);
+    println!(
+        "Stopped the pods, the node, the servers and the control plane in {}.",
+        report::secs(stopping.elapsed())
+    );
+    if let Some(path) = std::env::var_os("DEMO_SUMMARY_JSON") {
+        let written = serde_json::to_string_pretty(&summary)
+            .map_err(anyhow::Error::from)
+            .and_then(|j| std::fs::write(&path, j).map_err(anyhow::Error::from));
+        if let Err(e) = written {
+            eprintln!("demo: write DEMO_SUMMARY_JSON: {e:#}");
+            return ExitCode::FAILURE;
+        }
     }
     ExitCode::SUCCESS
 }

@@ -14,7 +14,7 @@ use mro_tests::tools::repo_root;
 use registry_client::{ArtifactState, BearerToken, ClientConfig};
 use serde_json::json;
 
-use crate::FIELD_MANAGER;
+use crate::names::FIELD_MANAGER;
 use crate::stack::Stack;
 
 /// The ModelRegistry sample: the registry and its sample database (Secret, Service, PVC,

@@ -18,7 +18,7 @@ use mro_tests::postgres::Postgres;
 use mro_tests::s3::S3Server;
 use tokio::process::Child;
 
-use crate::FIELD_MANAGER;
+use crate::names::FIELD_MANAGER;
 
 /// How long the operator may take to report ready (cache sync on a busy 2-core machine).
 const OPERATOR_READY: Duration = Duration::from_secs(120);

@@ -3,11 +3,13 @@
 use kube::Client;
 use mro_tests::node::{self, Node};
 
+mod operator;
 mod pods;
 mod registry;
 mod transfer;
 
 /// A fresh namespace on the node's control plane.
+#[derive(Clone)]
 pub struct NodeNs {
     pub node: &'static Node,
     pub ns: String,

@@ -289,3 +289,88 @@ async fn a_pod_has_no_route_out_of_the_test_world() {
     assert!(log.contains("Network is unreachable"), "{log}");
     assert!(log.contains("rc=1"), "{log}");
 }
+
+/// The claims of a JWT (its middle part), without checking the signature.
+fn jwt_claims(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap_or_default();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .unwrap_or_else(|e| panic!("not a JWT payload ({e}): {token:?}"));
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// The kubelet rotates a projected ServiceAccount token in place: a pod that reads the file at the
+/// same path again (as model-sync does for every registry request: registry-client
+/// `BearerToken::from_file`, unit-tested against a registry peer) gets a new, valid token before
+/// the old one expires. The shortest lifetime the API allows (600 s) is rotated at about 80% of
+/// it, so this test takes about 8 to 9 minutes; it waits up to 14 in the pod (the token expires
+/// at 10, so a later change proves nothing) and bounds the whole at 16.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_projected_token_is_rotated_in_place_by_the_kubelet() {
+    use k8s_openapi::api::authentication::v1::TokenReview;
+    let t = NodeNs::new("node-token-rotation").await;
+    let script = "f=/v/token/sa-token; first=$(cat $f); start=$(date +%s); \
+        while :; do now=$(cat $f); \
+          if [ -n \"$now\" ] && [ \"$now\" != \"$first\" ]; then \
+            echo \"first $first\"; echo \"now $now\"; echo \"after $(( $(date +%s) - start ))s\"; exit 0; fi; \
+          [ $(( $(date +%s) - start )) -lt 840 ] || { echo \"first $first\"; echo 'not rotated'; exit 1; }; \
+          sleep 5; done";
+    let p = pod(
+        "rotation",
+        &t.node.images.busybox,
+        &["/bin/sh", "-c", script],
+        json!({
+            "containers": [{ "volumeMounts": [
+                { "name": "token", "mountPath": "/v/token", "readOnly": true } ] }],
+            "volumes": [
+                { "name": "token", "projected": { "sources": [
+                    { "serviceAccountToken": { "path": "sa-token", "audience": "mro-rotation", "expirationSeconds": 600 } } ] } }
+            ]
+        }),
+    );
+    let done = run_to_end(&t.client, &t.ns, &p, Duration::from_secs(960))
+        .await
+        .unwrap();
+    let log = logs(&t.client, &t.ns, "rotation").await.unwrap();
+    assert_eq!(
+        terminated(&done).map(|s| s.exit_code),
+        Some(0),
+        "{log}\n{}",
+        t.node.describe()
+    );
+    let field = |prefix: &str| {
+        log.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line: {log}"))
+            .trim()
+            .to_string()
+    };
+    let (first, now) = (field("first "), field("now "));
+    assert_ne!(first, now);
+    let (old, new) = (jwt_claims(&first), jwt_claims(&now));
+    for c in [&old, &new] {
+        assert_eq!(c["aud"], json!(["mro-rotation"]), "{c}");
+        assert_eq!(
+            c["kubernetes.io"]["pod"]["name"], "rotation",
+            "bound to the pod: {c}"
+        );
+    }
+    let exp = |c: &serde_json::Value| c["exp"].as_i64().unwrap_or_default();
+    assert!(exp(&new) > exp(&old), "a later expiry: {old} vs {new}");
+    // The new token is one the apiserver accepts for that audience, as the pod's identity.
+    let review: TokenReview = serde_json::from_value(json!({
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+        "spec": { "token": now, "audiences": ["mro-rotation"] } }))
+    .unwrap();
+    let reviewed = Api::<TokenReview>::all(t.client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .unwrap();
+    let status = reviewed.status.unwrap_or_default();
+    assert_eq!(status.authenticated, Some(true), "{status:?}");
+    assert_eq!(
+        status.user.and_then(|u| u.username),
+        Some(format!("system:serviceaccount:{}:default", t.ns))
+    );
+}

@@ -27,12 +27,14 @@ const DB: &str = "model-registry-db";
 /// Anything on the node on a loaded machine: image unpacking, database initialisation, probes.
 const NODE_DEADLINE: Duration = Duration::from_secs(300);
 
-struct Sample {
-    t: NodeNs,
+pub(super) struct Sample {
+    pub(super) t: NodeNs,
     /// The sample ModelRegistry's name in this test: registry names are unique across the
     /// cluster (the operator refuses a second one), and the tests share the node's control plane.
     registry: String,
-    _operator: OperatorHandle,
+    /// The in-process operator; `None` when the operator runs as a pod on the node
+    /// (`super::operator`).
+    _operator: Option<OperatorHandle>,
 }
 
 impl Sample {
@@ -41,6 +43,11 @@ impl Sample {
         let mut settings = operator::test_settings(&t.ns);
         settings.images.rest = t.node.images.model_registry.clone();
         let op = operator::start(&t.node.cluster, settings).await;
+        Sample::on(t, registry, Some(op))
+    }
+
+    /// The sample `registry` in `t`'s namespace, reconciled by `op` (or a pod when `None`).
+    pub(super) fn on(t: NodeNs, registry: &str, op: Option<OperatorHandle>) -> Sample {
         Sample {
             t,
             registry: registry.to_string(),
@@ -49,7 +56,7 @@ impl Sample {
     }
 
     /// The sample database with our image, applied and Ready (its readiness probe passed).
-    async fn database(&self, sample: &str, image: &str) {
+    pub(super) async fn database(&self, sample: &str, image: &str) {
         let docs = database_on_node(sample, image).unwrap();
         apply(&self.t.client, &self.t.ns, &docs).await.unwrap();
         wait_deployment_ready(&self.t.client, &self.t.ns, DB, NODE_DEADLINE)
@@ -58,7 +65,7 @@ impl Sample {
     }
 
     /// The sample ModelRegistry (under this test's name), applied, until Available=True.
-    async fn registry(&self, sample: &str) -> mro_api::ModelRegistry {
+    pub(super) async fn registry(&self, sample: &str) -> mro_api::ModelRegistry {
         let mut docs = sample_docs(sample).unwrap();
         for d in &mut docs {
             if d["kind"] == "ModelRegistry" {
@@ -120,7 +127,7 @@ echo "list: $(cat /tmp/list)""#
     }
 
     /// The registry's pod runs our stand-in image from the rendered Deployment and is ready.
-    async fn assert_registry_pod(&self) {
+    pub(super) async fn assert_registry_pod(&self) {
         let dep = Api::<Deployment>::namespaced(self.t.client.clone(), &self.t.ns)
             .get(&self.registry)
             .await

@@ -11,6 +11,7 @@ use mro_api::ModelTransfer;
 use mro_api::model_transfer::TransferPhase;
 use mro_tests::model_registry::{ModelRegistryStandIn, StandInOptions};
 use mro_tests::model_sync::{Model, pull_image, push_base_image};
+use mro_tests::node::Images;
 use mro_tests::node::pods::terminated;
 use mro_tests::oci_registry::OciRegistry;
 use mro_tests::operator::{self, OperatorHandle};
@@ -22,21 +23,35 @@ use super::NodeNs;
 const TOKEN: &str = "node-registry-token";
 const DONE: Duration = Duration::from_secs(180);
 
-struct World {
-    t: NodeNs,
-    s3: S3Server,
-    oci: OciRegistry,
-    mr: ModelRegistryStandIn,
+pub(super) struct World {
+    pub(super) t: NodeNs,
+    pub(super) s3: S3Server,
+    pub(super) oci: OciRegistry,
+    pub(super) mr: ModelRegistryStandIn,
     base_image: String,
-    _operator: OperatorHandle,
+    /// The in-process operator; `None` when the operator runs as a pod on the node
+    /// (`super::operator`).
+    _operator: Option<OperatorHandle>,
 }
 
 impl World {
+    /// A namespace on the node, the host's test servers, and the operator in-process.
     async fn new(prefix: &str) -> World {
+        World::with_sync_image(prefix, |images| images.model_sync.clone()).await
+    }
+
+    /// As [`World::new`], the operator's Jobs running the image `image` picks.
+    async fn with_sync_image(prefix: &str, image: impl Fn(&Images) -> String) -> World {
         let t = NodeNs::new(prefix).await;
         let mut settings = operator::test_settings(&t.ns);
-        settings.images.model_sync = t.node.images.model_sync.clone();
+        settings.images.model_sync = image(&t.node.images);
         let op = operator::start(&t.node.cluster, settings).await;
+        World::with(t, Some(op)).await
+    }
+
+    /// The test servers and Secrets in `t`'s namespace; the operator is the caller's (`op`, or a
+    /// pod on the node when `None`).
+    pub(super) async fn with(t: NodeNs, op: Option<OperatorHandle>) -> World {
         let s3 = S3Server::start().await.unwrap();
         let oci = OciRegistry::start_plain().await.unwrap();
         let mr = ModelRegistryStandIn::start(StandInOptions::default().with_token(TOKEN))
@@ -91,7 +106,7 @@ impl World {
             .unwrap();
     }
 
-    fn spec(&self, name: &str, secret: &str) -> Value {
+    pub(super) fn spec(&self, name: &str, secret: &str) -> Value {
         let env = &self.t.node.env;
         json!({
             "source": { "s3": { "bucket": "models", "key": format!("{name}/v1/"), "credentialsSecretRef": { "name": secret } } },
@@ -108,7 +123,7 @@ impl World {
         })
     }
 
-    async fn create(&self, name: &str, spec: Value) {
+    pub(super) async fn create(&self, name: &str, spec: Value) {
         let mt: ModelTransfer = serde_json::from_value(json!({
             "apiVersion": "modelregistry.opendatahub.io/v1alpha1", "kind": "ModelTransfer",
             "metadata": { "name": name }, "spec": spec }))
@@ -119,7 +134,7 @@ impl World {
             .unwrap();
     }
 
-    async fn finish(&self, name: &str) -> ModelTransfer {
+    pub(super) async fn finish(&self, name: &str) -> ModelTransfer {
         let api = Api::<ModelTransfer>::namespaced(self.t.client.clone(), &self.t.ns);
         let deadline = Instant::now() + DONE;
         loop {
@@ -140,18 +155,18 @@ impl World {
         }
     }
 
-    async fn pod(&self) -> Pod {
+    pub(super) async fn pod(&self) -> Pod {
         let pods = Api::<Pod>::namespaced(self.t.client.clone(), &self.t.ns)
-            .list(&ListParams::default())
+            .list(&ListParams::default().labels("job-name"))
             .await
             .unwrap()
             .items;
-        assert_eq!(pods.len(), 1, "backoffLimit 0: one pod: {pods:#?}");
+        assert_eq!(pods.len(), 1, "backoffLimit 0: one Job pod: {pods:#?}");
         pods.into_iter().next().unwrap()
     }
 }
 
-fn condition(t: &ModelTransfer, type_: &str) -> Option<(String, String)> {
+pub(super) fn condition(t: &ModelTransfer, type_: &str) -> Option<(String, String)> {
     let st = t.status.as_ref()?;
     let v = serde_json::to_value(st).ok()?;
     v["conditions"]
@@ -167,7 +182,7 @@ fn condition(t: &ModelTransfer, type_: &str) -> Option<(String, String)> {
 }
 
 /// The pod ran our image on the node under the restricted profile, as the kubelet reports it.
-fn assert_restricted_pod_of_our_image(w: &World, pod: &Pod) {
+pub(super) fn assert_restricted_pod_of_our_image(w: &World, pod: &Pod) {
     let spec = pod.spec.as_ref().unwrap();
     assert_eq!(
         spec.node_name.as_deref(),
@@ -270,4 +285,52 @@ async fn a_failing_transfer_pod_reports_through_its_termination_message() {
         "{:#?}",
         t.status
     );
+}
+
+/// The operator's Job pins the user (`runAsUser` 65532 beside `runAsNonRoot`), so even an image
+/// whose user is root runs, as that user: the kubelet refuses `runAsNonRoot` for an effective uid
+/// 0 (`node::pods::an_image_running_as_root_is_refused_under_run_as_non_root` shows the refusal
+/// for a pod without `runAsUser`), so a transfer that succeeds from the root image proves the
+/// container did not run as root.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_of_an_image_whose_user_is_root_runs_as_the_pinned_non_root_user() {
+    let w = World::with_sync_image("node-transfer-root", |i| i.model_sync_root.clone()).await;
+    let model = Model::small(33);
+    model.put_s3(&w.s3, "models", "rooted/v1").await.unwrap();
+    w.create("rooted", w.spec("rooted", "s3-creds")).await;
+    let t = w.finish("rooted").await;
+    let pod = w.pod().await;
+    let st = t.status.clone().unwrap();
+    assert_eq!(
+        st.phase,
+        Some(TransferPhase::Succeeded),
+        "{st:#?}\npod: {:#?}\n{}",
+        pod.status,
+        w.t.node.describe()
+    );
+    let spec = pod.spec.as_ref().unwrap();
+    let c = &spec.containers[0];
+    assert_eq!(
+        c.image.as_deref(),
+        Some(w.t.node.images.model_sync_root.as_str())
+    );
+    let (sc, psc) = (
+        c.security_context.clone().unwrap_or_default(),
+        spec.security_context.clone().unwrap_or_default(),
+    );
+    assert!(
+        sc.run_as_non_root == Some(true) || psc.run_as_non_root == Some(true),
+        "{sc:?} {psc:?}"
+    );
+    let user = sc.run_as_user.or(psc.run_as_user);
+    assert!(
+        user.is_some_and(|u| u != 0),
+        "a pinned non-root user: {sc:?} {psc:?}"
+    );
+    assert_eq!(terminated(&pod).map(|s| s.exit_code), Some(0));
+    let uri = st.artifact_uri.clone().expect("artifactUri");
+    let pinned = uri
+        .trim_start_matches("oci://")
+        .replace(&w.t.node.env.host_ip.to_string(), "127.0.0.1");
+    assert_eq!(pull_image(&w.oci, &pinned).await.unwrap().models, model);
 }
