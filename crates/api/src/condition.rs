@@ -236,8 +236,13 @@ pub mod model_registry {
         pub const SERVER_LAYOUT: &str = "ServerLayout";
     }
 
-    /// Condition reasons.
+    /// Condition reasons. Those a transfer Job reports come from the Job contract's
+    /// [`FailureReason`], so the status and model-sync share one vocabulary.
     pub mod reasons {
+        use mro_job_contract::FailureReason;
+
+        /// A failure that carries no more specific reason.
+        pub const TRANSFER_FAILED: &str = FailureReason::Internal.condition_reason();
         /// The deployment is being created.
         pub const CREATING_DEPLOYMENT: &str = "CreatingDeployment";
         /// The deployment is being updated.
@@ -278,10 +283,16 @@ pub mod model_transfer {
         pub const REGISTERED: &str = "Registered";
     }
 
-    /// Condition reasons.
+    /// Condition reasons. Those a transfer Job reports come from the Job contract's
+    /// [`FailureReason`], so the status and model-sync share one vocabulary.
     pub mod reasons {
+        use mro_job_contract::FailureReason;
+
+        /// A failure that carries no more specific reason.
+        pub const TRANSFER_FAILED: &str = FailureReason::Internal.condition_reason();
         /// The spec is invalid, or something it refers to does not exist (yet).
-        pub const INVALID_CONFIGURATION: &str = "InvalidConfiguration";
+        pub const INVALID_CONFIGURATION: &str =
+            FailureReason::InvalidConfiguration.condition_reason();
         /// The referenced ModelRegistry is in another namespace and does not allow transfers
         /// from this one (`spec.modelTransfers.allowedNamespaces`).
         pub const REGISTRY_ACCESS_DENIED: &str = "RegistryAccessDenied";
@@ -290,11 +301,12 @@ pub mod model_transfer {
         /// transfer (it is left untouched).
         pub const RESOURCE_CONFLICT: &str = "ResourceConflict";
         /// The source could not be read.
-        pub const SOURCE_UNAVAILABLE: &str = "SourceUnavailable";
+        pub const SOURCE_UNAVAILABLE: &str = FailureReason::SourceUnavailable.condition_reason();
         /// The destination refused the upload.
-        pub const DESTINATION_REJECTED: &str = "DestinationRejected";
+        pub const DESTINATION_REJECTED: &str =
+            FailureReason::DestinationRejected.condition_reason();
         /// The Model Registry refused the registration.
-        pub const REGISTRY_REJECTED: &str = "RegistryRejected";
+        pub const REGISTRY_REJECTED: &str = FailureReason::RegistryRejected.condition_reason();
         /// The job ran longer than `spec.job.activeDeadlineSeconds`.
         pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
         /// The job failed more often than `spec.job.backoffLimit` allows.

@@ -1,15 +1,6 @@
 //! Error types and process exit codes.
 //!
-//! Exit codes (also listed in `--help`):
-//!
-//! | code | meaning                                                                     |
-//! |------|-----------------------------------------------------------------------------|
-//! | 0    | success (or `--help` / `--version`)                                         |
-//! | 1    | the transfer or a Model Registry call failed                                |
-//! | 2    | invalid configuration: bad flags, env vars, credential or metadata files    |
-//!
-//! 2 matches what argument parsers conventionally return, so Job controllers and humans can
-//! tell "fix the manifest" from "retry / look at the storage".
+//! Exit codes are the Job contract's ([`mro_job_contract::exit`]); they are re-exported here.
 //!
 //! No message built here contains a secret: values of secret settings are never formatted, and
 //! credential files are named by path, never quoted.
@@ -18,14 +9,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::config::Key;
+use mro_job_contract::Key;
 
-/// Exit code of a successful run.
-pub const EXIT_OK: u8 = 0;
-/// Exit code when the transfer or a registry call failed.
-pub const EXIT_FAILURE: u8 = 1;
-/// Exit code when the configuration is invalid.
-pub const EXIT_INVALID_CONFIG: u8 = 2;
+pub use mro_job_contract::exit::{EXIT_FAILURE, EXIT_INVALID_CONFIG, EXIT_OK};
 
 /// What a message is about: a table setting, or something else (a positional argument, a
 /// SIGSTORE_* variable, ...).

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod error;
+pub mod failure;
 pub mod hf;
 pub mod local;
 pub mod net;
@@ -17,4 +18,5 @@ pub mod run;
 pub mod s3;
 pub mod sign;
 pub mod transfer;
+pub mod trust;
 pub mod uri;

@@ -75,7 +75,7 @@ pub struct Images {
         global = true,
         long = "model-sync-image",
         env = "RELATED_IMAGE_ODH_MODEL_REGISTRY_JOB_ASYNC_UPLOAD_IMAGE",
-        default_value_t = legacy_env("MODEL_SYNC_IMAGE", "quay.io/opendatahub/model-sync:latest")
+        default_value_t = legacy_env(mro_job_contract::settings::LEGACY_IMAGE_ENV, "quay.io/opendatahub/model-sync:latest")
     )]
     pub model_sync: String,
     /// PostgreSQL image of the databases `spec.postgres.generateDeployment` provisions, unless

@@ -93,13 +93,13 @@ fn inline_reasons(rel: &str) -> Vec<String> {
         .collect()
 }
 
-/// model-sync's failure reason codes (`Reason::X => "X"`).
+/// The Job contract's failure reason codes (`Self::X => "X"`), which model-sync reports.
 fn model_sync_reasons() -> Vec<String> {
-    read("crates/model-sync/src/transfer/error.rs")
+    read("crates/job-contract/src/reason.rs")
         .lines()
         .filter_map(|l| {
             let (arm, value) = l.trim().split_once(" => \"")?;
-            arm.starts_with("Reason::")
+            arm.starts_with("Self::")
                 .then(|| value.trim_end_matches(['"', ',']).to_owned())
         })
         .collect()
@@ -114,6 +114,7 @@ fn troubleshooting_names_every_condition_type_and_reason() {
     names.extend(camel_consts(
         "crates/operator/src/modeltransfer/termination.rs",
     ));
+    names.extend(camel_consts("crates/job-contract/src/reason.rs"));
     names.extend(inline_reasons(
         "crates/operator/src/modelregistry/status.rs",
     ));

@@ -19,6 +19,8 @@ pub const DEFAULT_SA_TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/servicea
 pub const DEFAULT_METADATA_DIR: &str = "/etc/model-metadata";
 /// Kubernetes reads a container's termination message from here by default.
 pub const DEFAULT_TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
+/// The variable naming extra trusted CAs (a PEM bundle), read into the configuration once.
+pub use mro_job_contract::settings::SSL_CERT_FILE;
 
 /// Everything outside the command line that configuration reads: the environment and the
 /// well-known paths. Tests build one by hand.

@@ -28,7 +28,7 @@ pub use args::{Key, Kind, command, parse_bool};
 pub use credentials::{DockerAuth, normalize_registry, read_docker_config};
 pub use env::{
     DEFAULT_METADATA_DIR, DEFAULT_SA_TOKEN_PATH, DEFAULT_TERMINATION_MESSAGE_PATH, Layers,
-    LoadContext, Origin, Value,
+    LoadContext, Origin, SSL_CERT_FILE, Value,
 };
 pub use hf::{HF_DEFAULT_ENDPOINT, HubSettings};
 pub use metadata::{

@@ -263,10 +263,10 @@ fn keyless(
         None => {
             errors.push(ConfigError::Missing {
                 field: Field::Other(name.into()),
-                when:
-                    "for keyless signing (or set --signing-key-path (MODEL_SYNC_SIGNING_KEY_PATH) \
-                       for key-based signing, or --sign false)"
-                        .into(),
+                when: format!(
+                    "for keyless signing (or set {} for key-based signing, or --sign false)",
+                    Key::SigningKeyPath.label()
+                ),
             });
             None
         }

@@ -50,6 +50,9 @@ pub struct Config {
     pub termination_message_path: PathBuf,
     /// `LOGLEVEL`, passed through to the log filter.
     pub log_level: Option<String>,
+    /// `SSL_CERT_FILE`: a PEM bundle trusted next to the built-in roots (OCI registries,
+    /// http(s) downloads, signing services).
+    pub extra_ca_file: Option<PathBuf>,
     /// Non-fatal findings (ignored settings, unknown metadata keys, partial sigstore config).
     pub warnings: Vec<String>,
 }

@@ -136,6 +136,7 @@ pub fn build(mut layers: Layers, ctx: &LoadContext) -> Result<Config, ConfigErro
                 .unwrap_or(DEFAULT_TERMINATION_MESSAGE_PATH),
         ),
         log_level: ctx.var("LOGLEVEL").map(str::to_owned),
+        extra_ca_file: ctx.var(super::env::SSL_CERT_FILE).map(PathBuf::from),
         warnings,
     })
 }

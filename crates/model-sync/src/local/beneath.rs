@@ -53,7 +53,7 @@ pub(crate) fn kind(stat: &Stat) -> FileType {
 
 fn io_error(what: &str, e: rustix::io::Errno) -> TransferError {
     let e = std::io::Error::from(e);
-    super::source::read_error(what, &e)
+    read_error(what, &e)
 }
 
 /// Opens the configured path: every component with `O_NOFOLLOW`, so a symlink anywhere in it
@@ -64,7 +64,7 @@ pub(crate) fn open_root(path: &Path) -> Result<Root, TransferError> {
         path.to_owned()
     } else {
         std::env::current_dir()
-            .map_err(|e| super::source::read_error(&shown, &e))?
+            .map_err(|e| read_error(&shown, &e))?
             .join(path)
     };
     let mut names = Vec::new();
@@ -225,4 +225,19 @@ pub(crate) fn resolve(root: &Root, rel: &[String], shown: &str) -> Result<Resolv
     };
     let stat = rustix::fs::fstat(&fd).map_err(|e| io_error(shown, e))?;
     Ok(Resolved { fd, stat })
+}
+
+/// An I/O error reading the source, as a transfer error naming the path.
+pub(crate) fn read_error(what: &str, e: &std::io::Error) -> TransferError {
+    let reason = match e.kind() {
+        std::io::ErrorKind::NotFound => "not found",
+        std::io::ErrorKind::PermissionDenied => "permission denied",
+        _ => "",
+    };
+    let msg = if reason.is_empty() {
+        format!("{what}: {e}")
+    } else {
+        format!("{what}: {reason} ({e})")
+    };
+    TransferError::new(Reason::SourceUnavailable, msg)
 }

@@ -12,7 +12,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 use tokio::io::AsyncSeekExt as _;
 use tokio_util::io::ReaderStream;
 
-use super::beneath::{self, Root, kind};
+use super::beneath::{self, Root, kind, read_error};
 use crate::transfer::{
     ByteStream, ModelFile, ModelPath, OpenFile, Reason, TransferError, normalize_listing,
 };
@@ -135,21 +135,6 @@ impl OpenFile for LocalSource {
     ) -> BoxFuture<'a, Result<ByteStream, TransferError>> {
         Box::pin(LocalSource::open(self, file, offset))
     }
-}
-
-/// An I/O error reading the source, as a transfer error naming the path.
-pub(crate) fn read_error(what: &str, e: &std::io::Error) -> TransferError {
-    let reason = match e.kind() {
-        std::io::ErrorKind::NotFound => "not found",
-        std::io::ErrorKind::PermissionDenied => "permission denied",
-        _ => "",
-    };
-    let msg = if reason.is_empty() {
-        format!("{what}: {e}")
-    } else {
-        format!("{what}: {reason} ({e})")
-    };
-    TransferError::new(Reason::SourceUnavailable, msg)
 }
 
 fn walk_root(root: &Root) -> Result<Vec<ModelFile>, TransferError> {
@@ -322,7 +307,7 @@ mod tests {
         write(dir.path(), "a.bin", b"a");
         std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("leak")).unwrap();
         let err = LocalSource::new(dir.path()).list().await.unwrap_err();
-        assert_eq!(err.reason, Reason::InvalidInput);
+        assert_eq!(err.reason, Reason::InvalidConfiguration);
         assert!(err.message.contains("points outside"), "{err}");
 
         std::fs::remove_file(dir.path().join("leak")).unwrap();
@@ -353,7 +338,7 @@ mod tests {
             pvc.path().join("one.bin"),
         ] {
             let err = LocalSource::new(&path).list().await.unwrap_err();
-            assert_eq!(err.reason, Reason::InvalidInput, "{path:?}: {err}");
+            assert_eq!(err.reason, Reason::InvalidConfiguration, "{path:?}: {err}");
             assert!(err.message.contains("symbolic link"), "{err}");
         }
     }

@@ -113,7 +113,7 @@ impl LayerStream {
 
 fn gzip_error(e: &std::io::Error) -> TransferError {
     TransferError::new(
-        Reason::InvalidInput,
+        Reason::InvalidConfiguration,
         format!("layer is not valid gzip: {e}"),
     )
 }

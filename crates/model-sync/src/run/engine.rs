@@ -18,8 +18,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use crate::config::{
-    Config, Destination, HubSettings, LoadContext, OciLocation, S3Credentials, S3Location, Source,
-    StorageUri, UriSource,
+    Config, Destination, HubSettings, LoadContext, OciLocation, S3Credentials, S3Location,
+    SSL_CERT_FILE, Source, StorageUri, UriSource,
 };
 use crate::hf::{HubOptions, HubSource};
 use crate::local::{LocalDestination, LocalSource};
@@ -30,6 +30,7 @@ use crate::sign::modelcar::ModelSignature;
 use crate::transfer::{
     ByteStream, ModelFile, OpenFile, Progress, Published, TransferError, normalize_listing,
 };
+use crate::trust::extra_ca;
 use crate::uri::{HttpSource, UriOptions};
 
 /// How often progress is logged.
@@ -63,9 +64,19 @@ pub trait EngineFactory: Sync {
 
 /// The real back-ends. An `hf://` source is prepared (revision resolved, files listed, access
 /// probed) in [`EngineFactory::preflight`] and kept for [`EngineFactory::build`].
-#[derive(Default)]
 pub struct Backends {
+    /// The environment the configuration was loaded from (Hub settings of `hf://` sources).
+    ctx: LoadContext,
     prepared: std::sync::Mutex<Option<AnySource>>,
+}
+
+impl Backends {
+    pub fn new(ctx: LoadContext) -> Self {
+        Self {
+            ctx,
+            prepared: std::sync::Mutex::default(),
+        }
+    }
 }
 
 /// A configured source.
@@ -163,16 +174,6 @@ pub async fn transfer(
     let result = destination.publish(source, &files, &progress).await;
     reporter.finish().await;
     result
-}
-
-/// `SSL_CERT_FILE`'s PEM bundle, when set (extra trust for OCI registries, see module docs).
-pub fn extra_ca(ctx: &LoadContext) -> Result<Option<Vec<u8>>, TransferError> {
-    let Some(path) = ctx.var("SSL_CERT_FILE") else {
-        return Ok(None);
-    };
-    std::fs::read(path).map(Some).map_err(|e| {
-        TransferError::invalid_input(format!("SSL_CERT_FILE: cannot read {path}: {e}"))
-    })
 }
 
 fn oci_source(location: &OciLocation, ca: Option<&[u8]>) -> Result<OciSource, TransferError> {
@@ -289,24 +290,23 @@ pub async fn build_destination(
     })
 }
 
-/// The real back-ends, reading `SSL_CERT_FILE` and the Hub settings from the process
-/// environment.
+/// The real back-ends: extra trust from the configuration's `SSL_CERT_FILE`, Hub settings from
+/// the load context.
 impl EngineFactory for Backends {
     type Engine = RealEngine;
 
     async fn preflight(&self, cfg: &Config) -> Result<(), TransferError> {
         if let Source::Uri(UriSource::HuggingFace { .. }) = &cfg.source {
-            let ctx = LoadContext::from_process();
-            let ca = extra_ca(&ctx)?;
-            let source = build_source(&cfg.source, &cfg.storage_path, ca.as_deref(), &ctx).await?;
+            let ca = extra_ca(cfg.extra_ca_file.as_deref())?;
+            let source =
+                build_source(&cfg.source, &cfg.storage_path, ca.as_deref(), &self.ctx).await?;
             *self.prepared.lock().unwrap_or_else(|p| p.into_inner()) = Some(source);
         }
         Ok(())
     }
 
     async fn build(&self, cfg: &Config) -> Result<RealEngine, TransferError> {
-        let ctx = LoadContext::from_process();
-        let ca = extra_ca(&ctx)?;
+        let ca = extra_ca(cfg.extra_ca_file.as_deref())?;
         let prepared = self
             .prepared
             .lock()
@@ -314,7 +314,7 @@ impl EngineFactory for Backends {
             .take();
         let source = match prepared {
             Some(s) => s,
-            None => build_source(&cfg.source, &cfg.storage_path, ca.as_deref(), &ctx).await?,
+            None => build_source(&cfg.source, &cfg.storage_path, ca.as_deref(), &self.ctx).await?,
         };
         let destination =
             build_destination(&cfg.destination, cfg.concurrency, ca.as_deref()).await?;
@@ -415,7 +415,10 @@ pub async fn download(
     ctx: &LoadContext,
     ca_bundle: Option<&[u8]>,
 ) -> Result<Published, TransferError> {
-    let ca = match (extra_ca(ctx)?, ca_bundle) {
+    let ca = match (
+        extra_ca(ctx.var(SSL_CERT_FILE).map(std::path::Path::new))?,
+        ca_bundle,
+    ) {
         (Some(mut a), Some(b)) => {
             a.push(b'\n');
             a.extend_from_slice(b);
@@ -436,7 +439,7 @@ pub async fn download(
                 reference: reference.clone(),
                 credentials: storage_init_oci_credentials(reference, ctx)?,
                 tls_verify: ctx
-                    .var("MODEL_SYNC_SOURCE_OCI_ENABLE_TLS_VERIFY")
+                    .var(crate::config::Key::SourceOciEnableTlsVerify.env())
                     .is_none_or(|v| {
                         !matches!(
                             v.to_ascii_lowercase().as_str(),
@@ -471,7 +474,7 @@ fn storage_init_oci_credentials(
     reference: &oci_client::Reference,
     ctx: &LoadContext,
 ) -> Result<Option<crate::config::OciCredentials>, TransferError> {
-    let Some(path) = ctx.var("MODEL_SYNC_SOURCE_OCI_CREDENTIALS_PATH") else {
+    let Some(path) = ctx.var(crate::config::Key::SourceOciCredentialsPath.env()) else {
         return Ok(None);
     };
     let auth = crate::config::read_docker_config(
@@ -518,7 +521,7 @@ mod tests {
             S3Tls::Bundle(b"KSERVE".to_vec())
         );
         let e = tls(&[("AWS_CA_BUNDLE", "/nonexistent/ca.crt")], None).unwrap_err();
-        assert_eq!(e.reason, Reason::InvalidInput, "{e:?}");
+        assert_eq!(e.reason, Reason::InvalidConfiguration, "{e:?}");
         assert!(e.message.contains("AWS_CA_BUNDLE"), "{e:?}");
     }
 }

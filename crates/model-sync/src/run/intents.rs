@@ -14,8 +14,8 @@
 use registry_client::{Client, ModelArtifact, ModelVersion, RegisteredModel};
 
 use super::marker::Marker;
-use super::{FailureReason, RunError, registry_error};
 use crate::config::{Config, Intent, ModelRef};
+use crate::failure::{FailureReason, RunError, registry_error};
 
 /// What the pre-checks found.
 #[derive(Clone, Debug)]
@@ -132,7 +132,7 @@ pub async fn precheck(client: &Client, cfg: &Config) -> Result<Plan, RunError> {
             let found = match model {
                 ModelRef::Id(id) => {
                     let field = if cfg.ids.model_id.as_deref() == Some(id.as_str()) {
-                        "--model-id (MODEL_SYNC_MODEL_ID)".to_owned()
+                        crate::config::Key::ModelId.label()
                     } else {
                         metadata_key(cfg, "RegisteredModel.id")
                     };

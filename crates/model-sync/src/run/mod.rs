@@ -28,7 +28,6 @@ pub mod storage_init;
 pub mod termination;
 
 use std::ffi::OsString;
-use std::fmt;
 use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -37,152 +36,14 @@ use std::time::Instant;
 use crate::config::{
     self, Config, Key, Kind, LoadContext, Loaded, Mode, OciCredentials, S3Credentials,
 };
-use crate::error::{ConfigError, ConfigErrors, EXIT_FAILURE, EXIT_INVALID_CONFIG, EXIT_OK};
-use crate::transfer::{Reason, TransferError};
+use crate::error::{EXIT_INVALID_CONFIG, EXIT_OK};
 
 use engine::{Backends, Engine as _, EngineFactory};
 use intents::Plan;
 use register::RegistrationRetry;
 use termination::{Scrubber, SyncSuccess};
 
-/// Stable failure codes of the termination message (and of the ModelTransfer status).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FailureReason {
-    /// Flags, variables, credential/metadata files, or input that cannot work as given.
-    InvalidConfiguration,
-    /// The source cannot be read.
-    SourceUnavailable,
-    /// The destination refused the data.
-    DestinationRejected,
-    /// Bytes did not match their digest or size.
-    IntegrityError,
-    /// The Model Registry refused a request or a pre-check failed.
-    RegistryRejected,
-    /// Requested but not implemented (signing, some sources).
-    NotImplemented,
-    /// The model was published but could not be signed (Fulcio, Rekor, writing `model.sig`).
-    SigningFailed,
-    /// Anything else, including an interrupted run.
-    Internal,
-}
-
-impl FailureReason {
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::InvalidConfiguration => "InvalidConfiguration",
-            Self::SourceUnavailable => "SourceUnavailable",
-            Self::DestinationRejected => "DestinationRejected",
-            Self::IntegrityError => "IntegrityError",
-            Self::RegistryRejected => "RegistryRejected",
-            Self::NotImplemented => "NotImplemented",
-            Self::SigningFailed => "SigningFailed",
-            Self::Internal => "Internal",
-        }
-    }
-
-    /// 2 for configuration problems ("fix the manifest"), 1 for everything else.
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Self::InvalidConfiguration => EXIT_INVALID_CONFIG,
-            _ => EXIT_FAILURE,
-        }
-    }
-
-    /// The transfer engine's reasons map one to one, except `InvalidInput`, which is a
-    /// configuration problem from the user's point of view (bad path, unusable archive).
-    pub fn from_transfer(r: Reason) -> Self {
-        match r {
-            Reason::InvalidInput => Self::InvalidConfiguration,
-            Reason::SourceUnavailable => Self::SourceUnavailable,
-            Reason::DestinationRejected => Self::DestinationRejected,
-            Reason::IntegrityError => Self::IntegrityError,
-            Reason::RegistryRejected => Self::RegistryRejected,
-            Reason::NotImplemented => Self::NotImplemented,
-            Reason::SigningFailed => Self::SigningFailed,
-            Reason::Internal => Self::Internal,
-        }
-    }
-}
-
-impl fmt::Display for FailureReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
-    }
-}
-
-/// A failed run: a stable reason and a message that keeps the root cause.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}: {message}")]
-pub struct RunError {
-    pub reason: FailureReason,
-    pub message: String,
-}
-
-impl RunError {
-    pub fn new(reason: FailureReason, message: impl Into<String>) -> Self {
-        Self {
-            reason,
-            message: message.into(),
-        }
-    }
-
-    pub fn exit_code(&self) -> u8 {
-        self.reason.exit_code()
-    }
-}
-
-impl From<TransferError> for RunError {
-    fn from(e: TransferError) -> Self {
-        Self::new(FailureReason::from_transfer(e.reason), e.message)
-    }
-}
-
-impl From<&ConfigErrors> for RunError {
-    fn from(e: &ConfigErrors) -> Self {
-        let all_not_implemented = !e.is_empty()
-            && e.iter().all(|c| {
-                matches!(
-                    c,
-                    ConfigError::SigningNotImplemented { .. }
-                        | ConfigError::SourceNotImplemented { .. }
-                )
-            });
-        let reason = if all_not_implemented {
-            FailureReason::NotImplemented
-        } else {
-            FailureReason::InvalidConfiguration
-        };
-        Self::new(reason, e.to_string())
-    }
-}
-
-/// Maps a registry client error, keeping its cause chain. Client configuration problems (a bad
-/// CA bundle) are configuration errors; everything else is the registry refusing or failing.
-pub fn registry_error(e: registry_client::Error, doing: &str) -> RunError {
-    let reason = match &e {
-        registry_client::Error::InvalidConfig { .. } => FailureReason::InvalidConfiguration,
-        _ => FailureReason::RegistryRejected,
-    };
-    let hint = match &e {
-        registry_client::Error::Unauthorized { .. } => {
-            " (check the bearer token: --registry-user-token / the service-account token)"
-        }
-        registry_client::Error::Forbidden { .. } => {
-            " (the token is valid but lacks permission on the Model Registry)"
-        }
-        registry_client::Error::Tls { .. } => {
-            " (check --registry-custom-ca and --registry-is-secure)"
-        }
-        _ => "",
-    };
-    RunError::new(
-        reason,
-        format!(
-            "Model Registry: {doing}: {}{hint}",
-            crate::transfer::error::chain(&e)
-        ),
-    )
-}
+pub use crate::failure::{FailureReason, RunError, registry_error};
 
 /// Secret values of a configuration, for the [`Scrubber`].
 pub fn config_scrubber(cfg: &Config) -> Scrubber {
@@ -260,11 +121,16 @@ pub fn context_scrubber(argv: &[OsString], ctx: &LoadContext) -> Scrubber {
     Scrubber::new(secrets)
 }
 
-/// Runs a sync with the real back-ends.
-pub async fn sync(cfg: &Config, scrubber: &Scrubber) -> Result<SyncSuccess, RunError> {
+/// Runs a sync with the real back-ends (`ctx`: the environment the configuration was loaded
+/// from, for the Hub settings of `hf://` sources).
+pub async fn sync(
+    cfg: &Config,
+    ctx: &LoadContext,
+    scrubber: &Scrubber,
+) -> Result<SyncSuccess, RunError> {
     sync_with(
         cfg,
-        &Backends::default(),
+        &Backends::new(ctx.clone()),
         scrubber,
         &RegistrationRetry::default(),
         shutdown_signal(),
@@ -353,7 +219,7 @@ pub async fn sync_with<F: EngineFactory>(
     let reused = matches!(&plan, Plan::Create(p) if p.reuses());
     let read_back = register::read_back(&client, &registered.model_artifact_id, scrubber).await;
     Ok(SyncSuccess {
-        intent: cfg.intent.as_str().to_owned(),
+        intent: Some(cfg.intent.as_str().to_owned()),
         registered_model_id: registered
             .registered_model_id
             .or_else(|| cfg.ids.model_id.clone()),
@@ -361,11 +227,11 @@ pub async fn sync_with<F: EngineFactory>(
             .model_version_id
             .or_else(|| cfg.ids.model_version_id.clone()),
         model_artifact_id: Some(registered.model_artifact_id),
-        uri: published.uri,
+        uri: Some(published.uri),
         digest: published.digest,
-        bytes: published.bytes,
-        files: published.files,
-        duration_seconds: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        bytes: Some(published.bytes),
+        files: Some(published.files),
+        duration_seconds: Some((started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0),
         reused,
         read_back,
     })
@@ -428,7 +294,7 @@ pub fn main(argv: Vec<OsString>, ctx: &LoadContext) -> ExitCode {
             for w in &cfg.warnings {
                 tracing::warn!("{w}");
             }
-            let result = block_on(sync(&cfg, &scrubber));
+            let result = block_on(sync(&cfg, ctx, &scrubber));
             finish_sync(&cfg, result, &scrubber)
         }
         Loaded::Run(Mode::StorageInitializer(si)) => {
@@ -546,6 +412,7 @@ fn tracing_level(raw: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{ConfigError, ConfigErrors};
 
     #[test]
     fn exit_codes_follow_reasons() {
@@ -560,10 +427,6 @@ mod tests {
         ] {
             assert_eq!(r.exit_code(), 1, "{r}");
         }
-        assert_eq!(
-            FailureReason::from_transfer(Reason::InvalidInput),
-            FailureReason::InvalidConfiguration
-        );
     }
 
     #[test]

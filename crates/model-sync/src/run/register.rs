@@ -26,8 +26,8 @@ use registry_client::{
 use super::intents::{ArtifactPlan, CreatePlan, Plan};
 use super::marker::{ERROR_PROPERTY, Marker};
 use super::termination::Scrubber;
-use super::{FailureReason, RunError, registry_error};
 use crate::config::{Config, ModelMetadata};
+use crate::failure::{FailureReason, RunError, registry_error};
 use crate::transfer::Published;
 
 /// Longest `model_sync_error` value written to the registry.
@@ -167,14 +167,15 @@ pub async fn read_back(
 ) -> Option<super::termination::ReadBack> {
     match client.get_model_artifact(id).await {
         Ok(a) => Some(super::termination::ReadBack {
-            model_artifact_id: a.id,
-            state: a
-                .fields
-                .state
-                .and_then(|s| serde_json::to_value(s).ok())
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_else(|| "UNKNOWN".into()),
-            uri: a.fields.uri.unwrap_or_default(),
+            model_artifact_id: Some(a.id),
+            state: Some(
+                a.fields
+                    .state
+                    .and_then(|s| serde_json::to_value(s).ok())
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "UNKNOWN".into()),
+            ),
+            uri: Some(a.fields.uri.unwrap_or_default()),
         }),
         Err(e) => {
             tracing::warn!(

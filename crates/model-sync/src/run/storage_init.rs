@@ -23,8 +23,8 @@ use registry_client::{
 use url::Url;
 
 use super::termination::{InitSuccess, Scrubber};
-use super::{FailureReason, RunError, registry_error};
 use crate::config::{LoadContext, StorageInitializerConfig, StorageUri};
+use crate::failure::{FailureReason, RunError, registry_error};
 
 /// Secrets of this mode, for the scrubber.
 pub fn scrubber(si: &StorageInitializerConfig, ctx: &LoadContext) -> Scrubber {

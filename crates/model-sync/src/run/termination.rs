@@ -1,5 +1,8 @@
 //! The termination message and secret scrubbing.
 //!
+//! The format itself is the Job contract's ([`mro_job_contract::termination`]); this module
+//! adds the secret scrubbing every message passes through, and writes the file.
+//!
 //! Kubernetes copies the file at `TERMINATION_MESSAGE_PATH` (default `/dev/termination-log`)
 //! into the container status, truncated to 4096 bytes. We write at most
 //! [`MAX_TERMINATION_MESSAGE_BYTES`] so that the JSON is never cut in the middle: the message is
@@ -35,13 +38,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine as _;
+use mro_job_contract::FailureReason;
+use mro_job_contract::termination;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::FailureReason;
-
-/// Upper bound of the file we write (Kubernetes keeps 4096 bytes).
-pub const MAX_TERMINATION_MESSAGE_BYTES: usize = 4000;
+pub use mro_job_contract::termination::{
+    MAX_FIRST_LINE_BYTES, MAX_TERMINATION_MESSAGE_BYTES, ReadBack, Success as SyncSuccess,
+    json_document,
+};
 
 /// Secrets shorter than this are not scrubbed: replacing every occurrence of two or three
 /// characters would mangle messages without protecting anything worth protecting.
@@ -157,56 +162,6 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ScrubbingStderr {
     }
 }
 
-/// What a successful sync reports.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SyncSuccess {
-    pub intent: String,
-    pub registered_model_id: Option<String>,
-    pub model_version_id: Option<String>,
-    pub model_artifact_id: Option<String>,
-    pub uri: String,
-    pub digest: Option<String>,
-    pub bytes: u64,
-    pub files: usize,
-    pub duration_seconds: f64,
-    /// Set when a rerun found and reused entities created by an earlier attempt.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub reused: bool,
-    /// The registered artifact as read back from the registry after the registration.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub read_back: Option<ReadBack>,
-}
-
-/// The model artifact as the registry returned it to a GET after the registration.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReadBack {
-    pub model_artifact_id: String,
-    /// The registry's state name (`LIVE`, `PENDING`, ...).
-    pub state: String,
-    pub uri: String,
-}
-
-impl SyncSuccess {
-    /// The JSON document, with the Python job's keys added.
-    pub fn to_json(&self) -> Value {
-        let mut v = serde_json::to_value(self).unwrap_or_else(|_| json!({}));
-        if let Value::Object(map) = &mut v {
-            for (key, id) in [
-                ("RegisteredModel", &self.registered_model_id),
-                ("ModelVersion", &self.model_version_id),
-                ("ModelArtifact", &self.model_artifact_id),
-            ] {
-                if let Some(id) = id {
-                    map.insert(key.to_owned(), json!({ "id": id }));
-                }
-            }
-        }
-        v
-    }
-}
-
 /// What a successful storage-initializer run reports.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -232,105 +187,12 @@ pub fn failure_json(
     intent: Option<&str>,
     scrubber: &Scrubber,
 ) -> String {
-    let message = scrubber.scrub(message);
-    let build = |m: &str| {
-        let mut v = json!({ "reason": reason.code(), "message": m });
-        if let (Some(i), Value::Object(map)) = (intent, &mut v) {
-            map.insert("intent".into(), json!(i));
-        }
-        format!("{}\n{v}", first_line(reason, m))
-    };
-    fit(&message, build)
+    termination::render_failure(reason, &scrubber.scrub(message), intent)
 }
 
-/// Longest first line of a failure message.
-pub const MAX_FIRST_LINE_BYTES: usize = 300;
-
-/// `<reason>: <message>` on one line (newlines and tabs become spaces), shortened with `…`.
-fn first_line(reason: FailureReason, message: &str) -> String {
-    let flat: String = message
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let line = format!("{}: {}", reason.code(), flat.trim());
-    if line.len() <= MAX_FIRST_LINE_BYTES {
-        return line;
-    }
-    let cut = floor_char_boundary(&line, MAX_FIRST_LINE_BYTES - '…'.len_utf8());
-    format!("{}…", &line[..cut])
-}
-
-/// The JSON document of a termination message: the whole text, or its last line (failures
-/// start with a human-readable line). `None` when neither is a JSON object.
-pub fn json_document(text: &str) -> Option<Value> {
-    let text = text.trim();
-    let parse = |t: &str| {
-        serde_json::from_str::<Value>(t)
-            .ok()
-            .filter(Value::is_object)
-    };
-    parse(text).or_else(|| parse(text.rsplit('\n').next()?))
-}
-
-/// Serialises a success document, scrubbed, within the size limit (it always fits: ids, one
-/// URI and numbers; an absurdly long URI is shortened like a failure message would be).
+/// Serialises a success document, scrubbed, within the size limit.
 pub fn success_json(value: &Value, scrubber: &Scrubber) -> String {
-    let text = scrubber.scrub(&value.to_string());
-    if text.len() <= MAX_TERMINATION_MESSAGE_BYTES {
-        return text;
-    }
-    let uri = value.get("uri").and_then(Value::as_str).unwrap_or_default();
-    // The read-back URI, when it is the same, is shortened the same way, so the two still match.
-    let same = value.pointer("/readBack/uri").and_then(Value::as_str) == Some(uri);
-    fit(uri, |u| {
-        let mut v = value.clone();
-        if let Value::Object(map) = &mut v {
-            map.insert("uri".into(), json!(u));
-            if let Some(Value::Object(rb)) = map.get_mut("readBack") {
-                let rb_uri = if same { json!(u) } else { json!("…") };
-                rb.insert("uri".into(), rb_uri);
-            }
-        }
-        scrubber.scrub(&v.to_string())
-    })
-}
-
-/// Shortens `text` (keeping its start, where the cause chain begins, and its end, where the
-/// root cause is) until `build(text)` fits.
-fn fit(text: &str, build: impl Fn(&str) -> String) -> String {
-    let full = build(text);
-    if full.len() <= MAX_TERMINATION_MESSAGE_BYTES {
-        return full;
-    }
-    let marker = " …[truncated]… ";
-    let mut budget = MAX_TERMINATION_MESSAGE_BYTES.saturating_sub(full.len() - text.len() + 64);
-    loop {
-        let half = budget / 2;
-        let head = floor_char_boundary(text, half);
-        let tail_start = ceil_char_boundary(text, text.len().saturating_sub(half));
-        let shortened = format!("{}{marker}{}", &text[..head], &text[tail_start..]);
-        let out = build(&shortened);
-        if out.len() <= MAX_TERMINATION_MESSAGE_BYTES || budget == 0 {
-            return out;
-        }
-        budget = budget.saturating_sub((out.len() - MAX_TERMINATION_MESSAGE_BYTES).max(16));
-    }
-}
-
-fn floor_char_boundary(s: &str, mut i: usize) -> usize {
-    i = i.min(s.len());
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
-fn ceil_char_boundary(s: &str, mut i: usize) -> usize {
-    i = i.min(s.len());
-    while !s.is_char_boundary(i) {
-        i += 1;
-    }
-    i
+    termination::render_success(value, |t| scrubber.scrub(t))
 }
 
 /// Writes the termination message. Best effort: a read-only or missing directory (a local run
@@ -403,7 +265,7 @@ mod tests {
         let v: Value = serde_json::from_str(rest).unwrap();
         assert_eq!(v["reason"], "SourceUnavailable");
         assert_eq!(v["intent"], "update_artifact");
-        let long = first_line(FailureReason::Internal, &"é".repeat(400));
+        let long = termination::first_line(FailureReason::Internal, &"é".repeat(400));
         assert!(
             long.len() <= MAX_FIRST_LINE_BYTES && long.ends_with('…'),
             "{long}"
@@ -413,20 +275,20 @@ mod tests {
     #[test]
     fn success_has_python_compatible_keys() {
         let s = SyncSuccess {
-            intent: "create_model".into(),
+            intent: Some("create_model".into()),
             registered_model_id: Some("1".into()),
             model_version_id: Some("2".into()),
             model_artifact_id: Some("3".into()),
-            uri: "oci://r/x@sha256:00".into(),
+            uri: Some("oci://r/x@sha256:00".into()),
             digest: Some("sha256:00".into()),
-            bytes: 10,
-            files: 2,
-            duration_seconds: 1.5,
+            bytes: Some(10),
+            files: Some(2),
+            duration_seconds: Some(1.5),
             reused: false,
             read_back: Some(ReadBack {
-                model_artifact_id: "3".into(),
-                state: "LIVE".into(),
-                uri: "oci://r/x@sha256:00".into(),
+                model_artifact_id: Some("3".into()),
+                state: Some("LIVE".into()),
+                uri: Some("oci://r/x@sha256:00".into()),
             }),
         };
         let v = s.to_json();
@@ -441,7 +303,7 @@ mod tests {
         assert!(text.len() < MAX_TERMINATION_MESSAGE_BYTES);
         // A URI too long for the message is cut the same way in readBack.
         let mut long = s.clone();
-        long.uri = format!("s3://b/{}", "k".repeat(5000));
+        long.uri = Some(format!("s3://b/{}", "k".repeat(5000)));
         long.read_back.as_mut().unwrap().uri = long.uri.clone();
         let text = success_json(&long.to_json(), &Scrubber::default());
         assert!(text.len() <= MAX_TERMINATION_MESSAGE_BYTES);

@@ -46,7 +46,7 @@ fn markers_are_skipped_and_escapes_rejected() {
     );
     for bad in ["m/../../etc/passwd", "m/a/../../x", "m//..", "m/a\\b"] {
         let err = relative_path(p, bad, 1).unwrap().unwrap_err();
-        assert_eq!(err.reason, Reason::InvalidInput, "{bad}");
+        assert_eq!(err.reason, Reason::InvalidConfiguration, "{bad}");
         assert!(err.message.contains("object key"), "{err}");
     }
 }

@@ -45,7 +45,7 @@ use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest as _, Sha256};
 use url::Url;
 
-use crate::run::{FailureReason, RunError};
+use crate::failure::{FailureReason, RunError};
 use crate::transfer::Published;
 
 pub use crate::config::SigningMode;
@@ -328,7 +328,7 @@ impl Signer {
         let Some(mode) = &cfg.signing.mode else {
             return Ok(None);
         };
-        let ca = crate::run::engine::extra_ca(&crate::config::LoadContext::from_process())?;
+        let ca = crate::trust::extra_ca(cfg.extra_ca_file.as_deref())?;
         let signer = Self::new(mode, ca.as_deref())?;
         let (SigningMode::Keyless { tuf: Some(tuf), .. }, Some(http)) = (mode, signer.http())
         else {
@@ -363,7 +363,7 @@ pub async fn sign_published(
         let digest = published.digest.as_deref().ok_or_else(|| {
             SignError::internal(format!("the push of {} returned no digest", published.uri))
         })?;
-        let ca = crate::run::engine::extra_ca(&crate::config::LoadContext::from_process())?;
+        let ca = crate::trust::extra_ca(cfg.extra_ca_file.as_deref())?;
         let attached = oci_image::sign(signer, dest, digest, ca.as_deref()).await?;
         tracing::info!(
             image = %published.uri,

@@ -52,7 +52,7 @@ pub fn listed(digests: &[(String, [u8; 32])]) -> Vec<FileDigest> {
 
 fn transfer_error(e: SignError) -> TransferError {
     let reason = if e.is_configuration() {
-        Reason::InvalidInput
+        Reason::InvalidConfiguration
     } else {
         Reason::SigningFailed
     };

@@ -2,47 +2,9 @@
 //! ModelTransfer status). Messages keep the root cause and never contain secrets.
 use std::fmt;
 
-/// Stable, machine-readable failure reasons.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Reason {
-    /// Configuration or input that cannot work (bad path, bad archive, empty source).
-    InvalidInput,
-    /// The source cannot be read: not found, access denied, unreachable.
-    SourceUnavailable,
-    /// The destination refused the data: auth, quota, not found, unreachable.
-    DestinationRejected,
-    /// Bytes did not match their expected digest or size.
-    IntegrityError,
-    /// The Model Registry refused or failed a request.
-    RegistryRejected,
-    /// A feature that is not implemented (said loudly, never faked).
-    NotImplemented,
-    /// Signing what is being published failed (the model signature inside an image).
-    SigningFailed,
-    /// Anything else.
-    Internal,
-}
-
-impl Reason {
-    pub fn code(self) -> &'static str {
-        match self {
-            Reason::InvalidInput => "InvalidInput",
-            Reason::SourceUnavailable => "SourceUnavailable",
-            Reason::DestinationRejected => "DestinationRejected",
-            Reason::IntegrityError => "IntegrityError",
-            Reason::RegistryRejected => "RegistryRejected",
-            Reason::NotImplemented => "NotImplemented",
-            Reason::SigningFailed => "SigningFailed",
-            Reason::Internal => "Internal",
-        }
-    }
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
-    }
-}
+/// Stable, machine-readable failure reasons: the Job contract's vocabulary, so a transfer
+/// error's reason is what the termination message and the ModelTransfer status report.
+pub use mro_job_contract::FailureReason as Reason;
 
 /// A failed transfer step. `transient` errors may be retried.
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +33,7 @@ impl TransferError {
     }
 
     pub fn invalid_input(message: impl Into<String>) -> TransferError {
-        TransferError::new(Reason::InvalidInput, message)
+        TransferError::new(Reason::InvalidConfiguration, message)
     }
 
     /// The error with context prepended (`context: message`), same reason and transience.

@@ -157,7 +157,7 @@ fn path_escapes_are_rejected() {
     for name in ["../evil", "a/../../evil", "/etc/evil", "a\\..\\evil"] {
         let (dir, r) = unpack(ArchiveKind::Tar, &tar_bytes(&[E::File(name, b"x")]));
         let err = r.unwrap_err();
-        assert_eq!(err.reason, Reason::InvalidInput, "{name}");
+        assert_eq!(err.reason, Reason::InvalidConfiguration, "{name}");
         assert!(err.message.contains("unsafe path"), "{err}");
         assert!(!dir.path().join("evil").exists());
     }
@@ -168,7 +168,7 @@ fn path_escapes_are_rejected() {
             &zip_bytes(&[("ok.txt", b"ok"), (name, b"x")]),
         );
         let err = r.unwrap_err();
-        assert_eq!(err.reason, Reason::InvalidInput, "{name}");
+        assert_eq!(err.reason, Reason::InvalidConfiguration, "{name}");
         assert!(err.message.contains("unsafe path"), "{err}");
         assert!(!dir.path().join("evil.txt").exists());
     }
@@ -286,7 +286,7 @@ fn detection_needs_a_name_or_type_and_agreeing_bytes() {
     // A name that lies is an error, not a silent copy.
     assert_eq!(
         detect(b"plain text", "m.zip", None).unwrap_err().reason,
-        Reason::InvalidInput
+        Reason::InvalidConfiguration
     );
     assert_eq!(
         detect(b"", "m.tar.bz2", None).unwrap_err().reason,

@@ -9,21 +9,26 @@
 //! `bytesTransferred`), `readBack` (`{"modelArtifactId", "state", "uri"}`: the artifact as
 //! model-sync read it back from the registry after registering it). Unknown fields are ignored.
 //!
+//! The format is the Job contract's ([`mro_job_contract::termination`]); this module turns it
+//! into status types.
+//!
 //! Failure (non-zero exit code): `{"reason": "SourceUnavailable", "message": "..."}` with
-//! model-sync's reason codes, either the whole message or its last line (model-sync writes a
+//! the contract's [`FailureReason`] codes, either the whole message or its last line (model-sync writes a
 //! human-readable first line for the Model Registry UI before the JSON); plain text is accepted
 //! too (configuration errors, logs kept by `FallbackToLogsOnError`). Exit code 2 always means
 //! invalid configuration.
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 use mro_api::condition::model_transfer::reasons;
-use serde_json::Value;
+use mro_job_contract::FailureReason;
+use mro_job_contract::exit::{self, EXIT_INVALID_CONFIG as EXIT_INVALID_CONFIG_CODE};
+use mro_job_contract::termination::{ReportedFailure, Success};
 
 use super::build::job::CONTAINER;
 
-/// model-sync's exit code for invalid configuration.
-pub const EXIT_INVALID_CONFIG: i32 = 2;
+/// model-sync's exit code for invalid configuration, as a container status reports it.
+pub const EXIT_INVALID_CONFIG: i32 = exit::as_status(EXIT_INVALID_CONFIG_CODE);
 /// Reason when a failure carries none we can use.
-pub const TRANSFER_FAILED: &str = "TransferFailed";
+pub const TRANSFER_FAILED: &str = mro_job_contract::reason::TRANSFER_FAILED;
 /// Longest message copied into the status (the kubelet caps termination messages at 4 KiB).
 pub const MAX_MESSAGE: usize = 2048;
 
@@ -60,22 +65,12 @@ pub fn parse(state: &ContainerStateTerminated) -> Termination {
     if state.exit_code == 0 {
         return Termination::Succeeded(parse_success(text));
     }
-    let parse_object = |t: &str| {
-        serde_json::from_str::<Value>(t)
-            .ok()
-            .filter(Value::is_object)
-    };
-    let json: Option<Value> =
-        parse_object(text).or_else(|| parse_object(text.rsplit('\n').next()?.trim()));
-    let body = json.as_ref().map(|v| v.get("error").unwrap_or(v));
-    let reported = body.and_then(|b| str_field(b, &["reason"]));
-    let message = body
-        .and_then(|b| str_field(b, &["message"]))
-        .unwrap_or_else(|| text.to_string());
+    let reported = ReportedFailure::parse(text);
+    let message = reported.message.unwrap_or_else(|| text.to_string());
     let reason = if state.exit_code == EXIT_INVALID_CONFIG {
         reasons::INVALID_CONFIGURATION.to_string()
-    } else if let Some(r) = reported {
-        map_reason(&r)
+    } else if let Some(r) = reported.reason {
+        condition_reason(&r)
     } else {
         // No structured reason: the kubelet's (OOMKilled, DeadlineExceeded, ...) when specific.
         state
@@ -105,66 +100,31 @@ pub fn parse(state: &ContainerStateTerminated) -> Termination {
     }
 }
 
+/// The operator's view of a success message (the contract's [`Success`], in status types).
 fn parse_success(text: &str) -> TransferResult {
-    let Ok(v) = serde_json::from_str::<Value>(text) else {
-        return TransferResult::default();
-    };
-    let nested = |section: &str| {
-        v.get(section)
-            .and_then(|s| s.get("id"))
-            .and_then(scalar_string)
-    };
+    let s = Success::parse(text);
     TransferResult {
-        registered_model_id: str_field(&v, &["registeredModelId", "registered_model_id"])
-            .or_else(|| nested("RegisteredModel")),
-        model_version_id: str_field(&v, &["modelVersionId", "model_version_id"])
-            .or_else(|| nested("ModelVersion")),
-        model_artifact_id: str_field(&v, &["modelArtifactId", "model_artifact_id"])
-            .or_else(|| nested("ModelArtifact")),
-        uri: str_field(&v, &["uri", "artifactUri", "artifact_uri"]).or_else(|| {
-            v.get("ModelArtifact")
-                .and_then(|s| s.get("uri"))
-                .and_then(scalar_string)
+        registered_model_id: s.registered_model_id,
+        model_version_id: s.model_version_id,
+        model_artifact_id: s.model_artifact_id,
+        uri: s.uri,
+        digest: s.digest,
+        bytes: s.bytes.and_then(|b| i64::try_from(b).ok()),
+        read_back: s.read_back.map(|r| ReadBack {
+            model_artifact_id: r.model_artifact_id,
+            state: r.state,
+            uri: r.uri,
         }),
-        digest: str_field(&v, &["digest"]),
-        bytes: ["bytes", "bytesTransferred", "bytes_transferred"]
-            .iter()
-            .find_map(|k| v.get(*k))
-            .and_then(|b| b.as_i64().or_else(|| b.as_str()?.parse().ok())),
-        read_back: ["readBack", "read_back"]
-            .iter()
-            .find_map(|k| v.get(*k))
-            .filter(|r| r.is_object())
-            .map(|r| ReadBack {
-                model_artifact_id: str_field(r, &["modelArtifactId", "model_artifact_id", "id"]),
-                state: str_field(r, &["state"]),
-                uri: str_field(r, &["uri"]),
-            }),
     }
 }
 
-fn scalar_string(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn str_field(v: &Value, keys: &[&str]) -> Option<String> {
-    keys.iter().find_map(|k| v.get(*k)).and_then(scalar_string)
-}
-
-/// model-sync's reason codes as ModelTransfer reasons; other valid reasons pass through.
-fn map_reason(code: &str) -> String {
-    match code {
-        "InvalidInput" | "InvalidConfiguration" => reasons::INVALID_CONFIGURATION.into(),
-        "SourceUnavailable" => reasons::SOURCE_UNAVAILABLE.into(),
-        "DestinationRejected" => reasons::DESTINATION_REJECTED.into(),
-        "RegistryRejected" => reasons::REGISTRY_REJECTED.into(),
-        "Internal" => TRANSFER_FAILED.into(),
-        other if valid_reason(other) => other.into(),
-        _ => TRANSFER_FAILED.into(),
+/// A reported reason as a ModelTransfer reason: one of the contract's through
+/// [`FailureReason::condition_reason`], any other valid reason (another writer's) unchanged.
+fn condition_reason(code: &str) -> String {
+    match FailureReason::from_code(code) {
+        Some(r) => r.condition_reason().into(),
+        None if valid_reason(code) => code.into(),
+        None => TRANSFER_FAILED.into(),
     }
 }
 

@@ -279,7 +279,7 @@ async fn malicious_archives_are_refused() -> anyhow::Result<()> {
         )
         .await
         .unwrap_err();
-        assert_eq!(err.reason, Reason::InvalidInput, "{path}: {err}");
+        assert_eq!(err.reason, Reason::InvalidConfiguration, "{path}: {err}");
         if path != "liar.zip" {
             assert!(err.message.contains("unsafe path"), "{path}: {err}");
         }

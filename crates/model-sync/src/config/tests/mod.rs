@@ -1,5 +1,10 @@
 //! Unit tests of the configuration layer. The environment is always injected through
 //! [`LoadContext::with_env`]; the process environment is never read or changed.
+//!
+//! These tests (and the integration tests of the command line) spell the `MODEL_SYNC_*`
+//! variables out literally on purpose, instead of asking the Job contract's settings table:
+//! the names are a public interface (the Python job's), so renaming one in the table must make
+//! them fail.
 
 mod credentials;
 mod invalid;

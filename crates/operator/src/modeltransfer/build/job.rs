@@ -6,23 +6,27 @@
 //! the "restricted" Pod Security Standard and runs as a fixed non-root user (so images without a
 //! numeric `USER` work), with a read-only root filesystem and a scratch `emptyDir` at `/tmp`.
 //!
-//! The pod's termination message is the only contract with model-sync (see
+//! Every variable model-sync reads is named through the Job contract's settings table
+//! ([`mro_job_contract::Key`]), never spelled out here. The pod's termination message is the only contract with model-sync (see
 //! [`crate::modeltransfer::termination`]).
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, KeyToPath,
-    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
-    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretVolumeSource,
-    ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
+    Container, EmptyDirVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SeccompProfile, Volume,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use mro_api::model_transfer::{PvcLocation, S3Location, TransferIntent};
+use mro_job_contract::Key;
+use mro_job_contract::settings::{SSL_CERT_FILE, Side};
 
+use crate::kube_ext::build_error::BuildError;
+use super::input::BuildInput;
+use super::pod::{Pod, config_map_volume, item, token_lifetime, token_volume};
 use super::registry::TokenSource;
-use super::{BuildError, BuildInput};
+use super::signing;
 use crate::kube_ext::pod_security::restricted_security_context;
 use crate::modeltransfer::names;
 
@@ -34,10 +38,7 @@ pub const DEFAULT_BACKOFF_LIMIT: i32 = 2;
 /// Size limit of the scratch volume when `spec.job.scratchVolumeSize` is unset: model-sync
 /// streams between stores, and stages only what must be unpacked or assembled.
 pub const DEFAULT_SCRATCH_SIZE: &str = "20Gi";
-/// Longest lifetime of a projected ServiceAccount token the Job gets. The kubelet rewrites the
-/// token file once the token is older than 80% of it, and model-sync reads the file again for
-/// every registry request (and right before signing), so a transfer may outlast its token.
-pub const DEFAULT_TOKEN_SECONDS: i64 = 3_600;
+pub use super::pod::DEFAULT_TOKEN_SECONDS;
 
 pub const SOURCE_CREDENTIALS_DIR: &str = "/var/run/secrets/model-sync/source";
 pub const DESTINATION_CREDENTIALS_DIR: &str = "/var/run/secrets/model-sync/destination";
@@ -58,105 +59,6 @@ pub const TOKEN_PATH_ENV: &str = "MODEL_TRANSFER_REGISTRY_TOKEN_PATH";
 const DOCKER_CONFIG_KEY: &str = ".dockerconfigjson";
 /// The Hugging Face token's file in [`SOURCE_CREDENTIALS_DIR`], named by `HF_TOKEN_PATH`.
 const HF_TOKEN_FILE: &str = "hf-token";
-/// Secret and ConfigMap files: readable by the pod's group (fsGroup) only.
-const FILE_MODE: i32 = 0o440;
-
-/// Volumes, mounts and variables, collected while walking the spec.
-#[derive(Default)]
-pub(super) struct Pod {
-    env: Vec<EnvVar>,
-    volumes: Vec<Volume>,
-    mounts: Vec<VolumeMount>,
-}
-
-impl Pod {
-    pub(super) fn env(&mut self, name: &str, value: impl Into<String>) {
-        self.env.push(EnvVar {
-            name: name.into(),
-            value: Some(value.into()),
-            ..Default::default()
-        });
-    }
-
-    pub(super) fn mount(&mut self, volume: Volume, path: &str, read_only: bool) {
-        self.mounts.push(VolumeMount {
-            name: volume.name.clone(),
-            mount_path: path.into(),
-            read_only: Some(read_only),
-            ..Default::default()
-        });
-        if !self.volumes.iter().any(|v| v.name == volume.name) {
-            self.volumes.push(volume);
-        }
-    }
-
-    pub(super) fn secret(
-        &mut self,
-        volume: &str,
-        secret: &str,
-        items: Option<Vec<KeyToPath>>,
-        dir: &str,
-    ) {
-        let v = Volume {
-            name: volume.into(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(secret.into()),
-                items,
-                default_mode: Some(FILE_MODE),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        self.mount(v, dir, true);
-    }
-
-    fn claim(&mut self, volume: &str, claim: &str, dir: &str, read_only: bool) {
-        // One volume per claim: a claim used as both source and destination is mounted twice.
-        let name = match self.volumes.iter().find(|v| {
-            v.persistent_volume_claim
-                .as_ref()
-                .is_some_and(|c| c.claim_name == claim)
-        }) {
-            Some(v) => v.name.clone(),
-            None => volume.to_string(),
-        };
-        let v = Volume {
-            name,
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: claim.into(),
-                read_only: None,
-            }),
-            ..Default::default()
-        };
-        self.mount(v, dir, read_only);
-    }
-}
-
-/// A ConfigMap volume (the whole ConfigMap, or `items`), readable by the pod's group only.
-pub(super) fn config_map_volume(
-    volume: &str,
-    config_map: &str,
-    items: Option<Vec<KeyToPath>>,
-) -> Volume {
-    Volume {
-        name: volume.into(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: config_map.into(),
-            items,
-            default_mode: Some(FILE_MODE),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-pub(super) fn item(key: &str, path: &str) -> Option<Vec<KeyToPath>> {
-    Some(vec![KeyToPath {
-        key: key.into(),
-        path: path.into(),
-        mode: None,
-    }])
-}
 
 /// `dir/path`, refusing paths that would leave the volume.
 fn pvc_path(field: &str, pvc: &PvcLocation, dir: &str) -> Result<String, BuildError> {
@@ -174,38 +76,36 @@ fn pvc_path(field: &str, pvc: &PvcLocation, dir: &str) -> Result<String, BuildEr
     })
 }
 
-fn s3(p: &mut Pod, side: &str, dir: &str, s3: &S3Location) {
-    let upper = side.to_uppercase();
-    p.env(&format!("MODEL_SYNC_{upper}_TYPE"), "s3");
-    p.env(&format!("MODEL_SYNC_{upper}_AWS_BUCKET"), &s3.bucket);
-    p.env(&format!("MODEL_SYNC_{upper}_AWS_KEY"), &s3.key);
+fn s3(p: &mut Pod, side: Side, dir: &str, s3: &S3Location) {
+    p.set(side.storage_type(), "s3");
+    p.set(side.aws_bucket(), &s3.bucket);
+    p.set(side.aws_key(), &s3.key);
     if let Some(r) = &s3.region {
-        p.env(&format!("MODEL_SYNC_{upper}_AWS_REGION"), r);
+        p.set(side.aws_region(), r);
     }
     if let Some(e) = &s3.endpoint {
-        p.env(&format!("MODEL_SYNC_{upper}_AWS_ENDPOINT"), e);
+        p.set(side.aws_endpoint(), e);
     }
     // The whole data-connection Secret, one file per key; the spec's bucket, region and
     // endpoint (variables) win over the Secret's (files), as model-sync layers them.
     p.secret(
-        &format!("{side}-credentials"),
+        &format!("{}-credentials", side.name()),
         &s3.credentials_secret_ref.name,
         None,
         dir,
     );
-    p.env(&format!("MODEL_SYNC_{upper}_S3_CREDENTIALS_PATH"), dir);
+    p.set(side.s3_credentials_path(), dir);
 }
 
-fn oci_credentials(p: &mut Pod, side: &str, dir: &str, secret: &str) {
-    let upper = side.to_uppercase();
+fn oci_credentials(p: &mut Pod, side: Side, dir: &str, secret: &str) {
     p.secret(
-        &format!("{side}-credentials"),
+        &format!("{}-credentials", side.name()),
         secret,
         item(DOCKER_CONFIG_KEY, DOCKER_CONFIG_KEY),
         dir,
     );
-    p.env(
-        &format!("MODEL_SYNC_{upper}_OCI_CREDENTIALS_PATH"),
+    p.set(
+        side.oci_credentials_path(),
         format!("{dir}/{DOCKER_CONFIG_KEY}"),
     );
 }
@@ -214,32 +114,32 @@ fn source(p: &mut Pod, input: &BuildInput) -> Result<(), BuildError> {
     let src = &input.mt.spec.source;
     let dir = SOURCE_CREDENTIALS_DIR;
     if let Some(l) = &src.s3 {
-        s3(p, "source", dir, l);
+        s3(p, Side::Source, dir, l);
     } else if let Some(o) = &src.oci {
-        p.env("MODEL_SYNC_SOURCE_TYPE", "oci");
-        p.env("MODEL_SYNC_SOURCE_OCI_URI", &o.uri);
+        p.set(Key::SourceType, "oci");
+        p.set(Key::SourceOciUri, &o.uri);
         if o.insecure == Some(true) {
-            p.env("MODEL_SYNC_SOURCE_OCI_ENABLE_TLS_VERIFY", "false");
+            p.set(Key::SourceOciEnableTlsVerify, "false");
         }
         if let Some(s) = &o.credentials_secret_ref {
-            oci_credentials(p, "source", dir, &s.name);
+            oci_credentials(p, Side::Source, dir, &s.name);
         }
     } else if let Some(u) = &src.uri {
-        p.env("MODEL_SYNC_SOURCE_TYPE", "uri");
+        p.set(Key::SourceType, "uri");
         match &u.credentials_secret_ref {
             // The Secret's `URI` file is the download URL (it may embed credentials, e.g. a
             // pre-signed URL); a variable would override the file, so none is set.
             Some(s) => {
                 p.secret("source-credentials", &s.name, item("URI", "URI"), dir);
-                p.env("MODEL_SYNC_SOURCE_URI_CREDENTIALS_PATH", dir);
+                p.set(Key::SourceUriCredentialsPath, dir);
             }
-            None => p.env("MODEL_SYNC_SOURCE_URI", &u.url),
+            None => p.set(Key::SourceUri, &u.url),
         }
     } else if let Some(h) = &src.hugging_face {
         // model-sync's hf:// source, configured by the variables huggingface_hub reads; the
         // token as a mounted file (HF_TOKEN_PATH), never as a value in the environment.
-        p.env("MODEL_SYNC_SOURCE_TYPE", "uri");
-        p.env("MODEL_SYNC_SOURCE_URI", h.display_uri());
+        p.set(Key::SourceType, "uri");
+        p.set(Key::SourceUri, h.display_uri());
         if let Some(e) = &h.endpoint {
             p.env("HF_ENDPOINT", e);
         }
@@ -255,8 +155,8 @@ fn source(p: &mut Pod, input: &BuildInput) -> Result<(), BuildError> {
     } else if let Some(c) = &src.pvc {
         let path = pvc_path("spec.source.pvc", c, SOURCE_PVC_DIR)?;
         p.claim("source-pvc", &c.claim_name, SOURCE_PVC_DIR, true);
-        p.env("MODEL_SYNC_SOURCE_TYPE", "pvc");
-        p.env("MODEL_SYNC_SOURCE_PATH", path);
+        p.set(Key::SourceType, "pvc");
+        p.set(Key::SourcePath, path);
     } else {
         return Err(BuildError::new(
             "spec.source",
@@ -270,24 +170,24 @@ fn destination(p: &mut Pod, input: &BuildInput) -> Result<(), BuildError> {
     let dst = &input.mt.spec.destination;
     let dir = DESTINATION_CREDENTIALS_DIR;
     if let Some(o) = &dst.oci {
-        p.env("MODEL_SYNC_DESTINATION_TYPE", "oci");
-        p.env("MODEL_SYNC_DESTINATION_OCI_URI", &o.uri);
+        p.set(Key::DestinationType, "oci");
+        p.set(Key::DestinationOciUri, &o.uri);
         if let Some(b) = &o.base_image {
-            p.env("MODEL_SYNC_DESTINATION_OCI_BASE_IMAGE", b);
+            p.set(Key::DestinationOciBaseImage, b);
         }
         if o.insecure == Some(true) {
-            p.env("MODEL_SYNC_DESTINATION_OCI_ENABLE_TLS_VERIFY", "false");
+            p.set(Key::DestinationOciEnableTlsVerify, "false");
         }
         if let Some(s) = &o.credentials_secret_ref {
-            oci_credentials(p, "destination", dir, &s.name);
+            oci_credentials(p, Side::Destination, dir, &s.name);
         }
     } else if let Some(l) = &dst.s3 {
-        s3(p, "destination", dir, l);
+        s3(p, Side::Destination, dir, l);
     } else if let Some(c) = &dst.pvc {
         let path = pvc_path("spec.destination.pvc", c, DESTINATION_PVC_DIR)?;
         p.claim("destination-pvc", &c.claim_name, DESTINATION_PVC_DIR, false);
-        p.env("MODEL_SYNC_DESTINATION_TYPE", "pvc");
-        p.env("MODEL_SYNC_DESTINATION_PATH", path);
+        p.set(Key::DestinationType, "pvc");
+        p.set(Key::DestinationPath, path);
     } else {
         return Err(BuildError::new(
             "spec.destination",
@@ -299,9 +199,9 @@ fn destination(p: &mut Pod, input: &BuildInput) -> Result<(), BuildError> {
 
 fn registry(p: &mut Pod, input: &BuildInput) {
     let w = &input.registry;
-    p.env("MODEL_SYNC_REGISTRY_SERVER_ADDRESS", &w.address);
-    p.env("MODEL_SYNC_REGISTRY_PORT", w.port.to_string());
-    p.env("MODEL_SYNC_REGISTRY_IS_SECURE", w.secure.to_string());
+    p.set(Key::RegistryServerAddress, &w.address);
+    p.set(Key::RegistryPort, w.port.to_string());
+    p.set(Key::RegistryIsSecure, w.secure.to_string());
     let token_file = format!("{REGISTRY_TOKEN_DIR}/token");
     match &w.token {
         TokenSource::None => {}
@@ -320,49 +220,12 @@ fn registry(p: &mut Pod, input: &BuildInput) {
     }
     if w.token != TokenSource::None {
         p.env(TOKEN_PATH_ENV, token_file);
-        p.env("MODEL_SYNC_REGISTRY_USER_TOKEN_ENVVAR", TOKEN_PATH_ENV);
+        p.set(Key::RegistryUserTokenEnvvar, TOKEN_PATH_ENV);
     }
     if let Some(ca) = &w.ca {
         let v = config_map_volume("registry-ca", &ca.name, item(&ca.key, "ca.crt"));
         p.mount(v, REGISTRY_CA_DIR, true);
-        p.env(
-            "MODEL_SYNC_REGISTRY_CUSTOM_CA",
-            format!("{REGISTRY_CA_DIR}/ca.crt"),
-        );
-    }
-}
-
-/// Lifetime of a projected ServiceAccount token: the Job's deadline plus 10 minutes, at least
-/// the API's minimum of 600 s and at most [`DEFAULT_TOKEN_SECONDS`] (the kubelet rotates it).
-pub(super) fn token_lifetime(input: &BuildInput) -> i64 {
-    input
-        .mt
-        .spec
-        .job
-        .as_ref()
-        .and_then(|j| j.active_deadline_seconds)
-        .map_or(DEFAULT_TOKEN_SECONDS, |d| {
-            d.saturating_add(600).clamp(600, DEFAULT_TOKEN_SECONDS)
-        })
-}
-
-/// A projected volume with one ServiceAccount token of the pod's account at `token`; works
-/// with `automountServiceAccountToken: false`.
-pub(super) fn token_volume(name: &str, audience: Option<String>, seconds: i64) -> Volume {
-    Volume {
-        name: name.into(),
-        projected: Some(ProjectedVolumeSource {
-            default_mode: Some(FILE_MODE),
-            sources: Some(vec![VolumeProjection {
-                service_account_token: Some(ServiceAccountTokenProjection {
-                    path: "token".into(),
-                    expiration_seconds: Some(seconds),
-                    audience,
-                }),
-                ..Default::default()
-            }]),
-        }),
-        ..Default::default()
+        p.set(Key::RegistryCustomCa, format!("{REGISTRY_CA_DIR}/ca.crt"));
     }
 }
 
@@ -379,13 +242,13 @@ fn ca_bundle(p: &mut Pod, input: &BuildInput) {
     };
     let v = config_map_volume("ca-bundle", &ca.name, item(&ca.key, CA_BUNDLE_FILE));
     p.mount(v, CA_BUNDLE_DIR, true);
-    p.env("SSL_CERT_FILE", format!("{CA_BUNDLE_DIR}/{CA_BUNDLE_FILE}"));
+    p.env(SSL_CERT_FILE, format!("{CA_BUNDLE_DIR}/{CA_BUNDLE_FILE}"));
 }
 
 fn intent(p: &mut Pod, input: &BuildInput) {
     let spec = &input.mt.spec;
     let model = &spec.model;
-    p.env("MODEL_SYNC_MODEL_UPLOAD_INTENT", spec.intent.as_str());
+    p.set(Key::ModelUploadIntent, spec.intent.as_str());
     let rm_id = model.registered_model.as_ref().and_then(|m| m.id.clone());
     let mv_id = model.model_version.as_ref().and_then(|m| m.id.clone());
     let ma_id = model.model_artifact.as_ref().and_then(|m| m.id.clone());
@@ -393,21 +256,21 @@ fn intent(p: &mut Pod, input: &BuildInput) {
         TransferIntent::CreateModel => {}
         TransferIntent::CreateVersion => {
             if let Some(id) = rm_id {
-                p.env("MODEL_SYNC_MODEL_ID", id);
+                p.set(Key::ModelId, id);
             }
         }
         TransferIntent::UpdateArtifact => {
             if let Some(id) = ma_id {
-                p.env("MODEL_SYNC_MODEL_ARTIFACT_ID", id);
+                p.set(Key::ModelArtifactId, id);
             }
             if let Some(id) = mv_id {
-                p.env("MODEL_SYNC_MODEL_VERSION_ID", id);
+                p.set(Key::ModelVersionId, id);
             }
         }
     }
     let cm = config_map_volume("metadata", &names::metadata_config_map_name(input.mt), None);
     p.mount(cm, METADATA_DIR, true);
-    p.env("MODEL_SYNC_METADATA_CONFIGMAP_PATH", METADATA_DIR);
+    p.set(Key::MetadataConfigmapPath, METADATA_DIR);
 }
 
 /// Requests 100m CPU / 256Mi, limits 1 CPU / 1Gi: model-sync streams with bounded buffers; the
@@ -436,7 +299,7 @@ pub fn job(input: &BuildInput, spec_hash: &str) -> Result<Job, BuildError> {
     destination(&mut p, input)?;
     registry(&mut p, input);
     ca_bundle(&mut p, input);
-    super::signing::signing(&mut p, input)?;
+    signing::signing(&mut p, input)?;
     intent(&mut p, input);
     let scratch = Volume {
         name: "scratch".into(),
@@ -452,7 +315,7 @@ pub fn job(input: &BuildInput, spec_hash: &str) -> Result<Job, BuildError> {
         ..Default::default()
     };
     p.mount(scratch, SCRATCH_DIR, false);
-    p.env("MODEL_SYNC_STORAGE_PATH", STORAGE_PATH);
+    p.set(Key::StoragePath, STORAGE_PATH);
     // Libraries that look for a home directory find a writable one.
     p.env("HOME", SCRATCH_DIR);
     p.env.sort_by(|a, b| a.name.cmp(&b.name));

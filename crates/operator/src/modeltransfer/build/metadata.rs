@@ -11,7 +11,7 @@ use mro_api::ModelTransfer;
 use mro_api::model_transfer::{CustomProperties, PropertyValue, TransferIntent};
 use serde_json::{Map, Value};
 
-use super::BuildError;
+use crate::kube_ext::build_error::BuildError;
 use crate::modeltransfer::names;
 
 /// The metadata ConfigMap of a transfer.

@@ -5,6 +5,8 @@
 //! - [`metadata`]: the `<name>-metadata` ConfigMap.
 //! - [`registry`]: how the Job reaches the registry (address, token, CA, access grant).
 //! - [`signing`]: `spec.signing` as model-sync's signing settings (key file or identity token).
+//! - [`BuildInput`] (`input.rs`) and [`BuildError`] (`error.rs`) are apart from this file so
+//!   that the builders below use them without depending on the module that calls them.
 //! - here: the per-transfer ServiceAccount and the registry-access RoleBinding.
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
@@ -13,15 +15,17 @@ use kube::ResourceExt;
 use mro_api::ModelTransfer;
 
 use crate::kube_ext::child::Child;
-use crate::settings::Settings;
 
 use super::names;
-use registry::{RegistryGrant, RegistryWiring};
+use registry::RegistryGrant;
 
 pub use crate::kube_ext::build_error::BuildError;
+pub use input::BuildInput;
 
+mod input;
 pub mod job;
 pub mod metadata;
+mod pod;
 pub mod registry;
 pub mod signing;
 
@@ -29,17 +33,6 @@ pub mod signing;
 pub(crate) mod pss;
 #[cfg(test)]
 mod tests;
-
-/// Everything the build step needs.
-#[derive(Clone, Debug)]
-pub struct BuildInput<'a> {
-    pub mt: &'a ModelTransfer,
-    pub settings: &'a Settings,
-    /// Resolved from `spec.registry` (and the referenced ModelRegistry).
-    pub registry: RegistryWiring,
-    /// The ServiceAccount the Job runs as (see [`service_account_name`]).
-    pub service_account: String,
-}
 
 /// The desired children, in the order they are applied (the Job last, once its inputs exist).
 #[derive(Clone, Debug)]

@@ -21,7 +21,7 @@ use mro_api::common::{ConfigMapKeyValue, SecretKeyValue};
 use mro_api::model_registry::ModelRegistry;
 use mro_api::model_transfer::RegistryTarget;
 
-use super::BuildError;
+use crate::kube_ext::build_error::BuildError;
 use crate::capabilities::Capabilities;
 
 /// ConfigMap OpenShift's service CA operator injects into every namespace.

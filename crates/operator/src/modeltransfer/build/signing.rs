@@ -9,9 +9,11 @@
 //!   (audience: the API server) is never the one sent to Fulcio. `tufRootConfigMapRef`: the
 //!   pinned initial TUF root mounted as a file, named by `MODEL_SYNC_SIGNING_TUF_ROOT_PATH`.
 use mro_api::model_transfer::TransferSigning;
+use mro_job_contract::Key;
 
-use super::job::{Pod, config_map_volume, item, token_lifetime, token_volume};
-use super::{BuildError, BuildInput};
+use crate::kube_ext::build_error::BuildError;
+use super::input::BuildInput;
+use super::pod::{Pod, config_map_volume, item, token_lifetime, token_volume};
 
 pub const SIGNING_KEY_DIR: &str = "/var/run/secrets/model-sync/signing-key";
 pub const SIGNING_KEY_FILE: &str = "key.pem";
@@ -23,14 +25,14 @@ pub const TUF_ROOT_FILE: &str = "root.json";
 /// Adds the signing variables and volumes of `spec.signing`.
 pub(super) fn signing(p: &mut Pod, input: &BuildInput) -> Result<(), BuildError> {
     let Some(signing) = &input.mt.spec.signing else {
-        p.env("MODEL_SYNC_SIGN", "false");
+        p.set(Key::Sign, "false");
         return Ok(());
     };
     wire(p, input, signing)
 }
 
 fn wire(p: &mut Pod, input: &BuildInput, signing: &TransferSigning) -> Result<(), BuildError> {
-    p.env("MODEL_SYNC_SIGN", "true");
+    p.set(Key::Sign, "true");
     match (&signing.key_secret_ref, &signing.keyless) {
         (Some(key), None) => {
             p.secret(
@@ -39,8 +41,8 @@ fn wire(p: &mut Pod, input: &BuildInput, signing: &TransferSigning) -> Result<()
                 item(&key.key, SIGNING_KEY_FILE),
                 SIGNING_KEY_DIR,
             );
-            p.env(
-                "MODEL_SYNC_SIGNING_KEY_PATH",
+            p.set(
+                Key::SigningKeyPath,
                 format!("{SIGNING_KEY_DIR}/{SIGNING_KEY_FILE}"),
             );
         }
@@ -53,8 +55,8 @@ fn wire(p: &mut Pod, input: &BuildInput, signing: &TransferSigning) -> Result<()
             if let Some(r) = &k.tuf_root_config_map_ref {
                 let v = config_map_volume("tuf-root", &r.name, item(&r.key, TUF_ROOT_FILE));
                 p.mount(v, TUF_ROOT_DIR, true);
-                p.env(
-                    "MODEL_SYNC_SIGNING_TUF_ROOT_PATH",
+                p.set(
+                    Key::SigningTufRootPath,
                     format!("{TUF_ROOT_DIR}/{TUF_ROOT_FILE}"),
                 );
             }
@@ -66,8 +68,8 @@ fn wire(p: &mut Pod, input: &BuildInput, signing: &TransferSigning) -> Result<()
                 .unwrap_or_else(|| token_lifetime(input));
             let v = token_volume("signing-token", Some(k.audience().to_owned()), seconds);
             p.mount(v, SIGNING_TOKEN_DIR, true);
-            p.env(
-                "MODEL_SYNC_SIGNING_IDENTITY_TOKEN_PATH",
+            p.set(
+                Key::SigningIdentityTokenPath,
                 format!("{SIGNING_TOKEN_DIR}/{SIGNING_TOKEN_FILE}"),
             );
         }

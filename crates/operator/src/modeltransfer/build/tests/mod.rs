@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::registry::{self, TokenSource};
 use super::*;
 use crate::capabilities::{CONFIG_GROUP, Capabilities, ROUTE_GROUP, USER_GROUP};
+pub(super) use crate::settings::Settings;
 
 mod signing;
 mod tls;
@@ -511,7 +512,7 @@ fn metadata_config_map_and_intent_ids() {
 /// Every `MODEL_SYNC_*` variable the Job sets is one model-sync reads (its settings table).
 #[test]
 fn every_variable_is_a_model_sync_setting() {
-    const TABLE: &str = include_str!("../../../../../model-sync/src/config/args.rs");
+    const TABLE: &str = include_str!("../../../../../job-contract/src/settings.rs");
     let specs = [
         base(),
         with(

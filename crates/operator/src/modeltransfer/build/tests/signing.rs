@@ -258,7 +258,7 @@ fn both_or_no_signing_mode_is_a_build_error() {
 /// Every signing variable the Job sets is one model-sync reads.
 #[test]
 fn signing_variables_are_model_sync_settings() {
-    const ARGS: &str = include_str!("../../../../../model-sync/src/config/args.rs");
+    const ARGS: &str = include_str!("../../../../../job-contract/src/settings.rs");
     const SIGNING: &str = include_str!("../../../../../model-sync/src/config/signing.rs");
     let specs = [
         keyless(json!({ "tufURL": "https://t", "tsaURL": "https://s",

@@ -67,6 +67,8 @@ fn ca_bundle_is_mounted_and_named_by_ssl_cert_file() {
 /// model-sync honours `SSL_CERT_FILE` (the variable the bundle relies on).
 #[test]
 fn model_sync_reads_ssl_cert_file() {
-    const ENGINE: &str = include_str!("../../../../../model-sync/src/run/engine.rs");
-    assert!(ENGINE.contains("ctx.var(\"SSL_CERT_FILE\")"));
+    // The configuration loads it (once); the operator and model-sync share the name.
+    const VALIDATE: &str = include_str!("../../../../../model-sync/src/config/validate.rs");
+    assert!(VALIDATE.contains("ctx.var(super::env::SSL_CERT_FILE)"));
+    assert_eq!(mro_job_contract::settings::SSL_CERT_FILE, "SSL_CERT_FILE");
 }
