@@ -32,7 +32,6 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 
 use crate::config::HubSettings;
 use crate::transfer::retry::{Reopen, ResumeOptions, resume_stream, retry};
-use crate::transfer::source::to_io;
 use crate::transfer::{ByteStream, ModelFile, ModelPath, OpenFile, Reason, TransferError};
 
 mod api;
@@ -395,11 +394,6 @@ fn skip(stream: ByteStream, n: u64) -> ByteStream {
         }
     })
     .boxed()
-}
-
-/// A non-transient integrity error as a stream item.
-fn integrity(message: String) -> std::io::Error {
-    to_io(TransferError::new(Reason::IntegrityError, message))
 }
 
 #[cfg(test)]

@@ -4,8 +4,9 @@
 use aws_lc_rs::digest::{Context, SHA1_FOR_LEGACY_USE_ONLY};
 use futures::StreamExt as _;
 
-use super::integrity;
 use crate::transfer::ByteStream;
+use crate::transfer::source::to_io;
+use crate::transfer::{Reason, TransferError};
 
 /// `stream` (the whole file, `size` bytes) with its content checked: when the blob id is not
 /// `oid`, the chunk that completes the file is replaced by an integrity error (so a consumer
@@ -40,6 +41,11 @@ pub(crate) fn git_blob(stream: ByteStream, size: u64, oid: String, what: String)
         }
     })
     .boxed()
+}
+
+/// A non-transient integrity error as a stream item.
+fn integrity(message: String) -> std::io::Error {
+    to_io(TransferError::new(Reason::IntegrityError, message))
 }
 
 #[cfg(test)]

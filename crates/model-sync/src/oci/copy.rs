@@ -19,89 +19,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::{StreamExt as _, TryStreamExt as _};
 
+use super::blob_copy::{BlobOrigin, copy_blob};
 use super::blobs::RawManifest;
-use super::digest;
-use super::image::{self, Descriptor, Manifest, Parsed};
-use super::registry::{Counters, Registry, scope};
-use super::upload::upload_blob;
-use super::{OciSink, OciSource};
-use crate::transfer::retry::{RetryPolicy, retry};
+use super::image::{self, Manifest, Parsed};
+use super::registry::{Registry, scope};
+use super::sink::OciSink;
+use super::source::OciSource;
 use crate::transfer::{ModelFile, Progress, Published, Reason, TransferError};
-
-/// Where a blob comes from.
-pub(crate) struct BlobOrigin<'a> {
-    pub(crate) registry: &'a Registry,
-    pub(crate) repo: &'a str,
-    /// The destination is on the same registry (a mount can be asked for).
-    pub(crate) same_registry: bool,
-}
-
-/// Makes `blob` present in `repo` of `dest`: present already, mounted, or streamed and verified.
-pub(crate) async fn copy_blob(
-    dest: &Registry,
-    repo: &str,
-    scopes: &[String],
-    segment: u64,
-    from: &BlobOrigin<'_>,
-    blob: &Descriptor,
-) -> Result<(), TransferError> {
-    let d = digest::parse(&blob.digest)?;
-    if dest.blob_size(repo, &d, scopes).await?.is_some() {
-        Counters::add(&dest.counters.blobs_existing, 1);
-        return Ok(());
-    }
-    if from.same_registry {
-        let both = [scope(repo, "pull,push"), scope(from.repo, "pull")];
-        if dest.mount(repo, &d, from.repo, &both).await? {
-            let size = dest.blob_size(repo, &d, scopes).await?;
-            if size != Some(blob.size) {
-                return Err(TransferError::new(
-                    Reason::IntegrityError,
-                    format!(
-                        "mounted blob {d} has {size:?} bytes in {repo}, {} expected",
-                        blob.size
-                    ),
-                ));
-            }
-            return Ok(());
-        }
-        tracing::info!(digest = %d, from = from.repo, "the registry did not mount the blob; copying it");
-    }
-    let from_scopes = [scope(from.repo, "pull")];
-    retry(
-        RetryPolicy {
-            attempts: 3,
-            ..RetryPolicy::default()
-        },
-        &format!("copy of blob {d}"),
-        |_| async {
-            let resp = from
-                .registry
-                .get_blob(from.repo, &d, 0, None, &from_scopes)
-                .await?;
-            upload_blob(
-                dest,
-                repo,
-                scopes,
-                segment,
-                Some(&d),
-                blob.size,
-                |mut w| async move {
-                    let mut body = resp.bytes_stream();
-                    while let Some(chunk) = body.next().await {
-                        let chunk = chunk
-                            .map_err(|e| from.registry.transport_error("reading a blob", e))?;
-                        w.write(chunk).await?;
-                    }
-                    Ok(w)
-                },
-            )
-            .await
-        },
-    )
-    .await?;
-    Ok(())
-}
 
 /// The source image: the top manifest and, for an index, its manifests.
 struct SourceImage {

@@ -25,6 +25,7 @@ use futures::future::BoxFuture;
 use crate::transfer::{ByteStream, ModelFile, OpenFile, TransferError};
 
 mod auth;
+mod blob_copy;
 mod blobs;
 mod copy;
 mod digest;
@@ -47,11 +48,8 @@ mod tests;
 
 pub use extra::ImageFiles;
 pub use group::{GROUP_TARGET, GROUP_THRESHOLD, Grouping, LAYER_BUDGET};
-pub use sink::{OciSink, UploadStats};
+pub use sink::{DEFAULT_CONCURRENCY, OciSink, UploadStats};
 pub use source::OciSource;
-
-/// Default number of files uploaded at once.
-pub const DEFAULT_CONCURRENCY: usize = 4;
 
 /// Adapts a closure to [`OpenFile`]: `OpenWith(|file, offset| async move { ... }.boxed())`
 /// (handy for in-memory sources in tests and benchmarks).

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures::{StreamExt as _, TryStreamExt as _, stream};
 use oci_client::Reference;
 
-use super::copy::{BlobOrigin, copy_blob};
+use super::blob_copy::{BlobOrigin, copy_blob};
 use super::digest;
 use super::extra::{ImageFiles, extra_layers};
 use super::group::{self, Grouping};
@@ -30,6 +30,9 @@ use crate::transfer::retry::{RetryPolicy, retry};
 use crate::transfer::{
     ModelFile, OpenFile, Progress, Published, Reason, TransferError, normalize_listing,
 };
+
+/// Default number of files uploaded at once.
+pub const DEFAULT_CONCURRENCY: usize = 4;
 
 /// Counters of what a sink sent (for tests and performance notes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -78,7 +81,7 @@ impl OciSink {
     pub fn new(dest: OciDestination, concurrency: usize) -> Result<OciSink, TransferError> {
         let registry = Arc::new(dest_registry(&dest, None)?);
         let concurrency = if concurrency == 0 {
-            super::DEFAULT_CONCURRENCY
+            DEFAULT_CONCURRENCY
         } else {
             concurrency
         };

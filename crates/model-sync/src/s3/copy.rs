@@ -17,7 +17,8 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use futures::{StreamExt as _, TryStreamExt as _};
 
-use super::super::{Side, object_key, s3_uri, sdk_error};
+use super::super::error::{Side, sdk_error};
+use super::super::keys::{bare_etag, object_key, s3_uri};
 use super::{AbortGuard, S3Destination, part_size};
 use crate::s3::S3Source;
 use crate::transfer::retry::retry;
@@ -96,7 +97,7 @@ impl S3Destination {
             s3_uri(src_bucket, &src_key),
             s3_uri(&self.bucket, &key)
         );
-        let if_match = etag.map(|e| format!("\"{}\"", super::super::bare_etag(&e)));
+        let if_match = etag.map(|e| format!("\"{}\"", bare_etag(&e)));
         let outcome = if f.size > self.options.copy_threshold {
             self.copy_in_parts(&key, &copy_source, if_match.as_deref(), f, &what)
                 .await

@@ -8,7 +8,9 @@ use futures::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 use tokio::task::JoinSet;
 
-use super::{Side, object_key, s3_uri, sdk_error};
+use super::client::client;
+use super::error::{Side, sdk_error};
+use super::keys::{endpoint_id, object_key, s3_uri};
 use crate::config::S3Location;
 use crate::transfer::retry::{RetryPolicy, retry};
 use crate::transfer::source::from_io;
@@ -89,7 +91,7 @@ pub struct S3Destination {
     key: String,
     options: MultipartOptions,
     retry: RetryPolicy,
-    /// The endpoint (see [`super::endpoint_id`]); `None` when unknown (a caller's client).
+    /// The endpoint (see [`endpoint_id`]); `None` when unknown (a caller's client).
     endpoint: Option<String>,
 }
 
@@ -107,12 +109,9 @@ const CANCELLED: &str = "upload cancelled after another file failed";
 
 impl S3Destination {
     pub async fn new(location: &S3Location) -> S3Destination {
-        let mut d = S3Destination::with_client(
-            super::client(location).await,
-            &location.bucket,
-            &location.key,
-        );
-        d.endpoint = Some(super::endpoint_id(location));
+        let mut d =
+            S3Destination::with_client(client(location).await, &location.bucket, &location.key);
+        d.endpoint = Some(endpoint_id(location));
         d
     }
 

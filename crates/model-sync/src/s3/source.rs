@@ -5,7 +5,10 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
 
-use super::{Side, bare_etag, directory_prefix, fingerprint, relative_path, s3_uri, sdk_error};
+use super::client::{client, client_with_tls};
+use super::error::{Side, sdk_error};
+use super::keys::{bare_etag, directory_prefix, endpoint_id, fingerprint, relative_path, s3_uri};
+use super::tls::S3Tls;
 use crate::config::S3Location;
 use crate::transfer::retry::{Reopen, ResumeOptions, RetryPolicy, resume_stream, retry};
 use crate::transfer::{
@@ -27,7 +30,7 @@ use crate::transfer::{
 /// - an empty key lists the whole bucket.
 ///
 /// Fingerprint: the ETag when the server lists one, else a digest of location, size and
-/// last-modified time (see [`super::fingerprint`]). Reads ([`S3Source::open`]) are `GetObject`
+/// last-modified time (see [`fingerprint`]). Reads ([`S3Source::open`]) are `GetObject`
 /// with `Range: bytes=<offset>-` and `If-Match: <etag>`; an interrupted body is resumed from the
 /// last delivered byte (the ETag — listed, or else the one the first read returned — is checked
 /// on every re-request, so a changed object fails instead of mixing versions).
@@ -39,7 +42,7 @@ pub struct S3Source {
     resume: ResumeOptions,
     /// Model path → object key and listed ETag, filled by `list`.
     keys: Mutex<HashMap<ModelPath, Listed>>,
-    /// The endpoint (see [`super::endpoint_id`]); `None` when unknown (a caller's client).
+    /// The endpoint (see [`endpoint_id`]); `None` when unknown (a caller's client).
     endpoint: Option<String>,
 }
 
@@ -54,26 +57,22 @@ impl std::fmt::Debug for S3Source {
 
 impl S3Source {
     pub async fn new(location: &S3Location) -> S3Source {
-        let mut s = S3Source::with_client(
-            super::client(location).await,
-            &location.bucket,
-            &location.key,
-        );
-        s.endpoint = Some(super::endpoint_id(location));
+        let mut s = S3Source::with_client(client(location).await, &location.bucket, &location.key);
+        s.endpoint = Some(endpoint_id(location));
         s
     }
 
     /// Like [`S3Source::new`], checking the server's certificate as `tls` says.
     pub async fn new_with_tls(
         location: &S3Location,
-        tls: &super::S3Tls,
+        tls: &S3Tls,
     ) -> Result<S3Source, TransferError> {
         let mut s = S3Source::with_client(
-            super::client_with_tls(location, tls).await?,
+            client_with_tls(location, tls).await?,
             &location.bucket,
             &location.key,
         );
-        s.endpoint = Some(super::endpoint_id(location));
+        s.endpoint = Some(endpoint_id(location));
         Ok(s)
     }
 

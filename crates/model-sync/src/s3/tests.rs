@@ -4,6 +4,7 @@ use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::error::ErrorMetadata;
 
+use super::error::{Side, sdk_error};
 use super::*;
 
 const MIB: u64 = 1024 * 1024;

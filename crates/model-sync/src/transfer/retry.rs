@@ -7,8 +7,9 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
 
+use super::error::{Reason, TransferError};
+use super::model::ByteStream;
 use super::source::{io_is_transient, to_io};
-use super::{ByteStream, Reason, TransferError};
 
 /// Attempts and delays.
 #[derive(Clone, Copy, Debug)]

@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use super::{ByteStream, ModelFile, Reason, TransferError};
+use super::error::{Reason, TransferError};
+use super::model::{ByteStream, ModelFile};
 
 /// Opens a listed model file at a byte offset.
 pub trait OpenFile: Send + Sync {
