@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::json;
 use url::Url;
 
+use super::error::{SignError, http_error};
 use super::keys::{SigningKey, pem_blocks};
-use super::{SignError, http_error};
 
 /// The subject Fulcio expects the proof of possession to sign, read from the token's claims.
 /// The token's signature is Fulcio's business; we only need the claim.

@@ -8,7 +8,7 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use super::SignError;
+use super::error::SignError;
 
 /// A private key with its public half (SubjectPublicKeyInfo DER).
 pub struct SigningKey {

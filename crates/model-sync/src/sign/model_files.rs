@@ -12,8 +12,9 @@ use futures::future::BoxFuture;
 use futures::{StreamExt as _, TryStreamExt as _};
 use sha2::{Digest as _, Sha256};
 
+use super::error::SignError;
+use super::signer::Signer;
 use super::statement::{self, FileDigest, SIGNATURE_FILE};
-use super::{SignError, Signer};
 use crate::config::Destination;
 use crate::local::LocalSource;
 use crate::s3::{S3Destination, S3Source};

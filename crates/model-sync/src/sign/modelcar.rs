@@ -15,8 +15,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
+use super::error::SignError;
+use super::signer::Signer;
 use super::statement::{self, FileDigest, SIGNATURE_FILE};
-use super::{SignError, Signer};
 use crate::oci::ImageFiles;
 use crate::transfer::{ModelPath, Reason, TransferError};
 

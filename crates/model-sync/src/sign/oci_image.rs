@@ -38,8 +38,9 @@ use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 
 use super::bundle::BUNDLE_MEDIA_TYPE;
+use super::error::SignError;
+use super::signer::Signer;
 use super::statement::{self, COSIGN_SIGN_PREDICATE};
-use super::{SignError, Signer};
 use crate::config::OciDestination;
 use crate::oci::referrers::{self, Artifact, Attached};
 

@@ -13,8 +13,8 @@ use url::Url;
 use super::bundle::{
     Checkpoint, Envelope, InclusionPromise, InclusionProof, KindVersion, LogId, TlogEntry,
 };
+use super::error::{SignError, http_error};
 use super::keys::to_pem;
-use super::{SignError, http_error};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -25,7 +25,7 @@ use sha2::{Digest as _, Sha256};
 use url::Url;
 use x509_tsp::{MessageImprint, TimeStampReq, TimeStampResp, TspVersion, TstInfo};
 
-use super::{SignError, http_error};
+use super::error::{SignError, http_error};
 
 /// id-sha256.
 pub(crate) const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");

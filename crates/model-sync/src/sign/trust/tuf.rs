@@ -23,7 +23,7 @@ use tough::{
 use url::Url;
 
 use super::TrustedRoot;
-use crate::sign::SignError;
+use crate::sign::error::SignError;
 
 /// The TUF target holding the sigstore trusted root.
 pub const TRUSTED_ROOT_TARGET: &str = "trusted_root.json";
