@@ -7,7 +7,6 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use mro_job_contract::Key;
 
@@ -179,47 +178,12 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Top-level failure of a run, mapped to an exit code.
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    #[error(transparent)]
-    Config(#[from] ConfigErrors),
-    /// Anything after configuration: transfer, registry, signing.
-    #[error(transparent)]
-    Run(#[from] anyhow::Error),
-}
-
-impl AppError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Self::Config(_) => EXIT_INVALID_CONFIG,
-            Self::Run(_) => EXIT_FAILURE,
-        }
-    }
-
-    /// The message with its whole cause chain, for logs and the termination message.
-    pub fn report(&self) -> String {
-        match self {
-            Self::Config(e) => e.to_string(),
-            Self::Run(e) => format!("{e:#}"),
-        }
-    }
-}
-
-impl From<&AppError> for ExitCode {
-    fn from(e: &AppError) -> Self {
-        ExitCode::from(e.exit_code())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn exit_codes() {
-        assert_eq!(AppError::from(ConfigErrors::default()).exit_code(), 2);
-        assert_eq!(AppError::from(anyhow::anyhow!("x")).exit_code(), 1);
         assert_eq!(EXIT_OK, 0);
     }
 
@@ -229,12 +193,6 @@ mod tests {
         assert!(!e.to_string().contains("hunter2"));
         let e = ConfigError::invalid(Key::SourceType, "ftp", "x");
         assert!(e.to_string().contains("\"ftp\""));
-    }
-
-    #[test]
-    fn run_errors_keep_their_cause_chain() {
-        let e = AppError::from(anyhow::anyhow!("root cause").context("upload failed"));
-        assert_eq!(e.report(), "upload failed: root cause");
     }
 
     #[test]

@@ -17,7 +17,8 @@ use std::path::PathBuf;
 
 use url::Url;
 
-use super::{LoadContext, Secret};
+use super::env::LoadContext;
+use super::secret::Secret;
 use crate::error::{ConfigError, Field};
 
 /// The public Hub.

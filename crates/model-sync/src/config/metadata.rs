@@ -78,7 +78,7 @@ pub struct ModelMetadata {
 /// Reads a metadata directory. Returns the metadata plus warnings about ignored keys, or every
 /// problem found.
 pub fn read_metadata_dir(dir: &Path) -> Result<(ModelMetadata, Vec<String>), Vec<ConfigError>> {
-    let field = crate::config::Key::MetadataConfigmapPath;
+    let field = super::args::Key::MetadataConfigmapPath;
     let entries = std::fs::read_dir(dir).map_err(|cause| {
         vec![ConfigError::Io {
             field: field.into(),

@@ -85,8 +85,8 @@ pub fn build(mut layers: Layers, ctx: &LoadContext) -> Result<Config, ConfigErro
         check_same_location(s, d, &mut errors);
     }
     // hf:// reads HF_ENDPOINT / HF_TOKEN*: a bad one is a configuration error now, not later.
-    if let Some(Source::Uri(super::UriSource::HuggingFace { .. })) = &source
-        && let Err(e) = super::HubSettings::from_context(ctx)
+    if let Some(Source::Uri(super::types::UriSource::HuggingFace { .. })) = &source
+        && let Err(e) = super::hf::HubSettings::from_context(ctx)
     {
         errors.push(e);
     }
