@@ -6,6 +6,7 @@ use aws_smithy_types::error::ErrorMetadata;
 
 use super::error::{Side, sdk_error};
 use super::*;
+use crate::transfer::{ModelPath, Reason};
 
 const MIB: u64 = 1024 * 1024;
 
