@@ -22,11 +22,11 @@ use mro_api::model_transfer::{PvcLocation, S3Location, TransferIntent};
 use mro_job_contract::Key;
 use mro_job_contract::settings::{SSL_CERT_FILE, Side};
 
-use crate::kube_ext::build_error::BuildError;
 use super::input::BuildInput;
 use super::pod::{Pod, config_map_volume, item, token_lifetime, token_volume};
 use super::registry::TokenSource;
 use super::signing;
+use crate::kube_ext::build_error::BuildError;
 use crate::kube_ext::pod_security::restricted_security_context;
 use crate::modeltransfer::names;
 

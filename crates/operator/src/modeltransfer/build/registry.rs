@@ -21,8 +21,8 @@ use mro_api::common::{ConfigMapKeyValue, SecretKeyValue};
 use mro_api::model_registry::ModelRegistry;
 use mro_api::model_transfer::RegistryTarget;
 
-use crate::kube_ext::build_error::BuildError;
 use crate::capabilities::Capabilities;
+use crate::kube_ext::build_error::BuildError;
 
 /// ConfigMap OpenShift's service CA operator injects into every namespace.
 pub const OPENSHIFT_SERVICE_CA_CONFIG_MAP: &str = "openshift-service-ca.crt";

@@ -11,9 +11,9 @@
 use mro_api::model_transfer::TransferSigning;
 use mro_job_contract::Key;
 
-use crate::kube_ext::build_error::BuildError;
 use super::input::BuildInput;
 use super::pod::{Pod, config_map_volume, item, token_lifetime, token_volume};
+use crate::kube_ext::build_error::BuildError;
 
 pub const SIGNING_KEY_DIR: &str = "/var/run/secrets/model-sync/signing-key";
 pub const SIGNING_KEY_FILE: &str = "key.pem";
