@@ -242,6 +242,11 @@ fn base64url(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Audience of tokens the AuthConfig accepts when neither the spec nor the operator's
+/// `API_AUDIENCES` (by default its own token's `aud`) names one: the API server's usual own,
+/// which is what ordinary user and service account tokens carry.
+pub const DEFAULT_AUDIENCE: &str = "https://kubernetes.default.svc";
+
 /// Where the operator's own ServiceAccount token is mounted.
 pub const SERVICE_ACCOUNT_TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
@@ -419,7 +424,7 @@ impl Settings {
                 .map(|t| token_audiences(&t))
                 .unwrap_or_default();
             self.defaults.api_audiences = if from_token.is_empty() {
-                vec![crate::modelregistry::build::istio::DEFAULT_AUDIENCE.to_owned()]
+                vec![DEFAULT_AUDIENCE.to_owned()]
             } else {
                 from_token
             };
@@ -549,10 +554,7 @@ mod audience_tests {
         let s = Settings::for_tests().with_api_audiences_resolved(&path);
         assert_eq!(s.defaults.api_audiences, vec!["api".to_string()]);
         let s = Settings::for_tests().with_api_audiences_resolved(&dir.join("missing"));
-        assert_eq!(
-            s.defaults.api_audiences,
-            vec![crate::modelregistry::build::istio::DEFAULT_AUDIENCE.to_string()]
-        );
+        assert_eq!(s.defaults.api_audiences, vec![DEFAULT_AUDIENCE.to_string()]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -757,10 +757,15 @@ async fn odh_aihub_module_renders_applies_and_deploys_the_operator() {
         format!("gw.apps.example.test/model-registry/{mr_name}"),
         "gateway mode: the address behind the Data Science Gateway"
     );
-    Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(client.clone(), INSTANCES)
-        .get(&format!("registry-user-{mr_name}"))
-        .await
-        .expect("the Role the dashboard binds users to");
+    // The Role and the HTTPRoute come in later apply waves than the Service: waited for.
+    let roles = Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(client.clone(), INSTANCES);
+    let role_name = format!("registry-user-{mr_name}");
+    eventually_within(
+        "the Role the dashboard binds users to",
+        Duration::from_secs(180),
+        || async { roles.get_opt(&role_name).await.ok().flatten().is_some() },
+    )
+    .await;
     let routes = Api::<kube::api::DynamicObject>::namespaced_with(
         client.clone(),
         APPS,
@@ -770,15 +775,19 @@ async fn odh_aihub_module_renders_applies_and_deploys_the_operator() {
             "HTTPRoute",
         )),
     );
-    let route = routes
-        .get(&format!("model-registry-{mr_name}"))
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "the HTTPRoute in HTTPROUTE_NAMESPACE: {e}\n{}",
-                child_log_text()
-            )
-        });
+    let route_name = format!("model-registry-{mr_name}");
+    eventually_within(
+        "the HTTPRoute in HTTPROUTE_NAMESPACE",
+        Duration::from_secs(180),
+        || async { routes.get_opt(&route_name).await.ok().flatten().is_some() },
+    )
+    .await;
+    let route = routes.get(&route_name).await.unwrap_or_else(|e| {
+        panic!(
+            "the HTTPRoute in HTTPROUTE_NAMESPACE: {e}\n{}",
+            child_log_text()
+        )
+    });
     assert_eq!(
         route.data["spec"]["parentRefs"][0]["name"], "data-science-gateway",
         "{:?}",

@@ -260,3 +260,76 @@ fn relative_links_in_the_docs_resolve() {
     }
     assert!(broken.is_empty(), "dangling links:\n{}", broken.join("\n"));
 }
+
+/// The README's layout table (the section "Architecture") against the tree: every path it names
+/// exists, every crate and every module folder of the operator has its row, and the shared
+/// controller layer's row names each of its modules.
+#[test]
+fn the_readme_layout_table_matches_the_tree() {
+    let readme = read("README.md");
+    let section = readme
+        .split("## Architecture")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("README has an Architecture section");
+    let rows: Vec<(String, String)> = section
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .filter_map(|l| {
+            let mut cells = l.trim_matches('|').split('|');
+            let path = cells.next()?.trim().split('`').nth(1)?.to_string();
+            Some((path, cells.collect::<Vec<_>>().join("|")))
+        })
+        .collect();
+    assert!(rows.len() > 5, "no layout table found: {rows:?}");
+    let root = repo_root();
+    for (path, _) in &rows {
+        assert!(
+            root.join(path).exists(),
+            "the layout table names {path}, which does not exist"
+        );
+    }
+    let named: BTreeSet<String> = rows
+        .iter()
+        .map(|(p, _)| p.trim_end_matches('/').to_string())
+        .collect();
+    let mut wanted = Vec::new();
+    for entry in std::fs::read_dir(root.join("crates")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.path().join("Cargo.toml").is_file() {
+            wanted.push(format!("crates/{}", entry.file_name().to_string_lossy()));
+        }
+    }
+    for entry in std::fs::read_dir(root.join("crates/operator/src")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.path().is_dir() && entry.path().join("mod.rs").is_file() {
+            wanted.push(format!(
+                "crates/operator/src/{}",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    let missing: Vec<&String> = wanted
+        .iter()
+        .filter(|w| !named.contains(w.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the README's layout table has no row for {missing:?}"
+    );
+    let layer_row = &rows
+        .iter()
+        .find(|(p, _)| p == "crates/operator/src/kube_ext/")
+        .expect("a row for the shared controller layer")
+        .1;
+    for entry in std::fs::read_dir(root.join("crates/operator/src/kube_ext")).unwrap() {
+        let path = entry.unwrap().path();
+        let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+        if path.extension().is_some_and(|e| e == "rs") && stem != "mod" {
+            assert!(
+                layer_row.contains(&format!("`{stem}`")),
+                "the README's kube_ext row does not name its module `{stem}`"
+            );
+        }
+    }
+}

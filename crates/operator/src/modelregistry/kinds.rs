@@ -6,8 +6,8 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{ApiResource, GroupVersionKind};
 
 use crate::capabilities::{
-    AUTHORINO_GROUP, Capabilities, ISTIO_NETWORKING_GROUP, ISTIO_SECURITY_GROUP, ROUTE_GROUP,
-    USER_GROUP,
+    AUTHORINO_GROUP, Capabilities, GATEWAY_API_GROUP, ISTIO_NETWORKING_GROUP, ISTIO_SECURITY_GROUP,
+    ROUTE_GROUP, USER_GROUP,
 };
 use crate::kube_ext::child::ManagedKind;
 
@@ -56,6 +56,23 @@ pub fn auth_config(caps: &Capabilities) -> Option<ApiResource> {
     Some(platform(AUTHORINO_GROUP, v, "AuthConfig", "authconfigs"))
 }
 
+pub fn http_route_resource(caps: &Capabilities) -> Option<ApiResource> {
+    let v = caps.version(GATEWAY_API_GROUP, &["v1", "v1beta1"])?;
+    Some(platform(GATEWAY_API_GROUP, v, "HTTPRoute", "httproutes"))
+}
+
+/// ReferenceGrant at v1beta1, as the Go operator uses it: every Gateway API release since it
+/// appeared serves it there (the group's versions say nothing about which kinds each serves).
+pub fn reference_grant_resource(caps: &Capabilities) -> Option<ApiResource> {
+    let v = caps.version(GATEWAY_API_GROUP, &["v1beta1"])?;
+    Some(platform(
+        GATEWAY_API_GROUP,
+        v,
+        "ReferenceGrant",
+        "referencegrants",
+    ))
+}
+
 /// Every kind a registry's children can have on this cluster.
 pub fn managed(caps: &Capabilities) -> Vec<ManagedKind> {
     let mut kinds = vec![
@@ -89,11 +106,8 @@ pub fn managed(caps: &Capabilities) -> Vec<ManagedKind> {
     );
     // The HTTPRoute lives in HTTPROUTE_NAMESPACE; the ReferenceGrant next to the Service.
     for (resource, in_parent_namespace) in [
-        (super::build::gateway_api::http_route_resource(caps), false),
-        (
-            super::build::gateway_api::reference_grant_resource(caps),
-            true,
-        ),
+        (http_route_resource(caps), false),
+        (reference_grant_resource(caps), true),
     ] {
         if let Some(resource) = resource {
             kinds.push(ManagedKind {

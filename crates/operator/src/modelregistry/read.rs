@@ -8,7 +8,7 @@ use kube::{Client, ResourceExt};
 use mro_api::ModelRegistry;
 
 use super::build::gateway_api::{self, ObservedRoute, RouteState};
-use super::build::istio::gateway::IngressGateway;
+use super::build::input::IngressGateway;
 use super::build::labels;
 use super::kinds;
 use crate::capabilities::Capabilities;

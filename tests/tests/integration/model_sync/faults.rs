@@ -243,6 +243,9 @@ async fn oci_registry_restart_mid_push_never_corrupts() -> anyhow::Result<()> {
         format!("oci://{proxy_host}/push/model:v1"),
     );
     job.create_model("push", "v1")?;
+    // A connection the restart leaves hanging is given up by model-sync's 300 s read timeout,
+    // then retried: the run may take that long on a loaded machine, so it is given longer.
+    job.timeout(Duration::from_secs(600));
     let oci = &mut w.oci;
     let restart = async {
         wait_forwarded(&proxy, RESTART_AFTER).await?;

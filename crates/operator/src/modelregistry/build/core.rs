@@ -6,8 +6,10 @@ use k8s_openapi::api::rbac::v1::{PolicyRule, Role};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
-use super::ports::{GRPC_PORT_NAME, HTTP_PORT_NAME, HTTPS_PORT_NAME};
-use super::{BuildError, BuildInput, Desired, labels, proxy};
+use super::input::{BuildInput, Desired};
+use super::ports::{GRPC_PORT_NAME, HTTP_PORT_NAME, HTTPS_PORT_NAME, grpc_port};
+use super::{labels, proxy};
+use crate::kube_ext::build_error::BuildError;
 use crate::kube_ext::child::Child;
 
 pub fn build(input: &BuildInput, out: &mut Desired) -> Result<(), BuildError> {
@@ -65,7 +67,7 @@ pub fn service(input: &BuildInput) -> Service {
     } else {
         ports.push(port_spec(HTTP_PORT_NAME, spec.rest.port));
         // gRPC is not proxied, so it is only exposed when nothing authenticates REST either.
-        if let Some(grpc) = super::deployment::grpc_port(input) {
+        if let Some(grpc) = grpc_port(input) {
             ports.push(port_spec(GRPC_PORT_NAME, grpc));
         }
     }
@@ -119,7 +121,7 @@ pub fn external_addresses(input: &BuildInput) -> BTreeMap<String, String> {
         return out;
     }
     if let Some(gw) = mr.spec.istio.as_ref().and_then(|i| i.gateway.as_ref())
-        && super::istio::IstioResources::resolve(input.caps).is_ok()
+        && super::istio::resources::IstioResources::resolve(input.caps).is_ok()
         && let Ok(resolved) = super::istio::gateway::Resolved::new(input, gw)
     {
         for server in &resolved.servers {

@@ -22,32 +22,21 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use mro_api::model_registry::DEFAULT_GRPC_PORT;
 
-use super::database::{self, DbWiring};
-use super::ports::{GRPC_PORT_NAME, HTTP_PORT_NAME};
-use super::server::{Layout, Server};
-use super::{BuildError, BuildInput, Desired, labels, proxy};
+use super::database::wiring::DbWiring;
+use super::database::{embedded, mlmd};
+use super::input::{BuildInput, Desired, LayoutNote};
+use super::ports::{GRPC_PORT_NAME, HTTP_PORT_NAME, grpc_port};
+use super::server::{Layout, Server, server_of};
+use super::{istio, labels, proxy};
+use crate::kube_ext::build_error::BuildError;
 use crate::kube_ext::child::Child;
 use crate::kube_ext::pod_security::restricted_security_context;
 
 pub const REST_CONTAINER: &str = "rest-container";
 pub const GRPC_CONTAINER: &str = "grpc-container";
 
-/// The gRPC port of the ML Metadata layout, when the server runs it (`spec.grpc.port`, else the
-/// CRD default); `None` for servers with embedded database access, whatever `spec.grpc` says.
-pub fn grpc_port(input: &BuildInput) -> Option<i32> {
-    let server = super::server_of(input).ok()?;
-    (server.layout() == Layout::Mlmd).then(|| {
-        input
-            .mr
-            .spec
-            .grpc
-            .as_ref()
-            .map_or(DEFAULT_GRPC_PORT, |g| g.port)
-    })
-}
-
 pub fn build(input: &BuildInput, out: &mut Desired) -> Result<(), BuildError> {
-    let server = super::server_of(input)?;
+    let server = server_of(input)?;
     out.layout = Some(layout_note(input, &server));
     out.children.push(Child::typed(&deployment(input)?));
     Ok(())
@@ -81,13 +70,6 @@ fn layout_note(input: &BuildInput, server: &Server) -> LayoutNote {
         },
         message,
     }
-}
-
-/// The server and layout a registry runs, for its `ServerLayout` condition.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LayoutNote {
-    pub reason: &'static str,
-    pub message: String,
 }
 
 fn default_resources() -> ResourceRequirements {
@@ -182,10 +164,10 @@ fn database_port(input: &BuildInput) -> Option<i32> {
 fn db_wiring(input: &BuildInput, server: &Server) -> Result<DbWiring, BuildError> {
     let spec = &input.mr.spec;
     match (&spec.postgres, &spec.mysql, server.layout()) {
-        (Some(pg), None, Layout::Mlmd) => database::postgres_mlmd(pg),
-        (Some(pg), None, Layout::Embedded) => database::postgres_embedded(pg),
-        (None, Some(my), Layout::Mlmd) => database::mysql_mlmd(my),
-        (None, Some(my), Layout::Embedded) => database::mysql_embedded(my, server),
+        (Some(pg), None, Layout::Mlmd) => mlmd::postgres_mlmd(pg),
+        (Some(pg), None, Layout::Embedded) => embedded::postgres_embedded(pg),
+        (None, Some(my), Layout::Mlmd) => mlmd::mysql_mlmd(my),
+        (None, Some(my), Layout::Embedded) => embedded::mysql_embedded(my, server),
         (Some(_), Some(_), _) => Err(BuildError::new(
             "spec",
             "exactly one of postgres or mysql must be set, not both",
@@ -312,7 +294,7 @@ pub fn deployment(input: &BuildInput) -> Result<Deployment, BuildError> {
     let mr = input.mr;
     let spec = &mr.spec;
     let name = mr.name_any();
-    let server = super::server_of(input)?;
+    let server = server_of(input)?;
     let db = db_wiring(input, &server)?;
     let (tmp, tmp_mount) = tmp_volume();
     let mut volumes = vec![tmp];
@@ -331,7 +313,7 @@ pub fn deployment(input: &BuildInput) -> Result<Deployment, BuildError> {
     let mut pod_labels = labels::labels(mr);
     pod_labels.extend(labels::selector(mr));
     // Without the mesh nothing would authenticate callers: run no pods rather than serve openly.
-    let withheld = super::istio::withheld(input).is_some();
+    let withheld = istio::resources::withheld(input).is_some();
     let mut pod_annotations = BTreeMap::new();
     if spec.istio.is_some() && !withheld {
         pod_labels.insert("sidecar.istio.io/inject".into(), "true".into());

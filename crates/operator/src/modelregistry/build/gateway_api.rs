@@ -12,13 +12,13 @@
 //! exactly its Service, owned by the registry (so it goes with it, and an existing shared grant
 //! of the Go operator is left alone).
 use kube::ResourceExt;
-use kube::api::ApiResource;
 use mro_api::ModelRegistry;
 use mro_api::condition::model_registry::types;
 use serde_json::json;
 
-use super::{BuildInput, Desired, Unsupported, labels};
-use crate::capabilities::{Capabilities, GATEWAY_API_GROUP};
+use super::input::{BuildInput, Desired, Unsupported};
+use super::labels;
+use crate::capabilities::GATEWAY_API_GROUP;
 use crate::kube_ext::child::Child;
 use crate::modelregistry::kinds;
 
@@ -37,33 +37,11 @@ pub fn path(mr: &ModelRegistry) -> String {
     format!("/model-registry/{}", mr.name_any())
 }
 
-pub fn http_route_resource(caps: &Capabilities) -> Option<ApiResource> {
-    let v = caps.version(GATEWAY_API_GROUP, &["v1", "v1beta1"])?;
-    Some(kinds::platform(
-        GATEWAY_API_GROUP,
-        v,
-        "HTTPRoute",
-        "httproutes",
-    ))
-}
-
-/// ReferenceGrant at v1beta1, as the Go operator uses it: every Gateway API release since it
-/// appeared serves it there (the group's versions say nothing about which kinds each serves).
-pub fn reference_grant_resource(caps: &Capabilities) -> Option<ApiResource> {
-    let v = caps.version(GATEWAY_API_GROUP, &["v1beta1"])?;
-    Some(kinds::platform(
-        GATEWAY_API_GROUP,
-        v,
-        "ReferenceGrant",
-        "referencegrants",
-    ))
-}
-
 /// The registry's external address in gateway mode, `<GATEWAY_DOMAIN>/model-registry/<name>`,
 /// when the HTTPRoute is built (gateway mode on and the Gateway API served).
 pub fn external_address(input: &BuildInput) -> Option<String> {
     let domain = input.settings.gateway.active_domain()?;
-    http_route_resource(input.caps)?;
+    kinds::http_route_resource(input.caps)?;
     Some(format!("{domain}{}", path(input.mr)))
 }
 
@@ -83,8 +61,8 @@ pub fn build(input: &BuildInput, out: &mut Desired) {
         return;
     };
     let (Some(route_ar), Some(grant_ar)) = (
-        http_route_resource(input.caps),
-        reference_grant_resource(input.caps),
+        kinds::http_route_resource(input.caps),
+        kinds::reference_grant_resource(input.caps),
     ) else {
         out.unsupported.push(Unsupported {
             condition: types::HTTP_ROUTE_AVAILABLE,
@@ -232,7 +210,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::capabilities::ROUTE_GROUP;
+    use crate::capabilities::{Capabilities, ROUTE_GROUP};
     use crate::settings::Settings;
 
     fn registry(spec: Value) -> ModelRegistry {

@@ -10,10 +10,12 @@ use mro_api::ModelRegistry;
 use mro_api::condition::model_registry::types;
 use serde_json::json;
 
+use super::input::{BuildInput, Desired, Unsupported};
 use super::ports::HTTP_PORT_NAME;
 use super::route::{self, RouteSpec};
-use super::{BuildError, BuildInput, Desired, Unsupported, labels, proxy};
+use super::{labels, proxy};
 use crate::capabilities::{ROUTE_GROUP, USER_GROUP};
+use crate::kube_ext::build_error::BuildError;
 use crate::kube_ext::child::Child;
 use crate::modelregistry::kinds;
 

@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::ApiResource;
 use serde_json::{Value, json};
 
-use super::BuildInput;
+use super::input::BuildInput;
 use crate::capabilities::ROUTE_GROUP;
 use crate::kube_ext::child::Child;
 use crate::modelregistry::kinds;

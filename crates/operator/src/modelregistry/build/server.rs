@@ -20,7 +20,8 @@
 //! - `/readyz/isDirty` exists from v0.2.20, `/readyz/health` from v0.2.22 (cmd/proxy.go).
 use std::fmt;
 
-use super::BuildError;
+use super::input::BuildInput;
+use crate::kube_ext::build_error::BuildError;
 
 /// Oldest server version whose command line this operator knows (from upstream source).
 pub const OLDEST: Version = Version::new(0, 2, 19);
@@ -181,6 +182,18 @@ impl Server {
             self.version, self.image
         )
     }
+}
+
+/// The server the registry runs: `spec.rest.image`, else the operator's `REST_IMAGE`.
+pub fn server_of(input: &BuildInput) -> Result<Server, BuildError> {
+    let (image, field) = match &input.mr.spec.rest.image {
+        Some(i) if !i.is_empty() => (i.as_str(), "spec.rest.image"),
+        _ => (
+            input.settings.images.rest.as_str(),
+            "spec.rest.image (unset, so the operator's REST_IMAGE)",
+        ),
+    };
+    Server::resolve(image, field, input.settings.images.rest_version.as_deref())
 }
 
 #[cfg(test)]

@@ -5,7 +5,10 @@ use mro_api::ModelRegistry;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::capabilities::{AUTHORINO_GROUP, ISTIO_NETWORKING_GROUP, ISTIO_SECURITY_GROUP};
+use crate::capabilities::{
+    AUTHORINO_GROUP, Capabilities, ISTIO_NETWORKING_GROUP, ISTIO_SECURITY_GROUP,
+};
+use crate::settings::Settings;
 
 fn registry(spec: Value) -> ModelRegistry {
     let mut spec = spec;

@@ -7,7 +7,7 @@ use crate::capabilities::{
     AUTHORINO_GROUP, CONFIG_GROUP, Capabilities, ISTIO_NETWORKING_GROUP, ISTIO_SECURITY_GROUP,
     ROUTE_GROUP, USER_GROUP,
 };
-use crate::modelregistry::build::istio::gateway::IngressGateway;
+use crate::modelregistry::build::input::IngressGateway;
 use crate::modelregistry::build::{self, BuildInput, Desired};
 use crate::settings::Settings;
 

@@ -1,12 +1,12 @@
 //! The REST server's embedded database access (`--datastore-type=embedmd`, servers ≥ v0.2.21).
 use mro_api::model_registry::{MySqlConfig, PostgresConfig};
 
-use super::super::BuildError;
 use super::super::server::Server;
-use super::{
+use super::wiring::{
     DbWiring, MYSQL_DSN_ENV, MYSQL_PASSWORD_ENV, PGPASSWORD_ENV, PGSSLPASSWORD_ENV,
     escape_expansion,
 };
+use crate::kube_ext::build_error::BuildError;
 
 /// Cipher names `--embedmd-database-ssl-cipher` accepts; any other name (OpenSSL spellings
 /// included) makes the server exit (internal/tls/config.go@v0.2.22:93-131, same at v0.3.8).

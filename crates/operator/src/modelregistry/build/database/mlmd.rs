@@ -10,9 +10,9 @@
 //!   so the Secret's value never is an argument.
 use mro_api::model_registry::{MySqlConfig, PostgresConfig};
 
-use super::super::BuildError;
 use super::embedded::pg_host;
-use super::{DbWiring, escape_expansion};
+use super::wiring::{DbWiring, escape_expansion};
+use crate::kube_ext::build_error::BuildError;
 
 /// The environment variable gflags reads for `flag` under `--fromenv`.
 pub fn gflags_env(flag: &str) -> String {

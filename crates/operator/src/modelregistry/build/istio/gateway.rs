@@ -9,10 +9,13 @@ use mro_api::model_registry::{
 };
 use serde_json::{Value, json};
 
-use super::{IstioResources, meta_json};
+use super::resources::{IstioResources, meta_json};
+use crate::kube_ext::build_error::BuildError;
 use crate::kube_ext::child::Child;
+use crate::modelregistry::build::input::{BuildInput, Desired, Unsupported};
+use crate::modelregistry::build::labels;
+use crate::modelregistry::build::ports::grpc_port;
 use crate::modelregistry::build::route::{self, RouteSpec};
-use crate::modelregistry::build::{BuildError, BuildInput, Desired, Unsupported, labels};
 
 /// One gateway server (one API), with everything resolved from spec and operator defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,13 +32,6 @@ pub struct Server {
     pub tls: Option<(GatewayTlsMode, Option<String>)>,
     /// Whether an OpenShift Route should expose this server.
     pub route: bool,
-}
-
-/// The ingress gateway's Service, as found by its `istio=<ingress>` label.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IngressGateway {
-    pub namespace: String,
-    pub service: String,
 }
 
 /// `spec.istio.gateway` resolved against operator defaults and the cluster.
@@ -78,7 +74,7 @@ impl Resolved {
             &name,
             &domain,
         )?];
-        if let Some(grpc) = crate::modelregistry::build::deployment::grpc_port(input) {
+        if let Some(grpc) = grpc_port(input) {
             servers.push(server(input, "grpc", &g.grpc, grpc, &name, &domain)?);
         }
         Ok(Resolved {

@@ -14,32 +14,28 @@
 //! The pod's `sidecar.istio.io/inject` label is set by `deployment`.
 //!
 //! When the cluster lacks Istio or Authorino, nothing would authenticate callers: the registry
-//! then runs no pods at all (see [`withheld`]), so its Service never serves the REST API
+//! then runs no pods at all (see [`resources::withheld`]), so its Service never serves the REST API
 //! unauthenticated, as with a proxy the cluster cannot run. It starts once the APIs appear.
 use std::collections::BTreeMap;
 
 use kube::ResourceExt;
-use kube::api::ApiResource;
 use mro_api::ModelRegistry;
 use mro_api::condition::model_registry::types;
 use mro_api::model_registry::IstioConfig;
 use serde_json::{Value, json};
 
-use super::{BuildError, BuildInput, Desired, Unsupported, labels};
-use crate::capabilities::{
-    AUTHORINO_GROUP, Capabilities, ISTIO_NETWORKING_GROUP, ISTIO_SECURITY_GROUP,
-};
+use self::resources::{IstioResources, meta_json, withheld};
+use super::input::{BuildInput, Desired, Unsupported};
+use super::labels;
+use super::ports::grpc_port;
+use crate::kube_ext::build_error::BuildError;
 use crate::kube_ext::child::{Child, PARENT_KIND_LABEL, PARENT_NAME_LABEL, PARENT_NAMESPACE_LABEL};
-use crate::modelregistry::kinds;
+use crate::settings::DEFAULT_AUDIENCE;
 
 pub mod gateway;
+pub mod resources;
 #[cfg(test)]
 mod tests;
-
-/// Audience of tokens the AuthConfig accepts when neither the spec nor the operator's
-/// `API_AUDIENCES` (by default its own token's `aud`) names one: the API server's usual own,
-/// which is what ordinary user and service account tokens carry.
-pub const DEFAULT_AUDIENCE: &str = "https://kubernetes.default.svc";
 
 /// `<name>-authorino`.
 pub fn authorization_policy_name(mr: &ModelRegistry) -> String {
@@ -53,78 +49,6 @@ pub fn service_fqdn(mr: &ModelRegistry) -> String {
         mr.name_any(),
         mr.namespace().unwrap_or_default()
     )
-}
-
-/// The API versions this cluster serves for each Istio/Authorino kind we create.
-#[derive(Clone, Debug)]
-pub struct IstioResources {
-    pub virtual_service: ApiResource,
-    pub destination_rule: ApiResource,
-    pub gateway: ApiResource,
-    pub authorization_policy: ApiResource,
-    pub auth_config: ApiResource,
-}
-
-impl IstioResources {
-    /// Resolves every kind, or names the API groups that are missing or serve no version we know.
-    pub fn resolve(caps: &Capabilities) -> Result<IstioResources, Vec<String>> {
-        let vs = kinds::istio_networking(caps, "VirtualService", "virtualservices");
-        let dr = kinds::istio_networking(caps, "DestinationRule", "destinationrules");
-        let gw = kinds::istio_networking(caps, "Gateway", "gateways");
-        let ap = kinds::authorization_policy(caps);
-        let ac = kinds::auth_config(caps);
-        match (vs, dr, gw, ap, ac) {
-            (
-                Some(virtual_service),
-                Some(destination_rule),
-                Some(gateway),
-                Some(authorization_policy),
-                Some(auth_config),
-            ) => Ok(IstioResources {
-                virtual_service,
-                destination_rule,
-                gateway,
-                authorization_policy,
-                auth_config,
-            }),
-            (vs, _, _, ap, ac) => {
-                let mut missing = Vec::new();
-                for (group, found) in [
-                    (ISTIO_NETWORKING_GROUP, vs.is_some()),
-                    (ISTIO_SECURITY_GROUP, ap.is_some()),
-                    (AUTHORINO_GROUP, ac.is_some()),
-                ] {
-                    if !found {
-                        missing.push(describe_missing(caps, group));
-                    }
-                }
-                Err(missing)
-            }
-        }
-    }
-}
-
-fn describe_missing(caps: &Capabilities, group: &str) -> String {
-    if caps.has(group) {
-        format!("{group} (no supported version served)")
-    } else {
-        group.to_string()
-    }
-}
-
-/// Why the registry must run no pods, if it must: `spec.istio` asks for mesh authentication this
-/// cluster cannot provide. The mesh authenticates on the registry's own ports (the injected
-/// sidecar plus the AuthorizationPolicy), so there is no separate authenticated port to expose
-/// instead; any running pod would serve the plain REST port through the Service.
-pub fn withheld(input: &BuildInput) -> Option<String> {
-    input.mr.spec.istio.as_ref()?;
-    IstioResources::resolve(input.caps).err().map(|_| {
-        format!(
-            "Deployment {} is scaled to zero until Istio and Authorino are available, so the \
-             registry is never served without authentication",
-            input.mr.name_any()
-        )
-    })
 }
 
 /// Istio children for `spec.istio`; nothing (but a report) when Istio or Authorino is missing.
@@ -195,10 +119,6 @@ fn auth_provider(input: &BuildInput, istio: &IstioConfig) -> Result<String, Buil
         })
 }
 
-fn meta_json(meta: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Value {
-    serde_json::to_value(meta).expect("ObjectMeta serializes")
-}
-
 fn destination(mr: &ModelRegistry, port: i32) -> Value {
     json!([{ "destination": { "host": service_fqdn(mr), "port": { "number": port } } }])
 }
@@ -214,7 +134,7 @@ fn virtual_service(
     gw: Option<&gateway::Resolved>,
 ) -> Child {
     let mr = input.mr;
-    let grpc_port = super::deployment::grpc_port(input);
+    let grpc_port = grpc_port(input);
     let mut hosts = vec![service_fqdn(mr)];
     let mut gateways = vec!["mesh".to_string()];
     let mut http = Vec::new();

@@ -1,9 +1,12 @@
 use serde_json::{Value, json};
 
-use super::gateway::IngressGateway;
 use super::*;
-use crate::capabilities::{CONFIG_GROUP, ROUTE_GROUP, USER_GROUP};
+use crate::capabilities::{
+    AUTHORINO_GROUP, CONFIG_GROUP, Capabilities, ISTIO_NETWORKING_GROUP, ISTIO_SECURITY_GROUP,
+    ROUTE_GROUP, USER_GROUP,
+};
 use crate::kube_ext::child::PARENT_NAME_LABEL;
+use crate::modelregistry::build::input::IngressGateway;
 use crate::settings::Settings;
 
 const NS: &str = "odh-model-registries";

@@ -45,7 +45,8 @@ use mro_api::ModelRegistry;
 use mro_api::common::SecretKeyValue;
 use mro_api::model_registry::{PostgresConfig, PostgresSslMode};
 
-use super::{BuildInput, Desired, labels};
+use super::input::{BuildInput, Desired};
+use super::labels;
 use crate::kube_ext::child::Child;
 
 #[cfg(test)]

@@ -35,10 +35,12 @@ use mro_api::condition::model_registry::types;
 use mro_api::model_registry::ProxyConfig;
 use serde_json::json;
 
+use super::input::{BuildInput, Desired, Unsupported};
+use super::labels;
 use super::ports::HTTPS_PORT_NAME;
 use super::route::{self, RouteSpec};
-use super::{BuildError, BuildInput, Desired, Unsupported, labels};
 use crate::capabilities::ROUTE_GROUP;
+use crate::kube_ext::build_error::BuildError;
 use crate::kube_ext::child::Child;
 
 #[cfg(test)]
