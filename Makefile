@@ -26,9 +26,10 @@ fmt: ## Format the code.
 	$(CARGO) fmt --all
 
 .PHONY: lint
-lint: ## Formatting check and clippy with warnings denied.
+lint: ## Formatting check, clippy with warnings denied, and no import circles (tests/src/imports.rs).
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) run -q --locked -p mro-tests --bin import_circles
 
 .PHONY: manifests
 manifests: ## Generate the CRD YAML under config/crd/bases, the API reference docs/api.md and the aihub controller's embedded overlay.

@@ -550,14 +550,6 @@ impl<'ast> Visit<'ast> for Scope {
     }
 }
 
-/// Every crate under `root`'s `crates/` (and anything else named), circles by crate.
-pub fn circles_in(crate_srcs: &[PathBuf]) -> Result<Vec<(PathBuf, Vec<Circle>)>, ReadError> {
-    crate_srcs
-        .iter()
-        .map(|src| Ok((src.clone(), ImportGraph::of_crate(src)?.circles())))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
