@@ -34,6 +34,7 @@ pub mod read;
 pub mod reconcile;
 pub mod status;
 pub mod validate;
+pub mod watched;
 
 /// Maps a labelled child (any namespace, or cluster-scoped) to its registry.
 fn parent_of<K: Resource>(obj: &K) -> Option<ObjectRef<ModelRegistry>> {
@@ -59,14 +60,14 @@ pub async fn run(
     let w = &ctx.watched;
     let mut controller =
         QueuedController::new(registries, watcher::Config::default().any_semantic());
-    w.registries.set(controller.store(), ns);
+    w.registry.registries.set(controller.store(), ns);
     if ns.is_some() {
         // Names are unique cluster-wide (see `validate`): the registries elsewhere count too.
         let everywhere = Api::<PartialObjectMeta<ModelRegistry>>::all(client.clone());
         controller = controller.keeps(
             everywhere,
             watcher::Config::default().any_semantic(),
-            &w.registry_names,
+            &w.registry.registry_names,
         );
     }
     // The Deployment, pods and endpoints are kept: status is computed from them.
@@ -75,7 +76,7 @@ pub async fn run(
         .owns_kept(
             scoped::<Deployment>(&client, ns),
             cfg(),
-            &w.registry_deployments,
+            &w.registry.deployments,
         )
         .owns(scoped::<PartialObjectMeta<Service>>(&client, ns), cfg())
         .owns(
@@ -97,13 +98,13 @@ pub async fn run(
         )
         // Pods and Endpoints carry the registry's labels (copied from the template and
         // Service): their state drives Available and ConfigurationError.
-        .watches_kept(scoped::<Pod>(&client, ns), cfg(), &w.registry_pods, |o| {
+        .watches_kept(scoped::<Pod>(&client, ns), cfg(), &w.registry.pods, |o| {
             parent_of(&o)
         })
         .watches_kept(
             scoped::<Endpoints>(&client, ns),
             cfg(),
-            &w.registry_endpoints,
+            &w.registry.endpoints,
             |o| parent_of(&o),
         );
     // Secrets (the OAuth proxy's cookie Secret) are the operator's only in the namespaces where

@@ -132,13 +132,13 @@ pub async fn runtime(
     // From the API server's watch cache when not kept, like the pods: fresh to within the watch
     // delay, and every change after it triggers another reconcile. Independent reads, at once.
     let deployment = async {
-        match watched.registry_deployments.get(&ns, &name).known() {
+        match watched.registry.deployments.get(&ns, &name).known() {
             Some(d) => Ok(d.map(|d| (*d).clone())),
             None => server_cache::get_opt(&deployments, &name).await,
         }
     };
     let endpoints = async {
-        match watched.registry_endpoints.get(&ns, &name).known() {
+        match watched.registry.endpoints.get(&ns, &name).known() {
             Some(e) => Ok(e.map(|e| (*e).clone())),
             None => server_cache::get_opt(&endpoints, &name).await,
         }
@@ -148,7 +148,7 @@ pub async fn runtime(
             let have = p.labels();
             labels.iter().all(|(k, v)| have.get(k) == Some(v))
         };
-        match watched.registry_pods.select(&ns, matches) {
+        match watched.registry.pods.select(&ns, matches) {
             Some(kept) => Ok(kept.iter().map(|p| (**p).clone()).collect()),
             None => {
                 let selector = labels
@@ -193,7 +193,7 @@ pub async fn runtime(
     };
     let database = if super::build::postgres_provision::enabled(mr) {
         let db = super::build::postgres_provision::name(mr);
-        match watched.registry_deployments.get(&ns, &db).known() {
+        match watched.registry.deployments.get(&ns, &db).known() {
             Some(d) => d.map(|d| (*d).clone()),
             None => server_cache::get_opt(&deployments, &db).await?,
         }

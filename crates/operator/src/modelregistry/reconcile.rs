@@ -59,7 +59,7 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
     // Deployment tells, else one read; a Deployment the Go operator made (not labelled as
     // ours, so not kept) has the current selector.
     let existing = async {
-        let kept = ctx.watched.registry_deployments.get(&ns, &name).known();
+        let kept = ctx.watched.registry.deployments.get(&ns, &name).known();
         let legacy = |d: &Deployment| {
             d.spec
                 .as_ref()

@@ -66,7 +66,7 @@ pub async fn job(
 ) -> Result<JobState, DereferenceError> {
     let job_name = names::job_name(mt);
     let job_key = ChildKey::of::<Job>(ns, &job_name);
-    let job = match ctx.watched.transfer_jobs.get(ns, &job_name) {
+    let job = match ctx.watched.transfer.jobs.get(ns, &job_name) {
         Lookup::Found(job) => Some((*job).clone()),
         _ => match ctx.child_record(&ID).exists(&job_key) {
             Some(false) => None,
@@ -106,7 +106,7 @@ pub async fn pods(ctx: &Context, ns: &str, job: &Job) -> kube::Result<Vec<Pod>> 
     let uid = job.metadata.uid.clone().unwrap_or_default();
     let owned = |p: &Pod| p.owner_references().iter().any(|o| o.uid == uid);
     let of_job = |p: &Pod| p.labels().get(names::JOB_NAME_LABEL) == Some(&name) && owned(p);
-    if let Some(kept) = ctx.watched.transfer_pods.select(ns, of_job) {
+    if let Some(kept) = ctx.watched.transfer.pods.select(ns, of_job) {
         return Ok(kept.iter().map(|p| (**p).clone()).collect());
     }
     let list = Api::<Pod>::namespaced(ctx.client.clone(), ns)
@@ -173,7 +173,7 @@ pub async fn wiring(
             let registries = Api::<ModelRegistry>::namespaced(client.clone(), &mr_ns);
             // A registry the caches show without this namespace's opt-in is read again: the
             // opt-in may be seconds old.
-            let found = match ctx.watched.registries.get(&mr_ns, &r.name) {
+            let found = match ctx.watched.registry.registries.get(&mr_ns, &r.name) {
                 Lookup::Found(m) if access(&m, &ns).is_ok() => Some((*m).clone()),
                 _ => referenced(&registries, &r.name, |m| access(m, &ns).is_ok()).await?,
             };

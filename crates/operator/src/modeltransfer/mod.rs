@@ -44,6 +44,7 @@ pub mod termination;
 pub mod track;
 pub mod validate;
 pub mod verify;
+pub mod watched;
 
 #[cfg(test)]
 mod tests;
@@ -71,7 +72,7 @@ pub async fn run(
     // The Job and its pods are kept: the status is computed from them.
     let controller = QueuedController::new(transfers, watcher::Config::default().any_semantic())
         .tracking_own_writes(ctx.child_record(&policy::ID))
-        .owns_kept(scoped::<Job>(&client, ns), cfg(), &w.transfer_jobs)
+        .owns_kept(scoped::<Job>(&client, ns), cfg(), &w.transfer.jobs)
         .owns(scoped::<PartialObjectMeta<ConfigMap>>(&client, ns), cfg())
         .owns(
             scoped::<PartialObjectMeta<ServiceAccount>>(&client, ns),
@@ -79,7 +80,7 @@ pub async fn run(
         )
         .owns(scoped::<PartialObjectMeta<RoleBinding>>(&client, ns), cfg())
         // Pod phases and termination messages drive the status before the Job's counters move.
-        .watches_kept(scoped::<Pod>(&client, ns), cfg(), &w.transfer_pods, |p| {
+        .watches_kept(scoped::<Pod>(&client, ns), cfg(), &w.transfer.pods, |p| {
             transfer_of(&p)
         });
     tracing::info!("starting ModelTransfer controller");
