@@ -39,7 +39,7 @@ pub mod watched;
 /// Maps a labelled child (any namespace, or cluster-scoped) to its registry.
 fn parent_of<K: Resource>(obj: &K) -> Option<ObjectRef<ModelRegistry>> {
     let l = obj.meta().labels.as_ref()?;
-    if l.get(PARENT_KIND_LABEL).map(String::as_str) != Some(build::labels::KIND) {
+    if l.get(PARENT_KIND_LABEL).map(String::as_str) != Some(build::names::KIND) {
         return None;
     }
     Some(ObjectRef::new(l.get(PARENT_NAME_LABEL)?).within(l.get(PARENT_NAMESPACE_LABEL)?))
@@ -55,7 +55,7 @@ pub async fn run(
     let caps = ctx.caps.current();
     let ns = ctx.settings.watch_namespace.clone();
     let ns = ns.as_deref();
-    let cfg = || children_config(build::labels::KIND, ns);
+    let cfg = || children_config(build::names::KIND, ns);
     let registries: Api<ModelRegistry> = scoped(&client, ns);
     let w = &ctx.watched;
     let mut controller =

@@ -9,7 +9,7 @@ use mro_api::ModelRegistry;
 
 use super::build::gateway_api::{self, ObservedRoute, RouteState};
 use super::build::input::IngressGateway;
-use super::build::labels;
+use super::build::names;
 use super::kinds;
 use crate::capabilities::Capabilities;
 use crate::error::Result;
@@ -125,7 +125,7 @@ pub async fn runtime(
 ) -> Result<Runtime> {
     let ns = mr.namespace().unwrap_or_default();
     let name = mr.name_any();
-    let labels = labels::selector(mr);
+    let labels = names::selector(mr);
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
     let endpoints = Api::<Endpoints>::namespaced(client.clone(), &ns);
     let pods = Api::<Pod>::namespaced(client.clone(), &ns);
@@ -170,7 +170,7 @@ pub async fn runtime(
     let mut routes_admitted = BTreeMap::new();
     if let Some(ar) = kinds::route(caps) {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
-        let sel = crate::kube_ext::child::parent_selector(labels::KIND, &ns, &name);
+        let sel = crate::kube_ext::child::parent_selector(names::KIND, &ns, &name);
         for r in api
             .list(&ListParams::default().labels(&sel).match_any())
             .await?

@@ -13,7 +13,7 @@ use kube::runtime::events::EventType;
 use mro_api::condition::model_registry::{reasons, types};
 use mro_api::{ModelRegistry, ModelRegistryStatus};
 
-use super::build::{self, BuildInput, labels};
+use super::build::{self, BuildInput, names};
 use super::validate::{self, ValidateError};
 use super::{kinds, provision, read, status};
 use crate::context::Context;
@@ -64,7 +64,7 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
             d.spec
                 .as_ref()
                 .and_then(|s| s.selector.match_labels.as_ref())
-                == Some(&labels::legacy_selector(&mr))
+                == Some(&names::legacy_selector(&mr))
         };
         Ok::<_, kube::Error>(
             match (ctx.child_record(&ID).exists(&deployment_key), kept) {
@@ -198,7 +198,7 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
     // The generated database's password is never pruned (upstream deletes nothing when
     // generateDeployment is turned off): the data it opens may still be there.
     keep.insert(generated_db_secret(&mr));
-    let parent = child::Parent::new(labels::KIND, &ns, &name);
+    let parent = child::Parent::new(names::KIND, &ns, &name);
     let kinds = kinds::managed(&caps);
     let pruned = prune::prune(&ctx.client, &record, &kinds, &parent, &keep).await?;
     if !pruned.is_empty() {
@@ -287,7 +287,7 @@ async fn finalize(
         let _ = write_status(api, mr, &st, ctx).await;
     }
     let ns = mr.namespace().unwrap_or_default();
-    let selector = child::parent_selector(labels::KIND, &ns, &mr.name_any());
+    let selector = child::parent_selector(names::KIND, &ns, &mr.name_any());
     // Kept data keeps its password.
     let mut keep = BTreeSet::new();
     if build::postgres_provision::keep_data(mr) {
