@@ -1,8 +1,10 @@
 //! The ModelRegistry controller: deploys and secures Model Registry instances.
 //! Built on the shared controller layer ([`crate::kube_ext`]): this module declares what is
-//! particular to this controller (its identity in `reconcile::ID`, its watches, builders, status).
+//! particular to this controller (its identity in `policy::ID`, its watches, builders, status).
 //!
-//! - [`reconcile`]: the pipeline (read → validate → build → apply → status) and the finalizer.
+//! - [`reconcile`]: the pipeline (validate → dereference → build → apply → status), one file per
+//!   step: [`validate`], [`read`], [`build`], [`apply`], [`publish`]; [`finalize`] on deletion.
+//! - [`policy`]: the controller's identity, finalizer and retry interval.
 //! - [`read`]: facts gathered from the cluster.
 //! - [`validate`]: rules checked before anything is built (spec, name, namespace, uniqueness).
 //! - [`build`]: pure functions producing the desired children.
@@ -27,9 +29,13 @@ use crate::kube_ext::child::{PARENT_KIND_LABEL, PARENT_NAME_LABEL, PARENT_NAMESP
 use crate::kube_ext::controller::QueuedController;
 use crate::kube_ext::watch::{children_config, scoped};
 
+pub mod apply;
 pub mod build;
+pub mod finalize;
 pub mod kinds;
+pub mod policy;
 pub mod provision;
+pub mod publish;
 pub mod read;
 pub mod reconcile;
 pub mod status;
@@ -72,7 +78,7 @@ pub async fn run(
     }
     // The Deployment, pods and endpoints are kept: status is computed from them.
     let mut controller = controller
-        .tracking_own_writes(ctx.child_record(&reconcile::ID))
+        .tracking_own_writes(ctx.child_record(&policy::ID))
         .owns_kept(
             scoped::<Deployment>(&client, ns),
             cfg(),
@@ -129,7 +135,7 @@ pub async fn run(
         controller = controller.watches(api, ar, cfg(), |o| parent_of(&o));
     }
     tracing::info!(capabilities = ?caps, "starting ModelRegistry controller");
-    let queue = ctx.metrics.work_queue(reconcile::CONTROLLER);
+    let queue = ctx.metrics.work_queue(policy::CONTROLLER);
     controller
         .with_config(controller_config(&ctx))
         .run(

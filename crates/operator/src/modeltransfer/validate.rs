@@ -395,7 +395,7 @@ pub async fn validate(
         let role = ChildKey::of::<Role>(&g.namespace, &g.role);
         let roles = Api::<Role>::namespaced(client.clone(), &g.namespace);
         let known = ctx
-            .child_record(&crate::modelregistry::reconcile::ID)
+            .child_record(&crate::modelregistry::policy::ID)
             .exists(&role)
             == Some(true);
         if !known && referenced(&roles, &g.role, |_| true).await?.is_none() {
