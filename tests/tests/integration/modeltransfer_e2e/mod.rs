@@ -466,46 +466,42 @@ async fn deleting_a_running_transfer_kills_it_and_leaves_nothing() {
         .await
         .unwrap();
     let lp = ListParams::default().labels("modelregistry.opendatahub.io/parent-name=slow");
-    eventually_within(
-        "everything of the transfer to be gone",
-        DONE,
-        || async {
-            env.api::<ModelTransfer>()
-                .get_opt("slow")
+    eventually_within("everything of the transfer to be gone", DONE, || async {
+        env.api::<ModelTransfer>()
+            .get_opt("slow")
+            .await
+            .unwrap()
+            .is_none()
+            && env.api::<Job>().list(&lp).await.unwrap().items.is_empty()
+            && env
+                .api::<Pod>()
+                .list(&ListParams::default().labels("job-name=slow-sync"))
                 .await
                 .unwrap()
-                .is_none()
-                && env.api::<Job>().list(&lp).await.unwrap().items.is_empty()
-                && env
-                    .api::<Pod>()
-                    .list(&ListParams::default().labels("job-name=slow-sync"))
-                    .await
-                    .unwrap()
-                    .items
-                    .is_empty()
-                && env
-                    .api::<ConfigMap>()
-                    .list(&lp)
-                    .await
-                    .unwrap()
-                    .items
-                    .is_empty()
-                && env
-                    .api::<ServiceAccount>()
-                    .list(&lp)
-                    .await
-                    .unwrap()
-                    .items
-                    .is_empty()
-                && env
-                    .api::<RoleBinding>()
-                    .list(&lp)
-                    .await
-                    .unwrap()
-                    .items
-                    .is_empty()
-        },
-    )
+                .items
+                .is_empty()
+            && env
+                .api::<ConfigMap>()
+                .list(&lp)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+            && env
+                .api::<ServiceAccount>()
+                .list(&lp)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+            && env
+                .api::<RoleBinding>()
+                .list(&lp)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+    })
     .await;
     w.pods.assert_killed(process, DONE).await;
 }

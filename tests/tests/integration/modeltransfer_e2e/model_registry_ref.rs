@@ -209,15 +209,22 @@ async fn service_forwarder(env: &Env, node: &Node, port: u16) {
         .unwrap();
     // The Service selects it (ready) ...
     let endpoints = env.api::<Endpoints>();
-    eventually_within("the forwarder behind the registry's Service", WAIT, || async {
-        endpoints
-            .get_opt(REGISTRY)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|e| e.subsets)
-            .is_some_and(|s| s.iter().any(|s| s.addresses.as_ref().is_some_and(|a| !a.is_empty())))
-    })
+    eventually_within(
+        "the forwarder behind the registry's Service",
+        WAIT,
+        || async {
+            endpoints
+                .get_opt(REGISTRY)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|e| e.subsets)
+                .is_some_and(|s| {
+                    s.iter()
+                        .any(|s| s.addresses.as_ref().is_some_and(|a| !a.is_empty()))
+                })
+        },
+    )
     .await;
     // ... and a pod connects through the Service's name (busybox nc: 1 when it cannot connect).
     let script = format!(
@@ -482,7 +489,10 @@ async fn s3_to_oci_create_model_into_a_referenced_model_registry() {
     let uri = st.artifact_uri.clone().expect("artifactUri");
     let pinned = uri.trim_start_matches("oci://");
     assert!(
-        pinned.starts_with(&format!("{}/models/granite@sha256:", runner.for_pods(oci.host()))),
+        pinned.starts_with(&format!(
+            "{}/models/granite@sha256:",
+            runner.for_pods(oci.host())
+        )),
         "{uri}"
     );
     let artifact = mr

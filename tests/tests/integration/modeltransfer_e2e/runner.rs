@@ -28,9 +28,9 @@ use serde_json::json;
 
 use crate::modeltransfer_controller::Env;
 
-/// `MRO_NODE=0`: run the Job pods with the test node agent instead of the real node.
+/// Unless `MRO_NODE=0` ([`node::switched_off`]): the Job pods run on the real node.
 pub(super) fn on_node() -> bool {
-    !std::env::var("MRO_NODE").is_ok_and(|v| v == "0")
+    !node::switched_off()
 }
 
 /// How one Job pod ran, as far as the test can see it.
@@ -341,7 +341,9 @@ async fn task_of(node: &Node, env: &Env, name: &str) -> Option<RunningProcess> {
         .await
         .expect("run ctr tasks ls");
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.split_whitespace().next() == Some(id))?;
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(id))?;
     let mut cols = line.split_whitespace().skip(1);
     let pid: u32 = cols.next()?.parse().ok()?;
     if cols.next() != Some("RUNNING") {
