@@ -121,6 +121,7 @@ pub async fn start(cluster: &Cluster, settings: Settings) -> OperatorHandle {
     let options = RunOptions {
         discovery_interval: Duration::from_secs(2),
         serve_http: false,
+        ..RunOptions::default()
     };
     let task = tokio::spawn(async move {
         model_registry_operator::run::run(client, settings, options, async move {
