@@ -232,7 +232,7 @@ pub async fn start_catalog(
         discovery_interval: Duration::from_secs(2),
         serve_http: false,
         controllers: model_registry_operator::run::Controllers::Catalog {
-            settings: Some(catalog),
+            settings: Some(Box::new(catalog)),
         },
     };
     let task = tokio::spawn(async move {

@@ -52,7 +52,7 @@ pub enum Controllers {
     Registries,
     /// `settings`: `None` reads the catalog's variables from the process environment.
     Catalog {
-        settings: Option<catalog::settings::CatalogSettings>,
+        settings: Option<Box<catalog::settings::CatalogSettings>>,
     },
 }
 
@@ -169,7 +169,7 @@ pub async fn run(
             ],
             Controllers::Catalog { settings } => vec![tokio::spawn(catalog::run(
                 ctx.clone(),
-                settings.clone(),
+                settings.as_deref().cloned(),
                 gen_stop(),
             ))],
         };

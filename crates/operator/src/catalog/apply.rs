@@ -111,10 +111,10 @@ async fn create_once(
     match &planned.postgres_secret {
         None => {}
         Some(SecretWrite::Create(secret)) => {
-            if create_if_absent(&secrets, secret)
+            let made = create_if_absent(&secrets, secret.as_ref())
                 .await
-                .map_err(ApplyError::kube("create the PostgreSQL Secret"))?
-            {
+                .map_err(ApplyError::kube("create the PostgreSQL Secret"))?;
+            if made {
                 created.push(format!("Secret {}", names::POSTGRES));
             }
         }

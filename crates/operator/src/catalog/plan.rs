@@ -68,7 +68,7 @@ fn labelled(mut child: Child, parent: &Parent) -> Child {
 #[derive(Clone, Debug, PartialEq)]
 pub enum UserSourceWrite {
     /// Absent: created with its empty list.
-    Create(ConfigMap),
+    Create(Box<ConfigMap>),
     /// Present with `default_catalog` entries: `sources.yaml` replaced by this document.
     Migrate { name: String, document: String },
 }
@@ -76,7 +76,7 @@ pub enum UserSourceWrite {
 /// A write of the PostgreSQL Secret (created once, its password never rotated).
 #[derive(Clone, Debug, PartialEq)]
 pub enum SecretWrite {
-    Create(Secret),
+    Create(Box<Secret>),
     /// Present but lacking keys: only these are added.
     AddKeys(BTreeMap<String, ByteString>),
 }
@@ -88,10 +88,10 @@ pub fn build(valid: &Valid, settings: &CatalogSettings) -> Planned {
     let read = &valid.read;
     let secret = (!settings.skip_db_creation)
         .then(|| match &read.postgres_secret {
-            None => Some(SecretWrite::Create(postgres::secret(
+            None => Some(SecretWrite::Create(Box::new(postgres::secret(
                 &input,
                 &read.new_password,
-            ))),
+            )))),
             Some(existing) => {
                 let missing =
                     postgres::missing_keys(&input, existing, || read.new_password.clone());
@@ -116,7 +116,7 @@ pub fn user_source_writes(
     for cm in built {
         let name = cm.name_any();
         let Some(found) = existing.get(&name) else {
-            writes.push(UserSourceWrite::Create(cm.clone()));
+            writes.push(UserSourceWrite::Create(Box::new(cm.clone())));
             continue;
         };
         let doc = found
