@@ -19,9 +19,8 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use mro_api::catalog::Catalog;
 
 use super::build::names;
-use super::context::CatalogContext;
+use super::context::{CatalogContext, ID};
 use super::plan::{self, Planned, SecretWrite, UserSourceWrite};
-use super::reconcile::ID;
 use crate::kube_ext::applier::Waves;
 use crate::kube_ext::apply::ApplyError as ChildApplyError;
 use crate::kube_ext::child::Child;

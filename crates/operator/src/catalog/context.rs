@@ -9,7 +9,16 @@ use k8s_openapi::api::core::v1::{Endpoints, Pod};
 
 use super::settings::CatalogSettings;
 use crate::context::Context;
+use crate::kube_ext::identity::ControllerId;
 use crate::kube_ext::store::Slot;
+
+/// The catalog controller's name (metrics, work queue, logs) and field manager (never renamed
+/// once released: server-side apply ownership of the catalog's objects depends on it). Here,
+/// beside the context, so that every step can name it without importing the pipeline.
+pub const ID: ControllerId = ControllerId {
+    name: "catalog",
+    manager: "model-registry-operator-catalog",
+};
 
 /// The stores the catalog's watches keep (trimmed as `crate::watched` trims these kinds).
 #[derive(Default)]

@@ -13,7 +13,7 @@ use kube::runtime::controller::Action;
 use mro_api::catalog::Catalog;
 
 use super::build::names;
-use super::context::CatalogContext;
+use super::context::{CatalogContext, ID};
 use super::plan;
 use crate::kube_ext::{finalizer, prune};
 
@@ -42,7 +42,7 @@ pub async fn finalize(ctx: &CatalogContext, catalog: &Catalog) -> Result<Action,
         &BTreeSet::new(),
     )
     .await?;
-    let record = ctx.base.child_record(&super::reconcile::ID);
+    let record = ctx.base.child_record(&ID);
     for key in &deleted {
         record.deleted(key);
     }

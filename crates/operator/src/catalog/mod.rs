@@ -80,7 +80,7 @@ pub async fn run(
     let sources =
         watcher::Config::default().labels(&format!("{}=true", build::names::SOURCE_LABEL));
     let mut controller = QueuedController::new(catalogs, watcher::Config::default().any_semantic())
-        .tracking_own_writes(ctx.child_record(&reconcile::ID))
+        .tracking_own_writes(ctx.child_record(&context::ID))
         .owns_kept(scoped::<Deployment>(&client, ns), cfg(), &w.deployments)
         .owns(scoped::<PartialObjectMeta<Service>>(&client, ns), cfg())
         .owns(
@@ -123,7 +123,7 @@ pub async fn run(
         );
     }
     tracing::info!(capabilities = ?caps, "starting Catalog controller");
-    let queue = ctx.metrics.work_queue(reconcile::CONTROLLER);
+    let queue = ctx.metrics.work_queue(context::ID.name);
     controller
         .with_config(controller_config(&ctx))
         .run(

@@ -18,23 +18,15 @@ use mro_api::catalog::Catalog;
 
 use super::apply::{self, ApplyError};
 use super::build::names;
-use super::context::CatalogContext;
+use super::context::{CatalogContext, ID};
 use super::dereference::{self, DereferenceError};
 use super::finalize::{self, FinalizeError};
 use super::plan;
 use super::status::{self, StatusError};
 use super::validate::{self, ValidateError};
-use crate::kube_ext::identity::ControllerId;
 use crate::kube_ext::report::{Categorized, ErrorCategory, Reporter};
 use crate::kube_ext::{events, finalizer};
 
-pub const CONTROLLER: &str = "catalog";
-/// This controller's name and field manager (never renamed once released: server-side apply
-/// ownership of the catalog's objects depends on the manager).
-pub const ID: ControllerId = ControllerId {
-    name: CONTROLLER,
-    manager: "model-registry-operator-catalog",
-};
 /// How often a Catalog whose children's names are taken looks again (a foreign object's
 /// deletion wakes no watch of the catalog's).
 pub const CONFLICT_RETRY: Duration = Duration::from_secs(30);
@@ -118,7 +110,7 @@ pub async fn reconcile(
     catalog: Arc<Catalog>,
     ctx: Arc<CatalogContext>,
 ) -> Result<Action, ReconcileError> {
-    let _measure = ctx.base.metrics.reconcile_started(CONTROLLER);
+    let _measure = ctx.base.metrics.reconcile_started(ID.name);
     if catalog.metadata.deletion_timestamp.is_some() {
         return Ok(finalize::finalize(&ctx, &catalog).await?);
     }

@@ -15,8 +15,7 @@ use mro_api::condition::{Condition, set_condition};
 
 use super::build::names;
 use super::build::status::{self as available, Available, Observed};
-use super::context::CatalogContext;
-use super::reconcile::ID;
+use super::context::{CatalogContext, ID};
 use crate::kube_ext::{events, server_cache, status as writer};
 
 /// How often an available catalog is looked at without an event (a safety net: the watches
