@@ -3,7 +3,8 @@
 //!
 //! - the platform `Auth` `auth` (`services.platform.opendatahub.io/v1alpha1`): its
 //!   `spec.adminGroups`; an absent API or object means no groups, as in Go
-//!   (internal/controller/catalog_controller.go@08f64eb:230-237,971-1003);
+//!   (internal/controller/catalog_controller.go@08f64eb:230-237,971-1003); read on every
+//!   reconcile, and watched (see `super::run`) when the API is served;
 //! - the ConfigMaps labelled `opendatahub.io/catalog-source=true` in the Catalog's namespace;
 //! - the domain: `DEFAULT_DOMAIN`, else on OpenShift the cluster Ingress config's
 //!   `appsDomain`, then `domain`;

@@ -113,6 +113,24 @@ pub async fn run(
             sources,
             |o| catalog_of_namespace(&o),
         );
+    // The platform Auth's admin groups reach every Catalog (when the API is served at start;
+    // otherwise each reconcile still reads it).
+    if auth_served(&client).await {
+        let ar = dereference::auth_resource();
+        let store = controller.store();
+        controller = controller.watches(
+            Api::<DynamicObject>::all_with(client.clone(), &ar),
+            ar,
+            watcher::Config::default().fields(&format!("metadata.name={}", dereference::AUTH_NAME)),
+            move |_: DynamicObject| {
+                store
+                    .state()
+                    .iter()
+                    .map(|c| ObjectRef::from_obj(c.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        );
+    }
     if caps.openshift() {
         let ar = plan::route_resource();
         controller = controller.watches(
@@ -142,6 +160,14 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// Whether the platform's Auth API is served.
+async fn auth_served(client: &kube::Client) -> bool {
+    client
+        .list_api_group_resources(&dereference::auth_resource().api_version)
+        .await
+        .is_ok_and(|l| l.resources.iter().any(|r| r.name == "auths"))
 }
 
 fn scoped_dynamic(

@@ -22,6 +22,7 @@ use serde_json::json;
 
 use crate::modelregistry_controller::Env;
 
+mod admins;
 mod adoption;
 mod lifecycle;
 mod refused;
@@ -173,6 +174,15 @@ impl CatalogEnv {
         })
         .await;
     }
+}
+
+/// The platform's cluster-scoped Auth objects.
+pub fn auths(client: &Client) -> Api<kube::api::DynamicObject> {
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("services.platform.opendatahub.io", "v1alpha1", "Auth"),
+        "auths",
+    );
+    Api::all_with(client.clone(), &ar)
 }
 
 /// The catalog server Deployment's arguments.
