@@ -87,8 +87,8 @@ pub struct Images {
         default_value_t = legacy_env("POSTGRES_IMAGE", "quay.io/sclorg/postgresql-16-c10s:latest")
     )]
     pub postgres: String,
-    /// Model catalog data image (legacy variable: CATALOG_DATA_IMAGE). Read but not yet used:
-    /// the operator deploys no model catalog.
+    /// Model catalog data image (legacy variable: CATALOG_DATA_IMAGE): the catalog server's
+    /// `catalog-data-init` container (`catalog` subcommand).
     #[arg(
         global = true,
         long = "catalog-data-image",
@@ -96,8 +96,8 @@ pub struct Images {
         default_value_t = legacy_env("CATALOG_DATA_IMAGE", "quay.io/opendatahub/odh-model-metadata-collection:latest")
     )]
     pub catalog_data: String,
-    /// Model catalog benchmark data image (legacy variable: BENCHMARK_DATA_IMAGE). Read but not
-    /// yet used: the operator deploys no model catalog.
+    /// Model catalog benchmark data image (legacy variable: BENCHMARK_DATA_IMAGE): the catalog
+    /// server's `benchmark-data-init` container (`catalog` subcommand).
     #[arg(
         global = true,
         long = "benchmark-data-image",
