@@ -5,26 +5,33 @@
 //! For the singleton cluster-scoped `AIHub` `default-aihub` it:
 //! 1. creates `spec.instancesNamespace` when absent and not the applications namespace (no
 //!    owner, no labels: it outlives the AIHub with the registries in it);
-//! 2. applies `config/overlays/odh` (built into the binary, see [`render`]) into
-//!    `spec.applicationNamespace`, with the operator image, the `RELATED_IMAGE_*` operand images,
-//!    `REGISTRIES_NAMESPACE`, `HTTPROUTE_NAMESPACE` and `GATEWAY_DOMAIN` stamped on the model
-//!    registry operator's manager container; server-side apply with the one field manager
-//!    `aihub`, the AIHub as controller owner (except CRDs, which must outlive it);
-//! 3. reports `ProvisioningSucceeded`, `ModelRegistryReady` (the Deployment is Available),
-//!    `CatalogReady` (always False: this operator ships no model catalog), `Degraded` (Info
-//!    when there is no gateway domain) and `Ready`, with `phase`, `observedGeneration` and
-//!    `releases` (this operator, plus `platform` from ConfigMap `odh-modelregistry-config`).
+//! 2. applies `config/overlays/odh` and `config/overlays/catalog` (built into the binary, see
+//!    [`render`]) into `spec.applicationNamespace`, with the operator image, the `RELATED_IMAGE_*`
+//!    operand images, `REGISTRIES_NAMESPACE`, `HTTPROUTE_NAMESPACE` and `GATEWAY_DOMAIN` stamped
+//!    on the manager containers of the model registry operator and the catalog controller;
+//!    server-side apply with the one field manager `aihub`, the AIHub as controller owner
+//!    (except CRDs, which must outlive it);
+//! 3. once both child Deployments are Available, creates the Catalog `catalog` in
+//!    `spec.instancesNamespace` when absent, controlled by the AIHub ([`catalog`]);
+//! 4. reports `ProvisioningSucceeded`, `ModelRegistryReady` and `CatalogReady` (each child
+//!    Deployment is Available), `Degraded` (Info when there is no gateway domain) and `Ready`
+//!    (the first three), with `phase`, `observedGeneration` and `releases` (this operator, plus
+//!    `platform` from ConfigMap `odh-modelregistry-config`);
+//! 5. on deletion, deletes that Catalog and waits until it is gone before its finalizer goes.
 //!
 //! The reconcile is a pipeline of steps, one file each: [`validate`] → build ([`render`]) →
-//! [`apply`] → [`status`], and [`finalize`] on deletion ([`reconcile`] runs them); [`policy`]
-//! holds the controller's field manager, finalizer and intervals.
+//! [`apply`] → [`observe`] → [`catalog`] → [`status`], and [`finalize`] on deletion
+//! ([`reconcile`] runs them); [`policy`] holds the controller's field manager, finalizer and
+//! intervals.
 //!
 //! It never adopts: an object that exists under a rendered name without the
 //! `platform.opendatahub.io/part-of=aihub` label is reported and left alone (a CRD installed by
-//! someone else is left as it is without failing provisioning). It never deletes anything:
-//! what it applied goes with the AIHub by garbage collection.
+//! someone else is left as it is without failing provisioning). The only thing it deletes is
+//! the Catalog it created: what it applied goes with the AIHub by garbage collection.
 pub mod apply;
+pub mod catalog;
 pub mod finalize;
+pub mod observe;
 pub mod policy;
 pub mod reconcile;
 pub mod render;
@@ -43,6 +50,7 @@ use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use mro_api::aihub::{AIHub, SINGLETON_NAME};
+use mro_api::catalog::Catalog;
 
 use crate::http::{self, Readiness};
 use crate::metrics::Metrics;
@@ -121,10 +129,16 @@ pub async fn run(
     let hubs: Api<AIHub> = Api::all(client.clone());
     let deployments: Api<Deployment> = Api::all(client.clone());
     let configmaps: Api<ConfigMap> = Api::all(client.clone());
+    let catalogs: Api<Catalog> = Api::all(client.clone());
     let part_of = format!("{PART_OF_LABEL}={PART_OF_VALUE}");
     let controller = Controller::new(hubs, watcher::Config::default())
         .watches(
             deployments,
+            watcher::Config::default().labels(&part_of),
+            |_| Some(singleton()),
+        )
+        .watches(
+            catalogs,
             watcher::Config::default().labels(&part_of),
             |_| Some(singleton()),
         )

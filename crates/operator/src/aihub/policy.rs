@@ -5,8 +5,8 @@ use std::time::Duration;
 
 /// The one field manager of everything the aihub controller writes.
 pub const FIELD_MANAGER: &str = "aihub";
-/// Finalizer the Go operator puts on the AIHub (removed on deletion; nothing to clean first here,
-/// since this operator creates no Catalog).
+/// Finalizer the Go operator puts on the AIHub (removed on deletion once the Catalog it created
+/// is gone).
 pub const FINALIZER: &str = "aihub.opendatahub.io/finalizer";
 /// Leader Lease name (in `POD_NAMESPACE`).
 pub const LEADER_ELECTION_ID: &str = "aihub-controller-manager";
@@ -21,5 +21,7 @@ pub const CONTROLLER: &str = "aihub";
 pub const NOT_READY_REQUEUE: Duration = Duration::from_secs(15);
 /// Periodic resync when everything is in place.
 pub const RESYNC: Duration = Duration::from_secs(300);
+/// Requeue while the deleted AIHub's Catalog is still going (as the Go controller does).
+pub const DELETION_REQUEUE: Duration = Duration::from_secs(5);
 /// Requeue after a failed reconcile.
 pub const FAILURE_REQUEUE: Duration = Duration::from_secs(10);

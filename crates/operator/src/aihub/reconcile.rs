@@ -1,22 +1,25 @@
 //! One reconciliation of the `AIHub`, as a pipeline of named steps, each with its own error
 //! ([`ReconcileError`] says which step failed): [validate](super::validate) (the singleton, its
-//! namespaces and domain) → build (the embedded overlay [rendered](super::render), pure) →
+//! namespaces and domain) → build (the embedded overlays [rendered](super::render), pure) →
 //! [apply](super::apply) (finalizer, instances namespace, server-side apply) →
-//! [status](super::status) (from what provisioning came to and the child Deployment). Deletion
-//! is its own step ([finalize](super::finalize)).
+//! [observe](super::observe) (the two child Deployments) → [catalog](super::catalog) (the
+//! Catalog created once both are Available) → [status](super::status) (from what provisioning
+//! came to and the child Deployments). Deletion is its own step ([finalize](super::finalize)):
+//! the Catalog goes, then the finalizer.
 //!
 //! A provisioning failure (rendering, the namespace, an apply, an object left alone) is shown on
 //! the status and looked at again soon; only failing requests of the pipeline itself are
 //! reconcile failures.
 use std::sync::Arc;
 
-use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Client, Resource};
 use mro_api::aihub::AIHub;
 
 use super::apply::{self, ApplyError};
+use super::catalog::{self, CatalogError};
 use super::finalize::{FinalizeError, finalize};
+use super::observe::{self, ObserveError};
 use super::policy::{CONTROLLER, FAILURE_REQUEUE, FIELD_MANAGER};
 use super::render::{self, ChildImages, RenderInput, Rendered};
 use super::status::{self, StatusError};
@@ -45,6 +48,10 @@ pub enum ReconcileError {
     #[error(transparent)]
     Apply(#[from] ApplyError),
     #[error(transparent)]
+    Observe(#[from] ObserveError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
     Status(#[from] StatusError),
     #[error(transparent)]
     Finalize(#[from] FinalizeError),
@@ -54,8 +61,11 @@ impl ReconcileError {
     fn kube(&self) -> &kube::Error {
         match self {
             ReconcileError::Apply(ApplyError::Kube(e))
+            | ReconcileError::Observe(ObserveError::Kube(e))
+            | ReconcileError::Catalog(CatalogError::Kube(e))
             | ReconcileError::Status(StatusError::Kube(e))
-            | ReconcileError::Finalize(FinalizeError::Kube(e)) => e,
+            | ReconcileError::Finalize(FinalizeError::Kube(e))
+            | ReconcileError::Finalize(FinalizeError::Catalog(CatalogError::Kube(e))) => e,
         }
     }
 }
@@ -81,12 +91,17 @@ pub async fn reconcile(hub: Arc<AIHub>, ctx: Arc<Ctx>) -> Result<Action, Reconci
         }
     };
     if hub.meta().deletion_timestamp.is_some() {
-        finalize(&Api::all(client.clone()), &hub).await?;
-        return Ok(Action::await_change());
+        return Ok(match finalize(client, &hub, &valid).await? {
+            Some(after) => Action::requeue(after),
+            None => Action::await_change(),
+        });
     }
     let built = build(&valid, &ctx.images);
     let provisioned = apply::apply(client, &hub, &valid, built).await?;
-    let requeue = status::status(client, &ctx.metrics, &hub, &valid, &provisioned).await?;
+    let children = observe::observe(client, valid.application_namespace, &provisioned).await?;
+    catalog::ensure(client, &hub, valid.instances_namespace, &children).await?;
+    let requeue =
+        status::status(client, &ctx.metrics, &hub, &valid, &provisioned, &children).await?;
     Ok(Action::requeue(requeue))
 }
 

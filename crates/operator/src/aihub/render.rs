@@ -1,6 +1,12 @@
-//! What the `aihub` controller applies: `config/overlays/odh` as kustomize renders it, built into
-//! the binary, moved into the AIHub's applications namespace and stamped with the images and
-//! settings the platform handed to the aihub controller.
+//! What the `aihub` controller applies: `config/overlays/odh` (the model registry operator) and
+//! `config/overlays/catalog` (the catalog controller) as kustomize renders them, built into the
+//! binary, moved into the AIHub's applications namespace, both controllers' `manager` containers
+//! stamped with the images and settings the platform handed to the aihub controller.
+//!
+//! The Go operator's ODH overlay is core + `../catalog` and its AIHub renders that one overlay
+//! (go-operator-head.md §2.2 step 3). Here `config/overlays/odh` stays what the platform's own
+//! model registry component renders (docs/odh.md, contract A: no catalog controller), so the
+//! catalog overlay is embedded beside it: the AIHub applies the same union.
 //!
 //! The Go operator renders its copy of `config/` (`/opt/manifests-template`) with the kustomize
 //! library on every reconcile and then moves namespaced objects into `applicationNamespace`. No
@@ -17,6 +23,10 @@ use serde_json::Value;
 /// `kustomize build config/overlays/odh`, committed (and checked) as
 /// `config/overlays/aihub/embedded/odh.yaml`.
 pub const EMBEDDED_ODH: &str = include_str!("../../../../config/overlays/aihub/embedded/odh.yaml");
+/// `kustomize build config/overlays/catalog`, committed (and checked) as
+/// `config/overlays/aihub/embedded/catalog.yaml`.
+pub const EMBEDDED_CATALOG: &str =
+    include_str!("../../../../config/overlays/aihub/embedded/catalog.yaml");
 
 /// The namespace `config/overlays/odh` renders into (its `namespace:`).
 pub const OVERLAY_NAMESPACE: &str = "opendatahub";
@@ -24,6 +34,8 @@ pub const OVERLAY_NAMESPACE: &str = "opendatahub";
 /// The model registry operator's Deployment and container the settings are stamped on.
 pub const CHILD_DEPLOYMENT: &str = "model-registry-operator-controller-manager";
 pub const CHILD_CONTAINER: &str = "manager";
+/// The catalog controller's Deployment (its container is also [`CHILD_CONTAINER`]).
+pub const CATALOG_DEPLOYMENT: &str = "catalog-controller-manager";
 /// The OpenShift Template whose `JOB_IMAGE` parameter takes the async-upload image.
 pub const ASYNC_UPLOAD_TEMPLATE: &str = "jobs-async-upload-s3-to-oci-template";
 
@@ -154,11 +166,16 @@ fn api_of(api_version: &str, kind: &str) -> anyhow::Result<(ApiResource, bool)> 
     ))
 }
 
-/// The embedded documents, parsed (every one an object with apiVersion, kind and name).
+/// The embedded documents, parsed (every one an object with apiVersion, kind and name): the
+/// model registry operator's, then the catalog controller's.
 pub fn embedded_documents() -> anyhow::Result<Vec<Value>> {
-    let docs: Vec<Value> =
-        serde_saphyr::from_multiple(EMBEDDED_ODH).context("parse the embedded manifests")?;
-    Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
+    let mut out = Vec::new();
+    for (what, text) in [("odh", EMBEDDED_ODH), ("catalog", EMBEDDED_CATALOG)] {
+        let docs: Vec<Value> = serde_saphyr::from_multiple(text)
+            .with_context(|| format!("parse the embedded {what} manifests"))?;
+        out.extend(docs.into_iter().filter(|d| !d.is_null()));
+    }
+    Ok(out)
 }
 
 /// Sets `name=value` on a container's env (replacing a value or a valueFrom), else appends it.
@@ -176,16 +193,17 @@ fn upsert_env(container: &mut Value, name: &str, value: &str) {
     }
 }
 
-fn stamp_child(dep: &mut Value, input: &RenderInput<'_>) -> anyhow::Result<()> {
+/// Stamps the `manager` container of Deployment `name` (the model registry operator's or the
+/// catalog controller's, alike as the Go operator does; the async-upload image, this operator's
+/// model-sync image, only concerns the model registry operator).
+fn stamp_child(dep: &mut Value, name: &str, input: &RenderInput<'_>) -> anyhow::Result<()> {
     let containers = dep["spec"]["template"]["spec"]["containers"]
         .as_array_mut()
-        .context("the child Deployment has no containers")?;
+        .with_context(|| format!("Deployment {name} has no containers"))?;
     let c = containers
         .iter_mut()
         .find(|c| c["name"] == CHILD_CONTAINER)
-        .with_context(|| {
-            format!("container {CHILD_CONTAINER:?} not found in Deployment {CHILD_DEPLOYMENT}")
-        })?;
+        .with_context(|| format!("container {CHILD_CONTAINER:?} not found in Deployment {name}"))?;
     let images = input.images;
     if let Some(image) = &images.operator {
         c["image"] = image.as_str().into();
@@ -193,7 +211,9 @@ fn stamp_child(dep: &mut Value, input: &RenderInput<'_>) -> anyhow::Result<()> {
     for (k, v) in &images.operand_env {
         upsert_env(c, k, v);
     }
-    if let Some(v) = &images.async_upload {
+    if name == CHILD_DEPLOYMENT
+        && let Some(v) = &images.async_upload
+    {
         upsert_env(c, ASYNC_UPLOAD_IMAGE_ENV, v);
     }
     upsert_env(c, "REGISTRIES_NAMESPACE", input.instances_namespace);
@@ -256,7 +276,7 @@ fn move_to_namespace(obj: &mut Value, namespaced: bool, ns: &str) {
 /// The objects to apply, in apply order, each labelled with [`PART_OF_LABEL`].
 pub fn render(input: &RenderInput<'_>) -> anyhow::Result<Vec<Rendered>> {
     let mut out = Vec::new();
-    let mut stamped = false;
+    let mut stamped = Vec::new();
     for mut obj in embedded_documents()? {
         let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_string();
         let kind = obj["kind"].as_str().unwrap_or_default().to_string();
@@ -269,9 +289,9 @@ pub fn render(input: &RenderInput<'_>) -> anyhow::Result<Vec<Rendered>> {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        if kind == "Deployment" && name == CHILD_DEPLOYMENT {
-            stamp_child(&mut obj, input)?;
-            stamped = true;
+        if kind == "Deployment" && (name == CHILD_DEPLOYMENT || name == CATALOG_DEPLOYMENT) {
+            stamp_child(&mut obj, &name, input)?;
+            stamped.push(name.clone());
         }
         if kind == "Template"
             && name == ASYNC_UPLOAD_TEMPLATE
@@ -291,18 +311,25 @@ pub fn render(input: &RenderInput<'_>) -> anyhow::Result<Vec<Rendered>> {
             object: obj,
         });
     }
-    if !stamped {
-        bail!("the embedded manifests hold no Deployment {CHILD_DEPLOYMENT}");
+    for want in [CHILD_DEPLOYMENT, CATALOG_DEPLOYMENT] {
+        if !stamped.iter().any(|n| n == want) {
+            bail!("the embedded manifests hold no Deployment {want}");
+        }
     }
     out.sort_by_key(|r| order(&r.resource.kind));
     Ok(out)
 }
 
-/// Env of the child's manager container after [`render`] (for logs and tests).
+/// Env of the model registry operator's manager container after [`render`] (for logs and tests).
 pub fn child_env(rendered: &[Rendered]) -> BTreeMap<String, Value> {
+    deployment_env(rendered, CHILD_DEPLOYMENT)
+}
+
+/// Env of Deployment `name`'s manager container after [`render`].
+pub fn deployment_env(rendered: &[Rendered], name: &str) -> BTreeMap<String, Value> {
     rendered
         .iter()
-        .find(|r| r.resource.kind == "Deployment" && r.name() == CHILD_DEPLOYMENT)
+        .find(|r| r.resource.kind == "Deployment" && r.name() == name)
         .and_then(|d| d.object["spec"]["template"]["spec"]["containers"].as_array())
         .and_then(|cs| cs.iter().find(|c| c["name"] == CHILD_CONTAINER))
         .and_then(|c| c["env"].as_array())
@@ -398,6 +425,33 @@ mod tests {
         assert_eq!(env[ASYNC_UPLOAD_IMAGE_ENV], "reg/sync@sha256:3");
         // Unset operand images keep the overlay's value.
         assert_ne!(env["RELATED_IMAGE_POSTGRESQL_16_IMAGE"], "");
+        // The catalog controller, stamped alike (the REST image it does not carry is added);
+        // the async-upload image is the registry operator's only.
+        let cat = out
+            .iter()
+            .find(|r| r.resource.kind == "Deployment" && r.name() == CATALOG_DEPLOYMENT)
+            .expect("the catalog controller's Deployment");
+        assert_eq!(cat.namespace(), Some("apps"));
+        let c = &cat.object["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            (&c["name"], &c["image"]),
+            (&"manager".into(), &"reg/op@sha256:1".into())
+        );
+        let env = deployment_env(&out, CATALOG_DEPLOYMENT);
+        assert_eq!(env["REGISTRIES_NAMESPACE"], "registries");
+        assert_eq!(env["HTTPROUTE_NAMESPACE"], "apps");
+        assert_eq!(env["GATEWAY_DOMAIN"], "gw.example.test");
+        assert_eq!(
+            env["RELATED_IMAGE_ODH_MODEL_REGISTRY_IMAGE"],
+            "reg/rest@sha256:2"
+        );
+        assert!(!env.contains_key(ASYNC_UPLOAD_IMAGE_ENV), "{env:?}");
+        assert!(
+            out.iter()
+                .any(|r| r.resource.kind == "CustomResourceDefinition"
+                    && r.name() == "catalogs.aihub.opendatahub.io"),
+            "the Catalog CRD"
+        );
     }
 
     #[test]
@@ -507,12 +561,27 @@ mod tests {
             ("", "namespaces", "create"),
             ("", "configmaps", "watch"),
             ("apps", "deployments", "watch"),
+            ("aihub.opendatahub.io", "catalogs", "get"),
+            ("aihub.opendatahub.io", "catalogs", "list"),
+            ("aihub.opendatahub.io", "catalogs", "watch"),
+            ("aihub.opendatahub.io", "catalogs", "create"),
+            ("aihub.opendatahub.io", "catalogs", "delete"),
         ] {
             assert!(allows(g, p, verb, None), "{verb} {p}.{g}");
         }
-        // Least privilege: no delete, no wildcard.
+        // Least privilege: delete only on the Catalog it creates (and deletes before its
+        // finalizer goes), which it never patches; no wildcard.
         for r in &rules {
-            assert!(!has(&r["verbs"], "delete"), "{r}");
+            if has(&r["resources"], "catalogs") {
+                assert_eq!(
+                    r["verbs"],
+                    serde_json::json!(["get", "list", "watch", "create", "delete"]),
+                    "{r}"
+                );
+                assert_eq!(r["resources"], serde_json::json!(["catalogs"]), "{r}");
+            } else {
+                assert!(!has(&r["verbs"], "delete"), "{r}");
+            }
             assert!(
                 r["verbs"].as_array().unwrap().iter().all(|v| v != "*"),
                 "{r}"

@@ -1,10 +1,11 @@
 //! The *status* step: the conditions computed from what provisioning came to and what the
-//! cluster reports of it (the child Deployment's availability, the platform's version), written
-//! when they changed.
+//! cluster reports of it (the child Deployments' availability, as observed, and the platform's
+//! version), written when they changed.
 //!
-//! `ProvisioningSucceeded`, `ModelRegistryReady` (the Deployment is Available), `CatalogReady`
-//! (always False: this operator ships no model catalog), `Degraded` (Info when there is no
-//! gateway domain) and `Ready`, with `phase`, `observedGeneration` and `releases`.
+//! `ProvisioningSucceeded`, `ModelRegistryReady` (the model registry operator's Deployment is
+//! Available), `CatalogReady` (the catalog controller's Deployment is Available), `Degraded`
+//! (Info when there is no gateway domain) and `Ready` (all three), with `phase`,
+//! `observedGeneration` and `releases` (go-operator-head.md §2.3).
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -15,6 +16,7 @@ use mro_api::aihub::{AIHub, AIHubCondition, AIHubStatus, ComponentRelease};
 use serde_json::json;
 
 use super::apply::Provisioned;
+use super::observe::{Children, available};
 use super::policy::{
     CONTROLLER, NOT_READY_REQUEUE, PLATFORM_CONFIGMAP, PLATFORM_VERSION_KEY, RELEASE_NAME, RESYNC,
 };
@@ -36,16 +38,10 @@ pub async fn status(
     hub: &AIHub,
     valid: &Valid<'_>,
     provisioned: &Provisioned,
+    children: &Children,
 ) -> Result<Duration, StatusError> {
     let app_ns = valid.application_namespace;
-    let deployment = match provisioned {
-        Ok(_) => {
-            let deps: Api<Deployment> = Api::namespaced(client.clone(), app_ns);
-            deps.get_opt(render::CHILD_DEPLOYMENT).await?
-        }
-        Err(_) => None,
-    };
-    let (status, requeue) = compute(hub, valid, provisioned, deployment.as_ref());
+    let (status, requeue) = compute(hub, valid, provisioned, children);
     let status = AIHubStatus {
         releases: releases(platform_version(client, app_ns).await),
         ..status
@@ -55,13 +51,31 @@ pub async fn status(
     Ok(requeue)
 }
 
+/// `True`/`AllDeploymentsAvailable` when the child Deployment `name` is Available, else
+/// `False`/`ChildDeploymentNotReady` saying whether it is missing or not yet Available.
+fn child_condition(dep: Option<&Deployment>, name: &str) -> (bool, &'static str, String) {
+    match dep {
+        Some(d) if available(d) => (true, "AllDeploymentsAvailable", String::new()),
+        Some(_) => (
+            false,
+            "ChildDeploymentNotReady",
+            format!("child deployment {name} not yet Available"),
+        ),
+        None => (
+            false,
+            "ChildDeploymentNotReady",
+            format!("child deployment {name} not found"),
+        ),
+    }
+}
+
 /// The status (without `releases`) and when to look again, from what provisioning came to and
-/// the child Deployment (pure).
+/// the child Deployments (pure).
 pub fn compute(
     hub: &AIHub,
     valid: &Valid<'_>,
     provisioned: &Provisioned,
-    deployment: Option<&Deployment>,
+    children: &Children,
 ) -> (AIHubStatus, Duration) {
     let generation = hub.meta().generation;
     let previous = hub
@@ -75,7 +89,7 @@ pub fn compute(
     let domain = valid.domain;
     let mut conditions = Vec::new();
     let mut requeue = RESYNC;
-    let child_ready = match provisioned {
+    let children_ready = match provisioned {
         Err(msg) => {
             conditions.push(cond(
                 "ProvisioningSucceeded",
@@ -102,31 +116,13 @@ pub fn compute(
                 &notes.join("; "),
                 None,
             ));
-            let dep = deployment;
-            let ready = dep.is_some_and(deployment_available);
-            if ready {
-                conditions.push(cond(
-                    "ModelRegistryReady",
-                    true,
-                    "AllDeploymentsAvailable",
-                    "",
-                    None,
-                ));
-            } else {
-                let msg = match dep {
-                    None => format!("child deployment {} not found", render::CHILD_DEPLOYMENT),
-                    Some(_) => format!(
-                        "child deployment {} not yet Available",
-                        render::CHILD_DEPLOYMENT
-                    ),
-                };
-                conditions.push(cond(
-                    "ModelRegistryReady",
-                    false,
-                    "ChildDeploymentNotReady",
-                    &msg,
-                    None,
-                ));
+            let (ready, reason, msg) =
+                child_condition(children.registry.as_ref(), render::CHILD_DEPLOYMENT);
+            conditions.push(cond("ModelRegistryReady", ready, reason, &msg, None));
+            let (catalog_ready, reason, msg) =
+                child_condition(children.catalog.as_ref(), render::CATALOG_DEPLOYMENT);
+            conditions.push(cond("CatalogReady", catalog_ready, reason, &msg, None));
+            if !(ready && catalog_ready) {
                 requeue = NOT_READY_REQUEUE;
             }
             let degraded = match (ready, domain) {
@@ -140,25 +136,20 @@ pub fn compute(
                 _ => cond("Degraded", false, "NoDegradation", "", Some("Info")),
             };
             conditions.push(degraded);
-            ready
+            ready && catalog_ready
         }
     };
-    conditions.push(cond(
-        "CatalogReady",
-        false,
-        "CatalogNotProvided",
-        "this operator deploys no model catalog (no catalog controller, no Catalog resource); Ready does not depend on it",
-        Some("Info"),
-    ));
-    let ready = provisioned.is_ok() && child_ready;
+    let ready = provisioned.is_ok() && children_ready;
     let ready_cond = if ready {
         cond("Ready", true, "Ready", "", None)
     } else {
         let first = conditions
             .iter()
             .find(|c| {
-                (c.type_ == "ProvisioningSucceeded" || c.type_ == "ModelRegistryReady")
-                    && c.status != "True"
+                matches!(
+                    c.type_.as_str(),
+                    "ProvisioningSucceeded" | "ModelRegistryReady" | "CatalogReady"
+                ) && c.status != "True"
             })
             .cloned()
             .expect("a failing dependent");
@@ -207,16 +198,6 @@ fn condition(
         message: (!message.is_empty()).then(|| message.to_string()),
         severity: severity.map(str::to_string),
     }
-}
-
-fn deployment_available(d: &Deployment) -> bool {
-    d.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c.type_ == "Available" && c.status == "True")
-        })
 }
 
 async fn platform_version(client: &Client, ns: &str) -> Option<String> {
@@ -307,7 +288,7 @@ mod tests {
         st.conditions.iter().find(|c| c.type_ == t).expect(t)
     }
 
-    fn available() -> Deployment {
+    fn available_deployment() -> Deployment {
         serde_json::from_value(json!({"status": {"conditions": [
             {"type": "Available", "status": "True"}
         ]}}))
@@ -317,7 +298,12 @@ mod tests {
     #[test]
     fn a_provisioning_failure_is_the_ready_reason_and_looks_again_soon() {
         let h = hub();
-        let (st, requeue) = compute(&h, &valid(&h), &Err("apply x: refused".into()), None);
+        let (st, requeue) = compute(
+            &h,
+            &valid(&h),
+            &Err("apply x: refused".into()),
+            &Children::default(),
+        );
         assert_eq!(requeue, NOT_READY_REQUEUE);
         assert_eq!(st.phase.as_deref(), Some("Not Ready"));
         let ready = find(&st, "Ready");
@@ -333,19 +319,65 @@ mod tests {
     }
 
     #[test]
-    fn an_available_child_makes_the_hub_ready_until_the_next_resync() {
+    fn available_children_make_the_hub_ready_until_the_next_resync() {
         let h = hub();
-        let dep = available();
-        let (st, requeue) = compute(&h, &valid(&h), &Ok(vec![]), Some(&dep));
+        let both = Children {
+            registry: Some(available_deployment()),
+            catalog: Some(available_deployment()),
+        };
+        let (st, requeue) = compute(&h, &valid(&h), &Ok(vec![]), &both);
         assert_eq!(requeue, RESYNC);
         assert_eq!(st.phase.as_deref(), Some("Ready"));
         assert_eq!(find(&st, "Ready").status, "True");
         assert_eq!(find(&st, "Degraded").status, "False");
-        let (st, requeue) = compute(&h, &valid(&h), &Ok(vec![]), None);
+        let c = find(&st, "CatalogReady");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_deref()),
+            ("True", Some("AllDeploymentsAvailable"))
+        );
+        let (st, requeue) = compute(&h, &valid(&h), &Ok(vec![]), &Children::default());
         assert_eq!(requeue, NOT_READY_REQUEUE);
         assert_eq!(
             find(&st, "Ready").reason.as_deref(),
             Some("ChildDeploymentNotReady")
         );
+    }
+
+    #[test]
+    fn catalog_ready_follows_the_catalog_deployment_and_holds_ready() {
+        let h = hub();
+        let pending: Deployment = serde_json::from_value(json!({"status": {"conditions": [
+            {"type": "Available", "status": "False"}
+        ]}}))
+        .unwrap();
+        for (catalog, message) in [
+            (
+                None,
+                "child deployment catalog-controller-manager not found",
+            ),
+            (
+                Some(pending),
+                "child deployment catalog-controller-manager not yet Available",
+            ),
+        ] {
+            let children = Children {
+                registry: Some(available_deployment()),
+                catalog,
+            };
+            let (st, requeue) = compute(&h, &valid(&h), &Ok(vec![]), &children);
+            assert_eq!(requeue, NOT_READY_REQUEUE);
+            assert_eq!(st.phase.as_deref(), Some("Not Ready"));
+            assert_eq!(find(&st, "ModelRegistryReady").status, "True");
+            let c = find(&st, "CatalogReady");
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_deref(), c.message.as_deref()),
+                ("False", Some("ChildDeploymentNotReady"), Some(message))
+            );
+            let ready = find(&st, "Ready");
+            assert_eq!(
+                (ready.status.as_str(), ready.message.as_deref()),
+                ("False", Some(message))
+            );
+        }
     }
 }
