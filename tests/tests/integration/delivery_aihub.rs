@@ -344,14 +344,12 @@ async fn effective_settings(args: &[String], env: &[(String, String)]) -> Value 
 }
 
 /// Plays the kubelet for the child operator's pods: bound to the test node, Ready.
-async fn make_child_pods_ready(client: &Client) {
+async fn make_child_pods_ready(client: &Client, selector: &str) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), APPS);
-    let lp = ListParams::default().labels("control-plane=model-registry-operator");
-    eventually_within(
-        "the child operator's pod",
-        Duration::from_secs(180),
-        || async { pods.list(&lp).await.is_ok_and(|l| !l.items.is_empty()) },
-    )
+    let lp = ListParams::default().labels(selector);
+    eventually_within("the child's pod", Duration::from_secs(180), || async {
+        pods.list(&lp).await.is_ok_and(|l| !l.items.is_empty())
+    })
     .await;
     for pod in pods.list(&lp).await.unwrap().items {
         cluster::bind_pod(client, APPS, &pod).await.unwrap();
@@ -640,7 +638,27 @@ async fn odh_aihub_module_renders_applies_and_deploys_the_operator() {
             h.status
         );
     }
-    make_child_pods_ready(&client).await;
+    make_child_pods_ready(&client, "control-plane=model-registry-operator").await;
+    // The registry operator alone is not enough: no Catalog, CatalogReady False, not Ready.
+    eventually_within(
+        "ModelRegistryReady with CatalogReady False",
+        Duration::from_secs(240),
+        || async {
+            let h = get_hub().await;
+            cond(&h, "ModelRegistryReady").is_some_and(|c| c.status == "True")
+                && cond(&h, "CatalogReady").is_some_and(|c| {
+                    c.status == "False" && c.reason.as_deref() == Some("ChildDeploymentNotReady")
+                })
+                && cond(&h, "Ready").is_some_and(|c| c.status == "False")
+        },
+    )
+    .await;
+    let catalogs: Api<mro_api::catalog::Catalog> = Api::namespaced(client.clone(), INSTANCES);
+    assert!(
+        catalogs.get_opt("catalog").await.unwrap().is_none(),
+        "no Catalog before the catalog controller is Available"
+    );
+    make_child_pods_ready(&client, "control-plane=catalog-controller-manager").await;
     eventually_within("AIHub Ready", Duration::from_secs(240), || async {
         let h = get_hub().await;
         cond(&h, "Ready").is_some_and(|c| c.status == "True")
@@ -654,7 +672,7 @@ async fn odh_aihub_module_renders_applies_and_deploys_the_operator() {
         ("ProvisioningSucceeded", "True"),
         ("ModelRegistryReady", "True"),
         ("Degraded", "False"),
-        ("CatalogReady", "False"),
+        ("CatalogReady", "True"),
     ] {
         assert_eq!(
             cond(&h, t).map(|c| c.status.as_str()),
@@ -667,6 +685,13 @@ async fn odh_aihub_module_renders_applies_and_deploys_the_operator() {
             .iter()
             .any(|r| r.name == "platform" && r.version.as_deref() == Some(PLATFORM_VERSION)),
         "{st:?}"
+    );
+    // The Catalog, created once both were Available, controlled by the AIHub.
+    let catalog = catalogs.get("catalog").await.unwrap();
+    let owner = &catalog.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("AIHub", "default-aihub", Some(true))
     );
     assert!(
         st.releases
@@ -878,7 +903,44 @@ async fn odh_aihub_module_renders_applies_and_deploys_the_operator() {
     // finalizer; what it applied goes by garbage collection; the instances namespace, the
     // registries in it and the CRDs stay.
     drop(child_proc);
+    // A finalizer of the test's holds the Catalog (as the catalog controller's would): the AIHub
+    // deletes it and keeps its own finalizer until the Catalog is gone.
+    catalogs
+        .patch(
+            "catalog",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": ["test.example/hold"]}})),
+        )
+        .await
+        .unwrap();
     hubs.delete("default-aihub", &Default::default())
+        .await
+        .unwrap();
+    eventually_within(
+        "the Catalog being deleted while the AIHub waits",
+        Duration::from_secs(180),
+        || async {
+            catalogs
+                .get("catalog")
+                .await
+                .is_ok_and(|c| c.metadata.deletion_timestamp.is_some())
+        },
+    )
+    .await;
+    let h = get_hub().await;
+    assert!(
+        h.finalizers()
+            .iter()
+            .any(|f| f == "aihub.opendatahub.io/finalizer"),
+        "the finalizer stays while the Catalog is there: {:?}",
+        h.metadata
+    );
+    catalogs
+        .patch(
+            "catalog",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
         .await
         .unwrap();
     eventually_within("the AIHub gone", Duration::from_secs(180), || async {
