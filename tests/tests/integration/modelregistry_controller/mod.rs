@@ -22,6 +22,7 @@ mod generated_db;
 mod go_takeover;
 mod istio;
 mod lifecycle;
+mod migration;
 mod names;
 mod openshift;
 mod process;
