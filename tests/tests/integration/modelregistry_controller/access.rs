@@ -97,7 +97,11 @@ async fn in_the_go_operators_mode_whoever_may_read_the_service_passes() {
 }
 
 async fn check_access(env: &Env<'_>, mode: ProxyAuthorization) {
-    let mut mr = postgres_sample("access-reg");
+    // Registry names are unique cluster-wide (as the Go operator's webhook requires): one each.
+    let mut mr = postgres_sample(match mode {
+        ProxyAuthorization::ServiceProxy => "access-reg",
+        ProxyAuthorization::Service => "access-go-reg",
+    });
     mr["spec"]["kubeRBACProxy"] = json!({});
     let name = env.create_registry(mr).await;
     let role = format!("registry-user-{name}");

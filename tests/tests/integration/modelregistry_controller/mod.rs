@@ -19,6 +19,7 @@ mod access;
 mod discovery;
 mod gateway_api;
 mod generated_db;
+mod go_route_takeover;
 mod go_takeover;
 mod istio;
 mod lifecycle;
