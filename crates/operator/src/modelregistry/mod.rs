@@ -8,6 +8,7 @@
 //! - [`build`]: pure functions producing the desired children.
 //! - [`status`]: conditions from what was applied and observed.
 //! - [`kinds`]: which child kinds exist on this cluster.
+//! - [`migrate`]: a spec stored for the Go operator, rewritten as its HEAD does (first step).
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -29,6 +30,7 @@ use crate::kube_ext::watch::{children_config, scoped};
 
 pub mod build;
 pub mod kinds;
+pub mod migrate;
 pub mod provision;
 pub mod read;
 pub mod reconcile;

@@ -15,7 +15,7 @@ use mro_api::{ModelRegistry, ModelRegistryStatus};
 
 use super::build::{self, BuildInput, labels};
 use super::validate::{self, ValidateError};
-use super::{kinds, provision, read, status};
+use super::{kinds, migrate, provision, read, status};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::kube_ext::applier::Waves;
@@ -48,6 +48,10 @@ pub async fn reconcile(mr: Arc<ModelRegistry>, ctx: Arc<Context>) -> Result<Acti
 
     if mr.metadata.deletion_timestamp.is_some() {
         return finalize(&mr, &api, &ctx, &caps).await;
+    }
+    // A spec stored for the Go operator is first rewritten as its HEAD rewrites it.
+    if let Some(action) = migrate::apply(&api, &mr, &ctx, &ID).await? {
+        return Ok(action);
     }
 
     // Validate before anything is built or applied, so an invalid registry gets no children.
