@@ -205,9 +205,10 @@ T
     stop_cluster; exit 1
   fi
 
-  # With a node: the node lifecycle controller lifts the kubelet's not-ready taint once it is Ready, and
-  # Endpoints written by hand (Services without selector) are mirrored to the EndpointSlices kube-proxy reads.
-  local kcm_extra=""; [ -n "$with_node" ] && kcm_extra=",nodelifecycle,endpointslicemirroring"
+  # With a node: the node lifecycle controller lifts the kubelet's not-ready taint once it is Ready,
+  # Endpoints written by hand (Services without selector) are mirrored to the EndpointSlices kube-proxy reads,
+  # and claims are bound to the PersistentVolumes made for them (the kubelet mounts only bound claims).
+  local kcm_extra=""; [ -n "$with_node" ] && kcm_extra=",nodelifecycle,endpointslicemirroring,persistentvolume-binder"
   setsid "$KUBE_CONTROLLER_MANAGER" \
     --kubeconfig "$dir/kube-controller-manager.kubeconfig" \
     --controllers "garbagecollector,job,deployment,replicaset,endpoint,endpointslice,namespace,serviceaccount,serviceaccount-token$kcm_extra" \

@@ -57,6 +57,10 @@ plan_node() {
         log "cleaning stale slot $i (control plane in $owner is gone)"
         dir="$owner" stop_node || true
       fi
+      # Mounts a killed node left behind (sandbox shm, volumes) would make the removal fail.
+      awk -v d="$slot/" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r | while read -r m; do
+        umount -l "$m" 2>/dev/null || true
+      done
       rm -rf "$slot"
     fi
     if ip -4 addr show | grep -qE "inet 10\.21[34]\.$i\." || ip netns list | grep -qw "mro-node-$i"; then continue; fi

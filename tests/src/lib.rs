@@ -14,8 +14,8 @@
 //! - [`rbac_proxy`]: a kube-rbac-proxy stand-in (TokenReview + SubjectAccessReview, TLS).
 //! - [`node`]: a real node (kubelet + containerd + runc, kube-proxy, cluster DNS) in a network
 //!   namespace of its own, with our images built offline and loaded.
-//! - [`node_agent`]: plays the kubelet for Job pods (e2e), with Service host aliases, where no real
-//!   node is used.
+//! - [`node_agent`]: plays the kubelet for Job pods, with Service host aliases, only when the real
+//!   node is switched off (`MRO_NODE=0`: `make demo`, the end-to-end transfer tests).
 //! - [`imports`]: import circles between a crate's files (`make lint`).
 //! - [`token_catcher`]: an HTTPS endpoint keeping the bearer tokens sent to it (security tests).
 #![forbid(unsafe_code)]

@@ -152,9 +152,19 @@ impl OciRegistry {
         Self::start(RegistryMode::AuthTls).await
     }
 
+    /// As [`OciRegistry::start_auth_tls`], its certificate also valid for `extra_sans` (e.g. the
+    /// address pods on the test node dial for the host's loopback).
+    pub async fn start_auth_tls_also_for(extra_sans: &[String]) -> anyhow::Result<Self> {
+        Self::start_with_sans(RegistryMode::AuthTls, extra_sans).await
+    }
+
     /// Starts a registry and waits until `/v2/` answers. Retries with a new port if the chosen one was
     /// taken in the meantime (the port is picked before the registry binds it).
     pub async fn start(mode: RegistryMode) -> anyhow::Result<Self> {
+        Self::start_with_sans(mode, &[]).await
+    }
+
+    async fn start_with_sans(mode: RegistryMode, extra_sans: &[String]) -> anyhow::Result<Self> {
         let bin = registry_bin();
         if !bin.exists() {
             bail!(
@@ -185,8 +195,9 @@ impl OciRegistry {
             RegistryMode::Plain => (None, None),
             RegistryMode::AuthTls => {
                 let ca = TestCa::try_new()?;
-                let files =
-                    ca.write_server_files(&dir.path().join("tls"), &["127.0.0.1", "localhost"])?;
+                let mut sans = vec!["127.0.0.1", "localhost"];
+                sans.extend(extra_sans.iter().map(String::as_str));
+                let files = ca.write_server_files(&dir.path().join("tls"), &sans)?;
                 let material = TlsMaterial {
                     ca_pem: ca.cert_pem().to_owned(),
                     ca_path: files.ca_cert.clone(),

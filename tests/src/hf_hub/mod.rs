@@ -229,6 +229,14 @@ impl HubStandIn {
         format!("http://{}", self.cdn.addr())
     }
 
+    /// The bases of the URLs the Hub hands out (LFS redirects to the CDN, next-page links), for
+    /// clients that reach the servers at another address than loopback (a pod on the test node).
+    pub fn set_public_bases(&self, hub: &str, cdn: &str) {
+        let mut s = self.state();
+        s.hub_base = hub.trim_end_matches('/').to_owned();
+        s.cdn_base = cdn.trim_end_matches('/').to_owned();
+    }
+
     /// A token the Hub knows (a user's); others are refused as invalid credentials.
     pub fn add_token(&self, token: &str) {
         self.state().tokens.insert(token.to_owned());

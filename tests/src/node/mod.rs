@@ -55,6 +55,24 @@ impl Node {
     }
 }
 
+/// `MRO_NODE=0`: the real node is switched off (`make test-deps MRO_NODE=0` provisions none of its
+/// parts, and no root is needed for it). Tests that exist only on the node return early, saying so
+/// on stderr; the end-to-end transfer tests run their Job pods with the test node agent instead.
+/// Any other value (or none) means the node runs, and a node that cannot start fails its tests.
+pub fn switched_off() -> bool {
+    std::env::var("MRO_NODE").is_ok_and(|v| v.trim() == "0")
+}
+
+/// For tests that exist only on the node: true (after saying so on stderr) when it is switched
+/// off ([`switched_off`]), so the test returns without claiming anything.
+pub fn skip_when_switched_off(test: &str) -> bool {
+    let off = switched_off();
+    if off {
+        eprintln!("MRO_NODE=0: {test} needs the real node and did not run");
+    }
+    off
+}
+
 /// The node of this test process, started on first use. Panics with the reason when it cannot start.
 pub async fn shared() -> &'static Node {
     static NODE: OnceCell<Node> = OnceCell::const_new();

@@ -1,6 +1,8 @@
-//! A test-only node agent: plays the kubelet for ModelTransfer Job pods, for end-to-end tests.
+//! A test-only node agent: plays the kubelet for ModelTransfer Job pods when the real node
+//! ([`crate::node`]) is switched off (`MRO_NODE=0`: `make demo` and the end-to-end transfer tests
+//! then use it, without the node's binaries or containerd).
 //!
-//! The local control plane has no kubelet. [`NodeAgent`] watches the pods of Jobs in one namespace,
+//! The shared control planes have no kubelet. [`NodeAgent`] watches the pods of Jobs in one namespace,
 //! binds pending ones to [`crate::cluster::TEST_NODE`], and runs each pod's container with the `model-sync` binary
 //! under test (in place of the image's entrypoint), configured exactly as the pod says:
 //!

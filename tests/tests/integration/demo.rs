@@ -310,6 +310,9 @@ mod on_node {
     /// gone.
     #[tokio::test(flavor = "multi_thread")]
     async fn demo_on_the_node_runs_everything_as_pods_and_leaves_nothing_running() {
+        if mro_tests::node::skip_when_switched_off("demo_on_the_node") {
+            return;
+        }
         let dir = tempfile::tempdir().unwrap();
         let summary = dir.path().join("summary.json");
         let out = tokio::time::timeout(

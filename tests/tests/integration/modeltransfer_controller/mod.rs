@@ -51,7 +51,25 @@ impl Env {
 
     /// A test namespace without an operator (the test runs one itself, e.g. as a process).
     pub async fn without_operator(prefix: &str) -> Env {
-        let cluster = cluster::shared(Flavour::Vanilla).await;
+        Env::without_operator_on(cluster::shared(Flavour::Vanilla).await, prefix).await
+    }
+
+    /// A test namespace on `cluster` (e.g. the real node's control plane) with an operator
+    /// watching only it, its settings adjusted by `adjust` (e.g. the Jobs' image).
+    pub async fn on(
+        cluster: &'static Cluster,
+        prefix: &str,
+        adjust: impl FnOnce(&mut model_registry_operator::settings::Settings),
+    ) -> Env {
+        let mut env = Env::without_operator_on(cluster, prefix).await;
+        let mut settings = operator::test_settings(&env.ns);
+        adjust(&mut settings);
+        env._operator = Some(operator::start(env.cluster, settings).await);
+        env
+    }
+
+    /// A test namespace on `cluster` without an operator.
+    pub async fn without_operator_on(cluster: &'static Cluster, prefix: &str) -> Env {
         let ns = cluster.namespace(prefix).await.expect("namespace");
         let client = cluster.admin_client();
         Env {

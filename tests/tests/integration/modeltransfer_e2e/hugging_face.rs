@@ -28,10 +28,18 @@ fn files(seed: u64) -> Vec<HubFile> {
     ]
 }
 
+/// The Hub stand-in, the URLs it hands out (LFS redirects to the CDN, next-page links) as the
+/// Job's pod dials them.
+fn hub_for(w: &E2e) -> HubStandIn {
+    let hub = HubStandIn::start().expect("Hub stand-in");
+    hub.set_public_bases(&w.for_pods(&hub.endpoint()), &w.for_pods(&hub.cdn_base()));
+    hub
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn gated_repository_at_a_tag_is_transferred_and_registered() {
     let w = E2e::new("e2e-hf").await;
-    let hub = HubStandIn::start().expect("Hub stand-in");
+    let hub = hub_for(&w);
     // v1 is tagged, then main moves on: the transfer must read v1's files, not main's.
     let v1 = hub.commit("org/tiny", "main", &files(31));
     hub.tag("org/tiny", "v1", &v1).unwrap();
@@ -51,7 +59,7 @@ async fn gated_repository_at_a_tag_is_transferred_and_registered() {
         "tiny",
         json!({
             "source": { "huggingFace": {
-                "repo": "org/tiny", "revision": "v1", "endpoint": hub.endpoint(),
+                "repo": "org/tiny", "revision": "v1", "endpoint": w.for_pods(&hub.endpoint()),
                 "tokenSecretRef": { "name": "hf-token", "key": "token" } } },
             "destination": w.oci_destination("models/tiny", "v1"),
             "registry": w.registry(),
@@ -140,8 +148,8 @@ async fn gated_repository_at_a_tag_is_transferred_and_registered() {
     );
     assert!(cdn.iter().all(|r| r.authorization.is_none()), "{cdn:?}");
     // ... and not into the pod's environment or command line.
-    let runs = w.agent.runs();
-    assert_eq!(runs.len(), 1, "{}", w.agent.describe());
+    let runs = w.pods.runs(&w.env).await;
+    assert_eq!(runs.len(), 1, "{}", w.describe().await);
     let job = serde_json::to_string(&env.wait_job("tiny-sync").await).unwrap();
     assert!(!job.contains(HF_TOKEN), "the Job carries no token value");
 }
@@ -151,7 +159,7 @@ async fn gated_repository_at_a_tag_is_transferred_and_registered() {
 #[tokio::test(flavor = "multi_thread")]
 async fn gated_without_token_and_unknown_revision_fail_clearly() {
     let w = E2e::new("e2e-hf-fail").await;
-    let hub = HubStandIn::start().expect("Hub stand-in");
+    let hub = hub_for(&w);
     hub.commit("org/gated", "main", &files(41));
     hub.set_access("org/gated", Access::Gated, &[HF_TOKEN])
         .unwrap();
@@ -159,7 +167,7 @@ async fn gated_without_token_and_unknown_revision_fail_clearly() {
     let spec = |repo: &str, revision: &str, name: &str| {
         json!({
             "source": { "huggingFace": {
-                "repo": repo, "revision": revision, "endpoint": hub.endpoint() } },
+                "repo": repo, "revision": revision, "endpoint": w.for_pods(&hub.endpoint()) } },
             "destination": w.oci_destination(&format!("models/{name}"), "v1"),
             "registry": w.registry(),
             "intent": "create_model",
@@ -180,7 +188,7 @@ async fn gated_without_token_and_unknown_revision_fail_clearly() {
             condition(&st, "Failed").map(|c| c.1),
             Some("SourceUnavailable".into()),
             "{name}: {st:#?}\n{}",
-            w.agent.describe()
+            w.describe().await
         );
         let msg = st.message.clone().unwrap_or_default();
         assert!(msg.contains(says), "{name}: {msg}\n{st:#?}");

@@ -1,7 +1,8 @@
 //! ModelTransfer end to end: the operator (in-process, shipped RBAC) creates the Job, the real Job
-//! controller creates the pod, and the test node agent ([`mro_tests::node_agent`]) runs the real
-//! `model-sync` binary with the pod's volumes, environment and termination message, against real
-//! S3, OCI, HTTP and Model Registry (stand-in) servers on loopback.
+//! controller creates the pod, and the real node's kubelet runs it from our model-sync image
+//! ([`runner`]; with `MRO_NODE=0` the test node agent runs the `model-sync` binary in its place),
+//! against real S3, OCI, HTTP and Model Registry (stand-in) servers on the host's loopback, which
+//! pods reach at the node's host address.
 //!
 //! Here the registry is addressed with `spec.registry.url`; [`model_registry_ref`] covers
 //! `modelRegistryRef` (a ModelRegistry behind kube-rbac-proxy, reached by its Service's DNS name),
@@ -16,8 +17,7 @@ use kube::api::{DeleteParams, ListParams};
 use mro_api::ModelTransfer;
 use mro_api::model_transfer::TransferPhase;
 use mro_tests::model_registry::{Fault, ModelRegistryStandIn, StandInOptions};
-use mro_tests::model_sync::{self, Model, Profile, pull_image, push_base_image};
-use mro_tests::node_agent::NodeAgent;
+use mro_tests::model_sync::{self, Model, pull_image, push_base_image};
 use mro_tests::oci_registry::OciRegistry;
 use mro_tests::s3::S3Server;
 use mro_tests::wait::eventually_within;
@@ -28,15 +28,19 @@ use crate::modeltransfer_controller::{Env, condition};
 
 mod hugging_face;
 mod model_registry_ref;
+mod runner;
 mod signing;
 
+use runner::PodRunner;
+
 const TOKEN: &str = "e2e-registry-token";
-/// Transfers take seconds; the first one also pays for a cold debug binary.
-const DONE: Duration = Duration::from_secs(120);
+/// Transfers take seconds; on a loaded machine a pod's start (image unpacking, volumes, the
+/// projected token) and the first cold debug binary take longer.
+const DONE: Duration = Duration::from_secs(300);
 
 struct E2e {
     env: Env,
-    agent: NodeAgent,
+    pods: PodRunner,
     s3: S3Server,
     oci: OciRegistry,
     mr: ModelRegistryStandIn,
@@ -45,11 +49,7 @@ struct E2e {
 
 impl E2e {
     async fn new(prefix: &str) -> E2e {
-        let bin = model_sync::binary(Profile::Debug)
-            .await
-            .expect("model-sync binary");
-        let env = Env::new(prefix).await;
-        let agent = NodeAgent::start(env.client.clone(), &env.ns, bin).expect("node agent");
+        let (env, pods) = PodRunner::env(prefix).await;
         let s3 = S3Server::start().await.unwrap();
         let oci = OciRegistry::start_plain().await.unwrap();
         let mr = ModelRegistryStandIn::start(StandInOptions::default().with_token(TOKEN))
@@ -60,13 +60,13 @@ impl E2e {
             "s3-creds",
             None,
             json!({ "AWS_ACCESS_KEY_ID": s3.access_key(), "AWS_SECRET_ACCESS_KEY": s3.secret_key(),
-                    "AWS_DEFAULT_REGION": s3.region(), "AWS_S3_ENDPOINT": s3.endpoint() }),
+                    "AWS_DEFAULT_REGION": s3.region(), "AWS_S3_ENDPOINT": pods.for_pods(&s3.endpoint()) }),
         )
         .await;
         env.plain_http_token_secret("mr-token", TOKEN).await;
         E2e {
             env,
-            agent,
+            pods,
             s3,
             oci,
             mr,
@@ -75,12 +75,33 @@ impl E2e {
     }
 
     fn registry(&self) -> Value {
-        json!({ "url": self.mr.base_url(), "tokenSecretRef": { "name": "mr-token", "key": "token" } })
+        json!({ "url": self.for_pods(&self.mr.base_url()),
+                "tokenSecretRef": { "name": "mr-token", "key": "token" } })
     }
 
     fn oci_destination(&self, repo: &str, tag: &str) -> Value {
-        json!({ "oci": { "uri": self.oci.reference(repo, tag), "insecure": true,
-                         "baseImage": self.base_image } })
+        json!({ "oci": { "uri": self.for_pods(&self.oci.reference(repo, tag)), "insecure": true,
+                         "baseImage": self.for_pods(&self.base_image) } })
+    }
+
+    /// A host test server's URL as the Job's pod dials it.
+    fn for_pods(&self, url: &str) -> String {
+        self.pods.for_pods(url)
+    }
+
+    /// The OCI registry's host as pods (and so image references in statuses) name it.
+    fn oci_host(&self) -> String {
+        self.for_pods(self.oci.host())
+    }
+
+    /// `oci://<pod address>/...` of a status as the test pulls it (from loopback).
+    fn pull_ref(&self, uri: &str) -> String {
+        self.pods.on_host(uri.trim_start_matches("oci://"))
+    }
+
+    /// The Job pods' states and logs, for failure messages.
+    async fn describe(&self) -> String {
+        self.pods.describe(&self.env).await
     }
 
     fn client(&self) -> Client {
@@ -145,14 +166,14 @@ impl E2e {
                     st.phase,
                     Some(want),
                     "{name}: {st:#?}\n{}",
-                    self.agent.describe()
+                    self.describe().await
                 );
                 return t;
             }
             assert!(
                 Instant::now() < deadline,
                 "{name}: not finished after {DONE:?}: {st:#?}\n{}",
-                self.agent.describe()
+                self.describe().await
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -206,7 +227,7 @@ async fn s3_to_oci_create_model_registers_a_pinned_image() {
     let uri = st.artifact_uri.clone().expect("artifactUri");
     let pinned = uri.trim_start_matches("oci://");
     assert!(
-        pinned.starts_with(&format!("{}/models/iris", w.oci.host())) && pinned.contains("@sha256:"),
+        pinned.starts_with(&format!("{}/models/iris", w.oci_host())) && pinned.contains("@sha256:"),
         "{uri}"
     );
     // The registry holds what the status says.
@@ -228,12 +249,12 @@ async fn s3_to_oci_create_model_registers_a_pinned_image() {
     assert_eq!(a["state"], "LIVE");
     assert_eq!(a["uri"], uri.as_str());
     // The image has the model's files.
-    let image = pull_image(&w.oci, pinned).await.unwrap();
+    let image = pull_image(&w.oci, &w.pull_ref(&uri)).await.unwrap();
     assert_eq!(image.models, model);
     // The Job's pod really ran (once) and succeeded.
-    let runs = w.agent.runs();
-    assert_eq!(runs.len(), 1, "{}", w.agent.describe());
-    assert_eq!(runs.values().next().unwrap().exit_code, Some(0));
+    let runs = w.pods.runs(&w.env).await;
+    assert_eq!(runs.len(), 1, "{}", w.describe().await);
+    assert_eq!(runs[0].exit_code, Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -248,7 +269,7 @@ async fn uri_to_oci_update_artifact_goes_live() {
     w.create(
         "bert",
         json!({
-            "source": { "uri": { "url": http.url_for("bert.tar") } },
+            "source": { "uri": { "url": w.for_pods(&http.url_for("bert.tar")) } },
             "destination": w.oci_destination("models/bert", "v1"),
             "registry": w.registry(),
             "intent": "update_artifact",
@@ -272,9 +293,7 @@ async fn uri_to_oci_update_artifact_goes_live() {
     let a = artifact(&w.mr, &ma);
     assert_eq!(a["state"], "LIVE", "{a}");
     assert_eq!(a["uri"], uri.as_str());
-    let image = pull_image(&w.oci, uri.trim_start_matches("oci://"))
-        .await
-        .unwrap();
+    let image = pull_image(&w.oci, &w.pull_ref(&uri)).await.unwrap();
     assert_eq!(image.models, model);
 }
 
@@ -307,7 +326,7 @@ async fn oci_to_s3_create_version() {
     w.create(
         "gpt",
         json!({
-            "source": { "oci": { "uri": source, "insecure": true } },
+            "source": { "oci": { "uri": w.for_pods(&source), "insecure": true } },
             "destination": { "s3": { "bucket": "out", "key": "gpt/v2/", "credentialsSecretRef": { "name": "s3-creds" } } },
             "registry": w.registry(),
             "intent": "create_version",
@@ -363,7 +382,7 @@ async fn wrong_s3_credentials_fail_with_source_unavailable_and_release_the_artif
             "bad-creds",
             None,
             json!({ "AWS_ACCESS_KEY_ID": "MROTESTWRONGKEY", "AWS_SECRET_ACCESS_KEY": "wrong-secret",
-                    "AWS_DEFAULT_REGION": w.s3.region(), "AWS_S3_ENDPOINT": w.s3.endpoint() }),
+                    "AWS_DEFAULT_REGION": w.s3.region(), "AWS_S3_ENDPOINT": w.for_pods(&w.s3.endpoint()) }),
         )
         .await;
     w.create(
@@ -387,20 +406,20 @@ async fn wrong_s3_credentials_fail_with_source_unavailable_and_release_the_artif
         condition(&st, "Failed"),
         Some(("True".into(), "SourceUnavailable".into())),
         "{st:#?}\n{}",
-        w.agent.describe()
+        w.describe().await
     );
     let a = artifact(&w.mr, &ma);
     assert_ne!(a["state"], "PENDING", "{a}");
     assert_ne!(a["state"], "LIVE", "{a}");
     assert_eq!(a["uri"], "placeholder://not-yet", "{a}");
-    let runs = w.agent.runs();
+    let runs = w.pods.runs(&w.env).await;
     assert_eq!(
         runs.len(),
         1,
         "backoffLimit 0: one attempt\n{}",
-        w.agent.describe()
+        w.describe().await
     );
-    assert_eq!(runs.values().next().unwrap().exit_code, Some(1));
+    assert_eq!(runs[0].exit_code, Some(1));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -428,73 +447,61 @@ async fn deleting_a_running_transfer_kills_it_and_leaves_nothing() {
     )
     .await;
     let env = &w.env;
-    let agent = &w.agent;
     eventually_within("the transfer to be Running", DONE, || async {
         env.transfer("slow")
             .await
             .status
             .is_some_and(|s| s.phase == Some(TransferPhase::Running))
-            && agent.runs().len() == 1
     })
     .await;
     // Running for real: the process is waiting on the registry.
+    let process = w.pods.running_process(env, DONE).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let runs = agent.runs();
-    let run = runs.values().next().unwrap();
-    assert_eq!(run.exit_code, None, "{}", agent.describe());
+    let runs = w.pods.runs(env).await;
+    assert_eq!(runs.len(), 1, "{}", w.describe().await);
+    assert_eq!(runs[0].exit_code, None, "{}", w.describe().await);
 
     env.api::<ModelTransfer>()
         .delete("slow", &DeleteParams::default())
         .await
         .unwrap();
     let lp = ListParams::default().labels("modelregistry.opendatahub.io/parent-name=slow");
-    eventually_within(
-        "everything of the transfer to be gone",
-        Duration::from_secs(60),
-        || async {
-            env.api::<ModelTransfer>()
-                .get_opt("slow")
+    eventually_within("everything of the transfer to be gone", DONE, || async {
+        env.api::<ModelTransfer>()
+            .get_opt("slow")
+            .await
+            .unwrap()
+            .is_none()
+            && env.api::<Job>().list(&lp).await.unwrap().items.is_empty()
+            && env
+                .api::<Pod>()
+                .list(&ListParams::default().labels("job-name=slow-sync"))
                 .await
                 .unwrap()
-                .is_none()
-                && env.api::<Job>().list(&lp).await.unwrap().items.is_empty()
-                && env
-                    .api::<Pod>()
-                    .list(&ListParams::default().labels("job-name=slow-sync"))
-                    .await
-                    .unwrap()
-                    .items
-                    .is_empty()
-                && env
-                    .api::<ConfigMap>()
-                    .list(&lp)
-                    .await
-                    .unwrap()
-                    .items
-                    .is_empty()
-                && env
-                    .api::<ServiceAccount>()
-                    .list(&lp)
-                    .await
-                    .unwrap()
-                    .items
-                    .is_empty()
-                && env
-                    .api::<RoleBinding>()
-                    .list(&lp)
-                    .await
-                    .unwrap()
-                    .items
-                    .is_empty()
-        },
-    )
+                .items
+                .is_empty()
+            && env
+                .api::<ConfigMap>()
+                .list(&lp)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+            && env
+                .api::<ServiceAccount>()
+                .list(&lp)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+            && env
+                .api::<RoleBinding>()
+                .list(&lp)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+    })
     .await;
-    let runs = agent.runs();
-    let run = runs.values().next().unwrap();
-    assert!(
-        run.killed,
-        "the pod's process was killed\n{}",
-        agent.describe()
-    );
-    assert_eq!(run.exit_code, None);
+    w.pods.assert_killed(process, DONE).await;
 }

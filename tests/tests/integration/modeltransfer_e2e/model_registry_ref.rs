@@ -1,11 +1,16 @@
 //! `spec.registry.modelRegistryRef` end to end: a ModelRegistry behind kube-rbac-proxy, reached by
 //! its Service's DNS name with HTTPS, the Job's ServiceAccount token and a CA from a ConfigMap.
 //!
-//! Cluster DNS: `<name>.<namespace>.svc` resolves to 127.0.0.1 for the processes that need it,
-//! the operator (a process, for its `Registered` check) and the Job's pod (node agent), through a
-//! hosts file bind-mounted over `/etc/hosts` in their private mount namespaces
-//! ([`HostAliases`]). The ModelRegistry's `kubeRBACProxy.port` is the port the kube-rbac-proxy
-//! stand-in ([`RbacProxy`]) listens on, in front of the Model Registry stand-in; the proxy
+//! Cluster DNS: on the real node the Job's pod resolves `<name>.<namespace>.svc` with the node's
+//! cluster DNS to the Service's cluster IP, and kube-proxy sends it to the one ready pod the
+//! Service selects: a forwarder pod ([`service_forwarder`]) passing the connection on to the
+//! kube-rbac-proxy stand-in on the host (the stand-in records every decision, so it runs in the
+//! test process; the registry's own Deployment pods never become ready here). The operator (a
+//! process, for its `Registered` check) resolves the name to 127.0.0.1 through a hosts file
+//! bind-mounted over `/etc/hosts` in its private mount namespace ([`HostAliases`]); with
+//! `MRO_NODE=0` the node agent's pod does the same. The ModelRegistry's `kubeRBACProxy.port` is
+//! the port the kube-rbac-proxy stand-in ([`RbacProxy`]) listens on, in front of the Model
+//! Registry stand-in; the proxy
 //! authenticates and authorizes every call against the real API server, so the registration works
 //! only through the RoleBinding the ModelTransfer controller grants. The push goes to an
 //! htpasswd + TLS registry with its own private CA (`spec.job.caBundleConfigMapRef`) and push
@@ -16,14 +21,16 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{ListParams, PostParams};
 use mro_api::ModelTransfer;
 use mro_api::model_transfer::TransferPhase;
 use mro_tests::model_registry::deployment::start_from_cluster;
-use mro_tests::model_sync::{self, Model, Profile, pull_image, push_base_image};
-use mro_tests::node_agent::{HostAliases, NodeAgent};
+use mro_tests::model_sync::{Model, pull_image, push_base_image};
+use mro_tests::node::Node;
+use mro_tests::node::pods::{self, terminated};
+use mro_tests::node_agent::HostAliases;
 use mro_tests::oci_registry::OciRegistry;
 use mro_tests::ports::free_port;
 use mro_tests::postgres::Postgres;
@@ -33,6 +40,7 @@ use mro_tests::wait::eventually_within;
 use serde_json::json;
 
 use super::DONE;
+use super::runner::PodRunner;
 use crate::modeltransfer_controller::{Env, condition};
 
 /// Unique on the shared control plane (registry names are unique cluster-wide).
@@ -51,7 +59,8 @@ struct OperatorProcess {
 }
 
 impl OperatorProcess {
-    async fn start(env: &Env, hosts: &HostAliases) -> OperatorProcess {
+    /// `images`: `RELATED_IMAGE_*` variables (the images of the Deployments and Jobs it renders).
+    async fn start(env: &Env, hosts: &HostAliases, images: &[(&str, String)]) -> OperatorProcess {
         mro_tests::operator::install_rbac(&env.client)
             .await
             .expect("install config/rbac");
@@ -76,6 +85,7 @@ impl OperatorProcess {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,model_registry_operator=debug")
+            .envs(images.iter().map(|(k, v)| (*k, v.as_str())))
             .args(["--watch-namespace", &env.ns])
             .args([
                 "--health-probe-bind-address",
@@ -148,17 +158,118 @@ fn proxy_client(proxy: &RbacProxy, ns: &str) -> reqwest::Client {
         .unwrap()
 }
 
+/// Where no kubelet-run kube-rbac-proxy can be had (the stand-in lives in the test process), a pod
+/// carrying the registry pods' labels and the proxy's named port takes its place behind the
+/// Service: busybox `nc` passes each connection on to the proxy at the node's host address (TLS
+/// end to end between the Job's pod and the proxy). A controller owner reference (a ConfigMap)
+/// keeps the registry's ReplicaSet from adopting it. Returns once a pod reaches it through the
+/// Service's DNS name: the hosts file of the cluster DNS, the endpoints and kube-proxy's rules
+/// follow the Service within seconds, and a Job started before would fail its first call.
+async fn service_forwarder(env: &Env, node: &Node, port: u16) {
+    const WAIT: Duration = Duration::from_secs(240);
+    let owner: ConfigMap =
+        serde_json::from_value(json!({ "metadata": { "name": "proxy-forwarder-owner" } })).unwrap();
+    let owner = env
+        .api::<ConfigMap>()
+        .create(&PostParams::default(), &owner)
+        .await
+        .unwrap();
+    let labels = json!({ "app": REGISTRY, "component": "model-registry",
+                         "app.kubernetes.io/name": REGISTRY });
+    let p = port.to_string();
+    let host = node.env.host_ip.to_string();
+    let mut pod = pods::pod(
+        "proxy-forwarder",
+        &node.images.busybox,
+        &[
+            "/bin/busybox",
+            "nc",
+            "-ll",
+            "-p",
+            &p,
+            "-e",
+            "/bin/busybox",
+            "nc",
+            &host,
+            &p,
+        ],
+        json!({ "restartPolicy": "Always",
+                "containers": [{ "ports": [{ "name": "https-api", "containerPort": port }] }] }),
+    );
+    pod.metadata.labels = serde_json::from_value(labels).unwrap();
+    pod.metadata.owner_references = Some(vec![
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "name": "proxy-forwarder-owner",
+            "uid": owner.metadata.uid.clone().unwrap(), "controller": true }))
+        .unwrap(),
+    ]);
+    env.api::<k8s_openapi::api::core::v1::Pod>()
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap();
+    // The Service selects it (ready) ...
+    let endpoints = env.api::<Endpoints>();
+    eventually_within(
+        "the forwarder behind the registry's Service",
+        WAIT,
+        || async {
+            endpoints
+                .get_opt(REGISTRY)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|e| e.subsets)
+                .is_some_and(|s| {
+                    s.iter()
+                        .any(|s| s.addresses.as_ref().is_some_and(|a| !a.is_empty()))
+                })
+        },
+    )
+    .await;
+    // ... and a pod connects through the Service's name (busybox nc: 1 when it cannot connect).
+    let script = format!(
+        r#"end=$(( $(date +%s) + 180 ))
+until /bin/busybox nc {REGISTRY}.{ns}.svc {port} </dev/null; do
+  [ "$(date +%s)" -lt "$end" ] || {{ echo "no connection to {REGISTRY}.{ns}.svc:{port}"; exit 1; }}
+  sleep 1
+done"#,
+        ns = env.ns
+    );
+    let probe = pods::pod(
+        "proxy-forwarder-probe",
+        &node.images.busybox,
+        &["/bin/sh", "-c", &script],
+        json!({}),
+    );
+    let done = pods::run_to_end(&env.client, &env.ns, &probe, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        terminated(&done).map(|t| t.exit_code),
+        Some(0),
+        "{:#?}\n{}",
+        done.status,
+        node.describe()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn s3_to_oci_create_model_into_a_referenced_model_registry() {
-    let bin = model_sync::binary(Profile::Debug)
-        .await
-        .expect("model-sync binary");
-    let env = Env::without_operator("e2e-mr-ref").await;
+    let env = Env::without_operator_on(PodRunner::cluster().await, "e2e-mr-ref").await;
     let ns = env.ns.clone();
+    // Cluster DNS for the registry's Service, for the operator (and with the agent the Job's pod).
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let hosts = HostAliases::new().with_service(localhost, REGISTRY, &ns);
+    let runner = PodRunner::for_env(&env, hosts.clone()).await;
+    let node = runner.node();
 
     // The stores and the registry behind its proxy.
     let s3 = S3Server::start().await.unwrap();
-    let oci = OciRegistry::start_auth_tls().await.unwrap();
+    // Its certificate also names the address pods dial.
+    let pod_sans: Vec<String> = node.iter().map(|n| n.env.host_ip.to_string()).collect();
+    let oci = OciRegistry::start_auth_tls_also_for(&pod_sans)
+        .await
+        .unwrap();
     let base_image = push_base_image(&oci).await.unwrap();
     // The registry's database; the registry itself starts from the Deployment the operator
     // renders (below), so until then the proxy forwards to nothing.
@@ -171,25 +282,40 @@ async fn s3_to_oci_create_model_into_a_referenced_model_registry() {
     let model = Model::small(21);
     model.put_s3(&s3, "models", "granite/1.0").await.unwrap();
 
-    // Cluster DNS for the registry's Service, for the operator and for the Job's pod.
-    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let hosts = HostAliases::new().with_service(localhost, REGISTRY, &ns);
-    let agent = NodeAgent::start_with_hosts(env.client.clone(), &ns, bin, hosts.clone())
-        .expect("node agent");
-    let mut operator = OperatorProcess::start(&env, &hosts).await;
+    // On the node the Jobs run our model-sync image; the registry's Deployment gets local images
+    // too (nothing is ever pulled), though it never becomes ready here.
+    let images: Vec<(&str, String)> = node
+        .map(|n| {
+            vec![
+                (
+                    "RELATED_IMAGE_ODH_MODEL_REGISTRY_JOB_ASYNC_UPLOAD_IMAGE",
+                    n.images.model_sync.clone(),
+                ),
+                (
+                    "RELATED_IMAGE_ODH_MODEL_REGISTRY_IMAGE",
+                    n.images.model_registry.clone(),
+                ),
+                (
+                    "RELATED_IMAGE_ODH_KUBE_RBAC_PROXY_IMAGE",
+                    n.images.busybox.clone(),
+                ),
+            ]
+        })
+        .unwrap_or_default();
+    let mut operator = OperatorProcess::start(&env, &hosts, &images).await;
 
     // What users create: credentials, CA bundles, the ModelRegistry.
     env.secret(
         "s3-creds",
         None,
         json!({ "AWS_ACCESS_KEY_ID": s3.access_key(), "AWS_SECRET_ACCESS_KEY": s3.secret_key(),
-                "AWS_DEFAULT_REGION": s3.region(), "AWS_S3_ENDPOINT": s3.endpoint() }),
+                "AWS_DEFAULT_REGION": s3.region(), "AWS_S3_ENDPOINT": runner.for_pods(&s3.endpoint()) }),
     )
     .await;
     env.secret(
         "push-creds",
         Some("kubernetes.io/dockerconfigjson"),
-        json!({ ".dockerconfigjson": oci.docker_config_json() }),
+        json!({ ".dockerconfigjson": runner.for_pods(&oci.docker_config_json()) }),
     )
     .await;
     let (crt, key) = proxy
@@ -273,14 +399,17 @@ async fn s3_to_oci_create_model_into_a_referenced_model_registry() {
     .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log()));
     let mr = &started.server.standin;
     proxy.set_upstream(&mr.base_url());
+    if let Some(node) = node {
+        service_forwarder(&env, node, proxy.port()).await;
+    }
 
     env.create(
         TRANSFER,
         json!({
             "source": { "s3": { "bucket": "models", "key": "granite/1.0/",
                                 "credentialsSecretRef": { "name": "s3-creds" } } },
-            "destination": { "oci": { "uri": oci.reference("models/granite", "1.0"),
-                                      "baseImage": base_image,
+            "destination": { "oci": { "uri": runner.for_pods(&oci.reference("models/granite", "1.0")),
+                                      "baseImage": runner.for_pods(&base_image),
                                       "credentialsSecretRef": { "name": "push-creds" } } },
             "registry": { "modelRegistryRef": { "name": REGISTRY },
                           "caConfigMapRef": { "name": "registry-ca", "key": "ca.crt" } },
@@ -335,10 +464,11 @@ async fn s3_to_oci_create_model_into_a_referenced_model_registry() {
         }
     })
     .await;
+    let pods_now = runner.describe(&env).await;
     let diagnostics = || {
         format!(
             "{last:#?}\n--- pods\n{}\n--- operator\n{}\n--- proxy\n{:#?}",
-            agent.describe(),
+            pods_now,
             operator.log(),
             proxy.decisions()
         )
@@ -359,7 +489,10 @@ async fn s3_to_oci_create_model_into_a_referenced_model_registry() {
     let uri = st.artifact_uri.clone().expect("artifactUri");
     let pinned = uri.trim_start_matches("oci://");
     assert!(
-        pinned.starts_with(&format!("{}/models/granite@sha256:", oci.host())),
+        pinned.starts_with(&format!(
+            "{}/models/granite@sha256:",
+            runner.for_pods(oci.host())
+        )),
         "{uri}"
     );
     let artifact = mr
@@ -376,7 +509,13 @@ async fn s3_to_oci_create_model_into_a_referenced_model_registry() {
         "{:?}",
         mr.registered_models()
     );
-    assert_eq!(pull_image(&oci, pinned).await.unwrap().models, model);
+    assert_eq!(
+        pull_image(&oci, &runner.on_host(pinned))
+            .await
+            .unwrap()
+            .models,
+        model
+    );
 
     // Every registry call went through the proxy as the Job's ServiceAccount (the Job's writes
     // and its read-back: the operator borrows no token for its check), and none was refused:
@@ -459,5 +598,6 @@ async fn s3_to_oci_create_model_into_a_referenced_model_registry() {
         .unwrap();
     assert!(left.items.is_empty());
     operator.assert_running();
-    assert_eq!(agent.runs().len(), 1, "{}", agent.describe());
+    let runs = runner.runs(&env).await;
+    assert_eq!(runs.len(), 1, "{}", runner.describe(&env).await);
 }

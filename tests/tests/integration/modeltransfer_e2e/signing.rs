@@ -1,13 +1,14 @@
-//! `spec.signing` end to end: the operator wires the Job, the node agent runs it (mounting the
-//! key Secret, or projecting a real ServiceAccount token from the API server's TokenRequest API
-//! with the requested audience), model-sync signs, and PyPI's `model-signing` verifies.
+//! `spec.signing` end to end: the operator wires the Job, the kubelet runs it (mounting the key
+//! Secret, or projecting a real ServiceAccount token with the requested audience; with
+//! `MRO_NODE=0` the node agent does, through the API server's TokenRequest API), model-sync
+//! signs, and the `model-signing` Python package verifies.
 //!
 //! Keyless: the Fulcio stand-in trusts the local API server's ServiceAccount issuer through the
 //! keys the API server publishes (`/openid/v1/jwks`), so the certificate is issued for a token
 //! that really comes from Kubernetes, and names the Job's ServiceAccount. The trusted root comes
 //! from the TUF stand-in, starting from the initial root pinned in a ConfigMap
 //! (`tufRootConfigMapRef`).
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim};
@@ -51,10 +52,12 @@ fn tampered_copy(dir: &Path, to: &Path, file: &str) {
     std::fs::write(&path, data).unwrap();
 }
 
-/// PersistentVolumeClaims the transfer refers to (the operator checks they exist; the node
-/// agent stands in for their volumes with directories).
-async fn claims(w: &E2e, names: &[&str]) {
+/// PersistentVolumeClaims the transfer refers to (the operator checks they exist), each bound to
+/// a host directory ([`super::runner::PodRunner::claim`]); returns the directories.
+async fn claims(w: &E2e, names: &[&str]) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
     for name in names {
+        dirs.push(w.pods.claim(&w.env, name).await);
         let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
             "metadata": { "name": name },
             "spec": { "accessModes": ["ReadWriteOnce"], "resources": { "requests": { "storage": "1Gi" } } }
@@ -66,6 +69,7 @@ async fn claims(w: &E2e, names: &[&str]) {
             .await
             .expect("create PVC");
     }
+    dirs
 }
 
 /// The model files as written at the destination, without the signature.
@@ -90,11 +94,10 @@ fn spec(w: &E2e, source: Value, destination: Value, name: &str, signing: Value) 
 #[tokio::test(flavor = "multi_thread")]
 async fn key_signed_pvc_transfer_waits_for_its_key_and_verifies() {
     let w = E2e::new("e2e-sign-key").await;
-    claims(&w, &["staging", "serving"]).await;
+    let dirs = claims(&w, &["staging", "serving"]).await;
+    let (staging, serving) = (&dirs[0], &dirs[1]);
     let model = Model::small(31);
-    model
-        .write_dir(&w.agent.pvc_dir("staging").join("bert"))
-        .unwrap();
+    model.write_dir(&staging.join("bert")).unwrap();
     w.create(
         "bert",
         spec(
@@ -147,12 +150,12 @@ async fn key_signed_pvc_transfer_waits_for_its_key_and_verifies() {
     let job = w.env.api::<Job>().get("bert-sync").await.unwrap();
     let text = serde_json::to_string(&job).unwrap();
     assert!(!text.contains("PRIVATE KEY") && text.contains("MODEL_SYNC_SIGNING_KEY_PATH"));
-    assert!(!w.agent.describe().contains("PRIVATE KEY"));
+    assert!(!w.describe().await.contains("PRIVATE KEY"));
 
-    let out = w.agent.pvc_dir("serving").join("models/bert");
+    let out = serving.join("models/bert");
     assert_eq!(published(&out), model);
     let sig = out.join("model.sig");
-    assert!(sig.is_file(), "no model.sig\n{}", w.agent.describe());
+    assert!(sig.is_file(), "no model.sig\n{}", w.describe().await);
     let keys = tempfile::tempdir().unwrap();
     let public_path = keys.path().join("key.pub");
     std::fs::write(&public_path, public).unwrap();
@@ -184,11 +187,12 @@ async fn keyless_signing_uses_the_jobs_service_account_identity() {
         .expect("the API server's ServiceAccount issuer");
     let sig = Sigstore::start_trusting(vec![kubernetes.clone()]).unwrap();
     let tuf = sig.tuf().await.expect("TUF repository");
-    claims(&w, &["serving"]).await;
+    let serving = claims(&w, &["serving"]).await.remove(0);
     let model = Model::small(32);
     model.put_s3(&w.s3, "models", "gpt/v1").await.unwrap();
     let keyless = |audience: Option<&str>| {
-        let mut k = json!({ "keyless": { "fulcioURL": sig.fulcio.url(), "rekorURL": sig.rekor.url(),
+        let mut k = json!({ "keyless": { "fulcioURL": w.for_pods(&sig.fulcio.url()),
+                                         "rekorURL": w.for_pods(&sig.rekor.url()),
                                          "expirationSeconds": 900 } });
         if let Some(a) = audience {
             k["keyless"]["audience"] = a.into();
@@ -198,7 +202,7 @@ async fn keyless_signing_uses_the_jobs_service_account_identity() {
     let source = json!({ "s3": { "bucket": "models", "key": "gpt/v1/",
                                  "credentialsSecretRef": { "name": "s3-creds" } } });
     let mut pinned = keyless(None);
-    pinned["keyless"]["tufURL"] = tuf.url().into();
+    pinned["keyless"]["tufURL"] = w.for_pods(&tuf.url()).into();
     pinned["keyless"]["tufRootConfigMapRef"] = json!({ "name": "tuf-root", "key": "root.json" });
     w.create(
         "gpt",
@@ -246,10 +250,10 @@ async fn keyless_signing_uses_the_jobs_service_account_identity() {
         Some("True".into()),
         "{st:#?}"
     );
-    assert_eq!(sig.fulcio.issued(), 1, "{}", w.agent.describe());
+    assert_eq!(sig.fulcio.issued(), 1, "{}", w.describe().await);
     assert_eq!(sig.rekor.size(), 1);
     // The trusted root was fetched through TUF from the pinned root, not trusted on first use.
-    let log = w.agent.describe();
+    let log = w.pods.logs(&w.env).await;
     assert!(
         log.contains("trusted root fetched from SIGSTORE_TUF_URL"),
         "{log}"
@@ -262,7 +266,7 @@ async fn keyless_signing_uses_the_jobs_service_account_identity() {
         "{fetched:?}"
     );
 
-    let out = w.agent.pvc_dir("serving").join("gpt");
+    let out = serving.join("gpt");
     assert_eq!(published(&out), model);
     let model_sig = out.join("model.sig");
     let trust = sig.trust_config_path();
@@ -312,7 +316,7 @@ async fn keyless_signing_uses_the_jobs_service_account_identity() {
         condition(&st, "Failed"),
         Some(("True".into(), "SigningFailed".into())),
         "{st:#?}\n{}",
-        w.agent.describe()
+        w.describe().await
     );
     assert!(
         st.message

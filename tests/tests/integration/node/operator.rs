@@ -57,6 +57,11 @@ async fn wait_lease_holder(t: &NodeNs, holder: &str) -> Lease {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_operator_runs_from_config_default_as_a_pod_and_reconciles_a_registry_and_a_transfer() {
+    if mro_tests::node::skip_when_switched_off(
+        "the_operator_runs_from_config_default_as_a_pod_and_reconciles_a_registry_and_a_transfer",
+    ) {
+        return;
+    }
     let t = NodeNs::new("node-operator").await;
     let deploy = operator::deploy(&t.client, &t.node.images, Some(&t.ns), OPERATOR_DEADLINE);
     // The sample database starts while the operator's pod comes up.

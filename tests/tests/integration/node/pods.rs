@@ -16,6 +16,11 @@ const RUN: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restricted_pod_is_scheduled_runs_and_its_log_is_read_from_the_kubelet() {
+    if mro_tests::node::skip_when_switched_off(
+        "a_restricted_pod_is_scheduled_runs_and_its_log_is_read_from_the_kubelet",
+    ) {
+        return;
+    }
     let t = NodeNs::new("node-basic").await;
     let p = pod(
         "hello",
@@ -57,6 +62,11 @@ async fn a_restricted_pod_is_scheduled_runs_and_its_log_is_read_from_the_kubelet
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_image_running_as_root_is_refused_under_run_as_non_root() {
+    if mro_tests::node::skip_when_switched_off(
+        "an_image_running_as_root_is_refused_under_run_as_non_root",
+    ) {
+        return;
+    }
     let t = NodeNs::new("node-nonroot").await;
     let p = pod(
         "root-image",
@@ -102,6 +112,11 @@ async fn an_image_running_as_root_is_refused_under_run_as_non_root() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_read_only_root_filesystem_keeps_the_scratch_volume_writable() {
+    if mro_tests::node::skip_when_switched_off(
+        "a_read_only_root_filesystem_keeps_the_scratch_volume_writable",
+    ) {
+        return;
+    }
     let t = NodeNs::new("node-rofs").await;
     let script = "if touch /rootfs-probe 2>/dev/null; then echo ROOT-WRITABLE; else echo root-read-only; fi; \
                   echo data >/scratch/file && cat /scratch/file";
@@ -127,6 +142,11 @@ async fn a_read_only_root_filesystem_keeps_the_scratch_volume_writable() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn secret_configmap_and_projected_token_files_have_their_items_and_modes() {
+    if mro_tests::node::skip_when_switched_off(
+        "secret_configmap_and_projected_token_files_have_their_items_and_modes",
+    ) {
+        return;
+    }
     let t = NodeNs::new("node-volumes").await;
     let secret: Secret = serde_json::from_value(json!({ "metadata": { "name": "creds" },
         "stringData": { "token": "s3cr3t", "unused": "never-mounted" } }))
@@ -201,6 +221,11 @@ async fn secret_configmap_and_projected_token_files_have_their_items_and_modes()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_service_name_resolves_and_routes_to_a_host_test_server() {
+    if mro_tests::node::skip_when_switched_off(
+        "a_service_name_resolves_and_routes_to_a_host_test_server",
+    ) {
+        return;
+    }
     let t = NodeNs::new("node-svc").await;
     let files = HttpFileServer::start().await.unwrap();
     files
@@ -255,6 +280,9 @@ async fn a_service_name_resolves_and_routes_to_a_host_test_server() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_operator_image_starts_as_its_non_root_user() {
+    if mro_tests::node::skip_when_switched_off("the_operator_image_starts_as_its_non_root_user") {
+        return;
+    }
     let t = NodeNs::new("node-opimage").await;
     let p = pod(
         "operator",
@@ -270,6 +298,9 @@ async fn the_operator_image_starts_as_its_non_root_user() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pod_has_no_route_out_of_the_test_world() {
+    if mro_tests::node::skip_when_switched_off("a_pod_has_no_route_out_of_the_test_world") {
+        return;
+    }
     let t = NodeNs::new("node-isolated").await;
     // A documentation address (TEST-NET-3): the node's namespace has no route to it, so the
     // attempt ends there (ICMP unreachable from the node), and nothing leaves the machine.
@@ -308,6 +339,11 @@ fn jwt_claims(token: &str) -> serde_json::Value {
 /// at 10, so a later change proves nothing) and bounds the whole at 16.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_projected_token_is_rotated_in_place_by_the_kubelet() {
+    if mro_tests::node::skip_when_switched_off(
+        "a_projected_token_is_rotated_in_place_by_the_kubelet",
+    ) {
+        return;
+    }
     use k8s_openapi::api::authentication::v1::TokenReview;
     let t = NodeNs::new("node-token-rotation").await;
     let script = "f=/v/token/sa-token; first=$(cat $f); start=$(date +%s); \

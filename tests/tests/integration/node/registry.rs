@@ -183,6 +183,11 @@ async fn sample_runs_on_the_node(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_postgres_sample_registry_runs_on_the_node_and_answers_through_its_service() {
+    if mro_tests::node::skip_when_switched_off(
+        "the_postgres_sample_registry_runs_on_the_node_and_answers_through_its_service",
+    ) {
+        return;
+    }
     sample_runs_on_the_node(
         "node-registry-pg",
         "modelregistry-sample-pg",
@@ -198,6 +203,11 @@ async fn the_postgres_sample_registry_runs_on_the_node_and_answers_through_its_s
 /// user on the sample's database) is what the test waits on before the registry is applied.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_mysql_sample_registry_runs_on_the_node_and_answers_through_its_service() {
+    if mro_tests::node::skip_when_switched_off(
+        "the_mysql_sample_registry_runs_on_the_node_and_answers_through_its_service",
+    ) {
+        return;
+    }
     sample_runs_on_the_node(
         "node-registry-my",
         "modelregistry-sample-my",

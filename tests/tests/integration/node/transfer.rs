@@ -211,6 +211,11 @@ pub(super) fn assert_restricted_pod_of_our_image(w: &World, pod: &Pod) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_s3_to_oci_transfer_runs_in_a_real_pod_of_the_model_sync_image() {
+    if mro_tests::node::skip_when_switched_off(
+        "an_s3_to_oci_transfer_runs_in_a_real_pod_of_the_model_sync_image",
+    ) {
+        return;
+    }
     let w = World::new("node-transfer").await;
     let model = Model::small(31);
     model.put_s3(&w.s3, "models", "iris/v1").await.unwrap();
@@ -254,6 +259,11 @@ async fn an_s3_to_oci_transfer_runs_in_a_real_pod_of_the_model_sync_image() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_transfer_pod_reports_through_its_termination_message() {
+    if mro_tests::node::skip_when_switched_off(
+        "a_failing_transfer_pod_reports_through_its_termination_message",
+    ) {
+        return;
+    }
     let w = World::new("node-transfer-fail").await;
     Model::small(32)
         .put_s3(&w.s3, "models", "broken/v1")
@@ -294,6 +304,11 @@ async fn a_failing_transfer_pod_reports_through_its_termination_message() {
 /// container did not run as root.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_of_an_image_whose_user_is_root_runs_as_the_pinned_non_root_user() {
+    if mro_tests::node::skip_when_switched_off(
+        "a_job_of_an_image_whose_user_is_root_runs_as_the_pinned_non_root_user",
+    ) {
+        return;
+    }
     let w = World::with_sync_image("node-transfer-root", |i| i.model_sync_root.clone()).await;
     let model = Model::small(33);
     model.put_s3(&w.s3, "models", "rooted/v1").await.unwrap();
