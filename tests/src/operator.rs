@@ -121,6 +121,7 @@ pub async fn start(cluster: &Cluster, settings: Settings) -> OperatorHandle {
     let options = RunOptions {
         discovery_interval: Duration::from_secs(2),
         serve_http: false,
+        ..RunOptions::default()
     };
     let task = tokio::spawn(async move {
         model_registry_operator::run::run(client, settings, options, async move {
@@ -156,5 +157,92 @@ impl Drop for OperatorHandle {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
+    }
+}
+
+/// The catalog controller's ServiceAccount (config/overlays/catalog/rbac.yaml).
+pub const CATALOG_SERVICE_ACCOUNT: &str = "catalog-controller-manager";
+
+/// Applies config/overlays/catalog/rbac.yaml (idempotent) into the operator namespace, so the
+/// catalog controller's identity gets exactly those rules.
+pub async fn install_catalog_rbac(client: &Client) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(repo_root().join("config/overlays/catalog/rbac.yaml"))?;
+    let discovery = kube::discovery::Discovery::new(client.clone())
+        .filter(&["", "rbac.authorization.k8s.io"])
+        .run()
+        .await?;
+    for mut doc in serde_saphyr::from_multiple::<DynamicObject>(&text)? {
+        let gvk = kube::api::GroupVersionKind::try_from(
+            &doc.types
+                .clone()
+                .context("document without apiVersion/kind")?,
+        )?;
+        let (ar, caps) = discovery
+            .resolve_gvk(&gvk)
+            .context("unknown kind in the catalog RBAC")?;
+        if let Some(subjects) = doc.data.get_mut("subjects").and_then(|s| s.as_array_mut()) {
+            for s in subjects {
+                s["namespace"] = OPERATOR_NAMESPACE.into();
+            }
+        }
+        let api: Api<DynamicObject> = match caps.scope {
+            Scope::Namespaced => {
+                doc.metadata.namespace = Some(OPERATOR_NAMESPACE.into());
+                Api::namespaced_with(client.clone(), OPERATOR_NAMESPACE, &ar)
+            }
+            Scope::Cluster => Api::all_with(client.clone(), &ar),
+        };
+        api.patch(
+            &doc.name_any(),
+            &PatchParams::apply(HARNESS_MANAGER).force(),
+            &Patch::Apply(&doc),
+        )
+        .await
+        .with_context(|| format!("apply {} {}", ar.kind, doc.name_any()))?;
+    }
+    Ok(())
+}
+
+/// A client configuration acting as the catalog controller's ServiceAccount.
+pub async fn catalog_config(cluster: &Cluster) -> anyhow::Result<kube::Config> {
+    let admin = cluster.admin_client();
+    install_catalog_rbac(&admin).await?;
+    let token =
+        crate::cluster::service_account_token(&admin, OPERATOR_NAMESPACE, CATALOG_SERVICE_ACCOUNT)
+            .await?;
+    let mut config = cluster.operator_config();
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(token.into()),
+        ..Default::default()
+    };
+    Ok(config)
+}
+
+/// Starts the catalog controller alone (the `catalog` subcommand's process) as its own
+/// ServiceAccount, with the catalog's settings given (not read from the environment).
+pub async fn start_catalog(
+    cluster: &Cluster,
+    settings: Settings,
+    catalog: model_registry_operator::catalog::settings::CatalogSettings,
+) -> OperatorHandle {
+    let config = catalog_config(cluster).await.expect("catalog identity");
+    let client = model_registry_operator::run::client(config).expect("catalog client");
+    let (tx, rx) = oneshot::channel::<()>();
+    let options = RunOptions {
+        discovery_interval: Duration::from_secs(2),
+        serve_http: false,
+        controllers: model_registry_operator::run::Controllers::Catalog {
+            settings: Some(Box::new(catalog)),
+        },
+    };
+    let task = tokio::spawn(async move {
+        model_registry_operator::run::run(client, settings, options, async move {
+            let _ = rx.await;
+        })
+        .await
+    });
+    OperatorHandle {
+        stop: Some(tx),
+        task: Some(task),
     }
 }

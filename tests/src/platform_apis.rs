@@ -21,6 +21,8 @@ pub enum PlatformApi {
     Authorino,
     /// `gateway.networking.k8s.io` HTTPRoute and ReferenceGrant.
     GatewayApi,
+    /// `services.platform.opendatahub.io` Auth (cluster-scoped; the platform's admin groups).
+    PlatformAuth,
 }
 
 struct Kind {
@@ -111,6 +113,13 @@ fn kinds(api: PlatformApi) -> Vec<Kind> {
                 versions: &["v1beta1"],
             },
         ],
+        PlatformApi::PlatformAuth => vec![Kind {
+            group: "services.platform.opendatahub.io",
+            kind: "Auth",
+            plural: "auths",
+            namespaced: false,
+            versions: &["v1alpha1"],
+        }],
     }
 }
 

@@ -4,8 +4,7 @@
 //! - [`run`]: the operator process (leader election, probes, metrics, controllers).
 //! - [`modelregistry`]: deploys and secures Model Registry instances.
 //! - [`modeltransfer`]: copies models in model-sync Jobs and registers them.
-//! - [`catalog`]: the Model Catalog's settings and pure builders (its controller is not yet
-//!   wired).
+//! - [`catalog`]: the Model Catalog controller (`catalog` subcommand).
 //! - [`kube_ext`]: the shared controller layer (child model, apply, prune, finalizer, stores,
 //!   control loop); it knows no controller.
 //! - [`watched`]: the stores the controllers' watches keep for their reads.

@@ -32,7 +32,16 @@ enum Command {
     /// the module's status. Uses --leader-elect (Lease `aihub-controller-manager` in
     /// POD_NAMESPACE), the probe and metrics addresses and --log-format.
     Aihub,
+    /// Run the Model Catalog controller alone (its own Deployment `catalog-controller-manager`,
+    /// as the Go operator's `catalog` subcommand): for the Catalog `catalog` in
+    /// REGISTRIES_NAMESPACE, deploy the catalog server and its PostgreSQL. Uses the same
+    /// settings as `run`; the leader-election Lease defaults to `catalog.opendatahub.io`.
+    Catalog,
 }
+
+/// The catalog controller's Lease when --leader-election-id is left at its default (the Go
+/// operator's, cmd/catalog.go@08f64eb:133).
+const CATALOG_LEADER_ELECTION_ID: &str = "catalog.opendatahub.io";
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
@@ -70,6 +79,23 @@ fn main() -> anyhow::Result<()> {
                         .await
                 })
         }
+        Some(Command::Catalog) => {
+            let mut settings =
+                cli.settings
+                    .normalized()
+                    .with_api_audiences_resolved(std::path::Path::new(
+                        model_registry_operator::settings::SERVICE_ACCOUNT_TOKEN_PATH,
+                    ));
+            if settings.leader_election_id == "model-registry-operator-lock" {
+                settings.leader_election_id = CATALOG_LEADER_ELECTION_ID.into();
+            }
+            telemetry::init(settings.log_format);
+            let options = run::RunOptions {
+                controllers: run::Controllers::Catalog { settings: None },
+                ..run::RunOptions::default()
+            };
+            run_operator(settings, options)
+        }
         Some(Command::Run(run)) if run.print_settings => {
             println!(
                 "{}",
@@ -85,26 +111,25 @@ fn main() -> anyhow::Result<()> {
                         model_registry_operator::settings::SERVICE_ACCOUNT_TOKEN_PATH,
                     ));
             telemetry::init(settings.log_format);
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?
-                .block_on(async move {
-                    let client = run::client(kube::Config::infer().await?)?;
-                    let stopped = run::run(
-                        client,
-                        settings,
-                        run::RunOptions::default(),
-                        shutdown_signal(),
-                    )
-                    .await?;
-                    if stopped == run::Stopped::LostLeadership {
-                        // Exit non-zero so the pod restarts and rejoins the election cleanly.
-                        anyhow::bail!("lost leadership");
-                    }
-                    Ok(())
-                })
+            run_operator(settings, run::RunOptions::default())
         }
     }
+}
+
+/// Runs the operator process with `options` until a signal or lost leadership.
+fn run_operator(settings: Settings, options: run::RunOptions) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let client = run::client(kube::Config::infer().await?)?;
+            let stopped = run::run(client, settings, options, shutdown_signal()).await?;
+            if stopped == run::Stopped::LostLeadership {
+                // Exit non-zero so the pod restarts and rejoins the election cleanly.
+                anyhow::bail!("lost leadership");
+            }
+            Ok(())
+        })
 }
 
 /// SIGTERM or SIGINT.

@@ -9,6 +9,7 @@ use kube::Client;
 use tokio::sync::watch;
 
 use crate::capabilities;
+use crate::catalog;
 use crate::context::Context;
 use crate::http::{self, Readiness};
 use crate::metrics::Metrics;
@@ -39,6 +40,20 @@ pub struct RunOptions {
     pub discovery_interval: Duration,
     /// Serve `/healthz`, `/readyz`, `/metrics` on the settings' addresses.
     pub serve_http: bool,
+    /// Which controllers this process runs.
+    pub controllers: Controllers,
+}
+
+/// The controllers of one process: the registry controllers (`run`), or the catalog's alone
+/// (`catalog`, its own Deployment, as the Go operator's `catalog` subcommand).
+#[derive(Clone, Debug, Default)]
+pub enum Controllers {
+    #[default]
+    Registries,
+    /// `settings`: `None` reads the catalog's variables from the process environment.
+    Catalog {
+        settings: Option<Box<catalog::settings::CatalogSettings>>,
+    },
 }
 
 impl Default for RunOptions {
@@ -46,6 +61,7 @@ impl Default for RunOptions {
         RunOptions {
             discovery_interval: DISCOVERY_INTERVAL,
             serve_http: true,
+            controllers: Controllers::default(),
         }
     }
 }
@@ -146,8 +162,17 @@ pub async fn run(
                 let _ = rx.wait_for(|s| *s).await;
             }
         };
-        let mr_ctl = tokio::spawn(modelregistry::run(ctx.clone(), gen_stop()));
-        let mt_ctl = tokio::spawn(modeltransfer::run(ctx.clone(), gen_stop()));
+        let handles = match &options.controllers {
+            Controllers::Registries => vec![
+                tokio::spawn(modelregistry::run(ctx.clone(), gen_stop())),
+                tokio::spawn(modeltransfer::run(ctx.clone(), gen_stop())),
+            ],
+            Controllers::Catalog { settings } => vec![tokio::spawn(catalog::run(
+                ctx.clone(),
+                settings.as_deref().cloned(),
+                gen_stop(),
+            ))],
+        };
         readiness.set_ready(true);
         let mut changes = Box::pin(caps.changes());
         let outcome = tokio::select! {
@@ -159,7 +184,7 @@ pub async fn run(
         // kube-runtime's graceful shutdown also waits for scheduled requeues (minutes ahead), so
         // in-flight reconciles get a short grace period and are then dropped. That is safe:
         // every reconcile is an idempotent server-side apply and resumes on the next start.
-        for mut handle in [mr_ctl, mt_ctl] {
+        for mut handle in handles {
             if tokio::time::timeout(SHUTDOWN_GRACE, &mut handle)
                 .await
                 .is_err()

@@ -1,9 +1,9 @@
 //! The Model Catalog's delivery: config/overlays/catalog carries the Go overlay's parameters
 //! (config/overlays/catalog/params.env@08f64eb:1-12) through the same replacements
 //! (replacements.yaml@08f64eb:2-137) to Deployment `catalog-controller-manager`; the overlay and
-//! the sample are accepted by the API server; and nothing claims the controller runs: the
-//! Deployment has no replicas, the chart refuses `catalog.enabled`, and the operator binary
-//! refuses the `catalog` subcommand.
+//! the sample are accepted by the API server; the Deployment runs the binary's `catalog`
+//! subcommand as its own ServiceAccount, and the chart's `catalog.enabled` deploys the same
+//! controller with the same rules.
 use std::collections::BTreeSet;
 use std::process::Command;
 
@@ -104,14 +104,31 @@ fn overlay_has_the_go_parameters_and_each_reaches_the_deployment() {
         })
         .collect();
     assert_eq!(read, GO_KEYS.iter().map(|k| k.to_string()).collect());
-    // Not yet runnable, and saying so.
-    assert_eq!(dep["spec"]["replicas"], 0);
-    assert!(
-        dep["metadata"]["annotations"]["modelregistry.opendatahub.io/status"]
-            .as_str()
-            .unwrap()
-            .contains("not yet wired")
+    // Runnable: one replica of the `catalog` subcommand, as the overlay's ServiceAccount.
+    assert_eq!(dep["spec"]["replicas"], 1);
+    assert_eq!(c["args"], serde_json::json!(["catalog", "--leader-elect"]));
+    assert_eq!(
+        dep["spec"]["template"]["spec"]["serviceAccountName"],
+        "catalog-controller-manager"
     );
+    assert!(
+        rendered
+            .iter()
+            .any(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "catalog-manager-role")
+    );
+}
+
+/// The rules of the ClusterRole named `name` among `docs`.
+fn rules_of(docs: &[Value], name_suffix: &str) -> Value {
+    docs.iter()
+        .find(|d| {
+            d["kind"] == "ClusterRole"
+                && d["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with(name_suffix))
+        })
+        .unwrap_or_else(|| panic!("ClusterRole *{name_suffix}"))["rules"]
+        .clone()
 }
 
 #[test]
@@ -128,18 +145,41 @@ fn overlay_crd_is_the_generated_one() {
 }
 
 #[test]
-fn chart_refuses_the_catalog_until_the_controller_is_wired() {
+fn chart_deploys_the_catalog_controller_with_the_overlay_rules() {
     let chart = ["template", "mro", "charts/model-registry-operator"];
     let off = run(&npm_tool("helm"), &chart, None).unwrap();
     assert!(!off.contains("catalog-controller"));
     let mut on = chart.to_vec();
     on.extend(["--set", "catalog.enabled=true"]);
-    let err = run(&npm_tool("helm"), &on, None).unwrap_err().to_string();
-    assert!(err.contains("not yet wired"), "{err}");
+    let rendered = docs(&run(&npm_tool("helm"), &on, None).unwrap());
+    let dep = rendered
+        .iter()
+        .find(|d| {
+            d["kind"] == "Deployment"
+                && d["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with("catalog-controller-manager"))
+        })
+        .expect("the catalog controller's Deployment");
+    let spec = &dep["spec"]["template"]["spec"];
+    assert_eq!(spec["containers"][0]["args"][0], "catalog");
+    assert_eq!(spec["containers"][0]["args"][1], "--leader-elect");
+    assert!(
+        spec["serviceAccountName"]
+            .as_str()
+            .unwrap()
+            .ends_with("catalog-controller-manager")
+    );
+    let overlay = docs(&kustomize("config/overlays/catalog"));
+    assert_eq!(
+        rules_of(&rendered, "catalog-manager-role"),
+        rules_of(&overlay, "catalog-manager-role"),
+        "the chart's catalog rules differ from config/overlays/catalog/rbac.yaml"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn operator_has_no_catalog_subcommand_yet() {
+async fn operator_has_the_catalog_subcommand() {
     let bin = cargo_bin(
         "model-registry-operator",
         "model-registry-operator",
@@ -147,13 +187,13 @@ async fn operator_has_no_catalog_subcommand_yet() {
     )
     .await
     .unwrap();
-    let out = Command::new(bin).arg("catalog").output().unwrap();
-    assert!(
-        !out.status.success(),
-        "the operator pretends to run a catalog controller"
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("catalog"), "{stderr}");
+    let out = Command::new(bin)
+        .args(["catalog", "--help"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("Model Catalog controller"), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

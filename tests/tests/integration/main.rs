@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod catalog_contract;
+mod catalog_controller;
 mod crds;
 mod delivery;
 mod delivery_aihub;

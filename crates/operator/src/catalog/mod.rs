@@ -1,10 +1,182 @@
-//! The Model Catalog (`Catalog`, `aihub.opendatahub.io/v1alpha1`): what its controller will
-//! deploy, as pure builders. The reconcile loop is not wired yet: it is to be written on the
-//! shared controller layer, and calls, in order, [`mro_api::catalog::validate`],
-//! [`build::desired`], an applier, then [`build::status::available`].
+//! The Model Catalog controller (`Catalog`, `aihub.opendatahub.io/v1alpha1`): deploys the
+//! catalog server `model-catalog`, its PostgreSQL and everything around them, as the Go
+//! operator's `catalog` controller does, on the shared controller layer
+//! ([`crate::kube_ext`]). It runs as the operator's `catalog` subcommand (its own Deployment
+//! `catalog-controller-manager`, as in Go), never beside the registry controllers.
 //!
-//! - [`settings`]: the catalog's own operator settings (images, `SKIP_MODEL_CATALOG_DB_CREATION`,
-//!   `CATALOG_POSTGRES_*`, the registries namespace, the gateway).
-//! - [`build`]: one module per group of objects, no I/O.
+//! The reconcile ([`reconcile`]) is a pipeline of steps, one module each:
+//! [`dereference`] (reads) → [`validate`] (typed valid input) → [`plan`] (the build step, over
+//! the pure builders of [`build`]) → [`apply`] → [`status`]; [`finalize`] on deletion.
+//! [`context`] holds what the steps share, including the stores of the catalog's watches;
+//! [`settings`] the catalog-only settings.
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Pod, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
+use kube::api::{Api, DynamicObject};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use mro_api::catalog::{Catalog, SINGLETON_NAME};
+
+use crate::context::{Context, controller_config};
+use crate::kube_ext::child::Parent;
+use crate::kube_ext::controller::QueuedController;
+use crate::kube_ext::watch::{children_config, scoped};
+
+pub mod apply;
 pub mod build;
+pub mod context;
+pub mod dereference;
+pub mod finalize;
+pub mod plan;
+pub mod reconcile;
 pub mod settings;
+pub mod status;
+pub mod validate;
+
+use context::CatalogContext;
+
+/// The Catalog a labelled child names.
+fn parent_of<K: Resource>(obj: &K) -> Option<ObjectRef<Catalog>> {
+    let p = Parent::from_labels(obj.meta().labels.as_ref()?)?;
+    (p.kind == plan::KIND).then(|| ObjectRef::new(&p.name).within(&p.namespace))
+}
+
+/// The Catalog of `obj`'s namespace (the only name a Catalog may have).
+fn catalog_of_namespace<K: Resource>(obj: &K) -> Option<ObjectRef<Catalog>> {
+    Some(ObjectRef::new(SINGLETON_NAME).within(&obj.namespace()?))
+}
+
+/// Runs the catalog controller until `shutdown` resolves (`settings`: `None` reads the
+/// catalog's variables from the process environment).
+pub async fn run(
+    ctx: Arc<Context>,
+    settings: Option<settings::CatalogSettings>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let cctx = Arc::new(match settings {
+        Some(s) => CatalogContext::with_settings(ctx.clone(), s),
+        None => CatalogContext::new(ctx.clone()),
+    });
+    let client = ctx.client.clone();
+    let caps = ctx.caps.current();
+    let ns = ctx.settings.watch_namespace.clone();
+    let ns = ns.as_deref();
+    let cfg = || children_config(plan::KIND, ns);
+    let w = &cctx.watched;
+    let catalogs: Api<Catalog> = scoped(&client, ns);
+    let pods = watcher::Config::default().labels(
+        &build::names::selector()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    let sources =
+        watcher::Config::default().labels(&format!("{}=true", build::names::SOURCE_LABEL));
+    let mut controller = QueuedController::new(catalogs, watcher::Config::default().any_semantic())
+        .tracking_own_writes(ctx.child_record(&context::ID))
+        .owns_kept(scoped::<Deployment>(&client, ns), cfg(), &w.deployments)
+        .owns(scoped::<PartialObjectMeta<Service>>(&client, ns), cfg())
+        .owns(
+            scoped::<PartialObjectMeta<ServiceAccount>>(&client, ns),
+            cfg(),
+        )
+        .owns(scoped::<PartialObjectMeta<ConfigMap>>(&client, ns), cfg())
+        .owns(scoped::<PartialObjectMeta<Role>>(&client, ns), cfg())
+        .owns(scoped::<PartialObjectMeta<RoleBinding>>(&client, ns), cfg())
+        .owns(
+            scoped::<PartialObjectMeta<NetworkPolicy>>(&client, ns),
+            cfg(),
+        )
+        .watches(
+            Api::<PartialObjectMeta<ClusterRoleBinding>>::all(client.clone()),
+            (),
+            cfg(),
+            |o| parent_of(&o),
+        )
+        .watches_kept(scoped::<Endpoints>(&client, ns), cfg(), &w.endpoints, |o| {
+            parent_of(&o)
+        })
+        .watches_kept(scoped::<Pod>(&client, ns), pods, &w.pods, |o| {
+            catalog_of_namespace(&o)
+        })
+        // Extra sources: a labelled ConfigMap's change reaches the Deployment's arguments.
+        .watches(
+            scoped::<PartialObjectMeta<ConfigMap>>(&client, ns),
+            (),
+            sources,
+            |o| catalog_of_namespace(&o),
+        );
+    // The platform Auth's admin groups reach every Catalog (when the API is served at start;
+    // otherwise each reconcile still reads it).
+    if auth_served(&client).await {
+        let ar = dereference::auth_resource();
+        let store = controller.store();
+        controller = controller.watches(
+            Api::<DynamicObject>::all_with(client.clone(), &ar),
+            ar,
+            watcher::Config::default().fields(&format!("metadata.name={}", dereference::AUTH_NAME)),
+            move |_: DynamicObject| {
+                store
+                    .state()
+                    .iter()
+                    .map(|c| ObjectRef::from_obj(c.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        );
+    }
+    if caps.openshift() {
+        let ar = plan::route_resource();
+        controller = controller.watches(
+            scoped_dynamic(&client, ns, &ar),
+            ar,
+            cfg(),
+            |o: DynamicObject| parent_of(&o),
+        );
+    }
+    tracing::info!(capabilities = ?caps, "starting Catalog controller");
+    let queue = ctx.metrics.work_queue(context::ID.name);
+    controller
+        .with_config(controller_config(&ctx))
+        .run(
+            reconcile::reconcile,
+            reconcile::report_error,
+            cctx,
+            queue,
+            shutdown,
+        )
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => {
+                    tracing::debug!(catalog = %obj.name, namespace = ?obj.namespace, "reconciled")
+                }
+                Err(e) => tracing::debug!(error = %e, "catalog reconcile attempt failed"),
+            }
+        })
+        .await;
+}
+
+/// Whether the platform's Auth API is served.
+async fn auth_served(client: &kube::Client) -> bool {
+    client
+        .list_api_group_resources(&dereference::auth_resource().api_version)
+        .await
+        .is_ok_and(|l| l.resources.iter().any(|r| r.name == "auths"))
+}
+
+fn scoped_dynamic(
+    client: &kube::Client,
+    ns: Option<&str>,
+    ar: &kube::api::ApiResource,
+) -> Api<DynamicObject> {
+    match ns {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
+        None => Api::all_with(client.clone(), ar),
+    }
+}

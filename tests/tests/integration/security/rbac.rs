@@ -371,3 +371,67 @@ async fn the_operator_holds_the_readme_rules_and_nothing_more() {
         );
     }
 }
+
+/// The rules of the `kind` document of config/overlays/catalog/rbac.yaml.
+fn catalog_rules(kind: &str) -> Value {
+    let text =
+        std::fs::read_to_string(repo_root().join("config/overlays/catalog/rbac.yaml")).unwrap();
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+    docs.into_iter()
+        .find(|d| d["kind"] == kind)
+        .unwrap_or_else(|| panic!("a {kind} in the catalog overlay"))["rules"]
+        .clone()
+}
+
+/// The catalog controller's identity (its own ServiceAccount) holds exactly the overlay's
+/// ClusterRole everywhere, plus the leader-election Role in its own namespace, and nothing more
+/// (besides what every authenticated identity holds). That these rules suffice is what the
+/// `catalog_controller` tests prove: they run the controller under them.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_catalog_controller_holds_the_overlay_rules_and_nothing_more() {
+    let cluster = cluster::shared(Flavour::Vanilla).await;
+    let config = mro_tests::operator::catalog_config(cluster)
+        .await
+        .expect("the catalog identity");
+    let catalog = Client::try_from(config).unwrap();
+    let strip = |set: BTreeSet<(Scope, Perm)>| -> BTreeSet<Perm> {
+        set.into_iter().map(|(_, p)| p).collect()
+    };
+    let cluster_perms = strip(expand_rules(Scope::Cluster, &catalog_rules("ClusterRole")));
+    let leader_perms = strip(expand_rules(
+        Scope::OperatorNamespace,
+        &catalog_rules("Role"),
+    ));
+    let other = cluster.namespace("sec-catalog-rbac").await.unwrap();
+    for (ns, with_leader) in [
+        ("kube-system", false),
+        (other.as_str(), false),
+        (OPERATOR_NAMESPACE, true),
+    ] {
+        let mut allowed = cluster_perms.clone();
+        if with_leader {
+            allowed.extend(leader_perms.iter().cloned());
+        }
+        let wanted = allowed.clone();
+        allowed.extend(baseline(cluster, ns).await);
+        // The RBAC just applied may take a moment to reach the authorizer's cache.
+        let deadline = Instant::now() + DEADLINE;
+        let held = loop {
+            let held = rules_review(&catalog, ns).await;
+            if wanted.iter().all(|p| covered(p, &held)) || Instant::now() > deadline {
+                break held;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        let missing: Vec<&Perm> = wanted.iter().filter(|p| !covered(p, &held)).collect();
+        assert!(
+            missing.is_empty(),
+            "in {ns} the catalog controller lacks: {missing:?}"
+        );
+        let extra: Vec<&Perm> = held.iter().filter(|p| !covered(p, &allowed)).collect();
+        assert!(
+            extra.is_empty(),
+            "in {ns} the catalog controller holds rules its overlay does not list: {extra:?}"
+        );
+    }
+}
