@@ -6,11 +6,13 @@
 //! engine builds on [`config::Config`].
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod config;
 pub mod error;
 pub mod failure;
 pub mod hf;
 pub mod local;
+pub mod logging;
 pub mod net;
 pub mod oci;
 pub mod redact;

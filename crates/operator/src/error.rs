@@ -1,6 +1,6 @@
 //! Reconciliation errors. Each has a short metric label; none carries secret values.
 use crate::kube_ext::build_error::BuildError;
-use crate::kube_ext::report::{Categorized, ErrorCategory};
+use crate::kube_ext::report::{Categorized, ErrorCategory, kube_category, kube_metric_label};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -36,8 +36,7 @@ impl From<crate::kube_ext::apply::ApplyError> for Error {
 impl Categorized for Error {
     fn metric_label(&self) -> String {
         match self {
-            Error::Kube(kube::Error::Api(s)) => format!("kube_api_{}", s.code),
-            Error::Kube(_) => "kube_client".into(),
+            Error::Kube(e) => kube_metric_label(e),
             Error::Invalid(_) => "invalid".into(),
             Error::Build(_) => "build".into(),
             Error::MissingField(_) => "missing_field".into(),
@@ -50,17 +49,12 @@ impl Categorized for Error {
     /// request as invalid or forbidden, or the desired objects cannot be built. Conflicts,
     /// throttling, server and transport errors are transient and only retried.
     fn category(&self) -> ErrorCategory {
-        let user_must_act = match self {
-            Error::Kube(kube::Error::Api(s)) => matches!(s.code, 400 | 403 | 422),
-            Error::Kube(_) | Error::Registry(_) => false,
+        match self {
+            Error::Kube(e) => kube_category(e),
+            Error::Registry(_) => ErrorCategory::Transient,
             Error::Invalid(_) | Error::Build(_) | Error::MissingField(_) | Error::Conflict(_) => {
-                true
+                ErrorCategory::UserMustAct
             }
-        };
-        if user_must_act {
-            ErrorCategory::UserMustAct
-        } else {
-            ErrorCategory::Transient
         }
     }
 }

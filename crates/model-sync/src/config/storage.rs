@@ -230,12 +230,18 @@ fn load_oci(
 pub fn build_source(
     layers: &Layers,
     kind: SourceKind,
+    env_region: Option<&str>,
     errors: &mut ConfigErrors,
 ) -> Option<Source> {
     match kind {
-        SourceKind::S3 => {
-            s3_location(layers, &SOURCE_S3, "--source-type is s3", errors).map(Source::S3)
-        }
+        SourceKind::S3 => s3_location(
+            layers,
+            &SOURCE_S3,
+            "--source-type is s3",
+            env_region,
+            errors,
+        )
+        .map(Source::S3),
         SourceKind::Oci => {
             oci_location(layers, &SOURCE_OCI, "--source-type is oci", errors).map(Source::Oci)
         }
@@ -271,13 +277,18 @@ pub fn build_source(
 pub fn build_destination(
     layers: &Layers,
     kind: DestinationKind,
+    env_region: Option<&str>,
     errors: &mut ConfigErrors,
 ) -> Option<Destination> {
     match kind {
-        DestinationKind::S3 => {
-            s3_location(layers, &DESTINATION_S3, "--destination-type is s3", errors)
-                .map(Destination::S3)
-        }
+        DestinationKind::S3 => s3_location(
+            layers,
+            &DESTINATION_S3,
+            "--destination-type is s3",
+            env_region,
+            errors,
+        )
+        .map(Destination::S3),
         DestinationKind::Oci => {
             let location = oci_location(
                 layers,
@@ -346,10 +357,13 @@ fn absolute_path(
     Some(path)
 }
 
+/// `env_region`: the process environment's `AWS_REGION` (else `AWS_DEFAULT_REGION`), read once
+/// with the rest of the configuration, used when no region is configured for the location.
 fn s3_location(
     layers: &Layers,
     keys: &S3Keys,
     when: &str,
+    env_region: Option<&str>,
     errors: &mut ConfigErrors,
 ) -> Option<S3Location> {
     let before = errors.0.len();
@@ -408,7 +422,10 @@ fn s3_location(
     Some(S3Location {
         bucket: bucket?,
         key: key?,
-        region: layers.text(keys.region),
+        region: layers
+            .text(keys.region)
+            .filter(|r| !r.trim().is_empty())
+            .or_else(|| env_region.map(str::to_owned)),
         endpoint,
         credentials: credentials?,
     })

@@ -63,9 +63,14 @@ pub fn build(mut layers: Layers, ctx: &LoadContext) -> Result<Config, ConfigErro
         &mut warnings,
     );
 
-    let source = source_kind.and_then(|k| storage::build_source(&layers, k, &mut errors));
-    let destination =
-        destination_kind.and_then(|k| storage::build_destination(&layers, k, &mut errors));
+    // The S3 client reads no environment: the region it falls back to is read here, once.
+    let env_region = ctx
+        .var("AWS_REGION")
+        .or_else(|| ctx.var("AWS_DEFAULT_REGION"));
+    let source =
+        source_kind.and_then(|k| storage::build_source(&layers, k, env_region, &mut errors));
+    let destination = destination_kind
+        .and_then(|k| storage::build_destination(&layers, k, env_region, &mut errors));
     let registry = registry::resolve(&layers, ctx, &mut errors, &mut warnings);
     let metadata = load_metadata(&layers, ctx, &mut errors, &mut warnings);
     let mut ids = ModelIds {

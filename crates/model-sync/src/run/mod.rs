@@ -18,7 +18,8 @@
 //! The failure JSON carries a stable [`FailureReason`] code; exit code 2 for
 //! `InvalidConfiguration`, 1 otherwise.
 //!
-//! Storage-initializer mode: see [`storage_init`].
+//! Storage-initializer mode: see [`storage_init`]. The process around both (argv to exit code,
+//! the termination file on every path) is [`crate::app`]; logging is [`crate::logging`].
 
 pub mod engine;
 pub mod intents;
@@ -28,15 +29,10 @@ pub mod storage_init;
 pub mod termination;
 
 use std::ffi::OsString;
-use std::future::Future;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::{
-    self, Config, Key, Kind, LoadContext, Loaded, Mode, OciCredentials, S3Credentials,
-};
-use crate::error::{EXIT_INVALID_CONFIG, EXIT_OK};
+use crate::config::{self, Config, Key, Kind, LoadContext, OciCredentials, S3Credentials};
 
 use engine::{Backends, Engine as _, EngineFactory};
 use intents::Plan;
@@ -254,161 +250,6 @@ pub async fn shutdown_signal() -> &'static str {
     }
 }
 
-/// The whole program: argv and environment in, exit code out. `main.rs` only calls this.
-pub fn main(argv: Vec<OsString>, ctx: &LoadContext) -> ExitCode {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let early = context_scrubber(&argv, ctx);
-    let default_termination = ctx
-        .var("TERMINATION_MESSAGE_PATH")
-        .unwrap_or(config::DEFAULT_TERMINATION_MESSAGE_PATH)
-        .to_owned();
-    let loaded = match config::load(argv, ctx) {
-        Ok(l) => l,
-        Err(errors) => {
-            let err = RunError::from(&errors);
-            let text = early.scrub(&errors.to_string());
-            eprintln!("model-sync: {text}");
-            termination::write(
-                default_termination.as_ref(),
-                &termination::failure_json(err.reason, &err.message, None, &early),
-            );
-            return ExitCode::from(EXIT_INVALID_CONFIG);
-        }
-    };
-    match loaded {
-        Loaded::Info(text) => {
-            print!("{text}");
-            ExitCode::from(EXIT_OK)
-        }
-        Loaded::Run(Mode::Sync(cfg)) => {
-            let scrubber = early.merged(&config_scrubber(&cfg));
-            init_logging(
-                cfg.log_level.as_deref(),
-                cfg.registry.log_level.as_deref(),
-                &scrubber,
-            );
-            println!(
-                "model-sync configuration:\n{}",
-                scrubber.scrub(&cfg.summary())
-            );
-            for w in &cfg.warnings {
-                tracing::warn!("{w}");
-            }
-            let result = block_on(sync(&cfg, ctx, &scrubber));
-            finish_sync(&cfg, result, &scrubber)
-        }
-        Loaded::Run(Mode::StorageInitializer(si)) => {
-            let scrubber = early.merged(&storage_init::scrubber(&si, ctx));
-            init_logging(ctx.var("LOGLEVEL"), None, &scrubber);
-            let result = block_on(storage_init::run(&si, ctx));
-            match result {
-                Ok(done) => {
-                    let text = termination::success_json(
-                        &serde_json::to_value(&done).unwrap_or_default(),
-                        &scrubber,
-                    );
-                    println!("{text}");
-                    termination::write(&si.termination_message_path, &text);
-                    ExitCode::from(EXIT_OK)
-                }
-                Err(e) => fail(&e, None, &si.termination_message_path, &scrubber),
-            }
-        }
-    }
-}
-
-fn finish_sync(cfg: &Config, result: Result<SyncSuccess, RunError>, s: &Scrubber) -> ExitCode {
-    match result {
-        Ok(done) => {
-            let text = termination::success_json(&done.to_json(), s);
-            tracing::info!("model-sync finished");
-            println!("{text}");
-            termination::write(&cfg.termination_message_path, &text);
-            ExitCode::from(EXIT_OK)
-        }
-        Err(e) => fail(
-            &e,
-            Some(cfg.intent.as_str()),
-            &cfg.termination_message_path,
-            s,
-        ),
-    }
-}
-
-fn fail(
-    e: &RunError,
-    intent: Option<&str>,
-    path: &std::path::Path,
-    scrubber: &Scrubber,
-) -> ExitCode {
-    eprintln!("model-sync: {}", scrubber.scrub(&e.to_string()));
-    termination::write(
-        path,
-        &termination::failure_json(e.reason, &e.message, intent, scrubber),
-    );
-    ExitCode::from(e.exit_code())
-}
-
-fn block_on<T>(fut: impl Future<Output = Result<T, RunError>>) -> Result<T, RunError> {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt.block_on(fut),
-        Err(e) => Err(RunError::new(
-            FailureReason::Internal,
-            format!("cannot start the async runtime: {e}"),
-        )),
-    }
-}
-
-/// `LOGLEVEL` (Python-style names accepted) selects the level; `--registry-log-level` the level
-/// of the Model Registry client's own messages (the `registry_client` target), as it sets the
-/// Python client's logger; `RUST_LOG` replaces both. Output goes to stderr through the scrubber.
-fn init_logging(level: Option<&str>, registry_level: Option<&str>, scrubber: &Scrubber) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(log_directives(level, registry_level))
-    });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(termination::ScrubbingStderr::new(scrubber.clone()))
-        .with_ansi(false)
-        .try_init();
-}
-
-/// The filter directives for [`init_logging`]: a global level, plus one for `registry_client`.
-pub fn log_directives(level: Option<&str>, registry_level: Option<&str>) -> String {
-    let global = level.and_then(tracing_level).unwrap_or("info");
-    match registry_level.and_then(tracing_level) {
-        Some(r) => format!("{global},registry_client={r}"),
-        None => global.to_owned(),
-    }
-}
-
-/// A Python logging level (name, or number: 10 DEBUG, 20 INFO, 30 WARNING, 40 ERROR, 50
-/// CRITICAL) as a tracing level. `NOTSET` / 0 means "inherit": `None`.
-fn tracing_level(raw: &str) -> Option<&'static str> {
-    let raw = raw.trim().to_ascii_lowercase();
-    if let Ok(n) = raw.parse::<u32>() {
-        return match n {
-            0 => None,
-            1..=9 => Some("trace"),
-            10..=19 => Some("debug"),
-            20..=29 => Some("info"),
-            30..=39 => Some("warn"),
-            _ => Some("error"),
-        };
-    }
-    match raw.as_str() {
-        "trace" => Some("trace"),
-        "debug" => Some("debug"),
-        "info" => Some("info"),
-        "warning" | "warn" => Some("warn"),
-        "error" | "critical" | "fatal" => Some("error"),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,26 +287,6 @@ mod tests {
             s.scrub("a s3cr3t-value b tok-value-1 c pw-value-9"),
             "a *** b *** c ***"
         );
-    }
-
-    #[test]
-    fn registry_log_level_sets_the_registry_client_target() {
-        assert_eq!(log_directives(None, None), "info");
-        assert_eq!(log_directives(Some("WARNING"), None), "warn");
-        assert_eq!(
-            log_directives(None, Some("debug")),
-            "info,registry_client=debug"
-        );
-        // Python's numeric levels, as `--registry-log-level` defaults to logging.WARNING (30).
-        assert_eq!(
-            log_directives(Some("error"), Some("10")),
-            "error,registry_client=debug"
-        );
-        assert_eq!(
-            log_directives(None, Some("40")),
-            "info,registry_client=error"
-        );
-        assert_eq!(log_directives(None, Some("0")), "info");
     }
 
     #[test]

@@ -9,7 +9,8 @@ use super::tls::{self, S3Tls};
 use crate::config::{S3Credentials, S3Location};
 use crate::transfer::TransferError;
 
-/// The region used when neither the configuration nor the environment names one.
+/// The region used when the configuration names none (it has read the environment's
+/// `AWS_REGION` / `AWS_DEFAULT_REGION` already: this module reads no environment).
 pub const DEFAULT_REGION: &str = "us-east-1";
 
 /// An SDK client for `location`'s endpoint, region and credentials.
@@ -29,15 +30,8 @@ async fn client_with(
     location: &S3Location,
     http: Option<aws_smithy_runtime_api::client::http::SharedHttpClient>,
 ) -> aws_sdk_s3::Client {
-    let region = location
-        .region
-        .clone()
-        .filter(|r| !r.trim().is_empty())
-        .or_else(|| env_nonempty("AWS_REGION"))
-        .or_else(|| env_nonempty("AWS_DEFAULT_REGION"))
-        .unwrap_or_else(|| DEFAULT_REGION.to_owned());
-    let mut loader =
-        aws_config::defaults(aws_config::BehaviorVersion::latest()).region(Region::new(region));
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(Region::new(region(location)));
     if let S3Credentials::Static {
         access_key_id,
         secret_access_key,
@@ -69,6 +63,11 @@ async fn client_with(
     aws_sdk_s3::Client::from_conf(config)
 }
 
-fn env_nonempty(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+/// The location's region, else [`DEFAULT_REGION`].
+pub fn region(location: &S3Location) -> String {
+    location
+        .region
+        .clone()
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_REGION.to_owned())
 }

@@ -2,8 +2,8 @@
 //! and a destination that uploads under a prefix (multipart for large files).
 //!
 //! Client settings for S3-compatible servers: path-style addressing, checksums only when an
-//! operation requires them, region from the configuration, else `AWS_REGION` /
-//! `AWS_DEFAULT_REGION`, else `us-east-1`. Credentials are the configured static keys or the
+//! operation requires them, region from the configuration (which falls back to the environment's
+//! `AWS_REGION` / `AWS_DEFAULT_REGION` when it loads), else `us-east-1`. Credentials are the configured static keys or the
 //! standard AWS default chain (env, profile, web identity/IRSA, container and instance metadata).
 //!
 //! Errors name the bucket, key and S3 error code, never credentials.
@@ -17,7 +17,7 @@ mod source;
 mod tests;
 mod tls;
 
-pub use client::{DEFAULT_REGION, client, client_with_tls};
+pub use client::{DEFAULT_REGION, client, client_with_tls, region};
 pub use destination::{MultipartOptions, S3Destination, part_size};
 pub use keys::{directory_prefix, fingerprint, object_key, relative_path};
 pub use source::S3Source;

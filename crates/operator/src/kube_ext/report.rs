@@ -63,3 +63,22 @@ impl Reporter<'_> {
         }
     }
 }
+
+/// The metric label of a failed Kubernetes request: the API status code when the server
+/// answered, else `kube_client`. Every controller's errors label their Kubernetes failures so.
+pub fn kube_metric_label(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("kube_api_{}", s.code),
+        _ => "kube_client".into(),
+    }
+}
+
+/// The category of a failed Kubernetes request: a request the API server rejected as invalid
+/// or forbidden (400, 403, 422) persists until someone changes something; conflicts,
+/// throttling, server and transport errors are transient.
+pub fn kube_category(e: &kube::Error) -> ErrorCategory {
+    match e {
+        kube::Error::Api(s) if matches!(s.code, 400 | 403 | 422) => ErrorCategory::UserMustAct,
+        _ => ErrorCategory::Transient,
+    }
+}

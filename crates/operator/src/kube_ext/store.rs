@@ -111,6 +111,15 @@ pub trait Trim {
     fn trim(&mut self);
 }
 
+impl Trim for k8s_openapi::api::core::v1::Pod {
+    /// Reconciles read a kept pod's status (container states, termination messages) and its
+    /// labels and owners; nothing of the spec.
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+        self.spec = None;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +127,18 @@ mod tests {
     use kube::api::ObjectMeta;
     use kube::runtime::reflector;
     use kube::runtime::watcher::Event;
+
+    #[test]
+    fn trimming_a_pod_keeps_what_status_reads() {
+        let mut p = pod("a", "p");
+        p.metadata.labels = Some([("app".to_string(), "x".to_string())].into());
+        p.spec = Some(Default::default());
+        p.status = Some(Default::default());
+        p.metadata.managed_fields = Some(vec![Default::default()]);
+        p.trim();
+        assert!(p.spec.is_none() && p.metadata.managed_fields.is_none());
+        assert!(p.status.is_some() && p.metadata.labels.is_some());
+    }
 
     fn pod(ns: &str, name: &str) -> Pod {
         Pod {

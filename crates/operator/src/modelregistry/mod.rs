@@ -1,8 +1,10 @@
 //! The ModelRegistry controller: deploys and secures Model Registry instances.
 //! Built on the shared controller layer ([`crate::kube_ext`]): this module declares what is
-//! particular to this controller (its identity in `reconcile::ID`, its watches, builders, status).
+//! particular to this controller (its identity in `policy::ID`, its watches, builders, status).
 //!
-//! - [`reconcile`]: the pipeline (read → validate → build → apply → status) and the finalizer.
+//! - [`reconcile`]: the pipeline (validate → dereference → build → apply → status), one file per
+//!   step: [`validate`], [`read`], [`build`], [`apply`], [`publish`]; [`finalize`] on deletion.
+//! - [`policy`]: the controller's identity, finalizer and retry interval.
 //! - [`read`]: facts gathered from the cluster.
 //! - [`validate`]: rules checked before anything is built (spec, name, namespace, uniqueness).
 //! - [`build`]: pure functions producing the desired children.
@@ -28,19 +30,24 @@ use crate::kube_ext::child::{PARENT_KIND_LABEL, PARENT_NAME_LABEL, PARENT_NAMESP
 use crate::kube_ext::controller::QueuedController;
 use crate::kube_ext::watch::{children_config, scoped};
 
+pub mod apply;
 pub mod build;
+pub mod finalize;
 pub mod kinds;
 pub mod migrate;
+pub mod policy;
 pub mod provision;
+pub mod publish;
 pub mod read;
 pub mod reconcile;
 pub mod status;
 pub mod validate;
+pub mod watched;
 
 /// Maps a labelled child (any namespace, or cluster-scoped) to its registry.
 fn parent_of<K: Resource>(obj: &K) -> Option<ObjectRef<ModelRegistry>> {
     let l = obj.meta().labels.as_ref()?;
-    if l.get(PARENT_KIND_LABEL).map(String::as_str) != Some(build::labels::KIND) {
+    if l.get(PARENT_KIND_LABEL).map(String::as_str) != Some(build::names::KIND) {
         return None;
     }
     Some(ObjectRef::new(l.get(PARENT_NAME_LABEL)?).within(l.get(PARENT_NAMESPACE_LABEL)?))
@@ -56,28 +63,28 @@ pub async fn run(
     let caps = ctx.caps.current();
     let ns = ctx.settings.watch_namespace.clone();
     let ns = ns.as_deref();
-    let cfg = || children_config(build::labels::KIND, ns);
+    let cfg = || children_config(build::names::KIND, ns);
     let registries: Api<ModelRegistry> = scoped(&client, ns);
     let w = &ctx.watched;
     let mut controller =
         QueuedController::new(registries, watcher::Config::default().any_semantic());
-    w.registries.set(controller.store(), ns);
+    w.registry.registries.set(controller.store(), ns);
     if ns.is_some() {
         // Names are unique cluster-wide (see `validate`): the registries elsewhere count too.
         let everywhere = Api::<PartialObjectMeta<ModelRegistry>>::all(client.clone());
         controller = controller.keeps(
             everywhere,
             watcher::Config::default().any_semantic(),
-            &w.registry_names,
+            &w.registry.registry_names,
         );
     }
     // The Deployment, pods and endpoints are kept: status is computed from them.
     let mut controller = controller
-        .tracking_own_writes(ctx.child_record(&reconcile::ID))
+        .tracking_own_writes(ctx.child_record(&policy::ID))
         .owns_kept(
             scoped::<Deployment>(&client, ns),
             cfg(),
-            &w.registry_deployments,
+            &w.registry.deployments,
         )
         .owns(scoped::<PartialObjectMeta<Service>>(&client, ns), cfg())
         .owns(
@@ -99,13 +106,13 @@ pub async fn run(
         )
         // Pods and Endpoints carry the registry's labels (copied from the template and
         // Service): their state drives Available and ConfigurationError.
-        .watches_kept(scoped::<Pod>(&client, ns), cfg(), &w.registry_pods, |o| {
+        .watches_kept(scoped::<Pod>(&client, ns), cfg(), &w.registry.pods, |o| {
             parent_of(&o)
         })
         .watches_kept(
             scoped::<Endpoints>(&client, ns),
             cfg(),
-            &w.registry_endpoints,
+            &w.registry.endpoints,
             |o| parent_of(&o),
         );
     // Secrets (the OAuth proxy's cookie Secret) are the operator's only in the namespaces where
@@ -130,7 +137,7 @@ pub async fn run(
         controller = controller.watches(api, ar, cfg(), |o| parent_of(&o));
     }
     tracing::info!(capabilities = ?caps, "starting ModelRegistry controller");
-    let queue = ctx.metrics.work_queue(reconcile::CONTROLLER);
+    let queue = ctx.metrics.work_queue(policy::CONTROLLER);
     controller
         .with_config(controller_config(&ctx))
         .run(

@@ -46,7 +46,7 @@ pub async fn ensure(client: &Client, mr: &ModelRegistry) -> Result<Option<String
 fn ours(existing: &ObjectMeta, mr: &ModelRegistry) -> bool {
     let ns = mr.namespace().unwrap_or_default();
     let labelled = Parent::from_labels(existing.labels.as_ref().unwrap_or(&Default::default()))
-        == Some(Parent::new(super::build::labels::KIND, &ns, &mr.name_any()));
+        == Some(Parent::new(super::build::names::KIND, &ns, &mr.name_any()));
     let controlled = existing
         .owner_references
         .iter()
@@ -114,7 +114,7 @@ fn make_meta_only<K: Resource<DynamicType = ()>>(
     let owners = if postgres_provision::keep_data(mr) {
         Vec::new()
     } else {
-        vec![super::build::labels::owner_ref(mr)]
+        vec![super::build::names::owner_ref(mr)]
     };
     let name = if K::kind(&()) == "Secret" {
         postgres_provision::secret_name(mr)

@@ -9,7 +9,7 @@ use mro_api::ModelRegistry;
 
 use super::build::gateway_api::{self, ObservedRoute, RouteState};
 use super::build::input::IngressGateway;
-use super::build::labels;
+use super::build::names;
 use super::kinds;
 use crate::capabilities::Capabilities;
 use crate::error::Result;
@@ -125,20 +125,20 @@ pub async fn runtime(
 ) -> Result<Runtime> {
     let ns = mr.namespace().unwrap_or_default();
     let name = mr.name_any();
-    let labels = labels::selector(mr);
+    let labels = names::selector(mr);
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
     let endpoints = Api::<Endpoints>::namespaced(client.clone(), &ns);
     let pods = Api::<Pod>::namespaced(client.clone(), &ns);
     // From the API server's watch cache when not kept, like the pods: fresh to within the watch
     // delay, and every change after it triggers another reconcile. Independent reads, at once.
     let deployment = async {
-        match watched.registry_deployments.get(&ns, &name).known() {
+        match watched.registry.deployments.get(&ns, &name).known() {
             Some(d) => Ok(d.map(|d| (*d).clone())),
             None => server_cache::get_opt(&deployments, &name).await,
         }
     };
     let endpoints = async {
-        match watched.registry_endpoints.get(&ns, &name).known() {
+        match watched.registry.endpoints.get(&ns, &name).known() {
             Some(e) => Ok(e.map(|e| (*e).clone())),
             None => server_cache::get_opt(&endpoints, &name).await,
         }
@@ -148,7 +148,7 @@ pub async fn runtime(
             let have = p.labels();
             labels.iter().all(|(k, v)| have.get(k) == Some(v))
         };
-        match watched.registry_pods.select(&ns, matches) {
+        match watched.registry.pods.select(&ns, matches) {
             Some(kept) => Ok(kept.iter().map(|p| (**p).clone()).collect()),
             None => {
                 let selector = labels
@@ -170,7 +170,7 @@ pub async fn runtime(
     let mut routes_admitted = BTreeMap::new();
     if let Some(ar) = kinds::route(caps) {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
-        let sel = crate::kube_ext::child::parent_selector(labels::KIND, &ns, &name);
+        let sel = crate::kube_ext::child::parent_selector(names::KIND, &ns, &name);
         for r in api
             .list(&ListParams::default().labels(&sel).match_any())
             .await?
@@ -193,7 +193,7 @@ pub async fn runtime(
     };
     let database = if super::build::postgres_provision::enabled(mr) {
         let db = super::build::postgres_provision::name(mr);
-        match watched.registry_deployments.get(&ns, &db).known() {
+        match watched.registry.deployments.get(&ns, &db).known() {
             Some(d) => d.map(|d| (*d).clone()),
             None => server_cache::get_opt(&deployments, &db).await?,
         }

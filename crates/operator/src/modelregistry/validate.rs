@@ -161,11 +161,13 @@ fn same_name(ctx: &Context, name: &str) -> Option<Vec<ObjectMeta>> {
     }
     let w = &ctx.watched;
     if ctx.settings.watch_namespace.is_none() {
-        w.registries
+        w.registry
+            .registries
             .select_all(|m| m.name_any() == name)
             .map(metadata)
     } else {
-        w.registry_names
+        w.registry
+            .registry_names
             .select_all(|m| m.name_any() == name)
             .map(metadata)
     }

@@ -1,11 +1,15 @@
 //! The ModelTransfer controller: copies a model in a Job running model-sync and registers it.
 //! Built on the shared controller layer ([`crate::kube_ext`]): this module declares what is
-//! particular to this controller (its identity in `reconcile::ID`, its watches, builders, status).
+//! particular to this controller (its identity in `policy::ID`, its watches, builders, status).
 //!
-//! - [`reconcile`]: the pipeline (read → validate → build → apply → status) and the finalizer.
-//! - [`read`]: the Job, its pods, and every reference of the spec.
-//! - [`build`]: pure functions producing the Job, the metadata ConfigMap, the ServiceAccount and
-//!   the registry-access RoleBinding.
+//! - [`reconcile`]: the pipeline (dereference → validate → build → apply → status), one file
+//!   per step: [`dereference`] (the Job, its pods, the registry, how references are read),
+//!   [`validate`] (the spec and every reference, before a Job exists), [`build`] (pure
+//!   functions producing the Job, the metadata ConfigMap, the ServiceAccount and the
+//!   registry-access RoleBinding), [`apply`] (the grant, the Job's inputs, the Job once),
+//!   [`publish`] (the status write and its events); [`track`] runs the steps for an existing
+//!   Job, [`finalize`] on deletion; [`error`] names the step that failed.
+//! - [`policy`]: the controller's identity, finalizer and retry intervals.
 //! - [`termination`]: the termination-message contract with model-sync.
 //! - [`status`]: phase and conditions from the Job's outcome.
 //! - [`verify`]: the `Registered` check against the registry.
@@ -26,13 +30,21 @@ use crate::context::{Context, controller_config};
 use crate::kube_ext::controller::QueuedController;
 use crate::kube_ext::watch::{children_config, scoped};
 
+pub mod apply;
 pub mod build;
+pub mod dereference;
+pub mod error;
+pub mod finalize;
 pub mod names;
-pub mod read;
+pub mod policy;
+pub mod publish;
 pub mod reconcile;
 pub mod status;
 pub mod termination;
+pub mod track;
+pub mod validate;
 pub mod verify;
+pub mod watched;
 
 #[cfg(test)]
 mod tests;
@@ -59,8 +71,8 @@ pub async fn run(
     let w = &ctx.watched;
     // The Job and its pods are kept: the status is computed from them.
     let controller = QueuedController::new(transfers, watcher::Config::default().any_semantic())
-        .tracking_own_writes(ctx.child_record(&reconcile::ID))
-        .owns_kept(scoped::<Job>(&client, ns), cfg(), &w.transfer_jobs)
+        .tracking_own_writes(ctx.child_record(&policy::ID))
+        .owns_kept(scoped::<Job>(&client, ns), cfg(), &w.transfer.jobs)
         .owns(scoped::<PartialObjectMeta<ConfigMap>>(&client, ns), cfg())
         .owns(
             scoped::<PartialObjectMeta<ServiceAccount>>(&client, ns),
@@ -68,11 +80,11 @@ pub async fn run(
         )
         .owns(scoped::<PartialObjectMeta<RoleBinding>>(&client, ns), cfg())
         // Pod phases and termination messages drive the status before the Job's counters move.
-        .watches_kept(scoped::<Pod>(&client, ns), cfg(), &w.transfer_pods, |p| {
+        .watches_kept(scoped::<Pod>(&client, ns), cfg(), &w.transfer.pods, |p| {
             transfer_of(&p)
         });
     tracing::info!("starting ModelTransfer controller");
-    let queue = ctx.metrics.work_queue(reconcile::CONTROLLER);
+    let queue = ctx.metrics.work_queue(policy::CONTROLLER);
     controller
         .with_config(controller_config(&ctx))
         .run(

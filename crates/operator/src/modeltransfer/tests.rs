@@ -9,7 +9,7 @@ use mro_api::model_transfer::TransferPhase;
 use mro_api::{ModelTransfer, ModelTransferStatus};
 use serde_json::{Value, json};
 
-use super::reconcile::transitions;
+use super::publish::transitions;
 use super::status::{self, Registration, StatusInput};
 
 fn mt() -> ModelTransfer {

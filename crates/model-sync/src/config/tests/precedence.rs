@@ -307,3 +307,26 @@ fn equals_syntax_is_accepted() {
     args.push("--source-aws-bucket=eq-bucket".into());
     assert_eq!(s3(&ok(&args, &ctx(&[]))).bucket, "eq-bucket");
 }
+
+#[test]
+fn without_aws_region_anywhere_the_location_has_none_and_the_client_uses_the_default() {
+    let c = ok(&base_args(), &ctx(&[]));
+    assert_eq!(s3(&c).region, None);
+    assert_eq!(crate::s3::region(s3(&c)), crate::s3::DEFAULT_REGION);
+}
+
+#[test]
+fn the_environment_region_is_read_once_by_config_and_a_configured_region_wins() {
+    let c = ok(&base_args(), &ctx(&[("AWS_DEFAULT_REGION", "eu-north-1")]));
+    assert_eq!(s3(&c).region.as_deref(), Some("eu-north-1"));
+    let env = ctx(&[
+        ("AWS_REGION", "eu-west-3"),
+        ("AWS_DEFAULT_REGION", "eu-north-1"),
+    ]);
+    let c = ok(&base_args(), &env);
+    assert_eq!(s3(&c).region.as_deref(), Some("eu-west-3"));
+    assert_eq!(crate::s3::region(s3(&c)), "eu-west-3");
+    let mut args = base_args();
+    args.extend(["--source-aws-region".to_owned(), "us-west-2".to_owned()]);
+    assert_eq!(s3(&ok(&args, &env)).region.as_deref(), Some("us-west-2"));
+}

@@ -8,7 +8,7 @@ use kube::ResourceExt;
 
 use super::input::{BuildInput, Desired};
 use super::ports::{GRPC_PORT_NAME, HTTP_PORT_NAME, HTTPS_PORT_NAME, grpc_port};
-use super::{labels, proxy};
+use super::{names, proxy};
 use crate::kube_ext::build_error::BuildError;
 use crate::kube_ext::child::Child;
 
@@ -17,7 +17,7 @@ pub fn build(input: &BuildInput, out: &mut Desired) -> Result<(), BuildError> {
     let name = mr.name_any();
     let ns = mr.namespace().unwrap_or_default();
 
-    let mut sa_meta = labels::owned_meta(mr, &name);
+    let mut sa_meta = names::owned_meta(mr, &name);
     let sa_annotations = proxy::service_account_annotations(input);
     if !sa_annotations.is_empty() {
         sa_meta.annotations = Some(sa_annotations);
@@ -50,7 +50,7 @@ pub fn user_role(input: &BuildInput) -> Role {
     }];
     rules.extend(proxy::user_role_rules(input));
     Role {
-        metadata: labels::owned_meta(mr, labels::user_role_name(mr)),
+        metadata: names::owned_meta(mr, names::user_role_name(mr)),
         rules: Some(rules),
     }
 }
@@ -72,7 +72,7 @@ pub fn service(input: &BuildInput) -> Service {
             ports.push(port_spec(GRPC_PORT_NAME, grpc));
         }
     }
-    let mut metadata = labels::owned_meta(mr, mr.name_any());
+    let mut metadata = names::owned_meta(mr, mr.name_any());
     let mut annotations = proxy::service_annotations(input);
     annotations.extend(external_addresses(input));
     if !annotations.is_empty() {
@@ -81,7 +81,7 @@ pub fn service(input: &BuildInput) -> Service {
     Service {
         metadata,
         spec: Some(ServiceSpec {
-            selector: Some(labels::selector(mr)),
+            selector: Some(names::selector(mr)),
             ports: Some(ports),
             type_: Some("ClusterIP".into()),
             ..Default::default()

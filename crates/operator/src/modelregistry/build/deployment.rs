@@ -27,7 +27,7 @@ use super::database::{embedded, mlmd};
 use super::input::{BuildInput, Desired, LayoutNote};
 use super::ports::{GRPC_PORT_NAME, HTTP_PORT_NAME, grpc_port};
 use super::server::{Layout, Server, server_of};
-use super::{istio, labels, proxy};
+use super::{istio, names, proxy};
 use crate::kube_ext::build_error::BuildError;
 use crate::kube_ext::child::Child;
 use crate::kube_ext::pod_security::restricted_security_context;
@@ -310,8 +310,8 @@ pub fn deployment(input: &BuildInput) -> Result<Deployment, BuildError> {
         volumes.extend(s.volumes);
     }
 
-    let mut pod_labels = labels::labels(mr);
-    pod_labels.extend(labels::selector(mr));
+    let mut pod_labels = names::labels(mr);
+    pod_labels.extend(names::selector(mr));
     // Without the mesh nothing would authenticate callers: run no pods rather than serve openly.
     let withheld = istio::resources::withheld(input).is_some();
     let mut pod_annotations = BTreeMap::new();
@@ -328,7 +328,7 @@ pub fn deployment(input: &BuildInput) -> Result<Deployment, BuildError> {
     }
 
     Ok(Deployment {
-        metadata: labels::owned_meta(mr, &name),
+        metadata: names::owned_meta(mr, &name),
         spec: Some(DeploymentSpec {
             // Zero while withheld; otherwise not ours: the API server defaults a new
             // Deployment to 1 and `kubectl scale` or an HorizontalPodAutoscaler own it after
@@ -338,9 +338,9 @@ pub fn deployment(input: &BuildInput) -> Result<Deployment, BuildError> {
             revision_history_limit: Some(0),
             selector: LabelSelector {
                 match_labels: Some(if input.legacy_selector {
-                    labels::legacy_selector(mr)
+                    names::legacy_selector(mr)
                 } else {
-                    labels::selector(mr)
+                    names::selector(mr)
                 }),
                 ..Default::default()
             },

@@ -17,7 +17,7 @@ use mro_api::condition::model_registry::types;
 use serde_json::json;
 
 use super::input::{BuildInput, Desired, Unsupported};
-use super::labels;
+use super::names;
 use crate::capabilities::GATEWAY_API_GROUP;
 use crate::kube_ext::child::Child;
 use crate::modelregistry::kinds;
@@ -79,9 +79,9 @@ pub fn build(input: &BuildInput, out: &mut Desired) {
     let gw = &input.settings.gateway;
     let route_ns = gw.route_namespace();
     let mut meta = if route_ns == ns {
-        labels::owned_meta(mr, http_route_name(mr))
+        names::owned_meta(mr, http_route_name(mr))
     } else {
-        labels::foreign_meta(mr, route_ns, http_route_name(mr))
+        names::foreign_meta(mr, route_ns, http_route_name(mr))
     };
     // As the Go operator labels its routes (an adopted route keeps its selector-visible labels).
     meta.labels
@@ -120,7 +120,7 @@ pub fn build(input: &BuildInput, out: &mut Desired) {
         out.children.push(Child::dynamic(
             grant_ar,
             json!({
-                "metadata": labels::owned_meta(mr, reference_grant_name(mr)),
+                "metadata": names::owned_meta(mr, reference_grant_name(mr)),
                 "spec": {
                     "from": [{"group": GATEWAY_API_GROUP, "kind": "HTTPRoute", "namespace": route_ns}],
                     "to": [{"group": "", "kind": "Service", "name": name}],

@@ -20,7 +20,7 @@ pub struct BuildInput<'a> {
     /// The existing OAuth cookie secret value, reused so sessions survive reconciles.
     pub oauth_cookie_secret: Option<String>,
     /// The registry Deployment exists with this operator's former selector
-    /// ([`super::labels::legacy_selector`]), which is kept (a selector cannot change).
+    /// ([`super::names::legacy_selector`]), which is kept (a selector cannot change).
     pub legacy_selector: bool,
 }
 

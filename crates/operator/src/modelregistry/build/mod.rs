@@ -2,7 +2,8 @@
 //! the Kubernetes objects that should exist. No I/O here; unit-tested without a server.
 //!
 //! - [`input`]: what the build step reads and what it produces, shared by every builder.
-//! - [`labels`]: names, labels and owner references shared by every child.
+//! - [`names`]: names, labels and owner references shared by every child (each controller has
+//!   its `names` module, holding the same kind of thing).
 //! - [`core`]: ServiceAccount, Service, the `registry-user-<name>` Role.
 //! - [`server`]: the server version the image runs, which decides the Deployment's layout.
 //! - [`deployment`] and [`database`]: the registry Deployment and its database wiring.
@@ -23,7 +24,7 @@ pub mod deployment;
 pub mod gateway_api;
 pub mod input;
 pub mod istio;
-pub mod labels;
+pub mod names;
 pub mod openshift;
 pub mod ports;
 pub mod postgres_provision;

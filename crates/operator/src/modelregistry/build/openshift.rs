@@ -13,7 +13,7 @@ use serde_json::json;
 use super::input::{BuildInput, Desired, Unsupported};
 use super::ports::HTTP_PORT_NAME;
 use super::route::{self, RouteSpec};
-use super::{labels, proxy};
+use super::{names, proxy};
 use crate::capabilities::{ROUTE_GROUP, USER_GROUP};
 use crate::kube_ext::build_error::BuildError;
 use crate::kube_ext::child::Child;
@@ -68,7 +68,7 @@ pub fn build(input: &BuildInput, out: &mut Desired) -> Result<(), BuildError> {
             let host = domain.map(|d| format!("{}-http.{d}", mr.name_any()));
             let name = mr.name_any();
             out.children.push(route::route(
-                labels::owned_meta(mr, http_route_name(mr)),
+                names::owned_meta(mr, http_route_name(mr)),
                 &RouteSpec {
                     host: host.as_deref(),
                     service: &name,
@@ -86,7 +86,7 @@ pub fn build(input: &BuildInput, out: &mut Desired) -> Result<(), BuildError> {
 /// would otherwise own the member list and reset it to ours on every reconcile, wiping the users
 /// an administrator added (which is the whole point of the Group).
 fn users_group(mr: &ModelRegistry) -> Child {
-    let meta = serde_json::to_value(labels::cluster_meta(mr, users_group_name(mr)))
+    let meta = serde_json::to_value(names::cluster_meta(mr, users_group_name(mr)))
         .expect("ObjectMeta serializes");
     Child::dynamic(group_resource(), json!({ "metadata": meta }))
 }
@@ -95,11 +95,11 @@ fn users_group(mr: &ModelRegistry) -> Child {
 fn users_role_binding(mr: &ModelRegistry) -> RoleBinding {
     let name = users_group_name(mr);
     RoleBinding {
-        metadata: labels::owned_meta(mr, name.clone()),
+        metadata: names::owned_meta(mr, name.clone()),
         role_ref: RoleRef {
             api_group: RBAC_GROUP.into(),
             kind: "Role".into(),
-            name: labels::user_role_name(mr),
+            name: names::user_role_name(mr),
         },
         subjects: Some(vec![Subject {
             api_group: Some(RBAC_GROUP.into()),
@@ -429,7 +429,7 @@ mod tests {
     fn tls_routes_redirect_plain_http() {
         let m = mr(json!({ "mysql": mysql() }));
         let child = route::route(
-            labels::owned_meta(&m, "r"),
+            names::owned_meta(&m, "r"),
             &RouteSpec {
                 host: None,
                 service: "svc",

@@ -367,7 +367,7 @@ fn the_deployment_selects_as_the_go_operator_unless_it_exists_with_the_former_se
         )
     };
     let name = "reg";
-    let go = labels::selector(&mr);
+    let go = names::selector(&mr);
     assert_eq!(
         serde_json::to_value(&go).unwrap(),
         json!({ "app": name, "component": "model-registry", "app.kubernetes.io/name": name })
@@ -379,7 +379,7 @@ fn the_deployment_selects_as_the_go_operator_unless_it_exists_with_the_former_se
     // An existing Deployment of this operator's former selector keeps it (immutable); the
     // pods still carry every label the Service selects by.
     let (selector, pods, service) = selector_and_pods(true);
-    assert_eq!(selector, labels::legacy_selector(&mr));
+    assert_eq!(selector, names::legacy_selector(&mr));
     assert_eq!(selector.len(), 2);
     assert_eq!(service, go);
     assert!(go.iter().all(|(k, v)| pods.get(k) == Some(v)));

@@ -13,7 +13,7 @@ use super::resources::{IstioResources, meta_json};
 use crate::kube_ext::build_error::BuildError;
 use crate::kube_ext::child::Child;
 use crate::modelregistry::build::input::{BuildInput, Desired, Unsupported};
-use crate::modelregistry::build::labels;
+use crate::modelregistry::build::names;
 use crate::modelregistry::build::ports::grpc_port;
 use crate::modelregistry::build::route::{self, RouteSpec};
 
@@ -160,7 +160,7 @@ pub fn build(input: &BuildInput, gw: &Resolved, r: &IstioResources, out: &mut De
             n => n.into(),
         };
         out.children.push(route::route(
-            labels::foreign_meta(
+            names::foreign_meta(
                 mr,
                 &ingress.namespace,
                 format!("{ns}-{}-{}", mr.name_any(), s.api),
@@ -209,7 +209,7 @@ fn gateway(input: &BuildInput, gw: &Resolved, r: &IstioResources) -> Child {
     Child::dynamic(
         r.gateway.clone(),
         json!({
-            "metadata": meta_json(labels::owned_meta(input.mr, gw.name.clone())),
+            "metadata": meta_json(names::owned_meta(input.mr, gw.name.clone())),
             "spec": { "selector": { "istio": gw.ingress }, "servers": servers },
         }),
     )

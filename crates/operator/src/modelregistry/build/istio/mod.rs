@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use self::resources::{IstioResources, meta_json, withheld};
 use super::input::{BuildInput, Desired, Unsupported};
-use super::labels;
+use super::names;
 use super::ports::grpc_port;
 use crate::kube_ext::build_error::BuildError;
 use crate::kube_ext::child::{Child, PARENT_KIND_LABEL, PARENT_NAME_LABEL, PARENT_NAMESPACE_LABEL};
@@ -164,7 +164,7 @@ fn virtual_service(
     Child::dynamic(
         r.virtual_service.clone(),
         json!({
-            "metadata": meta_json(labels::owned_meta(mr, mr.name_any())),
+            "metadata": meta_json(names::owned_meta(mr, mr.name_any())),
             "spec": { "hosts": hosts, "gateways": gateways, "http": http },
         }),
     )
@@ -175,7 +175,7 @@ fn destination_rule(mr: &ModelRegistry, istio: &IstioConfig, r: &IstioResources)
     Child::dynamic(
         r.destination_rule.clone(),
         json!({
-            "metadata": meta_json(labels::owned_meta(mr, mr.name_any())),
+            "metadata": meta_json(names::owned_meta(mr, mr.name_any())),
             "spec": {
                 "host": service_fqdn(mr),
                 "trafficPolicy": { "tls": { "mode": istio.tls_mode } },
@@ -190,9 +190,9 @@ fn authorization_policy(mr: &ModelRegistry, provider: &str, r: &IstioResources) 
     Child::dynamic(
         r.authorization_policy.clone(),
         json!({
-            "metadata": meta_json(labels::owned_meta(mr, authorization_policy_name(mr))),
+            "metadata": meta_json(names::owned_meta(mr, authorization_policy_name(mr))),
             "spec": {
-                "selector": { "matchLabels": labels::selector(mr) },
+                "selector": { "matchLabels": names::selector(mr) },
                 "action": "CUSTOM",
                 "provider": { "name": provider },
                 "rules": [{ "to": [{ "operation": { "paths": ["*"] } }] }],
@@ -216,8 +216,8 @@ fn auth_config(
     let mr = input.mr;
     let name = mr.name_any();
     let ns = mr.namespace().unwrap_or_default();
-    let mut meta = labels::owned_meta(mr, name.clone());
-    let own = labels::labels(mr);
+    let mut meta = names::owned_meta(mr, name.clone());
+    let own = names::labels(mr);
     let mut all: BTreeMap<String, String> = own.clone();
     if let Some(extra) = istio.auth_config_labels.as_ref().or(input
         .settings

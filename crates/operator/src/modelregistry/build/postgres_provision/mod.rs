@@ -46,7 +46,7 @@ use mro_api::common::SecretKeyValue;
 use mro_api::model_registry::{PostgresConfig, PostgresSslMode};
 
 use super::input::{BuildInput, Desired};
-use super::labels;
+use super::names;
 use crate::kube_ext::child::Child;
 
 #[cfg(test)]
@@ -96,7 +96,7 @@ pub fn pvc_name(mr: &ModelRegistry) -> String {
 /// The database objects' labels: the registry's child labels, with upstream's database values.
 pub fn object_labels(mr: &ModelRegistry) -> BTreeMap<String, String> {
     let db = name(mr);
-    let mut l = labels::labels(mr);
+    let mut l = names::labels(mr);
     for (k, v) in [
         ("app", db.as_str()),
         ("component", "model-registry-postgres"),
@@ -128,7 +128,7 @@ pub fn pod_selector(mr: &ModelRegistry) -> BTreeMap<String, String> {
 }
 
 fn meta(mr: &ModelRegistry, name: String, owned: bool) -> ObjectMeta {
-    let mut m = labels::owned_meta(mr, name);
+    let mut m = names::owned_meta(mr, name);
     m.labels = Some(object_labels(mr));
     if !owned {
         m.owner_references = None;

@@ -76,7 +76,7 @@ fn the_database_is_built_as_upstream_with_the_operators_image() {
     );
     // The database pods are not the registry's: the registry's selector does not match them.
     let pod_labels = spec.template.metadata.unwrap().labels.unwrap();
-    let registry_selector = labels::selector(&generated());
+    let registry_selector = names::selector(&generated());
     assert!(
         !registry_selector
             .iter()

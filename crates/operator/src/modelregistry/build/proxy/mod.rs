@@ -44,7 +44,7 @@ use mro_api::model_registry::ProxyConfig;
 use serde_json::json;
 
 use super::input::{BuildInput, Desired, Unsupported};
-use super::labels;
+use super::names;
 use super::ports::HTTPS_PORT_NAME;
 use super::route::{self, RouteSpec};
 use crate::capabilities::ROUTE_GROUP;
@@ -415,7 +415,7 @@ pub fn build(input: &BuildInput, out: &mut Desired) -> Result<(), BuildError> {
             .map(|d| format!("{}-rest.{d}", mr.name_any()));
         let name = mr.name_any();
         out.children.push(route::route(
-            labels::owned_meta(mr, https_route_name(mr)),
+            names::owned_meta(mr, https_route_name(mr)),
             &RouteSpec {
                 host: host.as_deref(),
                 service: &name,
@@ -511,7 +511,7 @@ fn tls_volume(mr: &ModelRegistry, proxy: ActiveProxy) -> Volume {
 /// Secret `<name>-oauth-cookie-secret`: the key the OAuth proxy encrypts session cookies with.
 fn cookie_secret(mr: &ModelRegistry, value: &str) -> Secret {
     Secret {
-        metadata: labels::owned_meta(mr, cookie_secret_name(mr)),
+        metadata: names::owned_meta(mr, cookie_secret_name(mr)),
         type_: Some("Opaque".into()),
         data: Some(BTreeMap::from([(
             COOKIE_KEY.to_string(),
@@ -552,7 +552,7 @@ fn kube_rbac_proxy_config(mr: &ModelRegistry, mode: ProxyAuthorization) -> Confi
         ),
     };
     ConfigMap {
-        metadata: labels::owned_meta(mr, config_map_name(mr)),
+        metadata: names::owned_meta(mr, config_map_name(mr)),
         data: Some(BTreeMap::from([(KRP_CONFIG_KEY.to_string(), config)])),
         ..Default::default()
     }
@@ -583,7 +583,7 @@ fn yaml_string(value: &str) -> String {
 /// no owner reference; the finalizer deletes it by its parent labels.
 fn auth_delegator(mr: &ModelRegistry) -> ClusterRoleBinding {
     ClusterRoleBinding {
-        metadata: labels::cluster_meta(mr, auth_delegator_name(mr)),
+        metadata: names::cluster_meta(mr, auth_delegator_name(mr)),
         role_ref: RoleRef {
             api_group: "rbac.authorization.k8s.io".into(),
             kind: "ClusterRole".into(),
@@ -633,9 +633,9 @@ fn route_network_policy(mr: &ModelRegistry, proxy_port: i32) -> NetworkPolicy {
             .into_iter()
             .map(|n| namespace_peer(NAMESPACE_NAME_LABEL, n)),
     );
-    let pods = labels::selector(mr);
+    let pods = names::selector(mr);
     NetworkPolicy {
-        metadata: labels::owned_meta(mr, network_policy_name(mr)),
+        metadata: names::owned_meta(mr, network_policy_name(mr)),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(LabelSelector {
                 match_labels: Some(pods),

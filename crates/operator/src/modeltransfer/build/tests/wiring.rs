@@ -195,7 +195,7 @@ fn wiring_base_url_keeps_prefix_and_port() {
 /// ServiceAccount be granted the registry's user Role); its own namespace always may.
 #[test]
 fn cross_namespace_registry_needs_its_opt_in() {
-    use crate::modeltransfer::read::{WiringProblem, access};
+    use crate::modeltransfer::dereference::{WiringProblem, access};
     let closed = mr(
         "registries",
         json!({ "rest": {}, "kubeRBACProxy": { "port": 9443 } }),

@@ -1,49 +1,36 @@
-//! The *read* and *validate* steps: what the cluster holds for a transfer (its Job and pods) and
-//! whether everything the spec refers to exists, before any Job is created.
+//! The *validate* step: whether everything the spec refers to exists and may be used, before
+//! any Job is created. Its result is the typed input of the build step ([`Valid`]); what keeps
+//! the transfer from starting is a [`ValidateError::Invalid`], shown on the transfer's status.
+//!
+//! Validating a reference means looking it up, so this step reads, through
+//! [`super::dereference::referenced`]; it reads only what a valid spec refers to (a spec error
+//! stops before any read, a denied registry before its Role is looked at).
 //!
 //! Missing references (a Secret, key, ConfigMap, PVC, ServiceAccount, ModelRegistry or the
 //! registry's Role; the signing key Secret and the pinned TUF root ConfigMap too) are expected
 //! to appear later, and a ModelRegistry in another namespace may opt in to this transfer's
 //! namespace later (`spec.modelTransfers.allowedNamespaces`), so those are re-checked on a
 //! timer; errors in the spec itself wait for the spec to change.
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::Role;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::{Client, ResourceExt};
+use mro_api::ModelTransfer;
 use mro_api::common::ConfigMapKeyValue;
 use mro_api::condition::model_transfer::reasons;
-use mro_api::{ModelRegistry, ModelTransfer};
 
 use super::build::registry::{self, RegistryWiring};
 use super::build::service_account_name;
+use super::dereference::{WiringProblem, referenced, wiring};
 use super::names;
 use crate::capabilities::Capabilities;
 use crate::context::Context;
 use crate::kube_ext::child::ChildKey;
-use crate::kube_ext::store::Lookup;
 
 /// Keys an S3 data-connection Secret must have (the rest are optional).
 pub const S3_REQUIRED_KEYS: &[&str] = &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"];
 pub const OCI_REQUIRED_KEYS: &[&str] = &[".dockerconfigjson"];
 pub const URI_REQUIRED_KEYS: &[&str] = &["URI"];
-
-/// Reads a referenced object from the API server's watch cache, and consistently (from etcd)
-/// when the cache lacks it or `usable` rejects what the cache has: existing, complete references
-/// (the common case) cost no etcd read, and nothing is reported missing from a cache that lags.
-async fn referenced<K>(
-    api: &Api<K>,
-    name: &str,
-    usable: impl Fn(&K) -> bool,
-) -> kube::Result<Option<K>>
-where
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match crate::kube_ext::server_cache::get_opt(api, name).await? {
-        Some(obj) if usable(&obj) => Ok(Some(obj)),
-        _ => api.get_opt(name).await,
-    }
-}
 
 fn config_map_has(cm: &ConfigMap, key: &str) -> bool {
     cm.data.as_ref().is_some_and(|d| d.contains_key(key))
@@ -58,51 +45,31 @@ fn secret_has(secret: &Secret, key: &str) -> bool {
             .is_some_and(|d| d.contains_key(key))
 }
 
-/// What the spec resolved to.
+/// What the spec resolved to: the build step's input besides the transfer itself.
 #[derive(Clone, Debug)]
-pub struct Resolved {
+pub struct Valid {
     pub wiring: RegistryWiring,
     pub service_account: String,
 }
 
-/// The outcome of validation.
+/// Why the transfer cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidateError {
+    /// Not startable; shown on the status, not retried as a failure.
+    #[error("{}", .0.message)]
+    Invalid(Invalid),
+    /// A reference could not be looked up.
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// What keeps a transfer from starting. `reason`: the `Failed` condition's reason. `retry`:
+/// only missing references or access not granted yet, which may change later.
 #[derive(Clone, Debug)]
-pub enum Resolution {
-    Ready(Resolved),
-    /// Not startable. `reason`: the `Failed` condition's reason. `retry`: only missing
-    /// references or access not granted yet, which may change later.
-    Invalid {
-        reason: &'static str,
-        message: String,
-        retry: bool,
-    },
-}
-
-/// The transfer's Job, if it exists.
-pub async fn job(client: &Client, ns: &str, name: &str) -> kube::Result<Option<Job>> {
-    Api::<Job>::namespaced(client.clone(), ns)
-        .get_opt(name)
-        .await
-}
-
-/// The Job's pods (by the Job controller's `job-name` label, and owned by this very Job): as
-/// the controller's pod watch keeps them, else from the API server's watch cache.
-pub async fn pods(ctx: &Context, ns: &str, job: &Job) -> kube::Result<Vec<Pod>> {
-    let name = job.name_any();
-    let uid = job.metadata.uid.clone().unwrap_or_default();
-    let owned = |p: &Pod| p.owner_references().iter().any(|o| o.uid == uid);
-    let of_job = |p: &Pod| p.labels().get(names::JOB_NAME_LABEL) == Some(&name) && owned(p);
-    if let Some(kept) = ctx.watched.transfer_pods.select(ns, of_job) {
-        return Ok(kept.iter().map(|p| (**p).clone()).collect());
-    }
-    let list = Api::<Pod>::namespaced(ctx.client.clone(), ns)
-        .list(
-            &ListParams::default()
-                .labels(&format!("{}={name}", names::JOB_NAME_LABEL))
-                .match_any(),
-        )
-        .await?;
-    Ok(list.items.into_iter().filter(owned).collect())
+pub struct Invalid {
+    pub reason: &'static str,
+    pub message: String,
+    pub retry: bool,
 }
 
 /// Problems found so far.
@@ -115,7 +82,7 @@ struct Problems {
 }
 
 impl Problems {
-    fn into_resolution(self) -> Option<Resolution> {
+    fn into_invalid(self) -> Option<Invalid> {
         if self.spec.is_empty() && self.missing.is_empty() && self.denied.is_empty() {
             return None;
         }
@@ -128,7 +95,7 @@ impl Problems {
         let mut all = self.spec;
         all.extend(self.denied);
         all.extend(self.missing);
-        Some(Resolution::Invalid {
+        Some(Invalid {
             reason,
             message: all.join("; "),
             retry,
@@ -163,11 +130,11 @@ async fn config_map_key(
 }
 
 /// Checks the spec and everything it refers to; resolves the registry wiring.
-pub async fn resolve(
+pub async fn validate(
     ctx: &Context,
     mt: &ModelTransfer,
     caps: &Capabilities,
-) -> kube::Result<Resolution> {
+) -> Result<Valid, ValidateError> {
     let client = &ctx.client;
     let ns = mt.namespace().unwrap_or_default();
     let spec = &mt.spec;
@@ -190,8 +157,8 @@ pub async fn resolve(
             )),
         }
     }
-    if let Some(r) = p.into_resolution() {
-        return Ok(r);
+    if let Some(invalid) = p.into_invalid() {
+        return Err(ValidateError::Invalid(invalid));
     }
     let mut p = Problems::default();
 
@@ -369,7 +336,8 @@ pub async fn resolve(
                 WiringProblem::Denied(m) => p.denied.push(m),
                 WiringProblem::Spec(m) => p.spec.push(m),
             }
-            return Ok(p.into_resolution().expect("problems recorded"));
+            let invalid = p.into_invalid().expect("problems recorded");
+            return Err(ValidateError::Invalid(invalid));
         }
     };
     if let Some(ca) = &wiring.ca {
@@ -427,7 +395,7 @@ pub async fn resolve(
         let role = ChildKey::of::<Role>(&g.namespace, &g.role);
         let roles = Api::<Role>::namespaced(client.clone(), &g.namespace);
         let known = ctx
-            .child_record(&crate::modelregistry::reconcile::ID)
+            .child_record(&crate::modelregistry::policy::ID)
             .exists(&role)
             == Some(true);
         if !known && referenced(&roles, &g.role, |_| true).await?.is_none() {
@@ -437,86 +405,11 @@ pub async fn resolve(
             ));
         }
     }
-    Ok(p.into_resolution().unwrap_or(Resolution::Ready(Resolved {
-        wiring,
-        service_account,
-    })))
-}
-
-/// Why the registry wiring cannot be resolved.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WiringProblem {
-    /// The referenced ModelRegistry does not exist (yet).
-    Missing(String),
-    /// The referenced ModelRegistry is in another namespace and does not (or no longer) allow
-    /// transfers from the transfer's namespace.
-    Denied(String),
-    /// The spec cannot work (e.g. an unparsable URL).
-    Spec(String),
-}
-
-impl std::fmt::Display for WiringProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WiringProblem::Missing(m) | WiringProblem::Denied(m) | WiringProblem::Spec(m) => {
-                f.write_str(m)
-            }
-        }
+    match p.into_invalid() {
+        Some(invalid) => Err(ValidateError::Invalid(invalid)),
+        None => Ok(Valid {
+            wiring,
+            service_account,
+        }),
     }
-}
-
-/// Whether a ModelTransfer in `ns` may use `mr` (same namespace, or listed by the registry in
-/// `spec.modelTransfers.allowedNamespaces`): the registry's owner decides who gets its
-/// `registry-user-<name>` Role, not whoever can create a ModelTransfer somewhere.
-pub fn access(mr: &ModelRegistry, ns: &str) -> Result<(), WiringProblem> {
-    let mr_ns = mr.namespace().unwrap_or_default();
-    if mr.spec.allows_transfers_from(&mr_ns, ns) {
-        return Ok(());
-    }
-    Err(WiringProblem::Denied(format!(
-        "spec.registry.modelRegistryRef: ModelRegistry {:?} in namespace {mr_ns:?} does not \
-         allow ModelTransfers from namespace {ns:?}; its owner can add {ns:?} to the \
-         ModelRegistry's spec.modelTransfers.allowedNamespaces (or use spec.registry.url with \
-         credentials of your own)",
-        mr.name_any()
-    )))
-}
-
-/// How the transfer reaches its registry; looks up the referenced ModelRegistry.
-pub async fn wiring(
-    ctx: &Context,
-    mt: &ModelTransfer,
-    caps: &Capabilities,
-) -> kube::Result<Result<RegistryWiring, WiringProblem>> {
-    let client = &ctx.client;
-    let ns = mt.namespace().unwrap_or_default();
-    let target = &mt.spec.registry;
-    let mr = match &target.model_registry_ref {
-        Some(r) if target.url.is_none() => {
-            let mr_ns = r.namespace.clone().unwrap_or_else(|| ns.clone());
-            let registries = Api::<ModelRegistry>::namespaced(client.clone(), &mr_ns);
-            // A registry the caches show without this namespace's opt-in is read again: the
-            // opt-in may be seconds old.
-            let found = match ctx.watched.registries.get(&mr_ns, &r.name) {
-                Lookup::Found(m) if access(&m, &ns).is_ok() => Some((*m).clone()),
-                _ => referenced(&registries, &r.name, |m| access(m, &ns).is_ok()).await?,
-            };
-            match found {
-                None => {
-                    return Ok(Err(WiringProblem::Missing(format!(
-                        "spec.registry.modelRegistryRef: ModelRegistry {:?} not found in namespace {mr_ns:?}",
-                        r.name
-                    ))));
-                }
-                Some(mr) => {
-                    if let Err(denied) = access(&mr, &ns) {
-                        return Ok(Err(denied));
-                    }
-                    Some(mr)
-                }
-            }
-        }
-        _ => None,
-    };
-    Ok(registry::wiring(target, mr.as_ref(), caps).map_err(|e| WiringProblem::Spec(e.to_string())))
 }
