@@ -110,7 +110,7 @@ integration: ## Integration tests only, against real local servers (control plan
 .PHONY: tests
 tests: ## Unit and integration tests in one cargo run (binaries built once, then used by the tests). MRO_NODE=0: the node's tests do not run, the end-to-end transfer tests use the test node agent.
 	$(CARGO) build --workspace --bins --locked
-	@$(if $(filter 0,$(MRO_NODE)),echo "MRO_NODE=0: no real node; node:: and demo::on_node do not run, modeltransfer_e2e runs its Job pods with the test node agent" >&2,true)
+	@$(if $(filter 0,$(MRO_NODE)),echo "MRO_NODE=0: no real node; node:: and demo::on_node do not run; modeltransfer_e2e runs its Job pods with the test node agent" >&2,true)
 	MODEL_SYNC_BIN=$(TARGET_DIR)/debug/model-sync MRO_OPERATOR_BIN=$(TARGET_DIR)/debug/model-registry-operator MRO_STANDIN_BIN=$(TARGET_DIR)/debug/model_registry_standin \
 	  $(CARGO) test --workspace --locked --no-fail-fast -- --test-threads $(TEST_THREADS)
 

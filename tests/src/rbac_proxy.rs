@@ -6,8 +6,8 @@
 //! proxy container's `--auth-token-audiences` flag in the registry Deployment, and its user must pass a
 //! SubjectAccessReview with the `resourceAttributes` of the controller's
 //! `<name>-kube-rbac-proxy-config` ConfigMap (read per request, as the real proxy reads its
-//! mounted file), the verb being the configured one or, as kube-rbac-proxy does, the one derived
-//! from the HTTP method. So what a caller may do is decided by the real RBAC objects on the real
+//! mounted file), the verb being the configured one (as OpenDataHub's build of kube-rbac-proxy
+//! reads it; upstream builds ignore it) or, when none is, the one derived from the HTTP method. So what a caller may do is decided by the real RBAC objects on the real
 //! API server, e.g. the RoleBinding the ModelTransfer controller creates. Denied requests get
 //! 401/403 and never reach the upstream; allowed ones are forwarded without the token. It serves
 //! TLS with a certificate for the Service's DNS names, signed by a per-proxy [`TestCa`].

@@ -14,6 +14,21 @@ pub enum LogFormat {
     Json,
 }
 
+/// What kube-rbac-proxy checks before a request reaches a registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProxyAuthorization {
+    /// The Go operator's configuration: `get` on `services/<name>` for every method with
+    /// kube-rbac-proxy builds that honour `verb` (OpenDataHub's); upstream builds ignore it and
+    /// check the method's verb on the Service. Whoever could use a registry the Go operator
+    /// deployed (including `view` holders) still can.
+    Service,
+    /// The method's verb (GET `get`, POST `create`, ...) on `services/<name>/proxy`, the same
+    /// with every kube-rbac-proxy build; `registry-user-<name>` grants those verbs there, which
+    /// allow no change to the Service itself.
+    ServiceProxy,
+}
+
 /// The value of a legacy environment variable (a name the Go operator read before it moved to
 /// `RELATED_IMAGE_*`), else `default`. Used as a clap default, so an explicit flag or the current
 /// variable name wins over it.
@@ -293,6 +308,21 @@ pub struct Settings {
         env = "REGISTRIES_NAMESPACE"
     )]
     pub registries_namespace: Option<String>,
+    /// What kube-rbac-proxy authorizes (`service`: the Go operator's check, as the ODH overlay
+    /// sets; `service-proxy`: the method's verb on the Service's `proxy` subresource).
+    #[arg(
+        global = true,
+        long = "kube-rbac-proxy-authorization",
+        env = "KUBE_RBAC_PROXY_AUTHORIZATION",
+        value_enum,
+        default_value = "service-proxy"
+    )]
+    pub kube_rbac_proxy_authorization: ProxyAuthorization,
+    /// Rewrite every stored `spec.oauthProxy` registry to `spec.kubeRBACProxy` (port, TLS
+    /// Secrets, serviceRoute, domain and routePort kept, not the image), as the Go operator's
+    /// HEAD does; on in the ODH overlay, where registries are taken over from it.
+    #[arg(global = true, long = "migrate-oauth-proxy", env = "MIGRATE_OAUTH_PROXY", default_value_t = false, action = clap::ArgAction::Set)]
+    pub migrate_oauth_proxy: bool,
     /// Create Authorino/Istio auth resources for Istio-enabled registries.
     #[arg(global = true, long = "create-auth-resources", env = "CREATE_AUTH_RESOURCES", default_value_t = true, action = clap::ArgAction::Set)]
     pub create_auth_resources: bool,

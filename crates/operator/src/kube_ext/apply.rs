@@ -21,6 +21,9 @@
 //! Such an object lives in the registry's namespace and goes with the registry anyway (garbage
 //! collection follows the reference): whoever could make one could also change it directly, so
 //! applying over it lends nobody the operator's rights, as with the labels.
+//! Its gateway HTTPRoute lives in another namespace (no owner reference either): it is taken
+//! over only when its labels and name are the Go operator's for the registry and it routes to
+//! that registry's Service only ([`go_operator_route`]).
 //! Its cluster-scoped ones can carry no owner reference: they are left exactly as they are when
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, ObjectMeta};
 use kube::api::{DynamicObject, Patch, PatchParams};
@@ -86,6 +89,11 @@ pub async fn ensure_ours(client: &Client, child: &Child) -> Result<Claim, ApplyE
             "taking over an object controlled by the same resource (made by the Go operator)");
         return Ok(Claim::TakeOver(Box::new(existing.metadata)));
     }
+    if go_operator_route(client, child, &existing.metadata).await? {
+        tracing::info!(kind = %child.resource.kind, name = %child.name(),
+            "taking over the Go operator's HTTPRoute of the same registry");
+        return Ok(Claim::TakeOver(Box::new(existing.metadata)));
+    }
     if go_operator_equivalent(client, child, &existing.metadata).await? {
         tracing::info!(kind = %child.resource.kind, name = %child.name(),
             "the Go operator's cluster-scoped object for this resource is left as it is");
@@ -147,6 +155,66 @@ async fn go_operator_equivalent(
         }
         _ => Ok(false),
     }
+}
+
+/// The Go operator's gateway HTTPRoute `model-registry-<name>` of a registry `<name>` in `<ns>`
+/// (T/gateway/gateway-httproute.yaml.tmpl@08f64eb): it lives in another namespace, so it has no
+/// owner reference, only its labels (`app=<name>`, `component=model-registry`,
+/// `app.kubernetes.io/name=<name>`, `app.kubernetes.io/instance=model-registry-<name>`,
+/// `app.kubernetes.io/created-by=model-registry-operator`), which do not say the namespace.
+/// It is taken over only when, besides those labels and that name, every backend it routes to
+/// is the Service `<name>` in `<ns>`: the route of exactly this registry, sending traffic
+/// nowhere else (a same-named registry of another namespace, or anyone's other route, is left
+/// alone and reported).
+async fn go_operator_route(
+    client: &Client,
+    child: &Child,
+    existing: &ObjectMeta,
+) -> kube::Result<bool> {
+    let Some(parent) = parent_of(child) else {
+        return Ok(false);
+    };
+    if (child.resource.group.as_str(), child.resource.kind.as_str())
+        != ("gateway.networking.k8s.io", "HTTPRoute")
+        || parent.kind != "ModelRegistry"
+        || child.name() != format!("model-registry-{}", parent.name)
+    {
+        return Ok(false);
+    }
+    let labels = existing.labels.clone().unwrap_or_default();
+    let has = |k: &str, v: &str| labels.get(k).map(String::as_str) == Some(v);
+    let instance = format!("model-registry-{}", parent.name);
+    let go_labelled = has("app", &parent.name)
+        && has("component", "model-registry")
+        && has("app.kubernetes.io/name", &parent.name)
+        && has("app.kubernetes.io/instance", &instance)
+        && has("app.kubernetes.io/created-by", "model-registry-operator")
+        && existing.owner_references.as_ref().is_none_or(Vec::is_empty);
+    if !go_labelled {
+        return Ok(false);
+    }
+    let Some(found) = child.api(client).get_opt(&child.name()).await? else {
+        return Ok(false);
+    };
+    Ok(routes_only_to(&found.data, &parent.name, &parent.namespace))
+}
+
+/// Whether an HTTPRoute's spec has at least one backend, and every backend of every rule is
+/// the core Service `service` in `namespace`.
+fn routes_only_to(spec_holder: &serde_json::Value, service: &str, namespace: &str) -> bool {
+    let rules = spec_holder["spec"]["rules"].as_array();
+    let backends: Vec<&serde_json::Value> = rules
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r["backendRefs"].as_array().into_iter().flatten())
+        .collect();
+    !backends.is_empty()
+        && backends.iter().all(|b| {
+            b["group"].as_str().unwrap_or("").is_empty()
+                && b["kind"].as_str().unwrap_or("Service") == "Service"
+                && b["name"].as_str() == Some(service)
+                && b["namespace"].as_str() == Some(namespace)
+        })
 }
 
 /// Whether two ClusterRoleBindings bind the same role to the same subjects (an absent subject
@@ -381,6 +449,42 @@ mod tests {
         let other_ns =
             serde_json::json!([{"kind": "ServiceAccount", "name": "r", "namespace": "other"}]);
         assert!(!same_binding(&b(delegator, other_ns), &b(delegator, sa)));
+    }
+
+    #[test]
+    fn a_route_is_the_registrys_only_when_every_backend_is_its_service() {
+        let route = |backends: serde_json::Value| serde_json::json!({"spec": {"rules": [{"backendRefs": backends}]}});
+        let svc = |name: &str, ns: &str| {
+            serde_json::json!({"group": "", "kind": "Service", "name": name, "namespace": ns,
+                               "port": 8443})
+        };
+        assert!(routes_only_to(
+            &route(serde_json::json!([svc("r", "ns")])),
+            "r",
+            "ns"
+        ));
+        // Defaults for group and kind are a core Service.
+        assert!(routes_only_to(
+            &route(serde_json::json!([{"name": "r", "namespace": "ns"}])),
+            "r",
+            "ns"
+        ));
+        // The same name in another namespace, another Service, another kind, an extra backend,
+        // or none at all: not this registry's.
+        for backends in [
+            serde_json::json!([svc("r", "other")]),
+            serde_json::json!([svc("x", "ns")]),
+            serde_json::json!([{"group": "example.io", "kind": "Backend", "name": "r", "namespace": "ns"}]),
+            serde_json::json!([svc("r", "ns"), svc("x", "ns")]),
+            serde_json::json!([{"name": "r"}]),
+            serde_json::json!([]),
+        ] {
+            assert!(
+                !routes_only_to(&route(backends.clone()), "r", "ns"),
+                "{backends}"
+            );
+        }
+        assert!(!routes_only_to(&serde_json::json!({"spec": {}}), "r", "ns"));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`build`]: pure functions producing the desired children.
 //! - [`status`]: conditions from what was applied and observed.
 //! - [`kinds`]: which child kinds exist on this cluster.
+//! - [`migrate`]: a spec stored for the Go operator, rewritten as its HEAD does (first step).
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -33,6 +34,7 @@ pub mod apply;
 pub mod build;
 pub mod finalize;
 pub mod kinds;
+pub mod migrate;
 pub mod policy;
 pub mod provision;
 pub mod publish;

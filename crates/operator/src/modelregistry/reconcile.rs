@@ -1,6 +1,7 @@
 //! One reconciliation of a `ModelRegistry`, as a pipeline of named steps, each with its own
 //! error ([`ReconcileError`] says which step failed):
 //!
+//! [migrate](super::migrate) (a spec stored for the Go operator is first rewritten, once) →
 //! [validate](super::validate) (spec, name, namespace, uniqueness; while it runs, whether the
 //! Deployment exists is read) → dereference ([`super::read`]: what the cluster tells the
 //! builders) → [build](super::build) (pure) → [apply](super::apply) (the generated database,
@@ -24,7 +25,7 @@ use super::finalize::{FinalizeError, finalize};
 use super::policy::{CONFLICT_RETRY, CONTROLLER, ID};
 use super::publish::{StatusError, status_step, warn, write_status};
 use super::validate::{self, ValidateError};
-use super::{read, status};
+use super::{migrate, read, status};
 use crate::context::Context;
 use crate::error::Error;
 use crate::kube_ext::child;
@@ -119,6 +120,13 @@ pub async fn reconcile(
 
     if mr.metadata.deletion_timestamp.is_some() {
         return Ok(finalize(&mr, &api, &ctx, &caps).await?);
+    }
+    // A spec stored for the Go operator is first rewritten as its HEAD rewrites it.
+    if let Some(action) = migrate::apply(&api, &mr, &ctx, &ID)
+        .await
+        .map_err(DereferenceError::from)?
+    {
+        return Ok(action);
     }
 
     // Validate before anything is built or applied, so an invalid registry gets no children.

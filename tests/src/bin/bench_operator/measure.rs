@@ -235,11 +235,20 @@ impl OperatorProcess {
 
     /// Peak resident set size (`VmHWM`).
     pub fn peak_rss_bytes(&self) -> anyhow::Result<u64> {
+        self.status_bytes("VmHWM:")
+    }
+
+    /// Resident set size now (`VmRSS`).
+    pub fn rss_bytes(&self) -> anyhow::Result<u64> {
+        self.status_bytes("VmRSS:")
+    }
+
+    fn status_bytes(&self, field: &str) -> anyhow::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
         let kib: u64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .context("no VmHWM in /proc/<pid>/status")?
+            .find_map(|l| l.strip_prefix(field))
+            .with_context(|| format!("no {field} in /proc/<pid>/status"))?
             .trim()
             .trim_end_matches("kB")
             .trim()

@@ -2,16 +2,23 @@
 //! `registry-user-<name>` Role (directly, or as a member of the `<name>-users` Group on
 //! OpenShift) passes every SubjectAccessReview the registry's kube-rbac-proxy makes, for every
 //! HTTP method the REST API uses, as read from the proxy configuration the operator wrote; the
-//! OAuth proxy's and Authorino's check passes too. The Role grants no change to any object, and
-//! nobody else passes.
+//! OAuth proxy's and Authorino's check passes too. The Role grants no change to any object.
+//! Someone who may only read the namespace's Services (as the `view` role allows) passes only in
+//! the Go operator's mode (`KUBE_RBAC_PROXY_AUTHORIZATION=service`, whose check is `get` on the
+//! Service), as they did with the Go operator; nobody else passes.
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, PostParams};
-use mro_tests::cluster::Flavour;
-use mro_tests::wait::eventually;
+use model_registry_operator::settings::ProxyAuthorization;
+use mro_tests::cluster::{self, Flavour};
+use mro_tests::wait::eventually_within;
+
+/// Generous: the shared control plane of a loaded machine (the registry is reconciled, RBAC
+/// reaches the authorizer through informers).
+const WAIT: std::time::Duration = std::time::Duration::from_secs(180);
 use serde_json::{Value, json};
 
 use super::{Env, postgres_sample};
@@ -55,7 +62,8 @@ fn proxy_check(config: &Value, method: &str) -> ResourceAttributes {
         resource: s("resource"),
         subresource: s("subresource"),
         name: s("name"),
-        // Releases that accept a fixed verb use it for every method.
+        // Builds that accept a fixed verb (OpenDataHub's, which it deploys) use it for every
+        // method.
         verb: Some(s("verb").unwrap_or_else(|| derived.to_string())),
         ..Default::default()
     }
@@ -74,13 +82,32 @@ fn on_service(env: &Env, name: &str, verb: &str) -> ResourceAttributes {
 #[tokio::test(flavor = "multi_thread")]
 async fn registry_users_pass_every_check_of_the_proxies_and_may_change_nothing() {
     let env = Env::new(Flavour::OpenShift, "mr-access").await;
-    let mut mr = postgres_sample("access-reg");
+    check_access(&env, ProxyAuthorization::ServiceProxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_the_go_operators_mode_whoever_may_read_the_service_passes() {
+    let env = Env::with_settings(
+        cluster::shared(Flavour::OpenShift).await,
+        "mr-access-go",
+        |s| s.kube_rbac_proxy_authorization = ProxyAuthorization::Service,
+    )
+    .await;
+    check_access(&env, ProxyAuthorization::Service).await;
+}
+
+async fn check_access(env: &Env<'_>, mode: ProxyAuthorization) {
+    // Registry names are unique cluster-wide (as the Go operator's webhook requires): one each.
+    let mut mr = postgres_sample(match mode {
+        ProxyAuthorization::ServiceProxy => "access-reg",
+        ProxyAuthorization::Service => "access-go-reg",
+    });
     mr["spec"]["kubeRBACProxy"] = json!({});
     let name = env.create_registry(mr).await;
     let role = format!("registry-user-{name}");
     let config_maps = env.api::<ConfigMap>();
     let roles = env.api::<Role>();
-    eventually("the proxy configuration and the Role", || async {
+    eventually_within("the proxy configuration and the Role", WAIT, || async {
         config_maps
             .get_opt(&format!("{name}-kube-rbac-proxy-config"))
             .await
@@ -108,34 +135,59 @@ async fn registry_users_pass_every_check_of_the_proxies_and_may_change_nothing()
         .create(&PostParams::default(), &binding)
         .await
         .unwrap();
+    // carol may only read the namespace's Services, as the `view` role lets her (a Role of
+    // this test's own: the control plane need not carry the default ClusterRoles).
+    let viewer_role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "service-viewer"},
+        "rules": [{"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch"]}]
+    }))
+    .unwrap();
+    roles
+        .create(&PostParams::default(), &viewer_role)
+        .await
+        .unwrap();
+    let viewer: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "carol-views-services"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "service-viewer"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol"}]
+    }))
+    .unwrap();
+    env.api::<RoleBinding>()
+        .create(&PostParams::default(), &viewer)
+        .await
+        .unwrap();
     let group = format!("{name}-users");
-    let users: [(&str, Vec<&str>); 2] = [
+    let mut users: Vec<(&str, Vec<&str>)> = vec![
         ("alice", vec!["system:authenticated"]),
         ("bob", vec!["system:authenticated", group.as_str()]),
     ];
+    if mode == ProxyAuthorization::Service {
+        users.push(("carol", vec!["system:authenticated"]));
+    }
     for (user, groups) in &users {
         for (method, _) in METHOD_VERBS {
             let check = proxy_check(&config, method);
             let what = format!("{user} passes kube-rbac-proxy's check for {method}: {check:?}");
-            eventually(&what, || async {
-                allowed(&env, user, groups, check.clone()).await
+            eventually_within(&what, WAIT, || async {
+                allowed(env, user, groups, check.clone()).await
             })
             .await;
         }
         // The OAuth proxy's and Authorino's check.
-        assert!(allowed(&env, user, groups, on_service(&env, &name, "get")).await);
+        assert!(allowed(env, user, groups, on_service(env, &name, "get")).await);
         // But no change to the Service, nor to anything else.
         for verb in ["create", "update", "patch", "delete"] {
             assert!(
-                !allowed(&env, user, groups, on_service(&env, &name, verb)).await,
+                !allowed(env, user, groups, on_service(env, &name, verb)).await,
                 "{user} may {verb} the Service"
             );
         }
-        for other in ["another-registry", ""] {
+        // The registry's users may use only it (carol may read every Service there).
+        for other in ["another-registry", ""].iter().filter(|_| *user != "carol") {
             assert!(
-                !allowed(&env, user, groups, {
+                !allowed(env, user, groups, {
                     let mut c = proxy_check(&config, "POST");
-                    c.name = Some(other.into());
+                    c.name = Some(other.to_string());
                     c
                 })
                 .await,
@@ -143,17 +195,36 @@ async fn registry_users_pass_every_check_of_the_proxies_and_may_change_nothing()
             );
         }
     }
-    // Anyone else is refused for every method.
-    for (method, _) in METHOD_VERBS {
-        assert!(
-            !allowed(
-                &env,
-                "mallory",
-                &["system:authenticated"],
-                proxy_check(&config, method)
-            )
-            .await,
-            "mallory passes for {method}"
-        );
+    // Anyone else is refused for every method; so is carol, who may only read Services, unless
+    // the proxy checks what the Go operator's configuration checks.
+    let mut refused = vec!["mallory"];
+    if mode == ProxyAuthorization::ServiceProxy {
+        refused.push("carol");
+    }
+    for user in refused {
+        for (method, _) in METHOD_VERBS {
+            assert!(
+                !allowed(
+                    env,
+                    user,
+                    &["system:authenticated"],
+                    proxy_check(&config, method)
+                )
+                .await,
+                "{user} passes for {method}"
+            );
+        }
+    }
+    // The configuration is the one of the mode.
+    let attrs = &config["authorization"]["resourceAttributes"];
+    match mode {
+        ProxyAuthorization::Service => {
+            assert_eq!(attrs["verb"], "get", "{config}");
+            assert!(attrs.get("subresource").is_none(), "{config}");
+        }
+        ProxyAuthorization::ServiceProxy => {
+            assert_eq!(attrs["subresource"], "proxy", "{config}");
+            assert!(attrs.get("verb").is_none(), "{config}");
+        }
     }
 }

@@ -403,7 +403,10 @@ async fn a_registry_the_go_operator_deployed_is_taken_over_in_place() {
     let owner = json!({"apiVersion": "modelregistry.opendatahub.io/v1beta1", "kind": "ModelRegistry",
                        "name": NAME, "uid": uid, "controller": true, "blockOwnerDeletion": true});
 
-    let settings = operator::test_settings(&ns);
+    // As the ODH overlay configures it (the Go operator is taken over under ODH).
+    let mut settings = operator::test_settings(&ns);
+    settings.kube_rbac_proxy_authorization =
+        model_registry_operator::settings::ProxyAuthorization::Service;
     let go = go_children(
         &ns,
         &owner,
@@ -568,41 +571,25 @@ async fn a_registry_the_go_operator_deployed_is_taken_over_in_place() {
     let attrs: Value =
         serde_saphyr::from_str::<Value>(file).unwrap()["authorization"]["resourceAttributes"]
             .clone();
-    // The proxy checks the same Service (its `proxy` subresource with the request's verb, where
-    // the Go operator's config checks `get` on the Service: README, Known limits); the
-    // `<name>-users` members keep their access through the Role, which grants both.
+    // The proxy checks what the Go operator's config checks (`get` on the Service, no
+    // subresource): the ConfigMap's data is the Go operator's, unchanged, and the Role grants
+    // exactly that check.
     for (k, v) in [
+        ("apiVersion", "v1"),
         ("resource", "services"),
+        ("verb", "get"),
         ("name", NAME),
         ("namespace", ns.as_str()),
     ] {
         assert_eq!(attrs[k], v, "{attrs}");
     }
-    let subresource = attrs["subresource"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let rules = Api::<Role>::namespaced(client.clone(), &ns)
-        .get(&format!("registry-user-{NAME}"))
-        .await
-        .unwrap()
-        .rules
-        .unwrap();
-    let checked = if subresource.is_empty() {
-        "services".to_string()
-    } else {
-        format!("services/{subresource}")
-    };
-    for verb in ["get", "create", "patch"] {
-        assert!(
-            rules.iter().any(|r| {
-                r.resources.iter().flatten().any(|res| *res == checked)
-                    && r.resource_names.iter().flatten().any(|n| n == NAME)
-                    && r.verbs.iter().any(|v| v == verb)
-            }),
-            "{verb} {checked}: {rules:?}"
-        );
-    }
+    assert!(attrs.get("subresource").is_none(), "{attrs}");
+    let go_config = &before[&format!("ConfigMap/{NAME}-kube-rbac-proxy-config")];
+    assert_eq!(
+        go_config.data["data"]["config-file.yaml"].as_str(),
+        Some(file.as_str()),
+        "the Go operator's proxy configuration was changed"
+    );
     // No Group on a cluster without the user API; the RoleBinding binds the IdP's group.
     Api::<ServiceAccount>::namespaced(client.clone(), &ns)
         .get(NAME)

@@ -21,7 +21,7 @@ mod outcome;
 mod validation;
 
 /// Deadline of every wait: controllers, watches and the Job controller converge in seconds.
-pub const WAIT: Duration = Duration::from_secs(60);
+pub const WAIT: Duration = Duration::from_secs(120);
 
 /// A test namespace on the shared vanilla control plane with an operator watching only it.
 pub struct Env {

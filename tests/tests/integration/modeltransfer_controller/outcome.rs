@@ -6,10 +6,11 @@ use k8s_openapi::api::core::v1::Event;
 use kube::api::ListParams;
 use mro_api::model_transfer::TransferPhase;
 use mro_tests::model_registry::{ModelRegistryStandIn, StandInOptions};
+use mro_tests::wait::eventually_within;
 use registry_client::{BearerToken, Client, ClientConfig};
 use serde_json::{Value, json};
 
-use super::{Env, REGISTRY_TOKEN_VALUE, condition, s3_to_oci};
+use super::{Env, REGISTRY_TOKEN_VALUE, WAIT, condition, s3_to_oci};
 
 /// What model-sync does before it exits 0: model, version and artifact exist in the registry.
 /// Returns (model id, version id, artifact id).
@@ -213,4 +214,124 @@ async fn failure_reports_model_sync_reason() {
     );
     assert_eq!(st.attempts, Some(1));
     assert!(st.registered_model_id.is_none());
+}
+
+/// A registry address that accepts connections and never answers; counts the connections open
+/// at once (the operator's checks in flight) and the most seen.
+struct DeadRegistry {
+    url: String,
+    open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    most: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl DeadRegistry {
+    async fn start() -> DeadRegistry {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (open, most, accepted) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let (o, m, a) = (open.clone(), most.clone(), accepted.clone());
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                let now = o.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(now, Ordering::SeqCst);
+                let o = o.clone();
+                // Reads the request and never answers, until the client gives up.
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while matches!(sock.read(&mut buf).await, Ok(n) if n > 0) {}
+                    o.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        DeadRegistry {
+            url,
+            open,
+            most,
+            accepted,
+        }
+    }
+}
+
+/// One dead registry address (accepts, never answers) behind many finished transfers does not
+/// take the controller's reconcile slots: at most two checks of it are in flight at once (the
+/// rest are turned away at once and retried), so a transfer registered elsewhere still gets its
+/// verdict, and the dead registry's transfers settle on `RegistryUnreachable`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_registry_does_not_hold_up_other_transfers() {
+    use std::sync::atomic::Ordering;
+    let env = Env::new("mt-deadreg").await;
+    env.storage_secrets().await;
+    env.plain_http_token_secret("mr-token", REGISTRY_TOKEN_VALUE)
+        .await;
+    let dead = DeadRegistry::start().await;
+    let registry =
+        ModelRegistryStandIn::start(StandInOptions::default().with_token(REGISTRY_TOKEN_VALUE))
+            .await
+            .unwrap();
+    let uri = "oci://quay.io/example/iris@sha256:abc";
+    let ids = register(&registry, uri, "LIVE").await;
+
+    // More finished transfers on the dead registry than the controller has reconcile slots (8).
+    let dead_names: Vec<String> = (0..12).map(|i| format!("dead-{i}")).collect();
+    for name in &dead_names {
+        env.create(name, with_token_secret(s3_to_oci(""), &dead.url))
+            .await;
+    }
+    for name in &dead_names {
+        let pod = env.wait_pod(&format!("{name}-sync")).await;
+        env.finish_pod(&pod, 0, &success_message(&ids, uri)).await;
+    }
+    // The dead registry is being asked now.
+    eventually_within("a check of the dead registry", WAIT, || async {
+        dead.accepted.load(Ordering::SeqCst) > 0
+    })
+    .await;
+
+    env.create(
+        "live",
+        with_token_secret(s3_to_oci(""), &registry.base_url()),
+    )
+    .await;
+    let pod = env.wait_pod("live-sync").await;
+    env.finish_pod(&pod, 0, &success_message(&ids, uri)).await;
+    let started = std::time::Instant::now();
+    env.wait_status("live", "Succeeded and Registered", |s| {
+        s.phase == Some(TransferPhase::Succeeded)
+            && condition(s, "Registered").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    eprintln!(
+        "live transfer registered {:.1} s after its pod finished; dead registry: {} connections, {} open now",
+        started.elapsed().as_secs_f64(),
+        dead.accepted.load(Ordering::SeqCst),
+        dead.open.load(Ordering::SeqCst)
+    );
+    for name in &dead_names {
+        let t = env
+            .wait_status(name, "Registered=False", |s| {
+                condition(s, "Registered").is_some_and(|c| c.0 == "False")
+            })
+            .await;
+        let st = t.status.unwrap();
+        assert_eq!(st.phase, Some(TransferPhase::Succeeded), "{name}");
+        assert_eq!(
+            condition(&st, "Registered").unwrap().1,
+            "RegistryUnreachable",
+            "{name}"
+        );
+    }
+    let most = dead.most.load(Ordering::SeqCst);
+    assert!(
+        most <= 2,
+        "{most} checks of the dead registry were in flight at once (bound: 2)"
+    );
 }

@@ -36,8 +36,9 @@ pub fn build(input: &BuildInput, out: &mut Desired) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// Role `registry-user-<name>`: `get` on the registry's Service and Endpoints (what the OAuth proxy
-/// and Authorino check, as upstream), plus whatever the proxy in front of it checks.
+/// Role `registry-user-<name>`: `get` on the registry's Service and Endpoints (what the OAuth proxy,
+/// Authorino and kube-rbac-proxy in the Go operator's mode check, as upstream), plus whatever
+/// else the proxy in front of it checks.
 pub fn user_role(input: &BuildInput) -> Role {
     let mr = input.mr;
     let mut rules = vec![PolicyRule {
@@ -153,9 +154,13 @@ mod tests {
 
     use super::*;
     use crate::capabilities::Capabilities;
-    use crate::settings::Settings;
+    use crate::settings::{ProxyAuthorization, Settings};
 
     fn role(spec: Value) -> Role {
+        role_in(spec, ProxyAuthorization::ServiceProxy)
+    }
+
+    fn role_in(spec: Value, mode: ProxyAuthorization) -> Role {
         let mut spec = spec;
         spec["postgres"] = json!({ "host": "db", "username": "u", "database": "d" });
         let mr: ModelRegistry = serde_json::from_value(json!({
@@ -165,7 +170,8 @@ mod tests {
             "spec": spec,
         }))
         .unwrap();
-        let (settings, caps) = (Settings::for_tests(), Capabilities::vanilla());
+        let (mut settings, caps) = (Settings::for_tests(), Capabilities::vanilla());
+        settings.kube_rbac_proxy_authorization = mode;
         user_role(&BuildInput {
             mr: &mr,
             settings: &settings,
@@ -217,5 +223,17 @@ mod tests {
                 assert_eq!(rule.resource_names.unwrap(), vec!["reg"]);
             }
         }
+    }
+
+    #[test]
+    fn user_role_with_kube_rbac_proxy_in_the_go_operators_mode_grants_get_on_the_service_only() {
+        let r = role_in(
+            json!({ "rest": {}, "kubeRBACProxy": {} }),
+            ProxyAuthorization::Service,
+        );
+        assert_eq!(
+            rules(&r),
+            json!([serde_json::from_str::<Value>(GET_SERVICE).unwrap()])
+        );
     }
 }

@@ -1,15 +1,23 @@
 //! Authenticating proxies in front of the REST API: the OpenShift OAuth proxy (`spec.oauthProxy`,
 //! OpenShift only) and kube-rbac-proxy (`spec.kubeRBACProxy`, any cluster).
 //!
-//! Both authorize every caller by a SubjectAccessReview, and the `registry-user-<name>` Role grants
-//! exactly what they check; so granting that Role (or adding a user to the `<name>-users` Group) is
-//! how access is given, for reads and writes alike:
+//! Both authorize every caller by a SubjectAccessReview, and the `registry-user-<name>` Role
+//! grants what they check; so granting that Role (or adding a user to the `<name>-users` Group)
+//! is how access is given, for reads and writes alike:
 //! - The OAuth proxy asks for `get` on the registry's Service, whatever the HTTP method.
-//! - kube-rbac-proxy derives the verb from the HTTP method (GET `get`, POST `create`, PUT `update`,
-//!   PATCH `patch`, DELETE `delete`). It checks the Service's `proxy` subresource, not the Service:
-//!   granting those verbs on `services/<name>` itself would let registry users rewrite or delete
-//!   the Service, whereas on `services/<name>/proxy` they only allow calling the Service through
-//!   the API server, which strips the caller's credentials so the proxy still turns them away.
+//! - kube-rbac-proxy checks what the `KUBE_RBAC_PROXY_AUTHORIZATION` setting says:
+//!   - `service-proxy` (the default): the verb of the HTTP method (GET `get`, POST `create`, PUT
+//!     `update`, PATCH `patch`, DELETE `delete`) on the Service's `proxy` subresource, which every
+//!     kube-rbac-proxy build checks alike. Granting those verbs on `services/<name>` itself would
+//!     let registry users rewrite or delete the Service, whereas on `services/<name>/proxy` they
+//!     only allow calling the Service through the API server, which strips the caller's
+//!     credentials so the proxy still turns them away.
+//!   - `service` (the ODH overlay): the Go operator's configuration, byte for byte
+//!     (`services/<name>`, no subresource, `verb: get`), so whoever could use a registry it
+//!     deployed still can, `view` holders included. OpenDataHub's build of kube-rbac-proxy (the
+//!     image ODH sets) checks that verb for every method. Upstream builds have no `verb` setting:
+//!     they check the method's verb on the Service, so with them writes need that verb on
+//!     `services/<name>` (namespace editors), which the Role does not grant.
 //!
 //! Children built here, besides the sidecar itself (which `deployment` adds to the pod):
 //! - `<name>-auth-delegator` ClusterRoleBinding: lets the proxy run TokenReviews and
@@ -42,6 +50,7 @@ use super::route::{self, RouteSpec};
 use crate::capabilities::ROUTE_GROUP;
 use crate::kube_ext::build_error::BuildError;
 use crate::kube_ext::child::Child;
+use crate::settings::ProxyAuthorization;
 
 #[cfg(test)]
 mod tests;
@@ -69,7 +78,6 @@ const TOKEN_SECONDS: i64 = 3607;
 const KRP_CONFIG_DIR: &str = "/etc/kube-rbac-proxy";
 const KRP_CONFIG_KEY: &str = "config-file.yaml";
 
-/// The subresource of the registry Service that kube-rbac-proxy authorizes callers against.
 /// The token audience kube-rbac-proxy accepts (`--auth-token-audiences`): the registry's own
 /// HTTPS origin inside the cluster, `https://<name>.<namespace>.svc:<port>`. The ModelTransfer
 /// controller projects the Job's token with this audience, so a token sent to the proxy is good
@@ -78,6 +86,8 @@ pub fn kube_rbac_proxy_audience(name: &str, namespace: &str, port: i32) -> Strin
     format!("https://{name}.{namespace}.svc:{port}")
 }
 
+/// The subresource of the registry Service that kube-rbac-proxy authorizes callers against in
+/// `service-proxy` mode.
 pub const KUBE_RBAC_PROXY_SUBRESOURCE: &str = "proxy";
 /// Every verb kube-rbac-proxy derives from an HTTP method the REST API uses (other methods, such
 /// as HEAD, map to no verb and are refused by any RBAC rule that does not grant `*`).
@@ -330,16 +340,23 @@ pub fn service_account_annotations(input: &BuildInput) -> BTreeMap<String, Strin
 }
 
 /// What the `registry-user-<name>` Role must grant for the proxy in front of the registry, beyond
-/// `get` on its Service: with kube-rbac-proxy, every verb it checks on `services/<name>/proxy`.
+/// `get` on its Service: with kube-rbac-proxy in `service-proxy` mode, every verb it checks on
+/// `services/<name>/proxy`.
 pub fn user_role_rules(input: &BuildInput) -> Vec<PolicyRule> {
     match active(input) {
-        Some(p) if p.kind == ProxyKind::KubeRbac => vec![PolicyRule {
-            api_groups: Some(vec![String::new()]),
-            resources: Some(vec![format!("services/{KUBE_RBAC_PROXY_SUBRESOURCE}")]),
-            resource_names: Some(vec![input.mr.name_any()]),
-            verbs: KUBE_RBAC_PROXY_VERBS.map(String::from).to_vec(),
-            ..Default::default()
-        }],
+        Some(p)
+            if p.kind == ProxyKind::KubeRbac
+                && input.settings.kube_rbac_proxy_authorization
+                    == ProxyAuthorization::ServiceProxy =>
+        {
+            vec![PolicyRule {
+                api_groups: Some(vec![String::new()]),
+                resources: Some(vec![format!("services/{KUBE_RBAC_PROXY_SUBRESOURCE}")]),
+                resource_names: Some(vec![input.mr.name_any()]),
+                verbs: KUBE_RBAC_PROXY_VERBS.map(String::from).to_vec(),
+                ..Default::default()
+            }]
+        }
         _ => Vec::new(),
     }
 }
@@ -384,7 +401,10 @@ pub fn build(input: &BuildInput, out: &mut Desired) -> Result<(), BuildError> {
                 out.children.push(Child::typed(&cookie_secret(mr, secret)));
             }
         }
-        ProxyKind::KubeRbac => out.children.push(Child::typed(&kube_rbac_proxy_config(mr))),
+        ProxyKind::KubeRbac => out.children.push(Child::typed(&kube_rbac_proxy_config(
+            mr,
+            input.settings.kube_rbac_proxy_authorization,
+        ))),
     }
     out.children.push(Child::typed(&auth_delegator(mr)));
 
@@ -506,28 +526,55 @@ const ODH_GENERATED_NAMESPACE_LABEL: &str = "opendatahub.io/generated-namespace"
 /// The label every namespace carries with its own name.
 const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
-/// ConfigMap `<name>-kube-rbac-proxy-config`: authorize callers on the registry Service's `proxy`
-/// subresource, with the verb of their HTTP method. Values are written as JSON strings (valid
-/// YAML) so a namespace like `1234` stays a string. No `verb` is set: releases that accept one
-/// would check that verb for every method, releases that do not would ignore it; without it
-/// every release checks the same, and read-only access can be granted with `get` alone.
-fn kube_rbac_proxy_config(mr: &ModelRegistry) -> ConfigMap {
-    let q = |s: &str| serde_json::Value::from(s).to_string();
-    let config = format!(
-        "authorization:\n  \
-           resourceAttributes:\n    \
-             namespace: {ns}\n    \
-             apiVersion: v1\n    \
-             resource: services\n    \
-             subresource: {KUBE_RBAC_PROXY_SUBRESOURCE}\n    \
-             name: {name}\n",
-        ns = q(&mr.namespace().unwrap_or_default()),
-        name = q(&mr.name_any()),
+/// ConfigMap `<name>-kube-rbac-proxy-config`, for `mode` (see the module doc):
+/// - `service`: the Go operator's configuration, byte for byte for the names it can hold (so
+///   taking over its ConfigMap changes no data).
+/// - `service-proxy`: the registry Service's `proxy` subresource with the method's verb. No
+///   `verb` is set: builds that accept one would check that verb for every method, builds that
+///   do not would ignore it; without it every build checks the same.
+///
+/// The Go operator only creates this ConfigMap when it is absent; this operator applies it like
+/// every child, so a hand-edited one is set back.
+fn kube_rbac_proxy_config(mr: &ModelRegistry, mode: ProxyAuthorization) -> ConfigMap {
+    let (ns, name) = (
+        yaml_string(&mr.namespace().unwrap_or_default()),
+        yaml_string(&mr.name_any()),
     );
+    let config = match mode {
+        ProxyAuthorization::Service => format!(
+            "authorization:\n  resourceAttributes:\n    apiVersion: v1\n    resource: services\n    \
+             verb: get\n    namespace: {ns}\n    name: {name}\n"
+        ),
+        ProxyAuthorization::ServiceProxy => format!(
+            "authorization:\n  resourceAttributes:\n    namespace: {ns}\n    apiVersion: v1\n    \
+             resource: services\n    subresource: {KUBE_RBAC_PROXY_SUBRESOURCE}\n    \
+             name: {name}\n"
+        ),
+    };
     ConfigMap {
         metadata: names::owned_meta(mr, config_map_name(mr)),
         data: Some(BTreeMap::from([(KRP_CONFIG_KEY.to_string(), config)])),
         ..Default::default()
+    }
+}
+
+/// `value` as a YAML scalar that reads back as that string: plain, as the Go operator's template
+/// writes it, when it starts with a letter, holds only lowercase letters, digits and dashes and
+/// is no YAML 1.1 boolean or null; else JSON-quoted (valid YAML), so a namespace like `1234` or
+/// `yes` stays a string.
+fn yaml_string(value: &str) -> String {
+    const WORDS: [&str; 10] = [
+        "y", "n", "yes", "no", "on", "off", "true", "false", "null", "nan",
+    ];
+    let plain = value.starts_with(|c: char| c.is_ascii_lowercase())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !WORDS.contains(&value);
+    if plain {
+        value.to_string()
+    } else {
+        serde_json::Value::from(value).to_string()
     }
 }
 

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::capabilities::{CONFIG_GROUP, Capabilities, USER_GROUP};
 use crate::kube_ext::child::PARENT_NAME_LABEL;
-use crate::settings::Settings;
+use crate::settings::{ProxyAuthorization, Settings};
 
 const NS: &str = "odh-model-registries";
 const NAME: &str = "modelregistry-sample";
@@ -629,15 +629,71 @@ fn kube_rbac_proxy_config_authorizes_the_method_verb_on_the_service_proxy_subres
 }
 
 #[test]
+fn kube_rbac_proxy_config_is_the_go_operators_get_on_the_service() {
+    let mut case = Case::new(json!({ "kubeRBACProxy": {} }), openshift());
+    case.settings.kube_rbac_proxy_authorization = ProxyAuthorization::Service;
+    let out = case.build();
+    let child = find(
+        &out,
+        "ConfigMap",
+        "modelregistry-sample-kube-rbac-proxy-config",
+    );
+    assert_owned(child);
+    let cm: ConfigMap = child.to_typed();
+    let text = &cm.data.unwrap()["config-file.yaml"];
+    let parsed: Value = serde_saphyr::from_str(text).expect("valid YAML");
+    assert_eq!(
+        parsed,
+        json!({ "authorization": { "resourceAttributes": {
+            "apiVersion": "v1", "resource": "services", "verb": "get",
+            "namespace": NS, "name": NAME,
+        } } })
+    );
+    // Byte for byte what the Go operator's template renders
+    // (T/kube-rbac-proxy/kube-rbac-proxy-config.yaml.tmpl@08f64eb), so its ConfigMap is taken
+    // over without a change.
+    assert_eq!(
+        text,
+        &format!(
+            "authorization:\n  resourceAttributes:\n    apiVersion: v1\n    resource: services\n    \
+             verb: get\n    namespace: {NS}\n    name: {NAME}\n"
+        )
+    );
+}
+
+#[test]
 fn kube_rbac_proxy_config_quotes_numeric_namespaces() {
     let mut case = Case::new(json!({ "kubeRBACProxy": {} }), Capabilities::vanilla());
     case.mr.metadata.namespace = Some("1234".into());
-    let cm = kube_rbac_proxy_config(&case.mr);
+    let cm = kube_rbac_proxy_config(&case.mr, ProxyAuthorization::ServiceProxy);
     let parsed: Value = serde_saphyr::from_str(&cm.data.unwrap()["config-file.yaml"]).unwrap();
     assert_eq!(
         parsed["authorization"]["resourceAttributes"]["namespace"],
         "1234"
     );
+}
+
+#[test]
+fn kube_rbac_proxy_config_quotes_namespaces_yaml_would_not_read_as_strings() {
+    let modes = [
+        ProxyAuthorization::Service,
+        ProxyAuthorization::ServiceProxy,
+    ];
+    for (ns, mode) in ["1234", "yes", "off", "0x1f", "1e3", "null"]
+        .into_iter()
+        .flat_map(|ns| modes.map(|m| (ns, m)))
+    {
+        let mut case = Case::new(json!({ "kubeRBACProxy": {} }), Capabilities::vanilla());
+        case.mr.metadata.namespace = Some(ns.into());
+        let cm = kube_rbac_proxy_config(&case.mr, mode);
+        let text = &cm.data.unwrap()["config-file.yaml"];
+        let parsed: Value = serde_saphyr::from_str(text).unwrap();
+        assert_eq!(
+            parsed["authorization"]["resourceAttributes"]["namespace"], ns,
+            "{text}"
+        );
+        assert!(text.contains(&format!("namespace: \"{ns}\"")), "{text}");
+    }
 }
 
 #[test]
