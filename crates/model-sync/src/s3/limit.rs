@@ -29,20 +29,22 @@ impl Intercept for BodyLimit {
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let streaming = cfg
-            .load::<Metadata>()
-            .is_some_and(|m| m.name() == "GetObject")
+        let operation = cfg.load::<Metadata>().map(|m| m.name().to_owned());
+        let streaming = operation.as_deref() == Some("GetObject")
             && context.response().status().is_success();
         if streaming {
             return Ok(());
         }
+        // A HEAD answer's Content-Length is the size of the object it describes, not of a body
+        // (it has none, RFC 9110 §9.3.2): only the body itself is bounded for those.
+        let head = operation.as_deref().is_some_and(|name| name.starts_with("Head"));
         let limit = self.limit;
         let response = context.response_mut();
         let declared = response
             .headers()
             .get("content-length")
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
+        if !head && declared.is_some_and(|n| n > limit as u64) {
             return Err(format!(
                 "the S3 response declares {declared:?} bytes, over the limit of {limit}"
             )
