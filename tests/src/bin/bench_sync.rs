@@ -642,6 +642,11 @@ async fn bench() -> anyhow::Result<()> {
     }
     let _ = std::io::Write::flush(&mut std::io::stdout());
     if !missed.is_empty() {
+        // `exit` runs no destructors: the servers (and the S3 server's model-sized data
+        // directory) go first.
+        drop(ctx);
+        drop(mr);
+        drop(s3);
         std::process::exit(1);
     }
     Ok(())

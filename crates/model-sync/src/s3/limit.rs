@@ -30,14 +30,16 @@ impl Intercept for BodyLimit {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let operation = cfg.load::<Metadata>().map(|m| m.name().to_owned());
-        let streaming = operation.as_deref() == Some("GetObject")
-            && context.response().status().is_success();
+        let streaming =
+            operation.as_deref() == Some("GetObject") && context.response().status().is_success();
         if streaming {
             return Ok(());
         }
         // A HEAD answer's Content-Length is the size of the object it describes, not of a body
         // (it has none, RFC 9110 §9.3.2): only the body itself is bounded for those.
-        let head = operation.as_deref().is_some_and(|name| name.starts_with("Head"));
+        let head = operation
+            .as_deref()
+            .is_some_and(|name| name.starts_with("Head"));
         let limit = self.limit;
         let response = context.response_mut();
         let declared = response
