@@ -644,7 +644,6 @@ async fn bench() -> anyhow::Result<()> {
     if !missed.is_empty() {
         // `exit` runs no destructors: the servers (and the S3 server's model-sized data
         // directory) go first.
-        drop(ctx);
         drop(mr);
         drop(s3);
         std::process::exit(1);
