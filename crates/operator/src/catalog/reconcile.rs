@@ -153,17 +153,7 @@ pub fn report_error(catalog: Arc<Catalog>, err: &ReconcileError, ctx: Arc<Catalo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kube_ext::report::{Categorized, ErrorCategory};
-
-    fn api(code: u16) -> kube::Error {
-        kube::Error::Api(
-            kube::core::Status {
-                code,
-                ..kube::core::Status::success()
-            }
-            .boxed(),
-        )
-    }
+    use crate::kube_ext::report::{Categorized, ErrorCategory, api_error as api};
 
     #[test]
     fn errors_have_a_step_label_and_a_category() {

@@ -137,19 +137,23 @@ pub fn kube_category(e: &kube::Error) -> ErrorCategory {
     }
 }
 
+/// A request the API server answered with `code` (for tests of error mappings).
+#[cfg(test)]
+pub fn api_error(code: u16) -> kube::Error {
+    kube::Error::Api(
+        kube::core::Status {
+            code,
+            ..kube::core::Status::success()
+        }
+        .boxed(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn api(code: u16) -> kube::Error {
-        kube::Error::Api(
-            kube::core::Status {
-                code,
-                ..kube::core::Status::success()
-            }
-            .boxed(),
-        )
-    }
+    use super::api_error as api;
 
     #[test]
     fn requests_are_labelled_and_categorised_by_their_status_code() {

@@ -206,20 +206,10 @@ pub fn report_error(mr: Arc<ModelRegistry>, err: &ReconcileError, ctx: Arc<Conte
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kube_ext::report::{Categorized, ErrorCategory};
+    use crate::kube_ext::report::{Categorized, ErrorCategory, api_error as api};
 
     fn user_must_act(err: &ReconcileError) -> bool {
         err.category() == ErrorCategory::UserMustAct
-    }
-
-    fn api(code: u16) -> kube::Error {
-        kube::Error::Api(
-            kube::core::Status {
-                code,
-                ..kube::core::Status::success()
-            }
-            .boxed(),
-        )
     }
 
     #[test]

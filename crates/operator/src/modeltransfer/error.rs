@@ -49,17 +49,7 @@ impl Classify for ReconcileError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kube_ext::report::{Categorized, ErrorCategory};
-
-    fn api(code: u16) -> kube::Error {
-        kube::Error::Api(
-            kube::core::Status {
-                code,
-                ..kube::core::Status::success()
-            }
-            .boxed(),
-        )
-    }
+    use crate::kube_ext::report::{Categorized, ErrorCategory, api_error as api};
 
     #[test]
     fn failures_keep_their_labels_and_categories() {
