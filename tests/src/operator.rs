@@ -7,7 +7,8 @@ use anyhow::Context as _;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::Scope;
 use kube::{Client, ResourceExt};
-use model_registry_operator::run::{RunOptions, Stopped};
+use model_registry_operator::catalog::settings::CatalogSettings;
+use model_registry_operator::run::{Controllers, RunOptions, Stopped};
 use model_registry_operator::settings::Settings;
 use tokio::sync::oneshot;
 
@@ -20,24 +21,37 @@ pub const NAME_PREFIX: &str = "model-registry-operator-";
 /// Applies `config/rbac` to the cluster (idempotent), prefixing names and setting the namespace
 /// the way `config/default` does, so the operator's static-token identity gets exactly that RBAC.
 pub async fn install_rbac(client: &Client) -> anyhow::Result<()> {
-    let dir = repo_root().join("config/rbac");
-    // Only the groups of config/rbac: another group's API may be unavailable (a test of the
+    let docs = rbac_documents(&repo_root().join("config/rbac"))?;
+    apply_rbac(client, "config/rbac", docs, |doc, _| {
+        prefix_and_namespace(doc)
+    })
+    .await
+}
+
+/// Applies RBAC documents by server-side apply as the harness, each placed by `place` (given
+/// its kind's scope) first; namespaced ones go to the operator namespace.
+async fn apply_rbac(
+    client: &Client,
+    what: &str,
+    docs: Vec<DynamicObject>,
+    place: impl Fn(&mut DynamicObject, Scope),
+) -> anyhow::Result<()> {
+    // Only the groups of RBAC: another group's API may be unavailable (a test of the
     // operator's behaviour then), and discovering it would wait on its 503s.
     let discovery = kube::discovery::Discovery::new(client.clone())
         .filter(&["", "rbac.authorization.k8s.io"])
         .run()
         .await?;
-    for doc in rbac_documents(&dir)? {
-        let mut doc = doc;
-        prefix_and_namespace(&mut doc);
+    for mut doc in docs {
         let gvk = kube::api::GroupVersionKind::try_from(
             &doc.types
                 .clone()
-                .context("RBAC document without apiVersion/kind")?,
+                .with_context(|| format!("{what}: document without apiVersion/kind"))?,
         )?;
         let (ar, caps) = discovery
             .resolve_gvk(&gvk)
-            .context("unknown kind in config/rbac")?;
+            .with_context(|| format!("unknown kind in {what}"))?;
+        place(&mut doc, caps.scope.clone());
         let api: Api<DynamicObject> = match caps.scope {
             Scope::Namespaced => Api::namespaced_with(client.clone(), OPERATOR_NAMESPACE, &ar),
             Scope::Cluster => Api::all_with(client.clone(), &ar),
@@ -110,28 +124,65 @@ pub fn test_settings(namespace: &str) -> Settings {
     s
 }
 
-/// Starts the operator with the operator identity's client (shipped RBAC applies).
-pub async fn start(cluster: &Cluster, settings: Settings) -> OperatorHandle {
-    install_rbac(&cluster.admin_client())
-        .await
-        .expect("install config/rbac");
-    let client =
-        model_registry_operator::run::client(cluster.operator_config()).expect("operator client");
-    let (tx, rx) = oneshot::channel::<()>();
-    let options = RunOptions {
-        discovery_interval: Duration::from_secs(2),
-        serve_http: false,
-        ..RunOptions::default()
-    };
-    let task = tokio::spawn(async move {
-        model_registry_operator::run::run(client, settings, options, async move {
-            let _ = rx.await;
-        })
-        .await
-    });
-    OperatorHandle {
-        stop: Some(tx),
-        task: Some(task),
+/// How a test runs the operator, started by [`OperatorBuilder::start`]: by default the registry
+/// controllers (the `run` subcommand's process) as the operator's identity, under the shipped
+/// `config/rbac`.
+pub struct OperatorBuilder<'a> {
+    cluster: &'a Cluster,
+    settings: Settings,
+    controllers: Controllers,
+}
+
+/// An operator for `cluster` with `settings` (see [`test_settings`]).
+pub fn builder(cluster: &Cluster, settings: Settings) -> OperatorBuilder<'_> {
+    OperatorBuilder {
+        cluster,
+        settings,
+        controllers: Controllers::Registries,
+    }
+}
+
+impl OperatorBuilder<'_> {
+    /// The catalog controller alone (the `catalog` subcommand's process) as its own
+    /// ServiceAccount, with the catalog's settings given (not read from the environment).
+    pub fn catalog(mut self, catalog: CatalogSettings) -> Self {
+        self.controllers = Controllers::Catalog {
+            settings: Some(Box::new(catalog)),
+        };
+        self
+    }
+
+    /// Installs the process's RBAC and starts it in a task of its own.
+    pub async fn start(self) -> OperatorHandle {
+        let config = match self.controllers {
+            Controllers::Registries => {
+                install_rbac(&self.cluster.admin_client())
+                    .await
+                    .expect("install config/rbac");
+                self.cluster.operator_config()
+            }
+            Controllers::Catalog { .. } => catalog_config(self.cluster)
+                .await
+                .expect("catalog identity"),
+        };
+        let client = model_registry_operator::run::client(config).expect("operator client");
+        let (tx, rx) = oneshot::channel::<()>();
+        let options = RunOptions {
+            discovery_interval: Duration::from_secs(2),
+            serve_http: false,
+            controllers: self.controllers,
+        };
+        let settings = self.settings;
+        let task = tokio::spawn(async move {
+            model_registry_operator::run::run(client, settings, options, async move {
+                let _ = rx.await;
+            })
+            .await
+        });
+        OperatorHandle {
+            stop: Some(tx),
+            task: Some(task),
+        }
     }
 }
 
@@ -167,40 +218,18 @@ pub const CATALOG_SERVICE_ACCOUNT: &str = "catalog-controller-manager";
 /// catalog controller's identity gets exactly those rules.
 pub async fn install_catalog_rbac(client: &Client) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(repo_root().join("config/overlays/catalog/rbac.yaml"))?;
-    let discovery = kube::discovery::Discovery::new(client.clone())
-        .filter(&["", "rbac.authorization.k8s.io"])
-        .run()
-        .await?;
-    for mut doc in serde_saphyr::from_multiple::<DynamicObject>(&text)? {
-        let gvk = kube::api::GroupVersionKind::try_from(
-            &doc.types
-                .clone()
-                .context("document without apiVersion/kind")?,
-        )?;
-        let (ar, caps) = discovery
-            .resolve_gvk(&gvk)
-            .context("unknown kind in the catalog RBAC")?;
+    let docs = serde_saphyr::from_multiple::<DynamicObject>(&text)?;
+    apply_rbac(client, "the catalog RBAC", docs, |doc, scope| {
         if let Some(subjects) = doc.data.get_mut("subjects").and_then(|s| s.as_array_mut()) {
             for s in subjects {
                 s["namespace"] = OPERATOR_NAMESPACE.into();
             }
         }
-        let api: Api<DynamicObject> = match caps.scope {
-            Scope::Namespaced => {
-                doc.metadata.namespace = Some(OPERATOR_NAMESPACE.into());
-                Api::namespaced_with(client.clone(), OPERATOR_NAMESPACE, &ar)
-            }
-            Scope::Cluster => Api::all_with(client.clone(), &ar),
-        };
-        api.patch(
-            &doc.name_any(),
-            &PatchParams::apply(HARNESS_MANAGER).force(),
-            &Patch::Apply(&doc),
-        )
-        .await
-        .with_context(|| format!("apply {} {}", ar.kind, doc.name_any()))?;
-    }
-    Ok(())
+        if scope == Scope::Namespaced {
+            doc.metadata.namespace = Some(OPERATOR_NAMESPACE.into());
+        }
+    })
+    .await
 }
 
 /// A client configuration acting as the catalog controller's ServiceAccount.
@@ -216,33 +245,4 @@ pub async fn catalog_config(cluster: &Cluster) -> anyhow::Result<kube::Config> {
         ..Default::default()
     };
     Ok(config)
-}
-
-/// Starts the catalog controller alone (the `catalog` subcommand's process) as its own
-/// ServiceAccount, with the catalog's settings given (not read from the environment).
-pub async fn start_catalog(
-    cluster: &Cluster,
-    settings: Settings,
-    catalog: model_registry_operator::catalog::settings::CatalogSettings,
-) -> OperatorHandle {
-    let config = catalog_config(cluster).await.expect("catalog identity");
-    let client = model_registry_operator::run::client(config).expect("catalog client");
-    let (tx, rx) = oneshot::channel::<()>();
-    let options = RunOptions {
-        discovery_interval: Duration::from_secs(2),
-        serve_http: false,
-        controllers: model_registry_operator::run::Controllers::Catalog {
-            settings: Some(Box::new(catalog)),
-        },
-    };
-    let task = tokio::spawn(async move {
-        model_registry_operator::run::run(client, settings, options, async move {
-            let _ = rx.await;
-        })
-        .await
-    });
-    OperatorHandle {
-        stop: Some(tx),
-        task: Some(task),
-    }
 }

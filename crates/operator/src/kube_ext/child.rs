@@ -138,13 +138,6 @@ pub fn parent_of(child: &Child) -> Option<Parent> {
     Parent::from_labels(child.object.labels())
 }
 
-/// Labels selecting every child of one parent.
-pub fn parent_selector(kind: &str, namespace: &str, name: &str) -> String {
-    format!(
-        "{PARENT_KIND_LABEL}={kind},{PARENT_NAMESPACE_LABEL}={namespace},{PARENT_NAME_LABEL}={name}"
-    )
-}
-
 /// A kind the controller may create, and where to look for existing children of it.
 #[derive(Clone, Debug)]
 pub struct ManagedKind {
@@ -191,6 +184,13 @@ impl Parent {
 
     /// A label selector for this parent's children.
     pub fn selector(&self) -> String {
-        parent_selector(&self.kind, &self.namespace, &self.name)
+        let Parent {
+            kind,
+            namespace,
+            name,
+        } = self;
+        format!(
+            "{PARENT_KIND_LABEL}={kind},{PARENT_NAMESPACE_LABEL}={namespace},{PARENT_NAME_LABEL}={name}"
+        )
     }
 }

@@ -34,6 +34,25 @@ type Triggers<K> = BoxStream<'static, Result<ReconcileRequest<K>, watcher::Error
 /// The output of [`QueuedController::run`], as `Controller::run` yields it.
 pub type RunResult<K, E> = Result<(ObjectRef<K>, Action), controller::Error<E, watcher::Error>>;
 
+/// Drives a controller's results (of [`QueuedController::run`]) until it stops, each logged at
+/// debug level: a failure was reported already, by the controller's reporter.
+pub async fn drain<K, E>(results: impl Stream<Item = RunResult<K, E>>, controller: &str)
+where
+    K: Resource,
+    E: std::error::Error + 'static,
+{
+    results
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => {
+                    tracing::debug!(controller, name = %obj.name, namespace = ?obj.namespace, "reconciled")
+                }
+                Err(e) => tracing::debug!(controller, error = %e, "reconcile attempt failed"),
+            }
+        })
+        .await;
+}
+
 /// A controller for `K`: what triggers a reconcile of which `K`, then [`QueuedController::run`].
 pub struct QueuedController<K: Resource<DynamicType = ()> + 'static> {
     store: Store<K>,

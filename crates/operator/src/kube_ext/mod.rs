@@ -5,6 +5,8 @@
 //!
 //! - [`child`]: the child model: [`child::Child`], its key, its [`child::Parent`] named by
 //!   labels, the kinds a controller manages.
+//! - [`owner`]: the metadata of a child: the controller owner reference to its parent, the
+//!   labels naming it.
 //! - [`apply`]: server-side apply of one child after the claim (is the object under its name
 //!   ours to write?), including taking over the Go operator's objects.
 //! - [`identity`]: a controller's name and field manager ([`identity::ControllerId`]), the value
@@ -37,6 +39,7 @@ pub mod controller;
 pub mod events;
 pub mod finalizer;
 pub mod identity;
+pub mod owner;
 pub mod pod_security;
 pub mod prune;
 pub mod report;

@@ -30,8 +30,9 @@ pub enum ApplyError {
     Conflict(String),
     #[error("Kubernetes API request failed: {0}")]
     Kube(#[from] kube::Error),
+    /// The generated database's Secret or claim (created before the children).
     #[error(transparent)]
-    Operator(#[from] crate::error::Error),
+    Provision(#[from] provision::ProvisionError),
 }
 
 /// What the apply came to, for the status.
@@ -117,7 +118,7 @@ pub async fn apply(
     // The generated database's password is never pruned (upstream deletes nothing when
     // generateDeployment is turned off): the data it opens may still be there.
     keep.insert(generated_db_secret(mr));
-    let parent = child::Parent::new(names::KIND, &ns, &name);
+    let parent = names::parent(mr);
     let kinds = kinds::managed(caps);
     let pruned = prune::prune(&ctx.client, &record, &kinds, &parent, &keep).await?;
     if !pruned.is_empty() {

@@ -14,7 +14,7 @@ use super::policy::FINALIZER;
 use super::publish::write_status;
 use super::{kinds, status};
 use crate::context::Context;
-use crate::kube_ext::{child, finalizer, prune};
+use crate::kube_ext::{finalizer, prune};
 
 /// Why the cleanup did not finish (it is retried).
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +38,7 @@ pub async fn finalize(
         let _ = write_status(api, mr, &st, ctx).await;
     }
     let ns = mr.namespace().unwrap_or_default();
-    let selector = child::parent_selector(names::KIND, &ns, &mr.name_any());
+    let selector = names::parent(mr).selector();
     // Kept data keeps its password.
     let mut keep = BTreeSet::new();
     if build::postgres_provision::keep_data(mr) {

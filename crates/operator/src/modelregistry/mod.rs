@@ -13,7 +13,6 @@
 //! - [`migrate`]: a spec stored for the Go operator, rewritten as its HEAD does (first step).
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -27,7 +26,7 @@ use mro_api::ModelRegistry;
 
 use crate::context::{Context, controller_config};
 use crate::kube_ext::child::{PARENT_KIND_LABEL, PARENT_NAME_LABEL, PARENT_NAMESPACE_LABEL};
-use crate::kube_ext::controller::QueuedController;
+use crate::kube_ext::controller::{QueuedController, drain};
 use crate::kube_ext::watch::{children_config, scoped};
 
 pub mod apply;
@@ -138,24 +137,14 @@ pub async fn run(
     }
     tracing::info!(capabilities = ?caps, "starting ModelRegistry controller");
     let queue = ctx.metrics.work_queue(policy::CONTROLLER);
-    controller
-        .with_config(controller_config(&ctx))
-        .run(
-            reconcile::reconcile,
-            reconcile::report_error,
-            ctx,
-            queue,
-            shutdown,
-        )
-        .for_each(|res| async move {
-            match res {
-                Ok((obj, _)) => {
-                    tracing::debug!(registry = %obj.name, namespace = ?obj.namespace, "reconciled")
-                }
-                Err(e) => tracing::debug!(error = %e, "reconcile attempt failed"),
-            }
-        })
-        .await;
+    let results = controller.with_config(controller_config(&ctx)).run(
+        reconcile::reconcile,
+        reconcile::report_error,
+        ctx,
+        queue,
+        shutdown,
+    );
+    drain(results, policy::CONTROLLER).await;
 }
 
 /// Whether the operator may list and watch Secrets in all namespaces (the namespace role bound

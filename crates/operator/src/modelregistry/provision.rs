@@ -10,15 +10,26 @@ use mro_api::ModelRegistry;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::build::postgres_provision;
-use crate::error::{Error, Result};
+use super::build::{names, postgres_provision};
 use crate::kube_ext::child::Parent;
+use crate::kube_ext::owner;
+
+/// Why the generated database's Secret or claim could not be ensured.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+    /// The OS gave no randomness for a new password.
+    #[error("invalid configuration: no randomness for the database password: {0}")]
+    NoRandomness(String),
+}
+
+type Result<T, E = ProvisionError> = std::result::Result<T, E>;
 
 /// 16 random bytes, hex-encoded.
 fn new_password() -> Result<String> {
     let mut buf = [0u8; 16];
-    getrandom::fill(&mut buf)
-        .map_err(|e| Error::Invalid(format!("no randomness for the database password: {e}")))?;
+    getrandom::fill(&mut buf).map_err(|e| ProvisionError::NoRandomness(e.to_string()))?;
     Ok(hex::encode(buf))
 }
 
@@ -44,9 +55,8 @@ pub async fn ensure(client: &Client, mr: &ModelRegistry) -> Result<Option<String
 /// Whether an existing object belongs to this registry: labelled for it, or controlled by it
 /// (what the Go operator's copies carry).
 fn ours(existing: &ObjectMeta, mr: &ModelRegistry) -> bool {
-    let ns = mr.namespace().unwrap_or_default();
     let labelled = Parent::from_labels(existing.labels.as_ref().unwrap_or(&Default::default()))
-        == Some(Parent::new(super::build::names::KIND, &ns, &mr.name_any()));
+        == Some(names::parent(mr));
     let controlled = existing
         .owner_references
         .iter()
@@ -114,7 +124,7 @@ fn make_meta_only<K: Resource<DynamicType = ()>>(
     let owners = if postgres_provision::keep_data(mr) {
         Vec::new()
     } else {
-        vec![super::build::names::owner_ref(mr)]
+        vec![owner::controller_ref(mr)]
     };
     let name = if K::kind(&()) == "Secret" {
         postgres_provision::secret_name(mr)

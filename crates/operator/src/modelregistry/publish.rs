@@ -21,8 +21,6 @@ use crate::kube_ext::{self, events};
 pub enum StatusError {
     #[error("Kubernetes API request failed: {0}")]
     Kube(#[from] kube::Error),
-    #[error(transparent)]
-    Operator(#[from] crate::error::Error),
 }
 
 /// Reads what the cluster reports of the children, computes the status, writes it when it

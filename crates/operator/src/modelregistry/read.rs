@@ -1,4 +1,6 @@
-//! The *read* step: facts from the cluster that the build and status steps need.
+//! The *read* step (the pipeline's dereference): facts from the cluster that the build step
+//! needs, with its own error ([`DereferenceError`]); and what the status step reads of the
+//! children ([`runtime`], whose only failures are requests).
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -12,10 +14,22 @@ use super::build::input::IngressGateway;
 use super::build::names;
 use super::kinds;
 use crate::capabilities::Capabilities;
-use crate::error::Result;
 use crate::kube_ext::server_cache;
 use crate::settings::Settings;
 use crate::watched::Watched;
+
+/// Why the cluster could not be read for the builders.
+#[derive(Debug, thiserror::Error)]
+pub enum DereferenceError {
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+    /// A registry without a namespace (never stored so; the controller watches namespaced ones).
+    #[error("object has no metadata.namespace")]
+    NoNamespace,
+    /// The OS gave no randomness for a new OAuth cookie secret.
+    #[error("invalid configuration: no randomness for the cookie secret: {0}")]
+    NoRandomness(String),
+}
 
 /// What the read step observed before building.
 #[derive(Clone, Debug, Default)]
@@ -37,7 +51,7 @@ pub async fn observe(
     mr: &ModelRegistry,
     caps: &Capabilities,
     settings: &Settings,
-) -> Result<Observed> {
+) -> Result<Observed, DereferenceError> {
     let ns = mr.namespace().unwrap_or_default();
     let mut o = Observed::default();
     if caps.openshift_config() {
@@ -92,11 +106,9 @@ pub async fn observe(
 }
 
 /// 16 random bytes, hex-encoded: 32 characters, a valid AES-256 key for the OAuth proxy's cookie cipher.
-fn new_cookie_secret() -> Result<String> {
+fn new_cookie_secret() -> Result<String, DereferenceError> {
     let mut buf = [0u8; 16];
-    getrandom::fill(&mut buf).map_err(|e| {
-        crate::error::Error::Invalid(format!("no randomness for the cookie secret: {e}"))
-    })?;
+    getrandom::fill(&mut buf).map_err(|e| DereferenceError::NoRandomness(e.to_string()))?;
     Ok(hex::encode(buf))
 }
 
@@ -122,7 +134,7 @@ pub async fn runtime(
     mr: &ModelRegistry,
     caps: &Capabilities,
     http_route: Option<HttpRouteRead<'_>>,
-) -> Result<Runtime> {
+) -> kube::Result<Runtime> {
     let ns = mr.namespace().unwrap_or_default();
     let name = mr.name_any();
     let labels = names::selector(mr);
@@ -170,7 +182,7 @@ pub async fn runtime(
     let mut routes_admitted = BTreeMap::new();
     if let Some(ar) = kinds::route(caps) {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
-        let sel = crate::kube_ext::child::parent_selector(names::KIND, &ns, &name);
+        let sel = names::parent(mr).selector();
         for r in api
             .list(&ListParams::default().labels(&sel).match_any())
             .await?
@@ -219,7 +231,7 @@ pub struct HttpRouteRead<'a> {
     pub apply_error: Option<String>,
 }
 
-async fn observe_route(client: &Client, read: HttpRouteRead<'_>) -> Result<ObservedRoute> {
+async fn observe_route(client: &Client, read: HttpRouteRead<'_>) -> kube::Result<ObservedRoute> {
     let ns = read.route.namespace().unwrap_or_default();
     let name = read.route.name();
     let state = match read.apply_error {

@@ -23,24 +23,14 @@ use super::apply::{self, ApplyError};
 use super::build::{self, BuildInput, names};
 use super::finalize::{FinalizeError, finalize};
 use super::policy::{CONFLICT_RETRY, CONTROLLER, ID};
+use super::provision::ProvisionError;
 use super::publish::{StatusError, status_step, warn, write_status};
+use super::read::DereferenceError;
 use super::validate::{self, ValidateError};
 use super::{migrate, read, status};
 use crate::context::Context;
-use crate::error::Error;
 use crate::kube_ext::child;
-use crate::kube_ext::report::{
-    Categorized, ErrorCategory, Reporter, kube_category, kube_metric_label,
-};
-
-/// Why the cluster could not be read for the builders.
-#[derive(Debug, thiserror::Error)]
-pub enum DereferenceError {
-    #[error("Kubernetes API request failed: {0}")]
-    Kube(#[from] kube::Error),
-    #[error(transparent)]
-    Operator(#[from] Error),
-}
+use crate::kube_ext::report::{Classify, Failure, Reporter};
 
 /// A failed reconcile: the error of the step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,51 +47,25 @@ pub enum ReconcileError {
     Finalize(#[from] FinalizeError),
 }
 
-impl ReconcileError {
-    /// The failure as the operator's general error, whose labels and categories every
-    /// controller shares.
-    fn general(&self) -> Option<&Error> {
+impl Classify for ReconcileError {
+    /// Failed requests by their status code; everything else here (a spec that cannot be
+    /// checked in, a name taken by someone else's object, no randomness) persists until someone
+    /// changes something.
+    fn failure(&self) -> Failure<'_> {
+        use ReconcileError as R;
         match self {
-            ReconcileError::Dereference(DereferenceError::Operator(e))
-            | ReconcileError::Apply(ApplyError::Operator(e))
-            | ReconcileError::Status(StatusError::Operator(e)) => Some(e),
-            _ => None,
-        }
-    }
-
-    fn kube(&self) -> Option<&kube::Error> {
-        match self {
-            ReconcileError::Dereference(DereferenceError::Kube(e))
-            | ReconcileError::Validate(ValidateError::Check(e))
-            | ReconcileError::Apply(ApplyError::Kube(e))
-            | ReconcileError::Status(StatusError::Kube(e))
-            | ReconcileError::Finalize(FinalizeError::Kube(e)) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl Categorized for ReconcileError {
-    fn metric_label(&self) -> String {
-        if let Some(e) = self.general() {
-            return e.metric_label();
-        }
-        if let Some(e) = self.kube() {
-            return kube_metric_label(e);
-        }
-        match self {
-            ReconcileError::Apply(ApplyError::Conflict(_)) => "conflict".into(),
-            _ => "invalid".into(),
-        }
-    }
-
-    fn category(&self) -> ErrorCategory {
-        if let Some(e) = self.general() {
-            return e.category();
-        }
-        match self.kube() {
-            Some(e) => kube_category(e),
-            None => ErrorCategory::UserMustAct,
+            R::Dereference(DereferenceError::Kube(e))
+            | R::Validate(ValidateError::Check(e))
+            | R::Apply(ApplyError::Kube(e) | ApplyError::Provision(ProvisionError::Kube(e)))
+            | R::Status(StatusError::Kube(e))
+            | R::Finalize(FinalizeError::Kube(e)) => Failure::Kube(e),
+            R::Dereference(DereferenceError::NoNamespace) => Failure::must_act("missing_field"),
+            R::Apply(ApplyError::Conflict(_)) => Failure::must_act("conflict"),
+            R::Dereference(DereferenceError::NoRandomness(_))
+            | R::Validate(ValidateError::Invalid(_))
+            | R::Apply(ApplyError::Provision(ProvisionError::NoRandomness(_))) => {
+                Failure::must_act("invalid")
+            }
         }
     }
 }
@@ -111,10 +75,7 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
     let _measure = ctx.metrics.reconcile_started(CONTROLLER);
-    let ns = mr
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))
-        .map_err(DereferenceError::from)?;
+    let ns = mr.namespace().ok_or(DereferenceError::NoNamespace)?;
     let api: Api<ModelRegistry> = Api::namespaced(ctx.client.clone(), &ns);
     let caps = ctx.caps.current();
 
@@ -168,9 +129,7 @@ pub async fn reconcile(
     let (existing, legacy_selector) = existing.map_err(DereferenceError::from)?;
 
     // Dereference, then build.
-    let observed = read::observe(&ctx.client, &mr, &caps, &ctx.settings)
-        .await
-        .map_err(DereferenceError::from)?;
+    let observed = read::observe(&ctx.client, &mr, &caps, &ctx.settings).await?;
     let input = BuildInput {
         mr: validated.mr,
         settings: &ctx.settings,
@@ -247,31 +206,48 @@ pub fn report_error(mr: Arc<ModelRegistry>, err: &ReconcileError, ctx: Arc<Conte
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kube_ext::report::{Categorized, ErrorCategory};
+    use crate::kube_ext::report::{Categorized, ErrorCategory, api_error as api};
 
-    fn user_must_act(err: &Error) -> bool {
+    fn user_must_act(err: &ReconcileError) -> bool {
         err.category() == ErrorCategory::UserMustAct
-    }
-
-    fn api(code: u16) -> Error {
-        Error::Kube(kube::Error::Api(
-            kube::core::Status {
-                code,
-                ..kube::core::Status::success()
-            }
-            .boxed(),
-        ))
     }
 
     #[test]
     fn only_lasting_rejections_are_reported_to_the_user() {
         for code in [400, 403, 422] {
-            assert!(user_must_act(&api(code)), "{code}");
+            let e = ReconcileError::Dereference(DereferenceError::Kube(api(code)));
+            assert!(user_must_act(&e), "{code}");
         }
         for code in [404, 409, 429, 500, 503] {
-            assert!(!user_must_act(&api(code)), "{code}");
+            let e = ReconcileError::Apply(ApplyError::Provision(ProvisionError::Kube(api(code))));
+            assert!(!user_must_act(&e), "{code}");
         }
-        assert!(!user_must_act(&Error::Registry("timeout".into())));
-        assert!(user_must_act(&Error::Invalid("bad".into())));
+        // A request that timed out is retried.
+        let timeout =
+            ReconcileError::Status(StatusError::Kube(kube::Error::Service("timeout".into())));
+        assert!(!user_must_act(&timeout));
+        assert!(user_must_act(&ReconcileError::Validate(
+            ValidateError::Invalid("bad".into())
+        )));
+    }
+
+    #[test]
+    fn each_failure_keeps_its_metric_label() {
+        let e = ReconcileError::Finalize(FinalizeError::Kube(api(409)));
+        assert_eq!(e.metric_label(), "kube_api_409");
+        let e = ReconcileError::Dereference(DereferenceError::NoNamespace);
+        assert_eq!(e.metric_label(), "missing_field");
+        assert!(user_must_act(&e));
+        let e = ReconcileError::Apply(ApplyError::Conflict("taken".into()));
+        assert_eq!(e.metric_label(), "conflict");
+        assert!(user_must_act(&e));
+        let e = ReconcileError::Apply(ApplyError::Provision(ProvisionError::NoRandomness(
+            "none".into(),
+        )));
+        assert_eq!(e.metric_label(), "invalid");
+        assert_eq!(
+            e.to_string(),
+            "invalid configuration: no randomness for the database password: none"
+        );
     }
 }

@@ -16,7 +16,6 @@
 //! - [`names`]: deterministic names and labels.
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
@@ -27,7 +26,7 @@ use kube::runtime::watcher;
 use mro_api::ModelTransfer;
 
 use crate::context::{Context, controller_config};
-use crate::kube_ext::controller::QueuedController;
+use crate::kube_ext::controller::{QueuedController, drain};
 use crate::kube_ext::watch::{children_config, scoped};
 
 pub mod apply;
@@ -85,22 +84,12 @@ pub async fn run(
         });
     tracing::info!("starting ModelTransfer controller");
     let queue = ctx.metrics.work_queue(policy::CONTROLLER);
-    controller
-        .with_config(controller_config(&ctx))
-        .run(
-            reconcile::reconcile,
-            reconcile::report_error,
-            ctx,
-            queue,
-            shutdown,
-        )
-        .for_each(|res| async move {
-            match res {
-                Ok((obj, _)) => {
-                    tracing::debug!(transfer = %obj.name, namespace = ?obj.namespace, "reconciled")
-                }
-                Err(e) => tracing::debug!(error = %e, "reconcile attempt failed"),
-            }
-        })
-        .await;
+    let results = controller.with_config(controller_config(&ctx)).run(
+        reconcile::reconcile,
+        reconcile::report_error,
+        ctx,
+        queue,
+        shutdown,
+    );
+    drain(results, policy::CONTROLLER).await;
 }

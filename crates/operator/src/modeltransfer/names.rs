@@ -1,19 +1,20 @@
-//! Names, labels, annotations and owner references of a transfer's children.
+//! Names, labels and annotations of a transfer's children; their metadata is shaped by the
+//! shared layer ([`crate::kube_ext::owner`]).
 //!
 //! Names are deterministic, so a reconcile that crashed after creating something finds it again
 //! instead of creating a twin. Names and label values that would exceed Kubernetes' limits are
 //! truncated and made unique again with a short hash of the full value.
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::{Resource, ResourceExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
 use mro_api::{ModelTransfer, ModelTransferSpec};
 use sha2::{Digest, Sha256};
 
-use crate::kube_ext::child::{PARENT_KIND_LABEL, PARENT_NAME_LABEL, PARENT_NAMESPACE_LABEL};
+use crate::kube_ext::child::{PARENT_NAME_LABEL, PARENT_NAMESPACE_LABEL, Parent};
+use crate::kube_ext::owner::{self, MANAGED_BY};
 
 pub const KIND: &str = "ModelTransfer";
-pub const MANAGED_BY: &str = "model-registry-operator";
 /// `app.kubernetes.io/component` of every child.
 pub const COMPONENT: &str = "model-transfer";
 /// Hash of the spec a Job was built from: the controller's immutability guard.
@@ -102,25 +103,21 @@ pub fn spec_hash(spec: &ModelTransferSpec) -> String {
 /// find (and clean up) children, including the cross-namespace RoleBinding.
 pub fn labels(mt: &ModelTransfer) -> BTreeMap<String, String> {
     let name = label_value(&mt.name_any());
-    let ns = mt.namespace().unwrap_or_default();
-    [
-        ("app.kubernetes.io/name", "model-sync"),
-        ("app.kubernetes.io/instance", name.as_str()),
-        ("app.kubernetes.io/component", COMPONENT),
-        ("app.kubernetes.io/part-of", "model-registry"),
-        ("app.kubernetes.io/managed-by", MANAGED_BY),
-        (PARENT_KIND_LABEL, KIND),
-        (PARENT_NAMESPACE_LABEL, ns.as_str()),
-        (PARENT_NAME_LABEL, name.as_str()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+    owner::child_labels(
+        &[
+            ("app.kubernetes.io/name", "model-sync"),
+            ("app.kubernetes.io/instance", name.as_str()),
+            ("app.kubernetes.io/component", COMPONENT),
+            ("app.kubernetes.io/part-of", "model-registry"),
+            ("app.kubernetes.io/managed-by", MANAGED_BY),
+        ],
+        &parent(mt),
+    )
 }
 
-/// The transfer as its children's labels name it.
-pub fn parent(mt: &ModelTransfer) -> crate::kube_ext::child::Parent {
-    crate::kube_ext::child::Parent::new(
+/// The transfer as its children's labels name it (its name bounded as a label value).
+pub fn parent(mt: &ModelTransfer) -> Parent {
+    Parent::new(
         KIND,
         &mt.namespace().unwrap_or_default(),
         &label_value(&mt.name_any()),
@@ -144,32 +141,15 @@ pub fn parent_annotations(mt: &ModelTransfer) -> BTreeMap<String, String> {
     .into()
 }
 
-/// The controller owner reference to the transfer.
-pub fn owner_ref(mt: &ModelTransfer) -> OwnerReference {
-    mt.controller_owner_ref(&())
-        .expect("a stored ModelTransfer has a name and uid")
-}
-
 /// Metadata of a child in the transfer's namespace, owned by it (garbage-collected with it).
 pub fn owned_meta(mt: &ModelTransfer, name: impl Into<String>) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.into()),
-        namespace: mt.namespace(),
-        labels: Some(labels(mt)),
-        owner_references: Some(vec![owner_ref(mt)]),
-        ..Default::default()
-    }
+    owner::owned_meta(mt, name, labels(mt))
 }
 
 /// Metadata of a child in another namespace: no owner reference is possible there, so the
 /// finalizer removes it (found by its labels).
 pub fn foreign_meta(mt: &ModelTransfer, namespace: &str, name: impl Into<String>) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.into()),
-        namespace: Some(namespace.to_string()),
-        labels: Some(labels(mt)),
-        ..Default::default()
-    }
+    owner::unowned_meta(Some(namespace.to_string()), name, labels(mt))
 }
 
 #[cfg(test)]

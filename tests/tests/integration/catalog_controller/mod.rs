@@ -82,8 +82,10 @@ impl CatalogEnv {
         settings.registries_namespace = Some(self.env.ns.clone());
         settings.defaults.domain = Some("apps.example".into());
         let catalog = CatalogSettings::new(&settings, |_| None);
-        let handle: OperatorHandle =
-            operator::start_catalog(self.env.cluster, settings, catalog).await;
+        let handle: OperatorHandle = operator::builder(self.env.cluster, settings)
+            .catalog(catalog)
+            .start()
+            .await;
         self.env.operator = Some(handle);
     }
 

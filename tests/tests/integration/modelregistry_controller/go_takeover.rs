@@ -452,7 +452,7 @@ async fn a_registry_the_go_operator_deployed_is_taken_over_in_place() {
         cluster: &private,
         ns: ns.clone(),
         client: client.clone(),
-        operator: Some(operator::start(&private, settings.clone()).await),
+        operator: Some(operator::builder(&private, settings.clone()).start().await),
     };
     // Adopted: the Deployment now carries our labels, same object.
     eventually_within("the Deployment to be taken over", WAIT, || async {
@@ -612,7 +612,7 @@ async fn a_registry_the_go_operator_deployed_is_taken_over_in_place() {
     let template = template_of(&dep);
     let mut env = env;
     env.stop_operator().await;
-    env.operator = Some(operator::start(&private, settings).await);
+    env.operator = Some(operator::builder(&private, settings).start().await);
     let mrs_typed = Api::<ModelRegistry>::namespaced(client.clone(), &ns);
     mrs_typed
         .patch(

@@ -146,7 +146,9 @@ async fn restart_mid_reconcile_converges_without_duplicates() {
     })
     .await;
     env.operator.take().unwrap().kill();
-    let op = operator::start(env.cluster, operator::test_settings(&env.ns)).await;
+    let op = operator::builder(env.cluster, operator::test_settings(&env.ns))
+        .start()
+        .await;
     env.wait_deployment(&name).await;
     env.make_pods_ready(&name).await;
     env.wait_condition(&name, "Available", "True", None).await;
@@ -179,7 +181,9 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
         s.images.rest = image(id);
         s
     };
-    let a = operator::start(env.cluster, settings("replica-a")).await;
+    let a = operator::builder(env.cluster, settings("replica-a"))
+        .start()
+        .await;
     let leases = Api::<Lease>::namespaced(env.client.clone(), OPERATOR_NAMESPACE);
     let holder = || async {
         leases
@@ -194,7 +198,9 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
         holder().await.as_deref() == Some("replica-a")
     })
     .await;
-    let b = operator::start(env.cluster, settings("replica-b")).await;
+    let b = operator::builder(env.cluster, settings("replica-b"))
+        .start()
+        .await;
     let name = env.create_registry(mysql_sample("leader")).await;
     env.wait_deployment(&name).await;
     let deps = env.api::<Deployment>();
@@ -243,7 +249,7 @@ async fn registries_namespace_and_cluster_wide_name_conflicts_are_reported() {
     env.stop_operator().await;
     let mut settings = operator::test_settings(&env.ns);
     settings.registries_namespace = Some("somewhere-else".into());
-    let op = operator::start(env.cluster, settings).await;
+    let op = operator::builder(env.cluster, settings).start().await;
     let name = env.create_registry(postgres_sample("restricted")).await;
     let mr = env
         .wait_condition(&name, "Available", "False", Some("ConfigurationError"))
@@ -260,7 +266,9 @@ async fn registries_namespace_and_cluster_wide_name_conflicts_are_reported() {
     let other = Env::new(Flavour::Vanilla, "mr-conflict").await;
     other.create_registry(postgres_sample("dupe-name")).await;
     other.wait_deployment("dupe-name").await;
-    let op = operator::start(env.cluster, operator::test_settings(&env.ns)).await;
+    let op = operator::builder(env.cluster, operator::test_settings(&env.ns))
+        .start()
+        .await;
     env.create_registry(postgres_sample("dupe-name")).await;
     let mr = env
         .wait_condition(
@@ -293,7 +301,9 @@ async fn istio_installed_after_start_is_discovered_without_restart() {
         .create(&Default::default(), &secret)
         .await
         .unwrap();
-    let op = operator::start(&private, operator::test_settings(&ns)).await;
+    let op = operator::builder(&private, operator::test_settings(&ns))
+        .start()
+        .await;
     let mut mr = mysql_sample("late-istio");
     mr["spec"]["istio"] = json!({"authProvider": "auth-provider"});
     let obj: kube::api::DynamicObject = serde_json::from_value(mr).unwrap();

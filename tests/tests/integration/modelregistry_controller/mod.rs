@@ -63,7 +63,7 @@ impl<'c> Env<'c> {
         create_db_secret(&client, &ns).await;
         let mut settings = operator::test_settings(&ns);
         change(&mut settings);
-        let operator = Some(operator::start(cluster, settings).await);
+        let operator = Some(operator::builder(cluster, settings).start().await);
         Env {
             cluster,
             ns,

@@ -34,7 +34,11 @@ pub struct Env {
 impl Env {
     pub async fn new(prefix: &str) -> Env {
         let mut env = Env::without_operator(prefix).await;
-        env._operator = Some(operator::start(env.cluster, operator::test_settings(&env.ns)).await);
+        env._operator = Some(
+            operator::builder(env.cluster, operator::test_settings(&env.ns))
+                .start()
+                .await,
+        );
         env
     }
 
@@ -45,7 +49,11 @@ impl Env {
             cluster: self.cluster,
             ns: ns.to_string(),
             client: self.client.clone(),
-            _operator: Some(operator::start(self.cluster, operator::test_settings(ns)).await),
+            _operator: Some(
+                operator::builder(self.cluster, operator::test_settings(ns))
+                    .start()
+                    .await,
+            ),
         }
     }
 
@@ -64,7 +72,7 @@ impl Env {
         let mut env = Env::without_operator_on(cluster, prefix).await;
         let mut settings = operator::test_settings(&env.ns);
         adjust(&mut settings);
-        env._operator = Some(operator::start(env.cluster, settings).await);
+        env._operator = Some(operator::builder(env.cluster, settings).start().await);
         env
     }
 

@@ -42,7 +42,7 @@ impl Sample {
         let t = NodeNs::new(prefix).await;
         let mut settings = operator::test_settings(&t.ns);
         settings.images.rest = t.node.images.model_registry.clone();
-        let op = operator::start(&t.node.cluster, settings).await;
+        let op = operator::builder(&t.node.cluster, settings).start().await;
         Sample::on(t, registry, Some(op))
     }
 

@@ -45,7 +45,7 @@ impl World {
         let t = NodeNs::new(prefix).await;
         let mut settings = operator::test_settings(&t.ns);
         settings.images.model_sync = image(&t.node.images);
-        let op = operator::start(&t.node.cluster, settings).await;
+        let op = operator::builder(&t.node.cluster, settings).start().await;
         World::with(t, Some(op)).await
     }
 

@@ -8,9 +8,10 @@
 //! [`postgres_selector`].
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::{Resource, ResourceExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use mro_api::catalog::Catalog;
+
+use crate::kube_ext::owner::{self, label_map};
 
 /// Catalog server objects: SA, Deployment, Service, Role, Route, config CM (`model-catalog`).
 pub const NAME: &str = "model-catalog";
@@ -75,7 +76,7 @@ impl Component {
 
 /// The metadata labels of every object (`applyLabels`).
 pub fn labels(component: Component) -> BTreeMap<String, String> {
-    [
+    label_map(&[
         ("app", NAME),
         ("component", component.label()),
         ("app.kubernetes.io/name", NAME),
@@ -84,23 +85,13 @@ pub fn labels(component: Component) -> BTreeMap<String, String> {
         ("app.kubernetes.io/created-by", OPERATOR),
         ("app.kubernetes.io/part-of", "model-catalog"),
         ("app.kubernetes.io/managed-by", OPERATOR),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
-fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    ])
 }
 
 /// Selector (and pod labels) of the catalog Deployment, Service and NetworkPolicies
 /// (T/catalog/catalog-deployment.yaml.tmpl@08f64eb:17-27).
 pub fn selector() -> BTreeMap<String, String> {
-    map(&[
+    label_map(&[
         ("app", NAME),
         ("component", NAME),
         ("app.kubernetes.io/name", NAME),
@@ -110,7 +101,7 @@ pub fn selector() -> BTreeMap<String, String> {
 /// Selector of the PostgreSQL Deployment and NetworkPolicy
 /// (T/catalog/catalog-postgres-deployment.yaml.tmpl@08f64eb:17-29): `component` is the catalog's.
 pub fn postgres_selector() -> BTreeMap<String, String> {
-    map(&[
+    label_map(&[
         ("app", NAME),
         ("component", NAME),
         ("app.kubernetes.io/name", POSTGRES),
@@ -119,35 +110,18 @@ pub fn postgres_selector() -> BTreeMap<String, String> {
 
 /// Selector of the PostgreSQL Service (T/catalog/catalog-postgres-service.yaml.tmpl@08f64eb:24-26).
 pub fn postgres_service_selector() -> BTreeMap<String, String> {
-    map(&[("app", NAME), ("app.kubernetes.io/name", POSTGRES)])
+    label_map(&[("app", NAME), ("app.kubernetes.io/name", POSTGRES)])
 }
 
-/// The one controller reference to the Catalog each owned object carries (adoption replaces
-/// whatever references an object had, catalog_controller.go@08f64eb:1242-1246).
-pub fn owner_ref(catalog: &Catalog) -> OwnerReference {
-    catalog
-        .controller_owner_ref(&())
-        .expect("a stored Catalog has a name and a uid")
-}
-
-/// Metadata of an object in the Catalog's namespace, owned by it.
+/// Metadata of an object in the Catalog's namespace, owned by it: the one controller
+/// reference to the Catalog (adoption replaces whatever references an object had,
+/// catalog_controller.go@08f64eb:1242-1246).
 pub fn owned(catalog: &Catalog, name: &str, component: Component) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.into()),
-        namespace: catalog.namespace(),
-        labels: Some(labels(component)),
-        owner_references: Some(vec![owner_ref(catalog)]),
-        ..ObjectMeta::default()
-    }
+    owner::owned_meta(catalog, name, labels(component))
 }
 
 /// Metadata of an object the Catalog does not own (user ConfigMaps, cluster-scoped or
 /// cross-namespace objects, which the finalizer removes instead).
 pub fn unowned(namespace: Option<String>, name: &str, component: Component) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.into()),
-        namespace,
-        labels: Some(labels(component)),
-        ..ObjectMeta::default()
-    }
+    owner::unowned_meta(namespace, name, labels(component))
 }

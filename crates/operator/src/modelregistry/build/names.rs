@@ -1,36 +1,38 @@
-//! Names, labels and owner references of a registry's children (deterministic, as upstream).
+//! Names and labels of a registry's children (deterministic, as upstream); their metadata is
+//! shaped by the shared layer ([`crate::kube_ext::owner`]).
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::{Resource, ResourceExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
 use mro_api::ModelRegistry;
 
-use crate::kube_ext::child::{PARENT_KIND_LABEL, PARENT_NAME_LABEL, PARENT_NAMESPACE_LABEL};
+use crate::kube_ext::child::Parent;
+use crate::kube_ext::owner::{self, MANAGED_BY};
 
-pub const MANAGED_BY: &str = "model-registry-operator";
 pub const KIND: &str = "ModelRegistry";
 
 /// The labels every child carries: upstream's `app`/`component`/`app.kubernetes.io/*` set plus our
 /// parent labels (used to prune and to clean up children that cannot have owner references).
 pub fn labels(mr: &ModelRegistry) -> BTreeMap<String, String> {
     let name = mr.name_any();
-    let ns = mr.namespace().unwrap_or_default();
-    [
-        ("app", name.as_str()),
-        ("component", "model-registry"),
-        ("app.kubernetes.io/name", name.as_str()),
-        ("app.kubernetes.io/instance", name.as_str()),
-        ("app.kubernetes.io/component", "model-registry"),
-        ("app.kubernetes.io/created-by", MANAGED_BY),
-        ("app.kubernetes.io/part-of", "model-registry"),
-        ("app.kubernetes.io/managed-by", MANAGED_BY),
-        (PARENT_KIND_LABEL, KIND),
-        (PARENT_NAMESPACE_LABEL, ns.as_str()),
-        (PARENT_NAME_LABEL, name.as_str()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+    owner::child_labels(
+        &[
+            ("app", name.as_str()),
+            ("component", "model-registry"),
+            ("app.kubernetes.io/name", name.as_str()),
+            ("app.kubernetes.io/instance", name.as_str()),
+            ("app.kubernetes.io/component", "model-registry"),
+            ("app.kubernetes.io/created-by", MANAGED_BY),
+            ("app.kubernetes.io/part-of", "model-registry"),
+            ("app.kubernetes.io/managed-by", MANAGED_BY),
+        ],
+        &parent(mr),
+    )
+}
+
+/// The registry as its children's labels name it.
+pub fn parent(mr: &ModelRegistry) -> Parent {
+    Parent::new(KIND, &mr.namespace().unwrap_or_default(), &mr.name_any())
 }
 
 /// Labels selecting the registry's pods: the Go operator's selector (`app`, `component`,
@@ -56,40 +58,19 @@ pub fn legacy_selector(mr: &ModelRegistry) -> BTreeMap<String, String> {
     s
 }
 
-/// The controller owner reference to the registry.
-pub fn owner_ref(mr: &ModelRegistry) -> OwnerReference {
-    mr.controller_owner_ref(&())
-        .expect("a stored ModelRegistry has a name and uid")
-}
-
 /// Metadata of a child in the registry's namespace, owned by it.
 pub fn owned_meta(mr: &ModelRegistry, name: impl Into<String>) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.into()),
-        namespace: mr.namespace(),
-        labels: Some(labels(mr)),
-        owner_references: Some(vec![owner_ref(mr)]),
-        ..Default::default()
-    }
+    owner::owned_meta(mr, name, labels(mr))
 }
 
 /// Metadata of a cluster-scoped child (no owner reference possible; cleaned up by the finalizer).
 pub fn cluster_meta(mr: &ModelRegistry, name: impl Into<String>) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.into()),
-        labels: Some(labels(mr)),
-        ..Default::default()
-    }
+    owner::unowned_meta(None, name, labels(mr))
 }
 
 /// Metadata of a child in another namespace (no owner reference possible; cleaned up by the finalizer).
 pub fn foreign_meta(mr: &ModelRegistry, namespace: &str, name: impl Into<String>) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.into()),
-        namespace: Some(namespace.to_string()),
-        labels: Some(labels(mr)),
-        ..Default::default()
-    }
+    owner::unowned_meta(Some(namespace.to_string()), name, labels(mr))
 }
 
 /// `registry-user-<name>`: the Role granting access to the registry's Service.
