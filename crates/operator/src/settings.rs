@@ -323,6 +323,12 @@ pub struct Settings {
     /// HEAD does; on in the ODH overlay, where registries are taken over from it.
     #[arg(global = true, long = "migrate-oauth-proxy", env = "MIGRATE_OAUTH_PROXY", default_value_t = false, action = clap::ArgAction::Set)]
     pub migrate_oauth_proxy: bool,
+    /// Replace every stored `spec.istio` with `spec.oauthProxy` as the Go operator's HEAD does
+    /// (the gateway's domain and TLS port kept; then `kubeRBACProxy` with
+    /// `MIGRATE_OAUTH_PROXY`); on in the ODH overlay, which dropped the service mesh. Off: Istio
+    /// registries are served with the mesh.
+    #[arg(global = true, long = "migrate-istio", env = "MIGRATE_ISTIO", default_value_t = false, action = clap::ArgAction::Set)]
+    pub migrate_istio: bool,
     /// Create Authorino/Istio auth resources for Istio-enabled registries.
     #[arg(global = true, long = "create-auth-resources", env = "CREATE_AUTH_RESOURCES", default_value_t = true, action = clap::ArgAction::Set)]
     pub create_auth_resources: bool,

@@ -386,6 +386,7 @@ async fn odh_in_tree_component_renders_applies_and_configures_the_operator() {
     assert_eq!(s["gateway"]["httproute_namespace"], apps.as_str(), "{s}");
     assert_eq!(s["create_auth_resources"], true, "{s}");
     assert_eq!(s["migrate_oauth_proxy"], true, "{s}");
+    assert_eq!(s["migrate_istio"], true, "{s}");
     assert_eq!(s["kube_rbac_proxy_authorization"], "service", "{s}");
     assert_eq!(s["leader_elect"], true, "{s}");
     assert_eq!(s["leader_election_namespace"], apps.as_str(), "{s}");

@@ -1,6 +1,7 @@
 //! The *apply* step: the generated database's credentials and data volume (created once, before
 //! anything refers to them), the finalizer when a child cannot have an owner reference, the
-//! children in waves by server-side apply, then the prune of what is no longer desired.
+//! children in waves by server-side apply, then the prune of what is no longer desired, and the
+//! Go operator's legacy catalog objects ([`super::legacy`]).
 //!
 //! A name taken by an object that is not this registry's stops the step
 //! ([`ApplyError::Conflict`]); the pipeline shows it on the status and looks again on a timer (a
@@ -14,7 +15,7 @@ use mro_api::ModelRegistry;
 
 use super::build::{self, Desired, names};
 use super::policy::{FINALIZER, ID};
-use super::{kinds, provision};
+use super::{kinds, legacy, provision};
 use crate::capabilities::Capabilities;
 use crate::context::Context;
 use crate::kube_ext::applier::Waves;
@@ -126,6 +127,16 @@ pub async fn apply(
     }
     if !needs_finalizer && has_finalizer(mr) {
         finalizer::remove(api, mr, FINALIZER).await?;
+    }
+    // As the Go operator: a failure here holds nothing back (logged, looked at again next time).
+    match legacy::delete_old_catalog(&ctx.client, mr, caps).await {
+        Ok(deleted) if !deleted.is_empty() => {
+            tracing::info!(registry = %name, namespace = %ns, ?deleted, "deleted the Go operator's legacy catalog objects");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(registry = %name, namespace = %ns, error = %e, "could not clean up the Go operator's legacy catalog objects");
+        }
     }
     Ok(Applied { route_error })
 }

@@ -11,17 +11,18 @@
 //! - [`status`]: conditions from what was applied and observed.
 //! - [`kinds`]: which child kinds exist on this cluster.
 //! - [`migrate`]: a spec stored for the Go operator, rewritten as its HEAD does (first step).
+//! - [`legacy`]: the Go operator's per-registry catalog objects, deleted as its HEAD does.
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
-use kube::Resource;
 use kube::api::{Api, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
 use mro_api::ModelRegistry;
 
 use crate::context::{Context, controller_config};
@@ -33,6 +34,7 @@ pub mod apply;
 pub mod build;
 pub mod finalize;
 pub mod kinds;
+pub mod legacy;
 pub mod migrate;
 pub mod policy;
 pub mod provision;
@@ -50,6 +52,18 @@ fn parent_of<K: Resource>(obj: &K) -> Option<ObjectRef<ModelRegistry>> {
         return None;
     }
     Some(ObjectRef::new(l.get(PARENT_NAME_LABEL)?).within(l.get(PARENT_NAMESPACE_LABEL)?))
+}
+
+/// The label every registry pod carries, in either pod template (and the generated database's).
+const POD_SELECTOR: &str = "component=model-registry";
+
+/// The registry of a pod: by its parent labels, else (the Go operator's pod template) by its
+/// `app` label, which names the registry in the pod's namespace.
+fn registry_of_pod(pod: &Pod) -> Option<ObjectRef<ModelRegistry>> {
+    parent_of(pod).or_else(|| {
+        let app = pod.labels().get("app")?;
+        Some(ObjectRef::new(app).within(&pod.namespace()?))
+    })
 }
 
 /// Runs the controller until `shutdown` resolves. Children of the platform kinds present in
@@ -104,10 +118,15 @@ pub async fn run(
             |o| parent_of(&o),
         )
         // Pods and Endpoints carry the registry's labels (copied from the template and
-        // Service): their state drives Available and ConfigurationError.
-        .watches_kept(scoped::<Pod>(&client, ns), cfg(), &w.registry.pods, |o| {
-            parent_of(&o)
-        })
+        // Service): their state drives Available and ConfigurationError. Pods are selected by
+        // the label both pod templates have (in the Go operator's mode the template carries the
+        // selector labels only, see `build::go_template`).
+        .watches_kept(
+            scoped::<Pod>(&client, ns),
+            watcher::Config::default().labels(POD_SELECTOR),
+            &w.registry.pods,
+            |o| registry_of_pod(&o),
+        )
         .watches_kept(
             scoped::<Endpoints>(&client, ns),
             cfg(),

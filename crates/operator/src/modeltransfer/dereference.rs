@@ -194,5 +194,16 @@ pub async fn wiring(
         }
         _ => None,
     };
-    Ok(registry::wiring(target, mr.as_ref(), caps).map_err(|e| WiringProblem::Spec(e.to_string())))
+    // A kube-rbac-proxy in the Go operator's mode reviews tokens for the API server's audience.
+    let bound = crate::modelregistry::build::proxy::tokens_bound_to_registry(
+        ctx.settings.kube_rbac_proxy_authorization,
+    );
+    Ok(registry::wiring(target, mr.as_ref(), caps)
+        .map(|mut w| {
+            if mr.is_some() && !bound {
+                w.audience = None;
+            }
+            w
+        })
+        .map_err(|e| WiringProblem::Spec(e.to_string())))
 }

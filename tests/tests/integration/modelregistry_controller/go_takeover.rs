@@ -6,16 +6,17 @@
 //! its finalizer), and the registry's children as it writes them: its labels and selectors, its
 //! controller owner references, its field manager (`manager`). The cluster is OpenShift
 //! without the user API (BYOIDC): no Group. Then our CRD replaces its CRD (the stored registry
-//! is kept) and our operator takes the children over in place.
+//! is kept) and our operator takes the children over in place, without restarting the registry:
+//! in the Go operator's mode the pod template is rendered as the Go operator renders it.
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use mro_api::ModelRegistry;
 use mro_tests::cluster::{self, Flavour};
@@ -428,6 +429,24 @@ async fn a_registry_the_go_operator_deployed_is_taken_over_in_place() {
     }
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
     let go_deployment = deployments.get(NAME).await.unwrap();
+    // The Go operator's registry is running: its pods (made by the control plane's ReplicaSet
+    // controller; the test plays the kubelet) are Ready before anything is taken over.
+    let mut env = Env {
+        cluster: &private,
+        ns: ns.clone(),
+        client: client.clone(),
+        operator: None,
+    };
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    eventually_within("the Go operator's pods", WAIT, || async {
+        pods.list(&ListParams::default().labels(&go_selector()))
+            .await
+            .is_ok_and(|l| !l.items.is_empty())
+    })
+    .await;
+    env.make_selected_pods_ready(&go_selector()).await;
+    let go_pods = pod_hashes(&pods).await;
+    assert!(!go_pods.is_empty());
 
     // Our CRD replaces the Go operator's, as `model-registry-operator install` applies it.
     model_registry_operator::install::install_crds(&client)
@@ -448,12 +467,7 @@ async fn a_registry_the_go_operator_deployed_is_taken_over_in_place() {
     assert!(kept.spec.oauth_proxy.is_none());
 
     // Our operator.
-    let env = Env {
-        cluster: &private,
-        ns: ns.clone(),
-        client: client.clone(),
-        operator: Some(operator::builder(&private, settings.clone()).start().await),
-    };
+    env.operator = Some(operator::builder(&private, settings.clone()).start().await);
     // Adopted: the Deployment now carries our labels, same object.
     eventually_within("the Deployment to be taken over", WAIT, || async {
         deployments
@@ -462,19 +476,26 @@ async fn a_registry_the_go_operator_deployed_is_taken_over_in_place() {
             .is_ok_and(|d| d.labels().get(PARENT_NAME).map(String::as_str) == Some(NAME))
     })
     .await;
-    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), &ns);
-    let ours = format!("{PARENT_NAME}={NAME},app.kubernetes.io/name={NAME}");
-    eventually_within("pods of our pod template", WAIT, || async {
-        pods.list(&kube::api::ListParams::default().labels(&ours))
-            .await
-            .is_ok_and(|l| !l.items.is_empty())
-    })
-    .await;
     let mr = wait_available(&env).await;
     let conditions = mr.status.as_ref().unwrap().conditions.clone();
     assert!(
         conditions.iter().all(|c| c.reason != "ResourceConflict"),
         "{conditions:?}"
+    );
+    // No restart of the registry: the apply left the pod template as the Go operator wrote it
+    // (same generation, same template), so the same pods of the same ReplicaSet (same
+    // pod-template-hash) serve, none replaced or being deleted. The Deployment was applied
+    // before Available was written, so a template change would show by now.
+    let dep = deployments.get(NAME).await.unwrap();
+    assert_eq!(
+        dep.metadata.generation, go_deployment.metadata.generation,
+        "the takeover rolled the registry"
+    );
+    assert_eq!(template_of(&dep), template_of(&go_deployment));
+    assert_eq!(
+        pod_hashes(&pods).await,
+        go_pods,
+        "the registry's pods were replaced"
     );
 
     // Every namespaced child is the Go operator's object, taken over in place (same uid),
@@ -502,20 +523,21 @@ async fn a_registry_the_go_operator_deployed_is_taken_over_in_place() {
             assert_eq!(owners[0].uid, uid);
         }
     }
-    let dep = deployments.get(NAME).await.unwrap();
     assert_eq!(
         dep.spec.as_ref().unwrap().selector,
         go_deployment.spec.as_ref().unwrap().selector,
         "the selector is the Go operator's"
     );
-    // The Go operator's fields we do not set are gone with its field manager (a volume of its
-    // own naming would otherwise stay in the pod template forever).
+    // The Go operator's field manager is gone: every field it owned is ours (a field we stop
+    // setting later is removed, not kept for it forever).
     let managers: Vec<_> = dep
         .managed_fields()
         .iter()
         .filter_map(|m| m.manager.clone())
         .collect();
     assert!(!managers.iter().any(|m| m == GO_MANAGER), "{managers:?}");
+    // Ours now, field by field: the same pod template (its volumes under the Go operator's
+    // names included) is applied by our manager alone.
     let spec = dep.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     let volumes: Vec<_> = spec
         .volumes
@@ -523,12 +545,22 @@ async fn a_registry_the_go_operator_deployed_is_taken_over_in_place() {
         .flatten()
         .map(|v| v.name.clone())
         .collect();
-    assert!(
-        !volumes
-            .iter()
-            .any(|v| v == "kube-rbac-proxy-cert" || v == "kube-rbac-proxy-key"),
+    assert_eq!(
+        volumes,
+        [
+            "kube-rbac-proxy-cert",
+            "kube-rbac-proxy-key",
+            "kube-rbac-proxy-config"
+        ],
         "{volumes:?}"
     );
+    let ours_manages_template = dep.managed_fields().iter().any(|m| {
+        m.manager.as_deref() == Some(model_registry_operator::modelregistry::policy::ID.manager)
+            && m.fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0.pointer("/f:spec/f:template/f:spec/f:volumes").is_some())
+    });
+    assert!(ours_manages_template, "{:?}", dep.managed_fields());
     // The Service still selects the registry's pods with the Go operator's selector and port.
     let svc = Api::<Service>::namespaced(client.clone(), &ns)
         .get(NAME)
@@ -654,16 +686,44 @@ async fn a_registry_the_go_operator_deployed_is_taken_over_in_place() {
         "a rollout for nothing"
     );
     assert_eq!(template_of(&after), template);
+    assert_eq!(
+        pod_hashes(&pods).await,
+        go_pods,
+        "the registry's pods were replaced"
+    );
 }
 
-/// Plays the kubelet and the router until the registry is Available: the pods of our pod
-/// template (labelled as ours; the Go operator's pods are being replaced) get Ready, the Routes
-/// admitted, again on each look (a later rollout or Route write is caught up with).
+/// The Go operator's pod selector (also ours: the Deployment's selector is kept).
+fn go_selector() -> String {
+    format!("app={NAME},component=model-registry,app.kubernetes.io/name={NAME}")
+}
+
+/// The registry's pods that are not being deleted: uid → pod-template-hash.
+async fn pod_hashes(pods: &Api<Pod>) -> BTreeMap<String, String> {
+    pods.list(&ListParams::default().labels(&go_selector()))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| {
+            let hash = p
+                .labels()
+                .get("pod-template-hash")
+                .cloned()
+                .unwrap_or_default();
+            (p.uid().unwrap(), hash)
+        })
+        .collect()
+}
+
+/// Plays the kubelet and the router until the registry is Available: the registry's pods get
+/// Ready, the Routes admitted, again on each look (a Route write is caught up with; a rollout
+/// would be too, and is then caught by the pod checks).
 async fn wait_available(env: &Env<'_>) -> ModelRegistry {
     let api = env.api::<ModelRegistry>();
-    let ours = format!("{PARENT_NAME}={NAME},app.kubernetes.io/name={NAME}");
     eventually_within(&format!("{NAME} Available=True"), WAIT, || async {
-        env.make_selected_pods_ready(&ours).await;
+        env.make_selected_pods_ready(&go_selector()).await;
         env.admit_routes(&env.ns).await;
         api.get(NAME).await.is_ok_and(|mr| {
             mr.status.is_some_and(|s| {

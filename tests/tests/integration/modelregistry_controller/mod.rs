@@ -22,6 +22,7 @@ mod generated_db;
 mod go_route_takeover;
 mod go_takeover;
 mod istio;
+mod legacy_cleanup;
 mod lifecycle;
 mod migration;
 mod names;

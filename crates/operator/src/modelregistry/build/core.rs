@@ -8,7 +8,8 @@ use kube::ResourceExt;
 
 use super::input::{BuildInput, Desired};
 use super::ports::{GRPC_PORT_NAME, HTTP_PORT_NAME, HTTPS_PORT_NAME, grpc_port};
-use super::{names, proxy};
+use super::server::server_of;
+use super::{go_template, names, proxy};
 use crate::kube_ext::build_error::BuildError;
 use crate::kube_ext::child::Child;
 
@@ -62,6 +63,24 @@ pub fn user_role(input: &BuildInput) -> Role {
 pub fn service(input: &BuildInput) -> Service {
     let mr = input.mr;
     let spec = &mr.spec;
+    // The Go operator's pods name the proxy's container port otherwise: its Service targets
+    // the port number (it names no target port), with an application protocol.
+    let go = server_of(input).is_ok_and(|s| go_template::applies(input, &s));
+    let port_spec = |name: &str, port: i32| {
+        let mut p = port_spec(name, port);
+        if go {
+            p.target_port = Some(IntOrString::Int(port));
+            p.app_protocol = Some(
+                if name == HTTPS_PORT_NAME {
+                    "https"
+                } else {
+                    "http"
+                }
+                .into(),
+            );
+        }
+        p
+    };
     let mut ports = Vec::new();
     if let Some(p) = spec.oauth_proxy.as_ref().or(spec.kube_rbac_proxy.as_ref()) {
         ports.push(port_spec(HTTPS_PORT_NAME, p.port));

@@ -7,7 +7,9 @@
 //!   (internal/controller/config/templates/deployment.yaml.tmpl@v0.3.14:176-199). `spec.grpc` is
 //!   ignored there (reported by the `ServerLayout` condition), as the Go operator v0.3.x does.
 //!
-//! Pods meet the "restricted" Pod Security Standard.
+//! Pods meet the "restricted" Pod Security Standard. In the Go operator's mode the pod template
+//! is the Go operator's instead ([`go_template`]), so a Deployment it made is taken over without
+//! a rollout.
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
@@ -27,12 +29,12 @@ use super::database::{embedded, mlmd};
 use super::input::{BuildInput, Desired, LayoutNote};
 use super::ports::{GRPC_PORT_NAME, HTTP_PORT_NAME, grpc_port};
 use super::server::{Layout, Server, server_of};
-use super::{istio, names, proxy};
+use super::{go_template, istio, names, proxy};
 use crate::kube_ext::build_error::BuildError;
 use crate::kube_ext::child::Child;
 use crate::kube_ext::pod_security::restricted_security_context;
 
-pub const REST_CONTAINER: &str = "rest-container";
+pub const REST_CONTAINER: &str = go_template::REST_CONTAINER;
 pub const GRPC_CONTAINER: &str = "grpc-container";
 
 pub fn build(input: &BuildInput, out: &mut Desired) -> Result<(), BuildError> {
@@ -292,41 +294,15 @@ fn embedded_container(
 
 pub fn deployment(input: &BuildInput) -> Result<Deployment, BuildError> {
     let mr = input.mr;
-    let spec = &mr.spec;
     let name = mr.name_any();
     let server = server_of(input)?;
-    let db = db_wiring(input, &server)?;
-    let (tmp, tmp_mount) = tmp_volume();
-    let mut volumes = vec![tmp];
-    volumes.extend(db.volumes.clone());
-    let mut containers = match server.layout() {
-        Layout::Mlmd => mlmd_containers(input, &server, db, &tmp_mount),
-        Layout::Embedded => vec![embedded_container(input, &server, db, &tmp_mount)],
-    };
-
-    let sidecar = proxy::sidecar(input);
-    if let Some(s) = sidecar {
-        containers.push(s.container);
-        volumes.extend(s.volumes);
-    }
-
-    let mut pod_labels = names::labels(mr);
-    pod_labels.extend(names::selector(mr));
     // Without the mesh nothing would authenticate callers: run no pods rather than serve openly.
     let withheld = istio::resources::withheld(input).is_some();
-    let mut pod_annotations = BTreeMap::new();
-    if spec.istio.is_some() && !withheld {
-        pod_labels.insert("sidecar.istio.io/inject".into(), "true".into());
-        // As the Go operator's Istio releases: the database connection bypasses the sidecar
-        // (the database is outside the mesh, and its protocol is not HTTP).
-        if let Some(port) = database_port(input) {
-            pod_annotations.insert(
-                "traffic.sidecar.istio.io/excludeOutboundPorts".to_string(),
-                port.to_string(),
-            );
-        }
-    }
-
+    let template = if go_template::applies(input, &server) {
+        go_template::pod_template(input, &server)?
+    } else {
+        own_template(input, &server, withheld)?
+    };
     Ok(Deployment {
         metadata: names::owned_meta(mr, &name),
         spec: Some(DeploymentSpec {
@@ -344,35 +320,77 @@ pub fn deployment(input: &BuildInput) -> Result<Deployment, BuildError> {
                 }),
                 ..Default::default()
             },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    annotations: (!pod_annotations.is_empty()).then_some(pod_annotations),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    service_account_name: Some(name),
-                    // No `<SERVICE>_PORT=tcp://…` variables: the server reads `MR_<FLAG>`
-                    // variables as flags, and a Service named `mr` would set `MR_PORT`.
-                    enable_service_links: Some(false),
-                    // Only the proxies call the Kubernetes API (TokenReview, SubjectAccessReview):
-                    // they get the token through a volume of their own, the REST container none.
-                    automount_service_account_token: Some(false),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            localhost_profile: None,
-                        }),
-                        ..Default::default()
-                    }),
-                    containers,
-                    volumes: Some(volumes),
-                    ..Default::default()
-                }),
-            },
+            template,
             ..Default::default()
         }),
         ..Default::default()
+    })
+}
+
+/// This operator's own pod template (every mode but the Go operator's, see [`go_template`]).
+fn own_template(
+    input: &BuildInput,
+    server: &Server,
+    withheld: bool,
+) -> Result<PodTemplateSpec, BuildError> {
+    let mr = input.mr;
+    let spec = &mr.spec;
+    let name = mr.name_any();
+    let db = db_wiring(input, server)?;
+    let (tmp, tmp_mount) = tmp_volume();
+    let mut volumes = vec![tmp];
+    volumes.extend(db.volumes.clone());
+    let mut containers = match server.layout() {
+        Layout::Mlmd => mlmd_containers(input, server, db, &tmp_mount),
+        Layout::Embedded => vec![embedded_container(input, server, db, &tmp_mount)],
+    };
+
+    let sidecar = proxy::sidecar(input);
+    if let Some(s) = sidecar {
+        containers.push(s.container);
+        volumes.extend(s.volumes);
+    }
+
+    let mut pod_labels = names::labels(mr);
+    pod_labels.extend(names::selector(mr));
+    let mut pod_annotations = BTreeMap::new();
+    if spec.istio.is_some() && !withheld {
+        pod_labels.insert("sidecar.istio.io/inject".into(), "true".into());
+        // As the Go operator's Istio releases: the database connection bypasses the sidecar
+        // (the database is outside the mesh, and its protocol is not HTTP).
+        if let Some(port) = database_port(input) {
+            pod_annotations.insert(
+                "traffic.sidecar.istio.io/excludeOutboundPorts".to_string(),
+                port.to_string(),
+            );
+        }
+    }
+
+    Ok(PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(pod_labels),
+            annotations: (!pod_annotations.is_empty()).then_some(pod_annotations),
+            ..Default::default()
+        }),
+        spec: Some(PodSpec {
+            service_account_name: Some(name),
+            // No `<SERVICE>_PORT=tcp://…` variables: the server reads `MR_<FLAG>`
+            // variables as flags, and a Service named `mr` would set `MR_PORT`.
+            enable_service_links: Some(false),
+            // Only the proxies call the Kubernetes API (TokenReview, SubjectAccessReview):
+            // they get the token through a volume of their own, the REST container none.
+            automount_service_account_token: Some(false),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".into(),
+                    localhost_profile: None,
+                }),
+                ..Default::default()
+            }),
+            containers,
+            volumes: Some(volumes),
+            ..Default::default()
+        }),
     })
 }

@@ -7,6 +7,8 @@
 //! - [`core`]: ServiceAccount, Service, the `registry-user-<name>` Role.
 //! - [`server`]: the server version the image runs, which decides the Deployment's layout.
 //! - [`deployment`] and [`database`]: the registry Deployment and its database wiring.
+//! - [`go_template`]: the pod template as the Go operator renders it, in its mode
+//!   (`KUBE_RBAC_PROXY_AUTHORIZATION=service`), so taking its Deployments over rolls no pods.
 //! - [`proxy`]: OAuth proxy / kube-rbac-proxy sidecars and their Secrets, Routes, NetworkPolicy,
 //!   auth-delegator ClusterRoleBinding.
 //! - [`openshift`]: the `<name>-users` Group and its RoleBinding, the plain REST Route.
@@ -22,6 +24,7 @@ pub mod core;
 pub mod database;
 pub mod deployment;
 pub mod gateway_api;
+pub mod go_template;
 pub mod input;
 pub mod istio;
 pub mod names;

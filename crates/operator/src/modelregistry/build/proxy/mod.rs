@@ -86,6 +86,16 @@ pub fn kube_rbac_proxy_audience(name: &str, namespace: &str, port: i32) -> Strin
     format!("https://{name}.{namespace}.svc:{port}")
 }
 
+/// Whether kube-rbac-proxy accepts only tokens bound to the registry ([`kube_rbac_proxy_audience`],
+/// `--auth-token-audiences`). Not in the Go operator's mode (`service`): its proxy is started
+/// without audiences, as the Go operator starts it (so taking its Deployments over changes no pod,
+/// see `go_template`), and reviews tokens for the API server's own audience; a ModelTransfer Job
+/// sends such a registry a token of that audience, which is what the Go operator's registries
+/// have always accepted.
+pub fn tokens_bound_to_registry(authorization: ProxyAuthorization) -> bool {
+    authorization != ProxyAuthorization::Service
+}
+
 /// The subresource of the registry Service that kube-rbac-proxy authorizes callers against in
 /// `service-proxy` mode.
 pub const KUBE_RBAC_PROXY_SUBRESOURCE: &str = "proxy";
@@ -250,21 +260,21 @@ pub fn sidecar(input: &BuildInput) -> Option<ProxySidecar> {
                 json!({ "name": KRP_CONFIG_VOLUME, "configMap": { "name": config_map_name(mr) } }),
             ));
             mounts.push(read_only_mount(KRP_CONFIG_VOLUME, KRP_CONFIG_DIR));
-            let args = vec![
+            let mut args = vec![
                 format!("--secure-listen-address=0.0.0.0:{}", config.port),
                 format!("--upstream=http://127.0.0.1:{rest_port}/"),
                 format!("--config-file={KRP_CONFIG_DIR}/{KRP_CONFIG_KEY}"),
-                format!(
+            ];
+            if tokens_bound_to_registry(input.settings.kube_rbac_proxy_authorization) {
+                args.push(format!(
                     "--auth-token-audiences={}",
-                    kube_rbac_proxy_audience(
-                        &mr.name_any(),
-                        &mr.namespace().unwrap_or_default(),
-                        config.port
-                    )
-                ),
+                    kube_rbac_proxy_audience(&name, &ns, config.port)
+                ));
+            }
+            args.extend([
                 format!("--tls-cert-file={tls_cert}"),
                 format!("--tls-private-key-file={tls_key}"),
-            ];
+            ]);
             // kube-rbac-proxy authenticates every path on its listener (its own `/healthz` needs a
             // second port), so the probes only check that it accepts connections.
             let probe = |initial_delay: i32| {
