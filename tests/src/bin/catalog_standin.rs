@@ -72,7 +72,12 @@ fn sources(config: &mro_tests::catalog_server::CatalogConfig) -> serde_json::Val
                 Err(e) => json!({"path": path, "error": e}),
                 Ok(doc) => {
                     let mut listed = Vec::new();
-                    for list in ["catalogs", "model_catalogs", "mcp_catalogs", "agent_catalogs"] {
+                    for list in [
+                        "catalogs",
+                        "model_catalogs",
+                        "mcp_catalogs",
+                        "agent_catalogs",
+                    ] {
                         for s in doc[list].as_array().into_iter().flatten() {
                             let data = s["properties"]["yamlCatalogPath"].as_str();
                             // A relative data path is taken from the sources file's directory.

@@ -103,10 +103,16 @@ mod tests {
         let ns = Some("reg");
         // Orphaned (no owner at all, or only owners that are not controllers).
         assert!(reparent(&meta(go_labels(), json!([])), ns, &c));
-        let mere_owner = json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "u"}]);
+        let mere_owner =
+            json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "u"}]);
         assert!(reparent(&meta(go_labels(), mere_owner), ns, &c));
         // Controlled by an earlier Catalog of the same name.
-        let earlier = controller("Catalog", "aihub.opendatahub.io/v1alpha1", "catalog", "before");
+        let earlier = controller(
+            "Catalog",
+            "aihub.opendatahub.io/v1alpha1",
+            "catalog",
+            "before",
+        );
         assert!(reparent(&meta(go_labels(), earlier.clone()), ns, &c));
 
         // Not: the same Catalog (the shared claim takes it over), anything else in control,
@@ -116,13 +122,25 @@ mod tests {
         for other in [
             controller("ConfigMap", "v1", "catalog", "before"),
             controller("Catalog", "example.com/v1", "catalog", "before"),
-            controller("Catalog", "aihub.opendatahub.io/v1alpha1", "other", "before"),
+            controller(
+                "Catalog",
+                "aihub.opendatahub.io/v1alpha1",
+                "other",
+                "before",
+            ),
         ] {
-            assert!(!reparent(&meta(go_labels(), other.clone()), ns, &c), "{other}");
+            assert!(
+                !reparent(&meta(go_labels(), other.clone()), ns, &c),
+                "{other}"
+            );
         }
         let not_gos = json!({"app": "model-catalog"});
         assert!(!reparent(&meta(not_gos, json!([])), ns, &c));
-        assert!(!reparent(&meta(go_labels(), earlier.clone()), Some("elsewhere"), &c));
+        assert!(!reparent(
+            &meta(go_labels(), earlier.clone()),
+            Some("elsewhere"),
+            &c
+        ));
         assert!(!reparent(&meta(go_labels(), json!([])), None, &c));
     }
 

@@ -282,13 +282,17 @@ async fn reparent_go_objects(
             continue;
         }
         let patch = adopt::reparent_patch(catalog, existing.metadata.resource_version.as_deref());
-        api.patch(&child.name(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(ApplyError::kube(format!(
-                "re-point {} {} to the Catalog",
-                child.resource.kind,
-                child.name()
-            )))?;
+        api.patch(
+            &child.name(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(ApplyError::kube(format!(
+            "re-point {} {} to the Catalog",
+            child.resource.kind,
+            child.name()
+        )))?;
         tracing::info!(kind = %child.resource.kind, name = %child.name(),
             "re-pointed the Go operator's object to this Catalog (it was orphaned or an earlier Catalog's)");
         reparented += 1;

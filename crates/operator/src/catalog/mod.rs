@@ -107,7 +107,9 @@ pub async fn run(
             _ = &mut generation => return,
             _ = appeared => {}
         }
-        tracing::info!("the platform Auth API is served now; restarting the Catalog controller to watch it");
+        tracing::info!(
+            "the platform Auth API is served now; restarting the Catalog controller to watch it"
+        );
         let _ = stop_tx.send(true);
         // In-flight reconciles may finish; requeues scheduled minutes ahead are not waited for
         // (every reconcile is an idempotent apply and runs again in the next generation).

@@ -89,7 +89,10 @@ async fn the_platform_auth_api_installed_after_the_start_is_watched() {
     // No Auth API when the controller starts (an earlier test may have installed it).
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
     let _ = crds
-        .delete("auths.services.platform.opendatahub.io", &Default::default())
+        .delete(
+            "auths.services.platform.opendatahub.io",
+            &Default::default(),
+        )
         .await;
     eventually_within("the Auth API no longer served", WAIT, || async {
         crds.get_opt("auths.services.platform.opendatahub.io")

@@ -230,12 +230,16 @@ async fn go_objects_of_no_catalog_or_an_earlier_one_are_taken_over_in_place() {
                 .as_ref()
                 .is_some_and(|r| r.len() == 1 && r[0].uid == uid && r[0].controller == Some(true))
     };
-    eventually_within("the earlier Catalog's Deployment taken over", WAIT, || async {
-        deployments
-            .get("model-catalog")
-            .await
-            .is_ok_and(|d| taken(&d.metadata))
-    })
+    eventually_within(
+        "the earlier Catalog's Deployment taken over",
+        WAIT,
+        || async {
+            deployments
+                .get("model-catalog")
+                .await
+                .is_ok_and(|d| taken(&d.metadata))
+        },
+    )
     .await;
     eventually_within("the orphaned Service taken over", WAIT, || async {
         services
@@ -248,12 +252,18 @@ async fn go_objects_of_no_catalog_or_an_earlier_one_are_taken_over_in_place() {
     t.wait_available(&ns, "False", "DeploymentUnavailable")
         .await;
     let dep_after = deployments.get("model-catalog").await.unwrap();
-    assert_eq!(dep_after.metadata.uid, dep_before.metadata.uid, "not recreated");
+    assert_eq!(
+        dep_after.metadata.uid, dep_before.metadata.uid,
+        "not recreated"
+    );
     assert_eq!(
         dep_after.metadata.generation, dep_before.metadata.generation,
         "no rollout"
     );
     let svc_after = services.get("model-catalog").await.unwrap();
-    assert_eq!(svc_after.metadata.uid, svc_before.metadata.uid, "not recreated");
+    assert_eq!(
+        svc_after.metadata.uid, svc_before.metadata.uid,
+        "not recreated"
+    );
     t.delete_catalog_in(&ns).await;
 }

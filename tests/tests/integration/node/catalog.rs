@@ -52,7 +52,8 @@ use super::NodeNs;
 /// Anything on the node on a loaded machine: image unpacking, init containers, probes, a rollout.
 const NODE_DEADLINE: Duration = Duration::from_secs(300);
 const NAME: &str = "model-catalog";
-const SELECTOR: &str = "app=model-catalog,component=model-catalog,app.kubernetes.io/name=model-catalog";
+const SELECTOR: &str =
+    "app=model-catalog,component=model-catalog,app.kubernetes.io/name=model-catalog";
 /// The labelled source ConfigMap and the source it lists.
 const TEAM_SOURCES: &str = "team-sources";
 const TEAM_SOURCE_ID: &str = "team_models";
@@ -247,7 +248,9 @@ async fn play_the_scc(t: &NodeNs) -> Deployment {
     api.patch(
         NAME,
         &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"template": {"spec": {"securityContext": {"fsGroup": FS_GROUP}}}}})),
+        &Patch::Merge(
+            json!({"spec": {"template": {"spec": {"securityContext": {"fsGroup": FS_GROUP}}}}}),
+        ),
     )
     .await
     .unwrap();

@@ -509,14 +509,19 @@ fn an_existing_secret_gets_gos_labels_and_owner_but_keeps_its_password() {
     let mut go = ours.clone();
     go.metadata.labels = Some(BTreeMap::from([("team".to_string(), "x".to_string())]));
     go.metadata.owner_references = Some(vec![
-        serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap", "name": "old",
-            "uid": "other", "controller": true}))
+        serde_json::from_value(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "name": "old",
+            "uid": "other", "controller": true}),
+        )
         .unwrap(),
     ]);
     let a = postgres::amend(&i, &go, || unreachable!("the password is present"));
     assert!(a.keys.is_empty(), "present keys are never written");
     assert_eq!(a.labels, Some(names::labels(names::Component::Postgres)));
-    assert_eq!(a.labels.as_ref().unwrap()["component"], "model-catalog-postgres");
+    assert_eq!(
+        a.labels.as_ref().unwrap()["component"],
+        "model-catalog-postgres"
+    );
     let refs = a.owner_references.clone().unwrap();
     assert_eq!(refs.len(), 1, "Go replaces the owner references");
     assert_eq!(refs[0].uid, "u-1");
