@@ -202,7 +202,7 @@ where
 enum Stopped {
     Kube(ApplyError),
     /// Names taken by objects that are not the catalog's.
-    Conflicts(Vec<Box<Conflict>>),
+    Conflicts(Vec<Conflict>),
 }
 
 impl Stopped {
@@ -232,7 +232,7 @@ async fn apply_children(ctx: &CatalogContext, planned: &Planned) -> Result<usize
                     match result {
                         Ok(Some(_)) => written += 1,
                         Ok(None) => {}
-                        Err(ChildApplyError::Conflict(c)) => conflicts.push(c),
+                        Err(ChildApplyError::Conflict(c)) => conflicts.push(*c),
                         Err(ChildApplyError::Kube(e)) => {
                             return ControlFlow::Break(Stopped::Kube(ApplyError::Kube {
                                 action: format!("apply {} {}", child.resource.kind, child.name()),
@@ -261,7 +261,7 @@ async fn reparent_go_objects(
     ctx: &CatalogContext,
     catalog: &Catalog,
     planned: &Planned,
-    conflicts: &[Box<Conflict>],
+    conflicts: &[Conflict],
 ) -> Result<usize, ApplyError> {
     let client = &ctx.base.client;
     let mut reparented = 0;
