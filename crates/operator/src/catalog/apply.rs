@@ -2,10 +2,14 @@
 //! created exist. In order:
 //!
 //! 1. the user ConfigMaps and the PostgreSQL Secret, created when absent (never applied over:
-//!    users edit the ConfigMaps, and the Secret's password opens the data), the user
-//!    ConfigMaps' `default_catalog` migration, the shared ReferenceGrant when absent;
+//!    users edit the ConfigMaps, and the Secret's password opens the data), an existing
+//!    Secret amended as the Go controller amends it (its missing keys, Go's labels, the
+//!    Catalog's owner reference: [`secret_amend_patch`]), the user ConfigMaps'
+//!    `default_catalog` migration, the shared ReferenceGrant when absent;
 //! 2. every applied child, in waves ([`Waves`]), through the catalog's child record (claim,
-//!    take-over of the Go operator's objects of the same Catalog, no-op applies skipped);
+//!    take-over of the Go operator's objects of the same Catalog, no-op applies skipped); when
+//!    names are taken, the Go operator's objects of no Catalog or of an earlier one of the same
+//!    name are re-pointed to this one ([`adopt`]) and the children applied again;
 //! 3. the legacy ConfigMap `model-catalog-default-sources` and PVC `model-catalog-postgres` of
 //!    older Go operators, deleted only when they carry the operator's `created-by` label
 //!    (internal/controller/catalog_controller.go@08f64eb:270-280,355-362);
@@ -18,12 +22,14 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use mro_api::catalog::Catalog;
 
+use super::adopt;
 use super::build::names;
+use super::build::postgres::SecretAmend;
 use super::context::{CatalogContext, ID};
 use super::plan::{self, Planned, SecretWrite, UserSourceWrite};
 use crate::kube_ext::applier::Waves;
 use crate::kube_ext::apply::ApplyError as ChildApplyError;
-use crate::kube_ext::child::Child;
+use crate::kube_ext::child::{Child, Conflict};
 use crate::kube_ext::prune;
 
 /// Why the apply step stopped.
@@ -117,17 +123,19 @@ async fn create_once(
                 created.push(format!("Secret {}", names::POSTGRES));
             }
         }
-        Some(SecretWrite::AddKeys(keys)) => {
-            let patch = serde_json::json!({"data": keys});
+        Some(SecretWrite::Amend {
+            amend,
+            resource_version,
+        }) => {
             secrets
                 .patch(
                     names::POSTGRES,
                     &PatchParams::default(),
-                    &Patch::Merge(&patch),
+                    &Patch::Merge(&secret_amend_patch(amend, resource_version.as_deref())),
                 )
                 .await
-                .map_err(ApplyError::kube("add the PostgreSQL Secret's missing keys"))?;
-            created.push(format!("Secret {} (keys added)", names::POSTGRES));
+                .map_err(ApplyError::kube("amend the existing PostgreSQL Secret"))?;
+            created.push(format!("Secret {} (amended)", names::POSTGRES));
         }
     }
     if let Some(grant) = &planned.reference_grant {
@@ -140,6 +148,31 @@ async fn create_once(
         }
     }
     Ok(created)
+}
+
+/// The merge patch of an existing Secret's amendment: its missing keys (present ones are not
+/// named, so they keep their values), Go's labels (merged: other labels stay), the owner
+/// references (replaced, as Go replaces them). With the version read, a Secret changed since
+/// is not overwritten: the patch fails and the reconcile reads it again.
+pub fn secret_amend_patch(
+    amend: &SecretAmend,
+    resource_version: Option<&str>,
+) -> serde_json::Value {
+    let mut meta = serde_json::Map::new();
+    if let Some(rv) = resource_version {
+        meta.insert("resourceVersion".into(), rv.into());
+    }
+    if let Some(labels) = &amend.labels {
+        meta.insert("labels".into(), serde_json::json!(labels));
+    }
+    if let Some(refs) = &amend.owner_references {
+        meta.insert("ownerReferences".into(), serde_json::json!(refs));
+    }
+    let mut patch = serde_json::json!({"metadata": meta});
+    if !amend.keys.is_empty() {
+        patch["data"] = serde_json::json!(amend.keys);
+    }
+    patch
 }
 
 /// Deletes `name` when it exists and carries the operator's created-by label.
@@ -165,7 +198,28 @@ where
     }
 }
 
-async fn apply_children(ctx: &CatalogContext, planned: &Planned) -> Result<usize, ApplyError> {
+/// Why applying the children stopped.
+enum Stopped {
+    Kube(ApplyError),
+    /// Names taken by objects that are not the catalog's.
+    Conflicts(Vec<Conflict>),
+}
+
+impl Stopped {
+    fn into_error(self) -> ApplyError {
+        match self {
+            Stopped::Kube(e) => e,
+            Stopped::Conflicts(c) => ApplyError::Conflict(
+                c.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        }
+    }
+}
+
+async fn apply_children(ctx: &CatalogContext, planned: &Planned) -> Result<usize, Stopped> {
     let record = ctx.base.child_record(&ID);
     let client = &ctx.base.client;
     let mut written = 0;
@@ -178,19 +232,19 @@ async fn apply_children(ctx: &CatalogContext, planned: &Planned) -> Result<usize
                     match result {
                         Ok(Some(_)) => written += 1,
                         Ok(None) => {}
-                        Err(ChildApplyError::Conflict(c)) => conflicts.push(c.to_string()),
+                        Err(ChildApplyError::Conflict(c)) => conflicts.push(*c),
                         Err(ChildApplyError::Kube(e)) => {
-                            return ControlFlow::Break(ApplyError::Kube {
+                            return ControlFlow::Break(Stopped::Kube(ApplyError::Kube {
                                 action: format!("apply {} {}", child.resource.kind, child.name()),
                                 source: e,
-                            });
+                            }));
                         }
                     }
                 }
                 if conflicts.is_empty() {
                     ControlFlow::Continue(())
                 } else {
-                    ControlFlow::Break(ApplyError::Conflict(conflicts.join("; ")))
+                    ControlFlow::Break(Stopped::Conflicts(conflicts))
                 }
             },
         )
@@ -199,6 +253,51 @@ async fn apply_children(ctx: &CatalogContext, planned: &Planned) -> Result<usize
         Some(e) => Err(e),
         None => Ok(written),
     }
+}
+
+/// Re-points the Go operator's objects among `conflicts` to `catalog` ([`adopt::reparent`]);
+/// returns how many were.
+async fn reparent_go_objects(
+    ctx: &CatalogContext,
+    catalog: &Catalog,
+    planned: &Planned,
+    conflicts: &[Conflict],
+) -> Result<usize, ApplyError> {
+    let client = &ctx.base.client;
+    let mut reparented = 0;
+    for conflict in conflicts.iter().filter(|c| c.claimed_by.is_none()) {
+        let Some(child) = planned.applied.iter().find(|c| c.key() == conflict.key) else {
+            continue;
+        };
+        let api = child.api(client);
+        let what = format!("read {} {}", child.resource.kind, child.name());
+        let Some(existing) = api
+            .get_metadata_opt(&child.name())
+            .await
+            .map_err(ApplyError::kube(what))?
+        else {
+            continue;
+        };
+        if !adopt::reparent(&existing.metadata, child.namespace().as_deref(), catalog) {
+            continue;
+        }
+        let patch = adopt::reparent_patch(catalog, existing.metadata.resource_version.as_deref());
+        api.patch(
+            &child.name(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(ApplyError::kube(format!(
+            "re-point {} {} to the Catalog",
+            child.resource.kind,
+            child.name()
+        )))?;
+        tracing::info!(kind = %child.resource.kind, name = %child.name(),
+            "re-pointed the Go operator's object to this Catalog (it was orphaned or an earlier Catalog's)");
+        reparented += 1;
+    }
+    Ok(reparented)
 }
 
 /// The apply step.
@@ -212,7 +311,20 @@ pub async fn apply(
     let ns = catalog.namespace().unwrap_or_default();
     let client = &ctx.base.client;
     let created = create_once(ctx, &ns, planned).await?;
-    let written = apply_children(ctx, planned).await?;
+    let written = match apply_children(ctx, planned).await {
+        Ok(n) => n,
+        Err(Stopped::Conflicts(conflicts)) => {
+            // The Go operator's objects that name no Catalog or an earlier one are taken over
+            // as Go takes them: re-pointed, then applied over like the rest.
+            if reparent_go_objects(ctx, catalog, planned, &conflicts).await? == 0 {
+                return Err(Stopped::Conflicts(conflicts).into_error());
+            }
+            apply_children(ctx, planned)
+                .await
+                .map_err(Stopped::into_error)?
+        }
+        Err(stopped) => return Err(stopped.into_error()),
+    };
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
     let (cm, pvc) = futures::join!(

@@ -6,7 +6,8 @@
 //!
 //! The reconcile ([`reconcile`]) is a pipeline of steps, one module each:
 //! [`dereference`] (reads) → [`validate`] (typed valid input) → [`plan`] (the build step, over
-//! the pure builders of [`build`]) → [`apply`] → [`status`]; [`finalize`] on deletion.
+//! the pure builders of [`build`]) → [`apply`] (with [`adopt`]: which of the Go operator's
+//! objects it re-points to the Catalog) → [`status`]; [`finalize`] on deletion.
 //! [`context`] holds what the steps share, including the stores of the catalog's watches;
 //! [`settings`] the catalog-only settings.
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use crate::kube_ext::child::Parent;
 use crate::kube_ext::controller::QueuedController;
 use crate::kube_ext::watch::{children_config, scoped};
 
+pub mod adopt;
 pub mod apply;
 pub mod build;
 pub mod context;
@@ -52,11 +54,77 @@ fn catalog_of_namespace<K: Resource>(obj: &K) -> Option<ObjectRef<Catalog>> {
     Some(ObjectRef::new(SINGLETON_NAME).within(&obj.namespace()?))
 }
 
+/// How often the catalog looks for the platform's Auth API while it is not served.
+pub const AUTH_RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs the catalog controller until `shutdown` resolves (`settings`: `None` reads the
 /// catalog's variables from the process environment).
+///
+/// The platform Auth's watch can only be set up when its API is served. While it is not, the
+/// API is looked for again every [`AUTH_RECHECK`] (one discovery request); once it is served,
+/// the controller is stopped and started again with the watch, so a change of `adminGroups`
+/// reaches the Catalogs at once from then on. (Each reconcile reads the Auth anyway, so until
+/// then the groups wait only for the next reconcile.) Only this controller restarts: the
+/// operator-wide capabilities, which restart every controller, do not include the Auth API.
 pub async fn run(
     ctx: Arc<Context>,
     settings: Option<settings::CatalogSettings>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    use futures::FutureExt as _;
+    let shutdown = shutdown.shared();
+    loop {
+        let watch_auth = auth_served(&ctx.client).await;
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let stop = {
+            let shutdown = shutdown.clone();
+            async move {
+                tokio::select! {
+                    _ = shutdown => {},
+                    _ = stop_rx.wait_for(|s| *s) => {},
+                }
+            }
+        };
+        let mut generation = Box::pin(run_watching(
+            ctx.clone(),
+            settings.clone(),
+            watch_auth,
+            stop,
+        ));
+        let client = ctx.client.clone();
+        let appeared = async move {
+            if watch_auth {
+                return std::future::pending().await;
+            }
+            loop {
+                tokio::time::sleep(AUTH_RECHECK).await;
+                if auth_served(&client).await {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            _ = &mut generation => return,
+            _ = appeared => {}
+        }
+        tracing::info!(
+            "the platform Auth API is served now; restarting the Catalog controller to watch it"
+        );
+        let _ = stop_tx.send(true);
+        // In-flight reconciles may finish; requeues scheduled minutes ahead are not waited for
+        // (every reconcile is an idempotent apply and runs again in the next generation).
+        let _ = tokio::time::timeout(RESTART_GRACE, generation).await;
+    }
+}
+
+/// How long a stopping generation's reconciles may take before they are dropped.
+const RESTART_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// One generation of the controller, with or without the platform Auth's watch.
+async fn run_watching(
+    ctx: Arc<Context>,
+    settings: Option<settings::CatalogSettings>,
+    watch_auth: bool,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let cctx = Arc::new(match settings {
@@ -113,9 +181,9 @@ pub async fn run(
             sources,
             |o| catalog_of_namespace(&o),
         );
-    // The platform Auth's admin groups reach every Catalog (when the API is served at start;
-    // otherwise each reconcile still reads it).
-    if auth_served(&client).await {
+    // The platform Auth's admin groups reach every Catalog (when the API is served; otherwise
+    // each reconcile still reads it, and `run` starts a generation with the watch once it is).
+    if watch_auth {
         let ar = dereference::auth_resource();
         let store = controller.store();
         controller = controller.watches(

@@ -10,7 +10,6 @@
 //! operator wrote them, so taking over its objects changes no selector and restarts no pod.
 use std::collections::BTreeMap;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::ApiResource;
 use kube::{Resource, ResourceExt};
@@ -77,8 +76,12 @@ pub enum UserSourceWrite {
 #[derive(Clone, Debug, PartialEq)]
 pub enum SecretWrite {
     Create(Box<Secret>),
-    /// Present but lacking keys: only these are added.
-    AddKeys(BTreeMap<String, ByteString>),
+    /// Present but lacking keys, Go's labels or the Catalog's owner reference: only these are
+    /// written, on the version that was read.
+    Amend {
+        amend: postgres::SecretAmend,
+        resource_version: Option<String>,
+    },
 }
 
 /// The build step.
@@ -93,9 +96,11 @@ pub fn build(valid: &Valid, settings: &CatalogSettings) -> Planned {
                 &read.new_password,
             )))),
             Some(existing) => {
-                let missing =
-                    postgres::missing_keys(&input, existing, || read.new_password.clone());
-                (!missing.is_empty()).then_some(SecretWrite::AddKeys(missing))
+                let amend = postgres::amend(&input, existing, || read.new_password.clone());
+                (!amend.is_empty()).then(|| SecretWrite::Amend {
+                    amend,
+                    resource_version: existing.resource_version(),
+                })
             }
         })
         .flatten();

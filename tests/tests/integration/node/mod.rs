@@ -3,6 +3,7 @@
 use kube::Client;
 use mro_tests::node::{self, Node};
 
+mod catalog;
 mod operator;
 mod pods;
 mod registry;

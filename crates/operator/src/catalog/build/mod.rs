@@ -34,7 +34,7 @@ mod tests;
 pub use input::CatalogInput;
 
 /// The PostgreSQL objects other than the Secret (which is created once, see
-/// [`postgres::secret`] and [`postgres::missing_keys`]).
+/// [`postgres::secret`], and amended in place, see [`postgres::amend`]).
 #[derive(Clone, Debug)]
 pub struct PostgresObjects {
     pub deployment: Deployment,

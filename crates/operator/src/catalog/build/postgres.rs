@@ -4,7 +4,9 @@
 //!
 //! Facts (Go operator HEAD 08f64eb): the Secret internal/controller/catalog_controller.go:860-967
 //! (password: 16 random bytes, base64url with padding, internal/utils/io.go:53-60; an existing
-//! Secret only gets its missing keys, the password is never rotated);
+//! Secret gets its missing keys, the labels of `applyLabels` and, unless one of its owner
+//! references already names the Catalog's uid, the Catalog's controller reference in place of
+//! the ones it had (:897-927, :1227-1246); present keys, the password above all, never change);
 //! T/catalog/catalog-postgres-deployment.yaml.tmpl:1-110, catalog-postgres-service.yaml.tmpl:1-28,
 //! catalog-postgres-network-policy.yaml.tmpl:14-31 (T/ = internal/controller/config/templates/).
 use std::collections::BTreeMap;
@@ -13,6 +15,8 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ResourceRequirements, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::ResourceExt;
 use serde_json::json;
 
 use super::deployment::quantities;
@@ -100,6 +104,51 @@ pub fn missing_keys(
         out.insert(KEY_PASSWORD.into(), ByteString(new_password().into_bytes()));
     }
     out
+}
+
+/// What an existing Secret needs to be as the Go controller leaves it. Empty when nothing is
+/// to be written.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SecretAmend {
+    /// The keys it lacks, with their values ([`missing_keys`]).
+    pub keys: BTreeMap<String, ByteString>,
+    /// Go's labels ([`names::labels`] of the PostgreSQL component), when one of them is missing
+    /// or differs; labels of others stay as they are.
+    pub labels: Option<BTreeMap<String, String>>,
+    /// The owner references to replace the Secret's with (the Catalog's controller reference),
+    /// when none of them names the Catalog's uid.
+    pub owner_references: Option<Vec<OwnerReference>>,
+}
+
+impl SecretAmend {
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.labels.is_none() && self.owner_references.is_none()
+    }
+}
+
+/// For an existing Secret: its missing keys, Go's labels and the Catalog's owner reference
+/// (see the module docs); `new_password` is called only when the password is missing.
+pub fn amend(
+    input: &CatalogInput,
+    existing: &Secret,
+    new_password: impl FnOnce() -> String,
+) -> SecretAmend {
+    let want = names::labels(Component::Postgres);
+    let have = existing.labels();
+    let labels = want
+        .iter()
+        .any(|(k, v)| have.get(k) != Some(v))
+        .then_some(want);
+    let uid = input.catalog.uid();
+    let owned = existing
+        .owner_references()
+        .iter()
+        .any(|r| Some(&r.uid) == uid.as_ref());
+    SecretAmend {
+        keys: missing_keys(input, existing, new_password),
+        labels,
+        owner_references: (!owned).then(|| vec![names::owner_ref(input.catalog)]),
+    }
 }
 
 /// `spec.resources.postgres` when it requests or limits anything, else requests memory 256Mi

@@ -1,4 +1,6 @@
 //! The builders against the Go operator's facts (../shared/reference/go-operator-head.md §1).
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{ContainerStatus, Endpoints, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -493,6 +495,71 @@ fn postgres_secret_and_password() {
         ["database-password", "database-user"]
     );
     assert_eq!(add["database-password"].0, b"new");
+}
+
+#[test]
+fn an_existing_secret_gets_gos_labels_and_owner_but_keeps_its_password() {
+    let c = catalog(json!({}));
+    let s = CatalogSettings::for_tests();
+    let i = input(&c, &s);
+    // What we create needs nothing more.
+    let ours = postgres::secret(&i, "pw");
+    assert!(postgres::amend(&i, &ours, || unreachable!()).is_empty());
+    // A Go-written Secret of an older install: all keys, no labels, owned by something else.
+    let mut go = ours.clone();
+    go.metadata.labels = Some(BTreeMap::from([("team".to_string(), "x".to_string())]));
+    go.metadata.owner_references = Some(vec![
+        serde_json::from_value(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "name": "old",
+            "uid": "other", "controller": true}),
+        )
+        .unwrap(),
+    ]);
+    let a = postgres::amend(&i, &go, || unreachable!("the password is present"));
+    assert!(a.keys.is_empty(), "present keys are never written");
+    assert_eq!(a.labels, Some(names::labels(names::Component::Postgres)));
+    assert_eq!(
+        a.labels.as_ref().unwrap()["component"],
+        "model-catalog-postgres"
+    );
+    let refs = a.owner_references.clone().unwrap();
+    assert_eq!(refs.len(), 1, "Go replaces the owner references");
+    assert_eq!(refs[0].uid, "u-1");
+    assert_eq!(refs[0].controller, Some(true));
+    assert_eq!(refs[0].kind, "Catalog");
+    // The patch names no present key, merges the labels, replaces the references, and is
+    // guarded by the version read.
+    let patch = crate::catalog::apply::secret_amend_patch(&a, Some("42"));
+    assert!(patch.get("data").is_none(), "{patch}");
+    assert_eq!(patch["metadata"]["resourceVersion"], "42");
+    assert_eq!(patch["metadata"]["labels"]["app"], "model-catalog");
+    assert_eq!(patch["metadata"]["ownerReferences"][0]["uid"], "u-1");
+    // An owner reference to this Catalog (even not the controller one) is left alone, as in Go.
+    let mut owned = go.clone();
+    owned.metadata.owner_references = Some(vec![
+        serde_json::from_value(json!({"apiVersion": "aihub.opendatahub.io/v1alpha1",
+            "kind": "Catalog", "name": "catalog", "uid": "u-1"}))
+        .unwrap(),
+    ]);
+    owned.metadata.labels = Some(names::labels(names::Component::Postgres));
+    assert!(postgres::amend(&i, &owned, || unreachable!()).is_empty());
+    // A missing password is generated; the labels' extra keys are not Go's concern.
+    let mut no_pw = owned.clone();
+    no_pw.data.as_mut().unwrap().remove("database-password");
+    no_pw
+        .metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("team".into(), "x".into());
+    let a = postgres::amend(&i, &no_pw, || "new".into());
+    assert_eq!(a.keys.keys().collect::<Vec<_>>(), ["database-password"]);
+    assert!(a.labels.is_none() && a.owner_references.is_none());
+    let patch = crate::catalog::apply::secret_amend_patch(&a, None);
+    assert_eq!(
+        patch["data"]["database-password"],
+        json!(k8s_openapi::ByteString(b"new".to_vec()))
+    );
 }
 
 use postgres::password;
