@@ -136,7 +136,7 @@ node-images: ## Build the model-sync, operator, busybox, Model Registry stand-in
 	    --standin $(TARGET_DIR)/debug/model_registry_standin --databases $${sock:+--import "$$sock"}
 
 ##@ Benchmarks
-# BENCH_RUNS (runs per size, default 3) and BENCH_SIZES_MIB (default 1024,2048) are passed through.
+# BENCH_RUNS (runs per size, default 3), BENCH_SIZES_MIB (default 1024,2048) and BENCH_HUGE=1 / BENCH_HUGE_MIB (a sparse 20 GiB model) are passed through.
 .PHONY: bench-sync
 bench-sync: ## model-sync S3 → OCI (release) vs. a floor of plain S3 GETs + blob uploads: wall, MiB/s, CPU s/GiB, peak RSS, scratch disk.
 	$(CARGO) run -q --release --locked -p mro-tests --bin bench_sync

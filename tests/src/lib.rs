@@ -10,6 +10,7 @@
 //! - [`catalog_server`]: the Model Catalog server's `catalog` command line (flag table, parser).
 //! - [`model_registry`]: a stateful Model Registry REST stand-in, contract-tested with Prism.
 //! - [`model_sync`]: runs the `model-sync` binary like a Job (integration tests, `bench-sync`).
+//! - [`patch_gate`]: a proxy counting `PATCH` body bytes that can hold uploads past an offset.
 //! - [`operator`]: the operator run in-process under the shipped RBAC.
 //! - [`rbac_proxy`]: a kube-rbac-proxy stand-in (TokenReview + SubjectAccessReview, TLS).
 //! - [`rbac_proxy_standin`]: the in-pod kube-rbac-proxy stand-in (rendered flags, TLS probes only).
@@ -33,6 +34,7 @@ pub mod node;
 pub mod node_agent;
 pub mod oci_registry;
 pub mod operator;
+pub mod patch_gate;
 pub mod platform_apis;
 pub mod ports;
 pub mod postgres;

@@ -42,9 +42,9 @@ pub use signing::{
     SIGSTORE_TUF_URL, Signing, SigningDecision, SigningMode, SigstoreEndpoints, TufRoot, decide,
 };
 pub use types::{
-    Config, CustomCa, Destination, Intent, Loaded, Mode, ModelIds, ModelRef, OciCredentials,
-    OciDestination, OciLocation, RegistrySettings, S3Credentials, S3Location, Source,
-    StorageInitializerConfig, StorageUri, TokenSource, UriSource,
+    Config, CustomCa, DEFAULT_RESUME_PART, Destination, Intent, Loaded, Mode, ModelIds, ModelRef,
+    OciCredentials, OciDestination, OciLocation, RegistrySettings, Resume, S3Credentials,
+    S3Location, Source, StorageInitializerConfig, StorageUri, TokenSource, UriSource,
 };
 pub use uri::{MODEL_REGISTRY_BASE_URL, MODEL_REGISTRY_SCHEME, parse_storage_uri};
 

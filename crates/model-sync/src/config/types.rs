@@ -46,6 +46,11 @@ pub struct Config {
     pub storage_path: PathBuf,
     /// Files transferred at once (`None`: the destination's default).
     pub concurrency: Option<usize>,
+    /// Resuming an OCI push after a kill (`--resume-journal`), and its part size.
+    pub resume: Option<Resume>,
+    /// `--destination-oci-part-mib` in bytes (`None`: a whole layer per `PATCH`, or
+    /// [`DEFAULT_RESUME_PART`] with a journal).
+    pub oci_part_bytes: Option<u64>,
     /// `TERMINATION_MESSAGE_PATH` (default `/dev/termination-log`).
     pub termination_message_path: PathBuf,
     /// `LOGLEVEL`, passed through to the log filter.
@@ -55,6 +60,16 @@ pub struct Config {
     pub extra_ca_file: Option<PathBuf>,
     /// Non-fatal findings (ignored settings, unknown metadata keys, partial sigstore config).
     pub warnings: Vec<String>,
+}
+
+/// Part size of a journaled OCI push when `--destination-oci-part-mib` is not set: a rerun after
+/// a kill sends at most this much of each layer in flight again.
+pub const DEFAULT_RESUME_PART: u64 = 64 << 20;
+
+/// `--resume-journal`: where an OCI push records its layer uploads (see the OCI back-end).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resume {
+    pub journal: PathBuf,
 }
 
 /// `--model-upload-intent` with the ids and names it needs.
@@ -440,6 +455,9 @@ impl Config {
         );
         let _ = writeln!(s, "signing:      {:?}", self.signing.decision);
         let _ = writeln!(s, "storage path: {}", self.storage_path.display());
+        if let Some(r) = &self.resume {
+            let _ = writeln!(s, "resume:       {}", r.journal.display());
+        }
         if let Some(n) = self.concurrency {
             let _ = writeln!(s, "concurrency:  {n}");
         }

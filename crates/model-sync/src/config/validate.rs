@@ -85,6 +85,7 @@ pub fn build(mut layers: Layers, ctx: &LoadContext) -> Result<Config, ConfigErro
     let signing = super::signing::build(&layers, ctx, &mut errors, &mut warnings);
     let storage_path = build_storage_path(&layers, &mut errors);
     let concurrency = build_concurrency(&layers, &mut errors);
+    let (resume, oci_part_bytes) = build_resume(&layers, destination.as_ref(), &mut errors);
 
     if let (Some(s), Some(d)) = (&source, &destination) {
         check_same_location(s, d, &mut errors);
@@ -136,6 +137,8 @@ pub fn build(mut layers: Layers, ctx: &LoadContext) -> Result<Config, ConfigErro
         signing,
         storage_path,
         concurrency,
+        resume,
+        oci_part_bytes,
         termination_message_path: PathBuf::from(
             ctx.var("TERMINATION_MESSAGE_PATH")
                 .unwrap_or(DEFAULT_TERMINATION_MESSAGE_PATH),
@@ -364,6 +367,53 @@ fn build_concurrency(layers: &Layers, errors: &mut ConfigErrors) -> Option<usize
             None
         }
     }
+}
+
+/// Largest `--destination-oci-part-mib`.
+pub const MAX_PART_MIB: u64 = 4096;
+
+/// `--resume-journal` and `--destination-oci-part-mib`: only an OCI destination resumes and
+/// has parts; with another destination either is refused (not implemented), not ignored.
+fn build_resume(
+    layers: &Layers,
+    destination: Option<&Destination>,
+    errors: &mut ConfigErrors,
+) -> (Option<super::types::Resume>, Option<u64>) {
+    let oci = matches!(destination, Some(Destination::Oci(_)));
+    let journal = layers
+        .text(Key::ResumeJournal)
+        .filter(|j| !j.trim().is_empty());
+    let part = layers.text(Key::DestinationOciPartMib);
+    if destination.is_some() && !oci {
+        for (key, set) in [
+            (Key::ResumeJournal, journal.is_some()),
+            (Key::DestinationOciPartMib, part.is_some()),
+        ] {
+            if set {
+                errors.push(ConfigError::Conflict(format!(
+                    "{} is not implemented for this destination: only an OCI destination \
+                     resumes after a kill (S3 and PVC destinations send an interrupted file again)",
+                    key.label()
+                )));
+            }
+        }
+        return (None, None);
+    }
+    let part_bytes = part.and_then(|raw| match raw.trim().parse::<u64>() {
+        Ok(n) if (1..=MAX_PART_MIB).contains(&n) => Some(n << 20),
+        _ => {
+            errors.push(ConfigError::invalid(
+                Key::DestinationOciPartMib,
+                &raw,
+                format!("a whole number of MiB from 1 to {MAX_PART_MIB}"),
+            ));
+            None
+        }
+    });
+    let resume = journal.map(|j| super::types::Resume {
+        journal: PathBuf::from(j.trim()),
+    });
+    (resume, part_bytes)
 }
 
 fn build_storage_path(layers: &Layers, errors: &mut ConfigErrors) -> Option<PathBuf> {

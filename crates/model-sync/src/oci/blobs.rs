@@ -310,6 +310,39 @@ impl Registry {
         Ok(())
     }
 
+    /// How many bytes an upload session holds (its `Range`) and where it goes on; `None` when
+    /// the registry no longer knows the session (or refuses its state).
+    pub(crate) async fn upload_status(
+        &self,
+        location: &str,
+        scopes: &[String],
+    ) -> Result<Option<(u64, String)>, TransferError> {
+        self.retrying("read upload status", |_| async {
+            let resp = self.send(Req::new(Method::GET, location, scopes)).await?;
+            match resp.status() {
+                StatusCode::NO_CONTENT | StatusCode::OK => {
+                    let range = header(&resp, RANGE.as_str()).unwrap_or_default();
+                    let size = parse_upload_range(&range).ok_or_else(|| {
+                        TransferError::new(
+                            self.side(),
+                            format!("upload status has no usable Range ({range:?})"),
+                        )
+                    })?;
+                    let next = match header(&resp, LOCATION.as_str()) {
+                        Some(l) => self.resolve(&l).await?,
+                        None => location.to_owned(),
+                    };
+                    Ok(Some((size, next)))
+                }
+                StatusCode::NOT_FOUND
+                | StatusCode::BAD_REQUEST
+                | StatusCode::RANGE_NOT_SATISFIABLE => Ok(None),
+                _ => Err(self.status_error("read upload status", resp).await),
+            }
+        })
+        .await
+    }
+
     /// Best-effort cancellation of an upload session.
     pub(crate) async fn cancel_upload(&self, location: &str, scopes: &[String]) {
         let _ = self.send(Req::new(Method::DELETE, location, scopes)).await;
@@ -324,6 +357,19 @@ impl Registry {
         })?;
         self.resolve(&loc).await
     }
+}
+
+/// The size an upload's `Range: 0-<last>` reports (distribution answers `0-0` for an empty
+/// session, so `0-0` counts as none: a resume then sends the first byte again).
+pub(crate) fn parse_upload_range(range: &str) -> Option<u64> {
+    let range = range.trim();
+    let range = range.strip_prefix("bytes=").unwrap_or(range);
+    let (first, last) = range.split_once('-')?;
+    if first.trim() != "0" {
+        return None;
+    }
+    let last: u64 = last.trim().parse().ok()?;
+    Some(if last == 0 { 0 } else { last + 1 })
 }
 
 fn header(resp: &Response, name: &str) -> Option<String> {
@@ -357,4 +403,19 @@ async fn read_limited(
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_upload_range;
+
+    #[test]
+    fn upload_ranges_give_the_stored_size() {
+        assert_eq!(parse_upload_range("0-67108863"), Some(64 << 20));
+        assert_eq!(parse_upload_range("bytes=0-9"), Some(10));
+        assert_eq!(parse_upload_range("0-0"), Some(0));
+        assert_eq!(parse_upload_range("5-9"), None);
+        assert_eq!(parse_upload_range(""), None);
+        assert_eq!(parse_upload_range("0-x"), None);
+    }
 }

@@ -18,9 +18,10 @@ use super::group::{self, Dirs, PlannedLayer};
 use super::image::{
     self, ANNOTATION_FINGERPRINT, ANNOTATION_MEMBERS, ANNOTATION_SHA256, Descriptor, ModelLayer,
 };
+use super::journal::Journal;
 use super::registry::{Counters, Registry};
 use super::tar;
-use super::upload::{BlobWriter, upload_blob};
+use super::upload::{BlobWriter, Journaled, upload_blob, upload_blob_journaled};
 use crate::transfer::retry::{RetryPolicy, retry};
 use crate::transfer::source::{from_io, io_is_transient};
 use crate::transfer::{ModelFile, OpenFile, Progress, Reason, TransferError};
@@ -43,6 +44,8 @@ pub(crate) struct Target<'a> {
     /// Every file's content sha256 is computed (the model signature needs them); a previous
     /// layer is reused only when its files' content digests are known.
     pub(crate) hash_content: bool,
+    /// Layer uploads are recorded here, and resumed from it (see `journal.rs`).
+    pub(crate) journal: Option<&'a Journal>,
 }
 
 /// Model layers of the image already at the destination tag (reused on a retry when
@@ -163,10 +166,44 @@ impl Target<'_> {
             ..RetryPolicy::default()
         };
         let hash = self.hash_content;
+        let journaled = self.journal.map(|journal| Journaled {
+            journal,
+            key: Journal::key(repo, &members),
+            what,
+        });
+        let journaled = journaled.as_ref();
         let (digest, len) = retry(policy, &format!("upload of {what}"), |_| {
-            upload_blob(self.reg, repo, scopes, self.segment, None, layer_len, |w| {
+            let produce = |w: BlobWriter| {
                 produce_layer(source, &members, hash, &hashed, w, progress, &counted)
-            })
+            };
+            async move {
+                match journaled {
+                    Some(j) => {
+                        upload_blob_journaled(
+                            self.reg,
+                            repo,
+                            scopes,
+                            self.segment,
+                            layer_len,
+                            j,
+                            produce,
+                        )
+                        .await
+                    }
+                    None => {
+                        upload_blob(
+                            self.reg,
+                            repo,
+                            scopes,
+                            self.segment,
+                            None,
+                            layer_len,
+                            produce,
+                        )
+                        .await
+                    }
+                }
+            }
         })
         .await
         .map_err(|e| e.context(format!("model layer of {what}")))?;

@@ -15,6 +15,10 @@
 //! flight and a few of the source's network buffers per file in memory. Nothing is staged on
 //! disk and nothing is copied into intermediate buffers.
 //!
+//! With a resume journal (`--resume-journal`, `journal.rs`), layers go up in `PATCH` parts and a
+//! rerun after a kill continues each layer where the registry stopped, verified by the final
+//! digest check (at most the part in flight at the kill is sent twice).
+//!
 //! Sources reach the sink through [`crate::transfer::OpenFile`] (`publish(&dyn OpenFile, ...)`),
 //! so S3, URI, local and OCI sources all feed it; [`OciSource`] implements it too.
 //!
@@ -32,6 +36,7 @@ mod digest;
 mod extra;
 mod group;
 mod image;
+mod journal;
 mod layer;
 pub mod referrers;
 mod registry;

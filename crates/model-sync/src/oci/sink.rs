@@ -22,6 +22,7 @@ use super::digest;
 use super::extra::{ImageFiles, extra_layers};
 use super::group::{self, Grouping};
 use super::image::{self, Descriptor, Manifest, ModelLayer, Parsed};
+use super::journal::Journal;
 use super::layer::{Previous, Target};
 use super::registry::{Registry, Settings, scope};
 use super::upload::{DEFAULT_SEGMENT, upload_blob};
@@ -56,6 +57,8 @@ pub struct OciSink {
     pub(super) segment: u64,
     pub(super) registry: Arc<Registry>,
     pub(super) extra: Option<Arc<dyn ImageFiles>>,
+    /// Where layer uploads are recorded for a resume after a kill.
+    pub(super) journal: Option<Arc<Journal>>,
 }
 
 /// One platform image of the base.
@@ -91,6 +94,7 @@ impl OciSink {
             segment: DEFAULT_SEGMENT,
             registry,
             extra: None,
+            journal: None,
         })
     }
 
@@ -105,6 +109,19 @@ impl OciSink {
     pub fn with_chunk_size(mut self, bytes: usize) -> OciSink {
         self.segment = (bytes as u64).max(4096);
         self
+    }
+
+    /// Records layer uploads in the journal at `path` and resumes what it holds from an earlier
+    /// run (see `journal.rs`); layers then go up in `PATCH` parts of `part_bytes` (at least
+    /// 4 KiB), so a rerun after a kill sends at most the part in flight again per layer.
+    pub fn with_resume_journal(
+        mut self,
+        path: &std::path::Path,
+        part_bytes: u64,
+    ) -> Result<OciSink, TransferError> {
+        self.journal = Some(Arc::new(Journal::open(path, self.registry.host())?));
+        self.segment = part_bytes.max(4096);
+        Ok(self)
     }
 
     /// Adds `extra`'s files to every image after the model layers (content digests are then
@@ -195,6 +212,7 @@ impl OciSink {
             scopes: &scopes,
             segment: self.segment,
             hash_content: self.extra.is_some(),
+            journal: self.journal.as_deref(),
         };
         // Largest layers first, a new one whenever any finishes: small layers fill the tail
         // instead of waiting behind a large one. The manifest lists layers in plan order.
@@ -226,6 +244,9 @@ impl OciSink {
         let digest = self
             .push_manifests(&base, &layers, &repo, tag, &scopes)
             .await?;
+        if let Some(journal) = &self.journal {
+            journal.finished();
+        }
         Ok(Published {
             uri: format!("oci://{}/{repo}@{digest}", reference.registry()),
             digest: Some(digest),

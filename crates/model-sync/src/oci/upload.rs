@@ -19,6 +19,13 @@
 //! a new session, re-reading the source from the start (see `layer.rs`). The final `PUT` carries
 //! the digest we computed over exactly the bytes we sent; the registry refuses the blob unless
 //! its own hash matches, so a completed upload is a verified one.
+//!
+//! Resuming after a kill ([`upload_blob_journaled`], with a journal: see `journal.rs` for the
+//! design): the blob goes up in `PATCH` parts of `segment` bytes, the session recorded after
+//! each. A rerun asks the registry how many bytes the recorded session holds, produces the blob
+//! again from its first byte (hashing all of it: the digest is always the source's as read now)
+//! and sends only the bytes past that size, so at most the part in flight at the kill is sent
+//! twice. The final `PUT` has the registry verify its bytes from both runs against that digest.
 use std::future::Future;
 
 use bytes::{Bytes, BytesMut};
@@ -28,7 +35,8 @@ use futures::{SinkExt as _, StreamExt as _};
 use crate::transfer::{Reason, TransferError};
 
 use super::digest::Hasher;
-use super::registry::Registry;
+use super::journal::{Entry, Journal};
+use super::registry::{Counters, Registry};
 
 /// Default largest `PATCH`: the whole blob in one streamed request.
 pub(crate) const DEFAULT_SEGMENT: u64 = u64::MAX;
@@ -48,6 +56,8 @@ pub(crate) struct BlobWriter {
     hasher: Hasher,
     /// The declared blob length.
     len: u64,
+    /// Leading bytes hashed but not sent (the registry has them from an earlier run).
+    skip: u64,
 }
 
 impl BlobWriter {
@@ -63,6 +73,15 @@ impl BlobWriter {
             ));
         }
         self.hasher.update(&data);
+        let mut data = data;
+        if self.skip > 0 {
+            let skipped = self.skip.min(data.len() as u64);
+            self.skip -= skipped;
+            data = data.slice(skipped as usize..);
+            if data.is_empty() {
+                return Ok(());
+            }
+        }
         if data.len() >= GATHER {
             self.flush().await?;
             return self.send(data).await;
@@ -122,15 +141,196 @@ where
     Fut: Future<Output = Result<BlobWriter, TransferError>>,
 {
     let location = reg.start_upload(repo, scopes).await?;
+    let session = Session {
+        location,
+        start: 0,
+        journal: None,
+    };
+    send_blob(reg, repo, scopes, segment, expected, len, session, produce).await
+}
+
+/// A journal entry a layer's upload keeps up to date.
+pub(crate) struct Journaled<'a> {
+    pub(crate) journal: &'a Journal,
+    pub(crate) key: String,
+    /// What the layer is, for log lines.
+    pub(crate) what: &'a str,
+}
+
+/// Like [`upload_blob`], resuming what `journaled` recorded of an earlier run (see the module
+/// docs) and recording this run's progress. A resumed upload that the registry refuses at the
+/// end fails with a transient error after dropping its entry, so the caller's retry sends the
+/// blob again from its first byte.
+pub(crate) async fn upload_blob_journaled<P, Fut>(
+    reg: &Registry,
+    repo: &str,
+    scopes: &[String],
+    segment: u64,
+    len: u64,
+    journaled: &Journaled<'_>,
+    produce: P,
+) -> Result<(String, u64), TransferError>
+where
+    P: FnOnce(BlobWriter) -> Fut,
+    Fut: Future<Output = Result<BlobWriter, TransferError>>,
+{
+    let Journaled { journal, key, what } = journaled;
+    let base = format!("{}/", reg.base().await?);
+    let resumed = match journal.get(key) {
+        Some(Entry::Done { digest, len: l }) if l == len => {
+            if reg.blob_size(repo, &digest, scopes).await? == Some(len) {
+                // Committed before the restart: check the source still yields it.
+                let computed = hash_only(len, produce).await?;
+                if computed == digest {
+                    tracing::info!(layer = what, %digest, "pushed before the restart; verified against the source, not sent again");
+                    Counters::add(&reg.counters.blobs_existing, 1);
+                    return Ok((digest, len));
+                }
+                journal.remove(key);
+                return Err(TransferError::transient(
+                    reg.side(),
+                    format!(
+                        "the source of {what} changed since {digest} was pushed; sending it again"
+                    ),
+                ));
+            }
+            tracing::info!(layer = what, %digest, "the registry no longer has the layer pushed before the restart; sending it again from its first byte");
+            None
+        }
+        Some(Entry::Open {
+            location,
+            committed,
+            len: l,
+        }) if l == len && location.starts_with(&base) => {
+            match reg.upload_status(&location, scopes).await {
+                Ok(Some((size, next))) if size <= len => {
+                    tracing::info!(
+                        layer = what,
+                        journaled = committed,
+                        registry_has = size,
+                        len,
+                        "resuming the upload where the registry stopped"
+                    );
+                    Some(Session {
+                        location: next,
+                        start: size,
+                        journal: Some(journaled),
+                    })
+                }
+                Ok(Some((size, next))) => {
+                    tracing::warn!(
+                        layer = what,
+                        registry_has = size,
+                        len,
+                        "the interrupted upload holds more bytes than the layer; sending it again from its first byte"
+                    );
+                    reg.cancel_upload(&next, scopes).await;
+                    None
+                }
+                Ok(None) => {
+                    tracing::info!(
+                        layer = what,
+                        journaled = committed,
+                        "the registry has forgotten the interrupted upload; sending the layer again from its first byte"
+                    );
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(layer = what, error = %e, "cannot read the interrupted upload's state; sending the layer again from its first byte");
+                    None
+                }
+            }
+        }
+        Some(_) => {
+            tracing::info!(
+                layer = what,
+                "the journaled upload does not match this layer; sending it from its first byte"
+            );
+            None
+        }
+        None => None,
+    };
+    let session = match resumed {
+        Some(s) => s,
+        None => {
+            journal.remove(key);
+            Session {
+                location: reg.start_upload(repo, scopes).await?,
+                start: 0,
+                journal: Some(journaled),
+            }
+        }
+    };
+    let start = session.start;
+    match send_blob(reg, repo, scopes, segment, None, len, session, produce).await {
+        Ok((digest, len)) => {
+            journal.set(
+                key,
+                Entry::Done {
+                    digest: digest.clone(),
+                    len,
+                },
+            );
+            Ok((digest, len))
+        }
+        Err(e) => {
+            journal.remove(key);
+            if start > 0 && !e.transient {
+                tracing::warn!(layer = what, error = %e, "the resumed upload failed; sending the layer again from its first byte");
+                return Err(TransferError::transient(e.reason, e.message));
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Where an upload goes on.
+struct Session<'a> {
+    location: String,
+    /// Bytes the registry already has.
+    start: u64,
+    journal: Option<&'a Journaled<'a>>,
+}
+
+/// Produces the blob, sending the bytes past `session.start`, and commits it.
+#[allow(clippy::too_many_arguments)]
+async fn send_blob<P, Fut>(
+    reg: &Registry,
+    repo: &str,
+    scopes: &[String],
+    segment: u64,
+    expected: Option<&str>,
+    len: u64,
+    session: Session<'_>,
+    produce: P,
+) -> Result<(String, u64), TransferError>
+where
+    P: FnOnce(BlobWriter) -> Fut,
+    Fut: Future<Output = Result<BlobWriter, TransferError>>,
+{
+    let Session {
+        location,
+        start,
+        journal,
+    } = session;
     let (tx, rx) = mpsc::channel::<Bytes>(QUEUE);
     let writer = BlobWriter {
         tx,
         gathered: BytesMut::new(),
         hasher: Hasher::default(),
         len,
+        skip: start,
     };
     let producer = async move { produce(writer).await?.finish().await };
-    let sender = send_segments(reg, location.clone(), rx, len, segment.max(1), scopes);
+    let sender = send_segments(
+        reg,
+        location.clone(),
+        rx,
+        (start, len),
+        segment.max(1),
+        scopes,
+        journal,
+    );
     let (digest, location) = match futures::future::try_join(producer, sender).await {
         Ok(v) => v,
         Err(e) => {
@@ -147,6 +347,23 @@ where
     }
     reg.finish_upload(repo, &location, &digest, scopes).await?;
     Ok((digest, len))
+}
+
+/// Runs the producer with nothing sent; returns the digest of what it wrote.
+async fn hash_only<P, Fut>(len: u64, produce: P) -> Result<String, TransferError>
+where
+    P: FnOnce(BlobWriter) -> Fut,
+    Fut: Future<Output = Result<BlobWriter, TransferError>>,
+{
+    let (tx, _rx) = mpsc::channel::<Bytes>(QUEUE);
+    let writer = BlobWriter {
+        tx,
+        gathered: BytesMut::new(),
+        hasher: Hasher::default(),
+        len,
+        skip: len,
+    };
+    produce(writer).await?.finish().await
 }
 
 /// The receiving end of the producer's pieces, with what is left of a piece split at a segment
@@ -194,20 +411,22 @@ impl Feed {
     }
 }
 
-/// Streams the blob in `PATCH` requests of at most `segment` bytes; returns the final location.
+/// Streams the blob's bytes from `start` to `len` in `PATCH` requests of at most `segment`
+/// bytes, recording each acknowledged part in the journal; returns the final location.
 async fn send_segments(
     reg: &Registry,
     mut location: String,
     rx: mpsc::Receiver<Bytes>,
-    len: u64,
+    (start, len): (u64, u64),
     segment: u64,
     scopes: &[String],
+    journal: Option<&Journaled<'_>>,
 ) -> Result<String, TransferError> {
     let mut feed = Feed {
         rx,
         rest: Bytes::new(),
     };
-    let mut offset = 0u64;
+    let mut offset = start;
     while offset < len {
         let n = segment.min(len - offset);
         let (body, returned) = feed.take(n);
@@ -219,6 +438,18 @@ async fn send_segments(
             )
         })?;
         offset += n;
+        if let Some(j) = journal
+            && offset < len
+        {
+            j.journal.set(
+                &j.key,
+                Entry::Open {
+                    location: location.clone(),
+                    committed: offset,
+                    len,
+                },
+            );
+        }
     }
     Ok(location)
 }

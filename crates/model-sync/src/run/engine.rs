@@ -18,8 +18,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use crate::config::{
-    Config, Destination, HubSettings, LoadContext, OciLocation, S3Credentials, S3Location,
-    SSL_CERT_FILE, Source, StorageUri, UriSource,
+    Config, DEFAULT_RESUME_PART, Destination, HubSettings, LoadContext, OciLocation, Resume,
+    S3Credentials, S3Location, SSL_CERT_FILE, Source, StorageUri, UriSource,
 };
 use crate::hf::{HubOptions, HubSource};
 use crate::local::{LocalDestination, LocalSource};
@@ -254,10 +254,12 @@ pub async fn build_source(
     })
 }
 
-/// Builds the configured destination; `concurrency` (files at once) overrides its default.
+/// Builds the configured destination; `concurrency` (files at once) overrides its default;
+/// `oci` (the resume journal and the part size) applies to an OCI destination.
 pub async fn build_destination(
     dest: &Destination,
     concurrency: Option<usize>,
+    oci: (Option<&Resume>, Option<u64>),
     ca: Option<&[u8]>,
 ) -> Result<AnyDestination, TransferError> {
     Ok(match dest {
@@ -282,9 +284,16 @@ pub async fn build_destination(
             // Memory is a few network buffers per file in flight, not the file size (see
             // `make bench-sync`); 0 is the sink's default.
             let sink = OciSink::new(d.clone(), concurrency.unwrap_or(0))?;
-            AnyDestination::Oci(match ca {
+            let sink = match ca {
                 Some(pem) => sink.with_ca_pem(pem.to_vec())?,
                 None => sink,
+            };
+            AnyDestination::Oci(match oci {
+                (Some(resume), part) => {
+                    sink.with_resume_journal(&resume.journal, part.unwrap_or(DEFAULT_RESUME_PART))?
+                }
+                (None, Some(part)) => sink.with_chunk_size(part as usize),
+                (None, None) => sink,
             })
         }
     })
@@ -316,8 +325,13 @@ impl EngineFactory for Backends {
             Some(s) => s,
             None => build_source(&cfg.source, &cfg.storage_path, ca.as_deref(), &self.ctx).await?,
         };
-        let destination =
-            build_destination(&cfg.destination, cfg.concurrency, ca.as_deref()).await?;
+        let destination = build_destination(
+            &cfg.destination,
+            cfg.concurrency,
+            (cfg.resume.as_ref(), cfg.oci_part_bytes),
+            ca.as_deref(),
+        )
+        .await?;
         Ok(RealEngine {
             source,
             destination,

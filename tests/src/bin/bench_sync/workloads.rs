@@ -142,8 +142,8 @@ pub(crate) enum Kind {
 impl Ctx<'_> {
     /// `runs` floors and model-sync runs of one workload on a fresh registry; one result row.
     pub(crate) async fn measure(&self, model: &Synthetic, kind: Kind) -> anyhow::Result<Value> {
-        let reg = OciRegistry::start_plain().await?;
-        let base_image = push_base_image(&reg).await?;
+        let mut reg = OciRegistry::start_plain().await?;
+        let mut base_image = push_base_image(&reg).await?;
         let (workload, max_ratio) = match kind {
             Kind::S3ToOci { max_ratio } => ("S3 → OCI", max_ratio),
             Kind::S3ToS3 => ("S3 → S3, one endpoint", 0.1),
@@ -157,6 +157,11 @@ impl Ctx<'_> {
         }
         let (mut floors, mut syncs, mut loads) = (Vec::new(), Vec::new(), Vec::new());
         for run in 0..self.runs {
+            if model.fresh_registry_per_run {
+                // The previous registry and its storage go away with it.
+                reg = OciRegistry::start_plain().await?;
+                base_image = push_base_image(&reg).await?;
+            }
             loads.push(load_average());
             let cpu0 = server_cpu(&reg);
             let f = match kind {
@@ -181,6 +186,10 @@ impl Ctx<'_> {
                 Kind::S3ToS3 => Route::S3ToS3 { key: &key },
                 Kind::OciToOci => Route::OciToOci { from: &source_repo },
             };
+            if model.fresh_registry_per_run {
+                reg = OciRegistry::start_plain().await?;
+                base_image = push_base_image(&reg).await?;
+            }
             let cpu0 = server_cpu(&reg);
             let s = self.sync(&reg, &base_image, model, &repo, route).await?;
             let cpu1 = server_cpu(&reg);

@@ -10,6 +10,7 @@ mod faults;
 mod hf;
 mod local;
 mod oci;
+mod resume;
 mod s3;
 mod s3_copy;
 mod security;

@@ -177,6 +177,43 @@ fn concurrency_is_bounded_and_optional() {
 }
 
 #[test]
+fn resume_journal_and_part_size_only_with_an_oci_destination() {
+    let c = ok(&base_args(), &ctx(&[]));
+    assert_eq!((c.resume, c.oci_part_bytes), (None, None));
+    let c = ok(
+        &args_with(&["--resume-journal", "/journal/j.json"]),
+        &ctx(&[("MODEL_SYNC_DESTINATION_OCI_PART_MIB", "32")]),
+    );
+    assert_eq!(
+        c.resume.map(|r| r.journal),
+        Some(std::path::PathBuf::from("/journal/j.json"))
+    );
+    assert_eq!(c.oci_part_bytes, Some(32 << 20));
+    for bad in ["0", "4097", "x"] {
+        let e = err(&args_with(&["--destination-oci-part-mib", bad]), &ctx(&[]));
+        assert!(e.contains("--destination-oci-part-mib"), "{e}");
+        assert!(e.contains("from 1 to 4096"), "{e}");
+    }
+    let mut pvc = args_without(&["--destination-oci-uri"]);
+    pvc.extend(
+        [
+            "--destination-type",
+            "pvc",
+            "--destination-path",
+            "/mnt/models",
+            "--resume-journal",
+            "/journal/j.json",
+        ]
+        .map(str::to_owned),
+    );
+    let e = err(&pvc, &ctx(&[]));
+    assert!(
+        e.contains("--resume-journal (MODEL_SYNC_RESUME_JOURNAL) is not implemented"),
+        "{e}"
+    );
+}
+
+#[test]
 fn summary_and_debug_never_show_secrets() {
     let args = args_with(&[
         "--source-aws-access-key-id",

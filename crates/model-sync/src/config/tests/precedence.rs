@@ -225,6 +225,8 @@ fn settings_table_matches_the_seed() {
         "CONCURRENCY",
         "SIGNING_TUF_ROOT_PATH",
         "REGISTRY_REQUIRE_TLS",
+        "DESTINATION_OCI_PART_MIB",
+        "RESUME_JOURNAL",
     ];
     let envs: Vec<&str> = Key::ALL.iter().map(|k| k.env()).collect();
     for name in seed {
