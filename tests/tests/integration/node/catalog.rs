@@ -276,7 +276,10 @@ async fn the_catalog_server_runs_on_the_node_with_its_sources_and_the_catalog_be
         (k == "SKIP_MODEL_CATALOG_DB_CREATION").then(|| "true".to_string())
     });
     assert!(catalog_settings.skip_db_creation);
-    let _controller = operator::start_catalog(&t.node.cluster, settings, catalog_settings).await;
+    let _controller = operator::builder(&t.node.cluster, settings)
+        .catalog(catalog_settings)
+        .start()
+        .await;
 
     prerequisites(&t).await;
     let catalog: Catalog = serde_json::from_value(json!({
