@@ -62,7 +62,8 @@ pub fn reparent(existing: &ObjectMeta, namespace: Option<&str>, catalog: &Catalo
 /// The merge patch re-pointing an object to `catalog`: its owner references replaced by the
 /// Catalog's controller reference (as Go replaces them), on the version that was read.
 pub fn reparent_patch(catalog: &Catalog, resource_version: Option<&str>) -> serde_json::Value {
-    let mut meta = serde_json::json!({"ownerReferences": [names::owner_ref(catalog)]});
+    let mut meta =
+        serde_json::json!({"ownerReferences": [crate::kube_ext::owner::controller_ref(catalog)]});
     if let Some(rv) = resource_version {
         meta["resourceVersion"] = rv.into();
     }

@@ -103,7 +103,11 @@ async fn only_the_legacy_catalog_objects_the_registry_controls_are_deleted() {
         .await
         .unwrap();
 
-    env.operator = Some(operator::builder(env.cluster, operator::test_settings(&env.ns)).start().await);
+    env.operator = Some(
+        operator::builder(env.cluster, operator::test_settings(&env.ns))
+            .start()
+            .await,
+    );
     eventually_within(
         "the legacy objects the registry controls to go",
         WAIT,

@@ -147,7 +147,8 @@ pub fn amend(
     SecretAmend {
         keys: missing_keys(input, existing, new_password),
         labels,
-        owner_references: (!owned).then(|| vec![names::owner_ref(input.catalog)]),
+        owner_references: (!owned)
+            .then(|| vec![crate::kube_ext::owner::controller_ref(input.catalog)]),
     }
 }
 
