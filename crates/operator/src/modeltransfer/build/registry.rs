@@ -10,7 +10,10 @@
 //! - `modelRegistryRef` behind kube-rbac-proxy (or the OAuth proxy on OpenShift): HTTPS on the
 //!   proxy port, authenticated with the Job's ServiceAccount token (bound, with kube-rbac-proxy,
 //!   to the audience `https://<name>.<namespace>.svc:<port>` the proxy is started with, so the
-//!   API server refuses it), which the proxy authorizes with a SubjectAccessReview; the controller grants that ServiceAccount the registry's
+//!   API server refuses it; a proxy in the Go operator's mode, `KUBE_RBAC_PROXY_AUTHORIZATION=
+//!   service`, is started as the Go operator starts it, without audiences, and is sent a token for
+//!   the API server's audience), which the proxy authorizes with a SubjectAccessReview; the
+//!   controller grants that ServiceAccount the registry's
 //!   `registry-user-<name>` Role. CA: `caConfigMapRef`; else, on OpenShift, the service CA bundle
 //!   OpenShift publishes in every namespace (`openshift-service-ca.crt`, which signs the proxy's
 //!   serving certificate); elsewhere the platform trust store (set `caConfigMapRef` when the
