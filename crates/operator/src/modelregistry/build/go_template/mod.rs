@@ -34,7 +34,7 @@
 //! keeps this operator's own template ([`applies`]).
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::ResourceExt;
-use mro_api::common::SecretKeyValue;
+use mro_api::common::{ConfigMapKeyValue, SecretKeyValue};
 use mro_api::model_registry::{MySqlConfig, PostgresConfig};
 use serde_json::{Value, json};
 
@@ -75,7 +75,72 @@ struct GoDb {
     volumes: Vec<Value>,
 }
 
+/// A database's client TLS files, which the Go template wires the same way for both engines:
+/// one directory per file under `/etc/<engine>_ssl_{cert,key,rootcert}` (volumes
+/// `<engine>-ssl-…`), the root certificate from the ConfigMap when both are given.
+struct ClientTls<'a> {
+    engine: &'a str,
+    cert: Option<&'a SecretKeyValue>,
+    key: Option<&'a SecretKeyValue>,
+    root_config_map: Option<&'a ConfigMapKeyValue>,
+    root_secret: Option<&'a SecretKeyValue>,
+}
+
 impl GoDb {
+    /// The server flags naming the client TLS files.
+    fn tls_args(&mut self, tls: &ClientTls) {
+        let engine = tls.engine;
+        if let Some(s) = tls.cert {
+            let key = &s.key;
+            self.args.push(format!(
+                "--embedmd-database-ssl-cert=/etc/{engine}_ssl_cert/{key}"
+            ));
+        }
+        if let Some(s) = tls.key {
+            let key = &s.key;
+            self.args.push(format!(
+                "--embedmd-database-ssl-key=/etc/{engine}_ssl_key/{key}"
+            ));
+        }
+        let root_key = tls
+            .root_config_map
+            .map(|c| &c.key)
+            .or(tls.root_secret.map(|s| &s.key));
+        if let Some(key) = root_key {
+            self.args.push(format!(
+                "--embedmd-database-ssl-root-cert=/etc/{engine}_ssl_rootcert/{key}"
+            ));
+        }
+    }
+
+    /// The directories holding the client TLS files.
+    fn tls_dirs(&mut self, tls: &ClientTls) {
+        let engine = tls.engine;
+        if let Some(s) = tls.cert {
+            self.secret_dir(
+                &format!("{engine}-ssl-cert"),
+                &format!("/etc/{engine}_ssl_cert"),
+                &s.name,
+            );
+        }
+        if let Some(s) = tls.key {
+            self.secret_dir(
+                &format!("{engine}-ssl-key"),
+                &format!("/etc/{engine}_ssl_key"),
+                &s.name,
+            );
+        }
+        let (name, dir) = (
+            format!("{engine}-ssl-rootcert"),
+            format!("/etc/{engine}_ssl_rootcert"),
+        );
+        if let Some(c) = tls.root_config_map {
+            self.config_map_dir(&name, &dir, &c.name);
+        } else if let Some(s) = tls.root_secret {
+            self.secret_dir(&name, &dir, &s.name);
+        }
+    }
+
     fn password(&mut self, env: &str, s: &SecretKeyValue) {
         self.env.push(
             json!({"name": env, "valueFrom": {"secretKeyRef": {"key": s.key, "name": s.name}}}),
@@ -142,53 +207,21 @@ fn postgres(input: &BuildInput, pg: &PostgresConfig) -> Result<GoDb, BuildError>
         "--embedmd-database-dsn=postgresql://{user}{password}@{host}:{}/{database}{ssl}",
         pg.port
     ));
-    if let Some(s) = &pg.ssl_certificate_secret {
-        db.args.push(format!(
-            "--embedmd-database-ssl-cert=/etc/postgres_ssl_cert/{}",
-            s.key
-        ));
-    }
-    if let Some(s) = &pg.ssl_key_secret {
-        db.args.push(format!(
-            "--embedmd-database-ssl-key=/etc/postgres_ssl_key/{}",
-            s.key
-        ));
-    }
-    let root_key = pg
-        .ssl_root_certificate_config_map
-        .as_ref()
-        .map(|c| &c.key)
-        .or(pg.ssl_root_certificate_secret.as_ref().map(|s| &s.key));
-    if let Some(key) = root_key {
-        db.args.push(format!(
-            "--embedmd-database-ssl-root-cert=/etc/postgres_ssl_rootcert/{key}"
-        ));
-    }
+    let tls = ClientTls {
+        engine: "postgres",
+        cert: pg.ssl_certificate_secret.as_ref(),
+        key: pg.ssl_key_secret.as_ref(),
+        root_config_map: pg.ssl_root_certificate_config_map.as_ref(),
+        root_secret: pg.ssl_root_certificate_secret.as_ref(),
+    };
+    db.tls_args(&tls);
     if let Some(s) = &pg.password_secret {
         db.password("POSTGRES_PASSWORD", s);
     }
     if let Some(s) = &pg.ssl_password_secret {
         db.password("POSTGRES_SSLPASSWORD", s);
     }
-    if let Some(s) = &pg.ssl_certificate_secret {
-        db.secret_dir("postgres-ssl-cert", "/etc/postgres_ssl_cert", &s.name);
-    }
-    if let Some(s) = &pg.ssl_key_secret {
-        db.secret_dir("postgres-ssl-key", "/etc/postgres_ssl_key", &s.name);
-    }
-    if let Some(c) = &pg.ssl_root_certificate_config_map {
-        db.config_map_dir(
-            "postgres-ssl-rootcert",
-            "/etc/postgres_ssl_rootcert",
-            &c.name,
-        );
-    } else if let Some(s) = &pg.ssl_root_certificate_secret {
-        db.secret_dir(
-            "postgres-ssl-rootcert",
-            "/etc/postgres_ssl_rootcert",
-            &s.name,
-        );
-    }
+    db.tls_dirs(&tls);
     Ok(db)
 }
 
@@ -209,28 +242,14 @@ fn mysql(my: &MySqlConfig) -> GoDb {
         "--embedmd-database-dsn={}{password}@tcp({host}:{})/{}?charset=utf8mb4",
         my.username, my.port, my.database
     ));
-    if let Some(s) = &my.ssl_certificate_secret {
-        db.args.push(format!(
-            "--embedmd-database-ssl-cert=/etc/mysql_ssl_cert/{}",
-            s.key
-        ));
-    }
-    if let Some(s) = &my.ssl_key_secret {
-        db.args.push(format!(
-            "--embedmd-database-ssl-key=/etc/mysql_ssl_key/{}",
-            s.key
-        ));
-    }
-    let root_key = my
-        .ssl_root_certificate_config_map
-        .as_ref()
-        .map(|c| &c.key)
-        .or(my.ssl_root_certificate_secret.as_ref().map(|s| &s.key));
-    if let Some(key) = root_key {
-        db.args.push(format!(
-            "--embedmd-database-ssl-root-cert=/etc/mysql_ssl_rootcert/{key}"
-        ));
-    }
+    let tls = ClientTls {
+        engine: "mysql",
+        cert: my.ssl_certificate_secret.as_ref(),
+        key: my.ssl_key_secret.as_ref(),
+        root_config_map: my.ssl_root_certificate_config_map.as_ref(),
+        root_secret: my.ssl_root_certificate_secret.as_ref(),
+    };
+    db.tls_args(&tls);
     let bundle = my
         .ssl_root_certificates_config_map_name
         .as_ref()
@@ -249,17 +268,7 @@ fn mysql(my: &MySqlConfig) -> GoDb {
     if let Some(s) = &my.password_secret {
         db.password("MYSQL_PASSWORD", s);
     }
-    if let Some(s) = &my.ssl_certificate_secret {
-        db.secret_dir("mysql-ssl-cert", "/etc/mysql_ssl_cert", &s.name);
-    }
-    if let Some(s) = &my.ssl_key_secret {
-        db.secret_dir("mysql-ssl-key", "/etc/mysql_ssl_key", &s.name);
-    }
-    if let Some(c) = &my.ssl_root_certificate_config_map {
-        db.config_map_dir("mysql-ssl-rootcert", "/etc/mysql_ssl_rootcert", &c.name);
-    } else if let Some(s) = &my.ssl_root_certificate_secret {
-        db.secret_dir("mysql-ssl-rootcert", "/etc/mysql_ssl_rootcert", &s.name);
-    }
+    db.tls_dirs(&tls);
     if let Some(c) = &my.ssl_root_certificates_config_map_name {
         db.config_map_dir("mysql-ssl-rootcerts", "/etc/mysql_ssl_rootcerts", c);
     } else if let Some(s) = &my.ssl_root_certificates_secret_name {

@@ -360,3 +360,57 @@ fn the_go_operators_proxy_takes_tokens_for_the_api_server() {
         "{args:?}"
     );
 }
+
+#[test]
+fn mysql_tls_files_are_wired_as_the_go_template() {
+    let mut spec = go_spec();
+    spec.as_object_mut().unwrap().remove("postgres");
+    spec["mysql"] = json!({"host": "db", "port": 3306, "database": "mr", "username": "u",
+        "passwordSecret": {"name": "db", "key": "pw"},
+        "sslCertificateSecret": {"name": "my-client", "key": "client.crt"},
+        "sslKeySecret": {"name": "my-client", "key": "client.key"},
+        "sslRootCertificateSecret": {"name": "my-ca", "key": "ca.crt"},
+        "sslRootCertificatesConfigMapName": "my-bundle",
+        "sslCipher": "TLS_AES_128_GCM_SHA256", "verifyServerCert": true});
+    let t = template(spec);
+    let args: Vec<&str> = rest(&t)["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let from = args
+        .iter()
+        .position(|a| *a == "--embedmd-database-type=mysql")
+        .expect("the database type");
+    assert_eq!(
+        args[from..],
+        [
+            "--embedmd-database-type=mysql",
+            "--embedmd-database-dsn=u:$(MYSQL_PASSWORD)@tcp(db:3306)/mr?charset=utf8mb4",
+            "--embedmd-database-ssl-cert=/etc/mysql_ssl_cert/client.crt",
+            "--embedmd-database-ssl-key=/etc/mysql_ssl_key/client.key",
+            "--embedmd-database-ssl-root-cert=/etc/mysql_ssl_rootcert/ca.crt",
+            "--embedmd-database-ssl-ca=/etc/mysql_ssl_rootcerts/",
+            "--embedmd-database-ssl-cipher=TLS_AES_128_GCM_SHA256",
+            "--embedmd-database-ssl-verify-server-cert=true",
+        ]
+    );
+    assert_eq!(
+        rest(&t)["volumeMounts"],
+        json!([
+            {"name": "mysql-ssl-cert", "mountPath": "/etc/mysql_ssl_cert", "readOnly": true},
+            {"name": "mysql-ssl-key", "mountPath": "/etc/mysql_ssl_key", "readOnly": true},
+            {"name": "mysql-ssl-rootcert", "mountPath": "/etc/mysql_ssl_rootcert", "readOnly": true},
+            {"name": "mysql-ssl-rootcerts", "mountPath": "/etc/mysql_ssl_rootcerts", "readOnly": true},
+        ])
+    );
+    assert_eq!(
+        t["spec"]["volumes"][2],
+        json!({"name": "mysql-ssl-rootcert", "secret": {"secretName": "my-ca", "defaultMode": 384}})
+    );
+    assert_eq!(
+        t["spec"]["volumes"][3],
+        json!({"name": "mysql-ssl-rootcerts", "configMap": {"name": "my-bundle", "defaultMode": 384}})
+    );
+}
