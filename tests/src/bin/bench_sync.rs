@@ -33,6 +33,9 @@
 //! Profiling: `BENCH_PROFILE` is a command prefix for model-sync (whitespace-separated), e.g.
 //! `BENCH_PROFILE="perf record -g -o /tmp/model-sync.perf --"` or `BENCH_PROFILE="strace -c -f
 //! -o /tmp/model-sync.strace"`; the profiler's own cost is then part of the numbers.
+//!
+//! `BENCH_SYNC_BIN` names a prebuilt release model-sync (else it is built), so that two builds
+//! can be measured by the same benchmark binary, e.g. before and after a change.
 #![forbid(unsafe_code)]
 
 #[path = "bench_sync/sparse.rs"]
@@ -560,8 +563,13 @@ async fn bench() -> anyhow::Result<()> {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     let self_exe: PathBuf = std::env::current_exe()?;
-    eprintln!("building model-sync (release)…");
-    let bin = binary(Profile::Release).await?;
+    let bin = match std::env::var_os("BENCH_SYNC_BIN") {
+        Some(prebuilt) => PathBuf::from(prebuilt),
+        None => {
+            eprintln!("building model-sync (release)…");
+            binary(Profile::Release).await?
+        }
+    };
     eprintln!("model-sync: {}", bin.display());
     let s3 = S3Server::start().await?;
     let mr = ModelRegistryStandIn::start_default().await?;
