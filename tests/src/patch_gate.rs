@@ -1,12 +1,15 @@
-//! An HTTP/1.1 proxy in front of a registry that counts the `PATCH` body bytes clients send and
-//! can hold back `PATCH` requests from an upload offset on (for the resume-after-kill tests).
+//! An HTTP/1.1 proxy in front of a registry or an S3 server that counts the upload body bytes
+//! clients send (`PATCH` for a registry, `PUT` for S3) and can hold back `PATCH` requests from an
+//! upload offset on, or S3 `UploadPart` requests from a part number on (for the resume-after-kill
+//! tests).
 //!
 //! Why a proxy that understands requests rather than a byte counter: the claim under test is
 //! "a rerun after a kill sends at most one part again", which is about request bodies, and the
 //! kill has to find the registry with whole parts only. The proxy reads each request's head,
 //! forwards it and exactly `Content-Length` body bytes; a held `PATCH` (its `Content-Range`
-//! starts at or past [`PatchGate::hold_from`]) is read and counted but never forwarded, so the
-//! registry never sees it and its upload keeps the parts acknowledged before. Responses are
+//! starts at or past [`PatchGate::hold_from`]) or `UploadPart` (its `partNumber` at or past
+//! [`PatchGate::hold_from_part`]) is read and counted but never forwarded, so the server never
+//! sees it and its upload keeps the parts acknowledged before. Responses are
 //! copied back unchanged. Requests with a chunked body are refused (model-sync always sends a
 //! length), so a change there fails the test loudly instead of miscounting.
 use std::net::SocketAddr;
@@ -24,6 +27,10 @@ const MAX_HEAD: usize = 64 << 10;
 struct Counters {
     /// `PATCH` body bytes received from clients (forwarded or held).
     patch_bytes: AtomicU64,
+    /// `PUT` body bytes received from clients (forwarded or held).
+    put_bytes: AtomicU64,
+    /// Hold S3 `UploadPart` requests of this part number or later (`u64::MAX`: hold none).
+    hold_from_part: AtomicU64,
     /// `PATCH` requests held back.
     held: AtomicU64,
     /// Connections holding a `PATCH` that the client has not closed yet.
@@ -46,6 +53,7 @@ impl PatchGate {
         let addr = listener.local_addr()?;
         let counters = Arc::new(Counters::default());
         counters.hold_from.store(u64::MAX, Ordering::SeqCst);
+        counters.hold_from_part.store(u64::MAX, Ordering::SeqCst);
         let c = counters.clone();
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
@@ -81,12 +89,25 @@ impl PatchGate {
             .store(offset.unwrap_or(u64::MAX), Ordering::SeqCst);
     }
 
+    /// Holds every S3 `UploadPart` (`PUT ...?partNumber=N&uploadId=...`) with `N >= number`
+    /// (`None`: forward all).
+    pub fn hold_from_part(&self, number: Option<u64>) {
+        self.counters
+            .hold_from_part
+            .store(number.unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
+
+    /// `PUT` body bytes received from clients so far (S3 objects and parts).
+    pub fn put_bytes(&self) -> u64 {
+        self.counters.put_bytes.load(Ordering::SeqCst)
+    }
+
     /// `PATCH` body bytes received from clients so far.
     pub fn patch_bytes(&self) -> u64 {
         self.counters.patch_bytes.load(Ordering::SeqCst)
     }
 
-    /// `PATCH` requests held back so far.
+    /// `PATCH` and `UploadPart` requests held back so far.
     pub fn held(&self) -> u64 {
         self.counters.held.load(Ordering::SeqCst)
     }
@@ -161,7 +182,18 @@ async fn requests(
             None => 0,
         };
         let is_patch = method == "PATCH";
-        if is_patch && !holding {
+        let is_put = method == "PUT";
+        let part_number = head
+            .split(' ')
+            .nth(1)
+            .and_then(|target| target.split_once('?'))
+            .and_then(|(_, query)| {
+                query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("partNumber="))
+                    .and_then(|n| n.parse::<u64>().ok())
+            });
+        let hold = if is_patch {
             let start = header("content-range")
                 .and_then(|r| {
                     r.split('-')
@@ -169,12 +201,15 @@ async fn requests(
                         .and_then(|s| s.trim().parse::<u64>().ok())
                 })
                 .unwrap_or(0);
-            if start >= c.hold_from.load(Ordering::SeqCst) {
-                holding = true;
-                c.held_open.fetch_add(1, Ordering::SeqCst);
-                _open = Some(HeldOpen(&c.held_open));
-                c.held.fetch_add(1, Ordering::SeqCst);
-            }
+            start >= c.hold_from.load(Ordering::SeqCst)
+        } else {
+            is_put && part_number.is_some_and(|n| n >= c.hold_from_part.load(Ordering::SeqCst))
+        };
+        if !holding && hold {
+            holding = true;
+            c.held_open.fetch_add(1, Ordering::SeqCst);
+            _open = Some(HeldOpen(&c.held_open));
+            c.held.fetch_add(1, Ordering::SeqCst);
         }
         if !holding {
             to.write_all(&buf[..head_end]).await?;
@@ -193,6 +228,9 @@ async fn requests(
             let take = (buf.len() as u64).min(left) as usize;
             if is_patch {
                 c.patch_bytes.fetch_add(take as u64, Ordering::SeqCst);
+            }
+            if is_put {
+                c.put_bytes.fetch_add(take as u64, Ordering::SeqCst);
             }
             if !holding {
                 to.write_all(&buf[..take]).await?;

@@ -122,7 +122,7 @@ settings! {
     DestinationOciPartMib => "destination-oci-part-mib", "MODEL_SYNC_DESTINATION_OCI_PART_MIB", Text, None,
         "When --destination-type is oci: largest PATCH request in MiB, 1 to 4096 (default: a whole layer in one request; 64 with --resume-journal)";
     ResumeJournal => "resume-journal", "MODEL_SYNC_RESUME_JOURNAL", Text, None,
-        "When --destination-type is oci: file recording the layer uploads, so that a rerun after a kill resumes each layer where the registry stopped (a few KiB; keep it where the rerun finds it)";
+        "When --destination-type is oci or s3: file recording the uploads (OCI layers; S3 parts and finished objects), so that a rerun after a kill resumes each where the server stopped (KiB to a few MiB; keep it where the rerun finds it)";
     DestinationPath => "destination-path", "MODEL_SYNC_DESTINATION_PATH", Text, None,
         "When --destination-type is pvc: absolute directory to write the model into (a mounted volume)";
     ModelUploadIntent => "model-upload-intent", "MODEL_SYNC_MODEL_UPLOAD_INTENT", Text, Some("update_artifact"),

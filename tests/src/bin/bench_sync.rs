@@ -654,6 +654,18 @@ async fn bench() -> anyhow::Result<()> {
         );
         missed.extend(m);
     }
+    for r in &rows {
+        if let Some(c) = r["copy_floor_s"].as_f64() {
+            let g = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+            println!(
+                "{}: server-side copy floor {c:.2} s (the server's own copies, all in flight), \
+                 {:.3} × the streaming floor; model-sync {:.2} × the copy floor",
+                r["workload"].as_str().unwrap_or_default(),
+                c / g("floor_s"),
+                g("wall_s") / c,
+            );
+        }
+    }
     println!();
     println!(
         "targets: wall ≤ 1.25 × floor (big files), ≤ 1.5 × floor (many files), ≤ 0.1 × the \

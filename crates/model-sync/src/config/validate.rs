@@ -372,30 +372,34 @@ fn build_concurrency(layers: &Layers, errors: &mut ConfigErrors) -> Option<usize
 /// Largest `--destination-oci-part-mib`.
 pub const MAX_PART_MIB: u64 = 4096;
 
-/// `--resume-journal` and `--destination-oci-part-mib`: only an OCI destination resumes and
-/// has parts; with another destination either is refused (not implemented), not ignored.
+/// `--resume-journal` and `--destination-oci-part-mib`: OCI and S3 destinations resume, only
+/// an OCI destination has a part size to set; anything else is refused (not implemented), not
+/// ignored.
 fn build_resume(
     layers: &Layers,
     destination: Option<&Destination>,
     errors: &mut ConfigErrors,
 ) -> (Option<super::types::Resume>, Option<u64>) {
     let oci = matches!(destination, Some(Destination::Oci(_)));
+    let resumes = matches!(destination, Some(Destination::Oci(_) | Destination::S3(_)));
     let journal = layers
         .text(Key::ResumeJournal)
         .filter(|j| !j.trim().is_empty());
     let part = layers.text(Key::DestinationOciPartMib);
-    if destination.is_some() && !oci {
-        for (key, set) in [
-            (Key::ResumeJournal, journal.is_some()),
-            (Key::DestinationOciPartMib, part.is_some()),
-        ] {
-            if set {
-                errors.push(ConfigError::Conflict(format!(
-                    "{} is not implemented for this destination: only an OCI destination \
-                     resumes after a kill (S3 and PVC destinations send an interrupted file again)",
-                    key.label()
-                )));
-            }
+    if destination.is_some() && (!resumes && journal.is_some() || !oci && part.is_some()) {
+        if journal.is_some() && !resumes {
+            errors.push(ConfigError::Conflict(format!(
+                "{} is not implemented for this destination: only OCI and S3 destinations \
+                 resume after a kill (a PVC destination writes an interrupted file again)",
+                Key::ResumeJournal.label()
+            )));
+        }
+        if part.is_some() && !oci {
+            errors.push(ConfigError::Conflict(format!(
+                "{} is not implemented for this destination: only an OCI destination sends \
+                 layers in parts of a set size",
+                Key::DestinationOciPartMib.label()
+            )));
         }
         return (None, None);
     }

@@ -32,25 +32,15 @@
 //! again from its first byte, with a log line. Registries that report the stored size of such a
 //! session (distribution 3) continue from that size.
 //!
-//! The file is written whole (temporary file, then rename) after every acknowledged part, read
-//! at most [`MAX_JOURNAL`] bytes, and removed once the image is pushed. A journal that cannot be
-//! read (missing, malformed, another registry's) starts empty, with a log line when it existed.
-use std::collections::BTreeMap;
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-
+//! The file is the shared resume journal (`transfer/journal.rs`: an append log, bounded, written
+//! so that a kill leaves it readable), keyed by the registry host, and removed once the image is
+//! pushed. A journal that cannot be read (missing, malformed, another registry's) starts empty,
+//! with a log line when it existed.
 use serde::{Deserialize, Serialize};
 
-use crate::transfer::{ModelFile, TransferError};
+use crate::transfer::ModelFile;
 
 use super::digest;
-
-/// Largest journal read back (a model of thousands of layers needs well under this).
-const MAX_JOURNAL: u64 = 4 << 20;
-
-/// Format version of the file.
-const VERSION: u32 = 1;
 
 /// One layer's progress.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,63 +56,10 @@ pub(crate) enum Entry {
     Done { digest: String, len: u64 },
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Stored {
-    version: u32,
-    /// The registry host the entries belong to.
-    registry: String,
-    entries: BTreeMap<String, Entry>,
-}
-
 /// The journal of one destination registry, shared by the layers in flight.
-pub(crate) struct Journal {
-    path: PathBuf,
-    stored: Mutex<Stored>,
-}
+pub(crate) type Journal = crate::transfer::journal::Journal<Entry>;
 
 impl Journal {
-    /// Loads the journal at `path` for `registry` (empty when there is none, or it belongs to
-    /// another registry, or cannot be read), and checks that it can be written.
-    pub(crate) fn open(path: &Path, registry: &str) -> Result<Journal, TransferError> {
-        let fresh = || Stored {
-            version: VERSION,
-            registry: registry.to_owned(),
-            entries: BTreeMap::new(),
-        };
-        let stored = match read_bounded(path) {
-            Ok(None) => fresh(),
-            Ok(Some(bytes)) => match serde_json::from_slice::<Stored>(&bytes) {
-                Ok(s) if s.version == VERSION && s.registry == registry => {
-                    tracing::info!(journal = %path.display(), layers = s.entries.len(), "resume journal found");
-                    s
-                }
-                Ok(_) => {
-                    tracing::warn!(journal = %path.display(), "the resume journal belongs to another registry or version; starting afresh");
-                    fresh()
-                }
-                Err(e) => {
-                    tracing::warn!(journal = %path.display(), error = %e, "the resume journal is malformed; starting afresh");
-                    fresh()
-                }
-            },
-            Err(e) => {
-                tracing::warn!(journal = %path.display(), error = %e, "the resume journal cannot be read; starting afresh");
-                fresh()
-            }
-        };
-        let journal = Journal {
-            path: path.to_owned(),
-            stored: Mutex::new(stored),
-        };
-        journal.save().map_err(|e| {
-            TransferError::invalid_input(format!(
-                "resume journal {}: cannot be written: {e}",
-                path.display()
-            ))
-        })?;
-        Ok(journal)
-    }
-
     /// The key of a layer: its repository and its members' paths and sizes.
     pub(crate) fn key(repo: &str, members: &[&ModelFile]) -> String {
         let mut text = format!("{repo}\n");
@@ -131,70 +68,6 @@ impl Journal {
         }
         digest::sha256(text.as_bytes())
     }
-
-    pub(crate) fn get(&self, key: &str) -> Option<Entry> {
-        self.lock().entries.get(key).cloned()
-    }
-
-    /// Records a layer's progress (a write failure costs the resume, not the transfer).
-    pub(crate) fn set(&self, key: &str, entry: Entry) {
-        self.lock().entries.insert(key.to_owned(), entry);
-        self.save_or_warn();
-    }
-
-    pub(crate) fn remove(&self, key: &str) {
-        if self.lock().entries.remove(key).is_some() {
-            self.save_or_warn();
-        }
-    }
-
-    /// The image is pushed: nothing is left to resume.
-    pub(crate) fn finished(&self) {
-        self.lock().entries.clear();
-        if let Err(e) = std::fs::remove_file(&self.path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(journal = %self.path.display(), error = %e, "cannot remove the resume journal");
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Stored> {
-        self.stored.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn save_or_warn(&self) {
-        if let Err(e) = self.save() {
-            tracing::warn!(journal = %self.path.display(), error = %e, "cannot write the resume journal; a rerun will not resume");
-        }
-    }
-
-    /// Writes the whole journal: a temporary file beside it, then a rename (a kill leaves the
-    /// old journal or the new one, never half of one).
-    fn save(&self) -> std::io::Result<()> {
-        let stored = self.lock();
-        let bytes = serde_json::to_vec(&*stored).map_err(std::io::Error::other)?;
-        let mut tmp = self.path.clone().into_os_string();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        std::fs::write(&tmp, &bytes)?;
-        std::fs::rename(&tmp, &self.path)
-    }
-}
-
-fn read_bounded(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut bytes = Vec::new();
-    file.take(MAX_JOURNAL + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_JOURNAL {
-        return Err(std::io::Error::other(format!(
-            "larger than {MAX_JOURNAL} bytes"
-        )));
-    }
-    Ok(Some(bytes))
 }
 
 #[cfg(test)]

@@ -255,7 +255,7 @@ pub async fn build_source(
 }
 
 /// Builds the configured destination; `concurrency` (files at once) overrides its default;
-/// `oci` (the resume journal and the part size) applies to an OCI destination.
+/// `oci` is the resume journal (OCI and S3 destinations) and the part size (OCI).
 pub async fn build_destination(
     dest: &Destination,
     concurrency: Option<usize>,
@@ -265,11 +265,15 @@ pub async fn build_destination(
     Ok(match dest {
         Destination::S3(l) => {
             let d = S3Destination::new(l).await;
-            AnyDestination::S3(match concurrency {
+            let d = match concurrency {
                 Some(n) => d.with_options(MultipartOptions {
                     files_in_flight: n,
                     ..MultipartOptions::default()
                 }),
+                None => d,
+            };
+            AnyDestination::S3(match oci.0 {
+                Some(resume) => d.with_resume_journal(&resume.journal)?,
                 None => d,
             })
         }

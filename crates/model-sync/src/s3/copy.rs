@@ -19,7 +19,8 @@ use futures::{StreamExt as _, TryStreamExt as _};
 
 use super::super::error::{Side, sdk_error};
 use super::super::keys::{bare_etag, object_key, s3_uri};
-use super::{AbortGuard, S3Destination, part_size};
+use super::super::multipart::{AbortGuard, part_size};
+use super::S3Destination;
 use crate::s3::S3Source;
 use crate::transfer::retry::retry;
 use crate::transfer::{ModelFile, Progress, Published, Reason, TransferError};
@@ -80,6 +81,9 @@ impl S3Destination {
             .buffer_unordered(COPIES_IN_FLIGHT.max(self.options.files_in_flight))
             .try_collect::<Vec<()>>()
             .await?;
+        if let Some(j) = &self.journal {
+            j.finished();
+        }
         Ok(Published {
             uri: self.uri(),
             digest: None,

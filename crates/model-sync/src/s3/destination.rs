@@ -1,16 +1,20 @@
-//! The S3 destination: every model file under the configured key, multipart for large files.
+//! The S3 destination: every model file under the configured key, multipart for large files
+//! (`multipart.rs`); with a resume journal, a rerun after a kill continues the uploads in flight
+//! (`resume.rs`).
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_sdk_s3::primitives::ByteStream as SdkBody;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures::StreamExt as _;
-use sha2::{Digest as _, Sha256};
-use tokio::task::JoinSet;
 
 use super::client::client;
 use super::error::{Side, sdk_error};
+use super::journal::Journal;
 use super::keys::{endpoint_id, object_key, s3_uri};
+use super::multipart::{CANCELLED, Check, Journaled, MultipartOptions, Stored, Upload};
 use crate::config::S3Location;
 use crate::transfer::retry::{RetryPolicy, retry};
 use crate::transfer::source::from_io;
@@ -20,66 +24,8 @@ use crate::transfer::{
 
 #[path = "copy.rs"]
 mod copy;
-
-const MIB: u64 = 1024 * 1024;
-/// S3 limits: parts per upload, smallest non-final part, largest part.
-pub const MAX_PARTS: u64 = 10_000;
-pub const MIN_PART_SIZE: u64 = 5 * MIB;
-pub const MAX_PART_SIZE: u64 = 5 * 1024 * MIB;
-
-/// Upload tuning.
-#[derive(Clone, Copy, Debug)]
-pub struct MultipartOptions {
-    /// Files larger than this are uploaded in parts (default 16 MiB); smaller ones with one
-    /// `PutObject` (held in memory).
-    pub threshold: u64,
-    /// Smallest part (default 8 MiB; never below S3's 5 MiB). Grows with the file so that no
-    /// upload needs more than 10 000 parts.
-    pub min_part_size: u64,
-    /// Parts of one file uploading at once (default 4), further limited by `max_buffered`.
-    pub parts_in_flight: usize,
-    /// Memory for one file's parts (read buffer plus parts in flight; default 256 MiB).
-    pub max_buffered: u64,
-    /// Files uploading at once (default 2).
-    pub files_in_flight: usize,
-    /// Server-side copies (same endpoint): objects larger than this are copied in parts with
-    /// `UploadPartCopy` (default 5 GiB, the largest `CopyObject`), others with one `CopyObject`.
-    pub copy_threshold: u64,
-    /// Smallest part of a copy in parts (default 1 GiB; grows for 10,000 parts at most).
-    pub copy_part_size: u64,
-}
-
-impl Default for MultipartOptions {
-    fn default() -> Self {
-        MultipartOptions {
-            threshold: 16 * MIB,
-            min_part_size: 8 * MIB,
-            parts_in_flight: 4,
-            max_buffered: 256 * MIB,
-            files_in_flight: 2,
-            copy_threshold: MAX_PART_SIZE,
-            copy_part_size: 1024 * MIB,
-        }
-    }
-}
-
-/// The part size for a file of `size` bytes: at least `min_part` (and 5 MiB), a whole number of
-/// MiB, and large enough for at most 10 000 parts. Files too large for S3 (parts over 5 GiB) are
-/// refused.
-pub fn part_size(size: u64, min_part: u64) -> Result<u64, TransferError> {
-    let part = size
-        .div_ceil(MAX_PARTS)
-        .max(min_part)
-        .max(MIN_PART_SIZE)
-        .next_multiple_of(MIB);
-    if part > MAX_PART_SIZE {
-        return Err(TransferError::new(
-            Reason::DestinationRejected,
-            format!("a file of {size} bytes exceeds S3's object size limit"),
-        ));
-    }
-    Ok(part)
-}
+#[path = "resume.rs"]
+mod resume;
 
 /// Writes a model to `s3://bucket/key/<relative path>` (the key is a prefix, for single-file
 /// models too). Each file's sha256 and byte count are checked while it streams; a multipart upload
@@ -93,6 +39,8 @@ pub struct S3Destination {
     retry: RetryPolicy,
     /// The endpoint (see [`endpoint_id`]); `None` when unknown (a caller's client).
     endpoint: Option<String>,
+    /// Where uploads are recorded for a resume after a kill (`--resume-journal`).
+    journal: Option<Arc<Journal>>,
 }
 
 impl std::fmt::Debug for S3Destination {
@@ -103,9 +51,6 @@ impl std::fmt::Debug for S3Destination {
             .finish_non_exhaustive()
     }
 }
-
-/// Marks errors of uploads stopped because another file failed.
-const CANCELLED: &str = "upload cancelled after another file failed";
 
 impl S3Destination {
     pub async fn new(location: &S3Location) -> S3Destination {
@@ -123,7 +68,21 @@ impl S3Destination {
             options: MultipartOptions::default(),
             retry: RetryPolicy::default(),
             endpoint: None,
+            journal: None,
         }
+    }
+
+    /// Records uploads in the journal at `path` and resumes what it holds from an earlier run
+    /// (see `journal.rs`). With a journal the parts of one file go up one at a time, so a kill
+    /// leaves at most one part per file in flight to send again.
+    pub fn with_resume_journal(mut self, path: &Path) -> Result<Self, TransferError> {
+        let destination = format!(
+            "s3 {} {}",
+            journal_endpoint(self.endpoint.as_deref()),
+            self.bucket
+        );
+        self.journal = Some(Arc::new(Journal::open(path, &destination)?));
+        Ok(self)
     }
 
     /// The endpoint URL the client was built for (with [`S3Destination::with_client`]; `new`
@@ -167,6 +126,9 @@ impl S3Destination {
         if let Some(e) = errors.pop() {
             return Err(e);
         }
+        if let Some(j) = &self.journal {
+            j.finished();
+        }
         Ok(Published {
             uri: self.uri(),
             digest: None,
@@ -184,11 +146,21 @@ impl S3Destination {
     ) -> Result<(), TransferError> {
         let key = object_key(&self.key, &file.path);
         let result = async {
+            if let Some(j) = &self.journal {
+                return self
+                    .upload_journaled(j, source, &key, file, progress, cancel)
+                    .await;
+            }
             let stream = source.open(file, 0).await?;
             if file.size > self.options.threshold {
-                self.multipart(&key, stream, file, progress, cancel).await
+                let upload_id = self.create_upload(&key).await?;
+                let upload = self.upload(&key, &upload_id, file, progress, None);
+                upload
+                    .run(stream, cancel, &BTreeMap::new())
+                    .await
+                    .map(|_| ())
             } else {
-                self.single(&key, stream, file, progress).await
+                self.single(&key, stream, file, progress).await.map(|_| ())
             }
         }
         .await;
@@ -204,7 +176,7 @@ impl S3Destination {
         mut stream: ByteStream,
         file: &ModelFile,
         progress: &Progress,
-    ) -> Result<(), TransferError> {
+    ) -> Result<Stored, TransferError> {
         let what = format!("uploading {}", s3_uri(&self.bucket, key));
         let mut check = Check::new(file, &what);
         let mut buf = BytesMut::with_capacity(file.size as usize);
@@ -213,9 +185,9 @@ impl S3Destination {
             check.update(&chunk)?;
             buf.extend_from_slice(&chunk);
         }
-        check.finish()?;
+        let sha256 = check.finish()?;
         let body = buf.freeze();
-        retry(self.retry, &what, |_| {
+        let out = retry(self.retry, &what, |_| {
             let req = self
                 .client
                 .put_object()
@@ -227,25 +199,20 @@ impl S3Destination {
             async move {
                 req.send()
                     .await
-                    .map(|_| ())
                     .map_err(|e| sdk_error(&e, Side::Destination, what))
             }
         })
         .await?;
         progress.add(file.size);
-        Ok(())
+        Ok(Stored {
+            e_tag: out.e_tag().map(str::to_owned),
+            sha256,
+        })
     }
 
-    async fn multipart(
-        &self,
-        key: &str,
-        stream: ByteStream,
-        file: &ModelFile,
-        progress: &Progress,
-        cancel: &AtomicBool,
-    ) -> Result<(), TransferError> {
+    /// Starts a multipart upload; its id.
+    async fn create_upload(&self, key: &str) -> Result<String, TransferError> {
         let what = format!("uploading {}", s3_uri(&self.bucket, key));
-        let part = part_size(file.size, self.options.min_part_size)?;
         let created = retry(self.retry, &what, |_| {
             let req = self
                 .client
@@ -260,323 +227,49 @@ impl S3Destination {
             }
         })
         .await?;
-        let upload_id = created.upload_id().map(str::to_owned).ok_or_else(|| {
+        created.upload_id().map(str::to_owned).ok_or_else(|| {
             TransferError::new(
                 Reason::DestinationRejected,
                 format!("{what}: the server returned no upload id"),
             )
-        })?;
-        let guard = AbortGuard {
-            client: self.client.clone(),
-            bucket: self.bucket.clone(),
-            key: key.to_owned(),
-            upload_id: Some(upload_id.clone()),
-        };
-        let upload = Upload {
-            dest: self,
+        })
+    }
+
+    /// The parts of upload `upload_id` of `file` under `key`; `journal` records them (with the
+    /// object's journal key) and marks the upload's errors as a resumed upload's.
+    fn upload<'a>(
+        &'a self,
+        key: &'a str,
+        upload_id: &'a str,
+        file: &'a ModelFile,
+        progress: &'a Progress,
+        journal: Option<Journaled>,
+    ) -> Upload<'a> {
+        Upload {
+            client: &self.client,
+            bucket: &self.bucket,
+            options: self.options,
+            retry: self.retry,
             key,
-            upload_id: &upload_id,
-            what: &what,
-            part,
-            progress,
-        };
-        match upload.parts(stream, file, cancel).await {
-            Ok(parts) => {
-                let done = CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build();
-                let completed = retry(self.retry, &what, |_| {
-                    let req = self
-                        .client
-                        .complete_multipart_upload()
-                        .bucket(&self.bucket)
-                        .key(key)
-                        .upload_id(&upload_id)
-                        .multipart_upload(done.clone());
-                    let what = &what;
-                    async move {
-                        req.send()
-                            .await
-                            .map_err(|e| sdk_error(&e, Side::Destination, what))
-                    }
-                })
-                .await;
-                match completed {
-                    Ok(_) => {
-                        guard.disarm();
-                        Ok(())
-                    }
-                    Err(e) => {
-                        guard.abort().await;
-                        Err(e)
-                    }
-                }
-            }
-            Err(e) => {
-                guard.abort().await;
-                Err(e)
-            }
-        }
-    }
-}
-
-/// One multipart upload in progress.
-struct Upload<'a> {
-    dest: &'a S3Destination,
-    key: &'a str,
-    upload_id: &'a str,
-    what: &'a str,
-    part: u64,
-    progress: &'a Progress,
-}
-
-impl Upload<'_> {
-    /// Reads the stream into parts and uploads them as they fill, a bounded number at a time.
-    /// On failure, part uploads already under way are waited for, so that none lands after the
-    /// caller aborts the multipart upload (it would stay behind; S3 documents the same).
-    async fn parts(
-        &self,
-        stream: ByteStream,
-        file: &ModelFile,
-        cancel: &AtomicBool,
-    ) -> Result<Vec<CompletedPart>, TransferError> {
-        let mut tasks = JoinSet::new();
-        let result = self.fill_parts(stream, file, cancel, &mut tasks).await;
-        if result.is_err() {
-            while tasks.join_next().await.is_some() {}
-        }
-        result
-    }
-
-    async fn fill_parts(
-        &self,
-        mut stream: ByteStream,
-        file: &ModelFile,
-        cancel: &AtomicBool,
-        tasks: &mut JoinSet<Result<CompletedPart, TransferError>>,
-    ) -> Result<Vec<CompletedPart>, TransferError> {
-        let opts = &self.dest.options;
-        let budget_parts = (opts.max_buffered / self.part).saturating_sub(1).max(1) as usize;
-        let in_flight = opts.parts_in_flight.clamp(1, budget_parts.max(1));
-        let part_len = self.part as usize;
-        let mut check = Check::new(file, self.what);
-        let mut buf = BytesMut::with_capacity(part_len);
-        let mut done = Vec::new();
-        let mut number = 0i32;
-        loop {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(TransferError::new(
-                    Reason::Internal,
-                    format!("{}: {CANCELLED}", self.what),
-                ));
-            }
-            let chunk = match stream.next().await {
-                Some(c) => c.map_err(|e| from_io(e, self.what))?,
-                None => break,
-            };
-            check.update(&chunk)?;
-            let mut rest: &[u8] = &chunk;
-            while !rest.is_empty() {
-                let take = rest.len().min(part_len - buf.len());
-                buf.extend_from_slice(&rest[..take]);
-                rest = &rest[take..];
-                if buf.len() == part_len {
-                    while tasks.len() >= in_flight {
-                        done.push(join(tasks.join_next().await)?);
-                    }
-                    number += 1;
-                    let data =
-                        std::mem::replace(&mut buf, BytesMut::with_capacity(part_len)).freeze();
-                    tasks.spawn(self.upload_part(number, data));
-                }
-            }
-        }
-        check.finish()?;
-        if !buf.is_empty() || number == 0 {
-            number += 1;
-            tasks.spawn(self.upload_part(number, buf.freeze()));
-        }
-        while let Some(r) = tasks.join_next().await {
-            done.push(join(Some(r))?);
-        }
-        done.sort_by_key(|p| p.part_number());
-        Ok(done)
-    }
-
-    fn upload_part(
-        &self,
-        number: i32,
-        data: Bytes,
-    ) -> impl Future<Output = Result<CompletedPart, TransferError>> + Send + 'static {
-        let client = self.dest.client.clone();
-        let (bucket, key, upload_id) = (
-            self.dest.bucket.clone(),
-            self.key.to_owned(),
-            self.upload_id.to_owned(),
-        );
-        let policy = self.dest.retry;
-        let what = format!("{} (part {number})", self.what);
-        let progress = self.progress.clone();
-        async move {
-            let out = retry(policy, &what, |_| {
-                let req = client
-                    .upload_part()
-                    .bucket(&bucket)
-                    .key(&key)
-                    .upload_id(&upload_id)
-                    .part_number(number)
-                    .content_length(data.len() as i64)
-                    .body(SdkBody::from(data.clone()));
-                let what = &what;
-                async move {
-                    req.send()
-                        .await
-                        .map_err(|e| sdk_error(&e, Side::Destination, what))
-                }
-            })
-            .await?;
-            progress.add(data.len() as u64);
-            Ok(CompletedPart::builder()
-                .part_number(number)
-                .set_e_tag(out.e_tag().map(str::to_owned))
-                .build())
-        }
-    }
-}
-
-fn join(
-    r: Option<Result<Result<CompletedPart, TransferError>, tokio::task::JoinError>>,
-) -> Result<CompletedPart, TransferError> {
-    match r {
-        Some(Ok(r)) => r,
-        Some(Err(e)) => Err(TransferError::new(
-            Reason::Internal,
-            format!("part upload task failed: {e}"),
-        )),
-        None => Err(TransferError::new(
-            Reason::Internal,
-            "no part upload in flight",
-        )),
-    }
-}
-
-/// Byte count and sha256 of a file as it streams, checked against the listing.
-struct Check<'a> {
-    file: &'a ModelFile,
-    what: &'a str,
-    bytes: u64,
-    hasher: Sha256,
-}
-
-impl<'a> Check<'a> {
-    fn new(file: &'a ModelFile, what: &'a str) -> Self {
-        Check {
+            upload_id,
+            what: format!("uploading {}", s3_uri(&self.bucket, key)),
             file,
-            what,
-            bytes: 0,
-            hasher: Sha256::new(),
-        }
-    }
-
-    fn update(&mut self, chunk: &[u8]) -> Result<(), TransferError> {
-        self.bytes += chunk.len() as u64;
-        if self.bytes > self.file.size {
-            return Err(TransferError::new(
-                Reason::IntegrityError,
-                format!(
-                    "{}: the source sent more than the listed {} bytes",
-                    self.what, self.file.size
-                ),
-            ));
-        }
-        self.hasher.update(chunk);
-        Ok(())
-    }
-
-    fn finish(self) -> Result<String, TransferError> {
-        if self.bytes != self.file.size {
-            return Err(TransferError::new(
-                Reason::IntegrityError,
-                format!(
-                    "{}: the source sent {} bytes, listed {}",
-                    self.what, self.bytes, self.file.size
-                ),
-            ));
-        }
-        let sha = hex::encode(self.hasher.finalize());
-        if let Some(want) = &self.file.sha256
-            && !want.eq_ignore_ascii_case(&sha)
-        {
-            return Err(TransferError::new(
-                Reason::IntegrityError,
-                format!(
-                    "{}: sha256 {sha} does not match the expected {want}",
-                    self.what
-                ),
-            ));
-        }
-        tracing::debug!(sha256 = %sha, bytes = self.bytes, "{}", self.what);
-        Ok(sha)
-    }
-}
-
-/// Aborts a multipart upload that did not complete: explicitly on errors, and from `Drop` (on a
-/// spawned task) when the upload future is cancelled.
-struct AbortGuard {
-    client: aws_sdk_s3::Client,
-    bucket: String,
-    key: String,
-    upload_id: Option<String>,
-}
-
-impl AbortGuard {
-    fn disarm(mut self) {
-        self.upload_id = None;
-    }
-
-    async fn abort(mut self) {
-        if let Some(id) = self.upload_id.take() {
-            abort(
-                self.client.clone(),
-                self.bucket.clone(),
-                self.key.clone(),
-                id,
-            )
-            .await;
+            progress,
+            journal,
         }
     }
 }
 
-impl Drop for AbortGuard {
-    fn drop(&mut self) {
-        if let Some(id) = self.upload_id.take()
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            rt.spawn(abort(
-                self.client.clone(),
-                self.bucket.clone(),
-                self.key.clone(),
-                id,
-            ));
+/// The endpoint part of a journal's destination: the endpoint URL without any user
+/// information (the journal never holds a credential).
+fn journal_endpoint(endpoint: Option<&str>) -> String {
+    match endpoint.filter(|e| !e.is_empty()).map(url::Url::parse) {
+        Some(Ok(mut u)) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.as_str().trim_end_matches('/').to_owned()
         }
-    }
-}
-
-async fn abort(client: aws_sdk_s3::Client, bucket: String, key: String, upload_id: String) {
-    match client
-        .abort_multipart_upload()
-        .bucket(&bucket)
-        .key(&key)
-        .upload_id(&upload_id)
-        .send()
-        .await
-    {
-        Ok(_) => tracing::debug!("aborted the multipart upload of {}", s3_uri(&bucket, &key)),
-        Err(e) => tracing::warn!(
-            "could not abort the multipart upload {upload_id} of {} ({}); a bucket lifecycle rule for \
-             incomplete uploads will remove its parts",
-            s3_uri(&bucket, &key),
-            sdk_error(&e, Side::Destination, "abort").message
-        ),
+        Some(Err(_)) => "unparsed endpoint".to_owned(),
+        None => "default endpoint".to_owned(),
     }
 }

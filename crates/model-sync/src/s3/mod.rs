@@ -10,15 +10,18 @@
 mod client;
 mod destination;
 mod error;
+mod journal;
 mod keys;
 mod limit;
+mod multipart;
 mod source;
 #[cfg(test)]
 mod tests;
 mod tls;
 
 pub use client::{DEFAULT_REGION, client, client_with_tls, region};
-pub use destination::{MultipartOptions, S3Destination, part_size};
+pub use destination::S3Destination;
 pub use keys::{directory_prefix, fingerprint, object_key, relative_path};
+pub use multipart::{MultipartOptions, part_size};
 pub use source::S3Source;
 pub use tls::S3Tls;

@@ -77,11 +77,11 @@ fn part_sizes_stay_within_s3_limits() {
     ] {
         let part = part_size(size, 8 * MIB).unwrap();
         assert!(
-            size.div_ceil(part) <= destination::MAX_PARTS,
+            size.div_ceil(part) <= multipart::MAX_PARTS,
             "{size}: {part}"
         );
         assert_eq!(part % MIB, 0);
-        assert!(part >= destination::MIN_PART_SIZE);
+        assert!(part >= multipart::MIN_PART_SIZE);
     }
     assert!(part_size(60 * 1024 * 1024 * MIB, 8 * MIB).is_err());
 }

@@ -9,6 +9,7 @@
 //! - `crate::local`: PVC/local path source and destination (atomic, verified writes).
 //! - `crate::hf`: Hugging Face Hub source (`hf://`), streamed from the Hub or its CDN.
 pub mod error;
+pub(crate) mod journal;
 pub mod model;
 pub mod progress;
 pub mod retry;

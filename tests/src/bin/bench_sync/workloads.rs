@@ -1,7 +1,10 @@
 //! The workloads of `make bench-sync` besides the big-file models: many small files, many files
 //! of mixed sizes (both S3 → OCI, against the floor of the same bytes as parallel GETs + blob
 //! PUTs), and the zero-copy paths (S3 → S3 on one endpoint, OCI → OCI on one registry) against
-//! the floor of streaming the same bytes.
+//! the floor of streaming the same bytes. The S3 → S3 row also measures the server's own floor
+//! for the same copies (a plain client's `CopyObject` per object, all in flight), because a
+//! server-side copy takes as long as the server needs to copy: that floor, not the streaming
+//! one, bounds what any client can reach on a given server.
 //!
 //! Knobs: `BENCH_WORKLOADS` (comma-separated, default `big,many,mixed,zero-copy`),
 //! `BENCH_MANY_FILES` (default 10000) × `BENCH_MANY_KIB` (default 16), `BENCH_MIXED_FILES`
@@ -120,6 +123,49 @@ pub async fn s3_floor(
     Ok(started.elapsed().as_secs_f64())
 }
 
+/// The server-side copy floor: one `CopyObject` per object (with the listed ETag as
+/// `x-amz-copy-source-if-match`, as model-sync sends it) from a plain client, all in flight.
+pub async fn s3_copy_floor(
+    s3: &S3Server,
+    name: &str,
+    files: &[(String, u64, String)],
+    to: &str,
+) -> anyhow::Result<f64> {
+    let client = s3.new_client();
+    let mut etags = Vec::with_capacity(files.len());
+    for (rel, _, _) in files {
+        let head = client
+            .head_object()
+            .bucket("bench")
+            .key(format!("{name}/{rel}"))
+            .send()
+            .await
+            .with_context(|| format!("copy floor head {rel}"))?;
+        etags.push(head.e_tag().map(str::to_owned));
+    }
+    let started = Instant::now();
+    futures::stream::iter(files.iter().zip(etags))
+        .map(|((rel, _, _), etag)| {
+            let client = client.clone();
+            async move {
+                client
+                    .copy_object()
+                    .bucket("bench")
+                    .key(format!("{to}/{rel}"))
+                    .copy_source(format!("bench/{name}/{rel}"))
+                    .set_copy_source_if_match(etag)
+                    .send()
+                    .await
+                    .with_context(|| format!("copy floor {rel}"))?;
+                Ok::<(), anyhow::Error>(())
+            }
+        })
+        .buffer_unordered(files.len().max(1))
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
 /// What every measurement shares.
 pub(crate) struct Ctx<'a> {
     pub(crate) s3: &'a S3Server,
@@ -156,6 +202,7 @@ impl Ctx<'_> {
                 .await?;
         }
         let (mut floors, mut syncs, mut loads) = (Vec::new(), Vec::new(), Vec::new());
+        let mut copy_floors = Vec::new();
         for run in 0..self.runs {
             if model.fresh_registry_per_run {
                 // The previous registry and its storage go away with it.
@@ -172,6 +219,12 @@ impl Ctx<'_> {
                 _ => floor(self.s3, &reg, model, &format!("floor/{}-{run}", model.name)).await?,
             };
             let cpu1 = server_cpu(&reg);
+            if let Kind::S3ToS3 = kind {
+                let to = format!("copy-floor-{}-{run}", model.name);
+                let c = s3_copy_floor(self.s3, &model.name, &model.files, &to).await?;
+                eprintln!("  {workload} run {run}: server-side copy floor {c:.2} s");
+                copy_floors.push(c);
+            }
             eprintln!(
                 "  {workload} run {run}: floor {f:.2} s; CPU s: S3 server + floor client {:.2}, \
                  registry {:.2} (load average {:.2})",
@@ -217,7 +270,9 @@ impl Ctx<'_> {
         let bytes = model.bytes() as f64;
         let wall = median(syncs.iter().map(|s| s.wall).collect());
         let fl = median(floors);
+        let copy_floor = (!copy_floors.is_empty()).then(|| median(copy_floors));
         Ok(json!({
+            "copy_floor_s": copy_floor,
             "workload": workload,
             "model": format!("{:.2} GiB ({} files)", bytes / GIB, model.files.len()),
             "floor_s": fl,

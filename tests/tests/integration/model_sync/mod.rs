@@ -11,6 +11,7 @@ mod hf;
 mod local;
 mod oci;
 mod resume;
+mod resume_s3;
 mod s3;
 mod s3_copy;
 mod security;

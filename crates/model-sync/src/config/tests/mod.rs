@@ -177,7 +177,7 @@ fn concurrency_is_bounded_and_optional() {
 }
 
 #[test]
-fn resume_journal_and_part_size_only_with_an_oci_destination() {
+fn resume_journal_with_oci_and_s3_destinations_part_size_with_oci_only() {
     let c = ok(&base_args(), &ctx(&[]));
     assert_eq!((c.resume, c.oci_part_bytes), (None, None));
     let c = ok(
@@ -211,6 +211,34 @@ fn resume_journal_and_part_size_only_with_an_oci_destination() {
         e.contains("--resume-journal (MODEL_SYNC_RESUME_JOURNAL) is not implemented"),
         "{e}"
     );
+    assert!(e.contains("only OCI and S3 destinations resume"), "{e}");
+    let mut s3 = args_without(&["--destination-oci-uri"]);
+    s3.extend(
+        [
+            "--destination-type",
+            "s3",
+            "--destination-aws-bucket",
+            "out",
+            "--destination-aws-key",
+            "m/",
+            "--resume-journal",
+            "/journal/j",
+        ]
+        .map(str::to_owned),
+    );
+    let c = ok(&s3, &ctx(&[]));
+    assert_eq!(
+        c.resume.map(|r| r.journal),
+        Some(std::path::PathBuf::from("/journal/j"))
+    );
+    let e = err(&s3, &ctx(&[("MODEL_SYNC_DESTINATION_OCI_PART_MIB", "32")]));
+    assert!(
+        e.contains(
+            "--destination-oci-part-mib (MODEL_SYNC_DESTINATION_OCI_PART_MIB) is not implemented"
+        ),
+        "{e}"
+    );
+    assert!(!e.contains("--resume-journal"), "{e}");
 }
 
 #[test]
