@@ -32,6 +32,11 @@
 //! completes or fails the Job. A pod deleted while running gets SIGTERM (SIGKILL after its grace
 //! period, at most 5 s) and is then removed for good (grace period 0), as a kubelet would confirm.
 //!
+//! A container that fails in a pod whose `restartPolicy` is `OnFailure` (or `Always`) restarts
+//! in the same pod, with its volumes as they are, after the kubelet's back-off (10 s, doubling):
+//! meanwhile the pod stays `Running`, the container `waiting` (`CrashLoopBackOff`) with the failed
+//! run as `lastState`, and `restartCount` counts the restarts.
+//!
 //! Limits: the process runs as root (no `runAsUser`/`fsGroup`), the root filesystem stays writable,
 //! resource limits, probes, init containers, `envFrom`, downward-API volumes and image pulls are
 //! not emulated; only the first container is run.
@@ -318,118 +323,168 @@ async fn run_pod(
     // Kept for diagnostics: the exact mount script the pod ran.
     std::fs::write(work.join("script.sh"), &prepared.script)?;
     let log_path = work.join("log");
-    let log = std::fs::File::create(&log_path)?;
-    let started = now();
-    let mut cmd = tokio::process::Command::new("unshare");
-    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg(&prepared.script)
-        .arg("sh")
-        .args(&prepared.args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(prepared.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().context("spawn unshare")?;
-    let pid = child.id();
-    shared.runs.lock().expect("runs").insert(
-        name.clone(),
-        PodRun {
-            pod: name.clone(),
-            exit_code: None,
-            log: String::new(),
-            killed: false,
-        },
-    );
-    let container_id = format!("mro-node-agent://{}", pid.unwrap_or_default());
-    let running = json!({ "status": {
-        "phase": "Running", "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
-        "podIPs": [{ "ip": "127.0.0.1" }], "startTime": started,
-        "conditions": conditions(true, &started),
-        "containerStatuses": [{ "name": container.name, "ready": true, "restartCount": 0,
-            "image": container.image.clone().unwrap_or_default(), "imageID": "",
-            "containerID": container_id, "started": true,
-            "state": { "running": { "startedAt": started } } }]
-    }});
-    if let Err(e) = api
-        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&running))
-        .await
-    {
-        tracing::debug!(pod = %name, error = %e, "node agent: Running status");
-    }
+    // `OnFailure` (and `Always`): a failed container restarts in the same pod, after the
+    // kubelet's back-off, with its volumes (the `emptyDir` too) as the failed run left them.
+    let restarts_on_failure =
+        matches!(spec.restart_policy.as_deref(), Some("OnFailure" | "Always"));
+    let mut restarts: u32 = 0;
+    let mut last_state = serde_json::Value::Null;
+    let mut logs = String::new();
+    loop {
+        // A new container: a new termination-message file.
+        std::fs::write(&prepared.termination_file, b"")?;
+        let log = std::fs::File::create(&log_path)?;
+        let started = now();
+        let mut cmd = tokio::process::Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(&prepared.script)
+            .arg("sh")
+            .args(&prepared.args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(prepared.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().context("spawn unshare")?;
+        let pid = child.id();
+        shared.runs.lock().expect("runs").insert(
+            name.clone(),
+            PodRun {
+                pod: name.clone(),
+                exit_code: None,
+                log: logs.clone(),
+                killed: false,
+            },
+        );
+        let container_id = format!("mro-node-agent://{}", pid.unwrap_or_default());
+        let running = json!({ "status": {
+            "phase": "Running", "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
+            "podIPs": [{ "ip": "127.0.0.1" }], "startTime": started,
+            "conditions": conditions(true, &started),
+            "containerStatuses": [{ "name": container.name, "ready": true, "restartCount": restarts,
+                "image": container.image.clone().unwrap_or_default(), "imageID": "",
+                "containerID": container_id, "started": true,
+                "state": { "running": { "startedAt": started } }, "lastState": last_state }]
+        }});
+        if let Err(e) = api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&running))
+            .await
+        {
+            tracing::debug!(pod = %name, error = %e, "node agent: Running status");
+        }
 
-    let status = tokio::select! {
-        s = child.wait() => Some(s?),
-        _ = until_deleted(&mut deleted) => None,
-    };
-    let Some(status) = status else {
-        // Deleted while running: SIGTERM, then SIGKILL after the grace period.
-        if let Some(pid) = pid {
-            let _ = tokio::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .await;
-        }
-        let grace = spec
-            .termination_grace_period_seconds
-            .map_or(MAX_GRACE, |s| Duration::from_secs(s.max(0) as u64))
-            .min(MAX_GRACE);
-        if tokio::time::timeout(grace, child.wait()).await.is_err() {
-            let _ = child.kill().await;
-        }
-        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        if let Some(r) = shared.runs.lock().expect("runs").get_mut(&name) {
-            r.killed = true;
-            r.log = log;
-        }
-        force_delete(&api, &pod).await;
-        return Ok(());
-    };
-
-    use std::os::unix::process::ExitStatusExt as _;
-    let code = status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(9));
-    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let mut message = std::fs::read(&prepared.termination_file).unwrap_or_default();
-    message.truncate(MAX_TERMINATION_BYTES);
-    let mut message = String::from_utf8_lossy(&message).into_owned();
-    if message.trim().is_empty()
-        && code != 0
-        && container.termination_message_policy.as_deref() == Some("FallbackToLogsOnError")
-    {
-        message = tail(&log, FALLBACK_LOG_LINES, MAX_TERMINATION_BYTES);
-    }
-    if let Some(r) = shared.runs.lock().expect("runs").get_mut(&name) {
-        r.exit_code = Some(code);
-        r.log = if code == 0 {
-            log
-        } else {
-            format!("{log}\n--- mount script\n{}", prepared.script)
+        let status = tokio::select! {
+            s = child.wait() => Some(s?),
+            _ = until_deleted(&mut deleted) => None,
         };
-    }
-    if *deleted.borrow() {
-        force_delete(&api, &pod).await;
+        let Some(status) = status else {
+            // Deleted while running: SIGTERM, then SIGKILL after the grace period.
+            if let Some(pid) = pid {
+                let _ = tokio::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status()
+                    .await;
+            }
+            let grace = spec
+                .termination_grace_period_seconds
+                .map_or(MAX_GRACE, |s| Duration::from_secs(s.max(0) as u64))
+                .min(MAX_GRACE);
+            if tokio::time::timeout(grace, child.wait()).await.is_err() {
+                let _ = child.kill().await;
+            }
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if let Some(r) = shared.runs.lock().expect("runs").get_mut(&name) {
+                r.killed = true;
+                r.log = format!("{logs}{log}");
+            }
+            force_delete(&api, &pod).await;
+            return Ok(());
+        };
+
+        use std::os::unix::process::ExitStatusExt as _;
+        let code = status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(9));
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let mut message = std::fs::read(&prepared.termination_file).unwrap_or_default();
+        message.truncate(MAX_TERMINATION_BYTES);
+        let mut message = String::from_utf8_lossy(&message).into_owned();
+        if message.trim().is_empty()
+            && code != 0
+            && container.termination_message_policy.as_deref() == Some("FallbackToLogsOnError")
+        {
+            message = tail(&log, FALLBACK_LOG_LINES, MAX_TERMINATION_BYTES);
+        }
+        logs.push_str(&log);
+        if let Some(r) = shared.runs.lock().expect("runs").get_mut(&name) {
+            r.exit_code = Some(code);
+            r.log = if code == 0 {
+                logs.clone()
+            } else {
+                format!("{logs}\n--- mount script\n{}", prepared.script)
+            };
+        }
+        if *deleted.borrow() {
+            force_delete(&api, &pod).await;
+            return Ok(());
+        }
+        let finished = now();
+        let terminated = json!({ "terminated": { "exitCode": code,
+            "reason": if code == 0 { "Completed" } else { "Error" },
+            "message": message, "startedAt": started, "finishedAt": finished,
+            "containerID": container_id } });
+        if code != 0 && restarts_on_failure {
+            // Backing off before the restart, as the kubelet reports it: the pod stays
+            // Running, the container waits, and `lastState` is the run that failed.
+            let backing_off = json!({ "status": {
+                "phase": "Running",
+                "conditions": conditions(false, &finished),
+                "containerStatuses": [{ "name": container.name, "ready": false,
+                    "restartCount": restarts,
+                    "image": container.image.clone().unwrap_or_default(), "imageID": "",
+                    "started": false,
+                    "state": { "waiting": { "reason": "CrashLoopBackOff",
+                        "message": format!("back-off restarting failed container {}", container.name) } },
+                    "lastState": terminated }]
+            }});
+            if let Err(e) = api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&backing_off))
+                .await
+            {
+                tracing::debug!(pod = %name, error = %e, "node agent: back-off status");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(restart_backoff(restarts)) => {}
+                _ = until_deleted(&mut deleted) => {
+                    force_delete(&api, &pod).await;
+                    return Ok(());
+                }
+            }
+            restarts += 1;
+            last_state = terminated;
+            continue;
+        }
+        let done = json!({ "status": {
+            "phase": if code == 0 { "Succeeded" } else { "Failed" },
+            "conditions": conditions(false, &finished),
+            "containerStatuses": [{ "name": container.name, "ready": false, "restartCount": restarts,
+                "image": container.image.clone().unwrap_or_default(), "imageID": "",
+                "containerID": container_id, "started": false,
+                "state": terminated, "lastState": last_state }]
+        }});
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&done))
+            .await
+            .context("write the terminated status")?;
         return Ok(());
     }
-    let finished = now();
-    let done = json!({ "status": {
-        "phase": if code == 0 { "Succeeded" } else { "Failed" },
-        "conditions": conditions(false, &finished),
-        "containerStatuses": [{ "name": container.name, "ready": false, "restartCount": 0,
-            "image": container.image.clone().unwrap_or_default(), "imageID": "",
-            "containerID": container_id, "started": false,
-            "state": { "terminated": { "exitCode": code,
-                "reason": if code == 0 { "Completed" } else { "Error" },
-                "message": message, "startedAt": started, "finishedAt": finished,
-                "containerID": container_id } } }]
-    }});
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&done))
-        .await
-        .context("write the terminated status")?;
-    Ok(())
+}
+
+/// The kubelet's back-off before restarting a failed container: 10 s, doubled per restart, at
+/// most 5 minutes.
+fn restart_backoff(restarts: u32) -> Duration {
+    Duration::from_secs(10u64.saturating_mul(1 << restarts.min(5)).min(300))
 }
 
 /// Resolves once the pod is being deleted (never, if the agent is gone).

@@ -433,8 +433,12 @@ pub struct ModelRegistryRef {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TransferJobSpec {
-    /// Retries of a failed transfer pod before the Job (and the transfer) is marked failed;
-    /// 2 when unset.
+    /// Retries of a failed transfer run before the Job (and the transfer) is marked failed;
+    /// 2 when unset. With retries, a run that fails restarts in its pod (`restartPolicy:
+    /// OnFailure`), and for an OCI destination it resumes from a journal on the scratch volume:
+    /// the layers and parts the registry already holds are not sent again. A run that exits
+    /// with invalid configuration (exit code 2) is not retried: the transfer fails at once and
+    /// its Job is deleted. With 0, the single run's pod is kept (`restartPolicy: Never`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub backoff_limit: Option<i32>,

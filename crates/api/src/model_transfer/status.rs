@@ -75,7 +75,8 @@ pub struct ModelTransferStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_name: Option<String>,
 
-    /// Number of pods of the Job that started so far (1 plus retries).
+    /// Number of runs of the transfer container started so far (1 plus retries, counting
+    /// restarts in the same pod).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub attempts: Option<i32>,

@@ -12,7 +12,7 @@ use std::ops::ControlFlow;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::ResourceExt;
-use kube::api::{Api, ApiResource, DeleteParams};
+use kube::api::{Api, ApiResource, DeleteParams, Preconditions};
 use mro_api::ModelTransfer;
 
 use super::build::Desired;
@@ -201,6 +201,35 @@ async fn revoke(ctx: &Context, binding: Option<&RoleBinding>) -> Result<(), Appl
         Err(e) => return Err(e.into()),
     }
     Ok(())
+}
+
+/// Ends a Job whose runs cannot succeed by running again (a run exited with invalid
+/// configuration): deletes it with its pods, but only a Job this transfer controls, and only the
+/// very Job that was read (its uid), never one made again under the name. Returns whether it
+/// was deleted now.
+pub async fn end_job(ctx: &Context, mt: &ModelTransfer, job: &Job) -> Result<bool, ApplyError> {
+    let controlled = mt.uid().is_some_and(|uid| {
+        job.owner_references()
+            .iter()
+            .any(|o| o.controller == Some(true) && o.uid == uid)
+    });
+    if !controlled || job.metadata.deletion_timestamp.is_some() {
+        return Ok(false);
+    }
+    let api = Api::<Job>::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: job.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(&job.name_any(), &dp).await {
+        Ok(_) => Ok(true),
+        // Gone already, or another object under the name now.
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub fn has_finalizer(mt: &ModelTransfer) -> bool {

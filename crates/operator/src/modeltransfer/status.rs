@@ -65,6 +65,15 @@ pub struct Outcome {
     pub failure: Option<(String, String)>,
     /// Why the pod is not running yet (image pull, missing Secret, unschedulable).
     pub waiting: Option<String>,
+    /// The latest failed run (reason, message) while the Job retries it.
+    pub retrying: Option<(String, String)>,
+    /// `failure` comes from the failed run's own report; when false, the run's pod was gone
+    /// (the Job controller deletes a restarting pod once its retries are spent) and the reason
+    /// kept on the status while the Job retried is the better one (see [`compute`]).
+    pub failure_from_run: bool,
+    /// A run exited with invalid configuration while its Job would run it again: the transfer
+    /// has failed, and the Job is to be ended (see [`super::track`]).
+    pub end_job: bool,
 }
 
 fn job_condition<'a>(
@@ -123,19 +132,31 @@ pub fn outcome(job: &Job, pods: &[Pod]) -> Outcome {
             .cmp(&b.metadata.creation_timestamp)
     });
     let started_pods = i32::try_from(pods.iter().filter(|p| started(p)).count()).unwrap_or(0);
-    let attempts = started_pods.max(js.failed.unwrap_or(0) + js.succeeded.unwrap_or(0));
-    let last_failure = pods
+    // A pod's runs: the first plus each restart in place.
+    let runs: i32 = pods
+        .iter()
+        .filter(|p| started(p))
+        .map(|p| termination::restarts(p).saturating_add(1))
+        .fold(0, i32::saturating_add);
+    let attempts = runs.max(js.failed.unwrap_or(0) + js.succeeded.unwrap_or(0));
+    let ended: Vec<_> = pods
+        .iter()
+        .flat_map(|p| termination::ended_runs(p))
+        .collect();
+    let last_failure = ended
         .iter()
         .rev()
-        .filter_map(|p| termination::terminated(p))
         .find(|t| t.exit_code != 0)
-        .map(termination::parse);
-    let success = pods
+        .map(|t| termination::parse(t));
+    let success = ended
         .iter()
         .rev()
-        .filter_map(|p| termination::terminated(p))
         .find(|t| t.exit_code == 0)
-        .map(termination::parse);
+        .map(|t| termination::parse(t));
+    let invalid = ended
+        .iter()
+        .rev()
+        .find(|t| t.exit_code == termination::EXIT_INVALID_CONFIG);
     let mut o = Outcome {
         attempts,
         start_time: js.start_time.clone(),
@@ -170,6 +191,7 @@ pub fn outcome(job: &Job, pods: &[Pod]) -> Outcome {
             Some(Termination::Failed { reason, message }) => (reason, Some(message)),
             _ => (job_reason.clone(), None),
         };
+        o.failure_from_run = detail.is_some();
         let job_name = job.metadata.name.clone().unwrap_or_default();
         let summary = format!(
             "Job {job_name} failed after {attempts} attempt(s) ({job_reason}: {job_message})"
@@ -179,6 +201,26 @@ pub fn outcome(job: &Job, pods: &[Pod]) -> Outcome {
             _ => summary,
         };
         o.failure = Some((reason, termination::truncate(&message)));
+    } else if let Some(t) = invalid {
+        // Running it again cannot help: "fix the manifest". The Job would retry (or restart
+        // the container in place), so the transfer fails now and the Job is ended.
+        let job_name = job.metadata.name.clone().unwrap_or_default();
+        let detail = match termination::parse(t) {
+            Termination::Failed { message, .. } => message,
+            Termination::Succeeded(_) => String::new(),
+        };
+        o.phase = TransferPhase::Failed;
+        o.completion_time = t.finished_at.clone();
+        o.failure = Some((
+            reasons::INVALID_CONFIGURATION.into(),
+            termination::truncate(&format!(
+                "{detail} — a run of Job {job_name} exited with invalid configuration \
+                 (exit code {}), which is not retried; the Job is ended",
+                t.exit_code
+            )),
+        ));
+        o.failure_from_run = true;
+        o.end_job = true;
     } else {
         o.phase = if started_pods > 0 {
             TransferPhase::Running
@@ -186,8 +228,40 @@ pub fn outcome(job: &Job, pods: &[Pod]) -> Outcome {
             TransferPhase::Pending
         };
         o.waiting = pods.iter().rev().find_map(|p| waiting(p));
+        o.retrying = match last_failure {
+            Some(Termination::Failed { reason, message }) => Some((reason, message)),
+            _ => None,
+        };
     }
     o
+}
+
+/// What the status already says about a failed run, for a failed Job whose runs' reports are
+/// gone.
+enum Kept {
+    /// The failed run's reason and report, kept on the `Failed` condition (status `False`)
+    /// while the Job retried (see [`compute`]).
+    Retried(String, String),
+    /// The verdict already written from them: it stands as written.
+    Decided(String, String),
+}
+
+fn kept_failure(mt: &ModelTransfer) -> Option<Kept> {
+    let c = find_condition(&mt.status.as_ref()?.conditions, types::FAILED)?;
+    let not_a_run = [
+        reasons::RUNNING,
+        reasons::JOB_CREATED,
+        reasons::SUCCEEDED,
+        SPEC_CHANGED,
+    ];
+    if not_a_run.contains(&c.reason.as_str()) {
+        return None;
+    }
+    let (reason, message) = (c.reason.clone(), c.message.clone());
+    Some(match c.status {
+        ConditionStatus::True => Kept::Decided(reason, message),
+        _ => Kept::Retried(reason, message),
+    })
 }
 
 fn cond(
@@ -230,11 +304,18 @@ pub fn compute(input: &StatusInput) -> ModelTransferStatus {
     use ConditionStatus::{False, True, Unknown};
     let message = match o.phase {
         TransferPhase::Pending | TransferPhase::Running => {
-            let (reason, msg) = match (o.phase, &o.waiting) {
-                (TransferPhase::Pending, Some(w)) => (reasons::JOB_CREATED, w.clone()),
-                (TransferPhase::Pending, None) => (
+            let (reason, msg) = match (o.phase, &o.waiting, &o.retrying) {
+                (TransferPhase::Pending, Some(w), _) => (reasons::JOB_CREATED, w.clone()),
+                (TransferPhase::Pending, None, _) => (
                     reasons::JOB_CREATED,
                     format!("Job {job} created; waiting for its pod to start"),
+                ),
+                (_, _, Some((failed, _))) => (
+                    reasons::RUNNING,
+                    format!(
+                        "Job {job} retries after a failed run ({failed}); {} run(s) started so far",
+                        o.attempts.max(1)
+                    ),
                 ),
                 _ => (
                     reasons::RUNNING,
@@ -242,7 +323,14 @@ pub fn compute(input: &StatusInput) -> ModelTransferStatus {
                 ),
             };
             set_condition(c, cond(types::COMPLETE, False, reason, &msg, g));
-            set_condition(c, cond(types::FAILED, False, reason, &msg, g));
+            // Not failed (yet), but the failed run's reason and report are kept here: once
+            // the Job gives up, the Job controller deletes the restarting pod, and with it the
+            // report.
+            let failed = match &o.retrying {
+                Some((r, m)) => cond(types::FAILED, False, r, m, g),
+                None => cond(types::FAILED, False, reason, &msg, g),
+            };
+            set_condition(c, failed);
             set_condition(c, cond(types::REGISTERED, Unknown, reason, &msg, g));
             msg
         }
@@ -298,6 +386,13 @@ pub fn compute(input: &StatusInput) -> ModelTransferStatus {
                     format!("Job {job} failed"),
                 )
             });
+            let (reason, msg) = match kept_failure(mt).filter(|_| !o.failure_from_run) {
+                Some(Kept::Retried(kept, detail)) => {
+                    (kept, termination::truncate(&format!("{detail} — {msg}")))
+                }
+                Some(Kept::Decided(reason, msg)) => (reason, msg),
+                None => (reason, msg),
+            };
             set_condition(c, cond(types::COMPLETE, False, &reason, &msg, g));
             set_condition(c, cond(types::FAILED, True, &reason, &msg, g));
             set_condition(

@@ -17,7 +17,7 @@
 //! human-readable first line for the Model Registry UI before the JSON); plain text is accepted
 //! too (configuration errors, logs kept by `FallbackToLogsOnError`). Exit code 2 always means
 //! invalid configuration.
-use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod};
 use mro_api::condition::model_transfer::reasons;
 use mro_job_contract::FailureReason;
 use mro_job_contract::exit::{self, EXIT_INVALID_CONFIG as EXIT_INVALID_CONFIG_CODE};
@@ -152,18 +152,38 @@ pub fn truncate(s: &str) -> String {
     format!("{}…", &s[..end])
 }
 
-/// The transfer container's terminated state in a pod, if it has ended.
-pub fn terminated(pod: &Pod) -> Option<&ContainerStateTerminated> {
+fn container_status(pod: &Pod) -> Option<&ContainerStatus> {
     pod.status
         .as_ref()?
         .container_statuses
         .as_ref()?
         .iter()
-        .find(|c| c.name == CONTAINER)?
-        .state
+        .find(|c| c.name == CONTAINER)
+}
+
+/// The transfer container's terminated state in a pod, if it has ended.
+pub fn terminated(pod: &Pod) -> Option<&ContainerStateTerminated> {
+    container_status(pod)?.state.as_ref()?.terminated.as_ref()
+}
+
+/// How the run before the container's last restart in the pod ended (`lastState`).
+pub fn last_terminated(pod: &Pod) -> Option<&ContainerStateTerminated> {
+    container_status(pod)?
+        .last_state
         .as_ref()?
         .terminated
         .as_ref()
+}
+
+/// Every ended run of the transfer container in a pod, oldest first: the run before the last
+/// restart, then the current one if it has ended. (The kubelet keeps no older runs.)
+pub fn ended_runs(pod: &Pod) -> impl Iterator<Item = &ContainerStateTerminated> {
+    last_terminated(pod).into_iter().chain(terminated(pod))
+}
+
+/// Times the kubelet restarted the transfer container in the pod.
+pub fn restarts(pod: &Pod) -> i32 {
+    container_status(pod).map_or(0, |c| c.restart_count.max(0))
 }
 
 #[cfg(test)]

@@ -355,3 +355,152 @@ fn source_uri_in_status_carries_no_credentials() {
         "{shown}"
     );
 }
+
+/// A pod whose container restarted in place `restarts` times: `state` now, `last` the run
+/// before the last restart (as the kubelet reports an `OnFailure` pod).
+fn restarted_pod(restarts: i32, state: Value, last: Value) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": { "name": "p1", "creationTimestamp": "2024-01-01T00:00:00Z" },
+        "status": { "phase": "Running", "containerStatuses": [{
+            "name": "model-sync", "ready": false, "restartCount": restarts, "image": "i",
+            "imageID": "", "state": state, "lastState": { "terminated": last }
+        }]}
+    }))
+    .unwrap()
+}
+
+fn compute_from(
+    t: &ModelTransfer,
+    job: &Job,
+    pods: &[Pod],
+) -> (status::Outcome, ModelTransferStatus) {
+    let o = status::outcome(job, pods);
+    let st = status::compute(&StatusInput {
+        mt: t,
+        job_name: "t-sync",
+        outcome: &o,
+        registration: &Registration::NotChecked,
+    });
+    (o, st)
+}
+
+const UNAVAILABLE: &str =
+    r#"{"reason":"DestinationRejected","message":"quay.io: connection reset by peer"}"#;
+
+/// Restarts in place count as attempts; while the Job retries, the failed run's reason and
+/// report are kept on `Failed=False`; once the Job gives up and its pod is gone, the kept
+/// reason is the verdict, and it stands on later reconciles.
+#[test]
+fn restarts_in_place_count_and_the_failed_runs_reason_outlives_its_pod() {
+    let running = restarted_pod(
+        1,
+        json!({ "running": { "startedAt": "2024-01-01T00:01:00Z" } }),
+        json!({ "exitCode": 1, "reason": "Error", "message": UNAVAILABLE }),
+    );
+    let active = job(json!({ "active": 1, "startTime": "2024-01-01T00:00:00Z" }));
+    let mut t = mt();
+    let (o, st) = compute_from(&t, &active, &[running]);
+    assert_eq!(st.phase, Some(TransferPhase::Running));
+    assert_eq!(st.attempts, Some(2), "first run plus one restart");
+    assert!(!o.end_job);
+    assert_eq!(
+        cond(&st, types::FAILED),
+        (ConditionStatus::False, reasons::DESTINATION_REJECTED.into())
+    );
+    assert_eq!(
+        cond(&st, types::COMPLETE),
+        (ConditionStatus::False, reasons::RUNNING.into())
+    );
+    let msg = st.message.clone().unwrap();
+    assert!(
+        msg.contains("retries") && msg.contains("DestinationRejected"),
+        "{msg}"
+    );
+
+    // Backing off before the next restart: still one ended run per restart plus the first.
+    let waiting = restarted_pod(
+        2,
+        json!({ "waiting": { "reason": "CrashLoopBackOff" } }),
+        json!({ "exitCode": 1, "reason": "Error", "message": UNAVAILABLE }),
+    );
+    let (_, backing_off) = compute_from(&t, &active, &[waiting]);
+    assert_eq!(backing_off.attempts, Some(3));
+    assert_eq!(backing_off.phase, Some(TransferPhase::Running));
+
+    // The Job controller gives up and deletes the pod: only the Job's word is left.
+    t.status = Some(st);
+    let failed = job(
+        json!({ "failed": 1, "conditions": [{ "type": "Failed", "status": "True",
+        "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit" }] }),
+    );
+    let (o, st) = compute_from(&t, &failed, &[]);
+    assert!(!o.failure_from_run);
+    assert_eq!(st.phase, Some(TransferPhase::Failed));
+    assert_eq!(
+        cond(&st, types::FAILED),
+        (ConditionStatus::True, reasons::DESTINATION_REJECTED.into())
+    );
+    let msg = st.message.clone().unwrap();
+    assert!(
+        msg.contains("connection reset by peer") && msg.contains("BackoffLimitExceeded"),
+        "{msg}"
+    );
+    // Later reconciles see the verdict, not the kept report: it stands as written.
+    t.status = Some(st.clone());
+    let (_, again) = compute_from(&t, &failed, &[]);
+    assert!(!status::differs(&Some(st), &again), "{again:#?}");
+
+    // Without a kept report the Job's reason is all there is.
+    let (_, bare) = compute_from(&mt(), &failed, &[]);
+    assert_eq!(
+        cond(&bare, types::FAILED).1,
+        reasons::BACKOFF_LIMIT_EXCEEDED
+    );
+}
+
+/// A run that exits with invalid configuration fails the transfer at once, although its Job
+/// would restart it, and asks for the Job to be ended; any other failure waits for the Job.
+#[test]
+fn an_invalid_configuration_run_fails_the_transfer_and_ends_a_retrying_job() {
+    let active = job(json!({ "active": 1 }));
+    let cfg = json!({ "exitCode": 2, "reason": "Error", "finishedAt": "2024-01-01T00:00:30Z",
+        "message": "invalid configuration: --source-aws-bucket is required" });
+    for p in [
+        // Backing off before the restart, and already restarted.
+        restarted_pod(
+            0,
+            json!({ "waiting": { "reason": "CrashLoopBackOff" } }),
+            cfg.clone(),
+        ),
+        restarted_pod(
+            1,
+            json!({ "running": { "startedAt": "2024-01-01T00:00:40Z" } }),
+            cfg.clone(),
+        ),
+        // A `Never` pod of a Job with retries.
+        pod("p1", "2024-01-01T00:00:00Z", "Failed", Some(cfg.clone())),
+    ] {
+        let (o, st) = compute_from(&mt(), &active, &[p]);
+        assert!(o.end_job);
+        assert_eq!(st.phase, Some(TransferPhase::Failed));
+        assert_eq!(
+            cond(&st, types::FAILED),
+            (ConditionStatus::True, reasons::INVALID_CONFIGURATION.into())
+        );
+        let msg = st.message.unwrap();
+        assert!(
+            msg.contains("--source-aws-bucket is required") && msg.contains("not retried"),
+            "{msg}"
+        );
+        assert!(st.completion_time.is_some());
+    }
+    // Exit code 1 is retried by the Job.
+    let other = restarted_pod(
+        0,
+        json!({ "waiting": { "reason": "CrashLoopBackOff" } }),
+        json!({ "exitCode": 1, "message": UNAVAILABLE }),
+    );
+    let (o, st) = compute_from(&mt(), &active, &[other]);
+    assert!(!o.end_job);
+    assert_eq!(st.phase, Some(TransferPhase::Running));
+}

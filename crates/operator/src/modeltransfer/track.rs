@@ -9,17 +9,18 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use mro_api::ModelTransfer;
 use mro_api::condition::model_transfer::types;
 use mro_api::condition::{find_condition, is_condition_true};
 use mro_api::model_transfer::TransferPhase;
 
-use super::apply::set_grant;
+use super::apply::{end_job, set_grant};
 use super::build::registry::TokenSource;
 use super::dereference::{self, DereferenceError};
 use super::error::ReconcileError;
 use super::policy::{ACTIVE_RESYNC, REGISTERED_RETRY, REGISTERED_WINDOW};
-use super::publish::publish_status;
+use super::publish::{note, publish_status};
 use super::status::{self, Registration, StatusInput};
 use super::{build, names, verify};
 use crate::context::Context;
@@ -127,6 +128,14 @@ pub async fn track(
         registration: &registration,
     });
     publish_status(mt, api, ctx, &st).await?;
+    // The failure is on the status first: the Job's end cannot lose it.
+    if outcome.end_job && end_job(ctx, mt, job).await? {
+        let text = format!(
+            "ended Job {job_name}: a run exited with invalid configuration, which running it \
+             again cannot fix"
+        );
+        note(ctx, mt, EventType::Warning, "JobEnded", &text).await;
+    }
     Ok(match outcome.phase {
         TransferPhase::Pending | TransferPhase::Running => Action::requeue(ACTIVE_RESYNC),
         TransferPhase::Succeeded

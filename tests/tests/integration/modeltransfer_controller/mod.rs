@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 mod job_spec;
 mod lifecycle;
 mod outcome;
+mod retries;
 mod validation;
 
 /// Deadline of every wait: controllers, watches and the Job controller converge in seconds.
@@ -223,6 +224,34 @@ impl Env {
                 "image": "model-sync", "imageID": "",
                 "state": { "terminated": { "exitCode": code,
                     "reason": if code == 0 { "Completed" } else { "Error" },
+                    "message": message, "startedAt": NOW, "finishedAt": NOW } } }]
+        }});
+        self.patch_pod_status(pod, status).await;
+    }
+
+    /// Plays the kubelet of a `restartPolicy: OnFailure` pod: the transfer container's run
+    /// before its last restart exited with `code` and `message` (`lastState`), and the pod stays
+    /// `Running`. `restarts` is the container's `restartCount`; `running` says whether the next
+    /// run has started or the kubelet is still backing off (`CrashLoopBackOff`).
+    pub async fn restart_pod(
+        &self,
+        pod: &Pod,
+        restarts: i32,
+        running: bool,
+        code: i32,
+        message: &str,
+    ) {
+        let state = if running {
+            json!({ "running": { "startedAt": NOW } })
+        } else {
+            json!({ "waiting": { "reason": "CrashLoopBackOff" } })
+        };
+        let status = json!({ "status": {
+            "phase": "Running", "startTime": NOW,
+            "containerStatuses": [{ "name": "model-sync", "ready": running,
+                "restartCount": restarts, "image": "model-sync", "imageID": "",
+                "started": running, "state": state,
+                "lastState": { "terminated": { "exitCode": code, "reason": "Error",
                     "message": message, "startedAt": NOW, "finishedAt": NOW } } }]
         }});
         self.patch_pod_status(pod, status).await;

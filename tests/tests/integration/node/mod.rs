@@ -7,6 +7,7 @@ mod catalog;
 mod operator;
 mod pods;
 mod registry;
+mod resume;
 mod transfer;
 
 /// A fresh namespace on the node's control plane.

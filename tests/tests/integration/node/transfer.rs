@@ -28,7 +28,7 @@ pub(super) struct World {
     pub(super) s3: S3Server,
     pub(super) oci: OciRegistry,
     pub(super) mr: ModelRegistryStandIn,
-    base_image: String,
+    pub(super) base_image: String,
     /// The in-process operator; `None` when the operator runs as a pod on the node
     /// (`super::operator`).
     _operator: Option<OperatorHandle>,
@@ -36,7 +36,7 @@ pub(super) struct World {
 
 impl World {
     /// A namespace on the node, the host's test servers, and the operator in-process.
-    async fn new(prefix: &str) -> World {
+    pub(super) async fn new(prefix: &str) -> World {
         World::with_sync_image(prefix, |images| images.model_sync.clone()).await
     }
 

@@ -53,6 +53,9 @@ pub const SOURCE_PVC_DIR: &str = "/mnt/source";
 pub const DESTINATION_PVC_DIR: &str = "/mnt/destination";
 pub const SCRATCH_DIR: &str = "/tmp";
 pub const STORAGE_PATH: &str = "/tmp/model-sync";
+/// model-sync's resume journal: on the scratch volume, which a container restart in the same
+/// pod keeps, and outside [`STORAGE_PATH`], which a run may clear.
+pub const RESUME_JOURNAL: &str = "/tmp/resume-journal.json";
 /// Holds the token file's path; model-sync is told its name with
 /// `MODEL_SYNC_REGISTRY_USER_TOKEN_ENVVAR` (the token itself is never in the environment).
 pub const TOKEN_PATH_ENV: &str = "MODEL_TRANSFER_REGISTRY_TOKEN_PATH";
@@ -290,10 +293,56 @@ pub fn default_resources() -> ResourceRequirements {
     }
 }
 
+/// How a failed run is retried.
+///
+/// With retries, the container restarts in its pod (`OnFailure`): the scratch volume, and the
+/// resume journal on it, outlive the failed run, so the next run continues where the
+/// destination stopped. The Job controller fails an `OnFailure` Job once its pods' restarts
+/// reach `backoffLimit`, which is one run sooner than a `Never` Job with the same limit (it
+/// fails after `backoffLimit + 1` failed pods); the limit is raised by one so that
+/// `spec.job.backoffLimit` means the same retries either way. Without retries, the pod is never
+/// restarted and is kept as the run left it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retries {
+    pub restart_policy: &'static str,
+    pub backoff_limit: i32,
+    /// The run keeps a resume journal at [`RESUME_JOURNAL`].
+    pub journal: bool,
+}
+
+/// The retry settings for `spec.job.backoffLimit` (`retries`) and the destination.
+///
+/// Only OCI destinations journal in the Job: resuming costs them nothing (a layer's parts go up
+/// in order anyway), while model-sync's journaled S3 uploads send each file's parts one at a
+/// time instead of several at once, which would slow every S3 upload for the rare kill.
+pub fn retries(input: &BuildInput) -> Retries {
+    let retries = input
+        .mt
+        .spec
+        .job
+        .as_ref()
+        .and_then(|j| j.backoff_limit)
+        .unwrap_or(DEFAULT_BACKOFF_LIMIT)
+        .max(0);
+    if retries == 0 {
+        return Retries {
+            restart_policy: "Never",
+            backoff_limit: 0,
+            journal: false,
+        };
+    }
+    Retries {
+        restart_policy: "OnFailure",
+        backoff_limit: retries.saturating_add(1),
+        journal: input.mt.spec.destination.oci.is_some(),
+    }
+}
+
 /// The Job. `spec_hash` is recorded on it, so a later spec change is detected, not applied.
 pub fn job(input: &BuildInput, spec_hash: &str) -> Result<Job, BuildError> {
     let mt = input.mt;
     let job_spec = mt.spec.job.clone().unwrap_or_default();
+    let retries = retries(input);
     let mut p = Pod::default();
     source(&mut p, input)?;
     destination(&mut p, input)?;
@@ -316,6 +365,9 @@ pub fn job(input: &BuildInput, spec_hash: &str) -> Result<Job, BuildError> {
     };
     p.mount(scratch, SCRATCH_DIR, false);
     p.set(Key::StoragePath, STORAGE_PATH);
+    if retries.journal {
+        p.set(Key::ResumeJournal, RESUME_JOURNAL);
+    }
     // Libraries that look for a home directory find a writable one.
     p.env("HOME", SCRATCH_DIR);
     p.env.sort_by(|a, b| a.name.cmp(&b.name));
@@ -344,7 +396,7 @@ pub fn job(input: &BuildInput, spec_hash: &str) -> Result<Job, BuildError> {
     Ok(Job {
         metadata: meta,
         spec: Some(JobSpec {
-            backoff_limit: Some(job_spec.backoff_limit.unwrap_or(DEFAULT_BACKOFF_LIMIT)),
+            backoff_limit: Some(retries.backoff_limit),
             active_deadline_seconds: job_spec.active_deadline_seconds,
             ttl_seconds_after_finished: job_spec.ttl_seconds_after_finished,
             completions: Some(1),
@@ -356,7 +408,7 @@ pub fn job(input: &BuildInput, spec_hash: &str) -> Result<Job, BuildError> {
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
+                    restart_policy: Some(retries.restart_policy.into()),
                     service_account_name: Some(input.service_account.clone()),
                     // Only an explicit projected token volume, and only when the registry needs it.
                     automount_service_account_token: Some(false),

@@ -135,7 +135,10 @@ fn common_checks(job: &Job) {
     assert_eq!(pss::violations(p), Vec::<String>::new());
     assert_eq!(p.automount_service_account_token, Some(false));
     assert_eq!(p.enable_service_links, Some(false));
-    assert_eq!(p.restart_policy.as_deref(), Some("Never"));
+    // Restarts in place exactly when there are retries (see `job::retries`).
+    let retries = job.spec.as_ref().unwrap().backoff_limit.unwrap() > 0;
+    let policy = if retries { "OnFailure" } else { "Never" };
+    assert_eq!(p.restart_policy.as_deref(), Some(policy));
     let sc = p.security_context.as_ref().unwrap();
     assert_eq!(sc.run_as_user, Some(job::RUN_AS_USER));
     assert_eq!(sc.run_as_non_root, Some(true));
@@ -399,7 +402,8 @@ fn pvc_to_pvc_on_one_claim_mounts_it_twice() {
 fn job_settings_and_defaults() {
     let d = build(base());
     let s = d.job.spec.as_ref().unwrap();
-    assert_eq!(s.backoff_limit, Some(job::DEFAULT_BACKOFF_LIMIT));
+    // The default retries, as an `OnFailure` Job counts them (see `job::retries`).
+    assert_eq!(s.backoff_limit, Some(job::DEFAULT_BACKOFF_LIMIT + 1));
     assert_eq!(s.active_deadline_seconds, None);
     assert_eq!(s.ttl_seconds_after_finished, None);
     assert_eq!(d.job.metadata.name.as_deref(), Some("iris-transfer-sync"));
@@ -607,5 +611,68 @@ fn every_metadata_key_is_read_by_model_sync() {
             READER.contains(&format!("(\"{section}\", \"{field}\")"))
         };
         assert!(known, "metadata key {key} is not read by model-sync");
+    }
+}
+
+/// With retries, a failed run restarts in its pod and an OCI push resumes from a journal on the
+/// scratch volume; the Job's limit counts restarts, so it is one more than the spec's retries.
+/// Without retries the pod runs once and is kept; S3 and PVC destinations keep no journal.
+#[test]
+fn retries_restart_in_place_and_oci_destinations_resume_from_the_scratch_volume() {
+    let key = mro_job_contract::Key::ResumeJournal.env();
+    for (retries, dest, policy, limit, journal) in [
+        (
+            None,
+            "oci",
+            "OnFailure",
+            job::DEFAULT_BACKOFF_LIMIT + 1,
+            true,
+        ),
+        (Some(5), "oci", "OnFailure", 6, true),
+        (Some(0), "oci", "Never", 0, false),
+        (Some(1), "s3", "OnFailure", 2, false),
+        (Some(0), "s3", "Never", 0, false),
+        (Some(3), "pvc", "OnFailure", 4, false),
+    ] {
+        let mut spec = base();
+        match dest {
+            "s3" => {
+                spec["destination"] = json!({ "s3": { "bucket": "out", "key": "iris/",
+                    "credentialsSecretRef": { "name": "dst-creds" } } })
+            }
+            "pvc" => spec["destination"] = json!({ "pvc": { "claimName": "models" } }),
+            _ => {}
+        }
+        if let Some(r) = retries {
+            spec["job"] = json!({ "backoffLimit": r });
+        }
+        let d = build(spec);
+        common_checks(&d.job);
+        let case = format!("{retries:?} retries to {dest}");
+        assert_eq!(
+            pod(&d.job).restart_policy.as_deref(),
+            Some(policy),
+            "{case}"
+        );
+        assert_eq!(
+            d.job.spec.as_ref().unwrap().backoff_limit,
+            Some(limit),
+            "{case}"
+        );
+        let e = env(&d.job);
+        assert_eq!(
+            e.get(key).map(String::as_str),
+            journal.then_some(job::RESUME_JOURNAL),
+            "{case}"
+        );
+        if journal {
+            // On the scratch emptyDir, which a restart in the same pod keeps.
+            assert!(job::RESUME_JOURNAL.starts_with(&format!("{}/", job::SCRATCH_DIR)));
+            assert!(!job::RESUME_JOURNAL.starts_with(job::STORAGE_PATH));
+            assert_eq!(
+                mounts(&d.job)[job::SCRATCH_DIR],
+                ("scratch".to_string(), false)
+            );
+        }
     }
 }
