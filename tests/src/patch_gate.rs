@@ -135,9 +135,20 @@ async fn serve(client: TcpStream, upstream: SocketAddr, c: Arc<Counters>) -> any
     });
     let result = requests(&mut cr, &mut sw, &c).await;
     let _ = sw.shutdown().await;
-    back.abort();
+    // The server's answer may still be on its way: a server may answer a request before it has
+    // read the whole body (s3s-fs refuses a part of an unknown upload so) and close, which ends
+    // the forwarding above with a write error. The answer is relayed before the connection
+    // ends, as it would reach a client talking to the server directly; cutting it off would
+    // make the client see a dropped connection and send the part again.
+    let mut back = back;
+    if tokio::time::timeout(RELAY_GRACE, &mut back).await.is_err() {
+        back.abort();
+    }
     result
 }
+
+/// How long the server's last answer is waited for once the client side is done.
+const RELAY_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Forwards requests one at a time (HTTP/1.1 keep-alive, no pipelining needed).
 async fn requests(
